@@ -1,0 +1,29 @@
+"""``python -m simulations {run,sweep,probe} ...`` — dispatch to the sub-command modules."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+_COMMANDS = {
+    "run": ("simulations.cli_run", "one configuration, per-round accuracies with theory alongside"),
+    "sweep": ("simulations.cli_sweep", "Monte Carlo grid from a TOML spec, resumable"),
+    "probe": ("simulations.cli_probe", "SD and PLL on real (or bundled digits) features"),
+}
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in {"-h", "--help"} or argv[0] not in _COMMANDS:
+        lines = [f"  {name:<6} {doc}" for name, (_, doc) in _COMMANDS.items()]
+        print("usage: python -m simulations {run,sweep,probe} [options]\n\n" + "\n".join(lines))
+        if argv and argv[0] not in {"-h", "--help"}:
+            print(f"\nerror: unknown command {argv[0]!r}", file=sys.stderr)
+            return 2
+        return 0 if argv else 2
+    module = importlib.import_module(_COMMANDS[argv[0]][0])
+    return int(module.main(argv[1:]) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,495 @@
+r"""Self-distillation and PLL on real (frozen) features: the linear-probing experiment.
+
+One *trial* (seed ``s``) does, with independent streams from ``SeedSequence(seed).spawn(seeds)``:
+
+1. **Split** (seeded, stratified): per class, a random ``test_fraction`` of the samples goes to
+   test, ``val_fraction`` to validation and the rest to train (at least one training sample per
+   class). A predefined split in the dataset (``.npz`` ``train_idx/val_idx/test_idx``) is used as
+   is for every seed; only the noise then varies.
+2. **Preprocessing** (:func:`simulations.datasets.preprocess`): centre with the *training* mean,
+   L2-normalise every row.
+3. **Noise**: training labels are replaced by draws from ``theory.noise.transition_matrix(noise,
+   K, eta, groups=...)`` (:func:`simulations.noise.sample_noisy_labels`, mode ``'random'``).
+   Validation labels get the same noise by default (``noisy_val=True``: a user's validation labels
+   come from the same annotation process); test labels are always clean. ``'superclass'`` groups
+   are found once per dataset by hierarchical clustering of the class means of the preprocessed
+   (globally centred, L2-normalised) features (:func:`simulations.noise.class_mean_groups`) into
+   ``n_superclasses`` groups (default ``max(2, K // 3)``).
+4. For every ``lam`` in ``lams``: **teacher** (round 0) and **SD rounds** ``1..R`` by exact training
+   (:func:`simulations.distill.self_distill`); **PLL student** with the cross-entropy on the two-hot
+   top-2 target (:func:`simulations.distill.train_pll`, the theory's loss) and with the reference
+   code's GCE loss, ``q = 0.7``, on each of the two candidates, started from the teacher's weights
+   (:func:`simulations.gce.train_pll_gce`); the teacher's **top-2 coverage** (fraction of samples
+   whose true label is among the teacher's two largest outputs) on train and test.
+5. **Model selection on the validation split only**: for each family (teacher over ``lam``; SD over
+   ``(lam, round)`` with round 0 included; PLL-CE and PLL-GCE over ``lam``; and "best" over all of
+   them) the configuration with the highest validation accuracy is chosen (ties to the earliest
+   in the order lam, round) and its *test* accuracy reported. Test accuracy is never used to select.
+
+Accuracies use :func:`theory.metrics.accuracy` (ties count as errors). Training accuracy is
+measured against the *true* training labels (how much of the noise the model undoes), validation
+against the validation labels used for selection, test against clean test labels.
+
+Results (:class:`ProbeResult`) hold one row per (trial, lam, method, round) and a summary with mean
+and sample standard deviation (``ddof = 1``; ``None`` for a single seed) over trials, written as
+JSON and CSV by :func:`write_results`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from simulations.datasets import Dataset, preprocess
+from simulations.distill import self_distill, train_pll
+from simulations.gce import DEFAULT_Q, predict_proba, train_pll_gce
+from simulations.noise import class_mean_groups, sample_noisy_labels
+from simulations.solver import factorize
+from theory.metrics import accuracy
+from theory.noise import NOISE_KINDS, transition_matrix
+from theory.partial_labels import top2_indices
+from theory.validation import check_int, check_positive
+
+__all__ = [
+    "ProbeConfig",
+    "ProbeResult",
+    "run_probe",
+    "stratified_split",
+    "superclass_groups",
+    "top2_coverage",
+    "write_results",
+]
+
+#: Methods reported per lam; "sd" rows carry the round (0 = teacher).
+METHODS = ("sd", "pll_ce", "pll_gce")
+#: Families selected on validation.
+SELECTIONS = ("teacher", "sd", "pll_ce", "pll_gce", "best")
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """Parameters of :func:`run_probe` (validated by :meth:`validated`).
+
+    Attributes
+    ----------
+    noise : {'sym', 'pair', 'asym', 'superclass'}
+    eta : float
+        Noise rate in ``[0, 1]``.
+    rounds : int
+        SD rounds ``R >= 1`` after the teacher.
+    seeds : int
+        Number of trials ``>= 1``.
+    lams : tuple of float
+        Regularisation strengths (each ``> 0``); selection over them uses validation only.
+    seed : int
+        Root seed of the ``SeedSequence``.
+    val_fraction, test_fraction : float
+        Per-class split fractions (each in ``(0, 1)``, sum ``< 1``).
+    n_superclasses : int or None
+        Number of superclass groups for ``noise='superclass'`` (default ``max(2, K // 3)``).
+    q : float
+        GCE exponent.
+    noisy_val : bool
+        Apply the label noise to validation labels too (default True).
+    theory : bool
+        Also compute the theory on the real features (:mod:`theory.real_features`).
+    tol : float
+        Fixed-point residual of the exact solver.
+    """
+
+    noise: str = "sym"
+    eta: float = 0.3
+    rounds: int = 5
+    seeds: int = 3
+    lams: tuple = (1e-4,)
+    seed: int = 0
+    val_fraction: float = 0.15
+    test_fraction: float = 0.3
+    n_superclasses: int | None = None
+    q: float = DEFAULT_Q
+    noisy_val: bool = True
+    theory: bool = True
+    tol: float = 1e-9
+
+    def validated(self) -> ProbeConfig:
+        """Return self after checking every field (``ValueError`` naming the field)."""
+        if self.noise not in NOISE_KINDS:
+            raise ValueError(f"noise must be one of {NOISE_KINDS}, got {self.noise!r}")
+        eta = float(self.eta)
+        if not (np.isfinite(eta) and 0.0 <= eta <= 1.0):
+            raise ValueError(f"eta must be a number in [0, 1], got {self.eta!r}")
+        check_int(self.rounds, "rounds", 1)
+        check_int(self.seeds, "seeds", 1)
+        check_int(self.seed, "seed", 0)
+        if len(self.lams) == 0:
+            raise ValueError("lams must contain at least one value > 0")
+        for lam in self.lams:
+            check_positive(lam, "lam")
+        for name in ("val_fraction", "test_fraction"):
+            v = float(getattr(self, name))
+            if not (0.0 < v < 1.0):
+                raise ValueError(f"{name} must lie in (0, 1), got {v!r}")
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ValueError("val_fraction + test_fraction must be < 1 (training needs samples)")
+        if self.n_superclasses is not None:
+            check_int(self.n_superclasses, "n_superclasses", 1)
+        q = check_positive(self.q, "q")
+        if q > 1:
+            raise ValueError(f"q must lie in (0, 1], got {self.q!r}")
+        check_positive(self.tol, "tol")
+        return self
+
+
+def stratified_split(labels, n_classes, val_fraction, test_fraction, rng) -> dict:
+    """Seeded stratified split into ``train_idx``, ``val_idx``, ``test_idx`` (sorted int arrays).
+
+    For class ``k`` with ``n_k`` samples: ``round(test_fraction n_k)`` test and
+    ``round(val_fraction n_k)`` validation samples, reduced (validation first, then test) so that at
+    least one training sample remains. Raises ``ValueError`` if validation or test ends up empty.
+    """
+    y = np.asarray(labels, dtype=np.int64)
+    parts = {"train_idx": [], "val_idx": [], "test_idx": []}
+    for k in range(n_classes):
+        idx = rng.permutation(np.flatnonzero(y == k))
+        n_k = idx.size
+        n_test = int(round(test_fraction * n_k))
+        n_val = int(round(val_fraction * n_k))
+        excess = n_test + n_val - (n_k - 1)
+        if excess > 0:
+            cut = min(excess, n_val)
+            n_val -= cut
+            n_test -= excess - cut
+        parts["test_idx"].append(idx[:n_test])
+        parts["val_idx"].append(idx[n_test : n_test + n_val])
+        parts["train_idx"].append(idx[n_test + n_val :])
+    out = {key: np.sort(np.concatenate(v)).astype(np.int64) for key, v in parts.items()}
+    for key in ("val_idx", "test_idx"):
+        if out[key].size == 0:
+            raise ValueError(
+                f"the split leaves {key} empty; use more samples or larger val/test fractions"
+            )
+    return out
+
+
+def superclass_groups(dataset: Dataset, n_groups: int) -> list[list[int]]:
+    """Superclass groups of the dataset's classes (hierarchical clustering of class means).
+
+    The features are centred with the global mean and L2-normalised first; the groups define the
+    *noise model* (which classes get confused), not the learner, so using all samples is fine.
+    """
+    pre = preprocess(dataset.features, np.arange(dataset.n_samples)).features
+    return class_mean_groups(pre, dataset.labels, dataset.n_classes, n_groups)
+
+
+def top2_coverage(outputs, true_labels) -> float:
+    """Fraction of columns of ``outputs`` (K, M) whose true label is among the top-2 scores."""
+    cand = top2_indices(outputs)
+    return float(np.mean(np.any(cand == np.asarray(true_labels)[None, :], axis=0)))
+
+
+@dataclass
+class ProbeResult:
+    """Rows, per-trial selections, theory and the summary of :func:`run_probe`."""
+
+    config: dict
+    dataset: dict
+    rows: list = field(default_factory=list)
+    selections: list = field(default_factory=list)
+    theory: list = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+    groups: list | None = None
+    elapsed_seconds: float = 0.0
+
+    def to_json(self) -> dict:
+        return {
+            "config": self.config,
+            "dataset": self.dataset,
+            "groups": self.groups,
+            "summary": self.summary,
+            "selections": self.selections,
+            "theory": self.theory,
+            "rows": self.rows,
+            "elapsed_seconds": self.elapsed_seconds,
+        }
+
+
+def _stderr_progress(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _mean_std(values) -> dict:
+    v = np.asarray(values, dtype=float)
+    std = float(np.std(v, ddof=1)) if v.size > 1 else None
+    return {"mean": float(np.mean(v)), "std": std, "n": int(v.size)}
+
+
+def _trial(dataset, config, groups, seq, trial_index):
+    """One seeded trial; returns (rows, selection records, theory records)."""
+    split_seq, noise_seq = seq.spawn(2)
+    k = dataset.n_classes
+    if dataset.splits is not None:
+        split = dataset.splits
+    else:
+        split = stratified_split(
+            dataset.labels,
+            k,
+            config.val_fraction,
+            config.test_fraction,
+            np.random.default_rng(split_seq),
+        )
+    tr, va, te = split["train_idx"], split["val_idx"], split["test_idx"]
+    x = preprocess(dataset.features, tr).features
+    x_tr, x_va, x_te = x[tr], x[va], x[te]
+    y_tr, y_va, y_te = dataset.labels[tr], dataset.labels[va], dataset.labels[te]
+    trans = transition_matrix(config.noise, k, config.eta, groups=groups)
+    noise_rng = np.random.default_rng(noise_seq)
+    noisy_tr = sample_noisy_labels(y_tr, trans, noise_rng)
+    noisy_va = sample_noisy_labels(y_va, trans, noise_rng) if config.noisy_val else y_va
+    factor = factorize(features=x_tr)
+    base = {"trial": trial_index, "noise_rate_train": float(np.mean(noisy_tr != y_tr))}
+    rows, theory_rows = [], []
+    for lam in config.lams:
+        lam = float(lam)
+        sd = self_distill(noisy_tr, k, lam, config.rounds, factor=factor, tol=config.tol)
+        teacher = sd.solutions[0]
+        cov_tr = top2_coverage(teacher.outputs, y_tr)
+        cov_te = top2_coverage(teacher.predict(features=x_te), y_te)
+        extra = {**base, "lam": lam, "coverage_train": cov_tr, "coverage_test": cov_te}
+
+        def record(method, rnd, train_out, val_out, test_out, extra=extra, **more):
+            rows.append(
+                {
+                    **extra,
+                    "method": method,
+                    "round": rnd,
+                    "train_acc": accuracy(train_out, y_tr),
+                    "val_acc": accuracy(val_out, noisy_va),
+                    "test_acc": accuracy(test_out, y_te),
+                    **more,
+                }
+            )
+
+        for t, sol in enumerate(sd.solutions):
+            record(
+                "sd",
+                t,
+                sol.outputs,
+                sol.predict(features=x_va),
+                sol.predict(features=x_te),
+                residual=sol.certificate.residual,
+                converged=True,
+            )
+        pll = train_pll(teacher, lam, factor=factor, tol=config.tol)
+        record(
+            "pll_ce",
+            1,
+            pll.outputs,
+            pll.predict(features=x_va),
+            pll.predict(features=x_te),
+            residual=pll.certificate.residual,
+            converged=True,
+        )
+        gce = train_pll_gce(
+            x_tr,
+            top2_indices(teacher.outputs),
+            lam,
+            init_weights=teacher.weights,
+            q=config.q,
+        )
+        record(
+            "pll_gce",
+            1,
+            predict_proba(gce.weights, x_tr),
+            predict_proba(gce.weights, x_va),
+            predict_proba(gce.weights, x_te),
+            residual=gce.report.gradient_norm,
+            converged=gce.report.converged,
+        )
+        if config.theory:
+            from theory.real_features import real_feature_theory
+
+            th = real_feature_theory(x_tr, y_tr, noisy_tr, k, lam, config.rounds)
+            theory_rows.append({"trial": trial_index, "lam": lam, **th.to_dict()})
+    return rows, _select(rows, trial_index), theory_rows
+
+
+def _select(rows, trial_index):
+    """Validation-only selection per family; ties go to the first candidate in row order."""
+    families = {
+        "teacher": lambda r: r["method"] == "sd" and r["round"] == 0,
+        "sd": lambda r: r["method"] == "sd",
+        "pll_ce": lambda r: r["method"] == "pll_ce",
+        "pll_gce": lambda r: r["method"] == "pll_gce",
+        "best": lambda r: True,
+    }
+    out = []
+    for name in SELECTIONS:
+        cands = [r for r in rows if families[name](r)]
+        best = cands[int(np.argmax([r["val_acc"] for r in cands]))]
+        out.append(
+            {
+                "trial": trial_index,
+                "family": name,
+                "method": best["method"],
+                "lam": best["lam"],
+                "round": best["round"],
+                "val_acc": best["val_acc"],
+                "test_acc": best["test_acc"],
+            }
+        )
+    return out
+
+
+def _summarise(rows, selections, theory_rows, config):
+    summary = {"per_config": [], "selected": [], "theory": []}
+    teacher_test = {
+        (r["trial"], r["lam"]): r["test_acc"] for r in rows if r["method"] == "sd" and r["round"] == 0
+    }
+    keys = []
+    for r in rows:
+        key = (r["lam"], r["method"], r["round"])
+        if key not in keys:
+            keys.append(key)
+    for lam, method, rnd in keys:
+        grp = [r for r in rows if (r["lam"], r["method"], r["round"]) == (lam, method, rnd)]
+        entry = {"lam": lam, "method": method, "round": rnd}
+        for metric in ("train_acc", "val_acc", "test_acc", "coverage_train", "coverage_test"):
+            entry[metric] = _mean_std([r[metric] for r in grp])
+        entry["gain"] = _mean_std([r["test_acc"] - teacher_test[(r["trial"], lam)] for r in grp])
+        entry["all_converged"] = bool(all(r["converged"] for r in grp))
+        summary["per_config"].append(entry)
+    for fam in SELECTIONS:
+        grp = [s for s in selections if s["family"] == fam]
+        summary["selected"].append(
+            {
+                "family": fam,
+                "test_acc": _mean_std([s["test_acc"] for s in grp]),
+                "val_acc": _mean_std([s["val_acc"] for s in grp]),
+                "choices": [(s["method"], s["lam"], s["round"]) for s in grp],
+            }
+        )
+    for lam in config.lams:
+        grp = [t for t in theory_rows if t["lam"] == float(lam)]
+        if not grp:
+            continue
+        entry = {"lam": float(lam)}
+        for key in grp[0]:
+            if key in ("trial", "lam"):
+                continue
+            vals = [t[key] for t in grp]
+            if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+                entry[key] = _mean_std(vals)
+            elif all(isinstance(v, list) for v in vals) and len({len(v) for v in vals}) == 1:
+                arr = np.asarray(vals, dtype=float)
+                entry[key] = {
+                    "mean": arr.mean(axis=0).tolist(),
+                    "std": arr.std(axis=0, ddof=1).tolist() if len(vals) > 1 else None,
+                    "n": len(vals),
+                }
+            else:
+                entry[key] = vals
+        summary["theory"].append(entry)
+    return summary
+
+
+def run_probe(dataset: Dataset, config: ProbeConfig, *, progress=_stderr_progress) -> ProbeResult:
+    """Run ``config.seeds`` trials of the experiment in the module docstring.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        From :mod:`simulations.datasets` (raw, un-preprocessed features).
+    config : ProbeConfig
+    progress : callable(str) or None
+        Receives one line per finished trial (default: stderr).
+
+    Returns
+    -------
+    ProbeResult
+    """
+    config = config.validated()
+    start = time.perf_counter()
+    groups = None
+    if config.noise == "superclass":
+        n_groups = config.n_superclasses or max(2, dataset.n_classes // 3)
+        if n_groups > dataset.n_classes:
+            raise ValueError(
+                f"n_superclasses must be <= n_classes={dataset.n_classes}, got {n_groups}"
+            )
+        groups = superclass_groups(dataset, n_groups)
+    result = ProbeResult(
+        config={**asdict(config), "lams": [float(v) for v in config.lams]},
+        dataset={
+            "name": dataset.name,
+            "n_samples": dataset.n_samples,
+            "n_features": dataset.n_features,
+            "n_classes": dataset.n_classes,
+            "predefined_split": dataset.splits is not None,
+        },
+        groups=groups,
+    )
+    seqs = np.random.SeedSequence(config.seed).spawn(config.seeds)
+    for i, seq in enumerate(seqs):
+        t0 = time.perf_counter()
+        rows, sel, th = _trial(dataset, config, groups, seq, i)
+        result.rows.extend(rows)
+        result.selections.extend(sel)
+        result.theory.extend(th)
+        if progress is not None:
+            best = next(s for s in sel if s["family"] == "best")
+            progress(
+                f"[probe] trial {i + 1}/{config.seeds} done in {time.perf_counter() - t0:.1f}s "
+                f"(val-selected: {best['method']} lam={best['lam']:g} round={best['round']}, "
+                f"test acc {best['test_acc']:.3f})"
+            )
+    result.summary = _summarise(result.rows, result.selections, result.theory, config)
+    result.elapsed_seconds = time.perf_counter() - start
+    return result
+
+
+def write_results(result: ProbeResult, out_dir) -> dict:
+    """Write ``probe.json`` (everything) and ``probe.csv`` (summary, one row per configuration).
+
+    Returns a dict with the two paths.
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    json_path = os.path.join(out_dir, "probe.json")
+    csv_path = os.path.join(out_dir, "probe.csv")
+    with open(json_path, "w", encoding="utf-8") as fh:
+        json.dump(result.to_json(), fh, indent=1)
+    fields = ["lam", "method", "round"]
+    metrics = ("train_acc", "val_acc", "test_acc", "gain", "coverage_train", "coverage_test")
+    for m in metrics:
+        fields += [f"{m}_mean", f"{m}_std"]
+    fields += ["n_trials", "all_converged"]
+    with open(csv_path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        for e in result.summary["per_config"]:
+            row = {"lam": e["lam"], "method": e["method"], "round": e["round"]}
+            for m in metrics:
+                row[f"{m}_mean"] = e[m]["mean"]
+                row[f"{m}_std"] = "" if e[m]["std"] is None else e[m]["std"]
+            row["n_trials"] = e["test_acc"]["n"]
+            row["all_converged"] = e["all_converged"]
+            writer.writerow(row)
+        for s in result.summary["selected"]:
+            writer.writerow(
+                {
+                    "lam": "",
+                    "method": f"selected:{s['family']}",
+                    "round": "",
+                    "test_acc_mean": s["test_acc"]["mean"],
+                    "test_acc_std": "" if s["test_acc"]["std"] is None else s["test_acc"]["std"],
+                    "val_acc_mean": s["val_acc"]["mean"],
+                    "val_acc_std": "" if s["val_acc"]["std"] is None else s["val_acc"]["std"],
+                    "n_trials": s["test_acc"]["n"],
+                }
+            )
+    return {"json": json_path, "csv": csv_path}

@@ -1,0 +1,79 @@
+"""Multi-round driver and PLL student."""
+
+import numpy as np
+import pytest
+
+from simulations.distill import self_distill, soften, train_pll
+from simulations.solver import solve_probe
+from tests.tolerances import assert_close, solve_agreement_tol
+from theory.partial_labels import top2_targets
+from theory.validation import one_hot
+
+
+def _data(seed=0, n=40, p=6, k=3):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, p)) / np.sqrt(p), rng.integers(0, k, n)
+
+
+def test_rounds_chain_targets_vs_manual():
+    x, labels = _data()
+    lam = 1e-2
+    res = self_distill(labels, 3, lam, 3, features=x)
+    assert res.outputs.shape == (4, 3, 40)
+    manual = solve_probe(one_hot(labels, 3), lam, features=x).outputs
+    tol = solve_agreement_tol(np.linalg.norm(x, 2) ** 2, lam, 40)
+    for t in range(4):
+        assert_close(res.outputs[t], manual, atol=(t + 1) * 10 * tol, rtol=0, what=f"round {t}")
+        manual = solve_probe(manual, lam, features=x).outputs
+    assert all(c.converged for c in res.certificates)
+
+
+def test_predict_matches_training_outputs():
+    x, labels = _data(1)
+    res = self_distill(labels, 3, 0.1, 2, features=x)
+    assert_close(res.predict(2, features=x), res.outputs[2], atol=1e-9, rtol=0)
+    res_g = self_distill(labels, 3, 0.1, 2, gram=x @ x.T)
+    assert_close(res_g.predict(2, kernel_rows=x @ x.T), res.outputs[2], atol=1e-8, rtol=0)
+    with pytest.raises(ValueError, match="round"):
+        res.predict(3, features=x)
+
+
+def test_temperature():
+    p = np.array([[0.7, 0.2], [0.2, 0.5], [0.1, 0.3]])
+    assert_close(soften(p, 1.0), p)
+    sharp = soften(p, 0.5)
+    assert_close(sharp[:, 0], p[:, 0] ** 2 / np.sum(p[:, 0] ** 2))
+    with pytest.raises(ValueError, match="temperature"):
+        soften(p, 0.0)
+
+
+def test_pll_trains_on_top2():
+    x, labels = _data(2)
+    res = self_distill(labels, 3, 1e-2, 0, features=x)
+    pll = train_pll(res.solutions[0], 1e-2)
+    direct = solve_probe(top2_targets(res.outputs[0]), 1e-2, features=x)
+    tol = solve_agreement_tol(np.linalg.norm(x, 2) ** 2, 1e-2, 40)
+    assert_close(pll.outputs, direct.outputs, atol=tol, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(n_classes=1), "n_classes"),
+        (dict(rounds=-1), "rounds"),
+        (dict(lam=0), "lam"),
+        (dict(labels=np.array([0, 5])), "labels"),
+    ],
+)
+def test_bad_input(kwargs, match):
+    x, labels = _data(3)
+    args = dict(labels=labels, n_classes=3, lam=0.1, rounds=1)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        self_distill(
+            args.pop("labels"),
+            args.pop("n_classes"),
+            args.pop("lam"),
+            args.pop("rounds"),
+            features=x,
+        )

@@ -1,0 +1,91 @@
+"""Numeric Gram-matrix constructions and their spectra.
+
+The block model (paper, Section 4) has ``K`` classes of ``n`` samples each, ordered class-major
+(sample ``i`` belongs to class ``i // n``), and Gram matrix
+
+.. math::  G = (1-c) I_N + (c-d) B + d \\mathbf 1 \\mathbf 1^\\top,
+
+where ``B`` is block-diagonal with ``K`` all-ones ``n x n`` blocks: 1 on the diagonal, ``c``
+within a class and ``d`` across classes. Its eigenvalues are (``N = K n``)
+
+* ``mu_1 = 1 - c + n (c - d) + N d`` on the all-ones vector (multiplicity 1),
+* ``mu_2 = 1 - c + n (c - d)`` on the class contrasts (multiplicity ``K - 1``),
+* ``mu_3 = 1 - c`` on the within-class contrasts (multiplicity ``N - K``).
+
+``G`` is a valid Gram matrix (PSD) iff all three are ``>= 0``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from theory.validation import check_int
+
+__all__ = ["block_eigenvalues", "block_gram", "check_block_params", "gram_from_spectrum"]
+
+
+def check_block_params(n_classes, per_class, c, d) -> tuple[int, int, float, float]:
+    """Validate block-model parameters; ``ValueError`` naming the parameter otherwise.
+
+    Requires ``K >= 2``, ``n >= 1``, finite ``c <= 1`` and ``d``, and all three eigenvalues of the
+    block Gram matrix ``>= 0`` (positive semidefinite, so that features realising it exist).
+    """
+    k = check_int(n_classes, "n_classes", 2)
+    n = check_int(per_class, "per_class", 1)
+    c, d = float(c), float(d)
+    if not (np.isfinite(c) and np.isfinite(d)):
+        raise ValueError(f"c and d must be finite, got c={c}, d={d}")
+    if c > 1:
+        raise ValueError(f"c must be <= 1 (diagonal of G is 1, |c| <= 1), got c={c}")
+    mu1, mu2, mu3 = _eigs(k, n, c, d)
+    if mu3 < 0:
+        raise ValueError(f"c must be <= 1 for a PSD block Gram matrix, got c={c}")
+    if mu2 < 0:
+        raise ValueError(
+            f"c, d give a non-PSD block Gram matrix: mu_2 = 1 - c + n (c - d) = {mu2:.3g} < 0"
+        )
+    if mu1 < 0:
+        raise ValueError(
+            "d too negative for a PSD block Gram matrix: "
+            f"mu_1 = 1 - c + n (c - d) + N d = {mu1:.3g} < 0"
+        )
+    return k, n, c, d
+
+
+def _eigs(k: int, n: int, c: float, d: float) -> tuple[float, float, float]:
+    mu3 = 1.0 - c
+    mu2 = mu3 + n * (c - d)
+    mu1 = mu2 + k * n * d
+    return mu1, mu2, mu3
+
+
+def block_eigenvalues(n_classes, per_class, c, d) -> tuple[float, float, float]:
+    """Distinct eigenvalues ``(mu_1, mu_2, mu_3)`` of the block Gram matrix.
+
+    Multiplicities are ``1``, ``K - 1`` and ``N - K`` (see module docstring).
+    """
+    k, n, c, d = check_block_params(n_classes, per_class, c, d)
+    return _eigs(k, n, c, d)
+
+
+def block_gram(n_classes, per_class, c, d) -> np.ndarray:
+    """Block Gram matrix ``G = (1-c) I + (c-d) B + d 11^T``, shape (N, N), class-major order."""
+    k, n, c, d = check_block_params(n_classes, per_class, c, d)
+    cls = np.repeat(np.arange(k), n)
+    g = np.where(cls[:, None] == cls[None, :], c, d)
+    np.fill_diagonal(g, 1.0)
+    return g
+
+
+def gram_from_spectrum(basis, eigenvalues) -> np.ndarray:
+    """Known-answer Gram matrix ``Q diag(mu) Q^T`` for orthogonal ``Q`` (N, N) and ``mu >= 0``."""
+    q = np.asarray(basis, dtype=float)
+    mu = np.asarray(eigenvalues, dtype=float)
+    if q.ndim != 2 or q.shape[0] != q.shape[1] or mu.shape != (q.shape[0],):
+        raise ValueError(f"basis must be (N, N) and eigenvalues (N,), got {q.shape} and {mu.shape}")
+    if np.any(mu < 0):
+        raise ValueError("eigenvalues must be >= 0 for a Gram matrix")
+    if not np.allclose(q.T @ q, np.eye(q.shape[0]), atol=1e-10):
+        raise ValueError("basis must be orthogonal (Q^T Q = I)")
+    g = (q * mu) @ q.T
+    return 0.5 * (g + g.T)

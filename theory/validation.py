@@ -1,0 +1,141 @@
+"""Input validation shared by the whole toolkit.
+
+Every public function that accepts a Gram matrix, targets, labels or a regularisation strength
+validates it here, so that bad input fails with one clear ``ValueError`` naming the parameter and
+the valid range instead of producing NaNs downstream.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Relative tolerance for symmetry of a Gram matrix, ``max|G - G^T| <= SYM_RTOL * max(1, max|G|)``.
+#: Round-off of ``X @ X.T`` in float64 is far below this; user matrices above it are not symmetric.
+SYM_RTOL = 1e-10
+#: Relative PSD tolerance: the smallest eigenvalue must be ``>= -PSD_RTOL * max(1, |mu_max|)``.
+#: ``eigh`` has backward error ~ N * eps * ||G||; 1e-8 covers N up to ~1e7 with margin.
+PSD_RTOL = 1e-8
+#: Absolute tolerance for targets lying on the simplex (entries >= -tol, columns summing to 1).
+SIMPLEX_ATOL = 1e-9
+
+
+def check_positive(value, name: str) -> float:
+    """Return ``value`` as a float, raising ``ValueError`` unless it is finite and > 0."""
+    try:
+        val = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}") from None
+    if not np.isfinite(val) or val <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return val
+
+
+def check_int(value, name: str, minimum: int) -> int:
+    """Return ``value`` as an int, raising ``ValueError`` unless it is an integer >= ``minimum``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_finite_matrix(array, name: str, ndim: int = 2) -> np.ndarray:
+    """Return ``array`` as a float64 array of dimension ``ndim`` with only finite entries."""
+    arr = np.asarray(array, dtype=float)
+    if arr.ndim != ndim:
+        raise ValueError(f"{name} must be a {ndim}-D array, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{name} must be non-empty, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or inf entries")
+    return arr
+
+
+def check_symmetric(gram, name: str = "gram") -> np.ndarray:
+    """Validate a square, finite, symmetric matrix (PSD is checked where it is factorised)."""
+    g = check_finite_matrix(gram, name)
+    if g.shape[0] != g.shape[1]:
+        raise ValueError(f"{name} must be square (N x N), got shape {g.shape}")
+    scale = max(1.0, float(np.max(np.abs(g))))
+    asym = float(np.max(np.abs(g - g.T)))
+    if asym > SYM_RTOL * scale:
+        raise ValueError(
+            f"{name} is not symmetric: max|G - G^T| = {asym:.3g} > {SYM_RTOL:g} * {scale:.3g}; "
+            "a Gram matrix X X^T is always symmetric"
+        )
+    return g
+
+
+def check_psd_spectrum(eigenvalues, name: str = "gram") -> None:
+    """Raise ``ValueError`` if an eigenvalue is negative beyond the stated PSD tolerance."""
+    mu = np.asarray(eigenvalues, dtype=float)
+    scale = max(1.0, float(np.max(np.abs(mu))))
+    if mu.min() < -PSD_RTOL * scale:
+        raise ValueError(
+            f"{name} is not positive semidefinite: smallest eigenvalue {mu.min():.3g} < "
+            f"-{PSD_RTOL:g} * {scale:.3g}; it cannot be the Gram matrix of any features"
+        )
+
+
+def validate_gram(gram, name: str = "gram") -> np.ndarray:
+    """Validate a Gram matrix: square, finite, symmetric and positive semidefinite.
+
+    Parameters
+    ----------
+    gram : array_like, shape (N, N)
+
+    Returns
+    -------
+    ndarray, shape (N, N)
+        The symmetrised float64 matrix ``(G + G^T) / 2``.
+    """
+    g = check_symmetric(gram, name)
+    g = 0.5 * (g + g.T)
+    check_psd_spectrum(np.linalg.eigvalsh(g), name)
+    return g
+
+
+def check_targets(targets, n_samples: int | None = None, name: str = "targets") -> np.ndarray:
+    """Validate soft targets ``T`` of shape (K, N) whose columns lie on the probability simplex."""
+    t = check_finite_matrix(targets, name)
+    k, n = t.shape
+    if k < 2:
+        raise ValueError(f"{name} must have K >= 2 rows (classes), got shape {t.shape}")
+    if n_samples is not None and n != n_samples:
+        raise ValueError(f"{name} has {n} columns but there are {n_samples} samples")
+    if t.min() < -SIMPLEX_ATOL:
+        raise ValueError(
+            f"{name} has negative entries (min {t.min():.3g}); columns must be on the simplex"
+        )
+    col_err = float(np.max(np.abs(t.sum(axis=0) - 1.0)))
+    if col_err > SIMPLEX_ATOL * k:
+        raise ValueError(
+            f"{name} columns must sum to 1 (probability simplex); max deviation {col_err:.3g}"
+        )
+    return np.clip(t, 0.0, None)
+
+
+def check_labels(labels, n_classes: int, name: str = "labels") -> np.ndarray:
+    """Validate integer labels in ``[0, n_classes)``; returns an int64 array of shape (N,)."""
+    lab = np.asarray(labels)
+    if lab.ndim != 1 or lab.size == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D array, got shape {lab.shape}")
+    if not np.issubdtype(lab.dtype, np.integer):
+        if not np.all(np.isfinite(lab)) or not np.all(np.equal(np.mod(lab, 1), 0)):
+            raise ValueError(f"{name} must be integers in [0, {n_classes})")
+    lab = lab.astype(np.int64)
+    if lab.min() < 0 or lab.max() >= n_classes:
+        raise ValueError(
+            f"{name} must lie in [0, {n_classes}) (n_classes={n_classes}); "
+            f"got range [{lab.min()}, {lab.max()}]"
+        )
+    return lab
+
+
+def one_hot(labels, n_classes: int) -> np.ndarray:
+    """One-hot targets ``Y`` of shape (K, N) with ``Y[labels[i], i] = 1``."""
+    k = check_int(n_classes, "n_classes", 2)
+    lab = check_labels(labels, k)
+    y = np.zeros((k, lab.size))
+    y[lab, np.arange(lab.size)] = 1.0
+    return y
