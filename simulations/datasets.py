@@ -18,7 +18,8 @@ Embedded default
     scikit-learn's bundled handwritten digits (:func:`sklearn.datasets.load_digits`: N = 1797,
     p = 64 pixel intensities 0..16, K = 10), read from the installed package: no download.
 
-Validation (every loader): ``features`` 2-D, non-empty and finite (NaN/inf rejected); ``labels`` 1-D with one entry per row, integer-valued, in ``[0, K)`` with ``K = max(label) + 1``,
+Validation (every loader): ``features`` 2-D, non-empty and finite (NaN/inf rejected); ``labels``
+1-D with one entry per row, integer-valued, in ``[0, K)`` with ``K = max(label) + 1``,
 every class ``0..K-1`` present (an empty class is an error: remap with
 ``np.unique(labels, return_inverse=True)``), and ``K >= 2``. Errors are ``ValueError`` naming the
 array.

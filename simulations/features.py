@@ -213,7 +213,13 @@ def exact_block_kernel_rows(n_classes, per_class, c, d, test_labels) -> np.ndarr
             f"got c={c}, d={d}"
         )
     lab = np.asarray(test_labels)
-    if lab.ndim != 1 or not np.issubdtype(lab.dtype, np.integer) or lab.min() < 0 or lab.max() >= k:
+    if (
+        lab.ndim != 1
+        or lab.size == 0
+        or not np.issubdtype(lab.dtype, np.integer)
+        or lab.min() < 0
+        or lab.max() >= k
+    ):
         raise ValueError(f"test_labels must be a 1-D int array with values in [0, {k})")
     train = np.repeat(np.arange(k), n)
     return np.where(lab[:, None] == train[None, :], c, d)

@@ -24,10 +24,10 @@ Gradient. With ``z_i = W x_i`` and ``d p_y^q / d z = q p_y^q (e_y - p)``,
     \Gamma_{:, i} = -\frac12 \sum_{j} p_{i,a_{ji}}^{\,q} \,(e_{a_{ji}} - p_i),
 
 with ``X`` of shape (N, p) and ``Gamma`` of shape (K, N). For ``q > 0`` the loss is bounded and
-**not convex** in ``W``, so the result depends on the starting point: following the reference code
-we start from the teacher's weights and run a quasi-Newton method (SciPy's L-BFGS-B with the analytic
-gradient above). The report states whether the max-abs gradient reached ``tol`` (a stationary point,
-not necessarily the global minimum).
+**not convex** in ``W``, so the result depends on the starting point: following the reference
+code we start from the teacher's weights and run a quasi-Newton method (SciPy's L-BFGS-B with the
+analytic gradient above). The report states whether the max-abs gradient reached ``tol`` (a
+stationary point, not necessarily the global minimum).
 
 Cost: O(N p K) time per objective/gradient evaluation and O(N K + K p) extra memory.
 """
@@ -195,7 +195,10 @@ def train_pll_gce(
     max_iter : int, default 2000
         Maximum L-BFGS-B iterations.
     tol : float, default 1e-7
-        Target max-abs gradient; also passed to L-BFGS-B as ``gtol``.
+        Target max-abs gradient; also passed to L-BFGS-B as ``gtol``. A line-search method cannot
+        certify much below ``sqrt(eps |J| lam)`` (~3e-9 for ``J ~ 1``, ``lam = 0.05``): near the
+        optimum a step decreases ``J`` by ~``|grad|^2 / lam``, which then drops below the
+        float64 round-off ``eps |J|`` of the objective, and L-BFGS-B stops.
     n_classes : int, optional
         ``K``; required only when ``init_weights`` is None.
 

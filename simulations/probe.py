@@ -101,6 +101,9 @@ class ProbeConfig:
         Also compute the theory on the real features (:mod:`theory.real_features`).
     tol : float
         Fixed-point residual of the exact solver.
+    preprocess : bool
+        Centre with the training mean and L2-normalise rows (default); False uses the features as
+        given (e.g. already normalised embeddings).
     """
 
     noise: str = "sym"
@@ -116,6 +119,7 @@ class ProbeConfig:
     noisy_val: bool = True
     theory: bool = True
     tol: float = 1e-9
+    preprocess: bool = True
 
     def validated(self) -> ProbeConfig:
         """Return self after checking every field (``ValueError`` naming the field)."""
@@ -207,16 +211,33 @@ class ProbeResult:
     elapsed_seconds: float = 0.0
 
     def to_json(self) -> dict:
-        return {
-            "config": self.config,
-            "dataset": self.dataset,
-            "groups": self.groups,
-            "summary": self.summary,
-            "selections": self.selections,
-            "theory": self.theory,
-            "rows": self.rows,
-            "elapsed_seconds": self.elapsed_seconds,
-        }
+        """Plain-JSON view; NaN (e.g. an undefined accuracy) becomes ``None`` (JSON ``null``)."""
+        return _json_safe(
+            {
+                "config": self.config,
+                "dataset": self.dataset,
+                "groups": self.groups,
+                "summary": self.summary,
+                "selections": self.selections,
+                "theory": self.theory,
+                "rows": self.rows,
+                "elapsed_seconds": self.elapsed_seconds,
+            }
+        )
+
+
+def _json_safe(value):
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return None if np.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
 
 
 def _stderr_progress(msg: str) -> None:
@@ -244,7 +265,9 @@ def _trial(dataset, config, groups, seq, trial_index):
             np.random.default_rng(split_seq),
         )
     tr, va, te = split["train_idx"], split["val_idx"], split["test_idx"]
-    x = preprocess(dataset.features, tr).features
+    x = preprocess(
+        dataset.features, tr, center=config.preprocess, normalize=config.preprocess
+    ).features
     x_tr, x_va, x_te = x[tr], x[va], x[te]
     y_tr, y_va, y_te = dataset.labels[tr], dataset.labels[va], dataset.labels[te]
     trans = transition_matrix(config.noise, k, config.eta, groups=groups)
@@ -349,7 +372,9 @@ def _select(rows, trial_index):
 def _summarise(rows, selections, theory_rows, config):
     summary = {"per_config": [], "selected": [], "theory": []}
     teacher_test = {
-        (r["trial"], r["lam"]): r["test_acc"] for r in rows if r["method"] == "sd" and r["round"] == 0
+        (r["trial"], r["lam"]): r["test_acc"]
+        for r in rows
+        if r["method"] == "sd" and r["round"] == 0
     }
     keys = []
     for r in rows:
@@ -462,7 +487,7 @@ def write_results(result: ProbeResult, out_dir) -> dict:
     json_path = os.path.join(out_dir, "probe.json")
     csv_path = os.path.join(out_dir, "probe.csv")
     with open(json_path, "w", encoding="utf-8") as fh:
-        json.dump(result.to_json(), fh, indent=1)
+        json.dump(result.to_json(), fh, indent=1, allow_nan=False)
     fields = ["lam", "method", "round"]
     metrics = ("train_acc", "val_acc", "test_acc", "gain", "coverage_train", "coverage_test")
     for m in metrics:

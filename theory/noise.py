@@ -27,7 +27,12 @@ For ``n = per_class`` samples per class, :func:`exact_counts` returns the intege
 ``C[k, l]`` (samples of class ``k`` labelled ``l``) with rows summing exactly to ``n`` and
 ``C[k, l]`` within 1 of ``n T[k, l]``, by the *largest-remainder rule per row*:
 take ``floor(n T[k, l])``, then hand the ``n - sum_l floor(n T[k, l])`` left-over samples one each
-to the entries with the largest fractional parts, ties broken towards the smaller label index ``l``.
+to the entries with the largest fractional parts; ties go to the label that comes first in cyclic
+order from the true class, i.e. the smallest ``(l - k) mod K`` (own label first, then ``k+1``, ...).
+The cyclic tie rule keeps the count matrix of a cyclically symmetric ``T`` (``'sym'``, ``'pair'``,
+``'asym'``) circulant, so no class is favoured by rounding (a "smaller label index" rule would
+give e.g. rows ``[4, 1, 0], [1, 3, 1], [1, 1, 3]`` for ``'asym'``, ``K = 3``, ``eta = 0.3``,
+``n = 5``).
 Products ``n T[k, l]`` within ``COUNT_ATOL`` of an integer are treated as that integer (so round-off
 in e.g. ``10 * 0.3`` cannot change a count) and fractional parts are compared on a ``COUNT_ATOL``
 grid (so round-off cannot break a tie).
@@ -181,8 +186,8 @@ def exact_counts(transition, per_class) -> np.ndarray:
     -------
     ndarray of int64, shape (K, K)
         ``C[k, l]`` = number of class-``k`` samples given label ``l``; ``C.sum(axis=1) == n`` and
-        ``|C[k, l] - n T[k, l]| < 1``. Largest-remainder rule per row, ties to the smaller label
-        index (module docstring).
+        ``|C[k, l] - n T[k, l]| < 1``. Largest-remainder rule per row, ties to the smallest
+        cyclic offset ``(l - k) mod K`` (module docstring).
     """
     t = check_transition(transition)
     n = check_int(per_class, "per_class", 1)
@@ -191,10 +196,12 @@ def exact_counts(transition, per_class) -> np.ndarray:
     frac = np.round((scaled - base) / COUNT_ATOL) * COUNT_ATOL
     counts = base.astype(np.int64)
     left = n - counts.sum(axis=1)
-    for k in range(t.shape[0]):
+    n_classes = t.shape[0]
+    for k in range(n_classes):
         if left[k] <= 0:
             continue
-        # Stable sort of -frac keeps the smaller label index first among equal remainders.
-        order = np.argsort(-frac[k], kind="stable")
+        offset = (np.arange(n_classes) - k) % n_classes
+        # np.lexsort: last key is primary (largest remainder), then smallest cyclic offset.
+        order = np.lexsort((offset, -frac[k]))
         counts[k, order[: left[k]]] += 1
     return counts

@@ -115,10 +115,17 @@ def test_check_transition_rejects_non_stochastic():
 
 
 def test_exact_counts_vs_hand_computed_largest_remainder():
-    # n T row 0 = [7, 1.5, 1.5] -> floors [7, 1, 1], 1 left, tie -> smaller label index 1.
+    # n T row 0 = [7, 1.5, 1.5] -> floors [7, 1, 1], 1 left, tied remainders at labels 1 and 2:
+    # the cyclic offsets from class 0 are 1 and 2, so label 1 gets it. Row 1: labels 0 (offset 2)
+    # and 2 (offset 1) tie -> label 2. The result is circulant.
     t = transition_matrix("sym", 3, 0.3)
     c = exact_counts(t, 10)
-    np.testing.assert_array_equal(c, [[7, 2, 1], [2, 7, 1], [2, 1, 7]])
+    np.testing.assert_array_equal(c, [[7, 2, 1], [1, 7, 2], [2, 1, 7]])
+    # asym K=3, eta=0.3, n=5: 5 T[0] = [3.5, 1, 0.5] -> floors [3, 1, 0], tie between labels 0
+    # (offset 0) and 2 (offset 2) -> own label: [4, 1, 0], and circulant rows.
+    np.testing.assert_array_equal(
+        exact_counts(transition_matrix("asym", 3, 0.3), 5), [[4, 1, 0], [0, 4, 1], [1, 0, 4]]
+    )
     # 10 * 0.3 round-off must not change an exact integer count (pair flip, eta=0.3).
     np.testing.assert_array_equal(np.diag(exact_counts(transition_matrix("pair", 4, 0.3), 10)), 7)
     # asym K=4, eta=0.3, n=20: 20 T[0] = [14, 3, 1.5, 1.5] -> [14, 3, 2, 1]
@@ -141,6 +148,9 @@ def test_exact_counts_properties(k, n, kind, eta):
     np.testing.assert_array_equal(c.sum(axis=1), n)
     assert np.all(np.abs(c - n * t) < 1 + 1e-9)
     assert c.min() >= 0
+    # Cyclically symmetric families give circulant count matrices (cyclic tie rule).
+    for row in range(k):
+        np.testing.assert_array_equal(np.roll(c[0], row), c[row])
     # Largest remainder minimises the max deviation per row among integer rows summing to n:
     # every entry that received a left-over has remainder >= every entry that did not.
     base = np.floor(n * t + 1e-9)

@@ -1,0 +1,505 @@
+r"""Shared pieces of the figure scripts: command line, agreement checks, Monte Carlo trials.
+
+Agreement checks
+----------------
+A figure whose caption says "theory = simulation" calls :func:`check_mc_agreement`, which raises
+:class:`AgreementError` if a simulated mean is further from the theory than Monte Carlo error
+explains. For ``T`` independent trials with sample standard deviation ``s`` the mean has standard
+error ``s / sqrt(T)``; a comparison fails when
+
+.. math::  |\bar x - \theta| > t_{1 - \alpha / (2 m),\, T - 1}\; s / \sqrt{T} + \epsilon,
+
+with ``m`` the number of comparisons in the figure (Bonferroni), family-wise false-alarm rate
+``alpha = 1e-3`` and ``epsilon = 1e-12`` (float round-off of an average of accuracies). If all
+trials agree (``s = 0``) the mean must equal the theory: a systematic offset is a real
+disagreement, never absorbed by the tolerance.
+
+Exact ties. The group-level theory counts a point whose true class ties (within ``TIE_ATOL``) with
+another class as an error. In a simulation at finite ``p`` such a tie is broken by random
+fluctuations, so a tied point may come out correct; the admissible values of the expected accuracy
+are then the interval ``[theory, theory + tied fraction]`` (:func:`prediction_bounds`), and the
+test above is applied to the distance from that interval. Near-ties (gaps far above ``TIE_ATOL``
+but below the finite-``p`` fluctuation of the outputs) are not widened: figures comparing with the
+``p -> inf`` theory use ``p = 1e8`` or more, where Gram fluctuations are ``~ 1e-4``.
+
+Deterministic comparisons (theory vs an exact solve of the same problem) use :func:`check_close`
+with tolerances derived from the solver certificate.
+
+Monte Carlo trials (Gaussian mixture, any dimension)
+----------------------------------------------------
+:func:`run_mixture_trial` draws training and test points of the Gaussian mixture of
+:mod:`simulations.features` (class means ``mu_k`` with ``||mu_k||^2 = c``, ``<mu_k, mu_l> = d``,
+isotropic noise of variance ``(1 - c)/p`` per coordinate), flips labels with
+:func:`simulations.noise.sample_noisy_labels`, and trains the teacher, the self-distillation
+rounds and the PLL student *exactly* (:mod:`simulations.distill`) from the Gram matrix.
+
+Only inner products enter the probe, so the Gram matrix of training and test points is sampled
+directly (:func:`mixture_gram`): rotating coordinates so the means span the first ``K`` axes,
+``X = [M_Y + Z_1, Z_2]`` with ``Z_1`` (N', K) and ``Z_2`` (N', p - K) independent Gaussian, hence
+``G = (M_Y + Z_1)(M_Y + Z_1)^T + Z_2 Z_2^T`` where ``Z_2 Z_2^T / sigma^2`` is Wishart with
+``p - K`` degrees of freedom. For ``p - K >= N'`` it is drawn by the Bartlett decomposition
+``W = L L^T`` (``L`` lower triangular, ``L_ii^2 ~ chi^2_{p-K-i}`` for ``i = 0..N'-1``,
+``L_ij ~ N(0, 1)`` below the diagonal), exact in distribution and costing ``O(N'^3)`` whatever
+``p`` is; otherwise ``Z_2`` is drawn explicitly. (Rotation invariance of isotropic noise makes the
+choice of the means' frame irrelevant for the Gram matrix.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
+
+from simulations.distill import self_distill, train_pll
+from simulations.features import check_mixture_params, class_means
+from simulations.noise import sample_noisy_labels
+from theory.metrics import correct_and_tied
+from theory.validation import check_int, check_positive
+
+__all__ = [
+    "ALPHA",
+    "AgreementError",
+    "MixtureTrial",
+    "check_close",
+    "check_mc_agreement",
+    "default_out",
+    "log",
+    "mc_tolerance",
+    "mean_ci95",
+    "mixture_gram",
+    "nan_mean",
+    "parallel_map",
+    "parse_args",
+    "prediction_bounds",
+    "run_mc",
+    "run_mc_many",
+    "run_mixture_trial",
+    "single_thread_blas",
+    "tie_fractions",
+    "trial_seeds",
+]
+
+#: Family-wise false-alarm probability of the Monte Carlo agreement checks of one figure.
+ALPHA = 1e-3
+#: Round-off allowance of a mean of at most ~1e4 accuracies in [0, 1].
+MEAN_ATOL = 1e-12
+
+
+class AgreementError(AssertionError):
+    """Theory and simulation disagree beyond the stated tolerance."""
+
+
+# ---------------------------------------------------------------------------------------------
+# command line
+
+
+def default_out() -> Path:
+    """``./figures/output`` relative to the current working directory."""
+    return Path.cwd() / "figures" / "output"
+
+
+def parse_args(argv, description: str, presets) -> argparse.Namespace:
+    """Standard figure options: ``--out``, ``--seed``, ``--preset``, ``--workers``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--out", type=Path, default=None, help="output directory")
+    parser.add_argument("--seed", type=int, default=0, help="base seed (>= 0)")
+    parser.add_argument("--preset", choices=list(presets), default="quick")
+    parser.add_argument("--workers", type=int, default=1, help="processes for Monte Carlo trials")
+    args = parser.parse_args(argv)
+    if args.seed < 0:
+        parser.error("--seed must be >= 0")
+    if args.workers < 1:
+        parser.error("--workers must be >= 1")
+    if args.out is None:
+        args.out = default_out()
+    return args
+
+
+def log(msg: str) -> None:
+    """Progress message on stderr."""
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# agreement checks
+
+
+def mean_ci95(samples, axis: int = 0):
+    """Mean and 95% Student-t half-width along ``axis`` (NaNs ignored).
+
+    The half-width is ``t_{0.975, m-1} s / sqrt(m)`` over the ``m`` defined values; 0 when
+    ``m < 2`` (no variance estimate; such points are drawn without a bar), NaN mean when ``m = 0``.
+
+    Returns
+    -------
+    mean, half : ndarray
+    """
+    x = np.moveaxis(np.asarray(samples, dtype=float), axis, 0)
+    count = np.sum(~np.isnan(x), axis=0)
+    mean = nan_mean(x, axis=0)
+    dev = np.where(np.isnan(x), 0.0, x - mean)
+    with np.errstate(invalid="ignore", divide="ignore"):  # m < 2 handled by the where below
+        sd = np.sqrt(np.sum(dev**2, axis=0) / (count - 1))
+        tq = stats.t.ppf(0.975, np.maximum(count - 1, 1))
+        half = np.where(count > 1, tq * sd / np.sqrt(np.maximum(count, 1)), 0.0)
+    return mean, half
+
+
+def nan_mean(samples, axis: int = 0) -> np.ndarray:
+    """Mean over ``axis`` ignoring NaNs; NaN (silently) where every value is NaN."""
+    x = np.asarray(samples, dtype=float)
+    count = np.sum(~np.isnan(x), axis=axis)
+    total = np.nansum(x, axis=axis)
+    with np.errstate(invalid="ignore", divide="ignore"):  # 0/0 -> NaN is the intended result
+        return np.where(count > 0, total / count, np.nan)
+
+
+def mc_tolerance(samples, n_comparisons: int = 1, alpha: float = ALPHA):
+    """Mean and agreement tolerance of Monte Carlo ``samples`` (T, M) per column (module docs).
+
+    Returns
+    -------
+    mean, tol : ndarray, shape (M,)
+        ``tol = t_{1 - alpha/(2m), T-1} s / sqrt(T) + MEAN_ATOL``; NaN-only columns give NaN.
+    """
+    x = np.atleast_2d(np.asarray(samples, dtype=float))
+    if x.ndim != 2:
+        raise ValueError(f"samples must be (T, M), got shape {x.shape}")
+    m = check_int(n_comparisons, "n_comparisons", 1)
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+    count = np.sum(~np.isnan(x), axis=0)
+    mean = np.full(x.shape[1], np.nan)
+    tol = np.full(x.shape[1], np.nan)
+    for j in range(x.shape[1]):
+        v = x[~np.isnan(x[:, j]), j]
+        if v.size == 0:
+            continue
+        mean[j] = v.mean()
+        if v.size == 1:
+            tol[j] = MEAN_ATOL  # one trial: no variance estimate, so demand equality
+            continue
+        tq = stats.t.ppf(1.0 - alpha / (2 * m), v.size - 1)
+        tol[j] = tq * v.std(ddof=1) / math.sqrt(v.size) + MEAN_ATOL
+    del count
+    return mean, tol
+
+
+def check_mc_agreement(
+    samples, theory, *, upper=None, labels=None, what="simulation vs theory", alpha=ALPHA
+):
+    """Raise :class:`AgreementError` unless every simulated mean is within MC tolerance of theory.
+
+    Parameters
+    ----------
+    samples : array_like, shape (T, M)
+        ``T`` independent trials of ``M`` quantities (NaN = undefined in that trial).
+    theory : array_like, shape (M,)
+        Predicted expectations. A NaN prediction must match an all-NaN column.
+    upper : array_like, shape (M,), optional
+        Upper end of an admissible interval ``[theory, upper]``. Used for accuracies when the
+        theory has EXACT ties (counted as errors there): at finite ``p`` an exact tie is broken by
+        random fluctuations, so each tied point may count as correct, and the expected accuracy
+        lies between ``theory`` and ``theory + (tied fraction)`` (:func:`tie_fractions`).
+    labels : list of str, optional
+        Names of the ``M`` quantities for the error message.
+
+    Returns
+    -------
+    dict
+        ``n_comparisons``, ``max_excess`` (largest distance to the admissible interval minus
+        ``tol``, <= 0 on success), ``mean`` and ``tol`` arrays.
+    """
+    x = np.atleast_2d(np.asarray(samples, dtype=float))
+    th = np.asarray(theory, dtype=float).reshape(-1)
+    hi = th if upper is None else np.asarray(upper, dtype=float).reshape(-1)
+    if x.shape[1] != th.size or hi.size != th.size:
+        raise ValueError(
+            f"samples has {x.shape[1]} columns, theory {th.size} and upper {hi.size} entries"
+        )
+    if np.any(hi < th):
+        raise ValueError("upper must be >= theory (an interval [theory, upper])")
+    defined = ~np.isnan(th)
+    m = max(int(defined.sum()), 1)
+    mean, tol = mc_tolerance(x, m, alpha)
+    with np.errstate(invalid="ignore"):
+        dist = np.maximum(np.maximum(th - mean, mean - hi), 0.0)
+    bad = []
+    for j in range(th.size):
+        name = labels[j] if labels is not None else f"#{j}"
+        if not defined[j]:
+            if not np.isnan(mean[j]):
+                bad.append(f"{name}: theory undefined but simulation mean {mean[j]:.4g}")
+            continue
+        if np.isnan(mean[j]):
+            bad.append(f"{name}: theory {th[j]:.4g} but no defined simulation value")
+            continue
+        if dist[j] > tol[j]:
+            target = f"{th[j]:.4f}" if hi[j] == th[j] else f"[{th[j]:.4f}, {hi[j]:.4f}]"
+            bad.append(
+                f"{name}: simulation {mean[j]:.4f} vs theory {target} "
+                f"(distance {dist[j]:.3g} > tol {tol[j]:.3g})"
+            )
+    excess = np.where(defined & ~np.isnan(mean), dist - tol, -np.inf)
+    if bad:
+        head = "; ".join(bad[:6]) + (f"; ... ({len(bad)} in all)" if len(bad) > 6 else "")
+        raise AgreementError(
+            f"{what}: {len(bad)} of {th.size} comparisons disagree beyond Monte Carlo error "
+            f"(T = {x.shape[0]} trials, family-wise alpha = {alpha:g}): {head}"
+        )
+    return {
+        "n_comparisons": m,
+        "max_excess": float(excess.max()) if excess.size else -np.inf,
+        "mean": mean,
+        "tol": tol,
+    }
+
+
+def tie_fractions(outputs, counts) -> tuple[float, float, float]:
+    """Fractions of exactly tied training points (all, clean, mislabeled) of a group prediction.
+
+    Parameters
+    ----------
+    outputs : array_like, shape (K, K, K)
+        Group outputs ``[true class, given label, output class]`` (NaN on empty groups).
+    counts : array_like of int, shape (K, K)
+
+    Returns
+    -------
+    all, clean, mislabeled : float
+        Tied points (:func:`theory.metrics.correct_and_tied`) over the points of each subset;
+        0 for an empty subset.
+    """
+    cnt = np.asarray(counts)
+    kk, ll = np.nonzero(cnt > 0)
+    _, tied = correct_and_tied(np.asarray(outputs, dtype=float)[kk, ll].T, kk)
+    w = cnt[kk, ll].astype(float)
+    clean = kk == ll
+
+    def frac(mask):
+        return float(w[mask & tied].sum() / w[mask].sum()) if w[mask].sum() > 0 else 0.0
+
+    return frac(np.ones_like(clean)), frac(clean), frac(~clean)
+
+
+def prediction_bounds(pred, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(theory, upper)`` per round for an accuracy field of a ``GroupPrediction``.
+
+    ``key`` is one of ``train_acc``, ``train_acc_clean``, ``train_acc_mislabeled``,
+    ``population_acc``; ``upper = theory + tied fraction`` (see :func:`check_mc_agreement`).
+    """
+    value = np.asarray(getattr(pred, key), dtype=float)
+    if key == "population_acc":
+        k = pred.population_outputs.shape[-1]
+        return value, value + np.asarray(pred.population_ties, dtype=float) / k
+    idx = {"train_acc": 0, "train_acc_clean": 1, "train_acc_mislabeled": 2}[key]
+    extra = np.array([tie_fractions(o, pred.counts)[idx] for o in pred.outputs])
+    return value, value + extra
+
+
+def check_close(actual, expected, *, atol: float, what: str) -> float:
+    """Raise :class:`AgreementError` if ``max |actual - expected| > atol`` (NaNs must coincide).
+
+    Returns the max abs difference.
+    """
+    a = np.asarray(actual, dtype=float)
+    e = np.asarray(expected, dtype=float)
+    if a.shape != e.shape:
+        raise AgreementError(f"{what}: shape {a.shape} != {e.shape}")
+    if not np.array_equal(np.isnan(a), np.isnan(e)):
+        raise AgreementError(f"{what}: undefined (NaN) entries differ")
+    ok = ~np.isnan(a)
+    err = float(np.max(np.abs(a[ok] - e[ok]))) if ok.any() else 0.0
+    if not err <= atol:
+        raise AgreementError(f"{what}: max abs difference {err:.3g} > tolerance {atol:.3g}")
+    return err
+
+
+# ---------------------------------------------------------------------------------------------
+# Monte Carlo
+
+
+def trial_seeds(base_seed: int, n_trials: int) -> list[np.random.SeedSequence]:
+    """Independent per-trial seeds ``SeedSequence(base_seed).spawn(n_trials)``."""
+    check_int(base_seed, "base_seed", 0)
+    return np.random.SeedSequence(base_seed).spawn(check_int(n_trials, "n_trials", 1))
+
+
+def single_thread_blas():
+    """Context manager limiting BLAS to one thread.
+
+    The Monte Carlo problems are small (N ~ 100): a multi-threaded BLAS only adds synchronisation,
+    and on a busy machine its spinning threads slow runs down several-fold.
+    """
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _init_worker():
+    threadpool_limits(limits=1, user_api="blas")
+
+
+def parallel_map(fn, items, workers: int = 1) -> list:
+    """``[fn(x) for x in items]``, in ``workers`` processes if ``workers > 1`` (order kept)."""
+    items = list(items)
+    workers = min(check_int(workers, "workers", 1), len(items), os.cpu_count() or 1)
+    if workers <= 1:
+        with single_thread_blas():
+            return [fn(x) for x in items]
+    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool:
+        return list(pool.map(fn, items, chunksize=max(1, len(items) // (4 * workers))))
+
+
+def mixture_gram(n_classes, dim, c, d, labels, rng) -> np.ndarray:
+    """Gram matrix (N', N') of Gaussian-mixture points with the given true ``labels`` (N',).
+
+    Exact in distribution for every ``dim = p >= K`` (module docstring); ``O(N'^3)`` time for
+    ``p - K >= N'`` (Bartlett), ``O(N'^2 p)`` otherwise.
+    """
+    k, p, c, d = check_mixture_params(n_classes, dim, c, d)
+    lab = np.asarray(labels)
+    if lab.ndim != 1 or lab.size == 0 or lab.min() < 0 or lab.max() >= k:
+        raise ValueError(f"labels must be a non-empty 1-D int array with values in [0, {k})")
+    gen = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
+    big = lab.size
+    sigma2 = (1.0 - c) / p
+    low = class_means(k, k, c, d)[lab] + np.sqrt(sigma2) * gen.standard_normal((big, k))
+    gram = low @ low.T
+    dof = p - k
+    if dof >= big:
+        chol = np.tril(gen.standard_normal((big, big)), -1)
+        chol[np.diag_indices(big)] = np.sqrt(gen.chisquare(dof - np.arange(big)))
+        gram += sigma2 * (chol @ chol.T)
+    elif dof > 0:
+        z = gen.standard_normal((big, dof))
+        gram += sigma2 * (z @ z.T)
+    return 0.5 * (gram + gram.T)
+
+
+@dataclass(frozen=True)
+class MixtureTrial:
+    """Parameters of one Gaussian-mixture Monte Carlo trial (validated on use).
+
+    ``transition`` is a (K, K) row-stochastic matrix; ``sampling`` as in
+    :func:`simulations.noise.sample_noisy_labels`; ``rounds`` SD rounds after the teacher;
+    ``pll`` adds the PLL student; ``n_test`` fresh points per class for population accuracy.
+    """
+
+    n_classes: int
+    per_class: int
+    dim: int
+    c: float
+    d: float
+    lam: float
+    rounds: int
+    transition: tuple
+    sampling: str = "exact-count"
+    pll: bool = False
+    n_test: int = 20
+
+
+def _accs(scores, truth, clean):
+    correct, _ = correct_and_tied(scores, truth)
+    mis = ~clean
+    return (
+        float(correct.mean()),
+        float(correct[clean].mean()) if clean.any() else math.nan,
+        float(correct[mis].mean()) if mis.any() else math.nan,
+    )
+
+
+def run_mixture_trial(job) -> dict:
+    """One trial; ``job = (MixtureTrial, SeedSequence)``. Picklable for :func:`parallel_map`.
+
+    Returns
+    -------
+    dict of ndarray
+        ``train_acc``, ``train_acc_clean``, ``train_acc_mislabeled``, ``pop_acc``: shape (R+1,)
+        for rounds 0..R, and the same keys prefixed ``pll_`` (scalars) if ``pll``; ``counts``
+        (K, K) realised count matrix; ``max_residual`` of all certified solves.
+    """
+    spec, seed = job
+    k = check_int(spec.n_classes, "n_classes", 2)
+    n = check_int(spec.per_class, "per_class", 1)
+    lam = check_positive(spec.lam, "lam")
+    feat_ss, noise_ss = seed.spawn(2)
+    y = np.repeat(np.arange(k), n)
+    y_test = np.repeat(np.arange(k), check_int(spec.n_test, "n_test", 1))
+    gram_all = mixture_gram(
+        k, spec.dim, spec.c, spec.d, np.concatenate([y, y_test]), np.random.default_rng(feat_ss)
+    )
+    big_n = y.size
+    gram, rows = gram_all[:big_n, :big_n], gram_all[big_n:, :big_n]
+    transition = np.asarray(spec.transition, dtype=float)
+    noisy = sample_noisy_labels(y, transition, np.random.default_rng(noise_ss), mode=spec.sampling)
+    clean = noisy == y
+    sd = self_distill(noisy, k, lam, spec.rounds, gram=gram)
+    out = {key: np.empty(spec.rounds + 1) for key in ("train_acc", "clean", "mis", "pop")}
+    for t, sol in enumerate(sd.solutions):
+        out["train_acc"][t], out["clean"][t], out["mis"][t] = _accs(sol.outputs, y, clean)
+        out["pop"][t] = correct_and_tied(sol.predict(kernel_rows=rows), y_test)[0].mean()
+    res = {
+        "train_acc": out["train_acc"],
+        "train_acc_clean": out["clean"],
+        "train_acc_mislabeled": out["mis"],
+        "pop_acc": out["pop"],
+        "counts": np.bincount(y * k + noisy, minlength=k * k).reshape(k, k),
+        "max_residual": max(c.residual for c in sd.certificates),
+    }
+    if spec.pll:
+        student = train_pll(sd.solutions[0], lam)
+        a, cl, mi = _accs(student.outputs, y, clean)
+        res.update(
+            pll_train_acc=a,
+            pll_train_acc_clean=cl,
+            pll_train_acc_mislabeled=mi,
+            pll_pop_acc=float(
+                correct_and_tied(student.predict(kernel_rows=rows), y_test)[0].mean()
+            ),
+        )
+        res["max_residual"] = max(res["max_residual"], student.certificate.residual)
+    return res
+
+
+def timed(fn, *args, **kw):
+    """``(fn(*args, **kw), seconds)``."""
+    start = time.perf_counter()
+    value = fn(*args, **kw)
+    return value, time.perf_counter() - start
+
+
+def run_mc(spec: MixtureTrial, n_trials: int, base_seed: int, workers: int = 1) -> dict:
+    """``n_trials`` independent :func:`run_mixture_trial` runs of ``spec``, stacked.
+
+    Returns
+    -------
+    dict of ndarray
+        Every per-trial field stacked along a leading trial axis (T, ...).
+    """
+    jobs = [(spec, s) for s in trial_seeds(base_seed, n_trials)]
+    results = parallel_map(run_mixture_trial, jobs, workers)
+    return {key: np.stack([np.asarray(r[key]) for r in results]) for key in results[0]}
+
+
+def run_mc_many(specs, n_trials: int, base_seed: int, workers: int = 1) -> list[dict]:
+    """:func:`run_mc` for several specs, all trials sharing one process pool.
+
+    Trial ``i`` of every spec uses the same seed (common random numbers: the same features and
+    label-flip permutations across specs), which makes differences between specs less noisy.
+    """
+    seeds = trial_seeds(base_seed, n_trials)
+    jobs = [(spec, s) for spec in specs for s in seeds]
+    results = parallel_map(run_mixture_trial, jobs, workers)
+    out = []
+    for i in range(len(specs)):
+        chunk = results[i * n_trials : (i + 1) * n_trials]
+        out.append({key: np.stack([np.asarray(r[key]) for r in chunk]) for key in chunk[0]})
+    return out

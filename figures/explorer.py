@@ -1,0 +1,679 @@
+"""Interactive regime explorer: ``python -m figures explore``.
+
+A matplotlib window with sliders for K, n, c, d, λ (log scale), η and rounds, radio buttons for
+the noise type, and four panels computed by :func:`figures.explorer_model.compute_state`
+(closed-form group-level theory, no N x N work per update):
+
+* training accuracy per round (all points and mislabeled points; linearised vs exact theory; the
+  PLL student as a star at round 1),
+* population accuracy per round (same curves),
+* eigen-weights ``a_j(t) = (mu_j / (mu_j + K lam N))^(t+1)`` of the three block eigenspaces,
+* the ``(eta, t)`` phase diagram (linearised training accuracy) with the current point marked.
+
+"simulate" runs a quick Monte Carlo (:class:`figures.explorer_model.MonteCarloRun`) in a background
+thread, one trial at a time; a timer on the GUI thread polls it, draws the progress bar and
+overlays means with 95% CIs. The worker never touches matplotlib. Changing a parameter cancels the
+run (its results would belong to another point). Invalid parameter combinations show a message in
+the window instead of raising.
+
+Options: ``--backend NAME`` (any matplotlib backend), ``--snapshot PATH`` (alias ``--out``: render
+one frame to PNG and exit, Agg by default), ``--preset NAME``, ``--set key=value`` (repeatable),
+``--seed`` / ``--trials`` / ``--dim`` (Monte Carlo), ``--simulate`` (with ``--snapshot``: run the
+Monte Carlo to completion before saving).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+
+import numpy as np
+
+from figures.explorer_model import (
+    DEFAULT_PARAMS,
+    PARAM_SPECS,
+    PRESETS,
+    ExplorerState,
+    MonteCarloRun,
+    MonteCarloSummary,
+    PhaseCache,
+    compute_state,
+    describe,
+)
+
+__all__ = ["ExplorerApp", "ExplorerPanels", "main", "parse_assignments"]
+
+#: Backends that cannot open a window (``plt.show`` would return immediately).
+NON_INTERACTIVE = {
+    "agg",
+    "pdf",
+    "svg",
+    "ps",
+    "cairo",
+    "pgf",
+    "template",
+    "module://matplotlib_inline.backend_inline",
+}
+#: Horizontal offsets so that theory markers and Monte Carlo error bars do not hide each other.
+_MC_OFFSET = 0.15
+_PLL_ROUND = 1.0
+_CAP = 0.07  # half-width of the CI caps, in rounds
+
+
+def _no_draw(*_args, **_kwargs):
+    return None
+
+
+def _empty(line):
+    line.set_data([], [])
+
+
+class ExplorerPanels:
+    """The four explorer panels in ``rect`` = (left, bottom, right, top) of ``fig``; no widgets.
+
+    A shared legend is anchored (lower left) at ``legend_anchor`` in figure coordinates.
+
+    Used by :class:`ExplorerApp` and by the notebook. ``render(state)`` sets every artist's data
+    from an :class:`~figures.explorer_model.ExplorerState`; ``render_mc(summary)`` overlays a
+    Monte Carlo summary; ``clear_mc()`` removes it.
+    """
+
+    def __init__(self, fig, rect=(0.05, 0.30, 0.66, 0.94), legend_anchor=(0.40, 0.02)):
+        from matplotlib import patheffects
+        from matplotlib.collections import LineCollection
+
+        left, bottom, right, top = rect
+        gs = fig.add_gridspec(
+            2, 2, left=left, bottom=bottom, right=right, top=top, hspace=0.38, wspace=0.3
+        )
+        self.fig = fig
+        self.ax_train = fig.add_subplot(gs[0, 0])
+        self.ax_pop = fig.add_subplot(gs[0, 1])
+        self.ax_eig = fig.add_subplot(gs[1, 0])
+        self.ax_phase = fig.add_subplot(gs[1, 1])
+        self.lines: dict[str, object] = {}
+        for ax, kind, title in (
+            (self.ax_train, "train", "training accuracy (true labels)"),
+            (self.ax_pop, "pop", "population accuracy"),
+        ):
+            ax.set_title(title, fontsize=10)
+            ax.set_xlabel("round t")
+            ax.set_ylim(-0.03, 1.05)
+            ax.grid(alpha=0.3)
+            self.lines[f"{kind}_exact"] = ax.plot([], [], "o-", color="C0", label="exact")[0]
+            self.lines[f"{kind}_linear"] = ax.plot(
+                [], [], "--", color="C0", marker=".", label="linearised"
+            )[0]
+            if kind == "train":
+                self.lines["mis_exact"] = ax.plot(
+                    [], [], "s-", color="C1", ms=4, label="mislabeled pts, exact"
+                )[0]
+                self.lines["mis_linear"] = ax.plot(
+                    [], [], "--", color="C1", label="mislabeled pts, linearised"
+                )[0]
+            self.lines[f"{kind}_pll_exact"] = ax.plot(
+                [], [], "*", color="C2", ms=14, label="PLL student, exact"
+            )[0]
+            self.lines[f"{kind}_pll_linear"] = ax.plot(
+                [], [], "*", color="C2", ms=14, mfc="none", label="PLL student, linearised"
+            )[0]
+            self.lines[f"{kind}_mc"] = ax.plot(
+                [], [], "D", color="C3", ms=4, label="Monte Carlo SD (95% CI)"
+            )[0]
+            self.lines[f"{kind}_mc_pll"] = ax.plot(
+                [], [], "P", color="C3", ms=7, label="Monte Carlo PLL (95% CI)"
+            )[0]
+            coll = LineCollection([], colors="C3", linewidths=1.5)
+            ax.add_collection(coll)
+            self.lines[f"{kind}_mc_ci"] = coll
+
+        self.ax_eig.set_title("eigen-weights a_j(t) = (μ_j/(μ_j+KλN))^(t+1)", fontsize=10)
+        self.ax_eig.set_xlabel("round t")
+        self.ax_eig.set_yscale("log")
+        self.ax_eig.grid(alpha=0.3, which="both")
+        for j, name in enumerate(("μ1: global mean", "μ2: class contrasts", "μ3: within class")):
+            self.lines[f"eig{j}"] = self.ax_eig.plot([], [], "o-", color=f"C{4 + j}", ms=3)[0]
+            self.lines[f"eig{j}"].set_label(name)
+        self.eig_legend = self.ax_eig.legend(fontsize=7, loc="lower left")
+
+        self.ax_phase.set_title("(η, t) phase: linearised train acc.", fontsize=10)
+        self.ax_phase.set_xlabel("η (noise rate)")
+        self.ax_phase.set_ylabel("round t")
+        self.image = self.ax_phase.imshow(
+            np.zeros((2, 2)),
+            origin="lower",
+            aspect="auto",
+            cmap="viridis",
+            vmin=0.0,
+            vmax=1.0,
+            interpolation="nearest",
+            extent=(0, 1, -0.5, 1.5),
+        )
+        fig.colorbar(self.image, ax=self.ax_phase, fraction=0.05, pad=0.02)
+        self.lines["phase_first"] = self.ax_phase.plot(
+            [],
+            [],
+            "-",
+            color="white",
+            lw=1.5,
+            drawstyle="steps-mid",
+            label="first 100% round",
+            path_effects=[patheffects.withStroke(linewidth=3, foreground="black")],
+        )[0]
+        self.lines["phase_plurality"] = self.ax_phase.plot(
+            [], [], "v", color="red", ms=4, label="plurality fails"
+        )[0]
+        self.lines["phase_point"] = self.ax_phase.plot(
+            [], [], "*", color="red", mec="white", ms=16, label="current (η, R)"
+        )[0]
+        # One legend for the accuracy and phase panels (they share styles), outside the axes so it
+        # never hides data.
+        names = (
+            "train_exact",
+            "train_linear",
+            "mis_exact",
+            "mis_linear",
+            "train_pll_exact",
+            "train_pll_linear",
+            "train_mc",
+            "train_mc_pll",
+            "phase_first",
+            "phase_plurality",
+            "phase_point",
+        )
+        self.legend = fig.legend(
+            [self.lines[k] for k in names],
+            [self.lines[k].get_label() for k in names],
+            loc="lower left",
+            bbox_to_anchor=legend_anchor,
+            ncol=3,
+            fontsize=8,
+            frameon=False,
+        )
+
+        self.error_text = fig.text(
+            0.5 * (left + right),
+            0.5 * (bottom + top),
+            "",
+            ha="center",
+            va="center",
+            fontsize=12,
+            color="darkred",
+            wrap=True,
+            bbox={"boxstyle": "round", "fc": "mistyrose", "ec": "darkred"},
+            visible=False,
+            zorder=10,
+        )
+        self.state: ExplorerState | None = None
+
+    # ------------------------------------------------------------------------------------------
+    def render(self, state: ExplorerState) -> None:
+        """Set every panel's data from ``state`` (or blank them and show ``state.error``)."""
+        self.state = state
+        self.clear_mc()
+        if not state.ok:
+            for name, line in self.lines.items():
+                if not name.endswith("_mc_ci"):
+                    _empty(line)
+            self.image.set_data(np.full((2, 2), np.nan))
+            self.error_text.set_text(f"Invalid parameters:\n{state.error}")
+            self.error_text.set_visible(True)
+            return
+        self.error_text.set_visible(False)
+        t = state.rounds
+        lin, ex = state.linear, state.exact
+        self.lines["train_linear"].set_data(t, lin.train_acc)
+        self.lines["mis_linear"].set_data(t, lin.train_acc_mislabeled)
+        self.lines["pop_linear"].set_data(t, lin.population_acc)
+        if ex is not None:
+            self.lines["train_exact"].set_data(t, ex.train_acc)
+            self.lines["mis_exact"].set_data(t, ex.train_acc_mislabeled)
+            self.lines["pop_exact"].set_data(t, ex.population_acc)
+        else:
+            for name in ("train_exact", "mis_exact", "pop_exact"):
+                _empty(self.lines[name])
+        for method, pred in (("linear", state.pll_linear), ("exact", state.pll_exact)):
+            for kind, values in (("train", "train_acc"), ("pop", "population_acc")):
+                line = self.lines[f"{kind}_pll_{method}"]
+                if pred is None:
+                    _empty(line)
+                else:
+                    line.set_data([_PLL_ROUND], getattr(pred, values)[-1:])
+        r = t[-1]
+        for ax in (self.ax_train, self.ax_pop, self.ax_eig):
+            ax.set_xlim(-0.4, max(r, 1) + 0.4)
+
+        mult = state.multiplicities
+        for j in range(3):
+            self.lines[f"eig{j}"].set_data(t, state.weights[:, j])
+            base = self.lines[f"eig{j}"].get_label().split(" [")[0]
+            self.lines[f"eig{j}"].set_label(f"{base} [×{mult[j]}]")
+        for text, line in zip(
+            self.eig_legend.get_texts(), [self.lines[f"eig{j}"] for j in range(3)], strict=True
+        ):
+            text.set_text(line.get_label())
+        w = state.weights
+        lo = max(float(np.nanmin(w[w > 0])) if np.any(w > 0) else 1e-12, 1e-300)
+        self.ax_eig.set_ylim(lo / 2, 1.5)
+
+        ph = state.phase
+        de = (ph.etas[-1] - ph.etas[0]) / max(ph.etas.size - 1, 1)
+        self.image.set_data(ph.train_acc.T)
+        self.image.set_extent((ph.etas[0] - de / 2, ph.etas[-1] + de / 2, -0.5, r + 0.5))
+        self.ax_phase.set_xlim(ph.etas[0] - de / 2, ph.etas[-1] + de / 2)
+        self.ax_phase.set_ylim(-0.5, r + 0.5)
+        self.lines["phase_first"].set_data(ph.etas, ph.first_full_round)
+        bad = ~ph.plurality
+        self.lines["phase_plurality"].set_data(ph.etas[bad], np.full(bad.sum(), r + 0.3))
+        self.lines["phase_point"].set_data([state.params["eta"]], [r])
+
+    def clear_mc(self) -> None:
+        """Remove the Monte Carlo overlay."""
+        for kind in ("train", "pop"):
+            _empty(self.lines[f"{kind}_mc"])
+            _empty(self.lines[f"{kind}_mc_pll"])
+            self.lines[f"{kind}_mc_ci"].set_segments([])
+
+    def render_mc(self, summary: MonteCarloSummary) -> None:
+        """Overlay Monte Carlo means (markers) and 95% CIs (vertical bars)."""
+        t = summary.rounds + _MC_OFFSET
+        for kind, mean, ci, pmean, pci in (
+            (
+                "train",
+                summary.sd_train_mean,
+                summary.sd_train_ci,
+                summary.pll_train_mean,
+                summary.pll_train_ci,
+            ),
+            (
+                "pop",
+                summary.sd_pop_mean,
+                summary.sd_pop_ci,
+                summary.pll_pop_mean,
+                summary.pll_pop_ci,
+            ),
+        ):
+            self.lines[f"{kind}_mc"].set_data(t, mean)
+            self.lines[f"{kind}_mc_pll"].set_data([_PLL_ROUND + 2 * _MC_OFFSET], [pmean])
+            xs = np.append(t, _PLL_ROUND + 2 * _MC_OFFSET)
+            ms = np.append(mean, pmean)
+            hs = np.append(ci, pci)
+            ok = np.isfinite(ms) & np.isfinite(hs)
+            segs = []
+            for x, m, h in zip(xs[ok], ms[ok], hs[ok], strict=True):
+                segs.append([(x, m - h), (x, m + h)])  # the interval
+                # caps, so that short intervals stay visible next to the marker
+                segs += [[(x - _CAP, y), (x + _CAP, y)] for y in (m - h, m + h)]
+            self.lines[f"{kind}_mc_ci"].set_segments(segs)
+
+
+class ExplorerApp:
+    """Explorer window: :class:`ExplorerPanels` plus sliders, radio buttons, simulate button.
+
+    Parameters
+    ----------
+    params : dict, optional
+        Starting parameters (completed with :data:`~figures.explorer_model.DEFAULT_PARAMS`).
+    fig : matplotlib Figure, optional
+        Created with ``pyplot.figure`` (current backend) if omitted.
+
+    Attributes
+    ----------
+    sliders : dict of name -> matplotlib.widgets.Slider
+        ``sliders['lam']`` holds ``log10(lam)``.
+    radio : matplotlib.widgets.RadioButtons
+        Noise type.
+    state : ExplorerState
+        The state currently drawn.
+    last_update_seconds : float
+        Wall time of the last :meth:`update` (compute + artist updates; the canvas redraw is
+        deferred to the backend's idle draw and measured separately in ``benchmarks/explorer.py``).
+    """
+
+    def __init__(self, params=None, *, fig=None):
+        import matplotlib
+
+        if fig is None:
+            import matplotlib.pyplot as plt
+
+            fig = plt.figure(figsize=(15, 9))
+        self.fig = fig
+        # Under a non-interactive backend (Agg) draw_idle draws synchronously: every widget
+        # callback would render the whole figure (~0.3 s). Nothing displays those frames (savefig
+        # draws its own), so redraws are only requested on interactive canvases.
+        self.interactive = matplotlib.get_backend().lower() not in NON_INTERACTIVE
+        canvas = fig.canvas
+        canvas.draw_idle = _no_draw  # Slider.__init__ calls draw_idle; restored below
+        try:
+            self._build(params)
+        finally:
+            del canvas.draw_idle
+        self.update()
+
+    def _build(self, params) -> None:
+        from matplotlib.widgets import Button, RadioButtons, Slider
+
+        fig = self.fig
+        self._params = dict(DEFAULT_PARAMS) | dict(params or {})
+        self.cache = PhaseCache()
+        self.panels = ExplorerPanels(fig)
+        self._suspend = False
+        self.sliders = {}
+        y = 0.93
+        for name, spec in PARAM_SPECS.items():
+            if spec.kind == "choice":
+                continue
+            ax = fig.add_axes((0.79, y, 0.15, 0.025))
+            value = self._params[name]
+            if spec.kind == "log":
+                lo, hi = np.log10(spec.lo), np.log10(spec.hi)
+                init = float(np.clip(np.log10(value), lo, hi))
+                slider = Slider(ax, spec.label, lo, hi, valinit=init)
+                slider.valtext.set_text(f"{value:.3g}")
+            else:
+                # Slider ranges are widget ranges; a preset outside them is still allowed.
+                lo, hi = min(spec.lo, value), max(spec.hi, value)
+                fmt = "%d" if spec.kind == "int" else "%.2f"
+                slider = Slider(
+                    ax, spec.label, lo, hi, valinit=value, valstep=spec.step, valfmt=fmt
+                )
+            slider.drawon = False  # redraws are requested once per update (_request_draw)
+            slider.on_changed(lambda _v, n=name: self._on_slider(n))
+            self.sliders[name] = slider
+            y -= 0.045
+        noise = PARAM_SPECS["noise"]
+        ax_radio = fig.add_axes((0.79, y - 0.12, 0.12, 0.14))
+        ax_radio.set_title("noise type", fontsize=9)
+        self.radio = RadioButtons(
+            ax_radio, noise.choices, active=noise.choices.index(self._params["noise"])
+        )
+        self.radio.drawon = False
+        self.radio.on_clicked(lambda _label: self._on_slider("noise"))
+        y -= 0.19
+        self.button_sim = Button(fig.add_axes((0.79, y, 0.07, 0.04)), "simulate")
+        self.button_sim.on_clicked(lambda _e: self.start_simulation())
+        self.button_cancel = Button(fig.add_axes((0.87, y, 0.07, 0.04)), "cancel")
+        self.button_cancel.on_clicked(lambda _e: self.cancel_simulation("cancelled"))
+        y -= 0.035
+        self.ax_progress = fig.add_axes((0.79, y, 0.15, 0.018))
+        self.ax_progress.set_xlim(0, 1)
+        self.ax_progress.set_ylim(0, 1)
+        self.ax_progress.set_xticks([])
+        self.ax_progress.set_yticks([])
+        self.progress_bar = self.ax_progress.barh([0.5], [0.0], height=1.0, color="C3")[0]
+        self.mc_text = fig.text(0.79, y - 0.012, "", fontsize=8, va="top", wrap=True)
+        self.info_text = fig.text(0.05, 0.215, "", fontsize=9, va="top", family="monospace")
+        self.status_text = fig.text(0.05, 0.03, "", fontsize=8, color="0.35")
+        self._mc: MonteCarloRun | None = None
+        self._mc_drawn = -1  # trials attempted at the last overlay redraw
+        self._mc_cancel: threading.Event | None = None
+        self._mc_thread: threading.Thread | None = None
+        self._timer = None
+        self.last_update_seconds = float("nan")
+        self.state: ExplorerState | None = None
+
+    def _request_draw(self) -> None:
+        if self.interactive:
+            self.fig.canvas.draw_idle()
+
+    # ------------------------------------------------------------------------------------------
+    # parameters
+    @property
+    def params(self) -> dict:
+        """Current parameters as read from the widgets (``lam`` as a value, not its log)."""
+        out = dict(self._params)
+        for name, slider in self.sliders.items():
+            spec = PARAM_SPECS[name]
+            v = float(slider.val)
+            out[name] = (
+                10.0**v if spec.kind == "log" else (int(round(v)) if spec.kind == "int" else v)
+            )
+        out["noise"] = self.radio.value_selected
+        return out
+
+    def set_params(self, **values) -> None:
+        """Set several widgets at once (one update); non-widget keys (dim, trials, seed) too."""
+        self._suspend = True
+        try:
+            for name, value in values.items():
+                if name in self.sliders:
+                    spec = PARAM_SPECS[name]
+                    self.sliders[name].set_val(np.log10(value) if spec.kind == "log" else value)
+                elif name == "noise":
+                    self.radio.set_active(PARAM_SPECS["noise"].choices.index(value))
+                elif name in DEFAULT_PARAMS:
+                    self._params[name] = value
+                else:
+                    raise ValueError(f"unknown explorer parameter {name!r}")
+        finally:
+            self._suspend = False
+        self.update()
+
+    def _on_slider(self, name) -> None:
+        if name == "lam":
+            self.sliders["lam"].valtext.set_text(f"{10.0 ** self.sliders['lam'].val:.3g}")
+        if not self._suspend:
+            self.update()
+
+    # ------------------------------------------------------------------------------------------
+    def update(self) -> ExplorerState:
+        """Recompute the state at the widget values and update the artists (no full redraw)."""
+        start = time.perf_counter()
+        if self._mc is not None:
+            self.cancel_simulation("Monte Carlo cleared: parameters changed")
+        self._params = self.params
+        state = compute_state(self._params, cache=self.cache)
+        self.state = state
+        self.panels.render(state)
+        self.info_text.set_text(describe(state) if state.ok else "")
+        self.button_sim.label.set_color("black" if state.ok else "0.6")
+        self.last_update_seconds = time.perf_counter() - start
+        self.status_text.set_text(
+            f"update: {1e3 * self.last_update_seconds:.0f} ms (theory {1e3 * state.seconds:.0f} ms)"
+        )
+        self._request_draw()
+        return state
+
+    # ------------------------------------------------------------------------------------------
+    # Monte Carlo
+    def start_simulation(self, blocking: bool = False) -> MonteCarloRun | None:
+        """Start a Monte Carlo at the current point.
+
+        ``blocking=True`` runs all trials in the calling thread (snapshot, tests); otherwise a
+        daemon worker thread runs them and a canvas timer polls the progress.
+        """
+        self.cancel_simulation("")
+        if self.state is None or not self.state.ok:
+            self.mc_text.set_text("cannot simulate: invalid parameters")
+            self._request_draw()
+            return None
+        try:
+            run = MonteCarloRun(self._params)
+        except ValueError as exc:
+            self.mc_text.set_text(f"cannot simulate: {exc}")
+            self._request_draw()
+            return None
+        self._mc = run
+        self._mc_drawn = -1
+        self._set_progress(run)
+        if blocking:
+            run.run()
+            self._poll()
+            return run
+        cancel = threading.Event()
+        self._mc_cancel = cancel
+
+        def work():
+            while not cancel.is_set() and run.step():
+                pass
+
+        self._mc_thread = threading.Thread(target=work, name="explorer-mc", daemon=True)
+        self._mc_thread.start()
+        self._timer = self.fig.canvas.new_timer(interval=250)
+        self._timer.add_callback(self._poll)
+        self._timer.start()
+        return run
+
+    def cancel_simulation(self, message: str = "cancelled") -> None:
+        """Stop a running Monte Carlo (after its current trial) and remove its overlay."""
+        if self._mc_cancel is not None:
+            self._mc_cancel.set()
+        if self._timer is not None:
+            self._timer.stop()
+        self._mc, self._mc_cancel, self._mc_thread, self._timer = None, None, None, None
+        self.panels.clear_mc()
+        self.progress_bar.set_width(0.0)
+        self.mc_text.set_text(message)
+        self._request_draw()
+
+    def _set_progress(self, run: MonteCarloRun, summary: MonteCarloSummary | None = None):
+        self.progress_bar.set_width(run.progress)
+        p = run.params
+        done = round(run.progress * run.total)
+        msg = f"Monte Carlo: {done}/{run.total} trials (mixture, p={p['dim']}, seed {p['seed']})"
+        if summary is not None and summary.errors:
+            msg += f"\n{len(summary.errors)} failed: {summary.errors[0][:60]}"
+        self.mc_text.set_text(msg)
+
+    def _poll(self):
+        run = self._mc
+        if run is None:
+            return False
+        attempted = round(run.progress * run.total)
+        if attempted == self._mc_drawn and not run.done:
+            return True  # no new trial since the last poll: skip the (full-window) redraw
+        self._mc_drawn = attempted
+        summary = run.summary()
+        self.panels.render_mc(summary)
+        self._set_progress(run, summary)
+        if run.done and self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+        self._request_draw()
+        return not run.done
+
+    def wait_simulation(self, timeout: float | None = None) -> None:
+        """Join the worker thread (tests) and draw the final overlay."""
+        if self._mc_thread is not None:
+            self._mc_thread.join(timeout)
+        self._poll()
+
+
+def parse_assignments(items) -> dict:
+    """``['K=5', 'lam=1e-2', 'noise=pair']`` -> parameter dict (aliases K, n; numbers parsed)."""
+    aliases = {"K": "n_classes", "n": "per_class", "R": "rounds", "p": "dim"}
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        key = aliases.get(key.strip(), key.strip())
+        if key not in DEFAULT_PARAMS:
+            raise ValueError(f"unknown parameter {key!r}; valid: {sorted(DEFAULT_PARAMS)}")
+        value = value.strip()
+        if key != "noise":
+            try:
+                value = float(value)
+            except ValueError:
+                raise ValueError(f"{key} must be a number, got {value!r}") from None
+        out[key] = value
+    return out
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="python -m figures explore", description="Interactive regime explorer."
+    )
+    ap.add_argument("--backend", help="matplotlib backend (e.g. TkAgg, QtAgg, MacOSX)")
+    ap.add_argument(
+        "--snapshot",
+        "--out",
+        dest="snapshot",
+        metavar="PATH",
+        help="render one frame to PNG and exit (Agg unless --backend)",
+    )
+    ap.add_argument("--preset", default="default", choices=sorted(PRESETS))
+    ap.add_argument(
+        "--set",
+        dest="assign",
+        action="append",
+        metavar="KEY=VALUE",
+        help="parameter, e.g. --set K=5 --set lam=1e-2 --set noise=pair",
+    )
+    ap.add_argument("--seed", type=int, help="Monte Carlo base seed")
+    ap.add_argument("--trials", type=int, help="Monte Carlo trials")
+    ap.add_argument("--dim", type=int, help="Monte Carlo feature dimension p")
+    ap.add_argument(
+        "--simulate", action="store_true", help="with --snapshot: run the Monte Carlo before saving"
+    )
+    return ap
+
+
+#: Tried in order when no --backend is given and the current backend cannot open a window
+#: (e.g. another module switched to Agg on import); the first that loads is used.
+INTERACTIVE_CANDIDATES = ("QtAgg", "TkAgg", "GTK4Agg", "GTK3Agg", "WXAgg", "MacOSX")
+
+
+def _choose_interactive_backend() -> None:
+    """Keep an interactive backend, or switch to the first candidate that loads (else stay)."""
+    import os
+
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    if os.environ.get("MPLBACKEND") or matplotlib.get_backend().lower() not in NON_INTERACTIVE:
+        return
+    for name in INTERACTIVE_CANDIDATES:
+        try:
+            plt.switch_backend(name)
+            return
+        except (ImportError, RuntimeError, ValueError):  # not installed, or headless machine
+            continue
+
+
+def main(argv=None) -> int:
+    """Entry point of ``python -m figures explore``; returns an exit code."""
+    args = _build_parser().parse_args(argv)
+    try:
+        params = dict(PRESETS[args.preset]) | parse_assignments(args.assign)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for name in ("seed", "trials", "dim"):
+        if getattr(args, name) is not None:
+            params[name] = getattr(args, name)
+
+    import matplotlib
+
+    if args.backend:
+        matplotlib.use(args.backend)
+    elif args.snapshot:
+        matplotlib.use("Agg")
+    else:
+        _choose_interactive_backend()
+    import matplotlib.pyplot as plt
+
+    app = ExplorerApp(params)
+    if args.snapshot:
+        if args.simulate:
+            app.start_simulation(blocking=True)
+        app.fig.savefig(args.snapshot, dpi=100)
+        plt.close(app.fig)
+        print(args.snapshot)
+        return 0
+    if matplotlib.get_backend().lower() in NON_INTERACTIVE:
+        print(
+            f"error: backend {matplotlib.get_backend()!r} cannot open a window; pass --backend "
+            "(e.g. TkAgg or QtAgg) or use --snapshot PATH",
+            file=sys.stderr,
+        )
+        plt.close(app.fig)
+        return 2
+    plt.show()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,585 @@
+r"""Pure computation behind the interactive regime explorer (matplotlib app and notebook).
+
+Everything the explorer panels show is computed here from one parameter dict, so the matplotlib
+window (:mod:`figures.explorer`) and the notebook (``notebooks/explore.ipynb``) share every line of
+logic and differ only in their widgets.
+
+Parameters (:data:`PARAM_SPECS`)
+--------------------------------
+``n_classes`` (K), ``per_class`` (n), ``c``, ``d`` (block Gram model), ``lam`` (regularisation,
+shown on a log scale), ``noise`` (``'sym' | 'pair' | 'asym' | 'superclass'``), ``eta`` (noise
+rate) and ``rounds`` (R, last self-distillation round). Monte Carlo settings (not sliders):
+``dim`` (feature dimension p of the Gaussian mixture), ``trials`` and ``seed``.
+
+Model of the explorer (assumptions, named)
+------------------------------------------
+* Label noise is the *exact-count* realisation ``C = theory.noise.exact_counts(T, n)`` of the
+  transition matrix ``T = theory.noise.transition_matrix(noise, K, eta)`` (largest-remainder rule),
+  i.e. the theory is evaluated at the count matrix nearest to ``n T``.
+* ``'superclass'`` noise uses the fixed partition of :func:`superclass_groups`: consecutive pairs
+  ``{0, 1}, {2, 3}, ...`` (a trailing singleton keeps its labels when K is odd).
+* The explorer requires ``c > d`` (classes more similar within than across). ``c <= d`` is a valid
+  PSD Gram matrix for some ``n`` but has no class structure to average towards; it is reported as
+  an invalid combination rather than plotted.
+* Theory curves: linearised (:func:`theory.groups.predict_linear`) and exact
+  (:func:`theory.groups.predict_exact`) group-level predictions; the PLL student
+  (:func:`theory.pll.predict_pll`, both methods); eigen-weights
+  ``a_j(t) = (mu_j / (mu_j + K lam N))^(t+1)`` (:func:`theory.averaging.eigen_weights`) for the
+  three distinct block eigenvalues.
+* Phase diagram: linearised training accuracy (w.r.t. the true labels) on a grid of ``eta`` values
+  times rounds ``0..R``, one :func:`theory.groups.predict_linear` call per grid value of ``eta``.
+  It does not depend on the current ``eta`` and is cached (:class:`PhaseCache`), so dragging the
+  ``eta`` slider never recomputes it.
+* Monte Carlo (:class:`MonteCarloRun`): :func:`simulations.pipelines.run_trial` with
+  Gaussian-mixture features of dimension ``dim`` and exact-count label noise (so the count matrix
+  equals the theory's and only the finite-``p`` feature randomness differs), methods ``'sd'`` and
+  ``'pll-ce'``, trial seeds :func:`simulations.pipelines.trial_seed`; 95% Student-t intervals from
+  :func:`simulations.sweep.mean_ci`.
+
+Small dense linear algebra (K^2 x K^2 systems) is run with single-threaded BLAS
+(:func:`single_thread_blas`): multi-threaded OpenBLAS on a busy machine made a 100 x 100 solve
+~1000x slower in measurements on the development machine (89 ms vs 0.08 ms).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from theory.averaging import eigen_weights
+from theory.conditions import eigen_ratio_rho, plurality_condition, window_linear
+from theory.groups import BlockModel, GroupConvergenceError, predict_exact, predict_linear
+from theory.noise import NOISE_KINDS, exact_counts, transition_matrix
+from theory.pll import pll_condition, predict_pll
+
+__all__ = [
+    "DEFAULT_PARAMS",
+    "MC_DEFAULTS",
+    "PARAM_SPECS",
+    "PHASE_POINTS",
+    "PRESETS",
+    "ExplorerState",
+    "MonteCarloRun",
+    "MonteCarloSummary",
+    "ParamSpec",
+    "PhaseCache",
+    "PhaseDiagram",
+    "compute_phase",
+    "compute_state",
+    "describe",
+    "noise_counts",
+    "normalise_params",
+    "single_thread_blas",
+    "superclass_groups",
+]
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """Widget description of one explorer parameter (shared by the app and the notebook).
+
+    ``kind`` is ``'int'``, ``'float'``, ``'log'`` (slider over ``log10`` of the value, bounds
+    given as values) or ``'choice'``. ``lo``/``hi``/``step`` are *widget* ranges, not theory limits:
+    the theory's own validation decides what is invalid.
+    """
+
+    name: str
+    label: str
+    kind: str
+    default: object
+    lo: float | None = None
+    hi: float | None = None
+    step: float | None = None
+    choices: tuple = ()
+
+
+#: Sliders / radio buttons, in display order.
+PARAM_SPECS: dict[str, ParamSpec] = {
+    s.name: s
+    for s in (
+        ParamSpec("n_classes", "K (classes)", "int", 3, 2, 10, 1),
+        ParamSpec("per_class", "n (per class)", "int", 20, 1, 100, 1),
+        ParamSpec("c", "c (within)", "float", 0.5, 0.0, 0.99, 0.01),
+        ParamSpec("d", "d (across)", "float", 0.1, -0.3, 0.95, 0.01),
+        ParamSpec("lam", "λ", "log", 1e-3, 1e-5, 10.0, 0.05),
+        ParamSpec("noise", "noise", "choice", "sym", choices=NOISE_KINDS),
+        ParamSpec("eta", "η (noise rate)", "float", 0.3, 0.0, 0.95, 0.01),
+        ParamSpec("rounds", "rounds R", "int", 8, 0, 15, 1),
+    )
+}
+#: Monte Carlo settings (not sliders): feature dimension, number of trials, base seed.
+MC_DEFAULTS = {"dim": 400, "trials": 12, "seed": 0}
+DEFAULT_PARAMS = {name: spec.default for name, spec in PARAM_SPECS.items()} | MC_DEFAULTS
+#: Number of ``eta`` grid values in the phase diagram (from 0 to the slider maximum).
+PHASE_POINTS = 32
+
+#: Named starting points (``--preset``): each is applied on top of :data:`DEFAULT_PARAMS`.
+PRESETS = {
+    "default": {},
+    # Plurality holds but the teacher fits the flipped labels; SD needs 7 (linearised) or 8
+    # (exact) rounds: the linearisation is off by one round here.
+    "sd-fixes-noise": {"n_classes": 4, "eta": 0.4, "lam": 3e-4, "rounds": 10},
+    # Pair noise: SD needs 4 exact rounds (2 linearised); the PLL student fails because every
+    # point of a class gets the same candidate pair (whole-class ties).
+    "pair-noise": {"n_classes": 5, "noise": "pair", "eta": 0.4, "lam": 1e-3, "rounds": 12},
+    # Beyond the plurality boundary (eta > (K-1)/K for sym noise): no round reaches 100%.
+    "plurality-fails": {"n_classes": 3, "eta": 0.7, "lam": 1e-3, "rounds": 12},
+}
+
+
+@contextmanager
+def single_thread_blas():
+    """Limit BLAS to one thread for the explorer's small linear systems (module docstring)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn (a dependency)
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+# --------------------------------------------------------------------------------------------
+# parameters
+
+
+def _as_int(value, name):
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be an integer, got {value!r}") from None
+    if not math.isfinite(f) or f != round(f):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    return int(round(f))
+
+
+def _as_float(value, name):
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(f):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return f
+
+
+def normalise_params(params=None, **overrides) -> dict:
+    """Complete ``params`` with :data:`DEFAULT_PARAMS`, cast types and check the explorer's rules.
+
+    Theory-level validity (PSD Gram matrix, ``lam > 0``, ``0 <= eta <= 1``, ...) is checked by the
+    theory modules themselves in :func:`compute_state`; here: known keys, types, ``c > d`` and the
+    Monte Carlo settings (``dim >= K``, ``trials >= 2``, ``seed >= 0``).
+
+    Raises
+    ------
+    ValueError
+        Naming the parameter and its valid range.
+    """
+    merged = dict(DEFAULT_PARAMS)
+    merged.update(params or {})
+    merged.update(overrides)
+    unknown = sorted(set(merged) - set(DEFAULT_PARAMS))
+    if unknown:
+        raise ValueError(
+            f"unknown explorer parameter(s) {unknown}; valid: {sorted(DEFAULT_PARAMS)}"
+        )
+    out = {}
+    for name in ("n_classes", "per_class", "rounds", "dim", "trials", "seed"):
+        out[name] = _as_int(merged[name], name)
+    for name in ("c", "d", "lam", "eta"):
+        out[name] = _as_float(merged[name], name)
+    if merged["noise"] not in NOISE_KINDS:
+        raise ValueError(f"noise must be one of {NOISE_KINDS}, got {merged['noise']!r}")
+    out["noise"] = merged["noise"]
+    if out["lam"] <= 0:
+        raise ValueError(f"lam must be > 0, got {out['lam']!r}")
+    if out["rounds"] < 0:
+        raise ValueError(f"rounds must be an integer >= 0, got {out['rounds']}")
+    if not out["c"] > out["d"]:
+        raise ValueError(
+            f"invalid combination: c must exceed d (within-class similarity above across-class), "
+            f"got c={out['c']:g}, d={out['d']:g}"
+        )
+    if out["trials"] < 2:
+        raise ValueError(
+            f"trials must be >= 2 (a confidence interval needs 2), got {out['trials']}"
+        )
+    if out["seed"] < 0:
+        raise ValueError(f"seed must be >= 0, got {out['seed']}")
+    return out
+
+
+def superclass_groups(n_classes: int) -> list[list[int]]:
+    """The explorer's fixed superclass partition: ``[[0, 1], [2, 3], ...]`` (+ singleton if odd)."""
+    return [list(range(s, min(s + 2, n_classes))) for s in range(0, n_classes, 2)]
+
+
+def noise_counts(n_classes, per_class, noise, eta) -> tuple[np.ndarray, np.ndarray]:
+    """Transition matrix (K, K) and its exact-count matrix (K, K) at the explorer's noise model."""
+    groups = superclass_groups(n_classes) if noise == "superclass" else None
+    t = transition_matrix(noise, n_classes, eta, groups=groups)
+    return t, exact_counts(t, per_class)
+
+
+# --------------------------------------------------------------------------------------------
+# phase diagram
+
+
+@dataclass(frozen=True)
+class PhaseDiagram:
+    """Linearised accuracies on an ``(eta, round)`` grid.
+
+    Attributes
+    ----------
+    etas : ndarray, shape (E,)
+    rounds : ndarray of int, shape (R + 1,)
+    train_acc, population_acc : ndarray, shape (E, R + 1)
+        Linearised training (w.r.t. true labels) and population accuracy.
+    first_full_round : ndarray, shape (E,)
+        First round ``<= R`` with 100% linearised training accuracy; NaN if none (read off
+        ``train_acc``, i.e. within the plotted horizon).
+    plurality : ndarray of bool, shape (E,)
+        :func:`theory.conditions.plurality_condition` of the grid point's count matrix.
+    """
+
+    etas: np.ndarray
+    rounds: np.ndarray
+    train_acc: np.ndarray
+    population_acc: np.ndarray
+    first_full_round: np.ndarray
+    plurality: np.ndarray
+
+
+def compute_phase(model: BlockModel, noise, lam, rounds, etas) -> PhaseDiagram:
+    """Phase diagram over ``etas`` (one linearised prediction per distinct count matrix)."""
+    etas = np.asarray(etas, dtype=float)
+    r = int(rounds)
+    train = np.empty((etas.size, r + 1))
+    pop = np.empty((etas.size, r + 1))
+    plur = np.empty(etas.size, dtype=bool)
+    seen: dict[bytes, tuple] = {}
+    for i, eta in enumerate(etas):
+        _, cnt = noise_counts(model.n_classes, model.per_class, noise, eta)
+        key = cnt.tobytes()
+        if key not in seen:  # small n: many grid values of eta give the same counts
+            pred = predict_linear(model, cnt, lam, r)
+            seen[key] = (pred.train_acc, pred.population_acc, plurality_condition(cnt)[0])
+        train[i], pop[i], plur[i] = seen[key]
+    full = train >= 1.0
+    first = np.where(full.any(axis=1), full.argmax(axis=1), np.nan).astype(float)
+    return PhaseDiagram(etas, np.arange(r + 1), train, pop, first, plur)
+
+
+class PhaseCache:
+    """Tiny LRU cache of phase diagrams keyed by every parameter except ``eta``."""
+
+    def __init__(self, maxsize: int = 16):
+        self.maxsize = maxsize
+        self._store: dict[tuple, PhaseDiagram] = {}
+
+    def get(self, params: dict, model: BlockModel) -> PhaseDiagram:
+        key = tuple(params[k] for k in ("n_classes", "per_class", "c", "d", "lam", "noise"))
+        key += (params["rounds"],)
+        if key in self._store:
+            self._store[key] = self._store.pop(key)  # most recently used last
+            return self._store[key]
+        spec = PARAM_SPECS["eta"]
+        etas = np.linspace(spec.lo, spec.hi, PHASE_POINTS)
+        phase = compute_phase(model, params["noise"], params["lam"], params["rounds"], etas)
+        self._store[key] = phase
+        while len(self._store) > self.maxsize:
+            self._store.pop(next(iter(self._store)))
+        return phase
+
+
+# --------------------------------------------------------------------------------------------
+# the state shown by the panels
+
+
+@dataclass
+class ExplorerState:
+    """Everything the explorer panels show at one parameter point.
+
+    If ``error`` is set (invalid parameters) every other computed field is ``None``.
+
+    Attributes
+    ----------
+    params : dict
+        The (normalised, when valid) parameters.
+    error : str or None
+        Message for an invalid combination.
+    notes : list of str
+        Non-fatal problems (e.g. the exact theory did not converge) shown in the window.
+    rounds : ndarray of int, shape (R + 1,)
+    transition, counts : ndarray, shape (K, K)
+    linear, exact : GroupPrediction
+        Rounds ``0..R``; ``exact`` is ``None`` if its Newton solve failed (see ``notes``).
+    pll_linear, pll_exact : GroupPrediction
+        The PLL student (one row).
+    eigenvalues : ndarray, shape (3,)
+        ``(mu_1, mu_2, mu_3)``; multiplicities ``(1, K-1, N-K)`` in ``multiplicities``.
+    weights : ndarray, shape (R + 1, 3)
+        Eigen-weights ``a_j(t)``.
+    phase : PhaseDiagram
+    conditions : dict
+        ``rho``, ``plurality``, ``plurality_margin``, ``min_rounds`` (first round of 100%
+        linearised training accuracy, None: never), ``window`` (``(first, last)`` rounds of 100%,
+        ``last=None``: for ever; :func:`theory.conditions.window_linear`), ``pll_holds``,
+        ``pll_sufficient``, ``pll_tied_classes`` (:func:`theory.pll.pll_condition`).
+    seconds : float
+        Wall time of :func:`compute_state`.
+    """
+
+    params: dict
+    error: str | None = None
+    notes: list = field(default_factory=list)
+    rounds: np.ndarray | None = None
+    transition: np.ndarray | None = None
+    counts: np.ndarray | None = None
+    linear: object = None
+    exact: object = None
+    pll_linear: object = None
+    pll_exact: object = None
+    eigenvalues: np.ndarray | None = None
+    multiplicities: tuple | None = None
+    weights: np.ndarray | None = None
+    phase: PhaseDiagram | None = None
+    conditions: dict | None = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def compute_state(params=None, *, cache: PhaseCache | None = None) -> ExplorerState:
+    """Compute every panel's data at ``params``; invalid parameters give ``state.error``.
+
+    Only ``ValueError`` (invalid input, raised by the explorer or theory validation) becomes an
+    error message; a non-converging exact solve becomes a note and ``exact=None``. Anything else
+    is a bug and propagates.
+    """
+    start = time.perf_counter()
+    raw = dict(DEFAULT_PARAMS) | dict(params or {})
+    try:
+        p = normalise_params(raw)
+        model = BlockModel(p["n_classes"], p["per_class"], p["c"], p["d"])
+        transition, counts = noise_counts(p["n_classes"], p["per_class"], p["noise"], p["eta"])
+    except ValueError as exc:
+        return ExplorerState(params=raw, error=str(exc), seconds=time.perf_counter() - start)
+    state = ExplorerState(params=p, transition=transition, counts=counts)
+    lam, r = p["lam"], p["rounds"]
+    with single_thread_blas():
+        state.rounds = np.arange(r + 1)
+        state.linear = predict_linear(model, counts, lam, r)
+        state.pll_linear = predict_pll(model, counts, lam, method="linear")
+        try:
+            state.exact = predict_exact(model, counts, lam, r)
+        except GroupConvergenceError as exc:
+            state.notes.append(f"exact theory unavailable: {exc}")
+        try:
+            state.pll_exact = predict_pll(model, counts, lam, method="exact")
+        except GroupConvergenceError as exc:
+            state.notes.append(f"exact PLL student unavailable: {exc}")
+        state.eigenvalues = model.eigenvalues
+        state.multiplicities = model.multiplicities
+        state.weights = eigen_weights(model.eigenvalues, model.n_classes, lam, model.n_samples, r)
+        state.phase = (cache or PhaseCache()).get(p, model)
+        holds, margin = plurality_condition(counts)
+        # One call for both numbers: min_rounds_linear is the first round of this window and
+        # collapse_window_linear its clip to 0..R (each would recompute the window, ~40 ms at K=10).
+        window = window_linear(model, counts, lam)
+        pll = pll_condition(model, counts, lam)
+        state.conditions = {
+            "rho": eigen_ratio_rho(model, lam),
+            "plurality": holds,
+            "plurality_margin": margin,
+            "min_rounds": None if window is None else window[0],
+            "window": window,
+            "pll_holds": pll.holds,
+            "pll_sufficient": pll.sufficient,
+            "pll_tied_classes": pll.tied_classes,
+        }
+    state.seconds = time.perf_counter() - start
+    return state
+
+
+def describe(state: ExplorerState) -> str:
+    """One-paragraph text summary of a state (shown in the window and the notebook)."""
+    if not state.ok:
+        return f"Invalid parameters: {state.error}"
+    p, cond = state.params, state.conditions
+    n_mis = int(state.counts.sum() - np.trace(state.counts))
+    win = cond["window"]
+    if win is None:
+        full = "never"
+    else:
+        full = f"rounds {win[0]}.." + ("∞" if win[1] is None else str(win[1]))
+    tied = cond["pll_tied_classes"]
+    lines = [
+        f"N = {p['n_classes'] * p['per_class']}, mislabeled = {n_mis}, "
+        f"plurality {'holds' if cond['plurality'] else 'FAILS'} "
+        f"(margin {cond['plurality_margin']:.3f}), rho = a2/a3 = {cond['rho']:.4g}",
+        f"linearised SD: 100% train acc. {full}; linearised PLL student: "
+        + ("100%" if cond["pll_holds"] else "< 100%")
+        + (f" (whole-class candidate ties in classes {list(tied)})" if tied else ""),
+    ]
+    return "\n".join(lines + list(state.notes))
+
+
+# --------------------------------------------------------------------------------------------
+# Monte Carlo at the current point
+
+
+@dataclass(frozen=True)
+class MonteCarloSummary:
+    """Means and 95% CI half-widths over finished trials (NaN half-width with < 2 trials).
+
+    ``sd_*`` arrays have shape (R + 1,) (rounds 0..R); ``pll_*`` are scalars (the student).
+    """
+
+    trials_done: int
+    trials_total: int
+    rounds: np.ndarray
+    sd_train_mean: np.ndarray
+    sd_train_ci: np.ndarray
+    sd_pop_mean: np.ndarray
+    sd_pop_ci: np.ndarray
+    pll_train_mean: float
+    pll_train_ci: float
+    pll_pop_mean: float
+    pll_pop_ci: float
+    errors: tuple
+
+
+class MonteCarloRun:
+    """A quick Monte Carlo at one explorer point, advanced one trial per :meth:`step`.
+
+    Each trial runs :func:`simulations.pipelines.run_trial` for methods ``'sd'`` and ``'pll-ce'``
+    with the same seed (so both share features and noisy labels). Thread-safe: a worker thread may
+    call :meth:`step` while another thread reads :meth:`summary` / :attr:`progress`.
+
+    Raises
+    ------
+    ValueError
+        If the point is invalid or the mixture features cannot realise ``(c, d)`` (needs
+        ``0 <= c``, ``c + (K-1) d >= 0``, ``dim >= K``).
+    """
+
+    def __init__(self, params=None, *, trials=None, seed=None):
+        from simulations.pipelines import TrialConfig
+
+        p = normalise_params(params or {})
+        if trials is not None:
+            p["trials"] = trials
+        if seed is not None:
+            p["seed"] = seed
+        p = normalise_params(p)
+        self.params = p
+        common = dict(
+            n_classes=p["n_classes"],
+            per_class=p["per_class"],
+            dim=p["dim"],
+            c=p["c"],
+            d=p["d"],
+            eta=p["eta"],
+            lam=p["lam"],
+            noise=p["noise"],
+            sampling="exact-count",
+            features="mixture",
+            groups=superclass_groups(p["n_classes"]) if p["noise"] == "superclass" else None,
+        )
+        self.configs = {
+            "sd": TrialConfig(rounds=p["rounds"], method="sd", **common),
+            "pll-ce": TrialConfig(rounds=1, method="pll-ce", **common),
+        }
+        self.total = p["trials"]
+        self._rows: list[dict] = []  # one dict per finished trial
+        self._errors: list[str] = []
+        self._lock = threading.Lock()
+        self._next = 0
+
+    @property
+    def done(self) -> bool:
+        with self._lock:
+            return self._next >= self.total
+
+    @property
+    def progress(self) -> float:
+        """Fraction of trials attempted, in [0, 1]."""
+        with self._lock:
+            return self._next / self.total
+
+    def step(self) -> bool:
+        """Run the next trial; return ``False`` if all trials were already done."""
+        from simulations.pipelines import run_trial, trial_seed
+        from simulations.solver import ConvergenceError
+
+        with self._lock:
+            if self._next >= self.total:
+                return False
+            index = self._next
+        seed = trial_seed(self.params["seed"], index)
+        try:
+            with single_thread_blas():
+                sd = run_trial(self.configs["sd"], seed)
+                pll = run_trial(self.configs["pll-ce"], seed)
+            row = {
+                "sd_train": [r["train_acc"] for r in sd.rows],
+                "sd_pop": [r["pop_acc"] for r in sd.rows],
+                "pll_train": pll.rows[-1]["train_acc"],
+                "pll_pop": pll.rows[-1]["pop_acc"],
+            }
+            err = None
+        except ConvergenceError as exc:  # reported in the window; the other trials continue
+            row, err = None, f"trial {index}: {exc}"
+        with self._lock:
+            if row is not None:
+                self._rows.append(row)
+            if err is not None:
+                self._errors.append(err)
+            self._next += 1
+        return True
+
+    def run(self, callback=None) -> MonteCarloSummary:
+        """Run all remaining trials (blocking); ``callback(progress)`` after each one."""
+        while self.step():
+            if callback is not None:
+                callback(self.progress)
+        return self.summary()
+
+    def summary(self) -> MonteCarloSummary:
+        """Means and Student-t 95% half-widths (:func:`simulations.sweep.mean_ci`)."""
+        from simulations.sweep import mean_ci
+
+        with self._lock:
+            rows = list(self._rows)
+            errors = tuple(self._errors)
+            attempted = self._next
+        r = self.params["rounds"]
+        sd_train = np.full((2, r + 1), np.nan)
+        sd_pop = np.full((2, r + 1), np.nan)
+        for t in range(r + 1):
+            sd_train[:, t] = mean_ci([row["sd_train"][t] for row in rows])[:2]
+            sd_pop[:, t] = mean_ci([row["sd_pop"][t] for row in rows])[:2]
+        pll_train = mean_ci([row["pll_train"] for row in rows])[:2]
+        pll_pop = mean_ci([row["pll_pop"] for row in rows])[:2]
+        return MonteCarloSummary(
+            trials_done=attempted,
+            trials_total=self.total,
+            rounds=np.arange(r + 1),
+            sd_train_mean=sd_train[0],
+            sd_train_ci=sd_train[1],
+            sd_pop_mean=sd_pop[0],
+            sd_pop_ci=sd_pop[1],
+            pll_train_mean=pll_train[0],
+            pll_train_ci=pll_train[1],
+            pll_pop_mean=pll_pop[0],
+            pll_pop_ci=pll_pop[1],
+            errors=errors,
+        )

@@ -1,0 +1,289 @@
+r"""Figure: phase diagram of self-distillation — noise rate η × round t.
+
+Colour: simulated accuracy (w.r.t. the true labels) of the MISLABELED training points (blank if
+the exact counts contain no mislabeled point), mean over Monte Carlo trials on Gaussian-mixture
+features of dimension ``p`` (:mod:`figures.common`), every round trained exactly. Lines: the
+theory's window of rounds with 100% training accuracy in the block model -- its lower edge is the
+minimum number of rounds, its upper edge the collapse round -- from the linearised theory
+(:func:`theory.conditions.window_linear`, solid white) and from the exact group-level theory
+(:func:`theory.groups.predict_exact`, dashed orange).
+
+Noise types (exact counts): ``'sym'`` (uniform flips; the global label histogram is balanced, so the
+window never closes) and one asymmetric type, ``'sink'``: every class ``k != 0`` flips to class 0
+with probability η (class 0 keeps its labels). The sink unbalances the global label histogram; with
+``d > 0`` its part ``(w_1 - w_2)(h - 1/K)`` decays slowest, so after enough rounds predictions
+collapse onto the over-represented label and the window closes. The ``'paper'`` preset adds pair
+flips (``'pair'``, :func:`theory.noise.transition_matrix`).
+
+Check (fails loudly): every cell's simulated mean agrees with the exact group theory's mislabeled
+accuracy within Monte Carlo error (:func:`figures.common.check_mc_agreement`; where the theory has
+exact ties, the admissible interval extends by the tied fraction).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib import patheffects
+
+from figures import style
+from figures.common import (
+    MixtureTrial,
+    check_mc_agreement,
+    log,
+    nan_mean,
+    parse_args,
+    prediction_bounds,
+    run_mc_many,
+)
+from theory.conditions import window_linear
+from theory.groups import BlockModel, predict_exact
+from theory.noise import exact_counts, transition_matrix
+
+NAME = "phase_diagram"
+PRESETS = {
+    "tiny": dict(
+        n_classes=3,
+        per_class=8,
+        c=0.4,
+        d=0.1,
+        lam=3e-3,
+        rounds=6,
+        etas=(0.1, 0.3),
+        kinds=("sym", "sink"),
+        dim=10**8,
+        trials=2,
+        n_test=2,
+    ),
+    "quick": dict(
+        n_classes=4,
+        per_class=25,
+        c=0.4,
+        d=0.1,
+        lam=3e-3,
+        rounds=30,
+        etas=tuple(np.round(np.arange(0.025, 0.776, 0.05), 3)),
+        kinds=("sym", "sink"),
+        dim=10**8,
+        trials=5,
+        n_test=2,
+    ),
+    "paper": dict(
+        n_classes=4,
+        per_class=25,
+        c=0.4,
+        d=0.1,
+        lam=3e-3,
+        rounds=40,
+        etas=tuple(np.round(np.arange(0.025, 0.776, 0.025), 3)),
+        kinds=("sym", "pair", "sink"),
+        dim=10**9,
+        trials=20,
+        n_test=2,
+    ),
+}
+KIND_TITLES = {
+    "sym": "symmetric noise",
+    "pair": "pair flips k→k+1",
+    "sink": "asymmetric 'sink': k→0",
+}
+
+
+def noise_transition(kind: str, n_classes: int, eta: float) -> np.ndarray:
+    """Transition matrix of ``kind``: the library's families, or ``'sink'`` (module docstring)."""
+    if kind != "sink":
+        return transition_matrix(kind, n_classes, eta)
+    transition_matrix("sym", n_classes, eta)  # validates eta in [0, 1]
+    t = np.eye(n_classes) * (1.0 - eta)
+    t[:, 0] += eta
+    t[0, 0] = 1.0
+    return t
+
+
+def compute(preset: str = "quick", seed: int = 0, workers: int = 1) -> dict:
+    p = PRESETS[preset]
+    k, n, c, d, lam, rounds = (p[x] for x in ("n_classes", "per_class", "c", "d", "lam", "rounds"))
+    model = BlockModel(k, n, c, d)
+    etas = np.asarray(p["etas"], dtype=float)
+    panels = {}
+    samples, theory_all, theory_hi, names = [], [], [], []
+    for kind in p["kinds"]:
+        trans = [noise_transition(kind, k, eta) for eta in etas]
+        counts = [exact_counts(tr, n) for tr in trans]
+        preds = [predict_exact(model, cn, lam, rounds) for cn in counts]
+        bounds = [prediction_bounds(pr, "train_acc_mislabeled") for pr in preds]
+        exact = np.array([b[0] for b in bounds])  # (E, R+1)
+        exact_hi = np.array([b[1] for b in bounds])
+        windows = [window_linear(model, cn, lam) for cn in counts]
+        specs = [
+            MixtureTrial(
+                k, n, p["dim"], c, d, lam, rounds, tuple(map(tuple, tr)), n_test=p["n_test"]
+            )
+            for tr in trans
+        ]
+        sims = run_mc_many(specs, p["trials"], seed, workers)
+        sim = np.stack([s["train_acc_mislabeled"] for s in sims], axis=1)  # (T, E, R+1)
+        panels[kind] = dict(exact=exact, windows=windows, sim=sim)
+        samples.append(sim.reshape(sim.shape[0], -1))
+        theory_all.append(exact.reshape(-1))
+        theory_hi.append(exact_hi.reshape(-1))
+        names += [f"{kind} eta={eta:g} t={t}" for eta in etas for t in range(rounds + 1)]
+    check = check_mc_agreement(
+        np.hstack(samples),
+        np.concatenate(theory_all),
+        upper=np.concatenate(theory_hi),
+        labels=names,
+        what="phase_diagram: simulation vs exact group theory",
+    )
+    return dict(params=p, etas=etas, panels=panels, check=check)
+
+
+def _exact_window(acc_row):
+    ok = np.flatnonzero(acc_row >= 1.0)
+    return (int(ok.min()), int(ok.max())) if ok.size else None
+
+
+def _edges(etas):
+    mid = (etas[1:] + etas[:-1]) / 2
+    first = etas[0] - (mid[0] - etas[0]) if etas.size > 1 else etas[0] - 0.05
+    last = etas[-1] + (etas[-1] - mid[-1]) if etas.size > 1 else etas[0] + 0.05
+    return np.concatenate([[first], mid, [last]])
+
+
+def _boundary(ax, edges, windows, rounds, **kw):
+    """Step lines at the window edges (t_first - 1/2 and t_last + 1/2) per eta cell."""
+    lo, hi = [], []
+    for w in windows:
+        if w is None:
+            lo.append(np.nan)
+            hi.append(np.nan)
+            continue
+        lo.append(w[0] - 0.5)
+        hi.append(np.nan if w[1] is None or w[1] >= rounds else w[1] + 0.5)
+    for vals in (lo, hi):
+        v = np.asarray(vals, dtype=float)
+        ax.stairs(v, edges, baseline=None, **kw)
+        kw = dict(kw, label=None)
+
+
+def plot(data: dict):
+    p = data["params"]
+    etas, rounds = data["etas"], p["rounds"]
+    edges = _edges(etas)
+    kinds = list(data["panels"])
+    fig, axes = style.figure(len(kinds), 1, width=3.4, height=3.0, squeeze=False)
+    axes = axes[0]
+    for ax, kind in zip(axes, kinds, strict=False):
+        panel = data["panels"][kind]
+        mean = nan_mean(panel["sim"], axis=0)  # (E, R+1)
+        im = ax.pcolormesh(
+            edges,
+            np.arange(rounds + 2) - 0.5,
+            mean.T,
+            cmap=style.CMAP,
+            vmin=0,
+            vmax=1,
+            shading="flat",
+        )
+        ax.grid(False)
+        # A dark outline keeps the lines visible on both ends of the colour map.
+        outline = [patheffects.withStroke(linewidth=3.6, foreground="black")]
+        _boundary(
+            ax,
+            edges,
+            panel["windows"],
+            rounds,
+            color="white",
+            lw=2.0,
+            path_effects=outline,
+            label="linearised theory: 100%-window edges",
+        )
+        _boundary(
+            ax,
+            edges,
+            [_exact_window(r) for r in panel["exact"]],
+            rounds,
+            color=style.OKABE_ITO["orange"],
+            lw=1.5,
+            linestyle="--",
+            path_effects=outline,
+            label="exact theory: 100%-window edges",
+        )
+        never = [e for e, w in zip(etas, panel["windows"], strict=False) if w is None]
+        if never:
+            ax.plot(
+                never,
+                np.full(len(never), rounds - 1),
+                "x",
+                color="white",
+                ms=5,
+                path_effects=outline,
+                ls="none",
+                label="never 100% (lin. theory)",
+            )
+        ax.set_xlim(edges[0], edges[-1])
+        ax.set_ylim(-0.5, rounds + 0.5)
+        ax.set_xlabel("noise rate η")
+        ax.set_title(KIND_TITLES.get(kind, kind))
+    axes[0].set_ylabel("round $t$ (0 = teacher)")
+    handles, labels = [], []
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=False):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    fig.legend(
+        handles,
+        labels,
+        loc="outside lower center",
+        ncol=3,
+        fontsize=7,
+        frameon=True,
+        facecolor="0.55",
+        edgecolor="none",
+    )
+    fig.colorbar(im, ax=list(axes), label="mislabeled-point accuracy (sim.)", shrink=0.95)
+    fig.suptitle(
+        f"Phase diagram of SD (K={p['n_classes']}, n={p['per_class']}, c={p['c']}, d={p['d']}, "
+        f"λ={p['lam']:g}); colour: simulation, p={style.fmt_count(p['dim'])}, "
+        f"{p['trials']} trials",
+        fontsize=9,
+    )
+    return fig
+
+
+def table(data: dict) -> list[dict]:
+    rows = []
+    p = data["params"]
+    for kind, panel in data["panels"].items():
+        mean = nan_mean(panel["sim"], axis=0)
+        for e, eta in enumerate(data["etas"]):
+            w = panel["windows"][e]
+            for t in range(p["rounds"] + 1):
+                rows.append(
+                    dict(
+                        noise=kind,
+                        eta=eta,
+                        round=t,
+                        sim_mislabeled_acc=mean[e, t],
+                        exact_theory_mislabeled_acc=panel["exact"][e, t],
+                        linear_min_round=None if w is None else w[0],
+                        linear_collapse_round=None if w is None or w[1] is None else w[1] + 1,
+                        trials=p["trials"],
+                        dim=p["dim"],
+                        lam=p["lam"],
+                    )
+                )
+    return rows
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv, "Phase diagram of self-distillation", PRESETS)
+    data = compute(args.preset, args.seed, args.workers)
+    log(f"  {NAME}: {data['check']['n_comparisons']} cells agree with the exact theory")
+    style.save_figure(plot(data), args.out, NAME)
+    style.write_csv(table(data), args.out, NAME)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,177 @@
+"""One consistent figure style: Okabe-Ito colours, theory = lines, simulation = markers with CIs.
+
+Conventions used by every figure module
+---------------------------------------
+* Colours come from the Okabe-Ito palette (Okabe & Ito, 2008), which stays distinguishable under the
+  common colour-vision deficiencies; sequential maps use ``cividis`` (perceptually uniform and
+  colour-blind safe).
+* Theory is drawn as lines (solid for the exact group-level theory, dashed for the linearisation),
+  simulation as markers with 95% confidence bars. Legends say which is which.
+* :func:`save_figure` writes ``NAME.png`` and ``NAME.pdf``; :func:`write_csv` writes ``NAME.csv``
+  with the data behind the figure.
+
+Importing this module selects the non-interactive ``Agg`` backend unless a backend was already
+chosen, so figures can be produced on headless machines.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import matplotlib
+
+if matplotlib.get_backend().lower() not in {"agg", "pdf", "svg", "cairo"}:
+    matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402  (backend must be chosen first)
+
+__all__ = [
+    "CMAP",
+    "OKABE_ITO",
+    "ROUND_COLORS",
+    "apply_style",
+    "figure",
+    "fmt_count",
+    "round_color",
+    "save_figure",
+    "sim_errorbar",
+    "theory_line",
+    "write_csv",
+]
+
+#: Okabe-Ito palette (name -> hex).
+OKABE_ITO = {
+    "black": "#000000",
+    "orange": "#E69F00",
+    "skyblue": "#56B4E9",
+    "green": "#009E73",
+    "yellow": "#F0E442",
+    "blue": "#0072B2",
+    "vermillion": "#D55E00",
+    "purple": "#CC79A7",
+}
+#: Colours for teacher, round 1, 2, ... (black first: the teacher is the reference).
+ROUND_COLORS = ("#000000", "#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7")
+#: Sequential colour map for heatmaps (colour-blind safe, monotone lightness).
+CMAP = "cividis"
+
+_RC = {
+    "figure.dpi": 100,
+    "savefig.dpi": 150,
+    "font.size": 9,
+    "axes.titlesize": 9.5,
+    "axes.labelsize": 9,
+    "legend.fontsize": 7.5,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.25,
+    "grid.linewidth": 0.6,
+    "lines.linewidth": 1.6,
+    "lines.markersize": 5,
+    "legend.frameon": False,
+    "pdf.fonttype": 42,  # embed TrueType: editable text in the PDF
+    "svg.fonttype": "none",
+}
+
+
+_SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+
+
+def fmt_count(value) -> str:
+    """Compact label for a size: ``10⁸`` for powers of ten >= 1000, else ``12,345``."""
+    v = int(value)
+    if v >= 1000 and 10 ** (len(str(v)) - 1) == v:
+        return "10" + str(len(str(v)) - 1).translate(_SUPERSCRIPT)
+    return f"{v:,}"
+
+
+def apply_style() -> None:
+    """Apply the project's matplotlib rcParams (idempotent)."""
+    plt.rcParams.update(_RC)
+
+
+def figure(ncols: int = 1, nrows: int = 1, *, width: float = 3.3, height: float = 2.7, **kw):
+    """``plt.subplots`` with the project style, ``width``/``height`` inches per panel."""
+    apply_style()
+    kw.setdefault("layout", "constrained")
+    return plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), **kw)
+
+
+def round_color(t: int) -> str:
+    """Colour of round ``t`` (teacher = 0); cycles after the palette is exhausted."""
+    return ROUND_COLORS[int(t) % len(ROUND_COLORS)]
+
+
+def theory_line(ax, x, y, *, color, label=None, linear: bool = False, **kw):
+    """Draw theory as a line: solid for exact, dashed for the linearisation."""
+    kw.setdefault("linestyle", "--" if linear else "-")
+    kw.setdefault("zorder", 2)
+    return ax.plot(x, y, color=color, label=label, **kw)
+
+
+def sim_errorbar(ax, x, mean, half_width, *, color, label=None, marker="o", **kw):
+    """Draw simulation means as markers with (95% CI) error bars, no connecting line."""
+    kw.setdefault("zorder", 3)
+    kw.setdefault("capsize", 2)
+    kw.setdefault("markersize", 4.5)
+    kw.setdefault("markeredgecolor", "white")
+    kw.setdefault("markeredgewidth", 0.6)
+    kw.setdefault("elinewidth", 1.0)
+    return ax.errorbar(
+        x, mean, yerr=half_width, color=color, marker=marker, linestyle="none", label=label, **kw
+    )
+
+
+def save_figure(fig, out_dir, name: str, *, dpi: int | None = None) -> list[Path]:
+    """Write ``NAME.png`` and ``NAME.pdf`` into ``out_dir`` (created); return the paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{name}.png", out / f"{name}.pdf"]
+    fig.savefig(paths[0], dpi=dpi or _RC["savefig.dpi"])
+    fig.savefig(paths[1])
+    plt.close(fig)
+    return paths
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else repr(value)
+    try:  # numpy scalars
+        import numpy as np
+
+        if isinstance(value, np.bool_):
+            return "true" if value else "false"
+        if isinstance(value, np.floating):
+            return _fmt(float(value))
+        if isinstance(value, np.integer):
+            return str(int(value))
+    except ImportError:  # pragma: no cover - numpy is a dependency
+        pass
+    return str(value)
+
+
+def write_csv(rows: list[dict], out_dir, name: str) -> Path:
+    """Write a tidy table (list of dicts; columns in first-seen order) as ``NAME.csv``."""
+    if not rows:
+        raise ValueError("rows must be a non-empty list of dicts")
+    cols: list[str] = []
+    for row in rows:
+        cols.extend(k for k in row if k not in cols)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.csv"
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(cols)
+        for row in rows:
+            writer.writerow([_fmt(row.get(c)) for c in cols])
+    return path

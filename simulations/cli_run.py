@@ -1,0 +1,257 @@
+"""``python -m simulations run ...`` — one configuration, per-round accuracies beside the theory.
+
+Runs ``--seeds`` Monte Carlo trials of one :class:`simulations.pipelines.TrialConfig` and prints,
+for every round, the simulated accuracies (mean and 95% CI over seeds) next to the group-level
+theory for the block model ``(K, n, c, d)`` evaluated on each trial's *realised* count matrix and
+averaged over trials:
+
+* ``exact``: :func:`theory.groups.predict_exact` (non-linearised fixed point, round by round);
+* ``linear``: :func:`theory.groups.predict_linear` (label-averaging closed form);
+* for ``--method pll-ce``, round 1 is the PLL student: :func:`theory.pll.predict_pll`
+  (``method='exact'`` / ``'linear'``).
+
+The theory is the ``p -> inf`` limit (block Gram matrix exactly); for exact-block features it
+should match to solver precision. It is not available for ``temperature != 1`` (the theory
+distils on raw outputs) or for the GCE student (a different loss); the output says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+
+import numpy as np
+
+from simulations.noise import SAMPLING_MODES
+from simulations.pipelines import FEATURE_MODELS, METHODS, TrialConfig, run_trial, trial_seed
+from simulations.sweep import mean_ci
+from theory.noise import NOISE_KINDS
+
+__all__ = ["build_parser", "main", "run_with_theory"]
+
+_SIM_METRICS = ("train_acc", "train_acc_clean", "train_acc_mislabeled", "pop_acc", "top2_coverage")
+#: simulation metric -> GroupPrediction field
+_THEORY_FIELDS = {
+    "train_acc": "train_acc",
+    "train_acc_clean": "train_acc_clean",
+    "train_acc_mislabeled": "train_acc_mislabeled",
+    "pop_acc": "population_acc",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = TrialConfig()
+    p = argparse.ArgumentParser(
+        prog="python -m simulations run",
+        description="One configuration: simulated per-round accuracies with theory alongside.",
+    )
+    p.add_argument(
+        "-K",
+        "--classes",
+        "--n-classes",
+        dest="n_classes",
+        type=int,
+        default=d.n_classes,
+        help="classes K",
+    )
+    p.add_argument("-n", "--per-class", type=int, default=d.per_class, help="points per class")
+    p.add_argument("-p", "--dim", type=int, default=d.dim, help="feature dimension (mixture)")
+    p.add_argument("--c", type=float, default=d.c, help="within-class inner product")
+    p.add_argument("--d", type=float, default=d.d, help="across-class inner product")
+    p.add_argument("--eta", type=float, default=d.eta, help="noise rate in [0, 1]")
+    p.add_argument("--lam", type=float, default=d.lam, help="L2 regularisation > 0")
+    p.add_argument("--rounds", type=int, default=d.rounds, help="SD rounds after the teacher")
+    p.add_argument("--noise", choices=NOISE_KINDS, default=d.noise)
+    p.add_argument("--sampling", choices=SAMPLING_MODES, default=d.sampling)
+    p.add_argument("--features", choices=FEATURE_MODELS, default=d.features)
+    p.add_argument("--method", choices=METHODS, default=d.method)
+    p.add_argument("--n-test", type=int, default=d.n_test, help="fresh test draws per class")
+    p.add_argument("--temperature", type=float, default=d.temperature)
+    p.add_argument(
+        "--groups", default=None, help='superclass partition as JSON, e.g. "[[0,1],[2]]"'
+    )
+    p.add_argument("--n-groups", type=int, default=None, help="superclass groups by clustering")
+    p.add_argument("--q", type=float, default=d.q, help="GCE exponent (pll-gce)")
+    p.add_argument("--seed", type=int, default=0, help="base seed (>= 0)")
+    p.add_argument("--seeds", type=int, default=1, help="number of Monte Carlo trials")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    return p
+
+
+def _config_from_args(args) -> TrialConfig:
+    groups = None
+    if args.groups is not None:
+        try:
+            groups = json.loads(args.groups)
+        except json.JSONDecodeError:
+            raise ValueError(
+                f"--groups must be JSON like [[0,1],[2]], got {args.groups!r}"
+            ) from None
+        if not isinstance(groups, list) or not all(isinstance(g, list) for g in groups):
+            raise ValueError(f"--groups must be a JSON list of lists, got {args.groups!r}")
+    return TrialConfig(
+        n_classes=args.n_classes,
+        per_class=args.per_class,
+        dim=args.dim,
+        c=args.c,
+        d=args.d,
+        eta=args.eta,
+        lam=args.lam,
+        rounds=args.rounds,
+        noise=args.noise,
+        sampling=args.sampling,
+        features=args.features,
+        method=args.method,
+        n_test=args.n_test,
+        temperature=args.temperature,
+        groups=groups,
+        n_groups=args.n_groups,
+        q=args.q,
+    )
+
+
+def _theory(cfg: TrialConfig, counts) -> tuple[dict, list[str]]:
+    """Theory predictions ``{name: {round: {metric: value}}}`` for one realised count matrix."""
+    notes = []
+    if cfg.temperature != 1.0:
+        return {}, ["theory not available: it distils on raw outputs (temperature = 1)"]
+    if cfg.method == "pll-gce":
+        notes.append("theory not available for the GCE student (different loss); teacher only")
+    from theory.groups import BlockModel, predict_exact, predict_linear
+
+    model = BlockModel(cfg.n_classes, cfg.per_class, cfg.c, cfg.d)
+    rounds = cfg.rounds if cfg.method == "sd" else 0
+    preds = {
+        "exact": predict_exact(model, counts, cfg.lam, rounds),
+        "linear": predict_linear(model, counts, cfg.lam, rounds),
+    }
+    out = {name: _by_round(pred, range(rounds + 1)) for name, pred in preds.items()}
+    if cfg.method == "pll-ce":
+        try:
+            from theory.pll import predict_pll
+        except ImportError:
+            notes.append("PLL theory not available: theory.pll.predict_pll not found")
+        else:
+            for name in ("exact", "linear"):
+                # predict_pll returns one row (the student), reported as round 1.
+                student = predict_pll(model, counts, cfg.lam, method=name)
+                out[name][1] = _by_round(student, [0])[0]
+    return out, notes
+
+
+def _by_round(pred, rounds) -> dict:
+    return {t: {m: float(getattr(pred, f)[t]) for m, f in _THEORY_FIELDS.items()} for t in rounds}
+
+
+def run_with_theory(cfg: TrialConfig, seeds: int, base_seed: int) -> dict:
+    """Simulate ``seeds`` trials and attach the theory; returns a JSON-compatible dict."""
+    sims: dict[int, dict[str, list]] = {}
+    theo: dict[str, dict[int, dict[str, list]]] = {}
+    notes: list[str] = []
+    certified = True
+    groups = []
+    for i in range(seeds):
+        trial = run_trial(cfg, trial_seed(base_seed, i))
+        groups.append(trial.groups)
+        for row in trial.rows:
+            per = sims.setdefault(row["round"], {m: [] for m in _SIM_METRICS})
+            for m in _SIM_METRICS:
+                per[m].append(row[m])
+            certified &= bool(row["converged"])
+        pred, notes = _theory(cfg, trial.counts)
+        for name, rounds in pred.items():
+            for t, vals in rounds.items():
+                acc = theo.setdefault(name, {}).setdefault(t, {m: [] for m in _THEORY_FIELDS})
+                for m, v in vals.items():
+                    acc[m].append(v)
+    rounds_out = []
+    for t in sorted(sims):
+        entry = {"round": t, "simulation": {}, "theory": {}}
+        for m, values in sims[t].items():
+            mean, half, count = mean_ci(values)
+            entry["simulation"][m] = {"mean": _clean(mean), "ci95": _clean(half), "n": count}
+        for name, rounds in theo.items():
+            if t in rounds:
+                entry["theory"][name] = {m: _clean(_nanmean(v)) for m, v in rounds[t].items()}
+        rounds_out.append(entry)
+    return {
+        "config": cfg.to_dict(),
+        "key": cfg.key(),
+        "seeds": seeds,
+        "base_seed": base_seed,
+        "all_certified": certified,
+        "rounds": rounds_out,
+        "groups": groups if cfg.noise == "superclass" else None,
+        "notes": notes,
+    }
+
+
+def _nanmean(values) -> float:
+    v = np.asarray(values, dtype=float)
+    return float(np.mean(v[~np.isnan(v)])) if np.any(~np.isnan(v)) else math.nan
+
+
+def _clean(x):
+    """JSON has no NaN: report undefined values (e.g. no mislabeled points) as null."""
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
+
+
+def _fmt(x, width=7) -> str:
+    return f"{'-':>{width}}" if x is None else f"{x:>{width}.3f}"
+
+
+def _print_table(result: dict) -> None:
+    cfg = result["config"]
+    print(
+        f"{cfg['method']} | K={cfg['n_classes']} n={cfg['per_class']} p={cfg['dim']} "
+        f"c={cfg['c']} d={cfg['d']} eta={cfg['eta']} ({cfg['noise']}, {cfg['sampling']}) "
+        f"lam={cfg['lam']:g} features={cfg['features']} seeds={result['seeds']}"
+    )
+    names = ["exact", "linear"]
+    head = f"{'round':>5}  {'metric':<20}{'sim':>7} {'+-95%':>7}" + "".join(
+        f" {n:>7}" for n in names
+    )
+    print(head)
+    for entry in result["rounds"]:
+        for m in _SIM_METRICS:
+            sim = entry["simulation"][m]
+            cells = [entry["theory"].get(n, {}).get(m) for n in names]
+            print(
+                f"{entry['round']:>5}  {m:<20}{_fmt(sim['mean'])} {_fmt(sim['ci95'])}"
+                + "".join(f" {_fmt(c)}" for c in cells)
+            )
+    if result["groups"] is not None:
+        print(f"superclass groups per seed: {result['groups']}")
+    print(f"all solves certified: {result['all_certified']}")
+    for note in result["notes"]:
+        print(f"note: {note}")
+
+
+def main(argv=None) -> int:
+    """Entry point; returns 0 on success, 2 on bad input."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits on --help / usage errors; keep main() -> int
+        return int(exc.code or 0)
+    try:
+        cfg = _config_from_args(args)
+        if args.seeds < 1:
+            raise ValueError(f"--seeds must be an integer >= 1, got {args.seeds}")
+        if args.seed < 0:
+            raise ValueError(f"--seed must be an integer >= 0, got {args.seed}")
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    result = run_with_theory(cfg, args.seeds, args.seed)
+    if args.json:
+        print(json.dumps(result, indent=1, allow_nan=False))
+    else:
+        _print_table(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

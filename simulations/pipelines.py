@@ -1,0 +1,389 @@
+"""One Monte Carlo trial: features -> noisy labels -> teacher -> SD rounds / PLL student -> metrics.
+
+A trial is fully described by a :class:`TrialConfig` and a seed. The seed's ``SeedSequence`` is
+spawned into three independent streams, used in this order: ``features`` (mixture means frame and
+training draw), ``noise`` (noisy labels) and ``test`` (fresh test draws), so that e.g. changing the
+noise rate leaves the training features of a seed unchanged.
+
+Methods
+-------
+``'sd'``
+    Teacher (round 0) on one-hot noisy labels, then ``rounds`` self-distillation rounds on the
+    previous round's outputs (optionally tempered), all solved exactly
+    (:func:`simulations.distill.self_distill`). Rows for rounds ``0..R``.
+``'pll-ce'``
+    Teacher, then one student on the teacher's top-2 two-hot target with cross-entropy
+    (:func:`simulations.distill.train_pll`, the theory's PLL student). Rows for rounds 0 (teacher)
+    and 1 (student).
+``'pll-gce'``
+    As ``'pll-ce'`` but the student minimises the public reference code's generalised
+    cross-entropy (``q``, default 0.7) on each of the two candidates, started from the teacher's
+    weights (:func:`simulations.gce.train_pll_gce`; a non-convex problem, so the certificate is a
+    gradient norm, not a global optimality proof).
+
+Metrics (per round, w.r.t. the *true* labels; ties count as errors, :mod:`theory.metrics`)
+---------------------------------------------------------------------------------------
+``train_acc`` on all training points, ``train_acc_clean`` on points whose noisy label is correct,
+``train_acc_mislabeled`` on the others (NaN when there are none), ``pop_acc`` on ``n_test`` fresh
+draws per class (for exact-block features a fresh point's kernel row is deterministic, so one row
+per class is evaluated), ``top2_coverage`` (fraction of training points whose true label is among
+the teacher's top-2 outputs; a property of the teacher, repeated on every row), and the solver
+certificate (``residual``, ``target``, ``gradient_norm``, ``iterations``, ``converged``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+from simulations.distill import self_distill, train_pll
+from simulations.features import (
+    GaussianMixture,
+    check_mixture_params,
+    exact_block_features,
+    exact_block_kernel_rows,
+)
+from simulations.noise import (
+    SAMPLING_MODES,
+    class_mean_groups,
+    empirical_transition,
+    sample_noisy_labels,
+)
+from theory.gram import check_block_params
+from theory.metrics import correct_and_tied
+from theory.noise import NOISE_KINDS, check_groups, transition_matrix
+from theory.partial_labels import top2_indices
+from theory.validation import check_int, check_positive
+
+__all__ = [
+    "FEATURE_MODELS",
+    "METHODS",
+    "TrialConfig",
+    "TrialResult",
+    "run_trial",
+    "trial_seed",
+]
+
+METHODS = ("sd", "pll-ce", "pll-gce")
+FEATURE_MODELS = ("mixture", "exact-block")
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """Parameters of one trial (validated on construction).
+
+    Attributes
+    ----------
+    n_classes, per_class : int
+        ``K >= 2`` classes of ``n >= 1`` training points (class-major order).
+    dim : int
+        Feature dimension ``p >= K`` of the Gaussian mixture (ignored, and normalised to 0, for
+        ``features='exact-block'``).
+    c, d : float
+        Block-model parameters (within / across class inner products).
+    eta : float
+        Noise rate in ``[0, 1]``.
+    lam : float
+        Regularisation ``lam > 0``.
+    rounds : int
+        SD rounds ``R >= 0`` (normalised to 1 for the PLL methods, which train one student).
+    noise : {'sym', 'pair', 'asym', 'superclass'}
+    sampling : {'random', 'exact-count'}
+    features : {'mixture', 'exact-block'}
+    method : {'sd', 'pll-ce', 'pll-gce'}
+    n_test : int
+        Fresh test draws per class for the population accuracy.
+    temperature : float
+        Temperature on soft targets between SD rounds (1 = the paper's setting).
+    groups : tuple of tuples of int, optional
+        Superclass partition; if ``None`` with ``noise='superclass'``, ``n_groups`` groups are
+        found by clustering the class means of the training draw (true labels).
+    n_groups : int, optional
+    q : float
+        GCE exponent (``'pll-gce'`` only).
+    tol : float
+        Solver fixed-point residual (exact methods) or gradient tolerance (GCE).
+    """
+
+    n_classes: int = 3
+    per_class: int = 20
+    dim: int = 400
+    c: float = 0.5
+    d: float = 0.1
+    eta: float = 0.2
+    lam: float = 1e-3
+    rounds: int = 3
+    noise: str = "sym"
+    sampling: str = "exact-count"
+    features: str = "mixture"
+    method: str = "sd"
+    n_test: int = 100
+    temperature: float = 1.0
+    groups: tuple | None = None
+    n_groups: int | None = None
+    q: float = 0.7
+    tol: float = 1e-9
+
+    def __post_init__(self):
+        set_ = object.__setattr__  # frozen dataclass: normalise fields in place once
+        k = check_int(self.n_classes, "n_classes", 2)
+        n = check_int(self.per_class, "per_class", 1)
+        if self.features not in FEATURE_MODELS:
+            raise ValueError(f"features must be one of {FEATURE_MODELS}, got {self.features!r}")
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.noise not in NOISE_KINDS:
+            raise ValueError(f"noise must be one of {NOISE_KINDS}, got {self.noise!r}")
+        if self.sampling not in SAMPLING_MODES:
+            raise ValueError(f"sampling must be one of {SAMPLING_MODES}, got {self.sampling!r}")
+        _, _, c, d = check_block_params(k, n, self.c, self.d)
+        if self.features == "mixture":
+            check_mixture_params(k, self.dim, c, d)
+            set_(self, "dim", int(self.dim))
+        else:
+            set_(self, "dim", 0)
+            if not (0 <= c and d <= c and c + (k - 1) * d >= 0):
+                raise ValueError(
+                    "exact-block population accuracy needs class means: 0 <= c, d <= c and "
+                    f"c + (K-1) d >= 0; got c={c}, d={d}"
+                )
+        set_(self, "n_classes", k)
+        set_(self, "per_class", n)
+        set_(self, "c", c)
+        set_(self, "d", d)
+        transition_matrix("sym", k, self.eta)  # validates eta in [0, 1]
+        set_(self, "eta", float(self.eta))
+        set_(self, "lam", check_positive(self.lam, "lam"))
+        rounds = check_int(self.rounds, "rounds", 0)
+        set_(self, "rounds", 1 if self.method != "sd" else rounds)
+        set_(self, "n_test", check_int(self.n_test, "n_test", 1))
+        set_(self, "temperature", check_positive(self.temperature, "temperature"))
+        set_(self, "tol", check_positive(self.tol, "tol"))
+        q = check_positive(self.q, "q")
+        if q > 1:
+            raise ValueError(f"q must lie in (0, 1], got {self.q!r}")
+        set_(self, "q", q)
+        if self.noise == "superclass":
+            if self.groups is not None:
+                if self.n_groups is not None:
+                    raise ValueError(
+                        "pass either groups or n_groups for superclass noise, not both"
+                    )
+                grp = tuple(tuple(g) for g in check_groups(self.groups, k))
+                set_(self, "groups", grp)
+            elif self.n_groups is None:
+                raise ValueError("superclass noise needs groups (a partition) or n_groups")
+            else:
+                g = check_int(self.n_groups, "n_groups", 1)
+                if g > k:
+                    raise ValueError(f"n_groups must lie in [1, n_classes={k}], got {g}")
+                if self.features != "mixture":
+                    raise ValueError("n_groups clustering needs features='mixture'; pass groups")
+                set_(self, "n_groups", g)
+        elif self.groups is not None or self.n_groups is not None:
+            raise ValueError("groups / n_groups are only used with noise='superclass'")
+
+    @property
+    def n_samples(self) -> int:
+        return self.n_classes * self.per_class
+
+    def to_dict(self) -> dict:
+        """Plain JSON-compatible dict (groups as lists)."""
+        out = asdict(self)
+        if self.groups is not None:
+            out["groups"] = [list(g) for g in self.groups]
+        return out
+
+    @classmethod
+    def from_dict(cls, params: dict) -> TrialConfig:
+        """Build from a dict; unknown keys raise ``ValueError`` naming them."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(params) - names)
+        if unknown:
+            raise ValueError(f"unknown trial parameter(s) {unknown}; valid: {sorted(names)}")
+        params = dict(params)
+        if params.get("groups") is not None:
+            params["groups"] = tuple(tuple(g) for g in params["groups"])
+        return cls(**params)
+
+    def key(self) -> str:
+        """Stable 16-hex-digit hash of the normalised parameters (sorted-key JSON, SHA-256)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def trial_seed(base_seed, index) -> np.random.SeedSequence:
+    """Seed of Monte Carlo trial ``index``: ``SeedSequence(base_seed).spawn(index + 1)[index]``.
+
+    Computed directly as ``SeedSequence(base_seed, spawn_key=(index,))`` (identical to the
+    spawned child), so trial ``i`` gets the same stream whatever the number of trials.
+    """
+    b = check_int(base_seed, "base_seed", 0)
+    i = check_int(index, "index", 0)
+    return np.random.SeedSequence(b, spawn_key=(i,))
+
+
+@dataclass(frozen=True, eq=False)
+class TrialResult:
+    """Rows (one dict per method-round) plus the realised data, for theory comparisons.
+
+    Attributes
+    ----------
+    rows : list of dict
+        Metric rows (module docstring), in round order.
+    counts : ndarray of int, shape (K, K)
+        Realised count matrix ``C[k, l] = #{true k, noisy l}``.
+    true_labels, noisy_labels : ndarray of int, shape (N,)
+    outputs : ndarray, shape (rows, K, N)
+        Training outputs of each row's model.
+    groups : list of lists of int or None
+        The superclass partition used (given or found by clustering).
+    """
+
+    rows: list
+    counts: np.ndarray
+    true_labels: np.ndarray
+    noisy_labels: np.ndarray
+    outputs: np.ndarray
+    groups: list | None
+
+
+def _as_seed_sequence(seed) -> np.random.SeedSequence:
+    if isinstance(seed, np.random.SeedSequence):
+        return seed
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0:
+        return np.random.SeedSequence(int(seed))
+    raise ValueError(f"seed must be an int >= 0 or a numpy.random.SeedSequence, got {seed!r}")
+
+
+def _accuracies(scores, true_labels, clean) -> dict:
+    correct, tied = correct_and_tied(scores, true_labels)
+
+    def frac(mask):
+        return float(np.mean(correct[mask])) if np.any(mask) else math.nan
+
+    return {
+        "train_acc": float(np.mean(correct)),
+        "train_acc_clean": frac(clean),
+        "train_acc_mislabeled": frac(~clean),
+        "train_ties": int(np.sum(tied)),
+    }
+
+
+def _population(scores, test_labels) -> dict:
+    correct, tied = correct_and_tied(scores, test_labels)
+    return {"pop_acc": float(np.mean(correct)), "pop_ties": int(np.sum(tied))}
+
+
+def _cert_fields(cert) -> dict:
+    return {
+        "residual": float(cert.residual),
+        "target": float(cert.target),
+        "gradient_norm": float(cert.gradient_norm),
+        "iterations": int(cert.iterations),
+        "converged": bool(cert.converged),
+        "solver": cert.method,
+    }
+
+
+def run_trial(config: TrialConfig, seed) -> TrialResult:
+    """Run one trial of ``config`` with ``seed`` (int or ``SeedSequence``); see module docstring.
+
+    Raises
+    ------
+    simulations.solver.ConvergenceError
+        If an exact solve cannot be certified.
+    """
+    if not isinstance(config, TrialConfig):
+        raise ValueError("config must be a TrialConfig")
+    cfg = config
+    feat_ss, noise_ss, test_ss = _as_seed_sequence(seed).spawn(3)
+    k, n = cfg.n_classes, cfg.per_class
+    feat_rng = np.random.default_rng(feat_ss)
+
+    if cfg.features == "mixture":
+        mixture = GaussianMixture.create(k, cfg.dim, cfg.c, cfg.d, rng=feat_rng)
+        draw = mixture.sample(n, feat_rng)
+        x, y = draw.features, draw.labels
+        test = mixture.sample(cfg.n_test, np.random.default_rng(test_ss))
+        test_kw = {"features": test.features}
+        test_labels = test.labels
+    else:
+        x = exact_block_features(k, n, cfg.c, cfg.d)
+        y = np.repeat(np.arange(k), n)
+        test_labels = np.arange(k)  # all fresh points of a class share one kernel row
+        test_kw = {"kernel_rows": exact_block_kernel_rows(k, n, cfg.c, cfg.d, test_labels)}
+
+    groups = None
+    if cfg.noise == "superclass":
+        if cfg.groups is not None:
+            groups = [list(g) for g in cfg.groups]
+        else:
+            groups = class_mean_groups(x, y, k, cfg.n_groups)
+    t = transition_matrix(cfg.noise, k, cfg.eta, groups=groups)
+    noisy = sample_noisy_labels(y, t, np.random.default_rng(noise_ss), mode=cfg.sampling)
+    clean = noisy == y
+
+    rounds = cfg.rounds if cfg.method == "sd" else 0
+    sd = self_distill(
+        noisy, k, cfg.lam, rounds, features=x, temperature=cfg.temperature, tol=cfg.tol
+    )
+    teacher = sd.solutions[0]
+    cand = top2_indices(teacher.outputs)
+    coverage = float(np.mean((cand[0] == y) | (cand[1] == y)))
+
+    rows, outs = [], []
+
+    def add(round_, train_scores, test_scores, cert):
+        row = {"round": round_, "method": cfg.method, "n_mislabeled": int(np.sum(~clean))}
+        row.update(_accuracies(train_scores, y, clean))
+        row.update(_population(test_scores, test_labels))
+        row["top2_coverage"] = coverage
+        row.update(cert)
+        rows.append(row)
+        outs.append(train_scores)
+
+    for r, sol in enumerate(sd.solutions):
+        add(r, sol.outputs, sol.predict(**test_kw), _cert_fields(sol.certificate))
+
+    if cfg.method == "pll-ce":
+        student = train_pll(teacher, cfg.lam, tol=cfg.tol)
+        add(1, student.outputs, student.predict(**test_kw), _cert_fields(student.certificate))
+    elif cfg.method == "pll-gce":
+        add(1, *_gce_student(cfg, x, cand, teacher, test_kw))
+
+    return TrialResult(rows, empirical_transition(y, noisy, k), y, noisy, np.stack(outs), groups)
+
+
+def _gce_student(cfg, x, cand, teacher, test_kw):
+    try:
+        from simulations.gce import predict_proba, train_pll_gce
+    except ImportError as exc:  # pragma: no cover - gce.py is part of the package
+        raise RuntimeError(
+            "method 'pll-gce' is unavailable: simulations.gce.train_pll_gce not found"
+        ) from exc
+    weights, report = train_pll_gce(x, cand, cfg.lam, init_weights=teacher.weights, q=cfg.q)
+    train = predict_proba(weights, x)
+    if "features" in test_kw:
+        test = predict_proba(weights, test_kw["features"])
+    else:
+        # Exact-block test points: logits W x_new = (W X^T)(X X^T)^+ ... are not available from
+        # kernel rows alone for a primal GCE solution, so rebuild the fresh points explicitly:
+        # [mu_k, 0] has kernel row c/d against the training features (simulations.features).
+        k = cfg.n_classes
+        fresh = np.zeros((k, x.shape[1]))
+        fresh[:, :k] = x[np.arange(k) * cfg.per_class, :k]
+        test = predict_proba(weights, fresh)
+    cert = {
+        "residual": math.nan,
+        "target": float(report.tol),
+        "gradient_norm": float(report.gradient_norm),
+        "iterations": int(report.iterations),
+        "converged": bool(report.converged),
+        "solver": "gce-lbfgsb",
+    }
+    return train, test, cert

@@ -1,0 +1,166 @@
+"""Tests of the shared figure machinery: agreement checks, Gram sampler, tie bounds, style."""
+
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from figures import style  # noqa: E402
+from figures.common import (  # noqa: E402
+    AgreementError,
+    MixtureTrial,
+    check_close,
+    check_mc_agreement,
+    mc_tolerance,
+    mean_ci95,
+    mixture_gram,
+    parallel_map,
+    prediction_bounds,
+    run_mixture_trial,
+    tie_fractions,
+    trial_seeds,
+)
+from theory.groups import BlockModel  # noqa: E402
+from theory.noise import exact_counts, transition_matrix  # noqa: E402
+from theory.pll import predict_pll  # noqa: E402
+
+
+def test_check_mc_agreement_accepts_matching_noisy_data():
+    rng = np.random.default_rng(0)
+    theory = np.array([0.2, 0.5, 0.9])
+    samples = theory + 0.05 * rng.standard_normal((30, 3))
+    out = check_mc_agreement(samples, theory)
+    assert out["n_comparisons"] == 3
+    assert out["max_excess"] <= 0
+
+
+def test_check_mc_agreement_raises_on_systematic_offset_without_noise():
+    # All trials agree (s = 0) but differ from the theory: a real disagreement, whatever T is.
+    samples = np.full((50, 2), 0.98)
+    with pytest.raises(AgreementError, match="1 of 2"):
+        check_mc_agreement(samples, [0.98, 1.0], labels=["a", "b"])
+
+
+def test_check_mc_agreement_raises_beyond_monte_carlo_error():
+    rng = np.random.default_rng(1)
+    samples = 0.5 + 0.01 * rng.standard_normal((40, 1))
+    # Offset of 20 standard errors (s / sqrt(T) ~ 0.0016): far beyond any Bonferroni t quantile.
+    with pytest.raises(AgreementError, match="disagree beyond Monte Carlo error"):
+        check_mc_agreement(samples, [0.5 + 20 * 0.01 / math.sqrt(40)])
+
+
+def test_mc_tolerance_shrinks_like_one_over_sqrt_trials():
+    base = np.array([0.0, 1.0])
+    _, tol_small = mc_tolerance(np.tile(base, 8)[:, None])
+    _, tol_large = mc_tolerance(np.tile(base, 800)[:, None])
+    # Same sample sd (~0.5); 100x more trials -> ~10x smaller tolerance (t quantiles differ a bit).
+    ratio = tol_small[0] / tol_large[0]
+    assert 10 < ratio < 25
+
+
+def test_mc_tolerance_bonferroni_grows_with_comparisons():
+    samples = np.tile([0.0, 1.0], 10)[:, None]
+    _, one = mc_tolerance(samples, 1)
+    _, many = mc_tolerance(samples, 1000)
+    assert many[0] > one[0]
+
+
+def test_check_mc_agreement_interval_for_ties():
+    samples = np.full((10, 1), 0.5)
+    check_mc_agreement(samples, [0.0], upper=[1.0])  # inside [0, 1]: accepted
+    with pytest.raises(AgreementError):
+        check_mc_agreement(samples, [0.0], upper=[0.25])
+    with pytest.raises(ValueError, match="upper"):
+        check_mc_agreement(samples, [0.5], upper=[0.25])
+
+
+def test_check_mc_agreement_nan_handling():
+    samples = np.array([[np.nan, 1.0], [np.nan, 1.0]])
+    check_mc_agreement(samples, [np.nan, 1.0])
+    with pytest.raises(AgreementError, match="no defined simulation value"):
+        check_mc_agreement(samples, [0.5, 1.0])
+    with pytest.raises(AgreementError, match="theory undefined"):
+        check_mc_agreement(np.ones((2, 1)), [np.nan])
+
+
+def test_check_close():
+    assert check_close([1.0, 2.0], [1.0, 2.0 + 1e-12], atol=1e-10, what="x") < 1e-10
+    with pytest.raises(AgreementError, match="max abs difference"):
+        check_close([1.0], [1.1], atol=1e-3, what="x")
+    with pytest.raises(AgreementError, match="NaN"):
+        check_close([np.nan], [1.0], atol=1.0, what="x")
+
+
+def test_mean_ci95_matches_student_t():
+    x = np.array([[0.0], [1.0], [2.0], [3.0]])
+    mean, half = mean_ci95(x)
+    assert mean[0] == pytest.approx(1.5)
+    # t_{0.975, 3} = 3.182446..., s = sqrt(5/3)
+    assert half[0] == pytest.approx(3.182446305 * math.sqrt(5 / 3) / 2, rel=1e-8)
+    mean, half = mean_ci95(np.array([[np.nan], [np.nan]]))
+    assert np.isnan(mean[0]) and half[0] == 0
+
+
+@pytest.mark.parametrize("dim", [40, 7])  # Bartlett path (p - K >= N') and explicit path
+def test_mixture_gram_moments_vs_exact_formulas(dim):
+    """E and Var of Gram entries of x = mu_y + z, z ~ N(0, (1-c)/p I_p), against closed forms.
+
+    Off-diagonal: Var = sigma^2 (|mu_a|^2 + |mu_b|^2) + p sigma^4 = (2c(1-c) + (1-c)^2)/p;
+    diagonal: Var = 4 sigma^2 c + 2 p sigma^4 = (4c(1-c) + 2(1-c)^2)/p.
+    """
+    k, c, d = 3, 0.4, 0.1
+    labels = np.array([0, 0, 1, 2])
+    rng = np.random.default_rng(3)
+    m = 6000
+    draws = np.array([mixture_gram(k, dim, c, d, labels, rng) for _ in range(m)])
+    expected = np.where(labels[:, None] == labels[None, :], c, d)
+    np.fill_diagonal(expected, 1.0)
+    var_off = (2 * c * (1 - c) + (1 - c) ** 2) / dim
+    var_diag = (4 * c * (1 - c) + 2 * (1 - c) ** 2) / dim
+    var = np.full((4, 4), var_off)
+    np.fill_diagonal(var, var_diag)
+    # Mean: 5 standard errors. Variance: relative sd of a sample variance is
+    # sqrt((kurtosis - 1)/m) <= sqrt(8/m) for these chi-square-like entries; allow 5 of those.
+    assert np.all(np.abs(draws.mean(0) - expected) <= 5 * np.sqrt(var / m))
+    assert np.all(np.abs(draws.var(0) / var - 1) <= 5 * np.sqrt(8 / m))
+
+
+def test_mixture_gram_rejects_bad_input():
+    with pytest.raises(ValueError, match="labels"):
+        mixture_gram(3, 10, 0.4, 0.1, np.array([0, 3]), 0)
+    with pytest.raises(ValueError, match="dim"):
+        mixture_gram(3, 2, 0.4, 0.1, np.array([0, 1]), 0)
+
+
+def test_parallel_map_matches_serial():
+    spec = MixtureTrial(3, 4, 10**6, 0.4, 0.1, 1e-2, 1, tuple(map(tuple, np.eye(3))), n_test=2)
+    jobs = [(spec, s) for s in trial_seeds(0, 3)]
+    serial = parallel_map(run_mixture_trial, jobs, 1)
+    parallel = parallel_map(run_mixture_trial, jobs, 2)
+    for a, b in zip(serial, parallel, strict=True):
+        np.testing.assert_array_equal(a["train_acc"], b["train_acc"])
+        np.testing.assert_array_equal(a["counts"], b["counts"])
+
+
+def test_tie_bounds_of_whole_class_pll_tie():
+    # eta = 0.05 with n = 25: every class gets the same top-2 pair {k, k+1}, so every training
+    # point of the PLL student is an exact tie (theory accuracy 0, all points tied).
+    model = BlockModel(4, 25, 0.4, 0.1)
+    counts = exact_counts(transition_matrix("sym", 4, 0.05), 25)
+    pred = predict_pll(model, counts, 1e-3, method="exact")
+    lo, hi = prediction_bounds(pred, "train_acc")
+    assert lo[0] == 0.0 and hi[0] == pytest.approx(1.0)
+    assert tie_fractions(pred.outputs[0], counts) == pytest.approx((1.0, 1.0, 1.0))
+
+
+def test_style_helpers(tmp_path):
+    assert style.fmt_count(10**8) == "10⁸"
+    assert style.fmt_count(1234) == "1,234"
+    path = style.write_csv([{"a": 1, "b": float("nan")}, {"a": 2, "c": True}], tmp_path, "t")
+    assert path.read_text().splitlines() == ["a,b,c", "1,nan,", "2,,true"]
+    with pytest.raises(ValueError, match="non-empty"):
+        style.write_csv([], tmp_path, "t")

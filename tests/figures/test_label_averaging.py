@@ -1,0 +1,32 @@
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from figures import label_averaging as fig  # noqa: E402
+from figures.common import AgreementError  # noqa: E402
+from tests.figures._helpers import assert_outputs  # noqa: E402
+
+
+def test_label_averaging_smoke(tmp_path):
+    assert fig.main(["--preset", "tiny", "--out", str(tmp_path)]) == 0
+    rows = assert_outputs(tmp_path, fig.NAME)
+    p = fig.PRESETS["tiny"]
+    assert len(rows) == (p["rounds"] + 1) * p["n_classes"] * p["per_class"]
+
+
+def test_label_averaging_mislabeled_points_pulled_to_class_average():
+    data = fig.compute("tiny", 0)
+    mis = data["noisy"] != data["y"]
+    pe = data["p_true_exact"]
+    # Mislabeled points start below 1/K (they memorise a wrong label) and rise over the rounds.
+    assert np.all(pe[0, mis] < 1 / 3) and np.all(pe[-1, mis] > pe[0, mis])
+
+
+def test_label_averaging_check_fails_on_wrong_closed_form(monkeypatch):
+    real = fig.linearised_outputs
+    monkeypatch.setattr(fig, "linearised_outputs", lambda *a, **k: real(*a, **k) + 1e-6)
+    with pytest.raises(AgreementError, match="closed form vs group-level linearisation"):
+        fig.compute("tiny", 0)

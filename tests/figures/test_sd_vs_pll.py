@@ -1,0 +1,21 @@
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pytest  # noqa: E402
+
+from figures import sd_vs_pll as fig  # noqa: E402
+from figures.common import AgreementError  # noqa: E402
+from tests.figures._helpers import assert_outputs, corrupted  # noqa: E402
+
+
+def test_sd_vs_pll_smoke(tmp_path):
+    assert fig.main(["--preset", "tiny", "--out", str(tmp_path), "--workers", "1"]) == 0
+    assert_outputs(tmp_path, fig.NAME)
+
+
+def test_sd_vs_pll_check_fails_on_wrong_theory(monkeypatch):
+    real = fig.predict_exact
+    monkeypatch.setattr(fig, "predict_exact", lambda *a, **k: corrupted(real(*a, **k)))
+    with pytest.raises(AgreementError, match="disagree beyond Monte Carlo error"):
+        fig.compute("tiny", 0)

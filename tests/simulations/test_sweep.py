@@ -1,0 +1,287 @@
+"""Tests for simulations.sweep and the sweep CLI: specs, CIs, parallel backends, resumption."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+import simulations.sweep as sweep_mod
+from simulations.cli_sweep import main as sweep_main
+from simulations.pipelines import TrialConfig
+from simulations.sweep import load_spec, mean_ci, parse_spec, read_csv, run_sweep, summarize
+
+ROOT = Path(__file__).resolve().parents[2]
+
+#: Small grid: 2 eta x 2 methods = 4 configs, 2 seeds; rows = 2 * (3 + 2) per eta.
+SPEC = {
+    "sweep": {"seeds": 2, "base_seed": 5, "name": "test"},
+    "grid": {
+        "eta": [0.1, 0.3],
+        "method": ["sd", "pll-ce"],
+        "K": 3,
+        "n": 5,
+        "p": 30,
+        "rounds": 2,
+        "n_test": 10,
+    },
+}
+
+
+def _spec_text(seeds=2, etas="[0.1, 0.3]", n=5, p=30):
+    return (
+        f'[sweep]\nseeds = {seeds}\nbase_seed = 5\nname = "test"\n[grid]\n'
+        f'eta = {etas}\nmethod = ["sd", "pll-ce"]\nK = 3\nn = {n}\np = {p}\nrounds = 2\n'
+        "n_test = 10\n"
+    )
+
+
+def test_parse_spec_grid_aliases_and_dedupe():
+    spec = parse_spec(SPEC)
+    assert len(spec.configs) == 4 and spec.seeds == 2 and spec.base_seed == 5
+    assert {c.method for c in spec.configs} == {"sd", "pll-ce"}
+    assert all(c.n_classes == 3 and c.per_class == 5 and c.dim == 30 for c in spec.configs)
+    # rounds is irrelevant for PLL methods: a grid over it does not duplicate PLL configs.
+    spec2 = parse_spec({**SPEC, "grid": {**SPEC["grid"], "rounds": [1, 2, 3]}})
+    assert len(spec2.configs) == 2 * (3 + 1)
+    assert len(set(spec2.keys)) == len(spec2.keys)
+
+
+def test_parse_spec_groups_scalar_and_grid():
+    base = {"sweep": {"seeds": 1}, "grid": {"noise": "superclass", "K": 3}}
+    one = parse_spec({**base, "grid": {**base["grid"], "groups": [[0, 1], [2]]}})
+    assert [c.groups for c in one.configs] == [((0, 1), (2,))]
+    two = parse_spec({**base, "grid": {**base["grid"], "groups": [[[0, 1], [2]], [[0], [1, 2]]]}})
+    assert [c.groups for c in two.configs] == [((0, 1), (2,)), ((0,), (1, 2))]
+
+
+@pytest.mark.parametrize(
+    "spec, match",
+    [
+        ({"grid": {}}, "seeds"),
+        ({"sweep": {"seeds": 0}}, "seeds"),
+        ({"sweep": {"seeds": 1, "base": 1}}, "unknown \\[sweep\\]"),
+        ({"sweep": {"seeds": 1}, "grid": {"etta": 0.1}}, "unknown \\[grid\\] parameter 'etta'"),
+        ({"sweep": {"seeds": 1}, "grid": {"eta": []}}, "non-empty"),
+        ({"sweep": {"seeds": 1}, "grid": {"K": 3, "n_classes": 4}}, "twice"),
+        ({"sweep": {"seeds": 1}, "grid": {"eta": [0.1, 1.5]}}, "invalid config.*eta"),
+        ({"sweep": {"seeds": 1}, "other": {}}, "unknown spec section"),
+    ],
+)
+def test_parse_spec_errors(spec, match):
+    with pytest.raises(ValueError, match=match):
+        parse_spec(spec)
+
+
+def test_load_spec_file_errors(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        load_spec(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[sweep\nseeds = 1\n")
+    with pytest.raises(ValueError, match="not valid TOML"):
+        load_spec(bad)
+
+
+def test_mean_ci_vs_scipy_t_interval():
+    v = [0.2, 0.5, 0.4, 0.9]
+    mean, half, m = mean_ci(v)
+    lo, hi = stats.t.interval(0.95, 3, loc=np.mean(v), scale=stats.sem(v))
+    assert m == 4 and mean == pytest.approx(np.mean(v))
+    assert half == pytest.approx((hi - lo) / 2, rel=1e-12)
+    assert mean_ci([1.0, float("nan"), 3.0])[2] == 2
+    assert np.isnan(mean_ci([1.0])[1]) and mean_ci([])[2] == 0
+    assert mean_ci([0.5, 0.5, 0.5])[1] == 0.0
+
+
+def test_mean_ci_coverage_within_binomial_error():
+    # Normal data: the t interval covers the true mean with probability exactly 0.95.
+    rng = np.random.default_rng(0)
+    reps = 4000
+    hits = 0
+    for _ in range(reps):
+        mean, half, _ = mean_ci(rng.normal(1.0, 2.0, 5))
+        hits += abs(mean - 1.0) <= half
+    # Binomial(4000, 0.95) sd = 13.8; 5 sd.
+    assert abs(hits - 0.95 * reps) <= 5 * np.sqrt(reps * 0.95 * 0.05)
+
+
+def _files(out):
+    res = Path(out) / "results"
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in res.glob("*.csv")}
+
+
+def test_serial_sweep_outputs_and_summary(tmp_path):
+    spec = parse_spec(SPEC)
+    result = run_sweep(spec, tmp_path / "a", workers=1, quiet=True)
+    assert (result.total, result.skipped, result.completed, result.failed) == (4, 0, 4, {})
+    rows = read_csv(tmp_path / "a" / "results.csv")
+    # sd: 3 rounds, pll-ce: 2 rows; 2 etas; 2 seeds.
+    assert len(rows) == 2 * 2 * (3 + 2)
+    assert {r["key"] for r in rows} == set(spec.keys)
+    assert sorted(os.listdir(tmp_path / "a" / "results")) == sorted(f"{k}.csv" for k in spec.keys)
+    summary = read_csv(tmp_path / "a" / "summary.csv")
+    assert len(summary) == 2 * (3 + 2)
+    for srow in summary:
+        members = [r for r in rows if r["key"] == srow["key"] and r["round"] == srow["round"]]
+        assert int(srow["n_seeds"]) == len(members) == 2
+        vals = [float(r["train_acc"]) for r in members]
+        assert float(srow["train_acc_mean"]) == pytest.approx(np.mean(vals))
+        assert float(srow["train_acc_ci95"]) == pytest.approx(mean_ci(vals)[1], nan_ok=True)
+    assert summarize(rows)[0]["n_seeds"] == 2
+
+
+def test_interrupted_sweep_resumes_without_redoing(tmp_path):
+    spec = parse_spec(SPEC)
+    partial = run_sweep(spec, tmp_path / "r", workers=1, limit=2, quiet=True)
+    assert partial.completed == 2
+    before = _files(tmp_path / "r")
+    assert len(before) == 2
+    resumed = run_sweep(spec, tmp_path / "r", workers=1, quiet=True)
+    assert (resumed.skipped, resumed.completed) == (2, 2)
+    after = _files(tmp_path / "r")
+    for name, (content, mtime) in before.items():
+        assert after[name] == (content, mtime)  # finished configs are neither redone nor lost
+    run_sweep(spec, tmp_path / "full", workers=1, quiet=True)
+    assert (tmp_path / "r" / "results.csv").read_text() == (
+        tmp_path / "full" / "results.csv"
+    ).read_text()
+    again = run_sweep(spec, tmp_path / "r", workers=1, quiet=True)
+    assert (again.skipped, again.completed) == (4, 0)
+
+
+def test_killed_sweep_process_resumes(tmp_path):
+    spec_file = tmp_path / "spec.toml"
+    # 8 configs of ~0.2-0.5 s each so that a kill lands mid-sweep.
+    spec_file.write_text(_spec_text(seeds=3, etas="[0.0, 0.1, 0.2, 0.3]", n=20, p=200))
+    out = tmp_path / "k"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [
+        sys.executable,
+        "-m",
+        "simulations",
+        "sweep",
+        str(spec_file),
+        "--out",
+        str(out),
+        "--workers",
+        "1",
+        "--quiet",
+    ]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            if len(list((out / "results").glob("*.csv"))) >= 1:
+                break
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    before = _files(out)
+    assert 1 <= len(before) < 8, "the kill should land mid-sweep"
+    spec = load_spec(spec_file)
+    resumed = run_sweep(spec, out, workers=1, quiet=True)
+    assert resumed.skipped == len(before) and resumed.completed == 8 - len(before)
+    after = _files(out)
+    assert all(after[name] == before[name] for name in before)
+    assert not list((out / "results").glob(".*"))  # no stray temporaries
+    run_sweep(spec, tmp_path / "full", workers=1, quiet=True)
+    assert (out / "results.csv").read_text() == (tmp_path / "full" / "results.csv").read_text()
+
+
+def test_process_pool_matches_serial(tmp_path):
+    spec = parse_spec(SPEC)
+    run_sweep(spec, tmp_path / "s", workers=1, quiet=True)
+    run_sweep(spec, tmp_path / "p", workers=2, quiet=True)
+    assert (tmp_path / "s" / "results.csv").read_text() == (
+        tmp_path / "p" / "results.csv"
+    ).read_text()
+
+
+def test_dask_local_cluster_matches_serial(tmp_path):
+    distributed = pytest.importorskip("dask.distributed")
+    spec = parse_spec(SPEC)
+    run_sweep(spec, tmp_path / "s", workers=1, quiet=True)
+    with distributed.LocalCluster(
+        processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None
+    ) as cluster:
+        res = run_sweep(spec, tmp_path / "d", scheduler=cluster.scheduler_address, quiet=True)
+        # the CLI path: --scheduler ADDRESS
+        spec_file = tmp_path / "spec.toml"
+        spec_file.write_text(_spec_text())
+        argv = [str(spec_file), "--out", str(tmp_path / "c"), "--quiet"]
+        assert sweep_main(argv + ["--scheduler", cluster.scheduler_address]) == 0
+    assert res.completed == 4
+    serial = (tmp_path / "s" / "results.csv").read_text()
+    assert serial == (tmp_path / "d" / "results.csv").read_text()
+    assert serial == (tmp_path / "c" / "results.csv").read_text()
+
+
+def test_failed_config_recorded_and_retried(tmp_path, monkeypatch):
+    spec = parse_spec(SPEC)
+    real = sweep_mod.run_trial
+
+    def flaky(config, seed):
+        if config.eta == 0.3:
+            raise RuntimeError("boom")
+        return real(config, seed)
+
+    monkeypatch.setattr(sweep_mod, "run_trial", flaky)
+    res = run_sweep(spec, tmp_path / "f", workers=1, quiet=True)
+    assert res.completed == 2 and len(res.failed) == 2
+    assert all("boom" in msg for msg in res.failed.values())
+    assert (tmp_path / "f" / "errors.json").exists()
+    monkeypatch.setattr(sweep_mod, "run_trial", real)
+    res2 = run_sweep(spec, tmp_path / "f", workers=1, quiet=True)
+    assert (res2.skipped, res2.completed, res2.failed) == (2, 2, {})
+    assert not (tmp_path / "f" / "errors.json").exists()
+
+
+def test_blas_threads_validated_and_results_independent_of_it(tmp_path):
+    spec = parse_spec(SPEC)
+    with pytest.raises(ValueError, match="blas_threads"):
+        run_sweep(spec, tmp_path / "b0", workers=1, blas_threads=0, quiet=True)
+    assert not (tmp_path / "b0").exists()  # validated before any work
+    run_sweep(spec, tmp_path / "b1", workers=1, blas_threads=1, quiet=True)
+    run_sweep(spec, tmp_path / "bn", workers=1, blas_threads=None, quiet=True)
+    a = read_csv(tmp_path / "b1" / "results.csv")
+    b = read_csv(tmp_path / "bn" / "results.csv")
+    # Accuracies are predicates far from ties here; BLAS threading may change round-off only.
+    assert [(r["key"], r["train_acc"], r["pop_acc"]) for r in a] == [
+        (r["key"], r["train_acc"], r["pop_acc"]) for r in b
+    ]
+
+
+def test_reusing_out_dir_with_other_seeds_is_refused(tmp_path):
+    spec = parse_spec(SPEC)
+    run_sweep(spec, tmp_path / "o", workers=1, limit=1, quiet=True)
+    other = parse_spec({**SPEC, "sweep": {**SPEC["sweep"], "seeds": 3}})
+    with pytest.raises(ValueError, match="seeds=2"):
+        run_sweep(other, tmp_path / "o", workers=1, quiet=True)
+
+
+def test_cli_sweep(tmp_path, capsys):
+    spec_file = tmp_path / "spec.toml"
+    spec_file.write_text(_spec_text())
+    assert sweep_main([str(spec_file), "--out", str(tmp_path / "c"), "--workers", "1"]) == 0
+    out = capsys.readouterr()
+    assert "4 configs" in out.out and "[4/4]" in out.err  # progress on stderr
+    bad = tmp_path / "bad.toml"
+    bad.write_text(_spec_text(etas="[0.1, 7.0]"))
+    assert sweep_main([str(bad), "--out", str(tmp_path / "never")]) == 2
+    assert "eta" in capsys.readouterr().err
+    assert not (tmp_path / "never").exists()  # bad spec: no work, no directory
+    assert sweep_main([str(spec_file), "--out", str(tmp_path / "w"), "--workers", "0"]) == 2
+    assert sweep_main(["--help"]) == 0
+
+
+def test_example_spec_is_valid():
+    spec = load_spec(ROOT / "examples" / "sweep_quick.toml")
+    assert len(spec.configs) >= 2 and all(isinstance(c, TrialConfig) for c in spec.configs)

@@ -1,0 +1,176 @@
+"""Group-level block-model predictions vs full N x N computations."""
+
+import numpy as np
+import pytest
+
+from simulations.solver import factorize, solve_probe
+from theory.averaging import linearised_outputs, linearised_test_outputs
+from theory.gram import block_gram
+from theory.groups import (
+    BlockModel,
+    GroupConvergenceError,
+    check_counts,
+    one_hot_group_targets,
+    predict_exact,
+    predict_linear,
+    solve_groups,
+)
+from theory.metrics import correct_and_tied
+
+CASES = [
+    # (K, n, c, d, lam, counts)
+    (3, 6, 0.5, 0.1, 0.05, [[4, 1, 1], [2, 3, 1], [0, 2, 4]]),
+    (2, 5, 0.8, 0.0, 0.01, [[3, 2], [1, 4]]),
+    (4, 5, 0.3, 0.25, 0.2, [[3, 1, 1, 0], [0, 5, 0, 0], [1, 1, 2, 1], [2, 0, 0, 3]]),
+    (3, 4, 0.6, -0.1, 0.003, [[2, 1, 1], [0, 4, 0], [1, 0, 3]]),  # d < 0 (still PSD)
+    (3, 5, 1.0, 0.2, 0.02, [[3, 2, 0], [1, 4, 0], [0, 1, 4]]),  # c = 1: mu_3 = 0
+]
+
+
+def _expand(counts):
+    """Point-level labels: true class (class-major) and given labels with the counts."""
+    cnt = np.asarray(counts)
+    given = np.concatenate([np.repeat(np.arange(len(cnt)), row) for row in cnt])
+    true = np.repeat(np.arange(len(cnt)), cnt.sum(axis=1))
+    return true, given
+
+
+@pytest.mark.parametrize("k, n, c, d, lam, counts", CASES)
+def test_exact_groups_vs_full_solver(k, n, c, d, lam, counts):
+    model = BlockModel(k, n, c, d)
+    rounds = 3
+    pred = predict_exact(model, counts, lam, rounds)
+    # The group solve certifies <= 1e-12; the N x N solver is asked for 1e-11. Outputs of two
+    # solutions with residuals r1, r2 differ by <= (r1 + r2) times the conditioning of I + L D
+    # (eigenvalues >= 1, so the inverse has norm <= 1 in the right norm): 1e-7 is a wide margin.
+    assert np.all(pred.residuals <= 1e-12)
+    true, given = _expand(counts)
+    factor = factorize(gram=block_gram(k, n, c, d))
+    targets = np.eye(k)[:, given]
+    rows = model.population_kernel_rows()
+    for t in range(rounds + 1):
+        sol = solve_probe(targets, lam, factor=factor, tol=1e-11)
+        np.testing.assert_allclose(pred.outputs[t][true, given].T, sol.outputs, atol=1e-7, rtol=0)
+        np.testing.assert_allclose(
+            pred.population_outputs[t], sol.predict(kernel_rows=rows).T, atol=1e-7, rtol=0
+        )
+        targets = sol.outputs
+
+
+@pytest.mark.parametrize("k, n, c, d, lam, counts", CASES)
+def test_linear_groups_vs_closed_form(k, n, c, d, lam, counts):
+    model = BlockModel(k, n, c, d)
+    rounds = 4
+    pred = predict_linear(model, counts, lam, rounds)
+    true, given = _expand(counts)
+    gram = block_gram(k, n, c, d)
+    y = np.eye(k)[:, given]
+    ref = linearised_outputs(y, lam, rounds, gram=gram)
+    ref_pop = linearised_test_outputs(y, lam, rounds, model.population_kernel_rows(), gram=gram)
+    # Both are O(N) sums of O(1) terms in float64: agreement to ~1e-13.
+    np.testing.assert_allclose(pred.outputs[:, true, given].transpose(0, 2, 1), ref, atol=1e-12)
+    np.testing.assert_allclose(pred.population_outputs, ref_pop.transpose(0, 2, 1), atol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["linear", "exact"])
+def test_group_accuracies_vs_pointwise(method):
+    k, n, c, d, lam, counts = CASES[0]
+    model = BlockModel(k, n, c, d)
+    fn = predict_linear if method == "linear" else predict_exact
+    pred = fn(model, counts, lam, 3)
+    true, given = _expand(counts)
+    for t in range(4):
+        scores = pred.outputs[t][true, given].T
+        correct, tied = correct_and_tied(scores, true)
+        clean = true == given
+        assert pred.train_acc[t] == pytest.approx(correct.mean())
+        assert pred.train_acc_clean[t] == pytest.approx(correct[clean].mean())
+        assert pred.train_acc_mislabeled[t] == pytest.approx(correct[~clean].mean())
+        assert pred.ties[t] == tied.sum()
+        pc, pt = correct_and_tied(pred.population_outputs[t].T, np.arange(k))
+        assert pred.population_acc[t] == pytest.approx(pc.mean())
+        assert pred.population_ties[t] == pt.sum()
+    assert pred.method == method
+
+
+def test_empty_groups_are_nan_and_clean_only_has_nan_mislabeled():
+    model = BlockModel(3, 4, 0.5, 0.1)
+    counts = np.diag([4, 4, 4])
+    for fn in (predict_linear, predict_exact):
+        pred = fn(model, counts, 0.1, 2)
+        off = ~np.eye(3, dtype=bool)
+        assert np.all(np.isnan(pred.outputs[:, off]))
+        assert np.all(np.isfinite(pred.outputs[:, ~off]))
+        assert np.all(np.isnan(pred.train_acc_mislabeled))
+        np.testing.assert_array_equal(pred.train_acc, pred.train_acc_clean)
+
+
+def test_exact_approaches_linear_at_large_lam():
+    # Logits are O(1/lam); softmax's linearisation error is quadratic in the logits, so the
+    # exact-minus-linear output gap must scale like lam^-2: doubling lam divides it by ~4.
+    k, n, c, d, _, counts = CASES[0]
+    model = BlockModel(k, n, c, d)
+    errs = []
+    for lam in (1.0, 2.0, 4.0):
+        lin = predict_linear(model, counts, lam, 2).outputs
+        ex = predict_exact(model, counts, lam, 2).outputs
+        errs.append(np.nanmax(np.abs(lin - ex)))
+    ratios = np.array(errs[:-1]) / np.array(errs[1:])
+    assert np.all((ratios > 3.0) & (ratios < 5.0)), ratios
+
+
+def test_exact_rows_on_simplex_and_symmetric_under_class_relabelling():
+    k, n, c, d, lam, counts = CASES[2]
+    counts = np.array(counts)
+    model = BlockModel(k, n, c, d)
+    pred = predict_exact(model, counts, lam, 2)
+    np.testing.assert_allclose(np.nansum(pred.outputs, axis=-1)[:, counts > 0], 1.0, atol=1e-14)
+    perm = np.array([2, 0, 3, 1])
+    pred_p = predict_exact(model, counts[np.ix_(perm, perm)], lam, 2)
+    np.testing.assert_allclose(
+        pred_p.outputs, pred.outputs[:, perm][:, :, perm][..., perm], atol=1e-12, equal_nan=True
+    )
+    np.testing.assert_array_equal(pred_p.train_acc, pred.train_acc)
+
+
+def test_block_model_properties():
+    model = BlockModel(3, 4, 0.5, 0.1)
+    assert model.n_samples == 12
+    np.testing.assert_allclose(
+        np.sort(model.eigenvalues),
+        np.sort(np.unique(np.round(np.linalg.eigvalsh(model.gram()), 12))),
+    )
+    assert model.multiplicities == (1, 2, 9)
+    with pytest.raises(ValueError, match="c"):
+        BlockModel(3, 4, 1.5, 0.1)
+    with pytest.raises(ValueError, match="n_classes"):
+        BlockModel(1, 4, 0.5, 0.1)
+    with pytest.raises(ValueError, match="d too negative"):
+        BlockModel(3, 4, 0.5, -0.9)
+
+
+@pytest.mark.parametrize(
+    "counts, match",
+    [
+        ([[2, 1], [1, 2]], "shape"),
+        ([[3, 1, 0], [0, 4, 0], [0, 0, 3]], "row 2 sums to 3"),
+        ([[5, -1, 0], [0, 4, 0], [0, 0, 4]], "non-negative"),
+        ([[3.5, 0.5, 0], [0, 4, 0], [0, 0, 4]], "integers"),
+    ],
+)
+def test_invalid_counts(counts, match):
+    with pytest.raises(ValueError, match=match):
+        check_counts(counts, BlockModel(3, 4, 0.5, 0.1))
+
+
+def test_invalid_lam_rounds_and_nonconvergence():
+    model = BlockModel(3, 4, 0.5, 0.1)
+    counts = np.diag([4, 4, 4])
+    with pytest.raises(ValueError, match="lam"):
+        predict_linear(model, counts, 0.0, 2)
+    with pytest.raises(ValueError, match="lam"):
+        predict_exact(model, counts, -1.0, 2)
+    with pytest.raises(ValueError, match="rounds"):
+        predict_exact(model, counts, 0.1, -1)
+    with pytest.raises(GroupConvergenceError, match="did not converge"):
+        solve_groups(model, counts, one_hot_group_targets(3), 1e-4, max_iter=1)
