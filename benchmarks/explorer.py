@@ -6,7 +6,7 @@ this measures, as the median over ``--repeats`` updates with a different paramet
 
 * ``theory/eta``   :func:`figures.explorer_model.compute_state` when only ``eta`` moves (the phase
   diagram is cached: it does not depend on ``eta``);
-* ``theory/lam``   the same when ``lam`` moves (phase diagram recomputed: 32 linear predictions);
+* ``theory/lam``   the same when ``lam`` moves (phase diagram recomputed: 24 linear predictions);
 * ``update``       :meth:`figures.explorer.ExplorerApp.update` after a slider move under Agg:
   theory + setting every artist's data (what the issue's "each update" budget of 200 ms covers);
 * ``draw``         one full Agg ``canvas.draw()`` of the 15 x 9 inch window (an interactive backend
@@ -36,8 +36,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from figures.explorer import ExplorerApp  # noqa: E402
-from figures.explorer_model import PhaseCache, compute_state, single_thread_blas  # noqa: E402
+from figures.explorer_model import PhaseCache, compute_state  # noqa: E402
 from simulations.distill import self_distill, train_pll  # noqa: E402
+from theory.blas import single_thread_blas  # noqa: E402
 from theory.gram import block_gram  # noqa: E402
 from theory.noise import exact_counts, transition_matrix  # noqa: E402
 

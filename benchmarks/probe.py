@@ -127,9 +127,9 @@ def main(argv=None) -> int:
     )
     args = parser.parse_args(argv)
     if args.threads is not None:
-        from threadpoolctl import threadpool_limits  # installed with scikit-learn
+        from theory.blas import blas_threads
 
-        with threadpool_limits(limits=args.threads, user_api="blas"):
+        with blas_threads(args.threads):
             return _run(args)
     return _run(args)
 

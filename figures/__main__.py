@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 
 from figures import FIGURES
-from figures.common import default_out, log, single_thread_blas
+from figures.common import default_out, log
+from theory.blas import single_thread_blas
 
 #: Presets every figure understands ('tiny' is for smoke tests).
 PRESETS = ("quick", "paper", "tiny")

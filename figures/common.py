@@ -1,4 +1,7 @@
-r"""Shared pieces of the figure scripts: command line, agreement checks, Monte Carlo trials.
+r"""Shared pieces of the figure scripts: command line, progress, agreement checks.
+
+Monte Carlo trials live in :mod:`simulations.gram_trials`; this module only compares them with
+the theory.
 
 Agreement checks
 ----------------
@@ -25,67 +28,35 @@ but below the finite-``p`` fluctuation of the outputs) are not widened: figures 
 Deterministic comparisons (theory vs an exact solve of the same problem) use :func:`check_close`
 with tolerances derived from the solver certificate.
 
-Monte Carlo trials (Gaussian mixture, any dimension)
-----------------------------------------------------
-:func:`run_mixture_trial` draws training and test points of the Gaussian mixture of
-:mod:`simulations.features` (class means ``mu_k`` with ``||mu_k||^2 = c``, ``<mu_k, mu_l> = d``,
-isotropic noise of variance ``(1 - c)/p`` per coordinate), flips labels with
-:func:`simulations.noise.sample_noisy_labels`, and trains the teacher, the self-distillation
-rounds and the PLL student *exactly* (:mod:`simulations.distill`) from the Gram matrix.
-
-Only inner products enter the probe, so the Gram matrix of training and test points is sampled
-directly (:func:`mixture_gram`): rotating coordinates so the means span the first ``K`` axes,
-``X = [M_Y + Z_1, Z_2]`` with ``Z_1`` (N', K) and ``Z_2`` (N', p - K) independent Gaussian, hence
-``G = (M_Y + Z_1)(M_Y + Z_1)^T + Z_2 Z_2^T`` where ``Z_2 Z_2^T / sigma^2`` is Wishart with
-``p - K`` degrees of freedom. For ``p - K >= N'`` it is drawn by the Bartlett decomposition
-``W = L L^T`` (``L`` lower triangular, ``L_ii^2 ~ chi^2_{p-K-i}`` for ``i = 0..N'-1``,
-``L_ij ~ N(0, 1)`` below the diagonal), exact in distribution and costing ``O(N'^3)`` whatever
-``p`` is; otherwise ``Z_2`` is drawn explicitly. (Rotation invariance of isotropic noise makes the
-choice of the means' frame irrelevant for the Gram matrix.)
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from scipy import stats
-from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
 
-from simulations.distill import self_distill, train_pll
-from simulations.features import check_mixture_params, class_means
-from simulations.noise import sample_noisy_labels
 from theory.metrics import correct_and_tied
-from theory.validation import check_int, check_positive
+from theory.validation import check_int
 
 __all__ = [
     "ALPHA",
     "AgreementError",
-    "MixtureTrial",
     "check_close",
     "check_mc_agreement",
     "default_out",
     "log",
     "mc_tolerance",
     "mean_ci95",
-    "mixture_gram",
     "nan_mean",
-    "parallel_map",
     "parse_args",
     "prediction_bounds",
-    "run_mc",
-    "run_mc_many",
-    "run_mixture_trial",
-    "single_thread_blas",
     "tie_fractions",
-    "trial_seeds",
 ]
 
 #: Family-wise false-alarm probability of the Monte Carlo agreement checks of one figure.
@@ -108,7 +79,10 @@ def default_out() -> Path:
 
 
 def parse_args(argv, description: str, presets) -> argparse.Namespace:
-    """Standard figure options: ``--out``, ``--seed``, ``--preset``, ``--workers``."""
+    """Standard figure options: ``--out``, ``--seed``, ``--preset``, ``--workers``.
+
+    Also selects the ``Agg`` backend (:func:`figures.style.use_file_backend`).
+    """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--out", type=Path, default=None, help="output directory")
     parser.add_argument("--seed", type=int, default=0, help="base seed (>= 0)")
@@ -121,6 +95,9 @@ def parse_args(argv, description: str, presets) -> argparse.Namespace:
         parser.error("--workers must be >= 1")
     if args.out is None:
         args.out = default_out()
+    from figures.style import use_file_backend  # lazy: keep common.py free of matplotlib
+
+    use_file_backend()  # figure scripts write files; never open windows
     return args
 
 
@@ -324,182 +301,8 @@ def check_close(actual, expected, *, atol: float, what: str) -> float:
     return err
 
 
-# ---------------------------------------------------------------------------------------------
-# Monte Carlo
-
-
-def trial_seeds(base_seed: int, n_trials: int) -> list[np.random.SeedSequence]:
-    """Independent per-trial seeds ``SeedSequence(base_seed).spawn(n_trials)``."""
-    check_int(base_seed, "base_seed", 0)
-    return np.random.SeedSequence(base_seed).spawn(check_int(n_trials, "n_trials", 1))
-
-
-def single_thread_blas():
-    """Context manager limiting BLAS to one thread.
-
-    The Monte Carlo problems are small (N ~ 100): a multi-threaded BLAS only adds synchronisation,
-    and on a busy machine its spinning threads slow runs down several-fold.
-    """
-    return threadpool_limits(limits=1, user_api="blas")
-
-
-def _init_worker():
-    threadpool_limits(limits=1, user_api="blas")
-
-
-def parallel_map(fn, items, workers: int = 1) -> list:
-    """``[fn(x) for x in items]``, in ``workers`` processes if ``workers > 1`` (order kept)."""
-    items = list(items)
-    workers = min(check_int(workers, "workers", 1), len(items), os.cpu_count() or 1)
-    if workers <= 1:
-        with single_thread_blas():
-            return [fn(x) for x in items]
-    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool:
-        return list(pool.map(fn, items, chunksize=max(1, len(items) // (4 * workers))))
-
-
-def mixture_gram(n_classes, dim, c, d, labels, rng) -> np.ndarray:
-    """Gram matrix (N', N') of Gaussian-mixture points with the given true ``labels`` (N',).
-
-    Exact in distribution for every ``dim = p >= K`` (module docstring); ``O(N'^3)`` time for
-    ``p - K >= N'`` (Bartlett), ``O(N'^2 p)`` otherwise.
-    """
-    k, p, c, d = check_mixture_params(n_classes, dim, c, d)
-    lab = np.asarray(labels)
-    if lab.ndim != 1 or lab.size == 0 or lab.min() < 0 or lab.max() >= k:
-        raise ValueError(f"labels must be a non-empty 1-D int array with values in [0, {k})")
-    gen = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
-    big = lab.size
-    sigma2 = (1.0 - c) / p
-    low = class_means(k, k, c, d)[lab] + np.sqrt(sigma2) * gen.standard_normal((big, k))
-    gram = low @ low.T
-    dof = p - k
-    if dof >= big:
-        chol = np.tril(gen.standard_normal((big, big)), -1)
-        chol[np.diag_indices(big)] = np.sqrt(gen.chisquare(dof - np.arange(big)))
-        gram += sigma2 * (chol @ chol.T)
-    elif dof > 0:
-        z = gen.standard_normal((big, dof))
-        gram += sigma2 * (z @ z.T)
-    return 0.5 * (gram + gram.T)
-
-
-@dataclass(frozen=True)
-class MixtureTrial:
-    """Parameters of one Gaussian-mixture Monte Carlo trial (validated on use).
-
-    ``transition`` is a (K, K) row-stochastic matrix; ``sampling`` as in
-    :func:`simulations.noise.sample_noisy_labels`; ``rounds`` SD rounds after the teacher;
-    ``pll`` adds the PLL student; ``n_test`` fresh points per class for population accuracy.
-    """
-
-    n_classes: int
-    per_class: int
-    dim: int
-    c: float
-    d: float
-    lam: float
-    rounds: int
-    transition: tuple
-    sampling: str = "exact-count"
-    pll: bool = False
-    n_test: int = 20
-
-
-def _accs(scores, truth, clean):
-    correct, _ = correct_and_tied(scores, truth)
-    mis = ~clean
-    return (
-        float(correct.mean()),
-        float(correct[clean].mean()) if clean.any() else math.nan,
-        float(correct[mis].mean()) if mis.any() else math.nan,
-    )
-
-
-def run_mixture_trial(job) -> dict:
-    """One trial; ``job = (MixtureTrial, SeedSequence)``. Picklable for :func:`parallel_map`.
-
-    Returns
-    -------
-    dict of ndarray
-        ``train_acc``, ``train_acc_clean``, ``train_acc_mislabeled``, ``pop_acc``: shape (R+1,)
-        for rounds 0..R, and the same keys prefixed ``pll_`` (scalars) if ``pll``; ``counts``
-        (K, K) realised count matrix; ``max_residual`` of all certified solves.
-    """
-    spec, seed = job
-    k = check_int(spec.n_classes, "n_classes", 2)
-    n = check_int(spec.per_class, "per_class", 1)
-    lam = check_positive(spec.lam, "lam")
-    feat_ss, noise_ss = seed.spawn(2)
-    y = np.repeat(np.arange(k), n)
-    y_test = np.repeat(np.arange(k), check_int(spec.n_test, "n_test", 1))
-    gram_all = mixture_gram(
-        k, spec.dim, spec.c, spec.d, np.concatenate([y, y_test]), np.random.default_rng(feat_ss)
-    )
-    big_n = y.size
-    gram, rows = gram_all[:big_n, :big_n], gram_all[big_n:, :big_n]
-    transition = np.asarray(spec.transition, dtype=float)
-    noisy = sample_noisy_labels(y, transition, np.random.default_rng(noise_ss), mode=spec.sampling)
-    clean = noisy == y
-    sd = self_distill(noisy, k, lam, spec.rounds, gram=gram)
-    out = {key: np.empty(spec.rounds + 1) for key in ("train_acc", "clean", "mis", "pop")}
-    for t, sol in enumerate(sd.solutions):
-        out["train_acc"][t], out["clean"][t], out["mis"][t] = _accs(sol.outputs, y, clean)
-        out["pop"][t] = correct_and_tied(sol.predict(kernel_rows=rows), y_test)[0].mean()
-    res = {
-        "train_acc": out["train_acc"],
-        "train_acc_clean": out["clean"],
-        "train_acc_mislabeled": out["mis"],
-        "pop_acc": out["pop"],
-        "counts": np.bincount(y * k + noisy, minlength=k * k).reshape(k, k),
-        "max_residual": max(c.residual for c in sd.certificates),
-    }
-    if spec.pll:
-        student = train_pll(sd.solutions[0], lam)
-        a, cl, mi = _accs(student.outputs, y, clean)
-        res.update(
-            pll_train_acc=a,
-            pll_train_acc_clean=cl,
-            pll_train_acc_mislabeled=mi,
-            pll_pop_acc=float(
-                correct_and_tied(student.predict(kernel_rows=rows), y_test)[0].mean()
-            ),
-        )
-        res["max_residual"] = max(res["max_residual"], student.certificate.residual)
-    return res
-
-
 def timed(fn, *args, **kw):
     """``(fn(*args, **kw), seconds)``."""
     start = time.perf_counter()
     value = fn(*args, **kw)
     return value, time.perf_counter() - start
-
-
-def run_mc(spec: MixtureTrial, n_trials: int, base_seed: int, workers: int = 1) -> dict:
-    """``n_trials`` independent :func:`run_mixture_trial` runs of ``spec``, stacked.
-
-    Returns
-    -------
-    dict of ndarray
-        Every per-trial field stacked along a leading trial axis (T, ...).
-    """
-    jobs = [(spec, s) for s in trial_seeds(base_seed, n_trials)]
-    results = parallel_map(run_mixture_trial, jobs, workers)
-    return {key: np.stack([np.asarray(r[key]) for r in results]) for key in results[0]}
-
-
-def run_mc_many(specs, n_trials: int, base_seed: int, workers: int = 1) -> list[dict]:
-    """:func:`run_mc` for several specs, all trials sharing one process pool.
-
-    Trial ``i`` of every spec uses the same seed (common random numbers: the same features and
-    label-flip permutations across specs), which makes differences between specs less noisy.
-    """
-    seeds = trial_seeds(base_seed, n_trials)
-    jobs = [(spec, s) for spec in specs for s in seeds]
-    results = parallel_map(run_mixture_trial, jobs, workers)
-    out = []
-    for i in range(len(specs)):
-        chunk = results[i * n_trials : (i + 1) * n_trials]
-        out.append({key: np.stack([np.asarray(r[key]) for r in chunk]) for key in chunk[0]})
-    return out

@@ -12,23 +12,24 @@ exact probe needs MORE rounds than the linearisation predicts. Panel (c) shows w
 output difference between exact and linearised grows with the output spread (second order).
 
 Check (fails loudly): simulation means agree with the EXACT theory within Monte Carlo error
-(:func:`figures.common.check_mc_agreement`).
+(:func:`figures.common.check_mc_agreement`; where the theory has exact ties the admissible range
+extends by the tied fraction, drawn as a translucent bar).
 """
 
 from __future__ import annotations
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from figures import style
 from figures.common import (
-    MixtureTrial,
     check_mc_agreement,
     log,
     mean_ci95,
     parse_args,
     prediction_bounds,
-    run_mc_many,
 )
+from simulations.gram_trials import MixtureTrial, run_mc_many
 from theory.groups import BlockModel, predict_exact, predict_linear
 from theory.noise import exact_counts, transition_matrix
 
@@ -93,12 +94,16 @@ def compute(preset: str = "quick", seed: int = 0, workers: int = 1) -> dict:
         )
         for lam in p["lams"]
     ]
-    sims = dict(zip(p["lams"], run_mc_many(specs, p["trials"], seed, workers), strict=False))
+    sims = dict(
+        zip(p["lams"], run_mc_many(specs, p["trials"], seed, workers, label=NAME), strict=False)
+    )
     samples, lower, upper, names = [], [], [], []
+    bounds = {}
     for lam in p["lams"]:
         for key in KEYS:
             samples.append(sims[lam][key])
             lo, hi = prediction_bounds(theory[lam][0], key)
+            bounds[lam, key] = hi
             lower.append(lo)
             upper.append(hi)
             names += [f"lam={lam:g} {key} t={t}" for t in range(rounds + 1)]
@@ -120,6 +125,7 @@ def compute(preset: str = "quick", seed: int = 0, workers: int = 1) -> dict:
     return dict(
         params=p,
         theory=theory,
+        upper=bounds,
         sims=sims,
         check=check,
         grid=grid,
@@ -159,6 +165,7 @@ def plot(data: dict):
                 alpha=0.8,
                 label=f"{names[key]}: linearised theory",
             )
+            style.tie_ranges(ax, t, getattr(exact, key), data["upper"][lam, key], color=col)
             mean, half = mean_ci95(data["sims"][lam][key])
             style.sim_errorbar(
                 ax,
@@ -171,6 +178,7 @@ def plot(data: dict):
             )
         ax.set_ylim(-0.05, 1.05)
         ax.set_xlabel("round $t$ (0 = teacher)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("training accuracy (true labels)")
         ax.set_title(f"{tag} λ = {lam:g}")
     axes[0].legend(loc="center right", fontsize=6.8)

@@ -368,8 +368,8 @@ class ExplorerApp:
             ax = fig.add_axes((0.79, y, 0.15, 0.025))
             value = self._params[name]
             if spec.kind == "log":
-                lo, hi = np.log10(spec.lo), np.log10(spec.hi)
-                init = float(np.clip(np.log10(value), lo, hi))
+                init = float(np.log10(value))
+                lo, hi = min(np.log10(spec.lo), init), max(np.log10(spec.hi), init)
                 slider = Slider(ax, spec.label, lo, hi, valinit=init)
                 slider.valtext.set_text(f"{value:.3g}")
             else:
@@ -413,6 +413,14 @@ class ExplorerApp:
         self._timer = None
         self.last_update_seconds = float("nan")
         self.state: ExplorerState | None = None
+        fig.canvas.mpl_connect("close_event", lambda _e: self._stop_worker())
+
+    def _stop_worker(self) -> None:
+        """Window closed: let the worker thread finish its current trial and exit."""
+        if self._mc_cancel is not None:
+            self._mc_cancel.set()
+        if self._timer is not None:
+            self._timer.stop()
 
     def _request_draw(self) -> None:
         if self.interactive:
@@ -427,9 +435,14 @@ class ExplorerApp:
         for name, slider in self.sliders.items():
             spec = PARAM_SPECS[name]
             v = float(slider.val)
-            out[name] = (
-                10.0**v if spec.kind == "log" else (int(round(v)) if spec.kind == "int" else v)
-            )
+            if spec.kind == "log":
+                out[name] = 10.0**v
+            elif spec.kind == "int":
+                out[name] = int(round(v))
+            else:
+                # valstep snapping computes valmin + k * step: drop its round-off (e.g. 5e-17
+                # for d = 0) so that the theory sees the value the slider shows.
+                out[name] = round(v, 10)
         out["noise"] = self.radio.value_selected
         return out
 
@@ -518,10 +531,7 @@ class ExplorerApp:
 
     def cancel_simulation(self, message: str = "cancelled") -> None:
         """Stop a running Monte Carlo (after its current trial) and remove its overlay."""
-        if self._mc_cancel is not None:
-            self._mc_cancel.set()
-        if self._timer is not None:
-            self._timer.stop()
+        self._stop_worker()
         self._mc, self._mc_cancel, self._mc_thread, self._timer = None, None, None, None
         self.panels.clear_mc()
         self.progress_bar.set_width(0.0)

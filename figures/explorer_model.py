@@ -26,8 +26,9 @@ Model of the explorer (assumptions, named)
   (:func:`theory.pll.predict_pll`, both methods); eigen-weights
   ``a_j(t) = (mu_j / (mu_j + K lam N))^(t+1)`` (:func:`theory.averaging.eigen_weights`) for the
   three distinct block eigenvalues.
-* Phase diagram: linearised training accuracy (w.r.t. the true labels) on a grid of ``eta`` values
-  times rounds ``0..R``, one :func:`theory.groups.predict_linear` call per grid value of ``eta``.
+* Phase diagram: linearised training accuracy (w.r.t. the true labels) on :data:`PHASE_POINTS`
+  values of ``eta`` (evenly spaced over the ``eta`` slider range) times rounds ``0..R``, one
+  :func:`theory.groups.predict_linear` call per distinct count matrix on that grid.
   It does not depend on the current ``eta`` and is cached (:class:`PhaseCache`), so dragging the
   ``eta`` slider never recomputes it.
 * Monte Carlo (:class:`MonteCarloRun`): :func:`simulations.pipelines.run_trial` with
@@ -46,12 +47,12 @@ from __future__ import annotations
 import math
 import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from theory.averaging import eigen_weights
+from theory.blas import single_thread_blas
 from theory.conditions import eigen_ratio_rho, plurality_condition, window_linear
 from theory.groups import BlockModel, GroupConvergenceError, predict_exact, predict_linear
 from theory.noise import NOISE_KINDS, exact_counts, transition_matrix
@@ -74,7 +75,6 @@ __all__ = [
     "describe",
     "noise_counts",
     "normalise_params",
-    "single_thread_blas",
     "superclass_groups",
 ]
 
@@ -116,7 +116,7 @@ PARAM_SPECS: dict[str, ParamSpec] = {
 MC_DEFAULTS = {"dim": 400, "trials": 12, "seed": 0}
 DEFAULT_PARAMS = {name: spec.default for name, spec in PARAM_SPECS.items()} | MC_DEFAULTS
 #: Number of ``eta`` grid values in the phase diagram (from 0 to the slider maximum).
-PHASE_POINTS = 32
+PHASE_POINTS = 24
 
 #: Named starting points (``--preset``): each is applied on top of :data:`DEFAULT_PARAMS`.
 PRESETS = {
@@ -130,18 +130,6 @@ PRESETS = {
     # Beyond the plurality boundary (eta > (K-1)/K for sym noise): no round reaches 100%.
     "plurality-fails": {"n_classes": 3, "eta": 0.7, "lam": 1e-3, "rounds": 12},
 }
-
-
-@contextmanager
-def single_thread_blas():
-    """Limit BLAS to one thread for the explorer's small linear systems (module docstring)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn (a dependency)
-        yield
-        return
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
 
 
 # --------------------------------------------------------------------------------------------

@@ -162,7 +162,7 @@ def plot(data: dict):
     ax.set_title("pulled to the class average")
     ax.set_xticks(t)
     ax.set_ylim(0.0, 1.0)
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower right", frameon=True, framealpha=0.9, edgecolor="none")
     p = data["params"]
     fig.suptitle(
         f"Label averaging: block Gram K={p['n_classes']}, n={p['per_class']}, c={p['c']}, "

@@ -27,14 +27,13 @@ from matplotlib import patheffects
 
 from figures import style
 from figures.common import (
-    MixtureTrial,
     check_mc_agreement,
     log,
     nan_mean,
     parse_args,
     prediction_bounds,
-    run_mc_many,
 )
+from simulations.gram_trials import MixtureTrial, run_mc_many
 from theory.conditions import window_linear
 from theory.groups import BlockModel, predict_exact
 from theory.noise import exact_counts, transition_matrix
@@ -120,7 +119,7 @@ def compute(preset: str = "quick", seed: int = 0, workers: int = 1) -> dict:
             )
             for tr in trans
         ]
-        sims = run_mc_many(specs, p["trials"], seed, workers)
+        sims = run_mc_many(specs, p["trials"], seed, workers, label=f"{NAME} ({kind})")
         sim = np.stack([s["train_acc_mislabeled"] for s in sims], axis=1)  # (T, E, R+1)
         panels[kind] = dict(exact=exact, windows=windows, sim=sim)
         samples.append(sim.reshape(sim.shape[0], -1))

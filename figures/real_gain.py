@@ -23,12 +23,12 @@ for p = 64).
 from __future__ import annotations
 
 import numpy as np
-from threadpoolctl import threadpool_limits  # installed with scikit-learn (its dependency)
 
 from figures.common import log, mean_ci95, parse_args
 from figures.style import OKABE_ITO, figure, round_color, save_figure, write_csv
 from simulations.datasets import load_digits_dataset, validate_dataset
 from simulations.probe import ProbeConfig, run_probe
+from theory.blas import single_thread_blas
 
 NAME = "real_gain"
 
@@ -166,7 +166,7 @@ def main(argv=None) -> int:
     preset = PRESETS[args.preset]
     # Digits is tiny (p = 64): multi-threaded BLAS only adds synchronisation overhead, and on a
     # busy machine its spinning threads slow the run down 10-20x. One thread is faster here.
-    with threadpool_limits(limits=1, user_api="blas"):
+    with single_thread_blas():
         rows = compute(preset, args.seed)
     write_csv(rows, args.out, NAME)
     paths = save_figure(plot(rows, preset), args.out, NAME)

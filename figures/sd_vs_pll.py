@@ -15,14 +15,17 @@ gain" of the paper: student minus teacher training accuracy, simulation bars wit
 theory as black ticks.
 
 Check (fails loudly): every simulated mean agrees with the exact theory within Monte Carlo error
-(:func:`figures.common.check_mc_agreement`) -- except the PLL student at noise rates where the
-teacher's top-2 candidates are TIED in the theory (``candidate_ties > 0``, e.g. ``η = 0``: all
-wrong classes score equally for a clean point). There the group-level theory's prediction rests on
-its deterministic tie rule (smaller class index first, the same pair for a whole group), whereas in
-simulation finite-``p`` fluctuations break the tie independently for every point. Those theory
-values are drawn dotted, the simulated points hollow; they are compared with the same tolerance but
-a disagreement is reported (log and CSV column ``pll_tie_disagrees``), not raised, since it is a
-known limitation of the group-level PLL theory rather than a failure of the simulation.
+(:func:`figures.common.check_mc_agreement`; where the theory has EXACT ties between the true class
+and another, counted as errors there but broken at random at finite ``p``, the admissible range
+extends by the tied fraction and is drawn as a translucent bar) -- except the PLL student at noise
+rates where the teacher's top-2 candidates are TIED in the theory (``candidate_ties > 0``; e.g. at
+``η = 0`` all wrong classes score equally for a clean point). There the group-level theory's
+prediction rests on its deterministic tie rule (smaller class index first, the same pair for a
+whole group), whereas in simulation finite-``p`` fluctuations break the tie independently for every
+point. Those theory values are drawn dotted, the simulated points hollow; they are compared with
+the same tolerance but a disagreement is reported (log and CSV column ``pll_tie_disagrees``), not
+raised, since it is a known limitation of the group-level PLL theory rather than a failure of the
+simulation.
 """
 
 from __future__ import annotations
@@ -31,15 +34,14 @@ import numpy as np
 
 from figures import style
 from figures.common import (
-    MixtureTrial,
     check_mc_agreement,
     log,
     mc_tolerance,
     mean_ci95,
     parse_args,
     prediction_bounds,
-    run_mc_many,
 )
+from simulations.gram_trials import MixtureTrial, run_mc_many
 from theory.groups import BlockModel, predict_exact
 from theory.noise import exact_counts, transition_matrix
 from theory.pll import predict_pll
@@ -107,7 +109,7 @@ def compute(preset: str = "quick", seed: int = 0, workers: int = 1) -> dict:
         )
         for tr in transitions
     ]
-    sims = run_mc_many(specs, p["trials"], seed, workers)
+    sims = run_mc_many(specs, p["trials"], seed, workers, label=NAME)
     # The PLL theory needed its top-2 tie rule (module docstring): tie-rule dependent.
     tied = np.array([pt.candidate_ties > 0 for pt in pll_theory])
     # theory[metric]: (E, R+2) with the PLL student in the last column; sim[metric]: (T, E, R+2).
@@ -149,6 +151,7 @@ def compute(preset: str = "quick", seed: int = 0, workers: int = 1) -> dict:
         params=p,
         etas=etas,
         theory=theory,
+        upper=upper,
         sim=sim,
         tied=tied,
         check=check,
@@ -181,6 +184,7 @@ def plot(data: dict):
                 style.theory_line(ax, etas, curve, color=col, lw=0.9, linestyle=":")
                 curve[data["tied"]] = np.nan
             style.theory_line(ax, etas, curve, color=col, lw=lw, label=_label(j, rounds), alpha=0.9)
+            style.tie_ranges(ax, etas, data["theory"][m][:, j], data["upper"][m][:, j], color=col)
             mean, half = mean_ci95(data["sim"][m][:, :, j])
             marker = "D" if j == rounds + 1 else "o"
             if j == rounds + 1:
@@ -206,7 +210,11 @@ def plot(data: dict):
         ax.set_title(title)
         ax.set_ylim(-0.03, 1.03)
     axes[0].plot([], [], "o", color="grey", label="markers: simulation ±95% CI")
-    axes[0].legend(loc="lower left", fontsize=6.5)
+    axes[0].plot([], [], color="grey", lw=4, alpha=0.35, label="theory with exact ties: range")
+    handles, labels = axes[0].get_legend_handles_labels()
+    axes[1].legend(
+        handles, labels, loc="lower center", fontsize=6.5, ncol=2, frameon=True, framealpha=0.9
+    )
 
     ax = axes[2]
     gain_etas = [eta for eta in p["gain_etas"] if np.any(np.isclose(etas, eta))]

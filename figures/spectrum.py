@@ -25,9 +25,11 @@ the block model's filter ratios; the crossing rounds in (c) equal
 from __future__ import annotations
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from figures import style
-from figures.common import AgreementError, check_close, log, mixture_gram, parse_args
+from figures.common import AgreementError, check_close, log, parse_args
+from simulations.features import mixture_gram
 from theory.averaging import eigen_weights, gram_spectrum
 from theory.conditions import eigen_ratio_rho, min_rounds_linear, mislabeled_margin
 from theory.groups import BlockModel
@@ -182,6 +184,7 @@ def plot(data: dict):
     ax.plot([], [], color="grey", ls="--", label=f"λ={p['lams'][1]:g}")
     ax.set_yscale("log")
     ax.set_xlabel("round $t$")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("weight $(\\mu_j/(\\mu_j+K\\lambda N))^{t+1}$")
     ax.set_title("(b) eigen-weights per round")
     ax.legend(loc="lower left", ncol=1)
@@ -200,6 +203,7 @@ def plot(data: dict):
             ax.plot(t_min, rho ** (t_min + 1), "o", color=col, ms=9 - 2 * i, zorder=4 + i)
     ax.set_yscale("log")
     ax.set_xlabel("round $t$")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("own-label suppression $w_2/w_3$")
     ax.set_title(f"(c) when labels are fixed (λ={data['lam0']:g})")
     ax.legend(loc="upper left")

@@ -10,8 +10,9 @@ Conventions used by every figure module
 * :func:`save_figure` writes ``NAME.png`` and ``NAME.pdf``; :func:`write_csv` writes ``NAME.csv``
   with the data behind the figure.
 
-Importing this module selects the non-interactive ``Agg`` backend unless a backend was already
-chosen, so figures can be produced on headless machines.
+Figure scripts call :func:`use_file_backend` (via :func:`figures.common.parse_args`) to render with
+the non-interactive ``Agg`` backend; importing this module does not change the backend, so an
+interactive tool (the explorer) can share the palette without losing its window.
 """
 
 from __future__ import annotations
@@ -21,11 +22,8 @@ import math
 from pathlib import Path
 
 import matplotlib
-
-if matplotlib.get_backend().lower() not in {"agg", "pdf", "svg", "cairo"}:
-    matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402  (backend must be chosen first)
+import matplotlib.pyplot as plt
+import numpy as np
 
 __all__ = [
     "CMAP",
@@ -38,6 +36,8 @@ __all__ = [
     "save_figure",
     "sim_errorbar",
     "theory_line",
+    "tie_ranges",
+    "use_file_backend",
     "write_csv",
 ]
 
@@ -90,6 +90,11 @@ def fmt_count(value) -> str:
     return f"{v:,}"
 
 
+def use_file_backend() -> None:
+    """Switch matplotlib to ``Agg`` (files only, no window; works on headless machines)."""
+    matplotlib.use("Agg")
+
+
 def apply_style() -> None:
     """Apply the project's matplotlib rcParams (idempotent)."""
     plt.rcParams.update(_RC)
@@ -112,6 +117,22 @@ def theory_line(ax, x, y, *, color, label=None, linear: bool = False, **kw):
     kw.setdefault("linestyle", "--" if linear else "-")
     kw.setdefault("zorder", 2)
     return ax.plot(x, y, color=color, label=label, **kw)
+
+
+def tie_ranges(ax, x, theory, upper, *, color, **kw):
+    """Draw the admissible range ``[theory, upper]`` where the theory has exact ties.
+
+    An exact tie counts as an error in the theory, but at finite ``p`` it is broken at random, so
+    the expected accuracy lies anywhere in the range (see :func:`figures.common.prediction_bounds`).
+    Drawn as a wide translucent vertical bar; nothing is drawn where ``upper == theory``.
+    """
+    x, lo, hi = (np.asarray(v, dtype=float) for v in (x, theory, upper))
+    sel = np.flatnonzero(hi > lo)
+    if sel.size:
+        kw.setdefault("lw", 4)
+        kw.setdefault("alpha", 0.35)
+        kw.setdefault("zorder", 1)
+        ax.vlines(x[sel], lo[sel], hi[sel], color=color, **kw)
 
 
 def sim_errorbar(ax, x, mean, half_width, *, color, label=None, marker="o", **kw):
@@ -145,17 +166,12 @@ def _fmt(value) -> str:
         return "true" if value else "false"
     if isinstance(value, float):
         return "nan" if math.isnan(value) else repr(value)
-    try:  # numpy scalars
-        import numpy as np
-
-        if isinstance(value, np.bool_):
-            return "true" if value else "false"
-        if isinstance(value, np.floating):
-            return _fmt(float(value))
-        if isinstance(value, np.integer):
-            return str(int(value))
-    except ImportError:  # pragma: no cover - numpy is a dependency
-        pass
+    if isinstance(value, np.bool_):
+        return "true" if value else "false"
+    if isinstance(value, np.floating):
+        return _fmt(float(value))
+    if isinstance(value, np.integer):
+        return str(int(value))
     return str(value)
 
 

@@ -18,10 +18,9 @@ import argparse
 import json
 import sys
 
-from threadpoolctl import threadpool_limits  # installed with scikit-learn (its dependency)
-
 from simulations.datasets import load_dataset
 from simulations.probe import ProbeConfig, run_probe, write_results
+from theory.blas import blas_threads
 from theory.noise import NOISE_KINDS
 
 __all__ = ["build_parser", "format_report", "main"]
@@ -233,7 +232,7 @@ def main(argv=None) -> int:
             threads = 1
         if threads is not None and threads < 1:
             raise ValueError(f"--blas-threads must be >= 1, got {threads}")
-        with threadpool_limits(limits=threads, user_api="blas"):
+        with blas_threads(threads):
             result = run_probe(dataset, config)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

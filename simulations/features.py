@@ -52,6 +52,7 @@ __all__ = [
     "class_means",
     "exact_block_features",
     "exact_block_kernel_rows",
+    "mixture_gram",
     "perturbed_block_gram",
 ]
 
@@ -271,3 +272,30 @@ def perturbed_block_gram(n_classes, per_class, c, d, strength, rng, *, dim=None)
     x = np.hstack([np.sqrt(1.0 - s) * exact_block_features(k, n, c, d), np.sqrt(s) * z])
     g = x @ x.T
     return PerturbedGram(0.5 * (g + g.T), x, (1.0 - s) * c, (1.0 - s) * d)
+
+
+def mixture_gram(n_classes, dim, c, d, labels, rng) -> np.ndarray:
+    """Gram matrix (N', N') of Gaussian-mixture points with the given true ``labels`` (N',).
+
+    Exact in distribution for every ``dim = p >= K``: the noise outside the means' span is Wishart,
+    drawn by the Bartlett decomposition (:mod:`simulations.gram_trials` derives it); ``O(N'^3)``
+    time for ``p - K >= N'``, ``O(N'^2 p)`` otherwise.
+    """
+    k, p, c, d = check_mixture_params(n_classes, dim, c, d)
+    lab = np.asarray(labels)
+    if lab.ndim != 1 or lab.size == 0 or lab.min() < 0 or lab.max() >= k:
+        raise ValueError(f"labels must be a non-empty 1-D int array with values in [0, {k})")
+    gen = as_generator(rng)
+    big = lab.size
+    sigma2 = (1.0 - c) / p
+    low = class_means(k, k, c, d)[lab] + np.sqrt(sigma2) * gen.standard_normal((big, k))
+    gram = low @ low.T
+    dof = p - k
+    if dof >= big:
+        chol = np.tril(gen.standard_normal((big, big)), -1)
+        chol[np.diag_indices(big)] = np.sqrt(gen.chisquare(dof - np.arange(big)))
+        gram += sigma2 * (chol @ chol.T)
+    elif dof > 0:
+        z = gen.standard_normal((big, dof))
+        gram += sigma2 * (z @ z.T)
+    return 0.5 * (gram + gram.T)

@@ -56,6 +56,8 @@ import numpy as np
 from scipy import stats
 
 from simulations.pipelines import TrialConfig, run_trial, trial_seed
+from theory.blas import blas_threads as blas_threads_limit
+from theory.blas import pin_process_blas_threads
 from theory.validation import check_int
 
 try:  # Python >= 3.11
@@ -389,33 +391,6 @@ def _log(msg: str, quiet: bool) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
-_BLAS_LIMIT = None
-
-
-def _blas_limits(threads):
-    """Context manager limiting BLAS threads (``threadpoolctl``); no-op for ``threads=None``."""
-    import contextlib
-
-    if threads is None:
-        return contextlib.nullcontext()
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=threads)
-
-
-def _limit_blas_threads(threads) -> None:
-    """Process-pool initializer: pin each worker to ``threads`` BLAS threads for its lifetime.
-
-    ``workers`` processes each running a multi-threaded BLAS oversubscribe the cores (measured:
-    2 processes x 2 OpenBLAS threads on 2 cores ran 2.7x *slower* than serial); parallelism
-    across configs replaces parallelism inside BLAS.
-    """
-    global _BLAS_LIMIT
-    _BLAS_LIMIT = _blas_limits(threads)  # keep a reference: the limits last for the process
-
-
 def _executor(workers: int, scheduler, blas_threads):
     """``(submit(fn, *args) -> future, as_completed(futures), close())`` for the chosen backend."""
     if scheduler is not None:
@@ -436,7 +411,7 @@ def _executor(workers: int, scheduler, blas_threads):
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     pool = ProcessPoolExecutor(
-        max_workers=workers, initializer=_limit_blas_threads, initargs=(blas_threads,)
+        max_workers=workers, initializer=pin_process_blas_threads, initargs=(blas_threads,)
     )
     return pool.submit, as_completed, lambda: pool.shutdown(cancel_futures=True)
 
@@ -515,7 +490,7 @@ def run_sweep(
 
     args = [(c.to_dict(), spec.seeds, spec.base_seed) for c in pending]
     if pending and backend == "serial":
-        with _blas_limits(blas_threads):
+        with blas_threads_limit(blas_threads):
             for a in args:
                 record(_task(*a))
     elif pending:

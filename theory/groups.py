@@ -24,11 +24,11 @@ Array conventions
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import numpy as np
 
+from theory.blas import single_thread_blas
 from theory.gram import block_gram, check_block_params
 from theory.metrics import correct_and_tied
 from theory.validation import check_int, check_positive
@@ -48,24 +48,6 @@ __all__ = [
     "predict_linear",
     "solve_groups",
 ]
-
-
-_BLAS_CONTROLLER = []
-
-
-def _single_threaded_blas():
-    """Limit BLAS to one thread for the small (K^2 x K^2) solves of the group Newton iteration.
-
-    At this size threading only adds synchronisation cost, which becomes pathological (x100) on an
-    oversubscribed machine. Uses threadpoolctl when available (a scikit-learn dependency).
-    """
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:  # pragma: no cover - optional speed-up only
-        return contextlib.nullcontext()
-    if not _BLAS_CONTROLLER:
-        _BLAS_CONTROLLER.append(ThreadpoolController())
-    return _BLAS_CONTROLLER[0].limit(limits=1, user_api="blas")
 
 
 class GroupConvergenceError(RuntimeError):
@@ -529,7 +511,7 @@ def solve_groups(
         z = np.asarray(init_logits, dtype=float)[sys_.kk, sys_.ll].copy()
         if not np.all(np.isfinite(z)):
             z = np.zeros_like(tgt)
-    with _single_threaded_blas():
+    with single_thread_blas():  # small K^2 x K^2 solves (theory.blas)
         z, p, res, it = _newton(sys_, z, tgt, tol, max_iter)
     if res > max(tol, 64 * np.finfo(float).eps * (1.0 + np.abs(z).max())):
         raise GroupConvergenceError(

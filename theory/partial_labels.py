@@ -18,7 +18,7 @@ __all__ = ["top2_indices", "top2_targets"]
 
 
 def top2_indices(scores, tie_atol: float = TIE_ATOL) -> np.ndarray:
-    """Indices ``[first, second]`` of the top-2 scores per column, shape (2, M) (module tie rule)."""
+    """Indices ``[first, second]`` of the top-2 scores per column, shape (2, M); module tie rule."""
     s = check_finite_matrix(scores, "scores")
     if s.shape[0] < 2:
         raise ValueError(f"scores must have K >= 2 rows, got shape {s.shape}")

@@ -295,3 +295,31 @@ def test_presets_show_what_their_comments_say():
     s = states["plurality-fails"]
     assert not s.conditions["plurality"] and s.conditions["window"] is None
     assert _first_full(s.exact.train_acc) is None
+
+
+def test_closing_the_window_stops_the_worker(app):
+    from matplotlib.backend_bases import CloseEvent
+
+    app.set_params(**(MC_POINT | {"trials": 200}))
+    run = app.start_simulation()
+    thread = app._mc_thread
+    app.fig.canvas.callbacks.process("close_event", CloseEvent("close_event", app.fig.canvas))
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    assert run.progress < 1.0  # stopped after its current trial, not after 200
+
+
+def test_exact_failure_becomes_a_note_not_a_crash(app, monkeypatch):
+    from theory.groups import GroupConvergenceError
+
+    def fail(*_args, **_kwargs):
+        raise GroupConvergenceError("did not converge (test)")
+
+    monkeypatch.setattr(em, "predict_exact", fail)
+    app.sliders["eta"].set_val(0.25)
+    assert app.state.ok and app.state.exact is None
+    assert "exact theory unavailable" in app.info_text.get_text()
+    assert len(app.panels.lines["train_exact"].get_xdata()) == 0
+    np.testing.assert_array_equal(
+        ydata(app, "train_linear"), theory(BASE | {"eta": 0.25})["linear"].train_acc
+    )
