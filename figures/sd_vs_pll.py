@@ -212,9 +212,8 @@ def plot(data: dict):
     axes[0].plot([], [], "o", color="grey", label="markers: simulation ±95% CI")
     axes[0].plot([], [], color="grey", lw=4, alpha=0.35, label="theory with exact ties: range")
     handles, labels = axes[0].get_legend_handles_labels()
-    axes[1].legend(
-        handles, labels, loc="lower center", fontsize=6.5, ncol=2, frameon=True, framealpha=0.9
-    )
+    # Below the panels, so that no legend box hides data.
+    axes[0].figure.legend(handles, labels, loc="outside lower center", fontsize=6.5, ncol=5)
 
     ax = axes[2]
     gain_etas = [eta for eta in p["gain_etas"] if np.any(np.isclose(etas, eta))]
@@ -242,6 +241,7 @@ def plot(data: dict):
     ax.set_ylabel("gain: student − teacher train. acc.")
     ax.set_title("(c) distillation gain")
     ax.axhline(0, color="black", lw=0.6)
+    ax.set_ylim(top=ax.get_ylim()[1] * 1.3)  # head-room for the legend above the bars
     ax.legend(loc="upper left", fontsize=6.5, ncol=2)
     fig.suptitle(
         f"SD vs PLL: K={p['n_classes']}, n={p['per_class']}, c={p['c']}, d={p['d']}, "
