@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from simulations.stats import mean_ci
 from theory.metrics import correct_and_tied
 from theory.validation import check_int
 
@@ -111,24 +112,17 @@ def log(msg: str) -> None:
 
 
 def mean_ci95(samples, axis: int = 0):
-    """Mean and 95% Student-t half-width along ``axis`` (NaNs ignored).
+    """Mean and 95% Student-t half-width along ``axis`` (NaNs ignored), for plotting.
 
-    The half-width is ``t_{0.975, m-1} s / sqrt(m)`` over the ``m`` defined values; 0 when
-    ``m < 2`` (no variance estimate; such points are drawn without a bar), NaN mean when ``m = 0``.
+    :func:`simulations.stats.mean_ci`, with the undefined half-width of fewer than two values
+    drawn as no bar (0).
 
     Returns
     -------
     mean, half : ndarray
     """
-    x = np.moveaxis(np.asarray(samples, dtype=float), axis, 0)
-    count = np.sum(~np.isnan(x), axis=0)
-    mean = nan_mean(x, axis=0)
-    dev = np.where(np.isnan(x), 0.0, x - mean)
-    with np.errstate(invalid="ignore", divide="ignore"):  # m < 2 handled by the where below
-        sd = np.sqrt(np.sum(dev**2, axis=0) / (count - 1))
-        tq = stats.t.ppf(0.975, np.maximum(count - 1, 1))
-        half = np.where(count > 1, tq * sd / np.sqrt(np.maximum(count, 1)), 0.0)
-    return mean, half
+    mean, half, _ = mean_ci(samples, axis=axis, level=0.95)
+    return mean, np.nan_to_num(half, nan=0.0)
 
 
 def nan_mean(samples, axis: int = 0) -> np.ndarray:

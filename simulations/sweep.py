@@ -53,9 +53,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 from simulations.pipelines import TrialConfig, run_trial, trial_seed
+from simulations.stats import mean_ci as _mean_ci
 from theory.blas import blas_threads as blas_threads_limit
 from theory.blas import pin_process_blas_threads
 from theory.validation import check_int
@@ -288,20 +288,9 @@ def _num(s: str) -> float:
 
 
 def mean_ci(values, level: float = 0.95) -> tuple[float, float, int]:
-    """Mean, confidence half-width and count of the non-NaN ``values``.
-
-    Half-width ``t_{(1+level)/2, m-1} * s / sqrt(m)`` (Student t, sample sd ``s``); NaN when fewer
-    than two values (no variance estimate), 0 when all values are equal.
-    """
-    v = np.asarray([x for x in values if not math.isnan(x)], dtype=float)
-    m = v.size
-    if m == 0:
-        return math.nan, math.nan, 0
-    if m == 1:
-        return float(v[0]), math.nan, 1
-    sd = float(np.std(v, ddof=1))
-    half = float(stats.t.ppf(0.5 + level / 2, m - 1)) * sd / math.sqrt(m)
-    return float(v.mean()), half, m
+    """Mean, confidence half-width and count of the non-NaN ``values``
+    (:func:`simulations.stats.mean_ci` on a list; half-width NaN when fewer than two values)."""
+    return _mean_ci(np.asarray(list(values), dtype=float), level=level)
 
 
 def summarize(rows: list[dict]) -> list[dict]:

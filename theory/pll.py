@@ -32,6 +32,7 @@ from theory.groups import (
     solve_groups,
 )
 from theory.metrics import TIE_ATOL
+from theory.partial_labels import top2_indices
 from theory.validation import check_positive
 
 __all__ = ["PLLCondition", "group_top2", "pll_condition", "predict_pll"]
@@ -57,20 +58,16 @@ def group_top2(outputs, counts, tie_atol: float = TIE_ATOL):
     cnt = np.asarray(counts)
     k = cnt.shape[0]
     top2 = np.full((k, k, 2), -1, dtype=np.int64)
-    tied = 0
-    for kk, ll in zip(*np.nonzero(cnt > 0), strict=True):
-        s = out[kk, ll]
-        near = np.flatnonzero(s >= s.max() - tie_atol)
-        first = int(near[0])
-        rest = s.copy()
-        rest[first] = -np.inf
-        near2 = np.flatnonzero(rest >= rest.max() - tie_atol)
-        second = int(near2[0])
-        top2[kk, ll] = first, second
-        # Two tied leaders are both selected (the pair is rule-independent); the rule matters only
-        # when the second slot is contested.
-        if near2.size > 1:
-            tied += int(cnt[kk, ll])
+    groups = np.argwhere(cnt > 0)
+    scores = out[groups[:, 0], groups[:, 1]].T  # (K, non-empty groups)
+    choice = top2_indices(scores, tie_atol)  # the shared rule of theory.partial_labels
+    top2[groups[:, 0], groups[:, 1]] = choice.T
+    # Two tied leaders are both selected (the pair is rule-independent); the rule matters only
+    # when the second slot is contested by several classes within tie_atol.
+    rest = scores.copy()
+    rest[choice[0], np.arange(scores.shape[1])] = -np.inf
+    contested = np.sum(rest >= rest.max(axis=0) - tie_atol, axis=0) > 1
+    tied = int(cnt[groups[:, 0], groups[:, 1]][contested].sum())
     return top2, tied
 
 
