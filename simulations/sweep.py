@@ -268,12 +268,13 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def _to_csv(rows: list[dict]) -> str:
+def _to_csv(rows: list[dict], columns=COLUMNS) -> str:
+    """CSV text of ``rows`` restricted to ``columns``, with exact round-tripping values."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(COLUMNS)
+    writer.writerow(columns)
     for row in rows:
-        writer.writerow([_fmt(row[c]) for c in COLUMNS])
+        writer.writerow([_fmt(row[c]) for c in columns])
     return buf.getvalue()
 
 
@@ -315,12 +316,7 @@ def summarize(rows: list[dict]) -> list[dict]:
 def _summary_csv(summary: list[dict]) -> str:
     cols = ["key", "round"] + _CONFIG_FIELDS + ["n_seeds"]
     cols += [f"{m}_{s}" for m in METRICS for s in ("mean", "ci95")] + ["all_converged"]
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(cols)
-    for row in summary:
-        writer.writerow([_fmt(row[c]) for c in cols])
-    return buf.getvalue()
+    return _to_csv(summary, cols)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,15 +2,11 @@
 
 import math
 
-import matplotlib
+import numpy as np
+import pytest
 
-matplotlib.use("Agg")
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from figures import style  # noqa: E402
-from figures.common import (  # noqa: E402
+from figures import style
+from figures.common import (
     AgreementError,
     check_close,
     check_mc_agreement,
@@ -19,9 +15,9 @@ from figures.common import (  # noqa: E402
     prediction_bounds,
     tie_fractions,
 )
-from theory.groups import BlockModel  # noqa: E402
-from theory.noise import exact_counts, transition_matrix  # noqa: E402
-from theory.pll import predict_pll  # noqa: E402
+from theory.groups import BlockModel
+from theory.noise import exact_counts, transition_matrix
+from theory.pll import predict_pll
 
 
 def test_check_mc_agreement_accepts_matching_noisy_data():

@@ -8,21 +8,17 @@ stale cache) makes the drawn data differ from them. Update timings are measured 
 
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from figures import explorer_model as em  # noqa: E402
-from figures.explorer import ExplorerApp, main, parse_assignments  # noqa: E402
-from simulations.pipelines import TrialConfig, run_trial, trial_seed  # noqa: E402
-from theory.averaging import eigen_weights  # noqa: E402
-from theory.groups import BlockModel, predict_exact, predict_linear  # noqa: E402
-from theory.noise import exact_counts, transition_matrix  # noqa: E402
-from theory.pll import predict_pll  # noqa: E402
+from figures import explorer_model as em
+from figures.explorer import ExplorerApp, main, parse_assignments
+from simulations.pipelines import TrialConfig, run_trial, trial_seed
+from theory.averaging import eigen_weights
+from theory.groups import BlockModel, predict_exact, predict_linear
+from theory.noise import exact_counts, transition_matrix
+from theory.pll import predict_pll
 
 # Small, fast point; K=3 so that the PLL student is meaningful (K=2 candidates are all classes).
 BASE = {"n_classes": 3, "per_class": 10, "c": 0.5, "d": 0.1, "lam": 1e-3, "noise": "sym",

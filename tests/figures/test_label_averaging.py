@@ -1,13 +1,9 @@
-import matplotlib
+import numpy as np
+import pytest
 
-matplotlib.use("Agg")
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from figures import label_averaging as fig  # noqa: E402
-from figures.common import AgreementError  # noqa: E402
-from tests.figures._helpers import assert_outputs  # noqa: E402
+from figures import label_averaging as fig
+from figures.common import AgreementError
+from tests.figures._helpers import assert_outputs
 
 
 def test_label_averaging_smoke(tmp_path):

@@ -1,12 +1,8 @@
-import matplotlib
+import pytest
 
-matplotlib.use("Agg")
-
-import pytest  # noqa: E402
-
-from figures import phase_diagram as fig  # noqa: E402
-from figures.common import AgreementError  # noqa: E402
-from tests.figures._helpers import assert_outputs, corrupted  # noqa: E402
+from figures import phase_diagram as fig
+from figures.common import AgreementError
+from tests.figures._helpers import assert_outputs, corrupted
 
 
 def test_phase_diagram_smoke(tmp_path):

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import csv
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-from figures import real_gain  # noqa: E402
+from figures import real_gain
 
 
 def test_real_gain_tiny_preset_writes_png_pdf_csv(tmp_path):

@@ -3,16 +3,12 @@
 import sys
 import types
 
-import matplotlib
+import pytest
 
-matplotlib.use("Agg")
-
-import pytest  # noqa: E402
-
-from figures import FIGURES  # noqa: E402
-from figures import __main__ as runner  # noqa: E402
-from figures.gallery import make_gallery  # noqa: E402
-from tests.figures._helpers import assert_outputs  # noqa: E402
+from figures import FIGURES
+from figures import __main__ as runner
+from figures.gallery import make_gallery
+from tests.figures._helpers import assert_outputs
 
 
 def test_runner_only_one_figure_with_gallery(tmp_path, capsys):

@@ -1,12 +1,8 @@
-import matplotlib
+import pytest
 
-matplotlib.use("Agg")
-
-import pytest  # noqa: E402
-
-from figures import sd_vs_pll as fig  # noqa: E402
-from figures.common import AgreementError  # noqa: E402
-from tests.figures._helpers import assert_outputs, corrupted  # noqa: E402
+from figures import sd_vs_pll as fig
+from figures.common import AgreementError
+from tests.figures._helpers import assert_outputs, corrupted
 
 
 def test_sd_vs_pll_smoke(tmp_path):

@@ -1,12 +1,8 @@
-import matplotlib
+import pytest
 
-matplotlib.use("Agg")
-
-import pytest  # noqa: E402
-
-from figures import spectrum as fig  # noqa: E402
-from figures.common import AgreementError  # noqa: E402
-from tests.figures._helpers import assert_outputs  # noqa: E402
+from figures import spectrum as fig
+from figures.common import AgreementError
+from tests.figures._helpers import assert_outputs
 
 
 def test_spectrum_smoke(tmp_path):
