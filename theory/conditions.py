@@ -31,7 +31,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import brentq
 
 from theory.groups import BlockModel, check_counts
 from theory.validation import check_int, check_positive
@@ -176,132 +175,192 @@ def population_gap_coefficients(model: BlockModel, counts, lam):
     lam = check_positive(lam, "lam")
     a = model.filter_ratios(lam)
     k = model.n_classes
-    hist = cnt.sum(axis=0)
+    hist = cnt.sum(axis=0).astype(float)
     mbar = model.d + (model.c - model.d) / k
     lam_n = lam * model.n_samples
-    rows, idx = [], []
-    for kk in range(k):
-        for m in range(k):
-            if m == kk:
-                continue
-            dh = float(hist[kk] - hist[m])
-            dc = float(cnt[kk, kk] - cnt[kk, m])
-            rows.append(
-                (
-                    (1 - a[0]) * mbar * dh / lam_n,
-                    (1 - a[1]) * (model.c - model.d) * (dc - dh / k) / lam_n,
-                )
-            )
-            idx.append((kk, m))
-    return np.array(rows), np.array(idx, dtype=np.int64)
+    kk, m = np.nonzero(~np.eye(k, dtype=bool))  # all ordered pairs k != m, row-major
+    dh = hist[kk] - hist[m]
+    dc = (cnt[kk, kk] - cnt[kk, m]).astype(float)
+    coefs = np.stack(
+        [
+            (1 - a[0]) * mbar * dh / lam_n,
+            (1 - a[1]) * (model.c - model.d) * (dc - dh / k) / lam_n,
+        ],
+        axis=1,
+    )
+    return coefs, np.stack([kk, m], axis=1).astype(np.int64)
 
 
-def _merge_terms(coefs, bases):
-    """Sum coefficients of equal bases, drop zero bases (0^s = 0 for s >= 1) and zero terms."""
-    terms: dict[float, float] = {}
-    for c, b in zip(coefs, bases, strict=True):
-        if b <= 0:
-            continue
-        terms[float(b)] = terms.get(float(b), 0.0) + float(c)
-    items = sorted(((b, c) for b, c in terms.items() if c != 0.0), reverse=True)
-    return [c for _, c in items], [b for b, _ in items]
+def _merge_bases(coefs, bases):
+    """Sum the columns of equal bases and drop zero bases (``0^s = 0`` for ``s >= 1``).
 
-
-def _normalised(coefs, bases, s):
-    """``sum_j c_j (b_j / b_1)^s``: same sign as the gap, no overflow for large ``s``."""
-    lead = math.log(bases[0])
-    return sum(c * math.exp((math.log(b) - lead) * s) for c, b in zip(coefs, bases, strict=True))
-
-
-def _sign_changes(coefs, bases, s_min):
-    r"""All roots ``s > s_min`` of ``sum_j c_j b_j^s`` (at most ``len - 1`` by Descartes' rule).
-
-    The normalised sum ``h(s) = sum_j c_j e^{-delta_j s}`` (``delta_j = log(b_1/b_j) >= 0``) with at
-    most three terms has a derivative with at most one zero ``s_c``, so ``h`` is monotone on
-    ``[s_min, s_c]`` and ``[s_c, inf)``; each piece is bracketed and solved with ``brentq``.
+    Returns ``(coefs (M, J), bases (J,))`` with distinct positive bases in decreasing order.
     """
-    c, b = _merge_terms(coefs, bases)
-    if len(c) <= 1:
-        return []
-    if len(c) > 3:
-        raise ValueError("at most three exponential terms are supported")
-
-    def h(s):
-        return _normalised(c, b, s)
-
-    deltas = [math.log(b[0] / bj) for bj in b]
-    pieces = [s_min]
-    if len(c) == 3 and c[1] * c[2] < 0:
-        s_c = math.log(-c[2] * deltas[2] / (c[1] * deltas[1])) / (deltas[2] - deltas[1])
-        if s_c > s_min:
-            pieces.append(s_c)
-    # h(inf) = c[0]; find a finite point beyond the last piece with that sign.
-    hi = pieces[-1] + 1.0
-    while np.sign(h(hi)) != np.sign(c[0]):
-        hi = 2.0 * hi + 1.0
-        if hi > 1e18:  # pragma: no cover - impossible for distinct bases and finite coefficients
-            raise RuntimeError("failed to bracket the last sign change of an exponential sum")
-    pieces.append(hi)
-    roots = []
-    for lo, up in zip(pieces[:-1], pieces[1:], strict=True):
-        f_lo, f_up = h(lo), h(up)
-        if f_lo == 0.0:
-            roots.append(lo)
-        elif f_lo * f_up < 0:
-            roots.append(brentq(h, lo, up, xtol=1e-12, rtol=4 * np.finfo(float).eps))
-    return roots
-
-
-def _row_values(coefs, bases, s):
-    """Row sums ``sum_j c_j b_j^s`` scaled by their largest term, and the scaled ``sum |terms|``.
-
-    Scaling each row by its own largest term keeps the sign exact and avoids under/overflow for
-    any round ``s`` (``b^s`` alone underflows for ``s log b < -745``). Rows that vanish identically
-    get value and scale 0, i.e. "not positive" (a tie).
-    """
+    coefs = np.asarray(coefs, dtype=float)
     bases = np.asarray(bases, dtype=float)
-    with np.errstate(divide="ignore"):
-        log_b = np.log(bases) if s != 0 else np.zeros_like(bases)  # b^0 = 1, also for b = 0
-        log_mag = np.log(np.abs(coefs)) + s * log_b[None, :]
+    uniq = sorted({float(b) for b in bases if b > 0}, reverse=True)
+    merged = np.zeros((coefs.shape[0], len(uniq)))
+    for j, b in enumerate(bases):
+        if b > 0:
+            merged[:, uniq.index(float(b))] += coefs[:, j]
+    return merged, np.array(uniq)
+
+
+def _values(coefs, bases, s):
+    """Row values ``sum_j c_j b_j^s`` scaled by their largest term, and the scaled sum of |terms|.
+
+    ``s`` is a scalar or one exponent per row (M,). Scaling each row by its own largest term keeps
+    the sign exact and avoids under/overflow for any ``s`` (``b^s`` alone underflows for
+    ``s log b < -745``). Rows that vanish identically get value and scale 0 ("not positive": a
+    tie). ``b = 0`` counts as ``0^0 = 1`` at ``s = 0``.
+    """
+    coefs = np.asarray(coefs, dtype=float)
+    s = np.broadcast_to(np.asarray(s, dtype=float), (coefs.shape[0],))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_b = np.log(np.asarray(bases, dtype=float))
+        expo = s[:, None] * log_b[None, :]
+        expo = np.where((s[:, None] == 0) & np.isneginf(log_b[None, :]), 0.0, expo)
+        log_mag = np.log(np.abs(coefs)) + expo
     top = np.max(log_mag, axis=1, keepdims=True)
     top = np.where(np.isfinite(top), top, 0.0)
     terms = np.where(np.isfinite(log_mag), np.sign(coefs) * np.exp(log_mag - top), 0.0)
     return terms.sum(axis=1), np.abs(terms).sum(axis=1)
 
 
+def _exp_sum_roots(coefs, bases, s_min):
+    r"""Sign changes ``s > s_min`` of ``g_i(s) = sum_j c_ij b_j^s``, vectorised over rows.
+
+    Bases must be distinct, positive and decreasing (:func:`_merge_bases`), at most three. Each
+    row is normalised by its leading nonzero term: ``h(s) = c_0 + c_1 e^{-d_1 s} + c_2 e^{-d_2 s}``
+    (``0 < d_1 < d_2``), whose derivative vanishes at most once, at the explicit
+    ``s_c = log(-c_2 d_2 / (c_1 d_1)) / (d_2 - d_1)`` (Lemma 6.1): ``h`` is monotone on
+    ``[s_min, s_c]`` and ``[s_c, inf)``, and each piece holds at most one root, found by bisection
+    (the last piece is closed at ``s_hi`` beyond which ``|c_0|`` dominates). Two-term rows have the
+    closed-form root ``log(-c_1 / c_0) / d_1``.
+
+    Returns
+    -------
+    ndarray, shape (M, 2)
+        Roots in increasing order, ``NaN`` where absent.
+    """
+    c = np.asarray(coefs, dtype=float)
+    m, j = c.shape
+    roots = np.full((m, 2), np.nan)
+    if j > 3:
+        raise ValueError("at most three exponential terms are supported")
+    if m == 0 or j <= 1:
+        return roots
+    deltas = np.log(bases[0] / np.asarray(bases, dtype=float))  # 0 = d_0 < d_1 < d_2
+    nz = c != 0
+    # Shift every row to its leading nonzero term: columns (lead, next, next-next).
+    order = np.argsort(~nz, axis=1, kind="stable")  # nonzero columns first, in base order
+    cs = np.take_along_axis(c, order, axis=1)
+    ds = deltas[order]
+    ds = ds - ds[:, :1]
+    nterm = nz.sum(axis=1)
+
+    two = nterm == 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        root2 = np.log(-cs[:, 1] / cs[:, 0]) / ds[:, 1]
+    ok2 = two & (cs[:, 0] * cs[:, 1] < 0) & (root2 > s_min)
+    roots[ok2, 0] = root2[ok2]
+
+    three = np.flatnonzero(nterm == 3)
+    if three.size:
+        c3, d3 = cs[three], ds[three]
+
+        def h(s):
+            return c3[:, 0] + c3[:, 1] * np.exp(-d3[:, 1] * s) + c3[:, 2] * np.exp(-d3[:, 2] * s)
+
+        with np.errstate(divide="ignore", invalid="ignore"):
+            s_c = np.log(-c3[:, 2] * d3[:, 2] / (c3[:, 1] * d3[:, 1])) / (d3[:, 2] - d3[:, 1])
+        has_c = (c3[:, 1] * c3[:, 2] < 0) & (s_c > s_min)
+        s_c = np.where(has_c, s_c, s_min)
+        # Beyond s_hi, |c_0| > (|c_1| + |c_2|) e^{-d_1 s}: the sign is that of c_0.
+        ratio = (np.abs(c3[:, 1]) + np.abs(c3[:, 2])) / np.abs(c3[:, 0])
+        s_hi = np.maximum(s_c, s_min) + np.maximum(np.log(ratio), 0.0) / d3[:, 1] + 1.0
+        found = []
+        for lo0, hi0 in ((np.full(three.size, float(s_min)), s_c), (s_c, s_hi)):
+            f_lo = h(lo0)
+            bracket = (f_lo * h(hi0) < 0) & (hi0 > lo0)
+            lo, hi = lo0.copy(), hi0.copy()
+            for _ in range(200):  # bisection: the bracket shrinks to adjacent floats
+                mid = 0.5 * (lo + hi)
+                left = np.sign(h(mid)) == np.sign(f_lo)
+                lo = np.where(left, mid, lo)
+                hi = np.where(left, hi, mid)
+                if np.all((hi - lo) <= 4 * np.finfo(float).eps * np.maximum(np.abs(hi), 1.0)):
+                    break
+            at_lo = (f_lo == 0.0) & (lo0 > s_min)  # a root exactly at the critical point
+            found.append(np.where(bracket, 0.5 * (lo + hi), np.where(at_lo, lo0, np.nan)))
+        r3 = np.sort(np.stack(found, axis=1), axis=1)  # NaN sorts last
+        roots[three] = r3
+    return roots
+
+
 def _positive_round_intervals(coefs, bases, shift):
     """Integer rounds ``t >= 0`` where every gap ``sum_j coefs[i, j] bases[j]^(t+shift)`` is > 0.
+
+    A gap counts as positive when it exceeds ``GAP_RTOL`` times the sum of its absolute terms.
+    Each row changes sign only at its (at most two) roots; its status is evaluated exactly at
+    ``t = 0`` and at the integers ``floor(root) - 1 .. floor(root) + 2`` around every root, and
+    is constant between consecutive evaluated integers. The bad rounds of all rows form a union of
+    integer intervals, merged in ``O(M log M)``; the answer is its complement.
 
     Returns a list of ``(first, last)`` intervals, ``last = None`` meaning "for ever".
     """
     coefs = np.asarray(coefs, dtype=float)
     if coefs.size == 0:
         return [(0, None)]
-    coefs = np.unique(coefs, axis=0)  # many (group, rival) pairs share their gap function
-    breaks = []
-    for row in coefs:
-        breaks += [s - shift for s in _sign_changes(row, bases, s_min=float(shift))]
-    cand = {0}
-    for br in breaks:
-        f = math.floor(br)
-        cand.update(v for v in range(f - 1, f + 3) if v >= 0)
-    cand = sorted(cand)
-
-    def all_positive(t):
-        vals, scale = _row_values(coefs, bases, t + shift)
-        return bool(np.all(vals > GAP_RTOL * scale))
-
-    status = [all_positive(t) for t in cand]
+    coefs, bases = _merge_bases(np.unique(coefs, axis=0), bases)
+    m = coefs.shape[0]
+    if bases.size == 0:  # every term vanishes for s >= 1: all gaps are 0, i.e. ties
+        return [] if shift >= 1 else _positive_round_intervals_at_zero(coefs, shift)
+    roots = _exp_sum_roots(coefs, bases, float(shift)) - shift  # in rounds t
+    cand = [np.zeros((m, 1))]
+    for i in range(2):
+        f = np.floor(roots[:, i : i + 1])
+        cand.append(f + np.arange(-1, 3)[None, :])
+    cand = np.concatenate(cand, axis=1)  # (M, 9), NaN where no root
+    cand = np.where(np.isfinite(cand) & (cand >= 0), cand, np.nan)
+    cand = np.sort(cand, axis=1)  # NaN last
+    rows = np.repeat(np.arange(m), cand.shape[1])
+    ts = cand.ravel()
+    keep = np.isfinite(ts)
+    rows, ts = rows[keep], ts[keep]
+    # unique (row, t) pairs, sorted by row then t
+    key = np.unique(np.stack([rows, ts], axis=1), axis=0)
+    rows, ts = key[:, 0].astype(np.int64), key[:, 1]
+    vals, scale = _values(coefs[rows], bases, ts + shift)
+    bad = ~(vals > GAP_RTOL * scale)
+    nxt = np.append(ts[1:], np.inf)
+    nxt[np.append(rows[1:] != rows[:-1], True)] = np.inf  # last evaluated integer of a row
+    starts, ends = ts[bad], nxt[bad] - 1  # bad on [t, next - 1]
+    if starts.size == 0:
+        return [(0, None)]
+    order = np.argsort(starts, kind="stable")
+    starts, ends = starts[order], ends[order]
+    run_end = np.maximum.accumulate(ends)
+    # merged bad blocks: a new block starts where start > previous running end + 1
+    new_block = np.append(True, starts[1:] > run_end[:-1] + 1)
+    b_start = starts[new_block]
+    b_end = run_end[np.append(np.flatnonzero(new_block)[1:] - 1, starts.size - 1)]
     intervals: list[tuple[int, int | None]] = []
-    for i, (t, ok) in enumerate(zip(cand, status, strict=True)):
-        if not ok:
-            continue
-        end = cand[i + 1] - 1 if i + 1 < len(cand) else None
-        if intervals and intervals[-1][1] is not None and intervals[-1][1] + 1 == t:
-            intervals[-1] = (intervals[-1][0], end)
-        else:
-            intervals.append((t, end))
+    t = 0.0
+    for s, e in zip(b_start, b_end, strict=True):
+        if s > t:
+            intervals.append((int(t), int(s - 1)))
+        t = e + 1
+        if not np.isfinite(t):
+            break
+    if np.isfinite(t):
+        intervals.append((int(t), None))
     return intervals
+
+
+def _positive_round_intervals_at_zero(coefs, shift):  # pragma: no cover - shift is 0 or 1
+    vals, scale = _values(coefs, np.zeros(0), 0.0)
+    return [(0, 0)] if np.all(vals > GAP_RTOL * scale) else []
 
 
 def correct_round_intervals_linear(model: BlockModel, counts, lam):
@@ -441,9 +500,8 @@ def population_condition_linear(model: BlockModel, counts, lam) -> PopulationCon
     coefs, pairs = population_gap_coefficients(model, counts, lam)
     a = model.filter_ratios(lam)
     bases = np.array([a[0], a[1]])
-    flips = {}
-    for row, (kk, m) in zip(coefs, pairs, strict=True):
-        roots = _sign_changes(row, bases, s_min=0.0)
-        if roots:
-            flips[(int(kk), int(m))] = roots[0]
+    merged, mbases = _merge_bases(coefs, bases)
+    roots = _exp_sum_roots(merged, mbases, 0.0)[:, 0]
+    has = np.isfinite(roots)
+    flips = {(int(k), int(m)): float(t) for (k, m), t in zip(pairs[has], roots[has], strict=True)}
     return PopulationCondition(_positive_round_intervals(coefs, bases, shift=0), flips)

@@ -17,19 +17,33 @@ Array conventions
 * Population point of class ``k``: a fresh point whose kernel row is ``c`` on class-``k`` training
   points and ``d`` on all others (the infinite-dimensional limit of a Gaussian mixture). Population
   accuracy is the fraction of classes whose population point is classified correctly.
-* Accuracies use :func:`theory.metrics.correct_and_tied`: the true class must win by more than
-  ``TIE_ATOL``; ties count as errors and are counted in ``ties`` (training points) and
-  ``population_ties`` (classes).
+* Outputs are stored as deviations ``P - 1/K`` computed without cancellation (from the logits via
+  ``expm1``, :func:`theory.losses.softmax_deviation`; the linearised forms are deviations by
+  construction), and targets are carried between rounds as deviations. A prediction whose outputs
+  are all within 1e-20 of ``1/K`` keeps its gaps (``docs/theory.md``, Section 13).
+* Accuracies use :func:`theory.metrics.correct_and_tied` on the deviations: the true class must
+  win by more than ``TIE_RTOL`` times the spread of the round's scores; ties count as errors and
+  are counted in ``ties`` (training points) and ``population_ties`` (classes).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
 from theory.blas import single_thread_blas
 from theory.gram import block_gram, check_block_params
+from theory.group_engine import (
+    GroupCoupling,
+    engine_memory_bytes,
+    force_to_logits_inverse,
+    minimise_objective,
+    newton_solve,
+)
+from theory.losses import CrossEntropy, softmax, softmax_deviation
 from theory.metrics import correct_and_tied
 from theory.validation import check_int, check_positive
 
@@ -44,6 +58,7 @@ __all__ = [
     "linear_population_outputs",
     "one_hot_group_targets",
     "population_accuracy",
+    "prediction_memory_bytes",
     "predict_exact",
     "predict_linear",
     "solve_groups",
@@ -52,6 +67,11 @@ __all__ = [
 
 class GroupConvergenceError(RuntimeError):
     """The group-level Newton iteration did not reach the requested residual."""
+
+
+#: Default certified residual of the exact group solves, relative to the targets' deviation from
+#: uniform (``max|T - 1/K|``, at most 1): see :func:`solve_groups`.
+GROUP_TOL = 1e-12
 
 
 @dataclass(frozen=True)
@@ -137,10 +157,10 @@ class GroupPrediction:
 
     Attributes
     ----------
-    outputs : ndarray, shape (R + 1, K, K, K)
-        ``outputs[t, k, l]`` is the round-``t`` output (a probability vector) of every training
-        point of true class ``k`` with given label ``l``; ``NaN`` for empty groups
-        (``C[k, l] = 0``).
+    deviations : ndarray, shape (R + 1, K, K, K)
+        ``deviations[t, k, l] = p - 1/K``: the round-``t`` output of every training point of true
+        class ``k`` with given label ``l``, as a deviation from uniform computed without
+        cancellation; ``NaN`` for empty groups (``C[k, l] = 0``).
     train_acc, train_acc_clean, train_acc_mislabeled : ndarray, shape (R + 1,)
         Training accuracy w.r.t. the TRUE labels over all points, over points whose given label is
         correct, and over mislabeled points. ``NaN`` if the subset is empty (e.g. no mislabeled
@@ -148,41 +168,95 @@ class GroupPrediction:
     population_acc : ndarray, shape (R + 1,)
         Fraction of classes whose population point is classified correctly.
     ties : ndarray of int, shape (R + 1,)
-        Number of training POINTS (not groups) whose true class is tied within ``TIE_ATOL`` with
-        another class; they are counted as errors.
+        Number of training POINTS (not groups) whose true class is tied with another class
+        (:func:`theory.metrics.correct_and_tied`, relative tolerance); counted as errors.
     method : str
         ``'linear'`` or ``'exact'``.
-    population_outputs : ndarray, shape (R + 1, K, K)
-        ``[round, class k, output class]``: outputs at the class-``k`` population point.
+    population_deviations : ndarray, shape (R + 1, K, K)
+        ``[round, class k, output class]``: outputs minus ``1/K`` at the class-``k`` population
+        point.
     population_ties : ndarray of int, shape (R + 1,)
         Number of classes whose population point is tied (counted as errors).
     counts : ndarray of int, shape (K, K)
     lam : float
     residuals : ndarray, shape (R + 1,) or None
-        Exact method only: certified max-abs fixed-point residual of the outputs per round.
+        Exact method only: max-abs fixed-point residual of the outputs per round.
     candidate_ties : int or None
         PLL only: number of training points whose teacher top-2 selection involved a score tie
-        within ``TIE_ATOL`` (resolved towards the smaller class index).
+        (resolved towards the smaller class index).
+    converged : ndarray of bool, shape (R + 1,) or None
+        Exact method only: round ``t`` is certified (``residuals[t] <= residual_targets[t]``) and
+        so are all earlier rounds (a round trained on an uncertified target is not certified).
+    residual_targets : ndarray, shape (R + 1,) or None
+        Exact method only: the certified tolerance ``max(tol * scale, floor)`` of each round.
+    loss : str
+        Training loss of the reported rows: ``'ce'`` (self-distillation rounds, two-hot PLL
+        student), ``'candidate'`` or ``'gce'`` (PLL students, :mod:`theory.losses`).
+    second_order : tuple or None
+        Non-convex PLL students (exact): ``theory.group_engine.newton_inertia`` at the solution,
+        ``(negative eigenvalues of I + L H, groups with a negative within-group direction)``;
+        ``(0, 0)`` certifies a strict local minimum. ``None`` if not computed or not applicable.
+    teacher : GroupSolution or None
+        :func:`predict_exact` only: the round-0 solution (so PLL students can reuse it, see
+        ``theory.pll.predict_pll(teacher=...)``).
     """
 
-    outputs: np.ndarray
+    deviations: np.ndarray
     train_acc: np.ndarray
     train_acc_clean: np.ndarray
     train_acc_mislabeled: np.ndarray
     population_acc: np.ndarray
     ties: np.ndarray
     method: str
-    population_outputs: np.ndarray
+    population_deviations: np.ndarray
     population_ties: np.ndarray
     counts: np.ndarray
     lam: float
     residuals: np.ndarray | None = None
     candidate_ties: int | None = None
+    converged: np.ndarray | None = None
+    residual_targets: np.ndarray | None = None
+    loss: str = "ce"
+    second_order: tuple | None = None
+    teacher: GroupSolution | None = field(default=None, repr=False, compare=False)
 
     @property
     def rounds(self) -> int:
         """Last round ``R``."""
-        return self.outputs.shape[0] - 1
+        return self.deviations.shape[0] - 1
+
+    @cached_property
+    def outputs(self) -> np.ndarray:
+        """Outputs ``1/K + deviations``, shape (R + 1, K, K, K) (``NaN`` on empty groups).
+
+        For display and comparisons with O(1) tolerances; decisions use :attr:`deviations`
+        (``1/K + delta`` rounds away every ``|delta| < 1e-17 / K``).
+        """
+        return 1.0 / self.counts.shape[0] + self.deviations
+
+    @cached_property
+    def population_outputs(self) -> np.ndarray:
+        """Population outputs ``1/K + population_deviations``, shape (R + 1, K, K)."""
+        return 1.0 / self.counts.shape[0] + self.population_deviations
+
+    @property
+    def all_converged(self) -> bool:
+        """True unless an exact round is uncertified."""
+        return self.converged is None or bool(np.all(self.converged))
+
+
+def prediction_memory_bytes(model: BlockModel, counts, rounds, *, rank: int = 1) -> int:
+    """Estimated peak memory (bytes) of one :func:`predict_exact` run (or ``predict_linear``).
+
+    Stored results: ``(R + 1)`` arrays of shape (K, K, K) (deviations, plus the cached outputs if
+    requested) and population arrays; working memory of one solve: the structured Newton step
+    (:func:`theory.group_engine.engine_memory_bytes`) plus six (K, K, K) solution arrays.
+    """
+    cnt = np.asarray(counts)
+    k = model.n_classes
+    g = int(np.count_nonzero(cnt > 0))
+    stored = 8 * (int(rounds) + 1) * (k**3 + k**2)
+    return stored + engine_memory_bytes(k, g, rank) + 8 * 6 * k**3
 
 
 # --------------------------------------------------------------------------------------------
@@ -190,12 +264,14 @@ class GroupPrediction:
 
 
 def group_accuracies(outputs, counts):
-    """Training accuracies of one round from group outputs.
+    """Training accuracies of one round from group scores.
 
     Parameters
     ----------
     outputs : array_like, shape (K, K, K)
-        Group outputs (or scores); empty groups are ignored.
+        Group scores: deviations ``p - 1/K`` (preferred: no lost digits), outputs or logits;
+        empty groups are ignored. The tie rule is shift invariant and relative to the spread of
+        the scores of all non-empty groups (:func:`theory.metrics.correct_and_tied`).
     counts : array_like of int, shape (K, K)
 
     Returns
@@ -220,7 +296,10 @@ def group_accuracies(outputs, counts):
 
 
 def population_accuracy(population_outputs) -> tuple[float, int]:
-    """Population accuracy and number of tied classes from (K, K) ``[class, output class]``."""
+    """Population accuracy and number of tied classes from (K, K) ``[class, output class]``.
+
+    Accepts outputs, deviations or logits (the tie rule is shift invariant).
+    """
     p = np.asarray(population_outputs, dtype=float)
     correct, tied = correct_and_tied(p.T, np.arange(p.shape[0]))
     return float(np.mean(correct)), int(tied.sum())
@@ -234,6 +313,11 @@ def one_hot_group_targets(n_classes: int) -> np.ndarray:
     """Group targets of the teacher: ``targets[k, l] = e_l``, shape (K, K, K)."""
     eye = np.eye(n_classes)
     return np.broadcast_to(eye[None, :, :], (n_classes,) * 3).copy()
+
+
+def _one_hot_deviations(n_classes: int) -> np.ndarray:
+    """``e_l - 1/K`` for every group, shape (K, K, K)."""
+    return one_hot_group_targets(n_classes) - 1.0 / n_classes
 
 
 def _group_sums(values, counts):
@@ -253,6 +337,7 @@ def _apply_filter(model: BlockModel, counts, centred, weights):
     For a point of group (k, l) with centred target ``v_(k,l)``:
     ``w_3 v_(k,l) + (w_2 - w_3) S_k / n + (w_1 - w_2) S / N`` with ``S_k, S`` the class and global
     count-weighted sums (``Pi_3 = I - B/n``, ``Pi_2 = B/n - 11^T/N``, ``Pi_1 = 11^T/N``).
+    Centred inputs give centred (deviation) outputs: no ``1/K`` is ever added and subtracted.
     """
     w1, w2, w3 = weights
     s_class, s_all = _group_sums(centred, counts)
@@ -262,6 +347,16 @@ def _apply_filter(model: BlockModel, counts, centred, weights):
         + (w1 - w2) * s_all[None, None, :] / model.n_samples
     )
     return np.where(counts[:, :, None] > 0, out, np.nan)
+
+
+def linear_group_deviations(model: BlockModel, counts, target_deviations, lam, power=1):
+    r"""Linearised deviations ``(T - 1/K) A^power`` for group-symmetric target deviations.
+
+    Same as :func:`linear_group_outputs` minus ``1/K``, computed without adding ``1/K``.
+    """
+    cnt = check_counts(counts, model)
+    weights = model.filter_ratios(lam) ** check_int(power, "power", 0)
+    return _apply_filter(model, cnt, np.asarray(target_deviations, dtype=float), weights)
 
 
 def linear_group_outputs(model: BlockModel, counts, targets, lam, power: int = 1) -> np.ndarray:
@@ -281,10 +376,8 @@ def linear_group_outputs(model: BlockModel, counts, targets, lam, power: int = 1
     ndarray, shape (K, K, K)
         ``NaN`` on empty groups.
     """
-    cnt = check_counts(counts, model)
-    weights = model.filter_ratios(lam) ** check_int(power, "power", 0)
     centred = np.asarray(targets, dtype=float) - 1.0 / model.n_classes
-    return 1.0 / model.n_classes + _apply_filter(model, cnt, centred, weights)
+    return 1.0 / model.n_classes + linear_group_deviations(model, counts, centred, lam, power)
 
 
 def _population_logits(model: BlockModel, counts, centred_targets, lam, a) -> np.ndarray:
@@ -305,46 +398,89 @@ def _population_logits(model: BlockModel, counts, centred_targets, lam, a) -> np
     ) / lam_n
 
 
+def linear_population_deviations(model: BlockModel, counts, target_deviations, lam):
+    """Linearised population deviations ``z / K`` (K, K) of a student trained on the targets."""
+    cnt = check_counts(counts, model)
+    lam = check_positive(lam, "lam")
+    centred = np.asarray(target_deviations, dtype=float)
+    z = _population_logits(model, cnt, centred, lam, model.filter_ratios(lam))
+    return z / model.n_classes
+
+
 def linear_population_outputs(model: BlockModel, counts, targets, lam) -> np.ndarray:
     """Linearised population outputs ``1/K + z/K`` of a student trained (once) on ``targets``.
 
     Returns shape (K, K) ``[class, output class]``; see :func:`_population_logits` for ``z``.
     """
-    cnt = check_counts(counts, model)
-    lam = check_positive(lam, "lam")
     centred = np.asarray(targets, dtype=float) - 1.0 / model.n_classes
-    z = _population_logits(model, cnt, centred, lam, model.filter_ratios(lam))
-    return 1.0 / model.n_classes + z / model.n_classes
+    return 1.0 / model.n_classes + linear_population_deviations(model, counts, centred, lam)
 
 
-def _assemble(model, cnt, lam, outputs, pop, method, residuals=None, candidate_ties=None):
-    rows = [group_accuracies(o, cnt) for o in outputs]
-    pops = [population_accuracy(p) for p in pop]
+def _assemble(model, cnt, lam, deviations, pop, method, *, scores=None, pop_scores=None, **extra):
+    """Accuracies from ``scores`` (default: the deviations themselves) and the prediction.
+
+    ``scores`` may be the deviations times any positive per-round factor: decisions are scale
+    invariant, and a rescaled round cannot underflow.
+    """
+    scores = deviations if scores is None else scores
+    pop_scores = pop if pop_scores is None else pop_scores
+    rows = [group_accuracies(o, cnt) for o in scores]
+    pops = [population_accuracy(p) for p in pop_scores]
     return GroupPrediction(
-        outputs=outputs,
+        deviations=deviations,
         train_acc=np.array([r[0] for r in rows]),
         train_acc_clean=np.array([r[1] for r in rows]),
         train_acc_mislabeled=np.array([r[2] for r in rows]),
         population_acc=np.array([p[0] for p in pops]),
         ties=np.array([r[3] for r in rows], dtype=np.int64),
         method=method,
-        population_outputs=pop,
+        population_deviations=pop,
         population_ties=np.array([p[1] for p in pops], dtype=np.int64),
         counts=cnt,
         lam=float(lam),
-        residuals=residuals,
-        candidate_ties=candidate_ties,
+        **extra,
     )
+
+
+def _histogram_deviations(model: BlockModel, cnt):
+    """``e_l - 1/K`` (K, K), ``h_k - 1/K`` (K, K), ``h - 1/K`` (K,) and ``h_k - h`` (K, K).
+
+    Histogram deviations are formed from exact integer numerators (``(K C[k] - n) / (K n)``,
+    ``(K H - N) / (K N)``, ``(K C[k] - H) / N``), so a balanced histogram gives an exactly zero
+    global part; an O(eps) spurious global part would otherwise grow like ``(a_1/a_2)^t``
+    relative to the class part and decide the late rounds.
+    """
+    k, n, big_n = model.n_classes, model.per_class, model.n_samples
+    hist = cnt.sum(axis=0)
+    own = np.eye(k) - 1.0 / k
+    cls = (k * cnt - n) / (k * n)
+    glob = (k * hist - big_n) / (k * big_n)
+    cls_glob = (k * cnt - hist[None, :]) / big_n
+    return own, cls, glob, cls_glob
+
+
+def _log_weights(a, power):
+    """``log a_j^power`` and the log of their maximum (``a_j = 0`` gives ``-inf``)."""
+    with np.errstate(divide="ignore"):
+        logw = power * np.log(a)
+    return logw, float(np.max(logw))
 
 
 def predict_linear(model: BlockModel, counts, lam, rounds) -> GroupPrediction:
     r"""Linearised (label-averaging) predictions for rounds ``0..R``.
 
-    Round ``t``: ``p_(k,l) = 1/K + w_3 (e_l - 1/K) + (w_2 - w_3)(h_k - 1/K) + (w_1 - w_2)(h - 1/K)``
-    with ``w_j = a_j^(t+1)``, ``h_k = C[k,:]/n`` (class label histogram) and ``h = 1^T C / N``
-    (global label histogram).
-    The round-``t`` student is trained on the round ``t-1`` linearised outputs; its population
-    logits follow :func:`linear_population_outputs`.
+    Round ``t`` (Proposition 3.3): ``p_(k,l) - 1/K = w_3 (e_l - 1/K) + (w_2 - w_3)(h_k - 1/K) +
+    (w_1 - w_2)(h - 1/K)`` with ``w_j = a_j^(t+1)``, ``h_k = C[k,:]/n`` (class label histogram)
+    and ``h = 1^T C / N`` (global label histogram). The round-``t`` student is trained on the round
+    ``t-1`` linearised outputs; its population logits are
+
+    ``z_k = [(1 - a_1) m N a_1^t (h - 1/K) + (1 - a_2) (c - d) n a_2^t (h_k - h)] / (lam N)``,
+
+    ``m = d + (c - d)/K`` (the closed form of :func:`linear_population_outputs` for these
+    targets), population deviations ``z / K``. Every round is evaluated in closed form (no
+    round-by-round iteration, whose round-off the ``a_1^t`` direction would amplify), as
+    deviations from ``1/K``; decisions use the deviations divided by ``max_j a_j^(t+1)`` (or
+    ``max(a_1^t, a_2^t)``), so gaps never underflow.
 
     Parameters
     ----------
@@ -360,15 +496,33 @@ def predict_linear(model: BlockModel, counts, lam, rounds) -> GroupPrediction:
     r = check_int(rounds, "rounds", 0)
     k = model.n_classes
     a = model.filter_ratios(lam)
-    targets = one_hot_group_targets(k)
-    outputs = np.empty((r + 1, k, k, k))
+    own, cls, glob, cls_glob = _histogram_deviations(model, cnt)
+    empty = (cnt == 0)[:, :, None]
+    mbar = model.d + (model.c - model.d) / k
+    lam_n = lam * model.n_samples
+    pop_coef = np.array(
+        [(1 - a[0]) * mbar * model.n_samples, (1 - a[1]) * (model.c - model.d) * model.per_class]
+    ) / (lam_n * k)
+    dev = np.empty((r + 1, k, k, k))
+    score = np.empty((r + 1, k, k, k))
     pop = np.empty((r + 1, k, k))
+    pop_score = np.empty((r + 1, k, k))
     for t in range(r + 1):
-        centred = targets - 1.0 / k
-        outputs[t] = 1.0 / k + _apply_filter(model, cnt, centred, a)
-        pop[t] = 1.0 / k + _population_logits(model, cnt, centred, lam, a) / k
-        targets = outputs[t]
-    return _assemble(model, cnt, lam, outputs, pop, "linear")
+        logw, top = _log_weights(a, t + 1)
+        w = np.exp(logw - top)  # a_j^(t+1) / max_j a_j^(t+1)
+        sc = (
+            w[2] * own[None, :, :]
+            + (w[1] - w[2]) * cls[:, None, :]
+            + (w[0] - w[1]) * glob[None, None, :]
+        )
+        score[t] = np.where(empty, np.nan, sc)
+        dev[t] = score[t] * np.exp(top)
+        logp, ptop = _log_weights(a[:2], t)
+        wp = np.exp(logp - ptop)
+        psc = pop_coef[0] * wp[0] * glob[None, :] + pop_coef[1] * wp[1] * cls_glob
+        pop_score[t] = psc
+        pop[t] = psc * np.exp(ptop)
+    return _assemble(model, cnt, lam, dev, pop, "linear", scores=score, pop_scores=pop_score)
 
 
 # --------------------------------------------------------------------------------------------
@@ -381,14 +535,22 @@ class GroupSolution:
 
     Attributes
     ----------
-    outputs, logits : ndarray, shape (K, K, K)
-        ``NaN`` on empty groups.
+    outputs, logits, deviations : ndarray, shape (K, K, K)
+        ``softmax(z)``, ``z`` and ``softmax(z) - 1/K`` (without cancellation); ``NaN`` on empty
+        groups.
     residual : float
         ``max |p - softmax(z(T - p))|`` over non-empty groups (the full N x N fixed-point residual,
-        since all points of a group are identical).
+        since all points of a group are identical), evaluated on deviations.
     iterations : int
     population_logits : ndarray, shape (K, K)
-        ``[c S_k + d (S - S_k)] / (lam N)`` with ``r = T - p``.
+        ``[c S_k + d (S - S_k)] / (lam N)`` with ``r = T - p`` (the loss force in general).
+    population_deviations : ndarray, shape (K, K)
+    converged : bool
+        ``residual <= target``.
+    target : float
+        Certified tolerance ``max(tol * scale, floor)`` (:func:`theory.group_engine.newton_solve`).
+    fallback_steps : int
+        Newton steps that used the convexified Hessian (non-convex losses only).
     """
 
     outputs: np.ndarray
@@ -396,184 +558,211 @@ class GroupSolution:
     residual: float
     iterations: int
     population_logits: np.ndarray
+    deviations: np.ndarray
+    population_deviations: np.ndarray
+    converged: bool
+    target: float
+    fallback_steps: int = 0
+    system: object = field(default=None, repr=False, compare=False)
 
 
 def _softmax(z):
-    z = z - z.max(axis=-1, keepdims=True)  # log-sum-exp shift: no overflow
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
+    return softmax(z)
 
 
-class _GroupSystem:
-    r"""``F(z) = z - L (T - softmax(z))`` over the non-empty groups, with its Newton solve.
-
-    ``(L r)_(k,l) = [(1-c) r_(k,l) + (c-d) S_k + d S] / (lam N)``.
-    """
-
-    def __init__(self, model: BlockModel, cnt, lam):
-        self.k = model.n_classes
-        self.kk, self.ll = np.nonzero(cnt > 0)
-        self.w = cnt[self.kk, self.ll].astype(float)
-        lam_n = lam * model.n_samples
-        self.a = (1.0 - model.c) / lam_n
-        self.g_class = (model.c - model.d) / lam_n
-        self.g_all = model.d / lam_n
-        self.c, self.d, self.lam_n = model.c, model.d, lam_n
-
-    def class_sums(self, v):
-        s = np.zeros((self.k, v.shape[-1]))
-        np.add.at(s, self.kk, self.w[:, None] * v)
-        return s
-
-    def apply_l(self, r):
-        s = self.class_sums(r)
-        return self.a * r + self.g_class * s[self.kk] + self.g_all * s.sum(axis=0)[None, :]
-
-    def residual(self, z, targets):
-        p = _softmax(z)
-        return z - self.apply_l(targets - p), p
-
-    def newton_step(self, z, f):
-        r"""Solve ``(I + L D) delta = -f`` exactly via the class-level reduction (docs Section 4.2).
-
-        ``B_g = I + a J_g = diag(1 + a p) - a p p^T`` is inverted in closed form (Sherman-Morrison:
-        ``B^-1 = diag(1/(1 + a p)) + s u u^T``, ``u = p/(1 + a p)``, ``s = a / (1 - a p.u)``, and
-        ``a p.u < sum p = 1``), so the only dense solve is the K^2 x K^2 class-level system.
-        """
-        k = self.k
-        # Probabilities below 1e-200 change the Jacobian by < 1e-200 relative to I; flushing them
-        # avoids subnormal floats, which slow arithmetic down by orders of magnitude.
-        p = _softmax(z)
-        p = np.where(p < 1e-200, 0.0, p)
-        dinv = 1.0 / (1.0 + self.a * p)
-        u = p * dinv
-        s = self.a / (1.0 - self.a * np.sum(p * u, axis=1))
-
-        def binv(x):
-            return dinv * x + (s * np.sum(u * x, axis=1))[:, None] * u
-
-        binv_f = binv(-f)
-        jb_f = p * binv_f - p * np.sum(p * binv_f, axis=1, keepdims=True)  # J B^-1 (-F)
-        # J B^-1 = diag(u) + [s (p*u) - (1 + s p.u) p] u^T
-        coef = s[:, None] * p * u - (1.0 + s * np.sum(p * u, axis=1))[:, None] * p
-        jb = coef[:, :, None] * u[:, None, :]
-        jb[:, np.arange(k), np.arange(k)] += u
-        q = np.zeros((k, k))  # Q-weighted class sums
-        np.add.at(q, self.kk, self.w[:, None] * jb_f)
-        qm = np.zeros((k, k, k))
-        np.add.at(qm, self.kk, self.w[:, None, None] * jb)
-        # m_k = g_class s_k + g_all s, s_k = q_k - Q_k m_k  =>  linear system in m (K^2 unknowns).
-        mat = np.zeros((k, k, k, k))
-        idx = np.arange(k)
-        mat[idx, :, idx, :] = np.eye(k)[None] + self.g_class * qm
-        mat += self.g_all * qm[None, :, :, :].transpose(0, 2, 1, 3)
-        rhs = self.g_class * q + self.g_all * q.sum(axis=0)[None, :]
-        m = np.linalg.solve(mat.reshape(k * k, k * k), rhs.reshape(-1)).reshape(k, k)
-        return binv_f - binv(m[self.kk])
+def _pad_groups(coupling, rows):
+    k = coupling.k
+    out = np.full((k, k, k), np.nan)
+    out[coupling.kk, coupling.ll] = rows
+    return out
 
 
-def solve_groups(
-    model: BlockModel, counts, targets, lam, *, init_logits=None, tol=1e-12, max_iter=100
+def solve_loss_groups(
+    model: BlockModel,
+    counts,
+    loss,
+    lam,
+    *,
+    init_logits=None,
+    init_force=None,
+    tol=GROUP_TOL,
+    max_iter=100,
+    system=None,
 ) -> GroupSolution:
-    r"""Exact group fixed point ``p = softmax(z)``.
+    r"""Exact group fixed point ``z = L f(z)`` of any per-sample loss (:mod:`theory.losses`).
 
-    ``z_(k,l) = [(1-c) r_(k,l) + c S_k + d (S - S_k)] / (lam N)`` with ``r = T - p``,
-    ``S_k = sum_l C[k,l] r_(k,l)``, ``S = sum_k S_k``.
+    ``loss`` acts on the rows of the non-empty groups in ``np.nonzero(counts > 0)`` order.
+    Convex losses (cross-entropy): damped Newton on ``F(z) = z - L f(z)`` from ``init_logits``
+    (:func:`theory.group_engine.newton_solve`). Non-convex losses: descent on the training
+    objective in the representer coefficients ``r`` (``z = L r``) from ``init_force`` (or the ``r``
+    reproducing ``init_logits``), Newton steps where they descend
+    (:func:`theory.group_engine.minimise_objective`): the result is a stationary point reached
+    from that start -- for the PLL students the teacher, as in the reference code.
 
-    Damped Newton on ``F(z) = z - L(T - softmax(z))`` (unknowns: K logits per non-empty group).
-    The Jacobian ``I + L D`` (``D`` block-diagonal softmax Jacobians) has eigenvalues ``>= 1``, so
-    the step is well defined; it is computed exactly with a K^2 x K^2 class-level linear system.
-    Backtracking on ``||F||_inf`` guards against overshooting at small ``lam``.
-
-    Parameters
-    ----------
-    targets : array_like, shape (K, K, K)
-        Group targets on the simplex (entries of empty groups are ignored).
-    tol : float
-        Required residual ``max |p - softmax(z(T - p))|``. The effective target is
-        ``max(tol, 64 eps (1 + max|z|))``: below that the residual is not computable in float64.
-
-    Raises
-    ------
-    GroupConvergenceError
-        If the residual target is not reached within ``max_iter`` iterations.
+    Returns the best iterate with its certificate; never raises on non-convergence (see
+    ``converged``). ``system`` (a :class:`theory.group_engine.NewtonSystem` for the same model,
+    counts and ``lam``) lets consecutive solves share a preconditioner.
     """
     cnt = check_counts(counts, model)
     lam = check_positive(lam, "lam")
     tol = check_positive(tol, "tol")
     max_iter = check_int(max_iter, "max_iter", 1)
+    coupling = system.coupling if system is not None else GroupCoupling(model, cnt, lam)
     k = model.n_classes
-    sys_ = _GroupSystem(model, cnt, lam)
-    tgt = np.asarray(targets, dtype=float)[sys_.kk, sys_.ll]
-    if init_logits is None:
-        z = np.zeros_like(tgt)
-    else:
-        z = np.asarray(init_logits, dtype=float)[sys_.kk, sys_.ll].copy()
-        if not np.all(np.isfinite(z)):
-            z = np.zeros_like(tgt)
-    with single_thread_blas():  # small K^2 x K^2 solves (theory.blas)
-        z, p, res, it = _newton(sys_, z, tgt, tol, max_iter)
-    if res > max(tol, 64 * np.finfo(float).eps * (1.0 + np.abs(z).max())):
-        raise GroupConvergenceError(
-            f"group-level Newton did not converge in {max_iter} iterations: residual {res:.3g} > "
-            f"{tol:g} (K={k}, n={model.per_class}, c={model.c}, d={model.d}, lam={lam})"
-        )
-    outputs = np.full((k, k, k), np.nan)
-    logits = np.full((k, k, k), np.nan)
-    outputs[sys_.kk, sys_.ll] = p
-    logits[sys_.kk, sys_.ll] = z
-    s = sys_.class_sums(tgt - p)
-    pop_logits = (model.c * s + model.d * (s.sum(axis=0)[None, :] - s)) / sys_.lam_n
-    return GroupSolution(outputs, logits, res, it, pop_logits)
+    z0 = np.zeros((coupling.n_groups, k))
+    if init_logits is not None:
+        init = np.asarray(init_logits, dtype=float)[coupling.kk, coupling.ll]
+        if np.all(np.isfinite(init)):
+            z0 = init.copy()
+    with single_thread_blas():  # see theory.blas: small batched solves
+        if loss.convex:
+            res = newton_solve(coupling, loss, z0, tol=tol, max_iter=max_iter, system=system)
+        else:
+            if init_force is not None:
+                r0 = np.asarray(init_force, dtype=float)[coupling.kk, coupling.ll]
+            elif coupling.a > 0:
+                r0 = force_to_logits_inverse(coupling, z0)
+            else:
+                r0 = np.zeros_like(z0)
+            res = minimise_objective(
+                coupling, loss, r0, tol=tol, max_iter=2 * max_iter, system=system
+            )
+    pop_logits = coupling.population_logits(loss.force(res.z))
+    return GroupSolution(
+        outputs=_pad_groups(coupling, softmax(res.z)),
+        logits=_pad_groups(coupling, res.z),
+        residual=res.residual,
+        iterations=res.iterations,
+        population_logits=pop_logits,
+        deviations=_pad_groups(coupling, softmax_deviation(res.z)),
+        population_deviations=softmax_deviation(pop_logits),
+        converged=res.converged,
+        target=res.target,
+        fallback_steps=res.fallback_steps,
+        system=res.system,
+    )
 
 
-def _newton(sys_, z, tgt, tol, max_iter):
-    """Damped Newton iterations; returns ``(z, p, residual, iterations)``."""
-    f, p = sys_.residual(z, tgt)
-    norm = np.abs(f).max()
-    it = 0
-    res = np.inf
-    while it < max_iter:
-        it += 1
-        step = sys_.newton_step(z, f)
-        alpha = 1.0
-        while True:
-            z_new = z + alpha * step
-            f_new, p_new = sys_.residual(z_new, tgt)
-            norm_new = np.abs(f_new).max()
-            if norm_new <= (1 - 1e-4 * alpha) * norm or alpha < 1e-10:
-                break
-            alpha *= 0.5
-        z, f, p, norm = z_new, f_new, p_new, norm_new
-        res = float(np.abs(p - _softmax(sys_.apply_l(tgt - p))).max())
-        target = max(tol, 64 * np.finfo(float).eps * (1.0 + np.abs(z).max()))
-        if res <= target:
-            break
-    return z, p, res, it
+def _convergence_error(sol, model, lam, what="group-level Newton"):
+    return GroupConvergenceError(
+        f"{what} did not converge in {sol.iterations} iterations: residual {sol.residual:.3g} > "
+        f"target {sol.target:.3g} (K={model.n_classes}, n={model.per_class}, c={model.c}, "
+        f"d={model.d}, lam={lam})"
+    )
 
 
-def predict_exact(model: BlockModel, counts, lam, rounds, tol=1e-12) -> GroupPrediction:
+def solve_groups(
+    model: BlockModel,
+    counts,
+    targets,
+    lam,
+    *,
+    target_deviations=None,
+    init_logits=None,
+    tol=GROUP_TOL,
+    max_iter=100,
+    raise_on_failure: bool = True,
+    system=None,
+) -> GroupSolution:
+    r"""Exact group fixed point ``p = softmax(z)`` of cross-entropy on soft targets.
+
+    ``z_(k,l) = [(1-c) r_(k,l) + c S_k + d (S - S_k)] / (lam N)`` with ``r = T - p``,
+    ``S_k = sum_l C[k,l] r_(k,l)``, ``S = sum_k S_k``.
+
+    Damped Newton on ``F(z) = z - L(T - softmax(z))`` (unknowns: K logits per non-empty group),
+    each step solved exactly by the structured elimination of :mod:`theory.group_engine`
+    (``O(K^4)`` time, ``O(K^3)`` memory). ``r = (T - 1/K) - (p - 1/K)`` is formed from deviations,
+    so targets within 1e-20 of uniform lose nothing.
+
+    Parameters
+    ----------
+    targets : array_like, shape (K, K, K) or None
+        Group targets on the simplex (entries of empty groups are ignored).
+    target_deviations : array_like, shape (K, K, K), optional
+        ``targets - 1/K`` instead of ``targets`` (exactly one of the two); carries the targets
+        of later rounds without cancellation.
+    tol : float
+        Required residual relative to the targets' size: the certificate is
+        ``max|p - softmax(z(T - p))| <= max(tol * max|T - 1/K|, floor)``, with the round-off floor
+        ``64 eps (max|p - 1/K| + max|z| + max(|L| |T - p|))`` below which the residual is not
+        computable in float64 (``docs/theory.md``, Section 13).
+    raise_on_failure : bool
+        Raise :class:`GroupConvergenceError` if the certificate is not reached (default);
+        otherwise return the best iterate with ``converged=False``.
+    """
+    cnt = check_counts(counts, model)
+    k = model.n_classes
+    if (targets is None) == (target_deviations is None):
+        raise ValueError("pass exactly one of targets or target_deviations")
+    if target_deviations is None:
+        target_deviations = np.asarray(targets, dtype=float) - 1.0 / k
+    kk, ll = np.nonzero(cnt > 0)
+    loss = CrossEntropy(np.asarray(target_deviations, dtype=float)[kk, ll])
+    sol = solve_loss_groups(
+        model, cnt, loss, lam, init_logits=init_logits, tol=tol, max_iter=max_iter, system=system
+    )
+    if raise_on_failure and not sol.converged:
+        raise _convergence_error(sol, model, lam)
+    return sol
+
+
+def predict_exact(
+    model: BlockModel, counts, lam, rounds, tol=GROUP_TOL, *, allow_unconverged: bool = False
+) -> GroupPrediction:
     """Exact (non-linearised) group-level predictions for rounds ``0..R``.
 
-    Round ``t`` solves :func:`solve_groups` with the round ``t-1`` outputs as targets (one-hot
-    labels for ``t = 0``); population outputs are ``softmax(z)`` with the exact population logits
-    ``z = (T - P) k(x) / (lam N)``.
+    Round ``t`` solves :func:`solve_groups` with the round ``t-1`` output deviations as targets
+    (one-hot labels for ``t = 0``), warm-started from its logits; population outputs are
+    ``softmax(z)`` with the exact population logits ``z = (T - P) k(x) / (lam N)``.
+
+    Parameters
+    ----------
+    allow_unconverged : bool
+        ``False`` (default): raise :class:`GroupConvergenceError` at the first uncertified round.
+        ``True``: report every round; ``converged``, ``residuals`` and ``residual_targets`` say
+        which rounds are certified (a partial result, e.g. at ``lam <= 1e-7``).
     """
     cnt = check_counts(counts, model)
     lam = check_positive(lam, "lam")
     r = check_int(rounds, "rounds", 0)
     k = model.n_classes
-    targets = one_hot_group_targets(k)
-    outputs = np.empty((r + 1, k, k, k))
+    target_dev = _one_hot_deviations(k)
+    dev = np.empty((r + 1, k, k, k))
     pop = np.empty((r + 1, k, k))
     residuals = np.empty(r + 1)
-    init = None
+    targets_ = np.empty(r + 1)
+    converged = np.zeros(r + 1, dtype=bool)
+    init = system = None
+    ok = True
     for t in range(r + 1):
-        sol = solve_groups(model, cnt, targets, lam, init_logits=init, tol=tol)
-        outputs[t], pop[t], residuals[t] = (
-            sol.outputs,
-            _softmax(sol.population_logits),
-            sol.residual,
+        sol = solve_groups(
+            model,
+            cnt,
+            None,
+            lam,
+            target_deviations=target_dev,
+            init_logits=init,
+            tol=tol,
+            raise_on_failure=not allow_unconverged,
+            system=system,  # consecutive rounds share the Newton preconditioner
         )
-        targets, init = sol.outputs, sol.logits
-    return _assemble(model, cnt, lam, outputs, pop, "exact", residuals=residuals)
+        system = sol.system
+        dev[t], pop[t] = sol.deviations, sol.population_deviations
+        residuals[t], targets_[t] = sol.residual, sol.target
+        ok = ok and sol.converged
+        converged[t] = ok
+        target_dev, init = sol.deviations, sol.logits
+        if t == 0:
+            teacher = dataclasses.replace(sol, system=None)
+    return _assemble(
+        model,
+        cnt,
+        lam,
+        dev,
+        pop,
+        "exact",
+        residuals=residuals,
+        converged=converged,
+        residual_targets=targets_,
+        teacher=teacher,
+    )

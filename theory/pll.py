@@ -1,18 +1,31 @@
-r"""The PLL student in the block model: one round on the teacher's top-2 labels, weight 1/2 each.
+r"""The PLL student in the block model: one round on the teacher's top-2 labels.
 
 Following the paper (Section 5), the teacher (round 0, trained on the noisy one-hot labels) proposes
-its two highest-scoring classes for every training point, and the student is trained once on the
-two-hot targets ``(e_a + e_b) / 2``. Since all points of a group ``(k, l)`` have the same teacher
-output, they have the same candidate pair and the student is again a group-level problem.
+its two highest-scoring classes ``S = {a, b}`` for every training point, and the student is trained
+once on them with one of the candidate-set losses of :mod:`theory.losses`:
+
+* ``loss='ce'`` (default): cross-entropy on the two-hot targets ``(e_a + e_b) / 2`` (the theory's
+  PLL student, docs/theory.md Section 7);
+* ``loss='candidate'``: the candidate log-likelihood ``-log(p_a + p_b)``;
+* ``loss='gce'``: the generalised cross-entropy ``(1 - (p_a + p_b)^q) / q`` of the candidate set.
+
+Since all points of a group ``(k, l)`` have the same teacher output, they have the same candidate
+pair and the student is again a group-level problem (docs/theory.md, Section 12).
 
 Top-2 tie rule: that of :mod:`theory.partial_labels` (equal scores ordered by the smaller class
-index first), applied with the shared tie tolerance: scores within ``TIE_ATOL`` of each other are
-treated as equal, so the choice does not depend on round-off (a linearised and an exact teacher, or
-the group-level and the N x N computation, then pick the same pair). ``candidate_ties`` reports how
-many training points needed the rule.
+index first) on the teacher's deviations ``p - 1/K``, with its relative tolerance: scores within
+``TIE_RTOL`` times the spread of the teacher's scores are treated as equal, so the choice does not
+depend on round-off (a linearised and an exact teacher, or the group-level and the N x N
+computation, then pick the same pair). ``candidate_ties`` reports how many training points needed
+the rule.
 
-The linearised student has outputs ``1/K + (T_2 - 1/K) A`` with ``T_2`` the two-hot targets;
-the exact one solves the group fixed point (:func:`theory.groups.solve_groups`).
+Linearised students: ``ce`` has the closed form ``1/K + (T_2 - 1/K) A``; ``candidate`` and ``gce``
+linearise the force ``-grad l`` about ``z = 0``, ``f(z) ~ f(0) - H(0) z``, and solve the linear
+group fixed point ``(I + L H(0)) z = L f(0)`` (outputs ``1/K + z/K``). ``H(0)`` of those two losses
+is indefinite (the pair direction ``e_a - e_b`` has curvature ``1/K - 1/4 < 0`` times ``pi^q``), so
+the linearised student exists only where the quadratic model is strictly convex, i.e. where
+``I + L H(0)`` has no negative eigenvalue (checked exactly, ``newton_inertia``); elsewhere
+:class:`LinearisationUndefinedError` is raised.
 """
 
 from __future__ import annotations
@@ -21,38 +34,64 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from theory.groups import (
-    BlockModel,
-    _assemble,
-    _softmax,
-    check_counts,
-    linear_group_outputs,
-    linear_population_outputs,
-    one_hot_group_targets,
-    solve_groups,
+from theory.blas import single_thread_blas
+from theory.group_engine import (
+    GroupCoupling,
+    StructuredInverse,
+    apply_hessian,
+    inertia_from_inverse,
+    newton_inertia,
 )
-from theory.metrics import TIE_ATOL
+from theory.groups import (
+    GROUP_TOL,
+    BlockModel,
+    GroupSolution,
+    _assemble,
+    _convergence_error,
+    _one_hot_deviations,
+    _pad_groups,
+    check_counts,
+    linear_group_deviations,
+    linear_population_deviations,
+    solve_groups,
+    solve_loss_groups,
+)
+from theory.losses import LOSSES, make_loss
+from theory.metrics import TIE_RTOL, tie_tolerance
 from theory.partial_labels import top2_indices
 from theory.validation import check_positive
 
-__all__ = ["PLLCondition", "group_top2", "pll_condition", "predict_pll"]
+__all__ = [
+    "LinearisationUndefinedError",
+    "PLLCondition",
+    "group_top2",
+    "pll_condition",
+    "predict_pll",
+]
 
 
-def group_top2(outputs, counts, tie_atol: float = TIE_ATOL):
+class LinearisationUndefinedError(ValueError):
+    """The linearised student of a non-convex loss has no minimiser (``I + L H(0)`` indefinite)."""
+
+
+def group_top2(outputs, counts, tie_rtol: float = TIE_RTOL):
     """Teacher's top-2 classes per group with the tolerant tie rule (module docstring).
 
     Parameters
     ----------
     outputs : array_like, shape (K, K, K)
-        Teacher group outputs (NaN on empty groups).
+        Teacher group scores: deviations ``p - 1/K`` (preferred), outputs or logits; NaN on empty
+        groups.
     counts : array_like of int, shape (K, K)
+    tie_rtol : float
+        Relative tie tolerance (:mod:`theory.metrics`).
 
     Returns
     -------
     top2 : ndarray of int, shape (K, K, 2)
         ``[first, second]`` candidate per group; ``-1`` for empty groups.
     tied_points : int
-        Number of training points whose choice involved a score tie within ``tie_atol``.
+        Number of training points whose choice involved a score tie.
     """
     out = np.asarray(outputs, dtype=float)
     cnt = np.asarray(counts)
@@ -60,13 +99,14 @@ def group_top2(outputs, counts, tie_atol: float = TIE_ATOL):
     top2 = np.full((k, k, 2), -1, dtype=np.int64)
     groups = np.argwhere(cnt > 0)
     scores = out[groups[:, 0], groups[:, 1]].T  # (K, non-empty groups)
-    choice = top2_indices(scores, tie_atol)  # the shared rule of theory.partial_labels
+    choice = top2_indices(scores, tie_rtol)  # the shared rule of theory.partial_labels
     top2[groups[:, 0], groups[:, 1]] = choice.T
     # Two tied leaders are both selected (the pair is rule-independent); the rule matters only
-    # when the second slot is contested by several classes within tie_atol.
+    # when the second slot is contested by several classes within the tolerance.
+    tol = tie_tolerance(scores, tie_rtol)
     rest = scores.copy()
     rest[choice[0], np.arange(scores.shape[1])] = -np.inf
-    contested = np.sum(rest >= rest.max(axis=0) - tie_atol, axis=0) > 1
+    contested = np.sum(rest >= rest.max(axis=0) - tol, axis=0) > 1
     tied = int(cnt[groups[:, 0], groups[:, 1]][contested].sum())
     return top2, tied
 
@@ -81,45 +121,166 @@ def _two_hot(top2, n_classes):
     return t
 
 
-def predict_pll(model: BlockModel, counts, lam, *, method: str = "linear", tol=1e-12):
+def _check_loss(loss, q):
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    q = float(q)
+    if not (np.isfinite(q) and 0.0 < q <= 1.0):
+        raise ValueError(f"q (GCE exponent) must lie in (0, 1], got {q}")
+    return q
+
+
+def predict_pll(
+    model: BlockModel,
+    counts,
+    lam,
+    *,
+    method: str = "linear",
+    loss: str = "ce",
+    q: float = 0.7,
+    tol=GROUP_TOL,
+    allow_unconverged: bool = False,
+    teacher: GroupSolution | None = None,
+):
     r"""Group-level prediction of the PLL student (one row, ``R = 0``).
 
-    ``method='linear'``: linearised teacher ``1/K + (Y - 1/K) A``, top-2 targets ``T_2``, student
-    ``1/K + (T_2 - 1/K) A`` and linearised population outputs. ``method='exact'``: exact teacher and
-    student group fixed points, population outputs ``softmax((T_2 - P) k(x) / (lam N))``.
+    Parameters
+    ----------
+    method : {'linear', 'exact'}
+        ``'linear'``: linearised teacher ``1/K + (Y - 1/K) A`` and linearised student (module
+        docstring); ``'exact'``: exact teacher and the student's exact group fixed point
+        ``z = L f(z)`` started from the teacher (:func:`theory.groups.solve_loss_groups`),
+        population outputs ``softmax(L_pop f(z))``.
+    loss : {'ce', 'candidate', 'gce'}
+        Student loss on the teacher's top-2 candidates (:mod:`theory.losses`). ``'ce'`` is the
+        two-hot student (identical to earlier versions of this function).
+    q : float
+        GCE exponent in ``(0, 1]`` (``loss='gce'`` only).
+    tol : float
+        Certified relative residual of the exact solves (:func:`theory.groups.solve_groups`).
+    allow_unconverged : bool
+        Exact method: return an uncertified student (``converged=[False]``) instead of raising
+        :class:`theory.groups.GroupConvergenceError`.
+    teacher : GroupSolution, optional
+        Exact method: the exact teacher (round 0 of ``predict_exact(...).teacher`` for the same
+        model, counts and ``lam``), so that several students share one teacher solve.
 
     Returns
     -------
     GroupPrediction
-        Arrays with a leading axis of length 1 (the student); ``candidate_ties`` set.
+        Arrays with a leading axis of length 1 (the student); ``candidate_ties`` and ``loss`` set;
+        exact: ``residuals``, ``converged``, ``residual_targets`` (the student's own; ``converged``
+        is False if the teacher was not certified either); non-convex exact students also carry
+        ``second_order`` (:func:`theory.group_engine.newton_inertia`: ``(0, 0)`` = strict local
+        minimum; a stationary point in general).
+
+    Raises
+    ------
+    LinearisationUndefinedError
+        ``method='linear'`` with ``loss`` in {'candidate', 'gce'} where ``I + L H(0)`` has a
+        negative eigenvalue (the quadratic model has no minimiser).
     """
     cnt = check_counts(counts, model)
     lam = check_positive(lam, "lam")
+    q = _check_loss(loss, q)
+    if method not in ("linear", "exact"):
+        raise ValueError(f"method must be 'linear' or 'exact', got {method!r}")
     k = model.n_classes
-    onehot = one_hot_group_targets(k)
+    onehot = _one_hot_deviations(k)
+    kk, ll = np.nonzero(cnt > 0)
     if method == "linear":
-        teacher = linear_group_outputs(model, cnt, onehot, lam)
-        top2, tied = group_top2(teacher, cnt)
-        targets = _two_hot(top2, k)
-        student = linear_group_outputs(model, cnt, np.nan_to_num(targets), lam)
-        pop = linear_population_outputs(model, cnt, np.nan_to_num(targets, nan=1.0 / k), lam)
-        return _assemble(model, cnt, lam, student[None], pop[None], "linear", candidate_ties=tied)
-    if method == "exact":
-        teacher = solve_groups(model, cnt, onehot, lam, tol=tol)
-        top2, tied = group_top2(teacher.outputs, cnt)
-        targets = np.nan_to_num(_two_hot(top2, k), nan=1.0 / k)
-        sol = solve_groups(model, cnt, targets, lam, init_logits=teacher.logits, tol=tol)
+        teacher_dev = linear_group_deviations(model, cnt, onehot, lam)
+        top2, tied = group_top2(teacher_dev, cnt)
+        if loss == "ce":
+            targets = np.nan_to_num(_two_hot(top2, k) - 1.0 / k)
+            student = linear_group_deviations(model, cnt, targets, lam)
+            pop = linear_population_deviations(model, cnt, targets, lam)
+        else:
+            student, pop = _linear_candidate_student(model, cnt, lam, top2, loss, q)
         return _assemble(
+            model, cnt, lam, student[None], pop[None], "linear", candidate_ties=tied, loss=loss
+        )
+    if teacher is None:
+        teacher = solve_groups(
             model,
             cnt,
+            None,
             lam,
-            sol.outputs[None],
-            _softmax(sol.population_logits)[None],
-            "exact",
-            residuals=np.array([sol.residual]),
-            candidate_ties=tied,
+            target_deviations=onehot,
+            tol=tol,
+            raise_on_failure=not allow_unconverged,
         )
-    raise ValueError(f"method must be 'linear' or 'exact', got {method!r}")
+    elif teacher.deviations.shape != (k, k, k):
+        raise ValueError(f"teacher must be a GroupSolution of shape (K, K, K) = {(k, k, k)}")
+    top2, tied = group_top2(teacher.deviations, cnt)
+    if loss == "ce":
+        student_loss = make_loss("ce", k, target_deviation=(_two_hot(top2, k) - 1.0 / k)[kk, ll])
+    else:
+        student_loss = make_loss(loss, k, candidates=top2[kk, ll], q=q)
+    # Start from the teacher: its logits and (for the representer form) its force T - p.
+    sol = solve_loss_groups(
+        model,
+        cnt,
+        student_loss,
+        lam,
+        init_logits=teacher.logits,
+        init_force=onehot - teacher.deviations,
+        tol=tol,
+    )
+    if not sol.converged and not allow_unconverged:
+        raise _convergence_error(sol, model, lam, what=f"PLL student ({loss})")
+    second = None
+    if not student_loss.convex:
+        coupling = GroupCoupling(model, cnt, lam)
+        with single_thread_blas():
+            second = newton_inertia(coupling, student_loss.hessian(sol.logits[kk, ll]))
+    return _assemble(
+        model,
+        cnt,
+        lam,
+        sol.deviations[None],
+        sol.population_deviations[None],
+        "exact",
+        residuals=np.array([sol.residual]),
+        candidate_ties=tied,
+        converged=np.array([bool(sol.converged and teacher.converged)]),
+        residual_targets=np.array([sol.target]),
+        loss=loss,
+        second_order=second,
+    )
+
+
+def _linear_candidate_student(model, cnt, lam, top2, loss, q):
+    """Linearised candidate-set student: ``(I + L H0) z = L f0``, deviations ``z / K``."""
+    k = model.n_classes
+    kk, ll = np.nonzero(cnt > 0)
+    student_loss = make_loss(loss, k, candidates=top2[kk, ll], q=q)
+    coupling = GroupCoupling(model, cnt, lam)
+    hess0 = student_loss.hessian0()
+    inertia, inverse = None, None
+    with single_thread_blas():
+        try:
+            inverse = StructuredInverse(coupling, hess0)
+            inertia = inertia_from_inverse(inverse)
+        except np.linalg.LinAlgError:
+            pass
+        if inertia != (0, 0):
+            what = (
+                "an undetermined inertia"
+                if inertia is None
+                else f"{inertia[0]} negative eigenvalue(s) and {inertia[1]} group(s) with "
+                "negative within-group curvature"
+            )
+            raise LinearisationUndefinedError(
+                f"linearised {loss!r} student undefined at lam={lam:g}: I + L H(0) has {what} "
+                "(the quadratic model has no minimiser)"
+            )
+        f0 = student_loss.force0()
+        z = inverse.apply(coupling.apply(f0))
+    force = f0 - apply_hessian(hess0, z)
+    student = _pad_groups(coupling, z / k)
+    pop = coupling.population_logits(force) / k
+    return student, pop
 
 
 @dataclass(frozen=True)
@@ -167,22 +328,26 @@ def pll_condition(model: BlockModel, counts, lam) -> PLLCondition:
     cnt = check_counts(counts, model)
     lam = check_positive(lam, "lam")
     k, n = model.n_classes, model.per_class
-    teacher = linear_group_outputs(model, cnt, one_hot_group_targets(k), lam)
+    teacher = linear_group_deviations(model, cnt, _one_hot_deviations(k), lam)
     top2, _ = group_top2(teacher, cnt)
     targets = np.nan_to_num(_two_hot(top2, k))
-    student = linear_group_outputs(model, cnt, targets, lam)
+    student = linear_group_deviations(model, cnt, targets - 1.0 / k, lam)
     kk, ll = np.nonzero(cnt > 0)
-    scores = student[kk, ll]  # (G, K)
+    scores = student[kk, ll]  # (G, K) deviations: exact gaps, however close to uniform
     own = scores[np.arange(kk.size), kk]
     rival = scores.copy()
     rival[np.arange(kk.size), kk] = -np.inf
     margin = float((own - rival.max(axis=1)).min())
     contains = bool(np.all((top2[kk, ll, 0] == kk) | (top2[kk, ll, 1] == kk)))
-    tied = []
-    for c in range(k):
-        pairs = {tuple(sorted(top2[c, j])) for j in range(k) if cnt[c, j] > 0}
-        if len(pairs) == 1:
-            tied.append(c)
+    # Whole-class tie: every non-empty group of the class has the same (unordered) pair.
+    code = np.minimum(top2[kk, ll, 0], top2[kk, ll, 1]) * k + np.maximum(
+        top2[kk, ll, 0], top2[kk, ll, 1]
+    )
+    lo = np.full(k, np.iinfo(np.int64).max)
+    hi = np.full(k, -1)
+    np.minimum.at(lo, kk, code)
+    np.maximum.at(hi, kk, code)
+    tied = np.flatnonzero(lo == hi).tolist()
     # Number of points having each class as a candidate (2N slots in total; balanced = 2n each).
     cand_hist = (cnt[:, :, None] * targets).sum(axis=(0, 1)) * 2
     balanced = bool(np.allclose(cand_hist, 2 * n))
