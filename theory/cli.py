@@ -1,12 +1,19 @@
 """``python -m theory predict``: block-model predictions from the command line.
 
 Prints, for rounds ``0..R``, the linearised and exact group-level accuracies (training w.r.t. the
-true labels: all / clean / mislabeled points; population), the PLL student's, and the conditions
+true labels: all / clean / mislabeled points; population), the PLL student's (two-hot
+cross-entropy, and every candidate-set loss of :mod:`theory.losses`), and the conditions
 (plurality, margin, rho, closed-form minimum round, 100%-window). Cost is independent of ``n``.
 
 Invalid parameters print one line ``error: ...`` naming the parameter to stderr and exit with
-code 2. JSON has no NaN/inf: undefined accuracies (e.g. no mislabeled points) and ``rho = inf``
-(``c = 1``) are written as ``null``.
+code 2; so does a problem whose estimated memory exceeds the memory available (the message gives
+the memory and time estimates). JSON has no NaN/inf: undefined accuracies (e.g. no mislabeled
+points) and ``rho = inf`` (``c = 1``) are written as ``null``.
+
+Partial results: an exact solve that misses its certificate (e.g. at ``lam <= 1e-7``) does not
+drop the report. Its entry carries ``"converged": false`` and its residual, the JSON lists it under
+``unconverged`` (entry, residual, target), the table marks it with ``*``, and one warning line
+goes to stderr; the exit code stays 0. A round trained on an uncertified round is uncertified too.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 
 import numpy as np
@@ -28,12 +36,15 @@ from theory.groups import (
     BlockModel,
     GroupConvergenceError,
     check_counts,
+    newton_build_flops,
     predict_exact,
     predict_linear,
+    prediction_memory_bytes,
 )
-from theory.pll import predict_pll
+from theory.losses import LOSSES
+from theory.pll import LinearisationUndefinedError, predict_pll
 
-__all__ = ["main", "parse_counts", "predict_report"]
+__all__ = ["check_resources", "main", "parse_counts", "predict_report", "resource_estimate"]
 
 _ACC_KEYS = ("train_acc", "train_acc_clean", "train_acc_mislabeled", "population_acc")
 
@@ -79,6 +90,9 @@ def _build_parser() -> argparse.ArgumentParser:
         help="build exact counts from theory.noise (largest-remainder rounding per row)",
     )
     q.add_argument("--eta", type=float, help="noise rate in [0, 1] (with --noise)")
+    q.add_argument(
+        "--q", type=float, default=0.7, help="GCE exponent in (0, 1] for the gce student (0.7)"
+    )
     q.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return p
 
@@ -89,14 +103,115 @@ def _finite(x):
 
 
 def _accs(pred, t):
-    return {key: _finite(getattr(pred, key)[t]) for key in _ACC_KEYS} | {"ties": int(pred.ties[t])}
+    out = {key: _finite(getattr(pred, key)[t]) for key in _ACC_KEYS} | {"ties": int(pred.ties[t])}
+    if pred.residuals is not None:
+        out["residual"] = float(pred.residuals[t])
+        out["converged"] = bool(pred.converged[t])
+    return out
 
 
-def predict_report(model: BlockModel, counts, lam, rounds) -> dict:
-    """The JSON-able report printed by ``python -m theory predict --json``."""
+def _student(pred):
+    out = _accs(pred, 0) | {"candidate_ties": pred.candidate_ties}
+    if pred.second_order is not None:
+        out["second_order"] = {
+            "negative_eigenvalues": pred.second_order[0],
+            "groups_with_negative_within_group_curvature": pred.second_order[1],
+            "local_minimum": pred.second_order == (0, 0),
+        }
+    return out
+
+
+def _unconverged(entry, pred, t=0):
+    if pred.converged is None or pred.converged[t]:
+        return []
+    return [
+        {
+            "entry": entry,
+            "residual": float(pred.residuals[t]),
+            "target": float(pred.residual_targets[t]),
+        }
+    ]
+
+
+def resource_estimate(model: BlockModel, counts, rounds) -> tuple[int, float]:
+    """``(bytes, flops)`` estimated for :func:`predict_report` (before anything is allocated).
+
+    Memory: the linear and the exact predictions of ``R + 1`` rounds (kept together) plus the
+    working set of one rank-3 (GCE) structured Newton solve. Time: about ``R + 12`` structured
+    inverse builds (one or two per exact solve; the preconditioner is shared between rounds).
+    """
+    rounds = int(rounds)
+    mem = prediction_memory_bytes(model, counts, rounds, rank=3)
+    mem += 8 * (rounds + 1) * model.n_classes**3  # the linear prediction
+    flops = (rounds + 12) * newton_build_flops(model, counts, rank=3)
+    return int(mem), float(flops)
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory available to this process (Linux ``MemAvailable``), None if unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_resources(model: BlockModel, counts, rounds, available=None) -> None:
+    """Raise ``ValueError`` (one line, with both estimates) if the report cannot fit in memory."""
+    mem, flops = resource_estimate(model, counts, rounds)
+    avail = _available_memory() if available is None else available
+    if avail is not None and mem > avail:
+        raise ValueError(
+            f"K={model.n_classes} with {rounds} rounds needs an estimated {mem / 1e9:.3g} GB "
+            f"(> {avail / 1e9:.3g} GB available) and about {flops:.2g} floating-point "
+            "operations; reduce --classes or --rounds"
+        )
+
+
+def predict_report(model: BlockModel, counts, lam, rounds, *, q: float = 0.7) -> dict:
+    """The JSON-able report printed by ``python -m theory predict --json``.
+
+    Exact solves are run with ``allow_unconverged=True``: uncertified entries are reported and
+    listed under ``unconverged`` instead of raising (module docstring).
+    """
     lin = predict_linear(model, counts, lam, rounds)
-    exa = predict_exact(model, counts, lam, rounds)
-    pll = {m: predict_pll(model, counts, lam, method=m) for m in ("linear", "exact")}
+    exa = predict_exact(model, counts, lam, rounds, allow_unconverged=True)
+    rows = [
+        {"round": t, "linear": _accs(lin, t), "exact": _accs(exa, t)} for t in range(rounds + 1)
+    ]
+    unconverged = [u for t in range(rounds + 1) for u in _unconverged(f"rounds[{t}].exact", exa, t)]
+    residuals = list(exa.residuals)
+    teacher = exa.teacher
+    del lin, exa  # release the (R + 1) K^3 arrays before the students are solved
+    losses: dict = {}
+    for loss in LOSSES:
+        entry: dict = {}
+        try:
+            entry["linear"] = _student(
+                predict_pll(model, counts, lam, method="linear", loss=loss, q=q)
+            )
+        except LinearisationUndefinedError as exc:
+            entry["linear_undefined"] = str(exc)
+        pred = predict_pll(
+            model,
+            counts,
+            lam,
+            method="exact",
+            loss=loss,
+            q=q,
+            teacher=teacher,
+            allow_unconverged=True,
+        )
+        entry["exact"] = _student(pred)
+        unconverged += _unconverged(f"pll_losses.{loss}.exact", pred)
+        residuals.append(float(pred.residuals[0]))
+        losses[loss] = entry
     holds, margin = plurality_condition(counts)
     window = collapse_window_linear(model, counts, lam, rounds)
     return {
@@ -107,12 +222,13 @@ def predict_report(model: BlockModel, counts, lam, rounds) -> dict:
             "d": model.d,
             "lam": float(lam),
             "rounds": int(rounds),
+            "q": float(q),
             "counts": np.asarray(counts).tolist(),
         },
-        "rounds": [
-            {"round": t, "linear": _accs(lin, t), "exact": _accs(exa, t)} for t in range(rounds + 1)
-        ],
-        "pll": {m: _accs(p, 0) | {"candidate_ties": p.candidate_ties} for m, p in pll.items()},
+        "rounds": rows,
+        # Today's PLL student (two-hot cross-entropy) = pll_losses.ce.
+        "pll": {m: losses["ce"][m] for m in ("linear", "exact")},
+        "pll_losses": losses,
         "conditions": {
             "plurality": bool(holds),
             "margin": float(margin),
@@ -120,12 +236,18 @@ def predict_report(model: BlockModel, counts, lam, rounds) -> dict:
             "t_min_linear": min_rounds_linear(model, counts, lam),
             "window_linear": None if window is None else list(window),
         },
-        "max_exact_residual": float(max(exa.residuals.max(), pll["exact"].residuals.max())),
+        "max_exact_residual": float(max(residuals)),
+        "unconverged": unconverged,
     }
 
 
 def _fmt(x):
     return "   -  " if x is None else f"{x:6.3f}"
+
+
+def _cells(entry):
+    mark = "*" if entry.get("converged") is False else " "
+    return " ".join(_fmt(entry[k]) for k in _ACC_KEYS) + mark
 
 
 def _table(rep: dict) -> str:
@@ -137,17 +259,24 @@ def _table(rep: dict) -> str:
         f"{'round':>5} | {'linear: train clean  mis    pop':<31} | exact: train clean  mis    pop",
     ]
     for row in rep["rounds"]:
-        cells = []
-        for m in ("linear", "exact"):
-            cells.append(" ".join(_fmt(row[m][k]) for k in _ACC_KEYS))
-        lines.append(f"{row['round']:>5} | {cells[0]:<31} | {cells[1]}")
+        lin = " ".join(_fmt(row["linear"][k]) for k in _ACC_KEYS)
+        lines.append(f"{row['round']:>5} | {lin:<31} | {_cells(row['exact'])}")
     for m in ("linear", "exact"):
-        lines.append(f"PLL {m:<6}: " + " ".join(_fmt(rep["pll"][m][k]) for k in _ACC_KEYS))
+        lines.append(f"PLL {m:<6}: " + _cells(rep["pll"][m]))
+    for loss, entry in rep["pll_losses"].items():
+        lin = _cells(entry["linear"]) if "linear" in entry else f"{'(linearisation undefined)':<28}"
+        name = f"{loss} (q={p['q']:g})" if loss == "gce" else loss
+        lines.append(f"PLL {name:<11} linear {lin}| exact {_cells(entry['exact'])}")
     cond = rep["conditions"]
     lines.append(
         f"plurality={cond['plurality']} margin={cond['margin']:.4g} rho={cond['rho']} "
         f"t_min_linear={cond['t_min_linear']} window_linear={cond['window_linear']}"
     )
+    if rep["unconverged"]:
+        lines.append(
+            "* not converged: "
+            + ", ".join(f"{u['entry']} (residual {u['residual']:.2g})" for u in rep["unconverged"])
+        )
     return "\n".join(lines)
 
 
@@ -166,6 +295,8 @@ def _model_and_counts(args):
         )
     if args.rounds < 0:
         raise ValueError(f"rounds must be >= 0, got {args.rounds}")
+    if not (math.isfinite(args.q) and 0 < args.q <= 1):
+        raise ValueError(f"q (GCE exponent) must lie in (0, 1], got {args.q}")
     model = BlockModel(args.classes, args.per_class, args.c, args.d)
     if (args.counts is None) == (args.noise is None):
         raise ValueError("pass exactly one of --counts or --noise (with --eta)")
@@ -185,13 +316,20 @@ def main(argv=None) -> int:
     try:
         args = parser.parse_args(argv)
         model, counts = _model_and_counts(args)
+        check_resources(model, counts, args.rounds)
     except (_UsageError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        rep = predict_report(model, counts, args.lam, args.rounds)
-    except GroupConvergenceError as exc:
+        rep = predict_report(model, counts, args.lam, args.rounds, q=args.q)
+    except GroupConvergenceError as exc:  # pragma: no cover - every solve allows partial results
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(rep, indent=2) if args.json else _table(rep))
+    if rep["unconverged"]:
+        print(
+            f"warning: {len(rep['unconverged'])} exact entries did not reach their certificate "
+            "(marked *; JSON 'unconverged')",
+            file=sys.stderr,
+        )
     return 0

@@ -160,6 +160,30 @@ def training_gap_coefficients(model: BlockModel, counts):
     return coefs, np.stack([kk, ll, m], axis=1)
 
 
+def _distinct_training_gaps(model: BlockModel, cnt) -> np.ndarray:
+    r"""The distinct rows of :func:`training_gap_coefficients`, at most ``3 K (K - 1)`` of them.
+
+    For a true class ``k`` and rival ``m`` the gap depends on the group's given label ``l`` only
+    through ``delta = [l = k] - [l = m]`` in {1, -1, 0}: one row for the clean group (if
+    ``C[k,k] > 0``), one for the group labelled ``m`` (if ``C[k,m] > 0``) and one shared by all
+    other groups of class ``k`` (if any is non-empty). ``O(K^2)`` rows instead of ``O(K^3)``.
+    """
+    k, n = model.n_classes, model.per_class
+    hist = cnt.sum(axis=0)
+    kk, m = np.nonzero(~np.eye(k, dtype=bool))
+    dc = (cnt[kk, kk] - cnt[kk, m]) / n
+    alpha = (hist[kk] - hist[m]) / model.n_samples
+    rows = []
+    for own, present in (
+        (1.0, cnt[kk, kk] > 0),
+        (-1.0, cnt[kk, m] > 0),
+        (0.0, n - cnt[kk, kk] - cnt[kk, m] > 0),
+    ):
+        sel = present
+        rows.append(np.stack([alpha[sel], dc[sel] - alpha[sel], own - dc[sel]], axis=1))
+    return np.concatenate(rows, axis=0)
+
+
 def population_gap_coefficients(model: BlockModel, counts, lam):
     r"""Coefficients of every linearised population gap (class ``k`` vs ``m``), shape (K(K-1), 2).
 
@@ -373,7 +397,7 @@ def correct_round_intervals_linear(model: BlockModel, counts, lam):
         Empty list if no round reaches 100%.
     """
     lam = check_positive(lam, "lam")
-    coefs, _ = training_gap_coefficients(model, counts)
+    coefs = _distinct_training_gaps(model, check_counts(counts, model))
     return _positive_round_intervals(coefs, model.filter_ratios(lam), shift=1)
 
 

@@ -329,8 +329,10 @@ class StructuredInverse:
         """``(I + L H)^-1 rhs`` for rhs of shape (G, K) (module docstring, steps 2-4)."""
         cp, fac = self.coupling, self.fac
         with np.errstate(all="ignore"):
-            binv_f = _binv(cp, fac, rhs)
-            qv = cp.class_sums(_hbinv(fac, rhs))
+            # B^-1 x and H B^-1 x share their low-rank part Ut (M W) Ut^T x.
+            low = _comb(fac.ut, _matvec(fac.mw, _proj(fac.ut, rhs)))
+            binv_f = rhs / fac.delta - cp.a * low
+            qv = cp.class_sums(fac.h / fac.delta * rhs + low)
             rhs_c = cp.g_class * qv + cp.g_all * qv.sum(axis=0)[None, :]
             x_c = (self.einv @ rhs_c[:, :, None])[:, :, 0]
             if self.vinv is not None:
@@ -395,12 +397,18 @@ class NewtonSystem:
         self.builds += 1
 
     def solve(self, hess, rhs, rtol=1e-10):
-        """``x`` with ``|(I + L H) x - rhs| <= rtol |rhs|`` (2-norm), or None (singular)."""
+        """``x`` with ``|(I + L H) x - rhs| <= rtol |rhs|`` (2-norm) if attainable.
+
+        GMRES preconditioned by the stored inverse; if that misses ``rtol`` within
+        ``max_krylov`` iterations, the inverse is rebuilt at ``hess`` and GMRES rerun, and its
+        best iterate is returned even if ill-conditioning keeps it above ``rtol`` (the direct
+        structured solve is then the most accurate step float64 allows). ``None`` only if the
+        Newton matrix is singular: a piece of the elimination fails, or the best iterate does not
+        even halve the residual (possible for non-convex losses only).
+        """
         rtol = max(float(rtol), 1e-15)
-        fresh = False
-        x = None
-        while True:
-            if self.inverse is None:
+        for fresh in (False, True):
+            if fresh or self.inverse is None:
                 try:
                     self._build(hess)
                 except np.linalg.LinAlgError:
@@ -415,17 +423,12 @@ class NewtonSystem:
                 self.max_krylov,
             )
             self.krylov_iterations += its
-            if np.all(np.isfinite(x)) and rel <= rtol:
+            finite = bool(np.all(np.isfinite(x)))
+            if finite and rel <= rtol:
                 return x
             if fresh:
-                break
-            self.inverse = None  # stale preconditioner: rebuild at the current Hessian
-        # A freshly built exact inverse that does not reach rtol: (nearly) singular matrix.
-        check = apply_newton(self.coupling, hess, x) - rhs
-        ok = np.all(np.isfinite(x)) and float(np.linalg.norm(check)) <= STEP_RTOL * float(
-            np.linalg.norm(rhs)
-        )
-        return x if ok else None
+                return x if finite and rel < 0.5 else None
+        return None  # pragma: no cover - the loop returns on its second pass
 
 
 def structured_step(coupling, hess, rhs):
@@ -555,7 +558,10 @@ class EngineResult:
     target : float
         Certified tolerance ``max(tol * scale, floor)``.
     floor : float
-        Round-off floor of the residual evaluation, ``64 eps (max|delta| + max|z| + max|L||f|)``.
+        Round-off floor of the residual evaluation,
+        ``eps [64 (max|delta| + max|z|) + 8 max(|L| m_f)]`` with ``m_f`` the magnitudes of the
+        terms forming the force (``|t - 1/K| + |delta|`` for cross-entropy): the force carries an
+        absolute error ``~ eps m_f``, which ``L`` amplifies by up to ``mu_1 / (lam N)``.
     converged : bool
         ``residual <= target``.
     iterations : int
@@ -588,10 +594,15 @@ class _State:
         self._cp, self._loss = coupling, loss
 
     def certificate(self):
+        """``(residual, floor)``: see :class:`EngineResult`."""
         dev = softmax_deviation(self.z)
         res = float(np.abs(dev - softmax_deviation(self.lz)).max())
-        bound = float(self._cp.apply_abs(self.force).max())
-        floor = 64 * _EPS * (float(np.abs(dev).max()) + float(np.abs(self.z).max()) + bound)
+        # f is a difference of terms of size force_magnitude, so it carries an absolute error
+        # ~ eps force_magnitude, which L amplifies (|L| ~ mu_1 / (lam N) at small lam).
+        amplified = float(self._cp.apply_abs(self._loss.force_magnitude(self.z)).max())
+        floor = _EPS * (
+            64 * (float(np.abs(dev).max()) + float(np.abs(self.z).max())) + 8 * amplified
+        )
         return res, floor
 
 
@@ -620,15 +631,18 @@ def newton_solve(
     res, floor = st.certificate()
     best = (res, floor, st.z)
     it = stalls = 0
-    while res > max(tol * scale, floor) and it < max_iter and stalls < 5:
+    # Iterate to the requested tolerance; if round-off prevents that, continue while progress is
+    # made (the floor is a worst-case bound), then certify against max(tol * scale, floor).
+    while res > tol * scale and it < max_iter and stalls < 5:
         it += 1
         step = system.solve(loss.hessian(st.z), -st.fz, rtol=_forcing(st.norm, scale))
         if step is None:
             break
-        alpha = 1.0
+        alpha, decreased = 1.0, False
         while True:
             trial = _State(coupling, loss, st.z + alpha * step)
             if np.isfinite(trial.norm) and trial.norm <= (1 - 1e-4 * alpha) * st.norm:
+                decreased = True
                 break
             if alpha < 1e-10:
                 break  # round-off allows no decrease: take the (tiny) step, count a stall
@@ -637,9 +651,10 @@ def newton_solve(
             break
         st = trial
         res, floor = st.certificate()
-        # A stall is an iteration that does not halve the best residual: five in a row mean
-        # round-off has won.
-        stalls = 0 if res < 0.5 * best[0] else stalls + 1
+        # A stall is an iteration that neither decreases max|F| (far from the solution the output
+        # residual may grow while |F| falls by orders of magnitude) nor halves the best residual:
+        # five in a row mean round-off has won.
+        stalls = 0 if (decreased and res > floor) or res < 0.5 * best[0] else stalls + 1
         if res < best[0]:
             best = (res, floor, st.z)
     res, floor, z = best
@@ -679,12 +694,14 @@ def minimise_objective(
     ``N f(r) = sum_g C_g [l_g(z_g) + r_g . z_g / 2]``, its gradient ``S (r - f(z)) / N`` and Hessian
     ``S (I + H L) / N`` (``S = Omega L``). The Newton direction
     ``dr = -(I + H L)^-1 (r - f) = -(r - f) + H (I + L H)^-1 L (r - f)`` is used when it is a
-    descent direction with an Armijo decrease of ``f``; otherwise the convexified Hessian ``H+``
-    (negative-curvature terms dropped, ``S (I + H+ L)`` positive definite) gives a direction that
-    always descends. So the iteration is a descent method on the objective, like gradient descent
-    from the same start (the reference code's choice), and converges to a stationary point --
-    generically a local minimum (:func:`newton_inertia` checks it). Certificate as in
-    :func:`newton_solve`.
+    descent direction with an Armijo decrease of ``f``. Otherwise (negative curvature) two
+    descent directions compete and the one with the larger Armijo decrease wins: the reversed
+    Newton direction (uphill Newton means its reverse descends, scaled by the curvature's
+    magnitude) and the step of the convexified Hessian ``H+`` (negative-curvature terms dropped,
+    ``S (I + H+ L)`` positive definite, so it always descends). The iteration is a descent method
+    on the objective, like gradient descent from the same start (the reference code's choice),
+    and converges to a stationary point -- generically a local minimum (:func:`newton_inertia`
+    checks it). Certificate as in :func:`newton_solve`.
     """
     system = system or NewtonSystem(coupling)
     convex_system = NewtonSystem(coupling)
@@ -695,42 +712,57 @@ def minimise_objective(
     res, floor = st.certificate()
     best = (res, floor, st.z)
     it = fallbacks = stalls = 0
-    while res > max(tol * scale, floor) and it < max_iter and stalls < 5:
+    while res > tol * scale and it < max_iter and stalls < 5:
         it += 1
         grad_r = r - st.force  # (N / S) times the gradient
         l_grad = coupling.apply(grad_r)  # L (r - f): the gradient is Omega L (r - f) / N
         slack = 16 * _EPS * max(1.0, abs(obj))
+        # Inner solves tighter than for convex Newton: a loose step wastes outer iterations in
+        # regions of negative curvature.
+        rtol = _forcing(st.norm, scale)
+        directions = []
+        hess = loss.hessian(st.z)
+        y = system.solve(hess, l_grad, rtol=rtol)
+        if y is not None:
+            d = -grad_r + apply_hessian(hess, y)
+            slope = float(np.sum(coupling.w[:, None] * l_grad * d))
+            if slope < 0:
+                directions.append((d, slope, False))
+            elif slope > 0:
+                # Newton points uphill (negative curvature): its reverse descends, scaled by the
+                # curvature's magnitude (a saddle-free step).
+                directions.append((-d, -slope, True))
+        if not directions or directions[0][2]:
+            hess_c = loss.hessian(st.z, convex=True)
+            y = convex_system.solve(hess_c, l_grad, rtol=rtol)
+            if y is not None:
+                d = -grad_r + apply_hessian(hess_c, y)
+                slope = float(np.sum(coupling.w[:, None] * l_grad * d))
+                if slope < 0:
+                    directions.append((d, slope, True))
         accepted = None
-        for convex in (False, True):
-            solver = convex_system if convex else system
-            hess = loss.hessian(st.z, convex=convex)
-            y = solver.solve(hess, l_grad, rtol=_forcing(st.norm, scale))
-            if y is None:
-                continue
-            direction = -grad_r + apply_hessian(hess, y)
-            slope = float(np.sum(coupling.w[:, None] * l_grad * direction))
-            if not slope < 0:
-                continue
+        for direction, slope, fallback in directions:
             alpha = 1.0
             while alpha >= 1e-10:
                 r_new = r + alpha * direction
                 trial = _State(coupling, loss, coupling.apply(r_new), r_new)
                 obj_new = _objective(coupling, loss, trial)
                 if np.isfinite(obj_new) and obj_new <= obj + 1e-4 * alpha * slope + slack:
-                    accepted = (trial, obj_new, convex)
+                    if accepted is None or obj_new < accepted[1]:
+                        accepted = (trial, obj_new, fallback)
                     break
                 alpha *= 0.5
-            if accepted is not None:
-                break
+            if accepted is not None and not fallback:
+                break  # a descending exact Newton step: take it
         if accepted is None:
             break
-        st, obj_new, convex = accepted
+        st, obj_new, fallback = accepted
         r = st.r
-        fallbacks += int(convex)
+        fallbacks += int(fallback)
         res, floor = st.certificate()
         # Progress is a decrease of the objective beyond round-off (far from the solution the
         # residual may grow while the descent leaves a saddle region) or a halved residual.
-        progressed = obj_new < obj - slack or res < 0.5 * best[0]
+        progressed = (obj_new < obj - slack and res > floor) or res < 0.5 * best[0]
         stalls = 0 if progressed else stalls + 1
         obj = obj_new
         if res < best[0]:

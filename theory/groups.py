@@ -58,6 +58,7 @@ __all__ = [
     "linear_population_outputs",
     "one_hot_group_targets",
     "population_accuracy",
+    "newton_build_flops",
     "prediction_memory_bytes",
     "predict_exact",
     "predict_linear",
@@ -248,15 +249,27 @@ class GroupPrediction:
 def prediction_memory_bytes(model: BlockModel, counts, rounds, *, rank: int = 1) -> int:
     """Estimated peak memory (bytes) of one :func:`predict_exact` run (or ``predict_linear``).
 
-    Stored results: ``(R + 1)`` arrays of shape (K, K, K) (deviations, plus the cached outputs if
-    requested) and population arrays; working memory of one solve: the structured Newton step
-    (:func:`theory.group_engine.engine_memory_bytes`) plus six (K, K, K) solution arrays.
+    Stored results: ``(R + 1)`` arrays of shape (K, K, K) (deviations) and population arrays;
+    working memory of one solve: the structured Newton step and its preconditioner
+    (:func:`theory.group_engine.engine_memory_bytes`) plus six (K, K, K) solution arrays. The
+    cached :attr:`GroupPrediction.outputs` (another ``(R + 1) K^3`` floats) is not included.
     """
     cnt = np.asarray(counts)
     k = model.n_classes
     g = int(np.count_nonzero(cnt > 0))
     stored = 8 * (int(rounds) + 1) * (k**3 + k**2)
     return stored + engine_memory_bytes(k, g, rank) + 8 * 6 * k**3
+
+
+def newton_build_flops(model: BlockModel, counts, *, rank: int = 1) -> float:
+    """Floating-point operations of one structured inverse build (the ``O(r K^4)`` part).
+
+    ``2 r K^2 G`` for the class matrices ``Q_k`` (``G`` non-empty groups), about ``2 K^4`` for the
+    batched inverses of ``E_k`` and ``2 K^4`` for ``sum_k E_k^-1 Q_k``.
+    """
+    k = model.n_classes
+    g = int(np.count_nonzero(np.asarray(counts) > 0))
+    return float(2 * rank * k * k * g + 4 * k**4)
 
 
 # --------------------------------------------------------------------------------------------
@@ -317,17 +330,19 @@ def one_hot_group_targets(n_classes: int) -> np.ndarray:
 
 def _one_hot_deviations(n_classes: int) -> np.ndarray:
     """``e_l - 1/K`` for every group, shape (K, K, K)."""
-    return one_hot_group_targets(n_classes) - 1.0 / n_classes
+    k = n_classes
+    return np.broadcast_to(np.eye(k) - 1.0 / k, (k, k, k)).copy()
 
 
 def _group_sums(values, counts):
     """Class sums ``S_k = sum_l C[k, l] v[k, l]`` (K, K) and the global sum (K,).
 
-    Empty groups are skipped (their entries may be NaN).
+    Empty groups are skipped (their entries may be NaN). One batched matrix-vector product.
     """
-    w = counts[:, :, None].astype(float)
-    v = np.where(w > 0, values, 0.0)
-    s_class = (w * v).sum(axis=1)
+    v = np.asarray(values, dtype=float)
+    if np.isnan(v).any():
+        v = np.where(counts[:, :, None] > 0, v, 0.0)
+    s_class = np.matmul(counts.astype(float)[:, None, :], v)[:, 0, :]
     return s_class, s_class.sum(axis=0)
 
 
@@ -416,16 +431,15 @@ def linear_population_outputs(model: BlockModel, counts, targets, lam) -> np.nda
     return 1.0 / model.n_classes + linear_population_deviations(model, counts, centred, lam)
 
 
-def _assemble(model, cnt, lam, deviations, pop, method, *, scores=None, pop_scores=None, **extra):
-    """Accuracies from ``scores`` (default: the deviations themselves) and the prediction.
+def _assemble(model, cnt, lam, deviations, pop, method, *, rows=None, pops=None, **extra):
+    """The prediction, with accuracies computed from the deviations unless given.
 
-    ``scores`` may be the deviations times any positive per-round factor: decisions are scale
-    invariant, and a rescaled round cannot underflow.
+    ``rows`` / ``pops``: per-round results of :func:`group_accuracies` /
+    :func:`population_accuracy` computed by the caller from rescaled scores (decisions are scale
+    invariant, and a rescaled round cannot underflow).
     """
-    scores = deviations if scores is None else scores
-    pop_scores = pop if pop_scores is None else pop_scores
-    rows = [group_accuracies(o, cnt) for o in scores]
-    pops = [population_accuracy(p) for p in pop_scores]
+    rows = [group_accuracies(o, cnt) for o in deviations] if rows is None else rows
+    pops = [population_accuracy(p) for p in pop] if pops is None else pops
     return GroupPrediction(
         deviations=deviations,
         train_acc=np.array([r[0] for r in rows]),
@@ -497,32 +511,32 @@ def predict_linear(model: BlockModel, counts, lam, rounds) -> GroupPrediction:
     k = model.n_classes
     a = model.filter_ratios(lam)
     own, cls, glob, cls_glob = _histogram_deviations(model, cnt)
-    empty = (cnt == 0)[:, :, None]
+    empty = cnt == 0
+    has_empty = bool(empty.any())
     mbar = model.d + (model.c - model.d) / k
     lam_n = lam * model.n_samples
     pop_coef = np.array(
         [(1 - a[0]) * mbar * model.n_samples, (1 - a[1]) * (model.c - model.d) * model.per_class]
     ) / (lam_n * k)
     dev = np.empty((r + 1, k, k, k))
-    score = np.empty((r + 1, k, k, k))
+    score = np.empty((k, k, k))
     pop = np.empty((r + 1, k, k))
-    pop_score = np.empty((r + 1, k, k))
+    rows, pops = [], []
     for t in range(r + 1):
         logw, top = _log_weights(a, t + 1)
         w = np.exp(logw - top)  # a_j^(t+1) / max_j a_j^(t+1)
-        sc = (
-            w[2] * own[None, :, :]
-            + (w[1] - w[2]) * cls[:, None, :]
-            + (w[0] - w[1]) * glob[None, None, :]
-        )
-        score[t] = np.where(empty, np.nan, sc)
-        dev[t] = score[t] * np.exp(top)
+        class_part = (w[1] - w[2]) * cls + (w[0] - w[1]) * glob[None, :]  # (K, K)
+        np.add(w[2] * own[None, :, :], class_part[:, None, :], out=score)
+        if has_empty:
+            score[empty] = np.nan
+        rows.append(group_accuracies(score, cnt))
+        np.multiply(score, np.exp(top), out=dev[t])
         logp, ptop = _log_weights(a[:2], t)
         wp = np.exp(logp - ptop)
-        psc = pop_coef[0] * wp[0] * glob[None, :] + pop_coef[1] * wp[1] * cls_glob
-        pop_score[t] = psc
-        pop[t] = psc * np.exp(ptop)
-    return _assemble(model, cnt, lam, dev, pop, "linear", scores=score, pop_scores=pop_score)
+        pop_score = pop_coef[0] * wp[0] * glob[None, :] + pop_coef[1] * wp[1] * cls_glob
+        pops.append(population_accuracy(pop_score))
+        pop[t] = pop_score * np.exp(ptop)
+    return _assemble(model, cnt, lam, dev, pop, "linear", rows=rows, pops=pops)
 
 
 # --------------------------------------------------------------------------------------------
@@ -535,9 +549,10 @@ class GroupSolution:
 
     Attributes
     ----------
-    outputs, logits, deviations : ndarray, shape (K, K, K)
-        ``softmax(z)``, ``z`` and ``softmax(z) - 1/K`` (without cancellation); ``NaN`` on empty
-        groups.
+    logits, deviations : ndarray, shape (K, K, K)
+        ``z`` and ``softmax(z) - 1/K`` (without cancellation); ``NaN`` on empty groups.
+    outputs : ndarray, shape (K, K, K)
+        ``softmax(z)`` (computed on first access).
     residual : float
         ``max |p - softmax(z(T - p))|`` over non-empty groups (the full N x N fixed-point residual,
         since all points of a group are identical), evaluated on deviations.
@@ -553,7 +568,6 @@ class GroupSolution:
         Newton steps that used the convexified Hessian (non-convex losses only).
     """
 
-    outputs: np.ndarray
     logits: np.ndarray
     residual: float
     iterations: int
@@ -564,6 +578,12 @@ class GroupSolution:
     target: float
     fallback_steps: int = 0
     system: object = field(default=None, repr=False, compare=False)
+
+    @cached_property
+    def outputs(self) -> np.ndarray:
+        """``softmax(logits)`` per group, shape (K, K, K) (``NaN`` on empty groups)."""
+        with np.errstate(invalid="ignore"):
+            return softmax(self.logits)
 
 
 def _softmax(z):
@@ -615,21 +635,33 @@ def solve_loss_groups(
         if np.all(np.isfinite(init)):
             z0 = init.copy()
     with single_thread_blas():  # see theory.blas: small batched solves
+        res = None
         if loss.convex:
             res = newton_solve(coupling, loss, z0, tol=tol, max_iter=max_iter, system=system)
-        else:
+        if res is None or not res.converged:
+            # Non-convex losses, and the rare convex solve whose max|F| backtracking crawls
+            # (far start at tiny lam): descent on the objective itself, globally convergent for
+            # convex losses.
             if init_force is not None:
                 r0 = np.asarray(init_force, dtype=float)[coupling.kk, coupling.ll]
             elif coupling.a > 0:
                 r0 = force_to_logits_inverse(coupling, z0)
             else:
                 r0 = np.zeros_like(z0)
-            res = minimise_objective(
+            alt = minimise_objective(
                 coupling, loss, r0, tol=tol, max_iter=2 * max_iter, system=system
             )
+            if res is None or alt.converged or alt.residual < res.residual:
+                res = alt
+        if loss.convex and not res.converged and np.any(z0 != 0):
+            # A convex loss has one minimiser whatever the start: from a saturated start (e.g. the
+            # teacher's logits at lam <= 1e-8, where damped Newton moves the saturated logits by
+            # O(1) per step) restart from zero logits, the start of every teacher solve.
+            alt = newton_solve(coupling, loss, np.zeros_like(z0), tol=tol, max_iter=max_iter)
+            if alt.converged or alt.residual < res.residual:
+                res = alt
     pop_logits = coupling.population_logits(loss.force(res.z))
     return GroupSolution(
-        outputs=_pad_groups(coupling, softmax(res.z)),
         logits=_pad_groups(coupling, res.z),
         residual=res.residual,
         iterations=res.iterations,
@@ -659,6 +691,7 @@ def solve_groups(
     *,
     target_deviations=None,
     init_logits=None,
+    init_force=None,
     tol=GROUP_TOL,
     max_iter=100,
     raise_on_failure: bool = True,
@@ -699,7 +732,15 @@ def solve_groups(
     kk, ll = np.nonzero(cnt > 0)
     loss = CrossEntropy(np.asarray(target_deviations, dtype=float)[kk, ll])
     sol = solve_loss_groups(
-        model, cnt, loss, lam, init_logits=init_logits, tol=tol, max_iter=max_iter, system=system
+        model,
+        cnt,
+        loss,
+        lam,
+        init_logits=init_logits,
+        init_force=init_force,
+        tol=tol,
+        max_iter=max_iter,
+        system=system,
     )
     if raise_on_failure and not sol.converged:
         raise _convergence_error(sol, model, lam)
@@ -732,7 +773,7 @@ def predict_exact(
     residuals = np.empty(r + 1)
     targets_ = np.empty(r + 1)
     converged = np.zeros(r + 1, dtype=bool)
-    init = system = None
+    init = init_force = system = None
     ok = True
     for t in range(r + 1):
         sol = solve_groups(
@@ -742,6 +783,7 @@ def predict_exact(
             lam,
             target_deviations=target_dev,
             init_logits=init,
+            init_force=init_force,
             tol=tol,
             raise_on_failure=not allow_unconverged,
             system=system,  # consecutive rounds share the Newton preconditioner
@@ -751,6 +793,8 @@ def predict_exact(
         residuals[t], targets_[t] = sol.residual, sol.target
         ok = ok and sol.converged
         converged[t] = ok
+        # The next round starts from this round's solution: logits z and force T - p (L f = z).
+        init_force = target_dev - sol.deviations
         target_dev, init = sol.deviations, sol.logits
         if t == 0:
             teacher = dataclasses.replace(sol, system=None)

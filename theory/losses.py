@@ -15,7 +15,9 @@ training logits solve
   (row ``m`` of the Hessian uses ``U[:, m]`` and ``w[:, m]``); ``hessian(z, convex=True)`` drops the
   negative-curvature terms of the non-convex losses, leaving a positive semidefinite matrix;
 * ``force0()`` / ``hessian0()``: the same at ``z = 0`` (linearisation about the uniform output);
-* ``value(z)``: the loss itself, shape (M,) (used by tests and diagnostics).
+* ``value(z)``: the loss itself, shape (M,) (used by tests and diagnostics);
+* ``force_magnitude(z)``: elementwise sum of the magnitudes of the terms the force is formed from
+  (its round-off is ``~ eps`` times this; used for the certificate's floor).
 
 Losses (``S = {a, b}`` the candidate set of a row, ``s`` its indicator, ``p = softmax(z)``,
 ``pi = s . p``, ``pt = softmax restricted to S`` (``pt_a = sigma(z_a - z_b)``), ``v = e_a - e_b``):
@@ -124,6 +126,11 @@ class _CandidateBase:
         v[rows, cand[:, 1]] = -1.0
         self.v = v
 
+    def force_magnitude(self, z):
+        z = np.asarray(z, dtype=float)
+        scale = np.exp(self.q * _log_pi(z, self.cand))[:, None] if hasattr(self, "q") else 1.0
+        return scale * (0.5 + np.abs(self.target_deviation) + np.abs(softmax_deviation(z)))
+
     def _pt_minus_p(self, z):
         """``pt - p = (pt - s/2) + (s/2 - 1/K) - delta`` (no cancellation), and ``pt_a pt_b``."""
         _, papb, th = _pair_parts(z, self.cand)
@@ -148,6 +155,9 @@ class CrossEntropy:
 
     def force(self, z):
         return self.target_deviation - softmax_deviation(z)
+
+    def force_magnitude(self, z):
+        return np.abs(self.target_deviation) + np.abs(softmax_deviation(z))
 
     def hessian(self, z, convex: bool = False):
         p = softmax(z)

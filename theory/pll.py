@@ -111,13 +111,14 @@ def group_top2(outputs, counts, tie_rtol: float = TIE_RTOL):
     return top2, tied
 
 
-def _two_hot(top2, n_classes):
-    t = np.full((n_classes, n_classes, n_classes), np.nan)
-    present = top2[:, :, 0] >= 0
-    t[present] = 0.0
-    kk, ll = np.nonzero(present)
-    t[kk, ll, top2[kk, ll, 0]] = 0.5
-    t[kk, ll, top2[kk, ll, 1]] = 0.5
+def _two_hot_deviations(top2, n_classes):
+    """``(e_a + e_b)/2 - 1/K`` per group (K, K, K); ``0`` on empty groups (ignored downstream)."""
+    k = n_classes
+    t = np.full((k, k, k), -1.0 / k)
+    kk, ll = np.nonzero(top2[:, :, 0] >= 0)
+    t[kk, ll, top2[kk, ll, 0]] += 0.5
+    t[kk, ll, top2[kk, ll, 1]] += 0.5
+    t[top2[:, :, 0] < 0] = 0.0
     return t
 
 
@@ -192,7 +193,7 @@ def predict_pll(
         teacher_dev = linear_group_deviations(model, cnt, onehot, lam)
         top2, tied = group_top2(teacher_dev, cnt)
         if loss == "ce":
-            targets = np.nan_to_num(_two_hot(top2, k) - 1.0 / k)
+            targets = _two_hot_deviations(top2, k)
             student = linear_group_deviations(model, cnt, targets, lam)
             pop = linear_population_deviations(model, cnt, targets, lam)
         else:
@@ -214,7 +215,7 @@ def predict_pll(
         raise ValueError(f"teacher must be a GroupSolution of shape (K, K, K) = {(k, k, k)}")
     top2, tied = group_top2(teacher.deviations, cnt)
     if loss == "ce":
-        student_loss = make_loss("ce", k, target_deviation=(_two_hot(top2, k) - 1.0 / k)[kk, ll])
+        student_loss = make_loss("ce", k, target_deviation=_two_hot_deviations(top2, k)[kk, ll])
     else:
         student_loss = make_loss(loss, k, candidates=top2[kk, ll], q=q)
     # Start from the teacher: its logits and (for the representer form) its force T - p.
@@ -330,8 +331,8 @@ def pll_condition(model: BlockModel, counts, lam) -> PLLCondition:
     k, n = model.n_classes, model.per_class
     teacher = linear_group_deviations(model, cnt, _one_hot_deviations(k), lam)
     top2, _ = group_top2(teacher, cnt)
-    targets = np.nan_to_num(_two_hot(top2, k))
-    student = linear_group_deviations(model, cnt, targets - 1.0 / k, lam)
+    target_dev = _two_hot_deviations(top2, k)
+    student = linear_group_deviations(model, cnt, target_dev, lam)
     kk, ll = np.nonzero(cnt > 0)
     scores = student[kk, ll]  # (G, K) deviations: exact gaps, however close to uniform
     own = scores[np.arange(kk.size), kk]
@@ -349,7 +350,7 @@ def pll_condition(model: BlockModel, counts, lam) -> PLLCondition:
     np.maximum.at(hi, kk, code)
     tied = np.flatnonzero(lo == hi).tolist()
     # Number of points having each class as a candidate (2N slots in total; balanced = 2n each).
-    cand_hist = (cnt[:, :, None] * targets).sum(axis=(0, 1)) * 2
+    cand_hist = np.bincount(top2[kk, ll].ravel(), weights=np.repeat(cnt[kk, ll], 2), minlength=k)
     balanced = bool(np.allclose(cand_hist, 2 * n))
     sufficient = contains and not tied and (balanced or model.d == 0.0)
     return PLLCondition(margin > 0, margin, contains, tuple(tied), balanced, sufficient, top2)

@@ -77,7 +77,9 @@ def test_noise_option_uses_exact_counts(capsys):
 def test_table_output(capsys):
     code, out, _ = run([*BASE, "--counts", COUNTS, "--rounds", "2"], capsys)
     assert code == 0
-    assert "PLL exact" in out and "plurality=True" in out and len(out.splitlines()) == 3 + 3 + 3
+    # 3 header lines, 3 rounds, 2 PLL lines, 3 candidate-set loss lines, the conditions line.
+    assert "PLL exact" in out and "plurality=True" in out and len(out.splitlines()) == 3 + 3 + 6
+    assert "PLL candidate" in out and "PLL gce (q=0.7)" in out and "*" not in out
 
 
 @pytest.mark.parametrize(
@@ -140,3 +142,90 @@ def test_module_entry_point():
         timeout=120,
     )
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_json_pll_losses_contract(capsys):
+    code, out, _ = run([*BASE, "--counts", COUNTS, "--rounds", "1", "--json", "--q", "0.5"], capsys)
+    assert code == 0
+    rep = json.loads(out)
+    assert rep["params"]["q"] == 0.5
+    assert set(rep["pll_losses"]) == {"ce", "candidate", "gce"}
+    fields = set(rep["pll"]["exact"])
+    assert fields >= ACC | {"ties", "candidate_ties", "residual", "converged"}
+    for loss, entry in rep["pll_losses"].items():
+        assert fields <= set(entry["exact"]), loss
+        assert ("linear" in entry) != ("linear_undefined" in entry)
+    # ce is today's PLL student, field by field.
+    assert rep["pll_losses"]["ce"]["exact"] == rep["pll"]["exact"]
+    assert rep["pll_losses"]["ce"]["linear"] == rep["pll"]["linear"]
+    assert rep["unconverged"] == [] and rep["max_exact_residual"] <= 1e-12
+    # The non-convex students report their second-order status.
+    assert "second_order" in rep["pll_losses"]["candidate"]["exact"]
+
+
+@pytest.mark.parametrize("q", ["0", "1.5", "-0.2", "nan"])
+def test_invalid_q(q, capsys):
+    code, out, err = run([*BASE, "--counts", COUNTS, "--q", q], capsys)
+    assert code == 2 and out == "" and err.startswith("error:") and "q" in err
+
+
+def test_lam_one_example_reads_100_percent_every_round(capsys):
+    # Issue 11: outputs approach 1/K geometrically at lam = 1; the gaps must still be resolved
+    # (100% in every round, consistent with window_linear = [0, 10]).
+    argv = ["predict", "--classes", "4", "--per-class", "50", "--c", "0.4", "--d", "0.1"]
+    argv += ["--lam", "1", "--noise", "sym", "--eta", "0.3", "--rounds", "10", "--json"]
+    code, out, _ = run(argv, capsys)
+    assert code == 0
+    rep = json.loads(out)
+    assert rep["conditions"]["window_linear"] == [0, 10]
+    for row in rep["rounds"]:
+        for method in ("linear", "exact"):
+            assert row[method]["train_acc"] == 1.0 and row[method]["ties"] == 0, (row, method)
+            assert row[method]["population_acc"] == 1.0
+
+
+def test_partial_results_are_marked_not_dropped(capsys, monkeypatch):
+    # Force the round-0 solve to stop after one Newton step: the report is still printed, every
+    # round trained on the uncertified teacher is marked, the exit code stays 0.
+    import theory.groups as groups
+
+    real = groups.solve_loss_groups
+
+    def one_step(*args, **kwargs):
+        kwargs["max_iter"] = 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(groups, "solve_loss_groups", one_step)
+    argv = [*BASE[:-1], "1e-4", "--counts", COUNTS, "--rounds", "2"]
+    code, out, err = run([*argv, "--json"], capsys)
+    assert code == 0
+    rep = json.loads(out)
+    entries = [u["entry"] for u in rep["unconverged"]]
+    assert entries[:3] == ["rounds[0].exact", "rounds[1].exact", "rounds[2].exact"]
+    assert all(not row["exact"]["converged"] for row in rep["rounds"])
+    first = rep["unconverged"][0]
+    assert (
+        first["residual"] > first["target"]
+        and first["residual"] == rep["rounds"][0]["exact"]["residual"]
+    )
+    assert "warning:" in err and len(err.strip().splitlines()) == 1
+    code, out, err = run(argv, capsys)
+    assert code == 0 and "* not converged: rounds[0].exact" in out
+    assert out.splitlines()[3].rstrip().endswith("*")  # round 0's exact cells are marked
+
+
+def test_resource_refusal_one_line_with_estimates(capsys):
+    from theory.cli import check_resources, resource_estimate
+
+    model = BlockModel(100, 50, 0.4, 0.1)
+    counts = exact_counts(transition_matrix("sym", 100, 0.3), 50)
+    mem, flops = resource_estimate(model, counts, 10)
+    assert 1e8 < mem < 1e9 and flops > 1e9  # K^3 = 1e6 unknowns: a few hundred MB
+    with pytest.raises(ValueError, match=r"GB .* available\) and about .* operations"):
+        check_resources(model, counts, 10, available=mem // 2)
+    check_resources(model, counts, 10, available=2 * mem)
+    # K = 3000: K^3 = 2.7e10 group entries cannot fit anywhere; refused before any allocation.
+    argv = ["predict", "--classes", "3000", "--per-class", "1", "--c", "0.5", "--d", "0.1"]
+    code, out, err = run([*argv, "--lam", "1e-2", "--noise", "sym", "--eta", "0.0"], capsys)
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert err.startswith("error: K=3000") and "GB" in err

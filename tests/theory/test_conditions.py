@@ -22,6 +22,7 @@ from theory.conditions import (
     mislabeled_margin,
     plurality_condition,
     population_condition_linear,
+    training_gap_coefficients,
     window_linear,
 )
 from theory.groups import BlockModel, predict_exact, predict_linear
@@ -243,3 +244,16 @@ def test_population_d0_is_plurality_even_if_unbalanced(method):
     assert cond.intervals == [(0, None)]
     fn = predict_linear if method == "linear" else predict_exact
     assert np.all(fn(model, SYM4, 1e-3, 10).population_acc == 1.0)
+
+
+def test_distinct_training_gaps_vs_all_rows():
+    from theory.conditions import _distinct_training_gaps
+
+    rng = np.random.default_rng(3)
+    for k in (3, 5, 8):
+        model = BlockModel(k, 9, 0.5, 0.1)
+        counts = np.array([rng.multinomial(9, np.full(k, 1 / k)) for _ in range(k)])
+        all_rows, _ = training_gap_coefficients(model, counts)
+        np.testing.assert_array_equal(
+            np.unique(_distinct_training_gaps(model, counts), axis=0), np.unique(all_rows, axis=0)
+        )

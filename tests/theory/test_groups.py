@@ -174,3 +174,38 @@ def test_invalid_lam_rounds_and_nonconvergence():
         predict_exact(model, counts, 0.1, -1)
     with pytest.raises(GroupConvergenceError, match="did not converge"):
         solve_groups(model, counts, one_hot_group_targets(3), 1e-4, max_iter=1)
+
+
+def test_tiny_deviations_keep_relative_accuracy_at_large_lam():
+    # lam = 1, 10 rounds: every output is within ~1e-19 of 1/K (the probabilities read 1/K), yet
+    # the exact deviations keep their relative accuracy. At such tiny logits one exact round IS
+    # the linear filter up to O(logits) = 1e-19 relative, so the exact round 10 must equal the
+    # linear filter applied to the exact round 9 to ~1e-12 of its size: a test of the
+    # arithmetic, not of the linearisation.
+    from theory.groups import linear_group_deviations
+    from theory.noise import exact_counts, transition_matrix
+
+    model = BlockModel(4, 50, 0.4, 0.1)
+    counts = exact_counts(transition_matrix("sym", 4, 0.3), 50)
+    ex = predict_exact(model, counts, 1.0, 10)
+    size = np.abs(ex.deviations[10]).max()
+    assert size < 1e-18
+    one_round = linear_group_deviations(model, counts, ex.deviations[9], 1.0)
+    np.testing.assert_allclose(ex.deviations[10], one_round, rtol=0, atol=1e-12 * size)
+    lin = predict_linear(model, counts, 1.0, 10)
+    assert np.all(ex.train_acc == 1.0) and np.all(lin.train_acc == 1.0)
+    assert np.all(ex.ties == 0) and np.all(lin.ties == 0) and np.all(ex.converged)
+    # The outputs themselves have lost the information: all equal to 1/K up to round-off.
+    assert np.ptp(ex.outputs[10][counts > 0]) <= 2e-16
+
+
+def test_partial_results_api():
+    # allow_unconverged=True returns every round with its certificate instead of raising.
+    model = BlockModel(3, 4, 0.5, 0.1)
+    counts = np.array([[3, 1, 0], [0, 4, 0], [1, 0, 3]])
+    pred = predict_exact(model, counts, 1e-3, 2, tol=1e-300, allow_unconverged=True)
+    assert pred.residuals.shape == (3,) and pred.residual_targets.shape == (3,)
+    # tol = 1e-300 is below the round-off floor: the certificate is the floor itself,
+    # ~ 8 eps mu_1 / (lam N) = 5e-13 here (docs/theory.md, Section 13).
+    assert np.all(pred.converged) and np.all(pred.residuals <= pred.residual_targets)
+    assert np.all(pred.residual_targets < 1e-11)
