@@ -42,7 +42,9 @@ __all__ = [
     "GramSpectrum",
     "eigen_weights",
     "gram_spectrum",
+    "linearised_deviations",
     "linearised_outputs",
+    "linearised_test_logits",
     "linearised_test_outputs",
 ]
 
@@ -129,6 +131,23 @@ def _prepare(targets, lam, rounds, gram, features, spectrum):
     return spectrum, t, k, weights, coords
 
 
+def linearised_deviations(targets, lam, rounds, *, gram=None, features=None, spectrum=None):
+    r"""Closed-form deviations ``P^(t) - 1/K = (Y - 1/K) A^(t+1)`` of rounds ``0..R``.
+
+    Computed directly in the eigenbasis (``1/K`` is never added and subtracted), so they keep
+    their relative accuracy however close the outputs come to uniform (``docs/theory.md``,
+    Section 8): decide accuracies on these, not on :func:`linearised_outputs`. Parameters as in
+    :func:`linearised_outputs`; returns shape (R + 1, K, N), columns summing to 0.
+    """
+    lam = check_positive(lam, "lam")
+    spectrum, _, k, weights, coords = _prepare(targets, lam, rounds, gram, features, spectrum)
+    u = spectrum.eigenvectors
+    out = np.empty((weights.shape[0], k, u.shape[0]))
+    for t, w in enumerate(weights):
+        out[t] = (coords * w) @ u.T
+    return out
+
+
 def linearised_outputs(targets, lam, rounds, *, gram=None, features=None, spectrum=None):
     r"""Closed-form training outputs of rounds ``0..R``: ``1/K + (Y - 1/K) A^(t+1)``.
 
@@ -147,18 +166,16 @@ def linearised_outputs(targets, lam, rounds, *, gram=None, features=None, spectr
     Returns
     -------
     ndarray, shape (R + 1, K, N)
-        ``out[t]`` is the linearised round-``t`` output matrix; columns sum to 1.
+        ``out[t]`` is the linearised round-``t`` output matrix; columns sum to 1. For decisions
+        use :func:`linearised_deviations` (``1/K + delta`` rounds away ``|delta| < 1e-17``).
     """
-    lam = check_positive(lam, "lam")
-    spectrum, _, k, weights, coords = _prepare(targets, lam, rounds, gram, features, spectrum)
-    u = spectrum.eigenvectors
-    out = np.empty((weights.shape[0], k, u.shape[0]))
-    for t, w in enumerate(weights):
-        out[t] = 1.0 / k + (coords * w) @ u.T
-    return out
+    dev = linearised_deviations(
+        targets, lam, rounds, gram=gram, features=features, spectrum=spectrum
+    )
+    return 1.0 / dev.shape[1] + dev
 
 
-def linearised_test_outputs(
+def linearised_test_logits(
     targets, lam, rounds, kernel_rows, *, gram=None, features=None, spectrum=None
 ):
     r"""Linearised round-``t`` outputs at new points from their kernel rows ``k(x) = X x``.
@@ -172,7 +189,8 @@ def linearised_test_outputs(
         z_t(x) = (Y - \tfrac1K)\, U
         \operatorname{diag}\!\Big(a_j^t \tfrac{K}{\mu_j + K\lambda N}\Big) U^\top k(x),
 
-    whose class-mean is zero, hence linearised outputs ``1/K + z_t / K``.
+    whose class-mean is zero (linearised outputs ``1/K + z_t / K``,
+    :func:`linearised_test_outputs`). Decide on these logits: they keep their relative accuracy.
 
     Parameters
     ----------
@@ -182,6 +200,7 @@ def linearised_test_outputs(
     Returns
     -------
     ndarray, shape (R + 1, K, M)
+        Logits ``z_t(x)``.
     """
     lam = check_positive(lam, "lam")
     spectrum, _, k, weights, coords = _prepare(targets, lam, rounds, gram, features, spectrum)
@@ -197,6 +216,20 @@ def linearised_test_outputs(
     gain = k / (mu + k * lam * spectrum.n_samples)
     out = np.empty((weights.shape[0], k, rows.shape[0]))
     for t in range(weights.shape[0]):
-        logits = (coords * (prev[t] * gain)) @ proj.T
-        out[t] = 1.0 / k + logits / k
+        out[t] = (coords * (prev[t] * gain)) @ proj.T
     return out
+
+
+def linearised_test_outputs(
+    targets, lam, rounds, kernel_rows, *, gram=None, features=None, spectrum=None
+):
+    r"""Linearised round-``t`` outputs ``1/K + z_t(x)/K`` at new points.
+
+    ``z_t`` from :func:`linearised_test_logits` (decide on those).
+
+    Returns shape (R + 1, K, M).
+    """
+    z = linearised_test_logits(
+        targets, lam, rounds, kernel_rows, gram=gram, features=features, spectrum=spectrum
+    )
+    return 1.0 / z.shape[1] + z / z.shape[1]

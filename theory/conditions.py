@@ -21,8 +21,10 @@ that is computed exactly here from the (at most two) roots of every gap -- no ro
 needed.
 
 Here "correct" means a strictly positive gap in exact arithmetic; the numeric predictions
-additionally count gaps below ``TIE_ATOL`` as ties (errors). The two differ only when a gap is
-within ``TIE_ATOL`` of zero, which the tests detect and report.
+additionally count gaps below ``TIE_RTOL`` times the spread of the round's scores as ties
+(errors, :mod:`theory.metrics`), and here a gap counts as zero when it is below ``GAP_RTOL``
+times the sum of its absolute terms. Both are relative: gaps of a prediction whose outputs are
+all within 1e-20 of ``1/K`` are resolved, only genuine (exact-arithmetic) zeros are ties.
 """
 
 from __future__ import annotations

@@ -586,7 +586,8 @@ class _State:
 
     def __init__(self, coupling, loss, z, r=None):
         self.z = z
-        self.force = loss.force(z)
+        self.dev = softmax_deviation(z)
+        self.force = loss.force(z, self.dev)
         self.lz = coupling.apply(self.force)  # L f(z)
         self.fz = z - self.lz  # F(z)
         self.norm = float(np.abs(self.fz).max())
@@ -595,11 +596,11 @@ class _State:
 
     def certificate(self):
         """``(residual, floor)``: see :class:`EngineResult`."""
-        dev = softmax_deviation(self.z)
+        dev = self.dev
         res = float(np.abs(dev - softmax_deviation(self.lz)).max())
         # f is a difference of terms of size force_magnitude, so it carries an absolute error
         # ~ eps force_magnitude, which L amplifies (|L| ~ mu_1 / (lam N) at small lam).
-        amplified = float(self._cp.apply_abs(self._loss.force_magnitude(self.z)).max())
+        amplified = float(self._cp.apply_abs(self._loss.force_magnitude(self.z, dev)).max())
         floor = _EPS * (
             64 * (float(np.abs(dev).max()) + float(np.abs(self.z).max())) + 8 * amplified
         )

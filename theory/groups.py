@@ -28,7 +28,6 @@ Array conventions
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -797,7 +796,7 @@ def predict_exact(
         init_force = target_dev - sol.deviations
         target_dev, init = sol.deviations, sol.logits
         if t == 0:
-            teacher = dataclasses.replace(sol, system=None)
+            teacher = sol  # keeps its Newton system: the PLL students reuse its preconditioner
     return _assemble(
         model,
         cnt,

@@ -9,7 +9,8 @@ training logits solve
 (``docs/theory.md``, Section 12). Every loss here supplies, vectorised over ``M`` rows of logits
 ``z`` (shape (M, K)):
 
-* ``force(z)``: the *force* ``f(z) = -grad l(z)``, shape (M, K);
+* ``force(z, dev=None)``: the *force* ``f(z) = -grad l(z)``, shape (M, K) (``dev``: the
+  precomputed ``softmax_deviation(z)``, to avoid evaluating it twice);
 * ``hessian(z)``: the Hessian ``H(z) = grad^2 l(z)`` as ``diag(h) + sum_j w_j u_j u_j^T`` with
   ``h >= 0`` (M, K), ``U = [u_j]`` of shape (r, M, K) and ``w`` of shape (r, M), ``r <= 3``
   (row ``m`` of the Hessian uses ``U[:, m]`` and ``w[:, m]``); ``hessian(z, convex=True)`` drops the
@@ -126,15 +127,16 @@ class _CandidateBase:
         v[rows, cand[:, 1]] = -1.0
         self.v = v
 
-    def force_magnitude(self, z):
+    def force_magnitude(self, z, dev=None):
         z = np.asarray(z, dtype=float)
+        dev = softmax_deviation(z) if dev is None else dev
         scale = np.exp(self.q * _log_pi(z, self.cand))[:, None] if hasattr(self, "q") else 1.0
-        return scale * (0.5 + np.abs(self.target_deviation) + np.abs(softmax_deviation(z)))
+        return scale * (0.5 + np.abs(self.target_deviation) + np.abs(dev))
 
-    def _pt_minus_p(self, z):
+    def _pt_minus_p(self, z, dev=None):
         """``pt - p = (pt - s/2) + (s/2 - 1/K) - delta`` (no cancellation), and ``pt_a pt_b``."""
         _, papb, th = _pair_parts(z, self.cand)
-        out = self.target_deviation - softmax_deviation(z)
+        out = self.target_deviation - (softmax_deviation(z) if dev is None else dev)
         out[self._rows, self.cand[:, 0]] += 0.5 * th
         out[self._rows, self.cand[:, 1]] -= 0.5 * th
         return out, papb
@@ -153,11 +155,13 @@ class CrossEntropy:
         self.target_deviation = np.asarray(target_deviation, dtype=float)
         self.k = self.target_deviation.shape[-1]
 
-    def force(self, z):
-        return self.target_deviation - softmax_deviation(z)
+    def force(self, z, dev=None):
+        dev = softmax_deviation(z) if dev is None else dev
+        return self.target_deviation - dev
 
-    def force_magnitude(self, z):
-        return np.abs(self.target_deviation) + np.abs(softmax_deviation(z))
+    def force_magnitude(self, z, dev=None):
+        dev = softmax_deviation(z) if dev is None else dev
+        return np.abs(self.target_deviation) + np.abs(dev)
 
     def hessian(self, z, convex: bool = False):
         p = softmax(z)
@@ -187,8 +191,8 @@ class Candidate(_CandidateBase):
 
     name = "candidate"
 
-    def force(self, z):
-        return self._pt_minus_p(np.asarray(z, dtype=float))[0]
+    def force(self, z, dev=None):
+        return self._pt_minus_p(np.asarray(z, dtype=float), dev)[0]
 
     def hessian(self, z, convex: bool = False):
         z = np.asarray(z, dtype=float)
@@ -231,9 +235,9 @@ class GeneralisedCE(_CandidateBase):
     def _piq(self, z):
         return np.exp(self.q * _log_pi(z, self.cand))
 
-    def force(self, z):
+    def force(self, z, dev=None):
         z = np.asarray(z, dtype=float)
-        d, _ = self._pt_minus_p(z)
+        d, _ = self._pt_minus_p(z, dev)
         return self._piq(z)[:, None] * d
 
     def hessian(self, z, convex: bool = False):

@@ -219,6 +219,11 @@ def predict_pll(
     else:
         student_loss = make_loss(loss, k, candidates=top2[kk, ll], q=q)
     # Start from the teacher: its logits and (for the representer form) its force T - p.
+    # The teacher's Newton system (same model, counts and lam) preconditions the student's
+    # first steps: the student starts at the teacher, where that inverse was built.
+    system = teacher.system
+    if system is not None and system.coupling.n_groups != kk.size:
+        system = None
     sol = solve_loss_groups(
         model,
         cnt,
@@ -227,6 +232,7 @@ def predict_pll(
         init_logits=teacher.logits,
         init_force=onehot - teacher.deviations,
         tol=tol,
+        system=system,
     )
     if not sol.converged and not allow_unconverged:
         raise _convergence_error(sol, model, lam, what=f"PLL student ({loss})")
@@ -301,7 +307,7 @@ class PLLCondition:
         Classes all of whose points received the same candidate pair (a whole-class tie: the
         student cannot separate the pair within that class).
     balanced_candidates : bool
-        Every class is a candidate of exactly ``n`` points (the two-hot global histogram is
+        Every class is a candidate of exactly ``2n`` points (the two-hot global histogram is
         balanced), so the global-histogram part cancels.
     sufficient : bool
         ``top2_contains_true and not tied_classes and (balanced_candidates or d == 0)``:

@@ -7,7 +7,7 @@ Three views, from most to least faithful to the real features:
    ``u_j`` keeps weight ``(mu_j / (mu_j + K lam N))^(t+1)`` in round ``t``.
 2. **Linearised label averaging on the real Gram matrix**:
    ``P^(t) = 1/K + (Y - 1/K) A^(t+1)``, ``A = G (G + K lam N I)^(-1)``
-   (:func:`theory.averaging.linearised_outputs`), scored against the true labels round by round.
+   (:func:`theory.averaging.linearised_deviations`), scored against the true labels round by round.
 3. **Block model fitted to the features**: the average intra-class and inter-class inner products
    (``c``, ``d``), divided by the mean squared norm ``s = mean_i ||x_i||^2`` so that the model's
    diagonal is 1, and the group-level predictions of :mod:`theory.groups`, :mod:`theory.conditions`
@@ -49,7 +49,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from theory.averaging import GramSpectrum, gram_spectrum, linearised_outputs
+from theory.averaging import GramSpectrum, gram_spectrum, linearised_deviations
 from theory.conditions import min_rounds_linear
 from theory.groups import BlockModel, GroupConvergenceError, predict_exact, predict_linear
 from theory.metrics import accuracy
@@ -126,7 +126,8 @@ def linearised_accuracy(
     true = check_labels(true_labels, k, "true_labels")
     if true.shape != noisy.shape:
         raise ValueError("true_labels and noisy_labels must have the same shape")
-    out = linearised_outputs(
+    # Decided on deviations P - 1/K (no cancellation): scale-free, see theory.metrics.
+    out = linearised_deviations(
         one_hot(noisy, k),
         lam,
         rounds,

@@ -144,3 +144,28 @@ def test_linearised_fails_at_small_lam():
     for lam in [1e-2, 1e-1]:
         exact, lin = accuracies(lam)
         assert np.array_equal(exact, lin), (lam, exact, lin)
+
+
+def test_linearised_deviations_keep_gaps_that_outputs_lose():
+    # Heavy regularisation and many rounds: the outputs are 1/K to the last bit, the deviations
+    # still order the classes exactly as the closed form in exact arithmetic does.
+    from theory.averaging import linearised_deviations, linearised_test_logits
+    from theory.gram import block_gram
+    from theory.metrics import correct_and_tied
+
+    k, n = 3, 4
+    gram = block_gram(k, n, 0.5, 0.1)
+    labels = np.repeat(np.arange(k), n)
+    y = np.eye(k)[:, labels]
+    out = linearised_outputs(y, 1.0, 12, gram=gram)
+    dev = linearised_deviations(y, 1.0, 12, gram=gram)
+    np.testing.assert_allclose(out, 1.0 / k + dev, atol=1e-15)
+    assert np.ptp(out[12]) < 1e-15  # the probabilities carry no information any more
+    correct, tied = correct_and_tied(dev[12], labels)
+    assert correct.all() and not tied.any()
+    rows = np.where(np.arange(k)[:, None] == labels[None, :], 0.5, 0.1)
+    logits = linearised_test_logits(y, 1.0, 12, rows, gram=gram)
+    np.testing.assert_allclose(
+        linearised_test_outputs(y, 1.0, 12, rows, gram=gram), 1.0 / k + logits / k, atol=1e-15
+    )
+    assert correct_and_tied(logits[12], np.arange(k))[0].all()
