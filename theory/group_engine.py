@@ -384,12 +384,18 @@ class NewtonSystem:
     Hessians, so most steps cost ``O(r K^3)`` instead of the ``O(r K^4)`` of a rebuild.
     """
 
+    #: Below this many flops a rebuild is cheaper than the Python overhead of a Krylov solve, and
+    #: every step is an exact direct solve (about K <= 20).
+    DIRECT_FLOPS = 1e6
+
     def __init__(self, coupling, max_krylov: int = 6):
         self.coupling = coupling
         self.max_krylov = max_krylov
         self.inverse = None
         self.builds = 0
         self.krylov_iterations = 0
+        k = coupling.k
+        self.direct = 2 * k * k * coupling.n_groups + 4 * k**4 <= self.DIRECT_FLOPS
 
     def _build(self, hess):
         self.inverse = None
@@ -407,6 +413,16 @@ class NewtonSystem:
         even halve the residual (possible for non-convex losses only).
         """
         rtol = max(float(rtol), 1e-15)
+        if self.direct:  # small problem: an exact direct solve at every step, no Krylov overhead
+            try:
+                self._build(hess)
+            except np.linalg.LinAlgError:
+                self.inverse = None
+                return None
+            x = self.inverse.apply(rhs)
+            check = apply_newton(self.coupling, hess, x) - rhs
+            ok = np.all(np.isfinite(x)) and np.linalg.norm(check) < 0.5 * np.linalg.norm(rhs)
+            return x if ok else None
         for fresh in (False, True):
             if fresh or self.inverse is None:
                 try:
@@ -608,8 +624,12 @@ class _State:
 
 
 def _forcing(norm, scale):
-    """Inexact-Newton forcing term: loose far away, ``~ |F|`` near the solution (quadratic)."""
-    return min(1e-2, max(norm / max(scale, np.finfo(float).tiny), 1e-14))
+    """Inexact-Newton forcing term: loose far away, ``~ |F|`` near the solution (quadratic).
+
+    ``scale = 0`` (a force vanishing at zero logits, e.g. two-hot targets for K = 2) measures
+    ``|F|`` absolutely.
+    """
+    return min(1e-2, max(norm / (scale if scale > 0 else 1.0), 1e-14))
 
 
 def newton_solve(

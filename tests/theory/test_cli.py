@@ -224,8 +224,18 @@ def test_resource_refusal_one_line_with_estimates(capsys):
     with pytest.raises(ValueError, match=r"GB .* available\) and about .* operations"):
         check_resources(model, counts, 10, available=mem // 2)
     check_resources(model, counts, 10, available=2 * mem)
-    # K = 3000: K^3 = 2.7e10 group entries cannot fit anywhere; refused before any allocation.
-    argv = ["predict", "--classes", "3000", "--per-class", "1", "--c", "0.5", "--d", "0.1"]
-    code, out, err = run([*argv, "--lam", "1e-2", "--noise", "sym", "--eta", "0.0"], capsys)
+    # K = 1500: 11 rounds of K^3 = 3.4e9 group entries (~600 GB) cannot fit; refused before any
+    # (K, K, K) allocation.
+    argv = ["predict", "--classes", "1500", "--per-class", "1", "--c", "0.5", "--d", "0.1"]
+    code, out, err = run(
+        [
+            *argv,
+            "--lam",
+            "1e-2",
+            "--counts",
+            ";".join(",".join("1" if j == i else "0" for j in range(1500)) for i in range(1500)),
+        ],
+        capsys,
+    )
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
-    assert err.startswith("error: K=3000") and "GB" in err
+    assert err.startswith("error: K=1500") and "GB" in err
