@@ -63,7 +63,7 @@ def test_group_top2_matches_partial_labels_rule_without_ties():
     assert tied == 0
     kk, ll = np.nonzero(ASYM4 > 0)
     np.testing.assert_array_equal(top2[kk, ll].T, top2_indices(teacher[kk, ll].T))
-    # Near-ties (below TIE_ATOL) are resolved towards the smaller index, whatever the round-off.
+    # Near-ties (below TIE_RTOL times the spread) go to the smaller index, whatever the round-off.
     scores = np.array([[[0.5, 0.25 - 1e-12, 0.25 + 1e-12]]])
     top2, tied = group_top2(scores, np.array([[1]]))
     assert top2[0, 0].tolist() == [0, 1] and tied == 1
