@@ -14,6 +14,7 @@ Partial results: an exact solve that misses its certificate (e.g. at ``lam <= 1e
 drop the report. Its entry carries ``"converged": false`` and its residual, the JSON lists it under
 ``unconverged`` (entry, residual, target), the table marks it with ``*``, and one warning line
 goes to stderr; the exit code stays 0. A round trained on an uncertified round is uncertified too.
+Long runs (estimated above ``PROGRESS_FLOPS``) print ``progress: ...`` lines on stderr.
 """
 
 from __future__ import annotations
@@ -47,6 +48,11 @@ from theory.pll import LinearisationUndefinedError, predict_pll
 __all__ = ["check_resources", "main", "parse_counts", "predict_report", "resource_estimate"]
 
 _ACC_KEYS = ("train_acc", "train_acc_clean", "train_acc_mislabeled", "population_acc")
+
+
+#: Estimated floating-point operations above which ``theory predict`` prints progress lines
+#: (``progress: ...`` on stderr): about K >= 150 with 10 rounds, tens of seconds.
+PROGRESS_FLOPS = 5e10
 
 
 class _UsageError(Exception):
@@ -174,14 +180,26 @@ def check_resources(model: BlockModel, counts, rounds, available=None) -> None:
         )
 
 
-def predict_report(model: BlockModel, counts, lam, rounds, *, q: float = 0.7) -> dict:
+def predict_report(model: BlockModel, counts, lam, rounds, *, q: float = 0.7, log=None) -> dict:
     """The JSON-able report printed by ``python -m theory predict --json``.
 
     Exact solves are run with ``allow_unconverged=True``: uncertified entries are reported and
-    listed under ``unconverged`` instead of raising (module docstring).
+    listed under ``unconverged`` instead of raising (module docstring). ``log``: optional
+    ``log(message)`` for progress lines (the CLI passes one for long runs).
     """
+    say = log or (lambda _msg: None)
     lin = predict_linear(model, counts, lam, rounds)
-    exa = predict_exact(model, counts, lam, rounds, allow_unconverged=True)
+    say("linear rounds done")
+    exa = predict_exact(
+        model,
+        counts,
+        lam,
+        rounds,
+        allow_unconverged=True,
+        progress=lambda t, sol: say(
+            f"exact round {t}/{rounds} (residual {sol.residual:.2g}, {sol.iterations} steps)"
+        ),
+    )
     rows = [
         {"round": t, "linear": _accs(lin, t), "exact": _accs(exa, t)} for t in range(rounds + 1)
     ]
@@ -209,6 +227,7 @@ def predict_report(model: BlockModel, counts, lam, rounds, *, q: float = 0.7) ->
             allow_unconverged=True,
         )
         entry["exact"] = _student(pred)
+        say(f"PLL student {loss} done")
         unconverged += _unconverged(f"pll_losses.{loss}.exact", pred)
         residuals.append(float(pred.residuals[0]))
         losses[loss] = entry
@@ -320,8 +339,15 @@ def main(argv=None) -> int:
     except (_UsageError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    log = None
+    _, flops = resource_estimate(model, counts, args.rounds)
+    if flops > PROGRESS_FLOPS:  # long run (about K >= 150): progress lines on stderr
+
+        def log(msg):
+            print(f"progress: {msg}", file=sys.stderr, flush=True)
+
     try:
-        rep = predict_report(model, counts, args.lam, args.rounds, q=args.q)
+        rep = predict_report(model, counts, args.lam, args.rounds, q=args.q, log=log)
     except GroupConvergenceError as exc:  # pragma: no cover - every solve allows partial results
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -747,7 +747,14 @@ def solve_groups(
 
 
 def predict_exact(
-    model: BlockModel, counts, lam, rounds, tol=GROUP_TOL, *, allow_unconverged: bool = False
+    model: BlockModel,
+    counts,
+    lam,
+    rounds,
+    tol=GROUP_TOL,
+    *,
+    allow_unconverged: bool = False,
+    progress=None,
 ) -> GroupPrediction:
     """Exact (non-linearised) group-level predictions for rounds ``0..R``.
 
@@ -761,6 +768,8 @@ def predict_exact(
         ``False`` (default): raise :class:`GroupConvergenceError` at the first uncertified round.
         ``True``: report every round; ``converged``, ``residuals`` and ``residual_targets`` say
         which rounds are certified (a partial result, e.g. at ``lam <= 1e-7``).
+    progress : callable, optional
+        Called as ``progress(t, solution)`` after every round (for long runs; no I/O here).
     """
     cnt = check_counts(counts, model)
     lam = check_positive(lam, "lam")
@@ -797,6 +806,8 @@ def predict_exact(
         target_dev, init = sol.deviations, sol.logits
         if t == 0:
             teacher = sol  # keeps its Newton system: the PLL students reuse its preconditioner
+        if progress is not None:
+            progress(t, sol)
     return _assemble(
         model,
         cnt,

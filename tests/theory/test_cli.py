@@ -239,3 +239,15 @@ def test_resource_refusal_one_line_with_estimates(capsys):
     )
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
     assert err.startswith("error: K=1500") and "GB" in err
+
+
+def test_long_runs_print_progress_on_stderr(capsys, monkeypatch):
+    import theory.cli as cli
+
+    monkeypatch.setattr(cli, "PROGRESS_FLOPS", 0.0)  # treat this small problem as a long run
+    code, out, err = run([*BASE, "--counts", COUNTS, "--rounds", "2", "--json"], capsys)
+    assert code == 0 and json.loads(out)["unconverged"] == []
+    lines = err.strip().splitlines()
+    assert lines[0] == "progress: linear rounds done"
+    assert sum(line.startswith("progress: exact round") for line in lines) == 3
+    assert lines[-1] == "progress: PLL student gce done"
