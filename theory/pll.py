@@ -22,7 +22,7 @@ the rule.
 Linearised students: ``ce`` has the closed form ``1/K + (T_2 - 1/K) A``; ``candidate`` and ``gce``
 linearise the force ``-grad l`` about ``z = 0``, ``f(z) ~ f(0) - H(0) z``, and solve the linear
 group fixed point ``(I + L H(0)) z = L f(0)`` (outputs ``1/K + z/K``). ``H(0)`` of those two losses
-is indefinite (the pair direction ``e_a - e_b`` has curvature ``1/K - 1/4 < 0`` times ``pi^q``), so
+is indefinite (the pair direction ``e_a - e_b`` has curvature ``(1/K - 1/2) (2/K)^q < 0``), so
 the linearised student exists only where the quadratic model is strictly convex, i.e. where
 ``I + L H(0)`` has no negative eigenvalue (checked exactly, ``newton_inertia``); elsewhere
 :class:`LinearisationUndefinedError` is raised.

@@ -133,7 +133,7 @@ def test_linearised_student_vs_exact_at_large_lam(loss):
 
 
 def test_linearised_candidate_student_undefined_at_small_lam():
-    # H(0) of the candidate loss has curvature 1/K - 1/4 < 0 along e_a - e_b: once L is large
+    # H(0) of the candidate loss has curvature 1/K - 1/2 < 0 along e_a - e_b: once L is large
     # the quadratic model has no minimiser and the linearised student is refused.
     model = BlockModel(4, 10, 0.4, 0.1)
     with pytest.raises(LinearisationUndefinedError, match="negative eigenvalue"):
