@@ -18,7 +18,7 @@ Reduction (all deterministic)
    singular covariance keeps its exact rank. A dropped part of row ``i`` (standard deviation
    ``e_i``) is accounted for by the flip bound of step 3 (``_FLIP e_i / ||B_i|| + _FLIP_TAIL``).
 2. *Deterministic rows.* A difference whose standard deviation ``||B_i||`` is at the round-off
-   floor (``s_floor``, :func:`_structure`) is treated as the constant ``mu_i``. Tie rule (as in
+   floor (``s_floor``, :func:`_reduce`) is treated as the constant ``mu_i``. Tie rule (as in
    :mod:`theory.metrics`: a tie is an error and is reported): ``|mu_i| <= TIE_RTOL * ptp(m)``
    (relative to the spread of the means; exact ties when all means coincide) is a tie, ``mu_i``
    above it a sure win of that comparison, below it a sure loss. If the true standard deviation
@@ -206,123 +206,132 @@ def _truncated_mean(lo):
 
 
 # ---------------------------------------------------------------------------------------------
-# structure: deterministic rows, pivoted orthogonalisation
+# structure: deterministic rows, pivoted orthogonalisation (vectorised over the batch)
 
 
-class _Structure(NamedTuple):
-    """Reduced problem of one item: ``P(mu + C w > 0)`` on the random rows (module docstring)."""
+class _Reduced(NamedTuple):
+    """Reduced problems of a batch: ``P(mu + C w > 0)`` over the random rows (module docstring)."""
 
-    mu: np.ndarray  # (R,) means of the random rows
-    coef: np.ndarray  # (R, r) coefficients, zero after each row's attached column
-    attach: np.ndarray  # (R,) attached variable of each row
-    rank: int
-    det_state: int  # 1: deterministic rows all win, 0: some tie (none lose), -1: some lose
-    err: float  # rigorous round-off bounds (steps 2-3)
+    mu: np.ndarray  # (B, R) means of the differences
+    coef: np.ndarray  # (B, R, r_max) coefficients, zero after each row's attached column
+    attach: np.ndarray  # (B, R) attached variable; -1 for deterministic rows
+    rank: np.ndarray  # (B,)
+    det_state: np.ndarray  # (B,) 1: deterministic rows all win, 0: some tie (none lose), -1: lose
+    err: np.ndarray  # (B,) rigorous round-off bounds (steps 1-3)
 
 
-def _difference_root(mean, cov, factor, true_class):
-    """``mu = L m`` (R,), a root ``B`` (R, q) of ``L S L^T``, the sd floor and dropped sds (R,)."""
-    k = true_class
-    others = np.delete(np.arange(mean.size), k)
-    mu = mean[k] - mean[others]
+def _difference_roots(mean, cov, factor, true_class):
+    """``mu = L m`` (B, R), roots ``B`` (B, R, q) of ``L S L^T``, sd floors (B,), dropped sds."""
+    bsz, k = mean.shape
+    items = np.arange(bsz)
+    others = np.array([np.delete(np.arange(k), t) for t in true_class])  # (B, R)
+    mu = mean[items, true_class][:, None] - mean[items[:, None], others]
     if factor is not None:
-        b = factor[k] - factor[others]
-        if b.shape[1] > b.shape[0]:
+        b = factor[items, true_class][:, None, :] - factor[items[:, None], others]
+        if b.shape[2] > b.shape[1]:
             # Only B B^T matters: reduce q to R columns (B = R0^T Q^T); Householder maps an exactly
             # zero row of B to an exactly zero row.
-            b = np.linalg.qr(b.T, mode="r").T
+            b = np.swapaxes(np.linalg.qr(np.swapaxes(b, 1, 2), mode="r"), 1, 2)
         # Each entry of F_k - F_j carries round-off <= eps (|F_k| + |F_j|).
-        floor = 4.0 * _EPS * float(np.max(np.linalg.norm(factor, axis=1)))
-        return mu, b, floor, np.zeros(mu.size)
-    sd = cov[k, k] - cov[k, others][None, :] - cov[others, k][:, None] + cov[np.ix_(others, others)]
-    sd = 0.5 * (sd + sd.T)
+        floor = 4.0 * _EPS * np.max(np.linalg.norm(factor, axis=2), axis=1)
+        return mu, b, floor, np.zeros(mu.shape)
+    skk = cov[items, true_class, true_class]
+    skj = cov[items[:, None], true_class[:, None], others]
+    sjk = cov[items[:, None], others, true_class[:, None]]
+    sjj = cov[items[:, None, None], others[:, :, None], others[:, None, :]]
+    sd = skk[:, None, None] - skj[:, None, :] - sjk[:, :, None] + sjj
+    sd = 0.5 * (sd + np.swapaxes(sd, 1, 2))
     lam, vec = np.linalg.eigh(sd)
     # L S L^T entries carry round-off ~ 4 eps max(diag S), and eigh adds ~ K eps ||.||: a variance
     # (or eigenvalue) at that level is indistinguishable from 0. Eigenvalues below the floor are
     # dropped so that a singular covariance keeps its exact rank; the dropped part of row i has
     # standard deviation e_i = sqrt(sum_l U_il^2 |lambda_l|), returned for the error bound.
-    var_floor = 16.0 * mean.size * _EPS * max(float(np.max(np.diag(cov))), float(lam[-1]), 0.0)
-    drop = lam <= var_floor
-    b = vec[:, ~drop] * np.sqrt(lam[~drop])
-    dropped_sd = np.sqrt((vec[:, drop] ** 2) @ np.abs(lam[drop]))
-    return mu, b, math.sqrt(var_floor), dropped_sd
+    diag_max = np.max(np.diagonal(cov, axis1=1, axis2=2), axis=1)
+    var_floor = 16.0 * k * _EPS * np.maximum(np.maximum(diag_max, lam[:, -1]), 0.0)
+    drop = lam <= var_floor[:, None]
+    b = vec * np.sqrt(np.where(drop, 0.0, lam))[:, None, :]  # dropped columns are zero
+    dropped_sd = np.sqrt(np.einsum("brl,bl->br", vec**2, np.where(drop, np.abs(lam), 0.0)))
+    return mu, b, np.sqrt(var_floor), dropped_sd
 
 
-def _structure(mean, cov, factor, true_class) -> _Structure:
-    mu_all, b_all, s_floor, dropped_sd = _difference_root(mean, cov, factor, true_class)
-    tie_tol = TIE_RTOL * float(np.ptp(mean))
-    norms = np.linalg.norm(b_all, axis=1)
-    det = norms <= s_floor
-    # Dropped eigen-directions (cov input): flip bound for each random row (module doc, step 3).
+def _reduce(mean, cov, factor, true_class) -> _Reduced:
+    """Steps 1-3 of the module docstring for a batch (B items, R = K - 1 rows each)."""
+    mu, b, floor, dropped_sd = _difference_roots(mean, cov, factor, true_class)
+    bsz, n_rows, q_dim = b.shape
+    items = np.arange(bsz)
+    tie_tol = TIE_RTOL * np.ptp(mean, axis=1)[:, None]
+    norms = np.linalg.norm(b, axis=2)
+    det = norms <= floor[:, None]
+    # Dropped eigen-directions (cov input): flip bound for each random row (step 1).
     lost = ~det & (dropped_sd > 0)
-    err = float(np.sum(_FLIP * dropped_sd[lost] / norms[lost] + _FLIP_TAIL))
-    det_state = 1
-    if det.any():
-        gap = mu_all[det]
-        if np.any(gap < -tie_tol):
-            det_state = -1
-        elif np.any(np.abs(gap) <= tie_tol):
-            det_state = 0
-        decided = np.abs(gap) > tie_tol
-        if s_floor > 0 and decided.any():
-            # True sd <= sqrt(2) s_floor (row norm and dropped part are each <= s_floor).
-            err += float(np.sum(2.0 * ndtr(-np.abs(gap[decided]) / (math.sqrt(2.0) * s_floor))))
-    mu = mu_all[~det]
-    b = b_all[~det]
-    n_rows = mu.size
-    if n_rows == 0:
-        return _Structure(mu, np.zeros((0, 0)), np.zeros(0, dtype=int), 0, det_state, err)
-    row_norm = norms[~det]
-    res = b.copy()
-    q_dim = b.shape[1]
-    coef = np.zeros((n_rows, min(n_rows, q_dim)))
-    attach = np.full(n_rows, -1)
-    offset = np.zeros(n_rows)  # sum_j C_ij E[w_j | chosen pivots] for the ordering heuristic
-    basis = np.zeros((coef.shape[1], q_dim))
-    j = 0
-    while True:
-        res_norm = np.linalg.norm(res, axis=1)
-        free = attach < 0
-        if not free.any() or j == coef.shape[1]:
-            break
-        cand = free & (res_norm > DEP_RTOL * row_norm)
-        if not cand.any():
+    safe = np.where(lost, norms, 1.0)
+    err = np.sum(np.where(lost, _FLIP * dropped_sd / safe + _FLIP_TAIL, 0.0), axis=1)
+    # Deterministic rows (step 2); true sd <= sqrt(2) floor (row norm, dropped part each <= floor).
+    det_state = np.where(
+        np.any(det & (mu < -tie_tol), axis=1),
+        -1,
+        np.where(np.any(det & (np.abs(mu) <= tie_tol), axis=1), 0, 1),
+    )
+    decided = det & (np.abs(mu) > tie_tol) & (floor[:, None] > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):  # floor 0: not used (decided is False)
+        flip = 2.0 * ndtr(-np.abs(mu) / (math.sqrt(2.0) * floor[:, None]))
+    err = err + np.sum(np.where(decided, flip, 0.0), axis=1)
+    # Pivoted Gram-Schmidt with the Genz-Bretz ordering (step 3). attach: -2 deterministic,
+    # -1 not yet attached, j >= 0 attached to variable j.
+    width = min(n_rows, q_dim)
+    attach = np.where(det, -2, -1)
+    res = np.where(det[:, :, None], 0.0, b)
+    coef = np.zeros((bsz, n_rows, width))
+    basis = np.zeros((bsz, width, q_dim))
+    offset = np.zeros((bsz, n_rows))  # sum_j C_ij E[w_j | chosen pivots], for the ordering
+    rank = np.zeros(bsz, dtype=np.int64)
+    thresh = DEP_RTOL * norms
+    for j in range(width):
+        free = attach == -1
+        res_norm = np.linalg.norm(res, axis=2)
+        cand = free & (res_norm > thresh)
+        act = cand.any(axis=1)
+        if not act.any():
             break
         with np.errstate(divide="ignore", invalid="ignore"):
             score = np.where(cand, (mu + offset) / res_norm, np.inf)
-        piv = int(np.argmin(score))  # smallest Phi((mu + offset)/s): most constraining first
-        q = res[piv] / res_norm[piv]
+        piv = np.argmin(score, axis=1)  # smallest Phi((mu + offset)/s): most constraining first
+        pn = np.where(act, res_norm[items, piv], 1.0)
+        q = np.where(act[:, None], res[items, piv] / pn[:, None], 0.0)
         if j:  # re-orthogonalise against the basis (CGS2): q stays orthonormal to working precision
-            q -= basis[:j].T @ (basis[:j] @ q)
-        q /= np.linalg.norm(q)
-        basis[j] = q
-        col = res @ q
-        col[~free] = 0.0  # rows already attached keep zeros after their column
-        coef[:, j] = col
-        res -= np.outer(col, q)
-        attach[piv] = j
-        lo = -(mu[piv] + offset[piv]) / coef[piv, j]
-        offset += col * _truncated_mean(lo) if coef[piv, j] > 0 else 0.0
-        res_norm = np.linalg.norm(res, axis=1)
-        newly = free & (attach < 0) & (res_norm <= DEP_RTOL * row_norm)
-        newly[piv] = False
+            q -= np.einsum("bjq,bj->bq", basis[:, :j], np.einsum("bjq,bq->bj", basis[:, :j], q))
+        qn = np.linalg.norm(q, axis=1)
+        q /= np.where(qn > 0, qn, 1.0)[:, None]
+        basis[:, j] = q
+        col = np.where(free, np.einsum("brq,bq->br", res, q), 0.0)
+        coef[:, :, j] = col
+        res -= col[:, :, None] * q[:, None, :]
+        attach[items[act], piv[act]] = j
+        rank += act
+        cp = np.where(act, col[items, piv], 1.0)
+        lo = -(mu[items, piv] + offset[items, piv]) / cp
+        offset += col * np.where(act & (cp > 0), _truncated_mean(lo), 0.0)[:, None]
+        res_norm = np.linalg.norm(res, axis=2)
+        newly = (attach == -1) & (res_norm <= thresh) & act[:, None]
         if newly.any():
-            kept = np.linalg.norm(coef[newly, : j + 1], axis=1)
-            err += float(np.sum(_FLIP * res_norm[newly] / kept + _FLIP_TAIL))
+            kept = np.linalg.norm(coef[:, :, : j + 1], axis=2)
+            bound = _FLIP * res_norm / np.where(newly, kept, 1.0) + _FLIP_TAIL
+            err = err + np.sum(np.where(newly, bound, 0.0), axis=1)
             attach[newly] = j
-        res[attach >= 0] = 0.0
-        j += 1
+        res[attach != -1] = 0.0
     # Rows left unattached had residuals at the round-off level from the start of some step;
     # attach them to their last nonzero column (the loop only exits this way in that case).
-    for i in np.flatnonzero(attach < 0):
-        nz = np.flatnonzero(np.abs(coef[i, :j]) > 0)
+    for i, r in np.argwhere(attach == -1):
+        nz = np.flatnonzero(np.abs(coef[i, r, : rank[i]]) > 0)
         if nz.size == 0:  # pragma: no cover - excluded by the deterministic-row test above
             raise RuntimeError("internal error: random row with no coefficient")
-        attach[i] = nz[-1]
-        coef[i, attach[i] + 1 :] = 0.0
-        kept = np.linalg.norm(coef[i, : attach[i] + 1])
-        err += float(_FLIP * np.linalg.norm(res[i]) / kept + _FLIP_TAIL)
-    return _Structure(mu, coef[:, :j], attach, j, det_state, err)
+        attach[i, r] = nz[-1]
+        coef[i, r, nz[-1] + 1 :] = 0.0
+        kept = np.linalg.norm(coef[i, r, : nz[-1] + 1])
+        err[i] += _FLIP * np.linalg.norm(res[i, r]) / kept + _FLIP_TAIL
+    attach[attach == -2] = -1
+    r_max = int(rank.max(initial=0))
+    return _Reduced(mu, coef[:, :, :r_max], attach, rank, det_state, err)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -440,18 +449,10 @@ def _sov_integrand(u, steps):
     return f
 
 
-def _lattice(structs, abs_tol, max_points):
-    """QMC estimates and error estimates for items of one rank >= 2 (padded into one group)."""
-    count = len(structs)
-    rank = max(s.rank for s in structs)
-    n_rows = max(s.mu.size for s in structs)
-    mu = np.zeros((count, n_rows))
-    coef = np.zeros((count, n_rows, rank))
-    attach = np.full((count, n_rows), -1)
-    for i, s in enumerate(structs):
-        mu[i, : s.mu.size] = s.mu
-        coef[i, : s.mu.size, : s.rank] = s.coef
-        attach[i, : s.mu.size] = s.attach
+def _lattice(mu, coef, attach, rank, abs_tol, max_points):
+    """QMC estimates and error estimates for G items of one rank >= 2 (module docstring)."""
+    count, n_rows = mu.shape
+    coef = coef[:, :, :rank]
     dim = max(rank - 1, 1)
     cap = max_points
     if cap is None:
@@ -485,37 +486,41 @@ def _lattice(structs, abs_tol, max_points):
     return np.clip(est, 0.0, 1.0), err
 
 
-def _random_part(structs, abs_tol, max_points, method):
-    """``P(mu + C w > 0)`` and its error for every structure."""
-    count = len(structs)
-    prob = np.ones(count)
-    err = np.zeros(count)
-    quad = []
-    for i, s in enumerate(structs):
-        if s.det_state < 0 or s.rank == 0:
-            continue
-        if s.rank == 1:
-            c = s.coef[:, 0]
-            bound = -s.mu / c
-            lo = np.max(bound[c > 0], initial=-np.inf)
-            hi = np.min(bound[c < 0], initial=np.inf)
-            prob[i] = float(_interval_mass(np.array(lo), np.array(hi)))
-        elif s.rank == 2 and s.mu.size == 2 and method == "auto":
-            (c11, _), (c21, c22) = s.coef[np.argsort(s.attach)]
-            first, second = s.mu[np.argsort(s.attach)]
-            s1, s2 = abs(c11), math.hypot(c21, c22)
-            rho = math.copysign(1.0, c11) * c21 / s2
-            prob[i] = float(bvn_upper(first / s1, second / s2, rho, abs(c22) / s2))
-        else:
-            quad.append(i)
-    if quad:
-        by_rank = {}
-        for i in quad:
-            by_rank.setdefault(structs[i].rank, []).append(i)
-        for items in by_rank.values():
-            p, e = _lattice([structs[i] for i in items], abs_tol, max_points)
-            prob[items] = p
-            err[items] = e
+def _random_part(red: _Reduced, abs_tol, max_points, method):
+    """``P(mu + C w > 0)`` over the random rows and its error, for every item of the batch."""
+    bsz = red.mu.shape[0]
+    items = np.arange(bsz)
+    prob = np.ones(bsz)
+    err = np.zeros(bsz)
+    todo = (red.det_state >= 0) & (red.rank > 0)
+    # Rank 1: an interval for w_1.
+    one = todo & (red.rank == 1)
+    if one.any():
+        c = red.coef[one][:, :, 0]
+        on = red.attach[one] == 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            bound = -red.mu[one] / np.where(on, c, 1.0)
+        lo = np.max(np.where(on & (c > 0), bound, -np.inf), axis=1)
+        hi = np.min(np.where(on & (c < 0), bound, np.inf), axis=1)
+        prob[one] = _interval_mass(lo, hi)
+    # Rank 2 with two rows: the bivariate normal CDF (Owen's T).
+    two = todo & (red.rank == 2) & (np.sum(red.attach >= 0, axis=1) == 2) & (method == "auto")
+    if two.any():
+        idx = items[two]
+        first = np.argmax(red.attach[two] == 0, axis=1)
+        second = np.argmax(red.attach[two] == 1, axis=1)
+        c11 = red.coef[idx, first, 0]
+        c21, c22 = red.coef[idx, second, 0], red.coef[idx, second, 1]
+        s1, s2 = np.abs(c11), np.hypot(c21, c22)
+        rho = np.sign(c11) * c21 / s2
+        h, k = red.mu[idx, first] / s1, red.mu[idx, second] / s2
+        prob[two] = bvn_upper(h, k, rho, np.abs(c22) / s2)
+    quad = todo & ~one & ~two
+    for rank in np.unique(red.rank[quad]):
+        idx = items[quad & (red.rank == rank)]
+        p, e = _lattice(red.mu[idx], red.coef[idx], red.attach[idx], int(rank), abs_tol, max_points)
+        prob[idx] = p
+        err[idx] = e
     return prob, err
 
 
@@ -548,24 +553,26 @@ def _validate(mean, cov, true_class, cov_factor):
         raise ValueError("pass exactly one of cov (K, K) and cov_factor (K, q)")
     if cov is not None:
         s = np.asarray(cov, dtype=float)
-        if s.ndim == 2:
-            s = np.broadcast_to(s, (batch, *s.shape))
-        if s.shape != (batch, k, k):
+        shared = s.ndim == 2
+        if s.shape not in ((k, k), (batch, k, k)):
             raise ValueError(
                 f"cov must have shape ({k}, {k}) or ({batch}, {k}, {k}), got {s.shape}"
             )
         if not np.all(np.isfinite(s)):
             raise ValueError("cov contains NaN or inf entries")
+        s = s[None] if shared else s  # a shared matrix is validated once
+        s_t = np.swapaxes(s, 1, 2)
         scale = np.max(np.abs(s), axis=(1, 2))
-        asym = np.max(np.abs(s - np.swapaxes(s, 1, 2)), axis=(1, 2))
-        if np.any(asym > 1e-10 * scale):
+        if np.any(np.max(np.abs(s - s_t), axis=(1, 2)) > 1e-10 * scale):
             raise ValueError("cov must be symmetric (max|S - S^T| <= 1e-10 max|S|)")
-        eig = np.linalg.eigvalsh(0.5 * (s + np.swapaxes(s, 1, 2)))
+        s = 0.5 * (s + s_t)
+        eig = np.linalg.eigvalsh(s)
         if np.any(eig[:, 0] < -1e-8 * np.max(np.abs(eig), axis=1)):
             raise ValueError(
                 "cov must be positive semidefinite (smallest eigenvalue >= -1e-8 x largest)"
             )
-        s = 0.5 * (s + np.swapaxes(s, 1, 2))
+        if shared:
+            s = np.broadcast_to(s, (batch, k, k))
         return m, s, None, tc.astype(np.int64), single
     f = np.asarray(cov_factor, dtype=float)
     if f.ndim == 2:
@@ -625,16 +632,11 @@ def win_probability(
     if method not in ("auto", "lattice"):
         raise ValueError(f"method must be 'auto' or 'lattice', got {method!r}")
     m, s, f, tc, single = _validate(mean, cov, true_class, cov_factor)
-    structs = [
-        _structure(m[i], None if s is None else s[i], None if f is None else f[i], int(tc[i]))
-        for i in range(m.shape[0])
-    ]
-    rand, err = _random_part(structs, tol, cap, method)
-    state = np.array([st.det_state for st in structs])
-    prob = np.where(state == 1, rand, 0.0)
-    tie = np.where(state == 0, rand, 0.0)
-    err = err + np.array([st.err for st in structs])
-    err = np.where(state < 0, np.array([st.err for st in structs]), err)
+    red = _reduce(m, s, f, tc)
+    rand, err = _random_part(red, tol, cap, method)
+    prob = np.where(red.det_state == 1, rand, 0.0)
+    tie = np.where(red.det_state == 0, rand, 0.0)
+    err = np.where(red.det_state < 0, red.err, red.err + err)
     if single:
         return WinProbability(float(prob[0]), float(err[0]), float(tie[0]))
     return WinProbability(prob, err, tie)
