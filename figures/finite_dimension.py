@@ -7,10 +7,12 @@ trained exactly; :mod:`figures.common` samples the Gram matrix exactly for any `
 lines: the exact group-level theory of the block model (the ``p → ∞`` limit) for the teacher, the
 SD round ``t*`` and the PLL student.
 
-(a) Population accuracy on fresh points; (b) accuracy on the mislabeled training points (w.r.t. the
-true labels). At small ``p`` (``p`` comparable to ``N``) the within-class eigenvalues spread out
-(Marchenko-Pastur), the own-label part is no longer filtered uniformly and test points carry
-``O(1/sqrt(p))`` kernel noise; as ``p`` grows the simulation converges to the theory.
+(a) Population accuracy (the exact conditional accuracy of each trained probe on the mixture,
+:mod:`theory.population`; sampled fresh points are kept as ``pop_acc_sampled``); (b) accuracy on
+the mislabeled training points (w.r.t. the true labels). At small ``p`` (``p`` comparable to
+``N``) the within-class eigenvalues spread out (Marchenko-Pastur), the own-label part is no longer
+filtered uniformly and test points carry ``O(1/sqrt(p))`` kernel noise; as ``p`` grows the
+simulation converges to the theory.
 
 Check (fails loudly): at the largest ``p`` every simulated mean agrees with the theory within
 Monte Carlo error (:func:`figures.common.check_mc_agreement`; exact ties in the theory widen the

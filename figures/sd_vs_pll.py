@@ -10,9 +10,9 @@ mean and 95% CI over trials.
 (a) Training accuracy w.r.t. the TRUE labels (how much label noise the model undoes): the teacher
 memorises the noise (accuracy ``1 - η``); each round shrinks the own-label part, and after enough
 rounds every mislabeled point is corrected, up to the plurality limit ``η < (K-1)/K``; one PLL round
-reaches what many SD rounds reach. (b) Population accuracy (fresh points). (c) The "distillation
-gain" of the paper: student minus teacher training accuracy, simulation bars with 95% CI and the
-theory as black ticks.
+reaches what many SD rounds reach. (b) Population accuracy (exact conditional accuracy of each
+trained probe, :mod:`theory.population`). (c) The "distillation gain" of the paper: student minus
+teacher training accuracy, simulation bars with 95% CI and the theory as black ticks.
 
 Check (fails loudly): every simulated mean agrees with the exact theory within Monte Carlo error
 (:func:`figures.common.check_mc_agreement`; where the theory has EXACT ties between the true class

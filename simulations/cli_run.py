@@ -10,6 +10,8 @@ averaged over trials:
 * for ``--method pll-ce``, round 1 is the PLL student: :func:`theory.pll.predict_pll`
   (``method='exact'`` / ``'linear'``).
 
+``pop_acc`` is the exact conditional population accuracy of each trained probe on the mixture
+(``pop_acc_sampled``: on ``--n-test`` fresh points per class; see :mod:`simulations.pipelines`).
 The theory is the ``p -> inf`` limit (block Gram matrix exactly); for exact-block features it
 should match to solver precision. It is not available for ``temperature != 1`` (the theory
 distils on raw outputs) or for the GCE student (a different loss); the output says so.
@@ -31,7 +33,14 @@ from theory.noise import NOISE_KINDS
 
 __all__ = ["build_parser", "main", "run_with_theory"]
 
-_SIM_METRICS = ("train_acc", "train_acc_clean", "train_acc_mislabeled", "pop_acc", "top2_coverage")
+_SIM_METRICS = (
+    "train_acc",
+    "train_acc_clean",
+    "train_acc_mislabeled",
+    "pop_acc",
+    "pop_acc_sampled",
+    "top2_coverage",
+)
 #: simulation metric -> GroupPrediction field
 _THEORY_FIELDS = {
     "train_acc": "train_acc",

@@ -274,12 +274,24 @@ def perturbed_block_gram(n_classes, per_class, c, d, strength, rng, *, dim=None)
     return PerturbedGram(0.5 * (g + g.T), x, (1.0 - s) * c, (1.0 - s) * d)
 
 
-def mixture_gram(n_classes, dim, c, d, labels, rng) -> np.ndarray:
+def mixture_gram(n_classes, dim, c, d, labels, rng, *, with_mean_rows: bool = False):
     """Gram matrix (N', N') of Gaussian-mixture points with the given true ``labels`` (N',).
 
     Exact in distribution for every ``dim = p >= K``: the noise outside the means' span is Wishart,
     drawn by the Bartlett decomposition (:mod:`simulations.gram_trials` derives it); ``O(N'^3)``
     time for ``p - K >= N'``, ``O(N'^2 p)`` otherwise.
+
+    With ``with_mean_rows=True`` also returns the inner products with the class means,
+    ``mean_rows[k, i] = <mu_k, x_i>`` (K, N'), jointly exact in distribution with the Gram matrix:
+    the means span the first ``K`` coordinates, where ``x_i`` is
+    ``low_i = means_small[y_i] + sigma z_i``, so ``<mu_k, x_i> = means_small[k] . low_i``. The
+    random stream is the same either way (the returned Gram matrix does not change).
+
+    Returns
+    -------
+    gram : ndarray, shape (N', N')
+    mean_rows : ndarray, shape (K, N')
+        Only with ``with_mean_rows=True`` (then a tuple ``(gram, mean_rows)`` is returned).
     """
     k, p, c, d = check_mixture_params(n_classes, dim, c, d)
     lab = np.asarray(labels)
@@ -288,7 +300,8 @@ def mixture_gram(n_classes, dim, c, d, labels, rng) -> np.ndarray:
     gen = as_generator(rng)
     big = lab.size
     sigma2 = (1.0 - c) / p
-    low = class_means(k, k, c, d)[lab] + np.sqrt(sigma2) * gen.standard_normal((big, k))
+    means_small = class_means(k, k, c, d)
+    low = means_small[lab] + np.sqrt(sigma2) * gen.standard_normal((big, k))
     gram = low @ low.T
     dof = p - k
     if dof >= big:
@@ -298,4 +311,7 @@ def mixture_gram(n_classes, dim, c, d, labels, rng) -> np.ndarray:
     elif dof > 0:
         z = gen.standard_normal((big, dof))
         gram += sigma2 * (z @ z.T)
-    return 0.5 * (gram + gram.T)
+    gram = 0.5 * (gram + gram.T)
+    if with_mean_rows:
+        return gram, means_small @ low.T
+    return gram

@@ -36,6 +36,7 @@ from simulations.features import mixture_gram
 from simulations.noise import sample_noisy_labels
 from theory.blas import pin_process_blas_threads, single_thread_blas
 from theory.metrics import correct_and_tied
+from theory.population import mixture_population_accuracy_kernel
 from theory.validation import check_int, check_positive
 
 __all__ = [
@@ -89,7 +90,9 @@ class MixtureTrial:
 
     ``transition`` is a (K, K) row-stochastic matrix; ``sampling`` as in
     :func:`simulations.noise.sample_noisy_labels`; ``rounds`` SD rounds after the teacher;
-    ``pll`` adds the PLL student; ``n_test`` fresh points per class for population accuracy.
+    ``pll`` adds the PLL student; ``n_test`` fresh points per class for the sampled population
+    accuracy (``pop_acc_sampled``; ``pop_acc`` is the exact conditional one, computed only with
+    ``exact_pop``: figures that do not use it skip its cost and get NaN).
     """
 
     n_classes: int
@@ -103,6 +106,7 @@ class MixtureTrial:
     sampling: str = "exact-count"
     pll: bool = False
     n_test: int = 20
+    exact_pop: bool = True
 
 
 def _accs(scores, truth, clean):
@@ -118,12 +122,20 @@ def _accs(scores, truth, clean):
 def run_mixture_trial(job) -> dict:
     """One trial; ``job = (MixtureTrial, SeedSequence)``. Picklable for :func:`parallel_map`.
 
+    Population accuracy: ``pop_acc`` is the exact conditional accuracy of each trained probe on
+    the mixture (:func:`theory.population.mixture_population_accuracy_kernel`, from the
+    training points' inner products with the class means, sampled jointly with the Gram matrix by
+    :func:`simulations.features.mixture_gram`), with quadrature error estimate ``pop_acc_err``;
+    ``pop_acc_sampled`` is the accuracy on the ``n_test`` fresh points per class. The seed streams
+    are unchanged, so the sampled metric and everything else equal those of earlier versions.
+
     Returns
     -------
     dict of ndarray
-        ``train_acc``, ``train_acc_clean``, ``train_acc_mislabeled``, ``pop_acc``: shape (R+1,)
-        for rounds 0..R, and the same keys prefixed ``pll_`` (scalars) if ``pll``; ``counts``
-        (K, K) realised count matrix; ``max_residual`` of all certified solves.
+        ``train_acc``, ``train_acc_clean``, ``train_acc_mislabeled``, ``pop_acc``,
+        ``pop_acc_sampled``, ``pop_acc_err``: shape (R+1,) for rounds 0..R, and the same keys
+        prefixed ``pll_`` (scalars) if ``pll``; ``counts`` (K, K) realised count matrix;
+        ``max_residual`` of all certified solves.
     """
     spec, seed = job
     k = check_int(spec.n_classes, "n_classes", 2)
@@ -132,37 +144,60 @@ def run_mixture_trial(job) -> dict:
     feat_ss, noise_ss = seed.spawn(2)
     y = np.repeat(np.arange(k), n)
     y_test = np.repeat(np.arange(k), check_int(spec.n_test, "n_test", 1))
-    gram_all = mixture_gram(
-        k, spec.dim, spec.c, spec.d, np.concatenate([y, y_test]), np.random.default_rng(feat_ss)
+    gram_all, mean_rows = mixture_gram(
+        k,
+        spec.dim,
+        spec.c,
+        spec.d,
+        np.concatenate([y, y_test]),
+        np.random.default_rng(feat_ss),
+        with_mean_rows=True,
     )
     big_n = y.size
     gram, rows = gram_all[:big_n, :big_n], gram_all[big_n:, :big_n]
+    mean_rows = mean_rows[:, :big_n]
+    noise_var = (1.0 - spec.c) / spec.dim
     transition = np.asarray(spec.transition, dtype=float)
     noisy = sample_noisy_labels(y, transition, np.random.default_rng(noise_ss), mode=spec.sampling)
     clean = noisy == y
     sd = self_distill(noisy, k, lam, spec.rounds, gram=gram)
-    out = {key: np.empty(spec.rounds + 1) for key in ("train_acc", "clean", "mis", "pop")}
+    spectral = sd.factor.spectral  # F F^T = G: the logit covariance in factor form
+
+    def population(sol):
+        sampled = float(correct_and_tied(sol.predict(kernel_rows=rows), y_test)[0].mean())
+        if not spec.exact_pop:
+            return math.nan, sampled, math.nan
+        exact = mixture_population_accuracy_kernel(
+            sol.dual, mean_rows, None, noise_var, gram_factor=spectral
+        )
+        return exact.accuracy, sampled, exact.err
+
+    keys = ("train_acc", "clean", "mis", "pop", "pop_sampled", "pop_err")
+    out = {key: np.empty(spec.rounds + 1) for key in keys}
     for t, sol in enumerate(sd.solutions):
         out["train_acc"][t], out["clean"][t], out["mis"][t] = _accs(sol.outputs, y, clean)
-        out["pop"][t] = correct_and_tied(sol.predict(kernel_rows=rows), y_test)[0].mean()
+        out["pop"][t], out["pop_sampled"][t], out["pop_err"][t] = population(sol)
     res = {
         "train_acc": out["train_acc"],
         "train_acc_clean": out["clean"],
         "train_acc_mislabeled": out["mis"],
         "pop_acc": out["pop"],
+        "pop_acc_sampled": out["pop_sampled"],
+        "pop_acc_err": out["pop_err"],
         "counts": np.bincount(y * k + noisy, minlength=k * k).reshape(k, k),
         "max_residual": max(c.residual for c in sd.certificates),
     }
     if spec.pll:
         student = train_pll(sd.solutions[0], lam)
         a, cl, mi = _accs(student.outputs, y, clean)
+        pop, pop_sampled, pop_err = population(student)
         res.update(
             pll_train_acc=a,
             pll_train_acc_clean=cl,
             pll_train_acc_mislabeled=mi,
-            pll_pop_acc=float(
-                correct_and_tied(student.predict(kernel_rows=rows), y_test)[0].mean()
-            ),
+            pll_pop_acc=pop,
+            pll_pop_acc_sampled=pop_sampled,
+            pll_pop_acc_err=pop_err,
         )
         res["max_residual"] = max(res["max_residual"], student.certificate.residual)
     return res

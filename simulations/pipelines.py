@@ -24,9 +24,15 @@ Methods
 Metrics (per round, w.r.t. the *true* labels; ties count as errors, :mod:`theory.metrics`)
 ---------------------------------------------------------------------------------------
 ``train_acc`` on all training points, ``train_acc_clean`` on points whose noisy label is correct,
-``train_acc_mislabeled`` on the others (NaN when there are none), ``pop_acc`` on ``n_test`` fresh
-draws per class (for exact-block features a fresh point's kernel row is deterministic, so one row
-per class is evaluated), ``top2_coverage`` (fraction of training points whose true label is among
+``train_acc_mislabeled`` on the others (NaN when there are none), ``pop_acc`` the population
+accuracy: for mixture features the exact conditional accuracy of the trained probe
+(:func:`theory.population.mixture_population_accuracy`: the class means and the noise variance
+``(1 - c)/p`` are known, so the expectation over fresh points is a Gaussian orthant probability,
+with quadrature error estimate ``pop_acc_err``), for exact-block features the deterministic
+kernel-row evaluation (a fresh point's kernel row is deterministic, so one row per class is
+evaluated; ``pop_acc_err = 0``); ``pop_acc_sampled`` the accuracy on ``n_test`` fresh draws per
+class (for exact-block features the same kernel-row evaluation) and ``pop_ties`` its tied
+points; ``top2_coverage`` (fraction of training points whose true label is among
 the teacher's top-2 outputs; a property of the teacher, repeated on every row), and the solver
 certificate (``residual``, ``target``, ``gradient_norm``, ``iterations``, ``converged``).
 """
@@ -57,6 +63,7 @@ from theory.gram import check_block_params
 from theory.metrics import correct_and_tied
 from theory.noise import NOISE_KINDS, check_groups, transition_matrix
 from theory.partial_labels import top2_indices
+from theory.population import mixture_population_accuracy
 from theory.validation import check_int, check_positive
 
 __all__ = [
@@ -274,9 +281,16 @@ def _accuracies(scores, true_labels, clean) -> dict:
     }
 
 
-def _population(scores, test_labels) -> dict:
+def _population(scores, test_labels, exact=None) -> dict:
+    """Population metrics: ``exact`` (a ``PopulationAccuracy``) if given, and the sampled points."""
     correct, tied = correct_and_tied(scores, test_labels)
-    return {"pop_acc": float(np.mean(correct)), "pop_ties": int(np.sum(tied))}
+    sampled = float(np.mean(correct))
+    return {
+        "pop_acc": sampled if exact is None else exact.accuracy,
+        "pop_ties": int(np.sum(tied)),
+        "pop_acc_sampled": sampled,
+        "pop_acc_err": 0.0 if exact is None else exact.err,
+    }
 
 
 def _cert_fields(cert) -> dict:
@@ -338,21 +352,34 @@ def run_trial(config: TrialConfig, seed) -> TrialResult:
 
     rows, outs = [], []
 
-    def add(round_, train_scores, test_scores, cert):
+    def add(round_, train_scores, test_scores, cert, weights):
         row = {"round": round_, "method": cfg.method, "n_mislabeled": int(np.sum(~clean))}
         row.update(_accuracies(train_scores, y, clean))
-        row.update(_population(test_scores, test_labels))
+        exact = None
+        if cfg.features == "mixture":  # exact conditional population accuracy of this probe
+            noise_var = mixture.noise_std**2
+            exact = mixture_population_accuracy(weights, mixture.means, noise_var)
+        row.update(_population(test_scores, test_labels, exact))
         row["top2_coverage"] = coverage
         row.update(cert)
         rows.append(row)
         outs.append(train_scores)
 
+    def weights_of(sol):
+        return sol.weights if sol.weights is not None else sol.dual @ x
+
     for r, sol in enumerate(sd.solutions):
-        add(r, sol.outputs, sol.predict(**test_kw), _cert_fields(sol.certificate))
+        add(r, sol.outputs, sol.predict(**test_kw), _cert_fields(sol.certificate), weights_of(sol))
 
     if cfg.method == "pll-ce":
         student = train_pll(teacher, cfg.lam, tol=cfg.tol)
-        add(1, student.outputs, student.predict(**test_kw), _cert_fields(student.certificate))
+        add(
+            1,
+            student.outputs,
+            student.predict(**test_kw),
+            _cert_fields(student.certificate),
+            weights_of(student),
+        )
     elif cfg.method == "pll-gce":
         add(1, *_gce_student(cfg, x, cand, teacher, test_kw))
 
@@ -386,4 +413,4 @@ def _gce_student(cfg, x, cand, teacher, test_kw):
         "converged": bool(report.converged),
         "solver": "gce-lbfgsb",
     }
-    return train, test, cert
+    return train, test, cert, weights

@@ -24,6 +24,10 @@ Output directory
     All rows of one config (one per seed x round x method), written atomically (temporary file +
     ``os.replace``) as soon as the config finishes: a finished config is never lost or redone,
     an unfinished one leaves no file. ``key`` is a hash of the config's normalised parameters.
+    A directory whose result files have other columns (an older version) is refused.
+    ``pop_acc`` is the exact conditional population accuracy for mixture features (with
+    quadrature error estimate ``pop_acc_err``), ``pop_acc_sampled`` the accuracy on sampled
+    fresh points (:mod:`simulations.pipelines`).
 ``results.csv``
     Tidy table of all finished configs of the spec (spec order, then seed, then round).
 ``summary.csv``
@@ -87,6 +91,7 @@ METRICS = (
     "train_acc_clean",
     "train_acc_mislabeled",
     "pop_acc",
+    "pop_acc_sampled",
     "top2_coverage",
 )
 _CONFIG_FIELDS = [f.name for f in fields(TrialConfig)]
@@ -98,6 +103,8 @@ _ROW_FIELDS = [
     "train_ties",
     "pop_acc",
     "pop_ties",
+    "pop_acc_sampled",
+    "pop_acc_err",
     "top2_coverage",
     "residual",
     "target",
@@ -354,6 +361,16 @@ def _prepare_out(spec: SweepSpec, out: Path) -> Path:
     res.mkdir(exist_ok=True)
     for stale in res.glob(".*.tmp"):  # temporaries of a killed run are never valid results
         stale.unlink()
+    header = ",".join(COLUMNS)
+    for done in sorted(res.glob("*.csv")):
+        with done.open(newline="") as fh:
+            first = fh.readline().rstrip("\r\n")
+        if first != header:  # e.g. written before pop_acc became the exact population accuracy
+            raise ValueError(
+                f"{str(done)!r} has columns from another version of the toolkit (expected "
+                f"{len(COLUMNS)} columns: {header!r}); its metrics may differ in meaning, so "
+                "results would mix. Use a new --out directory."
+            )
     manifest = out / "sweep.json"
     if manifest.exists():
         old = json.loads(manifest.read_text())

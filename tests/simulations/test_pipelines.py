@@ -13,6 +13,7 @@ from simulations.pipelines import TrialConfig, run_trial, trial_seed
 from theory.metrics import accuracy
 from theory.noise import exact_counts, transition_matrix
 from theory.partial_labels import top2_indices
+from theory.population import mixture_population_accuracy
 
 SMALL = {"n_classes": 3, "per_class": 6, "dim": 40, "n_test": 20, "rounds": 2}
 
@@ -81,6 +82,7 @@ def test_sd_rows_vs_direct_recomputation(features):
         x = mix.sample(6, rng).features
         test = mix.sample(20, np.random.default_rng(test_ss))
         kw, test_y = {"features": test.features}, test.labels
+        noise_var = (1 - cfg.c) / 40
     else:
         x = exact_block_features(3, 6, cfg.c, cfg.d)
         test_y = np.arange(3)
@@ -92,7 +94,12 @@ def test_sd_rows_vs_direct_recomputation(features):
         assert row["train_acc"] == accuracy(sd.outputs[t], y)
         assert row["train_acc_clean"] == accuracy(sd.outputs[t][:, clean], y[clean])
         assert row["train_acc_mislabeled"] == accuracy(sd.outputs[t][:, ~clean], y[~clean])
-        assert row["pop_acc"] == accuracy(sd.predict(t, **kw), test_y)
+        assert row["pop_acc_sampled"] == accuracy(sd.predict(t, **kw), test_y)
+        if features == "mixture":
+            exact = mixture_population_accuracy(sd.solutions[t].weights, mix.means, noise_var)
+            assert row["pop_acc"] == exact.accuracy and row["pop_acc_err"] == exact.err
+        else:  # the deterministic kernel-row evaluation is the exact value
+            assert row["pop_acc"] == row["pop_acc_sampled"] and row["pop_acc_err"] == 0.0
         assert row["top2_coverage"] == np.mean((top2[0] == y) | (top2[1] == y))
         assert row["converged"] and row["residual"] <= row["target"]
         assert row["n_mislabeled"] == int((~clean).sum())
@@ -123,8 +130,26 @@ def test_pll_rows(method):
     assert res.rows[1]["converged"]
     assert res.rows[1]["solver"] == ("gce-lbfgsb" if method == "pll-gce" else res.rows[0]["solver"])
     for row in res.rows:
-        for m in ("train_acc", "pop_acc", "top2_coverage"):
+        for m in ("train_acc", "pop_acc", "pop_acc_sampled", "top2_coverage"):
             assert 0.0 <= row[m] <= 1.0
+
+
+@pytest.mark.parametrize("method", ["sd", "pll-ce", "pll-gce"])
+def test_exact_population_accuracy_vs_sampled_points_in_pipeline(method):
+    """``pop_acc`` (exact conditional) vs ``pop_acc_sampled`` (fresh points) of the same probe.
+
+    With ``m`` fresh points per class and per-class accuracies ``a_k``, the sampled mean has
+    variance ``sum_k a_k (1 - a_k) / (K^2 m) <= a (1 - a) / (K m)`` (Jensen, ``a`` the mean);
+    tolerance: 4 of those standard deviations plus the quadrature error estimate.
+    """
+    k, m = 4, 4000
+    cfg = TrialConfig(n_classes=k, per_class=10, dim=30, eta=0.4, rounds=3, n_test=m, method=method)
+    res = run_trial(cfg, 12)
+    for row in res.rows:
+        a = row["pop_acc"]
+        tol = 4 * np.sqrt(a * (1 - a) / (k * m)) + row["pop_acc_err"]
+        assert abs(row["pop_acc"] - row["pop_acc_sampled"]) <= tol, row
+        assert 0 <= row["pop_acc_err"] <= 1e-4
 
 
 def test_gce_fresh_exact_block_point_matches_kernel_rows():

@@ -267,6 +267,25 @@ def test_reusing_out_dir_with_other_seeds_is_refused(tmp_path):
         run_sweep(other, tmp_path / "o", workers=1, quiet=True)
 
 
+def test_result_files_of_another_version_are_refused(tmp_path, capsys):
+    """A results file with other columns (e.g. from before ``pop_acc`` became the exact
+    population accuracy) must not be resumed and mixed with new results."""
+    spec = parse_spec(SPEC)
+    run_sweep(spec, tmp_path, workers=1, quiet=True, limit=1)
+    done = next((tmp_path / "results").glob("*.csv"))
+    lines = done.read_text().splitlines()
+    old_columns = [c for c in lines[0].split(",") if c not in ("pop_acc_sampled", "pop_acc_err")]
+    done.write_text("\n".join([",".join(old_columns)] + lines[1:]) + "\n")
+    with pytest.raises(ValueError, match="another version.*new --out"):
+        run_sweep(spec, tmp_path, workers=1, quiet=True)
+    spec_file = tmp_path / "spec.toml"
+    spec_file.write_text(_spec_text())
+    capsys.readouterr()
+    assert sweep_main([str(spec_file), "--out", str(tmp_path), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "another version" in err and len(err.splitlines()) == 1
+
+
 def test_cli_sweep(tmp_path, capsys):
     spec_file = tmp_path / "spec.toml"
     spec_file.write_text(_spec_text())

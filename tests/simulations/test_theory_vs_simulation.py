@@ -177,8 +177,9 @@ def test_pair_flip_majority_wrong_training_matches_and_population_converges_in_p
     strict=True,
     reason="p = 20 N is not yet the p -> inf regime for this population margin: fresh points' "
     "kernel rows fluctuate by O(1/sqrt(p)) around (c, d), and with the small population margin "
-    "of majority-wrong pair noise ~7% of fresh points remain correct (theory: 0%). The error "
-    "shrinks with p (see the test above; ~0.2% at 80 N, 0 at 320 N).",
+    "of majority-wrong pair noise ~6% of fresh points remain correct (exact conditional "
+    "accuracy; theory: 0%). The error shrinks with p (see the test above; ~0.2% at 80 N, "
+    "3e-9 at 320 N).",
 )
 def test_pair_flip_population_within_ci_at_20n():
     cfg, runs = _large_p_runs(PAIR, seeds=6)
