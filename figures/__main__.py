@@ -25,13 +25,14 @@ from pathlib import Path
 from figures import FIGURES
 from figures.common import default_out, log
 from theory.blas import single_thread_blas
+from theory.cli_util import ArgumentParser
 
 #: Presets every figure understands ('tiny' is for smoke tests).
 PRESETS = ("quick", "paper", "tiny")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m figures",
         description="Regenerate every figure of selfdistill-lab (theory and simulation).",
         epilog="Sub-command: 'python -m figures explore [...]' starts the explorer.",

@@ -42,6 +42,7 @@ import numpy as np
 from scipy import stats
 
 from simulations.stats import mean_ci
+from theory.cli_util import ArgumentParser
 from theory.metrics import correct_and_tied
 from theory.validation import check_int
 
@@ -84,7 +85,7 @@ def parse_args(argv, description: str, presets) -> argparse.Namespace:
 
     Also selects the ``Agg`` backend (:func:`figures.style.use_file_backend`).
     """
-    parser = argparse.ArgumentParser(description=description)
+    parser = ArgumentParser(description=description)
     parser.add_argument("--out", type=Path, default=None, help="output directory")
     parser.add_argument("--seed", type=int, default=0, help="base seed (>= 0)")
     parser.add_argument("--preset", choices=list(presets), default="quick")

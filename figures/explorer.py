@@ -42,6 +42,7 @@ from figures.explorer_model import (
     compute_state,
     describe,
 )
+from theory.cli_util import ArgumentParser
 
 __all__ = ["ExplorerApp", "ExplorerPanels", "main", "parse_assignments"]
 
@@ -593,7 +594,7 @@ def parse_assignments(items) -> dict:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
+    ap = ArgumentParser(
         prog="python -m figures explore", description="Interactive regime explorer."
     )
     ap.add_argument("--backend", help="matplotlib backend (e.g. TkAgg, QtAgg, MacOSX)")

@@ -8,13 +8,13 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from PIL import Image  # pillow is a dependency of matplotlib
 
 from figures import FIGURES
 from figures.common import default_out, log
+from theory.cli_util import ArgumentParser
 
 #: Target width of gallery images in pixels.
 WIDTH = 900
@@ -48,7 +48,7 @@ def make_gallery(src_dir, dest_dir, names=FIGURES, width: int = WIDTH) -> list[P
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="Write small README gallery PNGs.")
+    parser = ArgumentParser(description="Write small README gallery PNGs.")
     parser.add_argument("--src", type=Path, default=None, help="default ./figures/output")
     parser.add_argument("--dest", type=Path, default=Path("docs/gallery"))
     parser.add_argument("--width", type=int, default=WIDTH)

@@ -18,6 +18,7 @@ import sys
 
 import numpy as np
 
+from theory.cli_util import ArgumentParser
 from theory.conditions import (
     collapse_window_linear,
     eigen_ratio_rho,
@@ -42,7 +43,7 @@ class _UsageError(Exception):
     pass
 
 
-class _Parser(argparse.ArgumentParser):
+class _Parser(ArgumentParser):
     def error(self, message):  # one-line errors instead of usage + message
         raise _UsageError(message)
 
