@@ -77,7 +77,36 @@ def test_noise_option_uses_exact_counts(capsys):
 def test_table_output(capsys):
     code, out, _ = run([*BASE, "--counts", COUNTS, "--rounds", "2"], capsys)
     assert code == 0
-    assert "PLL exact" in out and "plurality=True" in out and len(out.splitlines()) == 3 + 3 + 3
+    lines = out.splitlines()
+    # header, counts (title, column labels, 3 rows), 2 table heads, 3 rounds, 2 PLL, conditions
+    assert "PLL exact" in out and "plurality=True" in out and len(lines) == 1 + 5 + 2 + 3 + 2 + 1
+    assert max(len(line) for line in lines) <= 100  # readable in a terminal
+
+
+def test_table_is_readable_rho_rounded_counts_as_a_grid(capsys):
+    code, out, _ = run([*BASE, "--counts", COUNTS, "--rounds", "1"], capsys)
+    assert code == 0
+    rho = out.split("rho=")[1].split()[0]
+    assert len(rho.replace(".", "")) <= 4 and float(rho) == pytest.approx(
+        json.loads(run([*BASE, "--counts", COUNTS, "--rounds", "1", "--json"], capsys)[1])[
+            "conditions"
+        ]["rho"],
+        rel=1e-3,
+    )
+    grid = out.splitlines()[2:6]  # column labels, then one row per true class
+    assert grid[0].split() == ["0", "1", "2"]
+    assert [row.split() for row in grid[1:]] == [
+        ["0", "4", "1", "0"],
+        ["1", "1", "3", "1"],
+        ["2", "0", "0", "5"],
+    ]
+    assert "[[" not in out  # no Python list repr
+    # large K: a one-line summary instead of a K x K grid
+    big = ["predict", "--classes", "20", "--per-class", "5", "--c", "0.5", "--d", "0.1"]
+    code, out, _ = run(
+        [*big, "--lam", "0.01", "--noise", "sym", "--eta", "0.4", "--rounds", "0"], capsys
+    )
+    assert code == 0 and "20x20" in out and max(len(line) for line in out.splitlines()) <= 100
 
 
 @pytest.mark.parametrize(
@@ -140,3 +169,17 @@ def test_module_entry_point():
         timeout=120,
     )
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_negative_numbers_reach_validation_in_a_subprocess():
+    from tests.cli import assert_one_line_error, run_many
+
+    base = ["theory", "predict", "--classes", "3", "--per-class", "5", "--c", "0.5"]
+    neg_lam, neg_d = run_many(
+        [
+            [*base, "--d", "0.1", "--lam", "-1e-3", "--counts", COUNTS],
+            [*base, "--d", "-1e-2", "--lam", "1e-2", "--counts", COUNTS, "--rounds", "0"],
+        ]
+    )
+    assert_one_line_error(neg_lam, "lam must be", "> 0", "-0.001")  # rejected for its sign
+    assert neg_d.returncode == 0 and "d=-0.01" in neg_d.stdout  # a valid negative value
