@@ -9,6 +9,12 @@ Conventions used by every figure module
   simulation as markers with 95% confidence bars. Legends say which is which.
 * :func:`save_figure` writes ``NAME.png`` and ``NAME.pdf``; :func:`write_csv` writes ``NAME.csv``
   with the data behind the figure.
+* Outputs are reproducible: the same figure gives the same bytes in every run. The PDF carries no
+  creation date (``metadata={'CreationDate': None}``; matplotlib would otherwise stamp the current
+  time); the PNG's only metadata is the matplotlib version (``Software``) and its resolution.
+  CSV numbers are plain Python literals (``0.025``, ``nan``, ``true``) that ``float()`` and
+  ``csv`` read back: numpy scalars are converted first (under numpy 2 their repr is
+  ``np.float64(0.025)``).
 
 Figure scripts call :func:`use_file_backend` (via :func:`figures.common.parse_args`) to render with
 the non-interactive ``Agg`` backend; importing this module does not change the backend, so an
@@ -148,28 +154,33 @@ def sim_errorbar(ax, x, mean, half_width, *, color, label=None, marker="o", **kw
     )
 
 
+#: PDF metadata: no creation date, so that the same figure gives the same bytes (module docs).
+PDF_METADATA = {"CreationDate": None}
+
+
 def save_figure(fig, out_dir, name: str, *, dpi: int | None = None) -> list[Path]:
-    """Write ``NAME.png`` and ``NAME.pdf`` into ``out_dir`` (created); return the paths."""
+    """Write ``NAME.png`` and ``NAME.pdf`` into ``out_dir`` (created); return the paths.
+
+    Both are byte-for-byte reproducible (module docstring).
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}.png", out / f"{name}.pdf"]
     fig.savefig(paths[0], dpi=dpi or _RC["savefig.dpi"])
-    fig.savefig(paths[1])
+    fig.savefig(paths[1], metadata=PDF_METADATA)
     plt.close(fig)
     return paths
 
 
 def _fmt(value) -> str:
+    """A CSV cell that ``float()`` / ``csv`` read back (numpy scalars as Python numbers)."""
     if value is None:
         return ""
-    if isinstance(value, bool):
+    if isinstance(value, (bool, np.bool_)):
         return "true" if value else "false"
-    if isinstance(value, float):
-        return "nan" if math.isnan(value) else repr(value)
-    if isinstance(value, np.bool_):
-        return "true" if value else "false"
-    if isinstance(value, np.floating):
-        return _fmt(float(value))
+    if isinstance(value, (float, np.floating)):  # np.float64 is a float whose repr is np.float64(x)
+        v = float(value)
+        return "nan" if math.isnan(v) else repr(v)
     if isinstance(value, np.integer):
         return str(int(value))
     return str(value)

@@ -21,11 +21,10 @@ import argparse
 import json
 import math
 import sys
-import tempfile
-from pathlib import Path
 
 from simulations.datasets import load_dataset
 from simulations.memory import check_memory, parse_max_memory, probe_bytes
+from simulations.outdir import check_out_dir
 from simulations.probe import ProbeConfig, run_probe, write_results
 from theory.blas import blas_threads
 from theory.cli_util import ArgumentParser
@@ -90,20 +89,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse runs estimated above this many GB (default: the memory available now)",
     )
     return p
-
-
-def check_out_dir(path) -> Path:
-    """Create ``path`` if needed and check that files can be written there (``ValueError``)."""
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {str(out)!r} is a file; give a directory")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):
-            pass
-    except OSError as exc:
-        raise ValueError(f"--out {str(out)!r} is not writable: {exc.strerror or exc}") from None
-    return out
 
 
 def _memory_estimate(dataset, config) -> int:

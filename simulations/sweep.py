@@ -309,8 +309,10 @@ def _fmt(value) -> str:
         return ""
     if isinstance(value, (bool, np.bool_)):
         return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value)  # round-trips exactly; nan -> 'nan'
+    if isinstance(value, (float, np.floating)):  # not repr(np.float64): 'np.float64(x)'
+        return repr(float(value))  # round-trips exactly; nan -> 'nan'
+    if isinstance(value, np.integer):
+        return str(int(value))
     return str(value)
 
 
