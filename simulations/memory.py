@@ -188,8 +188,9 @@ def parse_max_memory(value, name: str = "--max-memory") -> float | None:
 def check_memory(estimate: int, what: str, limit: float | None = None, option="--max-memory"):
     """Raise :class:`MemoryLimitError` if ``estimate`` bytes exceed ``limit`` (default: available).
 
-    The message is one line naming the estimate, the limit and how to override it. Returns the
-    limit used (bytes; None if unknown, then nothing is checked).
+    The message is one line naming the estimate, the limit and how to override it (``option``;
+    None for a command without an override). Returns the limit used (bytes; None if unknown, then
+    nothing is checked).
     """
     source = f"{option}"
     if limit is None:
@@ -197,9 +198,14 @@ def check_memory(estimate: int, what: str, limit: float | None = None, option="-
         if limit is None:
             return None
     if estimate > limit:
+        advice = "reduce the problem size" + (f" or pass {option} GB to override" if option else "")
         raise MemoryLimitError(
-            f"{what} needs about {estimate / GB:.3g} GB of memory but the limit is "
-            f"{limit / GB:.3g} GB ({source}); reduce the problem size or pass {option} GB to "
-            "override"
+            f"{what} needs about {_gb(estimate)} GB of memory but the limit is {_gb(limit)} GB "
+            f"({source}); {advice}"
         )
     return limit
+
+
+def _gb(nbytes: float) -> str:
+    v = nbytes / GB
+    return f"{v:,.0f}" if v >= 100 else f"{v:.3g}"
