@@ -42,6 +42,7 @@ __all__ = [
     "save_figure",
     "sim_errorbar",
     "theory_line",
+    "TIE_RANGE_STYLE",
     "tie_ranges",
     "use_file_backend",
     "write_csv",
@@ -125,20 +126,36 @@ def theory_line(ax, x, y, *, color, label=None, linear: bool = False, **kw):
     return ax.plot(x, y, color=color, label=label, **kw)
 
 
-def tie_ranges(ax, x, theory, upper, *, color, **kw):
+#: Style of :func:`tie_ranges` (also for legend entries: ``ax.plot([], [], **TIE_RANGE_STYLE)``).
+TIE_RANGE_STYLE = {"lw": 1.0, "alpha": 0.6, "linestyle": ":", "marker": "_", "markersize": 5}
+
+
+def tie_ranges(ax, x, theory, upper, *, color, offset: float = 0.0, **kw):
     """Draw the admissible range ``[theory, upper]`` where the theory has exact ties.
 
     An exact tie counts as an error in the theory, but at finite ``p`` it is broken at random, so
     the expected accuracy lies anywhere in the range (see :func:`figures.common.prediction_bounds`).
-    Drawn as a wide translucent vertical bar; nothing is drawn where ``upper == theory``.
+    Drawn as a thin dotted interval with end caps (a range, not a measurement: a wide bar would
+    dominate the panel where the range spans 0..1), shifted by ``offset`` along x so that the
+    ranges of several series at the same x stay apart; nothing is drawn where ``upper == theory``.
     """
     x, lo, hi = (np.asarray(v, dtype=float) for v in (x, theory, upper))
     sel = np.flatnonzero(hi > lo)
-    if sel.size:
-        kw.setdefault("lw", 4)
-        kw.setdefault("alpha", 0.35)
-        kw.setdefault("zorder", 1)
-        ax.vlines(x[sel], lo[sel], hi[sel], color=color, **kw)
+    if not sel.size:
+        return
+    style = {**TIE_RANGE_STYLE, "zorder": 1, **kw}
+    xs = x[sel] + offset
+    cap = {k: style.pop(k) for k in ("marker", "markersize")}
+    ax.vlines(xs, lo[sel], hi[sel], color=color, **style)
+    ax.plot(
+        np.repeat(xs, 2),
+        np.column_stack([lo[sel], hi[sel]]).ravel(),
+        ls="none",
+        color=color,
+        alpha=style["alpha"],
+        zorder=style["zorder"],
+        **cap,
+    )
 
 
 def sim_errorbar(ax, x, mean, half_width, *, color, label=None, marker="o", **kw):
