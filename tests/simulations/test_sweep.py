@@ -286,6 +286,8 @@ def test_cli_sweep(tmp_path, capsys):
 def test_example_spec_is_valid():
     spec = load_spec(ROOT / "examples" / "sweep_quick.toml")
     assert len(spec.configs) >= 2 and all(isinstance(c, TrialConfig) for c in spec.configs)
+    for path in (ROOT / "examples").glob("*.toml"):
+        assert load_spec(path).duplicates == 0, path  # examples run every grid point
 
 
 def test_duplicate_configs_are_counted_and_named():
