@@ -90,6 +90,7 @@ def test_runner_and_modules_refuse_an_out_that_is_a_file(tmp_path):
             ["figures.spectrum", "--preset", "tiny", "--out", a_file / "sub"],
             ["figures", "--seed", "-1e0"],  # parsed as a value, rejected as not an integer
             ["figures.sd_vs_pll", "--seed", "-1", "--out", tmp_path / "x"],
+            ["figures.gallery", "--width", "-100", "--src", tmp_path, "--dest", tmp_path / "g"],
         ],
         cwd=tmp_path,
     )
@@ -97,6 +98,7 @@ def test_runner_and_modules_refuse_an_out_that_is_a_file(tmp_path):
     assert_one_line_error(procs[1], "--out", "not writable")
     assert_one_line_error(procs[2], "--seed", "-1e0")
     assert_one_line_error(procs[3], "--seed must be >= 0")
+    assert_one_line_error(procs[4], "--width must be >= 100")
     assert not (tmp_path / "x").exists()
 
 

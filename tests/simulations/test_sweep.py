@@ -370,6 +370,12 @@ def test_cli_sweep_bad_inputs_one_line_errors(tmp_path):
     run_sweep(parse_spec(SPEC), used, workers=1, limit=1, quiet=True)
     other = tmp_path / "other.toml"
     other.write_text(_spec_text(etas="[0.2]"))
+    dup = tmp_path / "dup.toml"  # rounds does not apply to the PLL student: 2 points, 1 config
+    dup.write_text(
+        _spec_text(etas="[0.2]")
+        .replace('["sd", "pll-ce"]', '"pll-ce"')
+        .replace("rounds = 2", "rounds = [1, 2]")
+    )
     sweep = ["simulations", "sweep", spec_file, "--out"]
     UNREACHABLE = "tcp://127.0.0.1:9"  # the discard port: nothing listens there
     procs = run_many(
@@ -380,6 +386,7 @@ def test_cli_sweep_bad_inputs_one_line_errors(tmp_path):
             ["simulations", "sweep", other, "--out", used],
             [*sweep, tmp_path / "w", "--workers", "-1"],
             [*sweep, tmp_path / "x", "--max-memory", "1e-6", "--workers", "1"],
+            ["simulations", "sweep", dup, "--out", tmp_path / "d", "--workers", "1"],
         ]
     )
     assert_one_line_error(procs[0], "is a file")
@@ -388,5 +395,8 @@ def test_cli_sweep_bad_inputs_one_line_errors(tmp_path):
     assert_one_line_error(procs[3], "another grid", "--extend")
     assert_one_line_error(procs[4], "--workers", ">= 1")
     assert_one_line_error(procs[5], "needs about", "--max-memory")
+    assert procs[6].returncode == 0, procs[6].stderr
+    assert "1 configs (1 of 2 grid points repeat an earlier config" in procs[6].stdout
+    assert "note: 1 of 2 grid points repeat" in procs[6].stderr and "rounds" in procs[6].stderr
     for p in (tmp_path / "l", tmp_path / "s", tmp_path / "w", tmp_path / "x"):
         assert not p.exists()  # refused before any work
