@@ -96,6 +96,19 @@ def main(argv=None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # e.g. the disk filled up while writing a result
+        print(
+            f"error: could not write to {args.out!r} ({exc.strerror or exc}); finished configs "
+            "are kept, run the same command again to resume",
+            file=sys.stderr,
+        )
+        return 1
+    except KeyboardInterrupt:
+        print(
+            "interrupted: finished configs are kept; run the same command again to resume",
+            file=sys.stderr,
+        )
+        return 130
     dup = f" ({spec.duplicate_note()})" if spec.duplicates else ""
     print(
         f"{result.total} configs{dup}: {result.skipped} already done, {result.completed} run, "

@@ -77,9 +77,11 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 __all__ = [
     "ALIASES",
     "METRICS",
+    "SCHEDULER_TIMEOUT",
     "SweepResult",
     "SweepSpec",
     "atomic_write_text",
+    "check_result_file",
     "load_spec",
     "mean_ci",
     "parse_spec",
@@ -623,6 +625,7 @@ def run_sweep(
 
 
 def _run(spec, out, res_dir, backend, n_workers, client, limit, quiet, blas_threads, start):
+    """Validate finished files, run the pending configs, write the tables (:func:`run_sweep`)."""
     pending = []
     for c in spec.configs:
         path = res_dir / f"{c.key()}.csv"

@@ -307,6 +307,8 @@ def test_main_snapshot_writes_png(tmp_path):
 def test_main_rejects_bad_assignment(capsys):
     assert main(["--snapshot", "x.png", "--set", "nonsense=1"]) == 2
     assert "unknown parameter" in capsys.readouterr().err
+    assert main(["--simulate"]) == 2  # a Monte Carlo run only makes sense for a snapshot here
+    assert "--snapshot" in capsys.readouterr().err
 
 
 def test_main_bad_values_are_one_line_errors_in_a_subprocess(tmp_path):

@@ -176,3 +176,33 @@ def test_workers_end_with_their_parent_process(tmp_path):
     left = _wait_until_ended(workers)
     _kill(left)
     assert not left
+
+
+def test_disk_full_while_writing_results_is_one_line_and_resumable(tmp_path, reference):
+    # Every file write beyond 1 kB fails (RLIMIT_FSIZE, as on a full disk): sweep.json fits, the
+    # first per-config file does not. One line, exit 1, nothing half-written; a rerun resumes.
+    import resource
+
+    def limit_file_size():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail with EFBIG instead of being killed
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))
+
+    spec_file, ref = reference
+    out = tmp_path / "full"
+    proc = subprocess.run(
+        [sys.executable, "-m", "simulations", "sweep", str(spec_file), "--out", str(out)]
+        + ["--workers", "1", "--quiet"],
+        cwd=ROOT,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=limit_file_size,
+    )
+    assert proc.returncode == 1, proc.stderr
+    err = proc.stderr.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: could not write")
+    assert "resume" in err and "Traceback" not in proc.stderr
+    assert not list((out / "results").iterdir())  # no partial file, no stray temporary
+    run_sweep(load_spec(spec_file), out, workers=1, quiet=True)
+    assert (out / "results.csv").read_bytes() == (ref / "results.csv").read_bytes()
