@@ -6,7 +6,8 @@ Usage::
                       [--workers W] [--gallery [DIR]]
     python -m figures explore [...]          # interactive explorer (figures.explorer)
 
-``--out`` defaults to ``./figures/output`` relative to the working directory. ``--preset quick``
+``--out`` defaults to ``./selfdistill-figures`` relative to the working directory (a name that can
+never shadow a Python package) and is checked for writability before any work. ``--preset quick``
 (default) produces all figures in well under 3 minutes on 2 cores; ``paper`` uses more trials,
 finer grids and larger dimensions. ``--gallery`` additionally writes small PNGs for the README
 (default ``docs/gallery``, see :mod:`figures.gallery`). Progress goes to stderr; a figure whose
@@ -23,21 +24,25 @@ import time
 from pathlib import Path
 
 from figures import FIGURES
-from figures.common import default_out, log
+from figures.common import DEFAULT_OUT_NAME, default_out, log
+from simulations.outdir import check_out_dir
 from theory.blas import single_thread_blas
+from theory.cli_util import ArgumentParser
 
 #: Presets every figure understands ('tiny' is for smoke tests).
 PRESETS = ("quick", "paper", "tiny")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m figures",
         description="Regenerate every figure of selfdistill-lab (theory and simulation).",
         epilog="Sub-command: 'python -m figures explore [...]' starts the explorer.",
     )
     parser.add_argument("--preset", choices=PRESETS, default="quick")
-    parser.add_argument("--out", type=Path, default=None, help="default ./figures/output")
+    parser.add_argument(
+        "--out", type=Path, default=None, help=f"output directory (default ./{DEFAULT_OUT_NAME})"
+    )
     parser.add_argument(
         "--only", default=None, help=f"comma-separated subset of: {', '.join(FIGURES)}"
     )
@@ -93,6 +98,10 @@ def main(argv=None) -> int:
         parser.error("--workers must be >= 1")
     args.out = Path(args.out) if args.out is not None else default_out()
     names = _select(args.only, parser)
+    try:
+        check_out_dir(args.out)
+    except ValueError as exc:
+        parser.error(str(exc))
     log(f"figures: preset={args.preset}, seed={args.seed}, out={args.out}, {len(names)} figure(s)")
     start = time.perf_counter()
     timings = {}

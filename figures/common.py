@@ -41,12 +41,15 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from simulations.outdir import check_out_dir
 from simulations.stats import mean_ci
+from theory.cli_util import ArgumentParser
 from theory.metrics import correct_and_tied
 from theory.validation import check_int
 
 __all__ = [
     "ALPHA",
+    "DEFAULT_OUT_NAME",
     "AgreementError",
     "check_close",
     "check_mc_agreement",
@@ -74,9 +77,15 @@ class AgreementError(AssertionError):
 # command line
 
 
+#: Name of the default output folder. The hyphen makes it an invalid Python identifier, so it can
+#: never be imported as (and shadow) a package: a ``./figures/output`` folder left in the working
+#: directory used to hide an editable install's ``figures`` package from ``python -m figures``.
+DEFAULT_OUT_NAME = "selfdistill-figures"
+
+
 def default_out() -> Path:
-    """``./figures/output`` relative to the current working directory."""
-    return Path.cwd() / "figures" / "output"
+    """``./selfdistill-figures`` relative to the current working directory."""
+    return Path.cwd() / DEFAULT_OUT_NAME
 
 
 def parse_args(argv, description: str, presets) -> argparse.Namespace:
@@ -84,8 +93,10 @@ def parse_args(argv, description: str, presets) -> argparse.Namespace:
 
     Also selects the ``Agg`` backend (:func:`figures.style.use_file_backend`).
     """
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--out", type=Path, default=None, help="output directory")
+    parser = ArgumentParser(description=description)
+    parser.add_argument(
+        "--out", type=Path, default=None, help=f"output directory (default ./{DEFAULT_OUT_NAME})"
+    )
     parser.add_argument("--seed", type=int, default=0, help="base seed (>= 0)")
     parser.add_argument("--preset", choices=list(presets), default="quick")
     parser.add_argument("--workers", type=int, default=1, help="processes for Monte Carlo trials")
@@ -96,6 +107,10 @@ def parse_args(argv, description: str, presets) -> argparse.Namespace:
         parser.error("--workers must be >= 1")
     if args.out is None:
         args.out = default_out()
+    try:
+        check_out_dir(args.out)  # before any work: a figure must not be lost at the end
+    except ValueError as exc:
+        parser.error(str(exc))
     from figures.style import use_file_backend  # lazy: keep common.py free of matplotlib
 
     use_file_backend()  # figure scripts write files; never open windows

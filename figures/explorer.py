@@ -20,6 +20,11 @@ Options: ``--backend NAME`` (any matplotlib backend), ``--snapshot PATH`` (alias
 one frame to PNG and exit, Agg by default), ``--preset NAME``, ``--set key=value`` (repeatable),
 ``--seed`` / ``--trials`` / ``--dim`` (Monte Carlo), ``--simulate`` (with ``--snapshot``: run the
 Monte Carlo to completion before saving).
+
+The starting point is checked before any window opens: an invalid value or combination, ``K`` above
+:data:`MAX_CLASSES`, a Monte Carlo that does not fit in memory, a snapshot path that cannot be
+written or whose extension matplotlib cannot save, an unknown or unavailable backend each stop
+with one line ``error: ...`` and exit status 2.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import argparse
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -41,7 +47,9 @@ from figures.explorer_model import (
     PhaseCache,
     compute_state,
     describe,
+    normalise_params,
 )
+from theory.cli_util import ArgumentParser
 
 __all__ = ["ExplorerApp", "ExplorerPanels", "main", "parse_assignments"]
 
@@ -56,6 +64,13 @@ NON_INTERACTIVE = {
     "template",
     "module://matplotlib_inline.backend_inline",
 }
+#: Largest K accepted from the command line. Every slider move recomputes the group theory, whose
+#: K^2 x K^2 Newton systems grow like K^4 in memory and K^6 in time: measured 0.1 s at K = 10,
+#: 0.8 s at K = 20, 2.9 s at K = 30, 10 s at K = 40 (2-core machine); at K = 200 they would need
+#: tens of GB. Beyond 30 the window is no longer interactive.
+MAX_CLASSES = 30
+#: Progress bar colours (Okabe-Ito): running, finished, finished with failed trials.
+PROGRESS_COLORS = {"running": "#0072B2", "done": "#009E73", "failed": "#D55E00"}
 #: Horizontal offsets so that theory markers and Monte Carlo error bars do not hide each other.
 _MC_OFFSET = 0.15
 _PLL_ROUND = 1.0
@@ -73,14 +88,21 @@ def _empty(line):
 class ExplorerPanels:
     """The four explorer panels in ``rect`` = (left, bottom, right, top) of ``fig``; no widgets.
 
-    A shared legend is anchored (lower left) at ``legend_anchor`` in figure coordinates.
+    A shared legend is anchored (its ``legend_loc`` corner) at ``legend_anchor`` in figure
+    coordinates.
 
     Used by :class:`ExplorerApp` and by the notebook. ``render(state)`` sets every artist's data
     from an :class:`~figures.explorer_model.ExplorerState`; ``render_mc(summary)`` overlays a
     Monte Carlo summary; ``clear_mc()`` removes it.
     """
 
-    def __init__(self, fig, rect=(0.05, 0.30, 0.66, 0.94), legend_anchor=(0.40, 0.02)):
+    def __init__(
+        self,
+        fig,
+        rect=(0.05, 0.30, 0.66, 0.94),
+        legend_anchor=(0.40, 0.02),
+        legend_loc="lower left",
+    ):
         from matplotlib import patheffects
         from matplotlib.collections import LineCollection
 
@@ -186,7 +208,7 @@ class ExplorerPanels:
         self.legend = fig.legend(
             [self.lines[k] for k in names],
             [self.lines[k].get_label() for k in names],
-            loc="lower left",
+            loc=legend_loc,
             bbox_to_anchor=legend_anchor,
             ncol=3,
             fontsize=8,
@@ -358,7 +380,11 @@ class ExplorerApp:
         fig = self.fig
         self._params = dict(DEFAULT_PARAMS) | dict(params or {})
         self.cache = PhaseCache()
-        self.panels = ExplorerPanels(fig)
+        # Panels down to 0.21; the info text (left) and the legend (right of it) fill the strip
+        # right below their axis labels, so the window has no empty band at the bottom.
+        self.panels = ExplorerPanels(
+            fig, rect=(0.05, 0.21, 0.66, 0.95), legend_anchor=(0.49, 0.15), legend_loc="upper left"
+        )
         self._suspend = False
         self.sliders = {}
         y = 0.93
@@ -402,10 +428,12 @@ class ExplorerApp:
         self.ax_progress.set_ylim(0, 1)
         self.ax_progress.set_xticks([])
         self.ax_progress.set_yticks([])
-        self.progress_bar = self.ax_progress.barh([0.5], [0.0], height=1.0, color="C3")[0]
+        self.progress_bar = self.ax_progress.barh(
+            [0.5], [0.0], height=1.0, color=PROGRESS_COLORS["running"]
+        )[0]
         self.mc_text = fig.text(0.79, y - 0.012, "", fontsize=8, va="top", wrap=True)
-        self.info_text = fig.text(0.05, 0.215, "", fontsize=9, va="top", family="monospace")
-        self.status_text = fig.text(0.05, 0.03, "", fontsize=8, color="0.35")
+        self.info_text = fig.text(0.05, 0.14, "", fontsize=9, va="top", family="monospace")
+        self.status_text = fig.text(0.05, 0.015, "", fontsize=8, color="0.35")
         self._mc: MonteCarloRun | None = None
         self._mc_drawn = -1  # trials attempted at the last overlay redraw
         self._mc_cancel: threading.Event | None = None
@@ -540,9 +568,14 @@ class ExplorerApp:
 
     def _set_progress(self, run: MonteCarloRun, summary: MonteCarloSummary | None = None):
         self.progress_bar.set_width(run.progress)
+        failed = summary is not None and bool(summary.errors)
+        state = "running" if not run.done else ("failed" if failed else "done")
+        self.progress_bar.set_color(PROGRESS_COLORS[state])
         p = run.params
         done = round(run.progress * run.total)
         msg = f"Monte Carlo: {done}/{run.total} trials (mixture, p={p['dim']}, seed {p['seed']})"
+        if run.done:
+            msg += " - done"
         if summary is not None and summary.errors:
             msg += f"\n{len(summary.errors)} failed: {summary.errors[0][:60]}"
         self.mc_text.set_text(msg)
@@ -593,7 +626,7 @@ def parse_assignments(items) -> dict:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
+    ap = ArgumentParser(
         prog="python -m figures explore", description="Interactive regime explorer."
     )
     ap.add_argument("--backend", help="matplotlib backend (e.g. TkAgg, QtAgg, MacOSX)")
@@ -643,44 +676,116 @@ def _choose_interactive_backend() -> None:
             continue
 
 
+def check_start(params: dict, simulate: bool = False, max_memory=None) -> dict:
+    """Validate a command-line starting point; the normalised parameters or ``ValueError``.
+
+    Checks what the window would otherwise only show as a message (or crash on): types and
+    ranges (:func:`~figures.explorer_model.normalise_params`), ``K <= MAX_CLASSES``, the theory's
+    own validity (e.g. a PSD Gram matrix) and, with ``simulate``, the Monte Carlo's memory.
+    """
+    from simulations.memory import check_memory, trial_bytes
+
+    p = normalise_params(params)
+    if not 2 <= p["n_classes"] <= MAX_CLASSES:
+        raise ValueError(
+            f"K (n_classes) must lie in [2, {MAX_CLASSES}] in the explorer (its theory is "
+            f"recomputed on every move and grows like K^4), got {p['n_classes']}"
+        )
+    state = compute_state(p)
+    if not state.ok:
+        raise ValueError(" ".join(str(state.error).split()))
+    if simulate:
+        run = MonteCarloRun(p)
+        need = max(trial_bytes(c) for c in run.configs.values())
+        check_memory(need, "the Monte Carlo (one trial)", max_memory, option=None)
+    return p
+
+
+def check_snapshot(path) -> Path:
+    """The snapshot path if matplotlib writes its format and its folder is writable (ValueError)."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    from simulations.outdir import check_out_dir
+
+    out = Path(path)
+    formats = FigureCanvasBase.get_supported_filetypes()
+    ext = out.suffix.lower().lstrip(".")
+    if ext not in formats:
+        got = f"'.{ext}'" if ext else "no extension"
+        raise ValueError(
+            f"--snapshot {str(out)!r}: {got} is not an image format matplotlib writes; use one "
+            f"of {', '.join('.' + f for f in sorted(formats))}"
+        )
+    if out.is_dir():
+        raise ValueError(f"--snapshot {str(out)!r} is a directory; give a file name")
+    check_out_dir(out.parent, "--snapshot folder")
+    return out
+
+
+def _use_backend(name: str) -> None:
+    """Select and load matplotlib backend ``name``, or ``ValueError`` (one line)."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    try:
+        matplotlib.use(name)
+        plt.switch_backend(name)  # imports the toolkit now, so a missing one fails here
+    except (ValueError, ImportError, RuntimeError) as exc:
+        if isinstance(exc, ValueError) and "is not a valid value for backend" in str(exc):
+            raise ValueError(
+                f"--backend {name!r} is not a matplotlib backend; e.g. TkAgg, QtAgg, GTK4Agg, "
+                "MacOSX, or Agg with --snapshot"
+            ) from None
+        raise ValueError(
+            f"--backend {name!r} cannot be used here: {' '.join(str(exc).split())}"
+        ) from None
+
+
 def main(argv=None) -> int:
     """Entry point of ``python -m figures explore``; returns an exit code."""
     args = _build_parser().parse_args(argv)
     try:
         params = dict(PRESETS[args.preset]) | parse_assignments(args.assign)
+        for name in ("seed", "trials", "dim"):
+            if getattr(args, name) is not None:
+                params[name] = getattr(args, name)
+        if args.simulate and not args.snapshot:
+            raise ValueError("--simulate renders a snapshot: pass --snapshot PATH too")
+        params = check_start(params, simulate=args.simulate)
+        snapshot = check_snapshot(args.snapshot) if args.snapshot else None
+        if args.backend:
+            _use_backend(args.backend)
+        elif snapshot is not None:
+            _use_backend("Agg")
+        else:
+            _choose_interactive_backend()
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    for name in ("seed", "trials", "dim"):
-        if getattr(args, name) is not None:
-            params[name] = getattr(args, name)
-
     import matplotlib
-
-    if args.backend:
-        matplotlib.use(args.backend)
-    elif args.snapshot:
-        matplotlib.use("Agg")
-    else:
-        _choose_interactive_backend()
     import matplotlib.pyplot as plt
 
-    app = ExplorerApp(params)
-    if args.snapshot:
-        if args.simulate:
-            app.start_simulation(blocking=True)
-        app.fig.savefig(args.snapshot, dpi=100)
-        plt.close(app.fig)
-        print(args.snapshot)
-        return 0
-    if matplotlib.get_backend().lower() in NON_INTERACTIVE:
+    if snapshot is None and matplotlib.get_backend().lower() in NON_INTERACTIVE:
         print(
             f"error: backend {matplotlib.get_backend()!r} cannot open a window; pass --backend "
             "(e.g. TkAgg or QtAgg) or use --snapshot PATH",
             file=sys.stderr,
         )
-        plt.close(app.fig)
         return 2
+    app = ExplorerApp(params)
+    if snapshot is not None:
+        if args.simulate:
+            app.start_simulation(blocking=True)
+        try:
+            app.fig.savefig(snapshot, dpi=100)
+        except OSError as exc:  # checked above; e.g. the disk filled up meanwhile
+            msg = f"error: could not write {str(snapshot)!r}: {exc.strerror or exc}"
+            print(msg, file=sys.stderr)
+            return 1
+        finally:
+            plt.close(app.fig)
+        print(snapshot)
+        return 0
     plt.show()
     return 0
 

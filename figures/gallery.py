@@ -1,20 +1,20 @@
 """Small README gallery PNGs from the full-size figures.
 
 ``python -m figures.gallery [--src DIR] [--dest DIR] [--width PX]`` (or ``python -m figures
---gallery``) downsizes every ``NAME.png`` found in ``--src`` (default ``./figures/output``) to
+--gallery``) downsizes every ``NAME.png`` found in ``--src`` (default ``./selfdistill-figures``) to
 ``--width`` pixels (default 900) and writes an optimised, palette-quantised PNG
 ``DEST/NAME.png`` (default ``docs/gallery``), typically 20-50 KB: small enough to commit.
 """
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from PIL import Image  # pillow is a dependency of matplotlib
 
 from figures import FIGURES
 from figures.common import default_out, log
+from theory.cli_util import ArgumentParser
 
 #: Target width of gallery images in pixels.
 WIDTH = 900
@@ -48,8 +48,8 @@ def make_gallery(src_dir, dest_dir, names=FIGURES, width: int = WIDTH) -> list[P
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="Write small README gallery PNGs.")
-    parser.add_argument("--src", type=Path, default=None, help="default ./figures/output")
+    parser = ArgumentParser(description="Write small README gallery PNGs.")
+    parser.add_argument("--src", type=Path, default=None, help="default ./selfdistill-figures")
     parser.add_argument("--dest", type=Path, default=Path("docs/gallery"))
     parser.add_argument("--width", type=int, default=WIDTH)
     args = parser.parse_args(argv)

@@ -155,14 +155,15 @@ def plot(data: dict):
             ax, t, pl[:, mask].mean(axis=1), color=color, linear=True, label=f"{name}, linearised"
         )
     style.theory_line(ax, t, cls_avg, color="black", lw=1.0, label="class average, exact")
-    ax.axhline(1.0 / k, color="grey", lw=0.8, ls=":")
+    ax.axhline(1.0 / k, color="grey", lw=0.8, ls=":", label="1/K (uniform output)")
     ax.text(0.0, 1.0 / k + 0.01, "1/K", color="grey", fontsize=7)
     ax.set_xlabel("round $t$")
     ax.set_ylabel("mean prob. of the true class")
     ax.set_title("pulled to the class average")
     ax.set_xticks(t)
     ax.set_ylim(0.0, 1.0)
-    ax.legend(loc="lower right", frameon=True, framealpha=0.9, edgecolor="none")
+    # Below the panels: inside the axes every free corner is crossed by a curve or the 1/K line.
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=3)
     p = data["params"]
     fig.suptitle(
         f"Label averaging: block Gram K={p['n_classes']}, n={p['per_class']}, c={p['c']}, "

@@ -1,8 +1,11 @@
 r"""Figure: phase diagram of self-distillation — noise rate η × round t.
 
-Colour: simulated accuracy (w.r.t. the true labels) of the MISLABELED training points (blank if
-the exact counts contain no mislabeled point), mean over Monte Carlo trials on Gaussian-mixture
-features of dimension ``p`` (:mod:`figures.common`), every round trained exactly. Lines: the
+Colour: simulated accuracy (w.r.t. the true labels) of the MISLABELED training points, mean over
+Monte Carlo trials on Gaussian-mixture
+features of dimension ``p`` (:mod:`figures.common`), every round trained exactly. A hatched
+column is a noise rate whose exact counts flip no label at all (e.g. symmetric noise at
+``eta = 0.025`` with ``n = 25``: ``n eta = 0.625`` flips per class, spread over ``K - 1`` classes,
+round to none), so there is no mislabeled point to measure. Lines: the
 theory's window of rounds with 100% training accuracy in the block model -- its lower edge is the
 minimum number of rounds, its upper edge the collapse round -- from the linearised theory
 (:func:`theory.conditions.window_linear`, solid white) and from the exact group-level theory
@@ -173,6 +176,25 @@ def _boundary(ax, edges, windows, rounds, **kw):
         kw = dict(kw, label=None)
 
 
+def _hatch_empty_columns(ax, edges, mean, rounds) -> None:
+    """Hatch the noise rates without any mislabeled point (every round undefined, NaN)."""
+    from matplotlib.patches import Rectangle
+
+    for e in np.flatnonzero(np.all(np.isnan(mean), axis=1)):
+        ax.add_patch(
+            Rectangle(
+                (edges[e], -0.5),
+                edges[e + 1] - edges[e],
+                rounds + 1,
+                facecolor="0.85",
+                edgecolor="0.45",
+                hatch="////",
+                lw=0,
+                label="no mislabeled point (exact counts)",
+            )
+        )
+
+
 def plot(data: dict):
     p = data["params"]
     etas, rounds = data["etas"], p["rounds"]
@@ -228,6 +250,7 @@ def plot(data: dict):
                 ls="none",
                 label="never 100% (lin. theory)",
             )
+        _hatch_empty_columns(ax, edges, mean, rounds)
         ax.set_xlim(edges[0], edges[-1])
         ax.set_ylim(-0.5, rounds + 0.5)
         ax.set_xlabel("noise rate η")

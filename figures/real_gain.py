@@ -59,9 +59,11 @@ PRESETS = {
     },
 }
 
+#: PLL students: colours no SD round uses (rounds 1..5 take orange, sky blue, green, blue and
+#: vermillion, style.ROUND_COLORS), purple as in the SD-vs-PLL figure; GCE dashed.
 PLL_STYLE = {
-    "pll_ce": ("PLL, CE on top-2", OKABE_ITO["vermillion"], "s"),
-    "pll_gce": ("PLL, GCE q=0.7", OKABE_ITO["purple"], "D"),
+    "pll_ce": ("PLL, CE on top-2", OKABE_ITO["purple"], "s", "-"),
+    "pll_gce": ("PLL, GCE q=0.7", OKABE_ITO["black"], "D", "--"),
 }
 
 
@@ -137,16 +139,16 @@ def plot(rows: list[dict], preset: dict):
             y = np.array([r["gain_mean"] for r in pts])
             e = np.array([r["gain_ci95"] for r in pts])
             if method == "sd":
-                label, color, marker = f"SD round {rnd}", round_color(rnd), "o"
+                label, color, marker, line = f"SD round {rnd}", round_color(rnd), "o", "-"
             else:
-                label, color, marker = PLL_STYLE[method]
+                label, color, marker, line = PLL_STYLE[method]
             ax.errorbar(
                 x,
                 y,
                 yerr=e,
                 color=color,
                 marker=marker,
-                linestyle="-",
+                linestyle=line,
                 linewidth=1.0,
                 capsize=2,
                 markersize=4,

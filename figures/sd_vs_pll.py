@@ -184,7 +184,11 @@ def plot(data: dict):
                 style.theory_line(ax, etas, curve, color=col, lw=0.9, linestyle=":")
                 curve[data["tied"]] = np.nan
             style.theory_line(ax, etas, curve, color=col, lw=lw, label=_label(j, rounds), alpha=0.9)
-            style.tie_ranges(ax, etas, data["theory"][m][:, j], data["upper"][m][:, j], color=col)
+            # Ranges of the rounds side by side (at the plurality boundary all of them span 0..1).
+            dodge = (j - (rounds + 1) / 2) * 0.004
+            style.tie_ranges(
+                ax, etas, data["theory"][m][:, j], data["upper"][m][:, j], color=col, offset=dodge
+            )
             mean, half = mean_ci95(data["sim"][m][:, :, j])
             marker = "D" if j == rounds + 1 else "o"
             if j == rounds + 1:
@@ -210,7 +214,8 @@ def plot(data: dict):
         ax.set_title(title)
         ax.set_ylim(-0.03, 1.03)
     axes[0].plot([], [], "o", color="grey", label="markers: simulation ±95% CI")
-    axes[0].plot([], [], color="grey", lw=4, alpha=0.35, label="theory with exact ties: range")
+    tie_label = "theory with exact ties: range"
+    axes[0].plot([], [], color="grey", **style.TIE_RANGE_STYLE, label=tie_label)
     handles, labels = axes[0].get_legend_handles_labels()
     # Below the panels, so that no legend box hides data.
     axes[0].figure.legend(handles, labels, loc="outside lower center", fontsize=6.5, ncol=5)

@@ -9,6 +9,12 @@ Conventions used by every figure module
   simulation as markers with 95% confidence bars. Legends say which is which.
 * :func:`save_figure` writes ``NAME.png`` and ``NAME.pdf``; :func:`write_csv` writes ``NAME.csv``
   with the data behind the figure.
+* Outputs are reproducible: the same figure gives the same bytes in every run. The PDF carries no
+  creation date (``metadata={'CreationDate': None}``; matplotlib would otherwise stamp the current
+  time); the PNG's only metadata is the matplotlib version (``Software``) and its resolution.
+  CSV numbers are plain Python literals (``0.025``, ``nan``, ``true``) that ``float()`` and
+  ``csv`` read back: numpy scalars are converted first (under numpy 2 their repr is
+  ``np.float64(0.025)``).
 
 Figure scripts call :func:`use_file_backend` (via :func:`figures.common.parse_args`) to render with
 the non-interactive ``Agg`` backend; importing this module does not change the backend, so an
@@ -36,6 +42,7 @@ __all__ = [
     "save_figure",
     "sim_errorbar",
     "theory_line",
+    "TIE_RANGE_STYLE",
     "tie_ranges",
     "use_file_backend",
     "write_csv",
@@ -119,20 +126,36 @@ def theory_line(ax, x, y, *, color, label=None, linear: bool = False, **kw):
     return ax.plot(x, y, color=color, label=label, **kw)
 
 
-def tie_ranges(ax, x, theory, upper, *, color, **kw):
+#: Style of :func:`tie_ranges` (also for legend entries: ``ax.plot([], [], **TIE_RANGE_STYLE)``).
+TIE_RANGE_STYLE = {"lw": 1.0, "alpha": 0.6, "linestyle": ":", "marker": "_", "markersize": 5}
+
+
+def tie_ranges(ax, x, theory, upper, *, color, offset: float = 0.0, **kw):
     """Draw the admissible range ``[theory, upper]`` where the theory has exact ties.
 
     An exact tie counts as an error in the theory, but at finite ``p`` it is broken at random, so
     the expected accuracy lies anywhere in the range (see :func:`figures.common.prediction_bounds`).
-    Drawn as a wide translucent vertical bar; nothing is drawn where ``upper == theory``.
+    Drawn as a thin dotted interval with end caps (a range, not a measurement: a wide bar would
+    dominate the panel where the range spans 0..1), shifted by ``offset`` along x so that the
+    ranges of several series at the same x stay apart; nothing is drawn where ``upper == theory``.
     """
     x, lo, hi = (np.asarray(v, dtype=float) for v in (x, theory, upper))
     sel = np.flatnonzero(hi > lo)
-    if sel.size:
-        kw.setdefault("lw", 4)
-        kw.setdefault("alpha", 0.35)
-        kw.setdefault("zorder", 1)
-        ax.vlines(x[sel], lo[sel], hi[sel], color=color, **kw)
+    if not sel.size:
+        return
+    style = {**TIE_RANGE_STYLE, "zorder": 1, **kw}
+    xs = x[sel] + offset
+    cap = {k: style.pop(k) for k in ("marker", "markersize")}
+    ax.vlines(xs, lo[sel], hi[sel], color=color, **style)
+    ax.plot(
+        np.repeat(xs, 2),
+        np.column_stack([lo[sel], hi[sel]]).ravel(),
+        ls="none",
+        color=color,
+        alpha=style["alpha"],
+        zorder=style["zorder"],
+        **cap,
+    )
 
 
 def sim_errorbar(ax, x, mean, half_width, *, color, label=None, marker="o", **kw):
@@ -148,28 +171,33 @@ def sim_errorbar(ax, x, mean, half_width, *, color, label=None, marker="o", **kw
     )
 
 
+#: PDF metadata: no creation date, so that the same figure gives the same bytes (module docs).
+PDF_METADATA = {"CreationDate": None}
+
+
 def save_figure(fig, out_dir, name: str, *, dpi: int | None = None) -> list[Path]:
-    """Write ``NAME.png`` and ``NAME.pdf`` into ``out_dir`` (created); return the paths."""
+    """Write ``NAME.png`` and ``NAME.pdf`` into ``out_dir`` (created); return the paths.
+
+    Both are byte-for-byte reproducible (module docstring).
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}.png", out / f"{name}.pdf"]
     fig.savefig(paths[0], dpi=dpi or _RC["savefig.dpi"])
-    fig.savefig(paths[1])
+    fig.savefig(paths[1], metadata=PDF_METADATA)
     plt.close(fig)
     return paths
 
 
 def _fmt(value) -> str:
+    """A CSV cell that ``float()`` / ``csv`` read back (numpy scalars as Python numbers)."""
     if value is None:
         return ""
-    if isinstance(value, bool):
+    if isinstance(value, (bool, np.bool_)):
         return "true" if value else "false"
-    if isinstance(value, float):
-        return "nan" if math.isnan(value) else repr(value)
-    if isinstance(value, np.bool_):
-        return "true" if value else "false"
-    if isinstance(value, np.floating):
-        return _fmt(float(value))
+    if isinstance(value, (float, np.floating)):  # np.float64 is a float whose repr is np.float64(x)
+        v = float(value)
+        return "nan" if math.isnan(v) else repr(v)
     if isinstance(value, np.integer):
         return str(int(value))
     return str(value)

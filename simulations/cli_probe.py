@@ -4,7 +4,10 @@ Runs :func:`simulations.probe.run_probe` and prints, per ``lam``, the measured p
 next to the theory evaluated on the same training features (:mod:`theory.real_features`): the
 linearised label averaging on the real Gram matrix and the block model fitted to the features.
 Progress goes to stderr; ``--json`` prints the full result as JSON on stdout instead of tables;
-``--out DIR`` writes ``probe.json`` and ``probe.csv``.
+``--out DIR`` writes ``probe.json`` and ``probe.csv``. ``--out`` is checked for writability before
+any work; if writing still fails at the end, the results are printed anyway and the exit status is
+1. The peak memory is estimated before the run (:func:`simulations.memory.probe_bytes`) and a run
+above the limit (``--max-memory GB``, default the memory available now) is refused.
 
 Examples
 --------
@@ -16,11 +19,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 from simulations.datasets import load_dataset
+from simulations.memory import check_memory, parse_max_memory, probe_bytes
+from simulations.outdir import check_out_dir
 from simulations.probe import ProbeConfig, run_probe, write_results
 from theory.blas import blas_threads
+from theory.cli_util import ArgumentParser
 from theory.noise import NOISE_KINDS
 
 __all__ = ["build_parser", "format_report", "main"]
@@ -32,7 +39,7 @@ SMALL_P = 256
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m simulations probe",
         description=(
             "Self-distillation and the PLL student (CE and GCE losses) on real features, with "
@@ -74,7 +81,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default=None, help="directory for probe.json and probe.csv")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
+    p.add_argument(
+        "--max-memory",
+        type=float,
+        default=None,
+        metavar="GB",
+        help="refuse runs estimated above this many GB (default: the memory available now)",
+    )
     return p
+
+
+def _memory_estimate(dataset, config) -> int:
+    if dataset.splits is not None:
+        n_train = len(dataset.splits["train_idx"])
+    else:  # stratified split: at least this share of every class is left for training
+        n_train = math.ceil(dataset.n_samples * (1 - config.val_fraction - config.test_fraction))
+    return probe_bytes(
+        dataset.n_samples,
+        dataset.n_features,
+        dataset.n_classes,
+        max(n_train, 1),
+        config.rounds,
+        config.theory,
+    )
 
 
 def _fmt(stat, width=13) -> str:
@@ -206,6 +235,7 @@ def format_report(result) -> str:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        max_memory = parse_max_memory(args.max_memory)
         dataset = load_dataset(args.features, args.labels)
         config = ProbeConfig(
             noise=args.noise,
@@ -222,29 +252,41 @@ def main(argv=None) -> int:
             theory=not args.no_theory,
             preprocess=not args.no_preprocess,
         ).validated()
-        print(
-            f"[probe] {dataset.name}: N={dataset.n_samples}, p={dataset.n_features}, "
-            f"K={dataset.n_classes}; {config.seeds} trial(s) x {len(config.lams)} lam",
-            file=sys.stderr,
-        )
         threads = args.blas_threads
         if threads is None and dataset.n_features <= SMALL_P:
             threads = 1
         if threads is not None and threads < 1:
             raise ValueError(f"--blas-threads must be >= 1, got {threads}")
+        check_memory(_memory_estimate(dataset, config), "this probe", max_memory)
+        if args.out:
+            check_out_dir(args.out)  # before any work: results must not be lost at the end
+        print(
+            f"[probe] {dataset.name}: N={dataset.n_samples}, p={dataset.n_features}, "
+            f"K={dataset.n_classes}; {config.seeds} trial(s) x {len(config.lams)} lam",
+            file=sys.stderr,
+        )
         with blas_threads(threads):
             result = run_probe(dataset, config)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    status = 0
     if args.out:
-        paths = write_results(result, args.out)
-        print(f"[probe] wrote {paths['json']} and {paths['csv']}", file=sys.stderr)
+        try:
+            paths = write_results(result, args.out)
+            print(f"[probe] wrote {paths['json']} and {paths['csv']}", file=sys.stderr)
+        except OSError as exc:  # e.g. disk full: still print the results below
+            print(
+                f"error: could not write the results to {args.out!r} "
+                f"({exc.strerror or exc}); printing them instead",
+                file=sys.stderr,
+            )
+            status = 1
     if args.json:
         print(json.dumps(result.to_json(), indent=1, allow_nan=False))
     else:
         print(format_report(result))
-    return 0
+    return status
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -26,9 +26,11 @@ import sys
 
 import numpy as np
 
+from simulations.memory import check_memory, group_theory_bytes, parse_max_memory, trial_bytes
 from simulations.noise import SAMPLING_MODES
 from simulations.pipelines import FEATURE_MODELS, METHODS, TrialConfig, run_trial, trial_seed
 from simulations.sweep import mean_ci
+from theory.cli_util import ArgumentParser
 from theory.noise import NOISE_KINDS
 
 __all__ = ["build_parser", "main", "run_with_theory"]
@@ -52,7 +54,7 @@ _THEORY_FIELDS = {
 
 def build_parser() -> argparse.ArgumentParser:
     d = TrialConfig()
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m simulations run",
         description="One configuration: simulated per-round accuracies with theory alongside.",
     )
@@ -86,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="base seed (>= 0)")
     p.add_argument("--seeds", type=int, default=1, help="number of Monte Carlo trials")
     p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.add_argument(
+        "--max-memory",
+        type=float,
+        default=None,
+        metavar="GB",
+        help="refuse runs estimated above this many GB (default: the memory available now)",
+    )
     return p
 
 
@@ -251,6 +260,9 @@ def main(argv=None) -> int:
             raise ValueError(f"--seeds must be an integer >= 1, got {args.seeds}")
         if args.seed < 0:
             raise ValueError(f"--seed must be an integer >= 0, got {args.seed}")
+        # Before any allocation: one trial's arrays plus the group theory printed alongside.
+        need = trial_bytes(cfg) + group_theory_bytes(cfg.n_classes, cfg.rounds)
+        check_memory(need, "this run", parse_max_memory(args.max_memory))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

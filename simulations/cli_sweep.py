@@ -1,8 +1,11 @@
 """``python -m simulations sweep SPEC.toml --out DIR`` — resumable Monte Carlo grid.
 
-The spec is read and every config validated before any work starts (exit status 2 with a clear
-message otherwise). Re-running the same command resumes: finished configs are skipped. Exit status
-0 when every config finished, 1 when some failed (listed in ``DIR/errors.json``).
+The spec is read and every config validated before any work starts (exit status 2 with a one-line
+message otherwise: bad spec, ``--out`` a file or not writable, ``--out`` holding another grid
+without ``--extend``, an unreachable ``--scheduler``, a sweep whose memory estimate exceeds the
+limit). Re-running the same command resumes: finished configs are skipped, damaged result files are
+redone. Exit status 0 when every config finished, 1 when some failed (listed in
+``DIR/errors.json``).
 """
 
 from __future__ import annotations
@@ -10,13 +13,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from simulations.sweep import load_spec, run_sweep
+from simulations.memory import parse_max_memory
+from simulations.sweep import SCHEDULER_TIMEOUT, load_spec, run_sweep
+from theory.cli_util import ArgumentParser
 
 __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m simulations sweep",
         description="Run (or resume) a Monte Carlo sweep described by a TOML spec.",
     )
@@ -35,7 +40,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="Dask distributed scheduler address, e.g. tcp://127.0.0.1:8786",
     )
     parser.add_argument(
+        "--scheduler-timeout",
+        type=float,
+        default=SCHEDULER_TIMEOUT,
+        metavar="SECONDS",
+        help=f"give up on an unreachable --scheduler after this (default {SCHEDULER_TIMEOUT:g})",
+    )
+    parser.add_argument(
         "--limit", type=int, default=None, help="run at most this many pending configs now"
+    )
+    parser.add_argument(
+        "--extend",
+        action="store_true",
+        help="allow an --out directory holding another grid: add this spec's configs to it",
+    )
+    parser.add_argument(
+        "--max-memory",
+        type=float,
+        default=None,
+        metavar="GB",
+        help="refuse sweeps estimated above this many GB (default: the memory available now)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     return parser
@@ -54,6 +78,10 @@ def main(argv=None) -> int:
             raise ValueError(f"--workers must be an integer >= 1, got {args.workers}")
         if args.limit is not None and args.limit < 0:
             raise ValueError(f"--limit must be an integer >= 0, got {args.limit}")
+        if not args.scheduler_timeout > 0:
+            raise ValueError(
+                f"--scheduler-timeout must be > 0 seconds, got {args.scheduler_timeout}"
+            )
         result = run_sweep(
             spec,
             args.out,
@@ -61,12 +89,29 @@ def main(argv=None) -> int:
             scheduler=args.scheduler,
             limit=args.limit,
             quiet=args.quiet,
+            extend=args.extend,
+            max_memory=parse_max_memory(args.max_memory),
+            scheduler_timeout=args.scheduler_timeout,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # e.g. the disk filled up while writing a result
+        print(
+            f"error: could not write to {args.out!r} ({exc.strerror or exc}); finished configs "
+            "are kept, run the same command again to resume",
+            file=sys.stderr,
+        )
+        return 1
+    except KeyboardInterrupt:
+        print(
+            "interrupted: finished configs are kept; run the same command again to resume",
+            file=sys.stderr,
+        )
+        return 130
+    dup = f" ({spec.duplicate_note()})" if spec.duplicates else ""
     print(
-        f"{result.total} configs: {result.skipped} already done, {result.completed} run, "
+        f"{result.total} configs{dup}: {result.skipped} already done, {result.completed} run, "
         f"{len(result.failed)} failed; results in {args.out}/results.csv and summary.csv"
     )
     return 1 if result.failed else 0

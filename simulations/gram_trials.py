@@ -26,7 +26,6 @@ from __future__ import annotations
 import math
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,7 +33,8 @@ import numpy as np
 from simulations.distill import self_distill, train_pll
 from simulations.features import mixture_gram
 from simulations.noise import sample_noisy_labels
-from theory.blas import pin_process_blas_threads, single_thread_blas
+from simulations.workers import worker_pool
+from theory.blas import single_thread_blas
 from theory.metrics import correct_and_tied
 from theory.population import mixture_population_accuracy_kernel
 from theory.validation import check_int, check_positive
@@ -80,7 +80,7 @@ def parallel_map(fn, items, workers: int = 1, label: str | None = None) -> list:
     if workers <= 1:
         with single_thread_blas():
             return collect(fn(x) for x in items)
-    with ProcessPoolExecutor(max_workers=workers, initializer=pin_process_blas_threads) as pool:
+    with worker_pool(workers) as pool:  # one BLAS thread each; they end with this process
         return collect(pool.map(fn, items, chunksize=max(1, total // (8 * workers))))
 
 

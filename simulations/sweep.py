@@ -7,7 +7,7 @@ Spec (TOML, see ``examples/sweep_quick.toml``)
 ``n`` -> ``per_class``, ``p`` -> ``dim``) as a scalar or a non-empty list; the sweep is the
 Cartesian product in the order the keys are written. Every config is built (and so validated)
 before any work starts; duplicates after normalisation (e.g. ``rounds`` for PLL methods, ``dim``
-for exact-block features) are run once.
+for exact-block features) are run once and reported (:attr:`SweepSpec.duplicates`).
 
 Seeds
 -----
@@ -19,15 +19,19 @@ Output directory
 ----------------
 ``sweep.json``
     The spec's seeds / base_seed / name and the ordered list of config keys. A restart with a
-    different ``seeds`` or ``base_seed`` in the same directory is refused (results would mix).
+    different ``seeds`` or ``base_seed`` in the same directory is refused (results would mix), and
+    so is a spec with configs the directory does not hold unless ``extend=True`` (``--extend``),
+    which adds them to it (a spec within the directory's grid resumes as usual).
 ``results/<key>.csv``
     All rows of one config (one per seed x round x method), written atomically (temporary file +
     ``os.replace``) as soon as the config finishes: a finished config is never lost or redone,
     an unfinished one leaves no file. ``key`` is a hash of the config's normalised parameters.
-    A directory whose result files have other columns (an older version) is refused.
     ``pop_acc`` is the exact conditional population accuracy for mixture features (with
     quadrature error estimate ``pop_acc_err``), ``pop_acc_sampled`` the accuracy on sampled
     fresh points (:mod:`simulations.pipelines`).
+    On resume every existing file is validated (header, one row per seed x round, the config's
+    key, numeric fields); a damaged one (disk full, manual edit) is renamed ``<key>.csv.invalid``
+    and its config is run again.
 ``results.csv``
     Tidy table of all finished configs of the spec (spec order, then seed, then round).
 ``summary.csv``
@@ -36,10 +40,13 @@ Output directory
 ``errors.json``
     Configs whose trial raised (e.g. a solver ``ConvergenceError``); they are retried next run.
 
-Execution: serial (``workers=1``), local processes (``concurrent.futures.ProcessPoolExecutor``,
-the default with ``os.cpu_count()`` workers) or a Dask distributed scheduler (``scheduler=ADDRESS``
-or a ``dask.distributed.Client``). Workers only compute and return rows; the coordinating process
-writes every file, so remote workers need no shared filesystem. Progress goes to stderr.
+Execution: serial (``workers=1``), local processes (:func:`simulations.workers.worker_pool`, the
+default with ``os.cpu_count()`` workers; they end with the coordinating process even when it is
+killed) or a Dask distributed scheduler (``scheduler=ADDRESS`` or a ``dask.distributed.Client``;
+an unreachable address fails after ``scheduler_timeout`` seconds). Workers only compute and return
+rows; the coordinating process writes every file, so remote workers need no shared filesystem.
+Before any work the peak memory of the local workers is estimated (:mod:`simulations.memory`) and
+a sweep that cannot fit is refused. Progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -58,10 +65,11 @@ from pathlib import Path
 
 import numpy as np
 
+from simulations.memory import check_memory, trial_bytes
 from simulations.pipelines import TrialConfig, run_trial, trial_seed
 from simulations.stats import mean_ci as _mean_ci
+from simulations.workers import worker_pool
 from theory.blas import blas_threads as blas_threads_limit
-from theory.blas import pin_process_blas_threads
 from theory.validation import check_int
 
 try:  # Python >= 3.11
@@ -72,9 +80,11 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 __all__ = [
     "ALIASES",
     "METRICS",
+    "SCHEDULER_TIMEOUT",
     "SweepResult",
     "SweepSpec",
     "atomic_write_text",
+    "check_result_file",
     "load_spec",
     "mean_ci",
     "parse_spec",
@@ -119,16 +129,38 @@ COLUMNS = ["key", "seed", "round"] + _CONFIG_FIELDS + _ROW_FIELDS
 
 @dataclass(frozen=True)
 class SweepSpec:
-    """A validated sweep: ordered unique configs, ``seeds`` trials each from ``base_seed``."""
+    """A validated sweep: ordered unique configs, ``seeds`` trials each from ``base_seed``.
+
+    ``grid_points`` counts the grid's Cartesian product before deduplication and
+    ``ignored_params`` names the parameters whose values made duplicates (normalised away, e.g.
+    ``rounds`` for PLL methods); both are for reporting.
+    """
 
     configs: tuple
     seeds: int
     base_seed: int = 0
     name: str = "sweep"
+    grid_points: int = 0
+    ignored_params: tuple = ()
 
     @property
     def keys(self) -> list[str]:
         return [c.key() for c in self.configs]
+
+    @property
+    def duplicates(self) -> int:
+        """Grid points that repeat an earlier config after normalisation (each runs once)."""
+        return max(self.grid_points - len(self.configs), 0)
+
+    def duplicate_note(self) -> str:
+        """One sentence about deduplicated grid points ('' if none)."""
+        if not self.duplicates:
+            return ""
+        why = ", ".join(self.ignored_params) or "normalised parameters"
+        return (
+            f"{self.duplicates} of {self.grid_points} grid points repeat an earlier config after "
+            f"normalisation (values of {why} do not apply there) and run once"
+        )
 
 
 def parse_spec(spec: dict) -> SweepSpec:
@@ -179,28 +211,43 @@ def parse_spec(spec: dict) -> SweepSpec:
         if not values:
             raise ValueError(f"[grid] {raw} must be a value or a non-empty list")
         axes[key] = values
-    configs, seen = [], set()
+    configs, first = [], {}
+    ignored: list[str] = []
     names = list(axes)
+    points = 0
     for combo in itertools.product(*(axes[k] for k in names)):
+        points += 1
         params = dict(zip(names, combo, strict=True))
         try:
             cfg = TrialConfig.from_dict(params)
         except (ValueError, TypeError) as exc:
             raise ValueError(f"invalid config {params}: {exc}") from None
-        if cfg.key() not in seen:
-            seen.add(cfg.key())
+        key = cfg.key()
+        if key not in first:
+            first[key] = params
             configs.append(cfg)
-    return SweepSpec(tuple(configs), seeds, base_seed, name)
+        else:  # which given values did normalisation drop? (for the report)
+            ignored += [k for k in names if params[k] != first[key][k] and k not in ignored]
+    return SweepSpec(tuple(configs), seeds, base_seed, name, points, tuple(ignored))
 
 
 def load_spec(path) -> SweepSpec:
     """Read and validate a TOML spec file (``tomllib``); ``ValueError`` naming the problem."""
     p = Path(path)
     if not p.is_file():
-        raise ValueError(f"spec file {str(p)!r} does not exist")
+        what = "is a directory" if p.is_dir() else "does not exist"
+        raise ValueError(f"spec file {str(p)!r} {what}")
     try:
-        with p.open("rb") as fh:
-            data = tomllib.load(fh)
+        text = p.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise ValueError(f"spec file {str(p)!r} cannot be read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:  # TOML is UTF-8 by definition
+        raise ValueError(
+            f"spec file {str(p)!r} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
+            f"offset {exc.start}); save it as UTF-8"
+        ) from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"spec file {str(p)!r} is not valid TOML: {exc}") from None
     return parse_spec(data)
@@ -270,8 +317,10 @@ def _fmt(value) -> str:
         return ""
     if isinstance(value, (bool, np.bool_)):
         return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value)  # round-trips exactly; nan -> 'nan'
+    if isinstance(value, (float, np.floating)):  # not repr(np.float64): 'np.float64(x)'
+        return repr(float(value))  # round-trips exactly; nan -> 'nan'
+    if isinstance(value, np.integer):
+        return str(int(value))
     return str(value)
 
 
@@ -355,37 +404,92 @@ class SweepResult:
     seconds: float
 
 
-def _prepare_out(spec: SweepSpec, out: Path) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
-    res = out / "results"
-    res.mkdir(exist_ok=True)
-    for stale in res.glob(".*.tmp"):  # temporaries of a killed run are never valid results
-        stale.unlink()
-    header = ",".join(COLUMNS)
-    for done in sorted(res.glob("*.csv")):
-        with done.open(newline="") as fh:
-            first = fh.readline().rstrip("\r\n")
-        if first != header:  # e.g. written before pop_acc became the exact population accuracy
-            raise ValueError(
-                f"{str(done)!r} has columns from another version of the toolkit (expected "
-                f"{len(COLUMNS)} columns: {header!r}); its metrics may differ in meaning, so "
-                "results would mix. Use a new --out directory."
-            )
+def _prepare_out(spec: SweepSpec, out: Path, extend: bool = False) -> Path:
+    """Create ``out`` and ``out/results``, check or write ``sweep.json``; return ``out/results``.
+
+    Raises ``ValueError`` (one line) when ``out`` is a file, cannot be created or written, or holds
+    a sweep with other seeds, or another grid without ``extend``.
+    """
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output directory {str(out)!r} is a file; give a directory for --out")
     manifest = out / "sweep.json"
+    old = None
     if manifest.exists():
-        old = json.loads(manifest.read_text())
+        try:
+            old = json.loads(manifest.read_text(encoding="utf-8"))
+            old_keys = list(old["keys"])
+        except (OSError, ValueError, KeyError, TypeError):
+            raise ValueError(
+                f"{str(manifest)!r} is not a sweep manifest this version wrote; use a new --out "
+                "directory"
+            ) from None
         if (old.get("seeds"), old.get("base_seed")) != (spec.seeds, spec.base_seed):
             raise ValueError(
                 f"output directory {str(out)!r} holds a sweep with seeds={old.get('seeds')}, "
                 f"base_seed={old.get('base_seed')}; this spec has seeds={spec.seeds}, "
                 f"base_seed={spec.base_seed}. Use a new --out directory."
             )
-        keys = list(dict.fromkeys(old.get("keys", []) + spec.keys))
+        new = len(set(spec.keys) - set(old_keys))
+        if new and not extend:  # a spec within the directory's grid only resumes
+            raise ValueError(
+                f"output directory {str(out)!r} holds another grid ({len(old_keys)} configs; "
+                f"{new} of this spec's {len(spec.keys)} are not among them); use a new --out "
+                "directory, or pass --extend to add this spec's configs to it"
+            )
+        keys = list(dict.fromkeys(old_keys + spec.keys))
     else:
         keys = spec.keys
-    info = {"name": spec.name, "seeds": spec.seeds, "base_seed": spec.base_seed, "keys": keys}
-    atomic_write_text(manifest, json.dumps(info, indent=1) + "\n")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        res = out / "results"
+        res.mkdir(exist_ok=True)
+        for stale in res.glob(".*.tmp"):  # temporaries of a killed run are never valid results
+            stale.unlink()
+        info = {"name": spec.name, "seeds": spec.seeds, "base_seed": spec.base_seed, "keys": keys}
+        atomic_write_text(manifest, json.dumps(info, indent=1) + "\n")
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise ValueError(
+            f"cannot write to output directory {str(out)!r}: {exc.strerror or exc}{where}"
+        ) from None
     return res
+
+
+def check_result_file(path, config: TrialConfig, seeds: int) -> str | None:
+    """Why the per-config file ``path`` is not a complete result of ``config`` (None if it is).
+
+    Complete: the header :data:`COLUMNS`, exactly one row per seed ``0..seeds-1`` and round
+    ``0..config.rounds`` (PLL methods: teacher and student), every row of ``config``'s key and
+    method with all fields present and numeric fields parsing as numbers.
+    """
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.reader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        return f"unreadable ({type(exc).__name__})"
+    if not rows or rows[0] != COLUMNS:
+        return "header missing or wrong"
+    body = rows[1:]
+    want = {(i, t) for i in range(seeds) for t in range(config.rounds + 1)}
+    if len(body) != len(want):
+        return f"{len(body)} rows, expected {len(want)}"
+    col = {c: j for j, c in enumerate(COLUMNS)}
+    seen = set()
+    key = config.key()
+    for row in body:
+        if len(row) != len(COLUMNS):
+            return "a row has missing or extra fields"
+        if row[col["key"]] != key or row[col["method"]] != config.method:
+            return "rows of another config"
+        try:
+            seen.add((int(row[col["seed"]]), int(row[col["round"]])))
+            for metric in METRICS + ("residual",):
+                _num(row[col[metric]])
+        except ValueError:
+            return "a field does not parse as a number"
+    if seen != want:
+        return "seeds or rounds missing or repeated"
+    return None
 
 
 def _log(msg: str, quiet: bool) -> None:
@@ -393,29 +497,57 @@ def _log(msg: str, quiet: bool) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
-def _executor(workers: int, scheduler, blas_threads):
-    """``(submit(fn, *args) -> future, as_completed(futures), close())`` for the chosen backend."""
-    if scheduler is not None:
-        from dask.distributed import Client
-        from dask.distributed import as_completed as dask_completed
+#: Seconds to wait for a Dask scheduler before giving up (``--scheduler-timeout``).
+SCHEDULER_TIMEOUT = 10.0
 
-        client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
-        own = client is not scheduler
+
+def _dask_client(scheduler, timeout: float):
+    """A ``dask.distributed.Client`` for ``scheduler`` (address or client) and whether we own it."""
+    try:
+        from dask.distributed import Client
+    except ImportError:
+        raise ValueError(
+            "--scheduler needs dask.distributed: pip install 'selfdistill-lab[dask]'"
+        ) from None
+    if isinstance(scheduler, Client):
+        return scheduler, False
+    if not isinstance(scheduler, str) or not scheduler.strip():
+        raise ValueError(f"scheduler must be an address like tcp://HOST:PORT, got {scheduler!r}")
+    try:
+        return Client(scheduler, timeout=timeout), True
+    except (ValueError, TypeError) as exc:
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise ValueError(f"invalid Dask scheduler address {scheduler!r}: {detail}") from None
+    except (OSError, TimeoutError) as exc:
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise ValueError(
+            f"cannot reach the Dask scheduler at {scheduler!r} within {timeout:g} s: {detail}"
+        ) from None
+
+
+def _executor(workers: int, client, blas_threads):
+    """``(submit(fn, *args) -> future, as_completed(futures), close(), abort())`` per backend.
+
+    ``abort`` ends the workers at once (an exception in the coordinator: a finished config is
+    already on disk, a running one would only be thrown away after it completes).
+    """
+    if client is not None:
+        from dask.distributed import as_completed as dask_completed
 
         def submit(fn, *args):
             return client.submit(fn, *args, pure=False)
 
-        def close():
-            if own:
-                client.close()
+        return submit, dask_completed, lambda: None, lambda: None
+    from concurrent.futures import as_completed
 
-        return submit, dask_completed, close
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    pool = worker_pool(workers, blas_threads)
 
-    pool = ProcessPoolExecutor(
-        max_workers=workers, initializer=pin_process_blas_threads, initargs=(blas_threads,)
-    )
-    return pool.submit, as_completed, lambda: pool.shutdown(cancel_futures=True)
+    def abort():
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            proc.kill()  # private attribute, but the only handle on the workers; guarded above
+        pool.shutdown(wait=False, cancel_futures=True)
+
+    return pool.submit, as_completed, lambda: pool.shutdown(cancel_futures=True), abort
 
 
 def run_sweep(
@@ -427,6 +559,9 @@ def run_sweep(
     limit: int | None = None,
     quiet: bool = False,
     blas_threads: int | None = 1,
+    extend: bool = False,
+    max_memory: float | None = None,
+    scheduler_timeout: float = SCHEDULER_TIMEOUT,
 ) -> SweepResult:
     """Run (or resume) ``spec`` into directory ``out``; see the module docstring for the files.
 
@@ -448,6 +583,21 @@ def run_sweep(
         the solves are small and multi-threaded BLAS under contention is much slower: 0.25 s vs
         1.2 s per N = 400 trial measured on a loaded 2-core machine). ``None`` leaves BLAS
         alone. Dask workers are not touched (configure the cluster instead).
+    extend : bool
+        Allow ``out`` to hold another grid's results and add this spec's configs to it (refused
+        otherwise). ``results.csv`` and ``summary.csv`` cover this spec's configs.
+    max_memory : float, optional
+        Refuse (``MemoryLimitError``) a local sweep whose estimated peak, the largest config
+        times the number of workers running at once, exceeds this many bytes (default: the
+        memory available now, :func:`simulations.memory.available_bytes`). Not checked on Dask.
+    scheduler_timeout : float
+        Seconds to wait for the Dask scheduler.
+
+    Raises
+    ------
+    ValueError
+        Before any work: bad arguments, an unusable output directory, an unreachable scheduler,
+        or a sweep that does not fit in memory (one-line messages).
     """
     if not isinstance(spec, SweepSpec):
         raise ValueError("spec must be a SweepSpec (use load_spec / parse_spec)")
@@ -456,15 +606,49 @@ def run_sweep(
         blas_threads = check_int(blas_threads, "blas_threads", 1)
     if limit is not None:
         limit = check_int(limit, "limit", 0)
+    if not (isinstance(scheduler_timeout, (int, float)) and scheduler_timeout > 0):
+        raise ValueError(f"scheduler_timeout must be a number > 0, got {scheduler_timeout!r}")
     start = time.perf_counter()
     out = Path(out)
-    res_dir = _prepare_out(spec, out)
-    pending = [c for c in spec.configs if not (res_dir / f"{c.key()}.csv").exists()]
+    backend = "dask" if scheduler is not None else ("serial" if n_workers == 1 else "processes")
+    if backend != "dask" and spec.configs:
+        running = 1 if backend == "serial" else min(n_workers, len(spec.configs))
+        need = running * max(trial_bytes(c) for c in spec.configs)
+        check_memory(need, f"this sweep ({running} config(s) at once)", max_memory)
+    if out.exists() and not out.is_dir():  # before connecting to anything
+        raise ValueError(f"output directory {str(out)!r} is a file; give a directory for --out")
+    client, own_client = (None, False)
+    if backend == "dask":
+        client, own_client = _dask_client(scheduler, float(scheduler_timeout))
+    try:
+        res_dir = _prepare_out(spec, out, extend)
+        return _run(
+            spec, out, res_dir, backend, n_workers, client, limit, quiet, blas_threads, start
+        )
+    finally:
+        if own_client:
+            client.close()
+
+
+def _run(spec, out, res_dir, backend, n_workers, client, limit, quiet, blas_threads, start):
+    """Validate finished files, run the pending configs, write the tables (:func:`run_sweep`)."""
+    pending = []
+    for c in spec.configs:
+        path = res_dir / f"{c.key()}.csv"
+        if not path.exists():
+            pending.append(c)
+            continue
+        problem = check_result_file(path, c, spec.seeds)
+        if problem is not None:  # keep the damaged file for inspection, out of the results
+            os.replace(path, path.with_name(path.name + ".invalid"))
+            _log(f"  {c.key()}: results file damaged ({problem}); running it again", quiet)
+            pending.append(c)
     skipped = len(spec.configs) - len(pending)
     if limit is not None:
         pending = pending[:limit]
     total = len(spec.configs)
-    backend = "dask" if scheduler is not None else ("serial" if n_workers == 1 else "processes")
+    if spec.duplicates:
+        _log(f"note: {spec.duplicate_note()}", quiet)
     _log(
         f"sweep {spec.name!r}: {total} configs x {spec.seeds} seeds; {skipped} already done, "
         f"{len(pending)} to run ({backend}{'' if backend != 'processes' else f', {n_workers}'})",
@@ -496,13 +680,15 @@ def run_sweep(
             for a in args:
                 record(_task(*a))
     elif pending:
-        submit, completed, close = _executor(n_workers, scheduler, blas_threads)
+        submit, completed, close, abort = _executor(n_workers, client, blas_threads)
         try:
             futures = [submit(_task, *a) for a in args]
             for fut in completed(futures):
                 record(fut.result())
-        finally:
-            close()
+        except BaseException:
+            abort()  # e.g. Ctrl-C: do not wait for running configs; finished ones are on disk
+            raise
+        close()
     _finalise(spec, out, res_dir, failed)
     seconds = time.perf_counter() - start
     _log(f"sweep done in {seconds:.1f}s: {done - len(failed)} run, {len(failed)} failed", quiet)

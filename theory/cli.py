@@ -27,6 +27,7 @@ import sys
 
 import numpy as np
 
+from theory.cli_util import ArgumentParser
 from theory.conditions import (
     collapse_window_linear,
     eigen_ratio_rho,
@@ -59,7 +60,7 @@ class _UsageError(Exception):
     pass
 
 
-class _Parser(argparse.ArgumentParser):
+class _Parser(ArgumentParser):
     def error(self, message):  # one-line errors instead of usage + message
         raise _UsageError(message)
 
@@ -269,11 +270,40 @@ def _cells(entry):
     return " ".join(_fmt(entry[k]) for k in _ACC_KEYS) + mark
 
 
+#: Up to this many classes the table prints the whole K x K count matrix (wider is unreadable).
+_MAX_MATRIX_CLASSES = 12
+
+
+def _counts_lines(counts) -> list[str]:
+    """The count matrix for people: a labelled grid for small K, a summary otherwise."""
+    c = np.asarray(counts)
+    k = c.shape[0]
+    clean = int(np.trace(c))
+    head = f"counts: {k}x{k}, {clean} of {int(c.sum())} labels clean"
+    if k > _MAX_MATRIX_CLASSES:
+        off = c.sum(axis=1) - np.diag(c)
+        return [
+            head + f"; mislabeled per class {int(off.min())}..{int(off.max())} "
+            "(--json prints the matrix)"
+        ]
+    width = max(len(str(int(c.max()))), len(str(k - 1)), 3)
+    lines = [head + " (row = true class, column = given label):"]
+    lines.append(" " * 8 + " ".join(f"{j:>{width}}" for j in range(k)))
+    for i in range(k):
+        lines.append(f"  {i:>4}  " + " ".join(f"{int(v):>{width}}" for v in c[i]))
+    return lines
+
+
+def _g(x) -> str:
+    """4 significant digits; None (an infinite value in the JSON) reads as inf."""
+    return "inf" if x is None else f"{x:.4g}"
+
+
 def _table(rep: dict) -> str:
     p = rep["params"]
     lines = [
-        f"K={p['classes']} n={p['per_class']} c={p['c']} d={p['d']} lam={p['lam']} "
-        f"counts={p['counts']}",
+        f"K={p['classes']} n={p['per_class']} c={p['c']} d={p['d']} lam={p['lam']:g}",
+        *_counts_lines(p["counts"]),
         "accuracy: train = w.r.t. true labels (all / clean / mislabeled); pop = population",
         f"{'round':>5} | {'linear: train clean  mis    pop':<31} | exact: train clean  mis    pop",
     ]
@@ -288,7 +318,7 @@ def _table(rep: dict) -> str:
         lines.append(f"PLL {name:<11} linear {lin}| exact {_cells(entry['exact'])}")
     cond = rep["conditions"]
     lines.append(
-        f"plurality={cond['plurality']} margin={cond['margin']:.4g} rho={cond['rho']} "
+        f"plurality={cond['plurality']} margin={cond['margin']:.4g} rho={_g(cond['rho'])} "
         f"t_min_linear={cond['t_min_linear']} window_linear={cond['window_linear']}"
     )
     if rep["unconverged"]:

@@ -107,6 +107,35 @@ def test_tie_bounds_of_whole_class_pll_tie():
     assert tie_fractions(pred.outputs[0], counts) == pytest.approx((1.0, 1.0, 1.0))
 
 
+def test_write_csv_numpy_scalars_read_back_as_numbers(tmp_path):
+    # Under numpy 2, repr(np.float64(0.025)) is 'np.float64(0.025)': never write that.
+    row = {"a": np.float64(0.025), "b": np.float32(0.5), "c": np.int64(3), "d": np.bool_(True)}
+    row |= {"e": np.float64("nan"), "f": np.float64("inf"), "g": 1e-300}
+    path = style.write_csv([row], tmp_path, "t")
+    assert path.read_text().splitlines()[1] == "0.025,0.5,3,true,nan,inf,1e-300"
+    from tests.figures._helpers import assert_csv_reads_back
+
+    (back,) = assert_csv_reads_back(path)
+    assert float(back["a"]) == 0.025 and float(back["g"]) == 1e-300
+
+
+def test_save_figure_is_byte_reproducible(tmp_path):
+    def draw():
+        fig, axes = style.figure(2, 1)
+        axes[0].plot([0, 1], [1, 2], "o-", label="λ, η")
+        axes[0].legend()
+        axes[1].imshow(np.arange(12.0).reshape(3, 4), cmap=style.CMAP)
+        fig.suptitle("μ test")
+        return fig
+
+    a = style.save_figure(draw(), tmp_path / "a", "f")
+    b = style.save_figure(draw(), tmp_path / "b", "f")
+    for pa, pb in zip(a, b, strict=True):
+        assert pa.read_bytes() == pb.read_bytes(), pa.name
+    # no time stamp that would differ in the next second
+    assert b"CreationDate" not in a[1].read_bytes()
+
+
 def test_style_helpers(tmp_path):
     assert style.fmt_count(10**8) == "10⁸"
     assert style.fmt_count(1234) == "1,234"

@@ -223,6 +223,45 @@ def test_simulate_blocking_overlays_means_and_cis(app):
     app.fig.canvas.draw()
 
 
+def test_progress_bar_turns_green_when_finished(app):
+    from matplotlib.colors import to_hex
+
+    from figures.explorer import PROGRESS_COLORS
+
+    app.set_params(**MC_POINT)
+    run = app.start_simulation()
+    assert to_hex(app.progress_bar.get_facecolor()) == PROGRESS_COLORS["running"].lower()
+    app.wait_simulation(timeout=60)
+    assert run.done and "done" in app.mc_text.get_text()
+    assert to_hex(app.progress_bar.get_facecolor()) == PROGRESS_COLORS["done"].lower()
+    app.cancel_simulation("")
+    app.start_simulation()  # a new run starts in the running colour again
+    assert to_hex(app.progress_bar.get_facecolor()) == PROGRESS_COLORS["running"].lower()
+
+
+def test_window_layout_has_no_overlaps_and_no_empty_band(app):
+    fig = app.fig
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    height = fig.bbox.height
+    info = app.info_text.get_window_extent(renderer)
+    legend = app.panels.legend.get_window_extent(renderer)
+    status = app.status_text.get_window_extent(renderer)
+    panels = [
+        ax.get_tightbbox(renderer)
+        for ax in (app.panels.ax_train, app.panels.ax_pop, app.panels.ax_eig, app.panels.ax_phase)
+    ]
+    boxes = [info, legend, status]
+    for i, a in enumerate(boxes):
+        assert not any(a.overlaps(b) for b in boxes[i + 1 :] + panels), i
+    # The info text and the legend both start right under the panels (the old layout left 12% of
+    # the height empty above the legend), and below them only the status line remains.
+    lowest_panel = min(b.y0 for b in panels)
+    assert 0 < (lowest_panel - info.y1) / height < 0.05
+    assert 0 < (lowest_panel - legend.y1) / height < 0.05
+    assert (legend.y0 - status.y1) / height < 0.08
+
+
 def test_simulate_in_background_thread_and_cancel_on_change(app):
     app.set_params(**MC_POINT)
     run = app.start_simulation()
@@ -268,6 +307,36 @@ def test_main_snapshot_writes_png(tmp_path):
 def test_main_rejects_bad_assignment(capsys):
     assert main(["--snapshot", "x.png", "--set", "nonsense=1"]) == 2
     assert "unknown parameter" in capsys.readouterr().err
+    assert main(["--simulate"]) == 2  # a Monte Carlo run only makes sense for a snapshot here
+    assert "--snapshot" in capsys.readouterr().err
+
+
+def test_main_bad_values_are_one_line_errors_in_a_subprocess(tmp_path):
+    from tests.cli import assert_one_line_error, run_many
+
+    snap = ["figures", "explore", "--snapshot"]
+    png = tmp_path / "f.png"
+    (tmp_path / "a_file").write_text("x")
+    procs = run_many(
+        [
+            [*snap, png, "--set", "noise=bogus"],
+            [*snap, png, "--set", "lam=0"],
+            [*snap, png, "--set", "K=200"],
+            [*snap, tmp_path / "a_file" / "f.png"],  # its folder cannot be created
+            [*snap, tmp_path / "f.foo"],
+            [*snap, png, "--backend", "Bogus"],
+            [*snap, png, "--seed", "-1"],
+        ],
+        cwd=tmp_path,
+    )
+    assert_one_line_error(procs[0], "noise must be one of", "bogus")
+    assert_one_line_error(procs[1], "lam must be > 0")
+    assert_one_line_error(procs[2], "K (n_classes) must lie in [2, 30]", "200")
+    assert_one_line_error(procs[3], "--snapshot folder", "is a file")
+    assert_one_line_error(procs[4], "'.foo' is not an image format")
+    assert_one_line_error(procs[5], "--backend 'Bogus' is not a matplotlib backend")
+    assert_one_line_error(procs[6], "seed must be >= 0")
+    assert not png.exists()
 
 
 def test_parse_assignments_aliases():

@@ -26,3 +26,17 @@ def test_label_averaging_check_fails_on_wrong_closed_form(monkeypatch):
     monkeypatch.setattr(fig, "linearised_outputs", lambda *a, **k: real(*a, **k) + 1e-6)
     with pytest.raises(AgreementError, match="closed form vs group-level linearisation"):
         fig.compute("tiny", 0)
+
+
+def test_label_averaging_legend_hides_nothing():
+    import matplotlib.pyplot as plt
+
+    figure = fig.plot(fig.compute("tiny", 0))
+    figure.canvas.draw()
+    r = figure.canvas.get_renderer()
+    assert figure.axes[2].get_legend() is None  # not inside the panel with the 1/K line
+    (legend,) = figure.legends
+    box = legend.get_window_extent(r)
+    assert not any(box.overlaps(ax.get_window_extent(r)) for ax in figure.axes)
+    assert "1/K (uniform output)" in [t.get_text() for t in legend.get_texts()]
+    plt.close(figure)

@@ -23,3 +23,20 @@ def test_real_gain_tiny_preset_writes_png_pdf_csv(tmp_path):
             float(r[k]) for k in ("gain_mean", "test_acc_mean", "teacher_test_acc_mean")
         )
         assert abs(gain - (test - teacher)) < 1e-12  # gain is the paired difference of means
+
+
+def test_real_gain_series_have_distinct_colours():
+    # paper preset: SD rounds 1..5 and both PLL students; no two series may share a colour
+    # (SD round 5 and 'PLL, CE' were both vermillion).
+    from matplotlib.colors import to_hex
+
+    preset = real_gain.PRESETS["paper"]
+    rows = [
+        {"noise": "sym", "eta": 0.1, "method": m, "round": r, "gain_mean": 0.0, "gain_ci95": 0.0}
+        for m, r in [("sd", t) for t in range(1, preset["rounds"] + 1)]
+        + [("pll_ce", 1), ("pll_gce", 1)]
+    ]
+    fig = real_gain.plot(rows, {**preset, "etas": (0.1,)})
+    handles, _ = fig.axes[0].get_legend_handles_labels()  # one errorbar container per series
+    colours = [to_hex(h.lines[0].get_color()) for h in handles]
+    assert len(colours) == preset["rounds"] + 2 and len(set(colours)) == len(colours)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 
 import numpy as np
 import pytest
@@ -180,3 +181,66 @@ def test_cli_json_and_errors(tmp_path, capsys):
     rc = probe_main(["--features", str(path), "--rounds", "1", "--seeds", "1", "--lam", "1e-2"])
     assert rc == 0
     assert "selected on VALIDATION" in capsys.readouterr().out
+
+
+def _features_csv(tmp_path):
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 20)
+    x = rng.standard_normal((3, 5))[y] + 0.5 * rng.standard_normal((60, 5))
+    path = tmp_path / "f.csv"
+    path.write_text(
+        "\n".join(",".join(map(str, row)) + f",{lab}" for row, lab in zip(x, y, strict=True))
+    )
+    return path
+
+
+def test_cli_probe_bad_out_negative_lam_and_memory_refused_before_work(tmp_path):
+    from tests.cli import assert_one_line_error, run_many
+
+    feats = _features_csv(tmp_path)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    base = ["simulations", "probe", "--features", feats, "--seeds", "1", "--rounds", "1"]
+    procs = run_many(
+        [
+            [*base, "--out", a_file],
+            [*base, "--out", a_file / "sub"],  # cannot create a directory inside a file
+            [*base, "--lam", "1e-2", "-1e-3"],
+            [*base, "--max-memory", "1e-6"],
+        ]
+    )
+    assert_one_line_error(procs[0], "--out", "is a file")
+    assert_one_line_error(procs[1], "--out", "not writable")
+    assert_one_line_error(procs[2], "lam", "-0.001")
+    assert_one_line_error(procs[3], "needs about", "GB", "--max-memory")
+
+
+@pytest.mark.skipif(os.name != "posix", reason="needs POSIX resource limits")
+def test_cli_probe_prints_results_when_writing_fails(tmp_path):
+    # The output directory passes the up-front check, but every file write beyond 64 bytes then
+    # fails (RLIMIT_FSIZE, as on a full disk): the results must still reach stdout.
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    from tests.cli import ROOT, cli_env
+
+    def limit_file_size():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail with EFBIG instead of being killed
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64, 64))
+
+    feats = _features_csv(tmp_path)
+    argv = ["--features", feats, "--seeds", "1", "--rounds", "1", "--lam", "1e-2", "--no-theory"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "simulations", "probe", *map(str, argv), "--out", tmp_path / "o"],
+        cwd=ROOT,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=limit_file_size,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "could not write the results" in proc.stderr and "Traceback" not in proc.stderr
+    assert "selected on VALIDATION" in proc.stdout  # the results were printed anyway

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -267,23 +268,20 @@ def test_reusing_out_dir_with_other_seeds_is_refused(tmp_path):
         run_sweep(other, tmp_path / "o", workers=1, quiet=True)
 
 
-def test_result_files_of_another_version_are_refused(tmp_path, capsys):
+def test_result_files_of_another_version_are_redone_not_mixed(tmp_path):
     """A results file with other columns (e.g. from before ``pop_acc`` became the exact
-    population accuracy) must not be resumed and mixed with new results."""
+    population accuracy) must not be resumed and mixed with new results: it is set aside as
+    ``.invalid`` and its config is run again."""
     spec = parse_spec(SPEC)
     run_sweep(spec, tmp_path, workers=1, quiet=True, limit=1)
     done = next((tmp_path / "results").glob("*.csv"))
-    lines = done.read_text().splitlines()
+    fresh = done.read_text()
+    lines = fresh.splitlines()
     old_columns = [c for c in lines[0].split(",") if c not in ("pop_acc_sampled", "pop_acc_err")]
     done.write_text("\n".join([",".join(old_columns)] + lines[1:]) + "\n")
-    with pytest.raises(ValueError, match="another version.*new --out"):
-        run_sweep(spec, tmp_path, workers=1, quiet=True)
-    spec_file = tmp_path / "spec.toml"
-    spec_file.write_text(_spec_text())
-    capsys.readouterr()
-    assert sweep_main([str(spec_file), "--out", str(tmp_path), "--quiet"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and "another version" in err and len(err.splitlines()) == 1
+    run_sweep(spec, tmp_path, workers=1, quiet=True)
+    assert done.read_text() == fresh  # redone with the current columns, byte for byte
+    assert (tmp_path / "results" / (done.name + ".invalid")).exists()
 
 
 def test_cli_sweep(tmp_path, capsys):
@@ -304,3 +302,117 @@ def test_cli_sweep(tmp_path, capsys):
 def test_example_spec_is_valid():
     spec = load_spec(ROOT / "examples" / "sweep_quick.toml")
     assert len(spec.configs) >= 2 and all(isinstance(c, TrialConfig) for c in spec.configs)
+    for path in (ROOT / "examples").glob("*.toml"):
+        assert load_spec(path).duplicates == 0, path  # examples run every grid point
+
+
+def test_duplicate_configs_are_counted_and_named():
+    spec = parse_spec({**SPEC, "grid": {**SPEC["grid"], "rounds": [1, 2, 3]}})
+    assert (spec.grid_points, len(spec.configs), spec.duplicates) == (12, 8, 4)
+    assert spec.ignored_params == ("rounds",)
+    assert "4 of 12 grid points repeat" in spec.duplicate_note()
+    assert "rounds" in spec.duplicate_note()
+    assert parse_spec(SPEC).duplicates == 0 and parse_spec(SPEC).duplicate_note() == ""
+
+
+def _damage(path: Path, how: str) -> None:
+    text = path.read_text()
+    if how == "truncated":  # disk full: the file ends in the middle of a row
+        path.write_text(text[: len(text) * 2 // 3])
+    elif how == "edited":  # a manual edit broke a number
+        lines = text.splitlines()
+        cells = lines[1].split(",")
+        cells[sweep_mod.COLUMNS.index("train_acc")] = "0.9x"
+        path.write_text("\n".join([lines[0], ",".join(cells), *lines[2:]]) + "\n")
+    elif how == "row dropped":
+        path.write_text("\n".join(text.splitlines()[:-1]) + "\n")
+    elif how == "empty":
+        path.write_text("")
+
+
+def test_damaged_result_files_are_detected_and_redone(tmp_path):
+    spec = parse_spec(SPEC)
+    run_sweep(spec, tmp_path / "ref", workers=1, quiet=True)
+    run_sweep(spec, tmp_path / "d", workers=1, quiet=True)
+    files = sorted((tmp_path / "d" / "results").glob("*.csv"))
+    hows = ["truncated", "edited", "row dropped", "empty"]
+    for path, how in zip(files, hows, strict=True):
+        _damage(path, how)
+        cfg = next(c for c in spec.configs if c.key() == path.stem)
+        assert sweep_mod.check_result_file(path, cfg, spec.seeds) is not None, how
+    res = run_sweep(spec, tmp_path / "d", workers=1, quiet=True)
+    assert (res.skipped, res.completed) == (0, 4)  # every damaged config was run again
+    assert len(list((tmp_path / "d" / "results").glob("*.csv.invalid"))) == 4  # kept aside
+    for name in ("results.csv", "summary.csv"):
+        assert (tmp_path / "d" / name).read_bytes() == (tmp_path / "ref" / name).read_bytes()
+    for path in (tmp_path / "ref" / "results").glob("*.csv"):
+        assert (tmp_path / "d" / "results" / path.name).read_bytes() == path.read_bytes()
+        cfg = next(c for c in spec.configs if c.key() == path.stem)
+        assert sweep_mod.check_result_file(path, cfg, spec.seeds) is None
+
+
+def test_reusing_out_with_another_grid_needs_extend(tmp_path):
+    spec = parse_spec(SPEC)
+    run_sweep(spec, tmp_path / "o", workers=1, quiet=True)
+    manifest = (tmp_path / "o" / "sweep.json").read_text()
+    other = parse_spec({**SPEC, "grid": {**SPEC["grid"], "eta": [0.1, 0.5]}})
+    with pytest.raises(ValueError, match=r"another grid \(4 configs; 2 of this spec's 4 "):
+        run_sweep(other, tmp_path / "o", workers=1, quiet=True)
+    assert (tmp_path / "o" / "sweep.json").read_text() == manifest  # nothing overwritten
+    res = run_sweep(other, tmp_path / "o", workers=1, quiet=True, extend=True)
+    assert (res.skipped, res.completed) == (2, 2)
+    assert len(json.loads((tmp_path / "o" / "sweep.json").read_text())["keys"]) == 6
+    # a grid within the directory's (the first one, or part of it) resumes without a switch
+    assert run_sweep(spec, tmp_path / "o", workers=1, quiet=True).skipped == 4
+
+
+def test_sweep_memory_estimate_refuses_before_any_work(tmp_path):
+    spec = parse_spec(SPEC)
+    with pytest.raises(ValueError, match=r"needs about .* GB .*--max-memory"):
+        run_sweep(spec, tmp_path / "m", workers=2, quiet=True, max_memory=1e3)
+    assert not (tmp_path / "m").exists()
+
+
+def test_cli_sweep_bad_inputs_one_line_errors(tmp_path):
+    from tests.cli import assert_one_line_error, run_many
+
+    spec_file = tmp_path / "spec.toml"
+    spec_file.write_text(_spec_text())
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes(_spec_text().replace('"test"', '"caf\xe9"').encode("latin-1"))
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    used = tmp_path / "used"
+    run_sweep(parse_spec(SPEC), used, workers=1, limit=1, quiet=True)
+    other = tmp_path / "other.toml"
+    other.write_text(_spec_text(etas="[0.2]"))
+    dup = tmp_path / "dup.toml"  # rounds does not apply to the PLL student: 2 points, 1 config
+    dup.write_text(
+        _spec_text(etas="[0.2]")
+        .replace('["sd", "pll-ce"]', '"pll-ce"')
+        .replace("rounds = 2", "rounds = [1, 2]")
+    )
+    sweep = ["simulations", "sweep", spec_file, "--out"]
+    UNREACHABLE = "tcp://127.0.0.1:9"  # the discard port: nothing listens there
+    procs = run_many(
+        [
+            [*sweep, a_file],
+            ["simulations", "sweep", latin1, "--out", tmp_path / "l"],
+            [*sweep, tmp_path / "s", "--scheduler", UNREACHABLE, "--scheduler-timeout", "0.5"],
+            ["simulations", "sweep", other, "--out", used],
+            [*sweep, tmp_path / "w", "--workers", "-1"],
+            [*sweep, tmp_path / "x", "--max-memory", "1e-6", "--workers", "1"],
+            ["simulations", "sweep", dup, "--out", tmp_path / "d", "--workers", "1"],
+        ]
+    )
+    assert_one_line_error(procs[0], "is a file")
+    assert_one_line_error(procs[1], "latin1.toml", "not UTF-8")
+    assert_one_line_error(procs[2], "cannot reach the Dask scheduler", UNREACHABLE)
+    assert_one_line_error(procs[3], "another grid", "--extend")
+    assert_one_line_error(procs[4], "--workers", ">= 1")
+    assert_one_line_error(procs[5], "needs about", "--max-memory")
+    assert procs[6].returncode == 0, procs[6].stderr
+    assert "1 configs (1 of 2 grid points repeat an earlier config" in procs[6].stdout
+    assert "note: 1 of 2 grid points repeat" in procs[6].stderr and "rounds" in procs[6].stderr
+    for p in (tmp_path / "l", tmp_path / "s", tmp_path / "w", tmp_path / "x"):
+        assert not p.exists()  # refused before any work

@@ -77,9 +77,38 @@ def test_noise_option_uses_exact_counts(capsys):
 def test_table_output(capsys):
     code, out, _ = run([*BASE, "--counts", COUNTS, "--rounds", "2"], capsys)
     assert code == 0
-    # 3 header lines, 3 rounds, 2 PLL lines, 3 candidate-set loss lines, the conditions line.
-    assert "PLL exact" in out and "plurality=True" in out and len(out.splitlines()) == 3 + 3 + 6
+    lines = out.splitlines()
+    # header, counts (title, column labels, 3 rows), 2 table heads, 3 rounds, 2 PLL,
+    # 3 candidate-set loss lines, conditions
+    assert "PLL exact" in out and "plurality=True" in out and len(lines) == 1 + 5 + 2 + 3 + 2 + 3 + 1
     assert "PLL candidate" in out and "PLL gce (q=0.7)" in out and "*" not in out
+    assert max(len(line) for line in lines) <= 100  # readable in a terminal
+
+
+def test_table_is_readable_rho_rounded_counts_as_a_grid(capsys):
+    code, out, _ = run([*BASE, "--counts", COUNTS, "--rounds", "1"], capsys)
+    assert code == 0
+    rho = out.split("rho=")[1].split()[0]
+    assert len(rho.replace(".", "")) <= 4 and float(rho) == pytest.approx(
+        json.loads(run([*BASE, "--counts", COUNTS, "--rounds", "1", "--json"], capsys)[1])[
+            "conditions"
+        ]["rho"],
+        rel=1e-3,
+    )
+    grid = out.splitlines()[2:6]  # column labels, then one row per true class
+    assert grid[0].split() == ["0", "1", "2"]
+    assert [row.split() for row in grid[1:]] == [
+        ["0", "4", "1", "0"],
+        ["1", "1", "3", "1"],
+        ["2", "0", "0", "5"],
+    ]
+    assert "[[" not in out  # no Python list repr
+    # large K: a one-line summary instead of a K x K grid
+    big = ["predict", "--classes", "20", "--per-class", "5", "--c", "0.5", "--d", "0.1"]
+    code, out, _ = run(
+        [*big, "--lam", "0.01", "--noise", "sym", "--eta", "0.4", "--rounds", "0"], capsys
+    )
+    assert code == 0 and "20x20" in out and max(len(line) for line in out.splitlines()) <= 100
 
 
 @pytest.mark.parametrize(
@@ -211,7 +240,8 @@ def test_partial_results_are_marked_not_dropped(capsys, monkeypatch):
     assert "warning:" in err and len(err.strip().splitlines()) == 1
     code, out, err = run(argv, capsys)
     assert code == 0 and "* not converged: rounds[0].exact" in out
-    assert out.splitlines()[3].rstrip().endswith("*")  # round 0's exact cells are marked
+    round0 = next(line for line in out.splitlines() if line.lstrip().startswith("0 |"))
+    assert round0.rstrip().endswith("*")  # round 0's exact cells are marked
 
 
 def test_resource_refusal_one_line_with_estimates(capsys):
@@ -251,3 +281,17 @@ def test_long_runs_print_progress_on_stderr(capsys, monkeypatch):
     assert lines[0] == "progress: linear rounds done"
     assert sum(line.startswith("progress: exact round") for line in lines) == 3
     assert lines[-1] == "progress: PLL student gce done"
+
+
+def test_negative_numbers_reach_validation_in_a_subprocess():
+    from tests.cli import assert_one_line_error, run_many
+
+    base = ["theory", "predict", "--classes", "3", "--per-class", "5", "--c", "0.5"]
+    neg_lam, neg_d = run_many(
+        [
+            [*base, "--d", "0.1", "--lam", "-1e-3", "--counts", COUNTS],
+            [*base, "--d", "-1e-2", "--lam", "1e-2", "--counts", COUNTS, "--rounds", "0"],
+        ]
+    )
+    assert_one_line_error(neg_lam, "lam must be", "> 0", "-0.001")  # rejected for its sign
+    assert neg_d.returncode == 0 and "d=-0.01" in neg_d.stdout  # a valid negative value

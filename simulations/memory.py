@@ -1,0 +1,211 @@
+r"""Memory estimates before allocation: refuse up front what cannot fit.
+
+The command lines (``python -m simulations run | sweep | probe``) estimate the peak memory of the
+arrays a run allocates *before* allocating them and stop with one line naming the estimate and
+the limit (:class:`MemoryLimitError`, a ``ValueError``) when it does not fit. The limit is the
+memory available now (:func:`available_bytes`) unless the user passes ``--max-memory GB``.
+
+Estimates (float64, 8 bytes per number; ``N = K n`` training points, ``p`` features, ``r =
+min(N, p)`` the rank of the spectral features, ``T`` test points, ``R`` rounds)
+---------------------------------------------------------------------------------------------
+One trial (:func:`trial_bytes`, :func:`simulations.pipelines.run_trial`), the larger of
+
+* drawing the features: the draw ``X`` and its two summands (class means per row, noise),
+  ``3 N p``, and afterwards the test draw ``3 T p`` next to ``X``;
+* solving: ``X``, ``|X|`` (round-off bound of the certificate), the spectral features and their
+  squares (``2 N r``), the test points ``T p``, the factorisation (``3 p^2`` for ``X^T X`` with
+  ``p <= N``, else ``5 N^2`` for the Gram matrix, its symmetrised copy, eigenvectors and LAPACK
+  work space), ``K^2 N`` for the block preconditioner and per round (plus one student) the outputs,
+  logits and dual coefficients ``(R + 2)(4 K N + K p)``.
+
+Exact-block features have ``p = K + N``. The group-level theory printed next to a run
+(:func:`group_theory_bytes`) solves ``K^2 x K^2`` Newton systems: ``3 K^4 + 4 (R + 2) K^3``.
+A probe on real features (:func:`probe_bytes`) preprocesses a copy of the features and splits it
+(``3 N p``), then factorises the training split as above; its theory adds a thin SVD
+(``2 N_train r``) and the group-level theory of the fitted block model.
+
+The estimates are checked against ``tracemalloc`` peaks (which count numpy's allocations) in
+``tests/simulations/test_memory.py``: never below the measured peak, and within a small factor of
+it. Every estimate includes :data:`OVERHEAD` for small arrays and Python objects; the interpreter
+and imported libraries (~100-200 MB) come on top and are not counted.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+__all__ = [
+    "GB",
+    "OVERHEAD",
+    "MemoryLimitError",
+    "available_bytes",
+    "check_memory",
+    "group_theory_bytes",
+    "parse_max_memory",
+    "probe_bytes",
+    "trial_bytes",
+]
+
+#: Bytes per gigabyte in messages and ``--max-memory`` (decimal, like ``free -g`` is not).
+GB = 1e9
+_F8 = 8  # bytes of a float64
+#: Added to every estimate: small arrays, Python objects and caches of one run (measured peaks of
+#: tiny runs are 0.1-2 MB above their arrays).
+OVERHEAD = 4 * 2**20
+
+
+class MemoryLimitError(ValueError):
+    """The estimated memory of a run exceeds the limit (raised before allocating)."""
+
+
+def _solve_numbers(n: int, p: int, k: int, rounds: int, n_test: int) -> int:
+    r = min(n, p)
+    factor = 3 * p * p if p <= n else 5 * n * n
+    return (
+        2 * n * p + 2 * n * r + n_test * p + factor + k * k * n + (rounds + 2) * (4 * k * n + k * p)
+    )
+
+
+def trial_bytes(config) -> int:
+    """Estimated peak bytes of :func:`simulations.pipelines.run_trial` for ``config``.
+
+    Parameters
+    ----------
+    config : simulations.pipelines.TrialConfig
+
+    Returns
+    -------
+    int
+        ``8 * max(draw, solve)`` numbers (module docstring).
+    """
+    k, n = int(config.n_classes), int(config.n_samples)
+    if config.features == "mixture":
+        p, n_test = int(config.dim), k * int(config.n_test)
+        draw = max(3 * n * p, n * p + 3 * n_test * p)
+    else:  # exact-block: [mu_y, sqrt(1-c) e_i] features, one kernel row per class for testing
+        p, n_test = k + n, k
+        draw = 2 * n * p
+    return OVERHEAD + _F8 * max(draw, _solve_numbers(n, p, k, int(config.rounds), n_test))
+
+
+def group_theory_bytes(n_classes: int, rounds: int) -> int:
+    """Estimated peak bytes of the group-level theory (:mod:`theory.groups`, :mod:`theory.pll`).
+
+    ``8 (3 K^4 + 4 (R + 2) K^3)``: the dense ``K^2 x K^2`` Newton matrix and its LU factors, and
+    the ``(R + 1, K, K, K)`` group outputs (measured: 1.7-2.1 ``K^4`` numbers at K = 5..30).
+    """
+    k = int(n_classes)
+    return OVERHEAD + _F8 * (3 * k**4 + 4 * (int(rounds) + 2) * k**3)
+
+
+def probe_bytes(
+    n_samples: int, n_features: int, n_classes: int, n_train: int, rounds: int, theory: bool
+) -> int:
+    """Estimated peak bytes of one probe trial (:mod:`simulations.probe`) beyond the loaded data.
+
+    Parameters
+    ----------
+    n_samples, n_features, n_classes : int
+        Shape of the whole dataset (all splits) and number of classes.
+    n_train : int
+        Training rows (the solver works on these).
+    rounds : int
+    theory : bool
+        Whether the theory on the real features is computed too.
+    """
+    n, p, k, m = int(n_samples), int(n_features), int(n_classes), int(n_train)
+    numbers = 3 * n * p + _solve_numbers(m, p, k, int(rounds), n - m)
+    total = OVERHEAD + _F8 * numbers
+    if theory:
+        total += _F8 * 2 * m * min(m, p) + group_theory_bytes(k, rounds)
+    return total
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        text = path.read_text().split()[0]
+    except (OSError, IndexError):
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _cgroup_headroom() -> int | None:
+    """Memory left under this process's cgroup limit (v2 or v1), or None without a limit."""
+    for limit_file, usage_file in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        (
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+        ),
+    ):
+        limit = _read_int(Path(limit_file))
+        if limit is None or limit >= 1 << 60:  # "max" or the v1 'unlimited' sentinel
+            continue
+        usage = _read_int(Path(usage_file)) or 0
+        return max(limit - usage, 0)
+    return None
+
+
+def available_bytes() -> tuple[int | None, str]:
+    """Memory a new allocation can use now, and where the number comes from.
+
+    Linux: ``MemAvailable`` of ``/proc/meminfo`` (and the cgroup's remaining limit if lower);
+    elsewhere the physical memory (``os.sysconf``); ``(None, ...)`` if neither is known.
+    """
+    avail, source = None, ""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    avail, source = int(line.split()[1]) * 1024, "available memory"
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    if avail is None:
+        try:
+            avail = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+            source = "physical memory"
+        except (AttributeError, ValueError, OSError):
+            return None, "unknown"
+    headroom = _cgroup_headroom()
+    if headroom is not None and headroom < avail:
+        avail, source = headroom, "memory left under the cgroup limit"
+    return avail, source
+
+
+def parse_max_memory(value, name: str = "--max-memory") -> float | None:
+    """Validate a limit in GB (``None`` = available memory); returns bytes or None."""
+    if value is None:
+        return None
+    v = float(value)
+    if not math.isfinite(v) or v <= 0:
+        raise ValueError(f"{name} must be a positive number of GB, got {value!r}")
+    return v * GB
+
+
+def check_memory(estimate: int, what: str, limit: float | None = None, option="--max-memory"):
+    """Raise :class:`MemoryLimitError` if ``estimate`` bytes exceed ``limit`` (default: available).
+
+    The message is one line naming the estimate, the limit and how to override it (``option``;
+    None for a command without an override). Returns the limit used (bytes; None if unknown, then
+    nothing is checked).
+    """
+    source = f"{option}"
+    if limit is None:
+        limit, source = available_bytes()
+        if limit is None:
+            return None
+    if estimate > limit:
+        advice = "reduce the problem size" + (f" or pass {option} GB to override" if option else "")
+        raise MemoryLimitError(
+            f"{what} needs about {_gb(estimate)} GB of memory but the limit is {_gb(limit)} GB "
+            f"({source}); {advice}"
+        )
+    return limit
+
+
+def _gb(nbytes: float) -> str:
+    v = nbytes / GB
+    return f"{v:,.0f}" if v >= 100 else f"{v:.3g}"
