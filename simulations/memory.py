@@ -19,7 +19,7 @@ One trial (:func:`trial_bytes`, :func:`simulations.pipelines.run_trial`), the la
   logits and dual coefficients ``(R + 2)(4 K N + K p)``.
 
 Exact-block features have ``p = K + N``. The group-level theory printed next to a run
-(:func:`group_theory_bytes`) solves ``K^2 x K^2`` Newton systems: ``3 K^4 + 4 (R + 2) K^3``.
+(:func:`group_theory_bytes`) uses the theory's own estimate of its structured solver.
 A probe on real features (:func:`probe_bytes`) preprocesses a copy of the features and splits it
 (``3 N p``), then factorises the training split as above; its theory adds a thin SVD
 (``2 N_train r``) and the group-level theory of the fitted block model.
@@ -35,6 +35,8 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+
+import numpy as np
 
 __all__ = [
     "GB",
@@ -93,11 +95,15 @@ def trial_bytes(config) -> int:
 def group_theory_bytes(n_classes: int, rounds: int) -> int:
     """Estimated peak bytes of the group-level theory (:mod:`theory.groups`, :mod:`theory.pll`).
 
-    ``8 (3 K^4 + 4 (R + 2) K^3)``: the dense ``K^2 x K^2`` Newton matrix and its LU factors, and
-    the ``(R + 1, K, K, K)`` group outputs (measured: 1.7-2.1 ``K^4`` numbers at K = 5..30).
+    The theory's own estimate (:func:`theory.groups.prediction_memory_bytes`, the structured
+    ``O(K^3)`` Newton solver with a rank-3 loss) for the worst case of every group non-empty.
     """
+    from theory.groups import BlockModel, prediction_memory_bytes
+
     k = int(n_classes)
-    return OVERHEAD + _F8 * (3 * k**4 + 4 * (int(rounds) + 2) * k**3)
+    full = np.ones((k, k), dtype=np.int64)  # every group non-empty: the largest working set
+    model = BlockModel(k, k, 0.5, 0.1)
+    return OVERHEAD + prediction_memory_bytes(model, full, int(rounds), rank=3)
 
 
 def probe_bytes(
