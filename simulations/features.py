@@ -40,7 +40,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from theory.gram import block_gram, check_block_params
+from theory.gram import block_gram, check_block_params, check_mixture_params
+from theory.gram import mean_coordinates as _means_small
 from theory.validation import check_int
 
 __all__ = [
@@ -71,38 +72,6 @@ def as_generator(rng, name: str = "rng") -> np.random.Generator:
     raise ValueError(
         f"{name} must be a numpy.random.Generator, a SeedSequence or an int seed >= 0, got {rng!r}"
     )
-
-
-def check_mixture_params(n_classes, dim, c, d) -> tuple[int, int, float, float]:
-    """Validate Gaussian-mixture parameters; ``ValueError`` naming the violated condition.
-
-    Requires ``K >= 2``, ``p >= K``, ``0 <= c <= 1``, ``d <= c`` and ``c + (K - 1) d >= 0`` (the
-    class-mean Gram ``(c - d) I + d 1 1^T`` must be PSD).
-    """
-    k = check_int(n_classes, "n_classes", 2)
-    p = check_int(dim, "dim", k)
-    c, d = float(c), float(d)
-    if not (np.isfinite(c) and np.isfinite(d)):
-        raise ValueError(f"c and d must be finite, got c={c}, d={d}")
-    if not 0 <= c <= 1:
-        raise ValueError(f"c must lie in [0, 1] (c = ||mu_k||^2 <= E||x||^2 = 1), got c={c}")
-    if d > c:
-        raise ValueError(
-            f"d must be <= c (class-mean Gram (c-d) I + d 11^T is PSD), got c={c}, d={d}"
-        )
-    if c + (k - 1) * d < 0:
-        raise ValueError(
-            f"d must be >= -c/(K-1) = {-c / (k - 1):.6g} so that c + (K-1) d >= 0 "
-            f"(class-mean Gram PSD), got d={d}"
-        )
-    return k, p, c, d
-
-
-def _means_small(k: int, c: float, d: float) -> np.ndarray:
-    """Means in R^K with Gram (c - d) I + d 11^T (module docstring), shape (K, K)."""
-    alpha = np.sqrt(max(c - d, 0.0))
-    beta = (-alpha + np.sqrt(max(c + (k - 1) * d, 0.0))) / k
-    return alpha * np.eye(k) + beta
 
 
 def class_means(n_classes, dim, c, d, *, rng=None) -> np.ndarray:

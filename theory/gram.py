@@ -21,7 +21,14 @@ import numpy as np
 
 from theory.validation import check_int
 
-__all__ = ["block_eigenvalues", "block_gram", "check_block_params", "gram_from_spectrum"]
+__all__ = [
+    "block_eigenvalues",
+    "block_gram",
+    "check_block_params",
+    "check_mixture_params",
+    "gram_from_spectrum",
+    "mean_coordinates",
+]
 
 
 def check_block_params(n_classes, per_class, c, d) -> tuple[int, int, float, float]:
@@ -89,3 +96,43 @@ def gram_from_spectrum(basis, eigenvalues) -> np.ndarray:
         raise ValueError("basis must be orthogonal (Q^T Q = I)")
     g = (q * mu) @ q.T
     return 0.5 * (g + g.T)
+
+
+def check_mixture_params(n_classes, dim, c, d) -> tuple[int, int, float, float]:
+    """Validate Gaussian-mixture parameters; ``ValueError`` naming the violated condition.
+
+    The mixture (:mod:`simulations.features`, :mod:`theory.finite`) has class means with
+    ``||mu_k||^2 = c``, ``<mu_k, mu_l> = d`` and isotropic noise of total variance ``1 - c``.
+    Requires ``K >= 2``, ``p >= K``, ``0 <= c <= 1``, ``d <= c`` and ``c + (K - 1) d >= 0`` (the
+    class-mean Gram ``(c - d) I + d 1 1^T`` must be PSD).
+    """
+    k = check_int(n_classes, "n_classes", 2)
+    p = check_int(dim, "dim", k)
+    c, d = float(c), float(d)
+    if not (np.isfinite(c) and np.isfinite(d)):
+        raise ValueError(f"c and d must be finite, got c={c}, d={d}")
+    if not 0 <= c <= 1:
+        raise ValueError(f"c must lie in [0, 1] (c = ||mu_k||^2 <= E||x||^2 = 1), got c={c}")
+    if d > c:
+        raise ValueError(
+            f"d must be <= c (class-mean Gram (c-d) I + d 11^T is PSD), got c={c}, d={d}"
+        )
+    if c + (k - 1) * d < 0:
+        raise ValueError(
+            f"d must be >= -c/(K-1) = {-c / (k - 1):.6g} so that c + (K-1) d >= 0 "
+            f"(class-mean Gram PSD), got d={d}"
+        )
+    return k, p, c, d
+
+
+def mean_coordinates(n_classes, c, d) -> np.ndarray:
+    r"""Class means in ``R^K`` with Gram ``(c - d) I + d 1 1^T``, shape (K, K), row ``k`` = ``mu_k``.
+
+    ``mu_k = alpha e_k + beta 1`` with ``alpha = sqrt(c - d)``,
+    ``beta = (-alpha + sqrt(c + (K - 1) d)) / K``: then ``||mu_k||^2 = alpha^2 + 2 alpha beta +
+    K beta^2 = c`` and ``<mu_k, mu_l> = 2 alpha beta + K beta^2 = d``.
+    """
+    k = int(n_classes)
+    alpha = np.sqrt(max(c - d, 0.0))
+    beta = (-alpha + np.sqrt(max(c + (k - 1) * d, 0.0))) / k
+    return alpha * np.eye(k) + beta
