@@ -228,7 +228,8 @@ class _Loss:
             grad[self.cand[1], self.cols] -= 0.5 * pq[1]
             return _State(probs, values, grad, 0.5 * pq.sum(axis=0), None, 0.5 * pq)
         log_s = np.logaddexp(la, lb)  # log of the candidate mass s
-        restricted = np.where(self.mask, np.exp(np.where(self.mask, logp, 0.0) - log_s), 0.0)
+        # r = p 1_S / s, formed in logs; off the candidates log r = -inf (no overflow in exp).
+        restricted = np.exp(np.where(self.mask, logp - log_s, -np.inf))
         if self.name == "candidate":
             return _State(probs, -log_s, probs - restricted, np.ones(n), restricted, None)
         sq = np.exp(self.q * log_s)  # s^q

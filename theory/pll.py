@@ -139,7 +139,7 @@ class PLLCondition:
         Classes all of whose points received the same candidate pair (a whole-class tie: the
         student cannot separate the pair within that class).
     balanced_candidates : bool
-        Every class is a candidate of exactly ``n`` points (the two-hot global histogram is
+        Every class is a candidate of exactly ``2n`` points (the two-hot global histogram is
         balanced), so the global-histogram part cancels.
     sufficient : bool
         ``top2_contains_true and not tied_classes and (balanced_candidates or d == 0)``:
