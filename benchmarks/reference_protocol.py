@@ -40,9 +40,10 @@ from pathlib import Path
 
 import numpy as np
 
-from simulations.features import perturbed_block_gram
 from simulations.reference_loop import (
     REFERENCE_DEFAULTS,
+    counterpart_gram,
+    linear_first_round,
     reference_correlation,
     reference_loop,
     reference_noisy_labels,
@@ -55,28 +56,6 @@ from theory.groups import BlockModel
 from theory.metrics import accuracy
 from theory.validation import one_hot
 
-#: Strength of the random-feature part of the PSD counterpart (its block part is rescaled by
-#: 1 / (1 - s) so that the mean stays (c, d)); needs c / (1 - s) <= 1.
-COUNTERPART_STRENGTH = 0.5
-
-
-def counterpart_gram(n_classes, per_class, c, d, epsilon, rng) -> np.ndarray:
-    """Symmetric PSD counterpart of the reference's perturbed matrix.
-
-    :func:`simulations.features.perturbed_block_gram` with strength ``s`` and ``m`` random unit
-    directions gives ``G = (1 - s) G_block(c', d') + s Z Z^T``: unit diagonal, off-diagonal mean
-    ``(1 - s) c'`` / ``(1 - s) d'`` and standard deviation ``s / sqrt(m)``. Taking
-    ``c' = c / (1 - s)``, ``d' = d / (1 - s)`` and ``m = round(3 s^2 / eps^2)`` matches the
-    reference's mean ``c`` / ``d`` and its entrywise standard deviation ``eps / sqrt(3)`` (that of
-    ``U(-eps, eps)``). ``eps = 0`` returns the block matrix.
-    """
-    if epsilon == 0:
-        return block_gram(n_classes, per_class, c, d)
-    s = COUNTERPART_STRENGTH
-    m = max(1, int(round(3 * s**2 / epsilon**2)))
-    pg = perturbed_block_gram(n_classes, per_class, c / (1 - s), d / (1 - s), s, rng, dim=m)
-    return pg.gram
-
 
 def clean_mislabeled(outputs, truth, noisy):
     """Training accuracy w.r.t. the true labels on all, clean and mislabeled points."""
@@ -84,23 +63,6 @@ def clean_mislabeled(outputs, truth, noisy):
     acc_clean = accuracy(outputs[:, clean], truth[clean]) if clean.any() else math.nan
     acc_mis = accuracy(outputs[:, ~clean], truth[~clean]) if (~clean).any() else math.nan
     return accuracy(outputs, truth), acc_clean, acc_mis
-
-
-def linear_first_round(corr, targets, truth, lam, max_rounds):
-    """First round ``t <= max_rounds`` with 100% linearised training accuracy (None if none).
-
-    ``M_t = (Y - 1/K) A^(t+1)`` is rescaled to max-abs 1 every round (the argmax is scale-free),
-    so outputs that approach 1/K geometrically do not lose their gaps to round-off.
-    """
-    k, n = targets.shape
-    a = np.linalg.solve((corr + k * lam * n * np.eye(n)).T, corr.T).T  # C (C + K lam N I)^-1
-    m = targets - 1.0 / k
-    for t in range(max_rounds + 1):
-        m = m @ a
-        m /= np.max(np.abs(m))
-        if accuracy(m, truth) == 1.0:
-            return t
-    return None
 
 
 def _write_csv(rows, path):

@@ -27,6 +27,11 @@ float32 (``backend='numpy'``, analytic gradient ``dL/dY = 2 R + 2 (J_S R) C^T / 
 squared Frobenius norm, so its threshold ``1e-5`` allows a max-abs residual up to ``3.2e-3``.
 
 Cost: O(K N^2) per iteration (three K x N by N x N products), memory O(N^2) for ``C``.
+
+For comparisons with the perturbed matrix, :func:`counterpart_gram` gives a symmetric PSD matrix
+with the same mean and entrywise spread (the Gram matrix of actual features), and
+:func:`linear_first_round` the first round of 100% linearised training accuracy for any square
+``C`` (the block model's closed form is :func:`theory.conditions.min_rounds_linear`).
 """
 
 from __future__ import annotations
@@ -37,11 +42,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from simulations.features import perturbed_block_gram
+from theory.gram import block_gram
+from theory.metrics import accuracy
 from theory.validation import check_finite_matrix, check_int, check_positive
 
 __all__ = [
+    "COUNTERPART_STRENGTH",
     "REFERENCE_DEFAULTS",
     "ReferenceRun",
+    "counterpart_gram",
+    "linear_first_round",
     "reference_correlation",
     "reference_loop",
     "reference_noisy_labels",
@@ -279,3 +290,43 @@ def reference_loop(
     return ReferenceRun(
         np.asarray(y, dtype=float), float(loss), int(it), bool(stopped), seconds, backend
     )
+
+
+#: Strength of the random-feature part of the PSD counterpart (its block part is rescaled by
+#: 1 / (1 - s) so that the mean stays (c, d)); needs c / (1 - s) <= 1.
+COUNTERPART_STRENGTH = 0.5
+
+
+def counterpart_gram(n_classes, per_class, c, d, epsilon, rng) -> np.ndarray:
+    """Symmetric PSD counterpart of the reference's perturbed matrix.
+
+    :func:`simulations.features.perturbed_block_gram` with strength ``s`` and ``m`` random unit
+    directions gives ``G = (1 - s) G_block(c', d') + s Z Z^T``: unit diagonal, off-diagonal mean
+    ``(1 - s) c'`` / ``(1 - s) d'`` and standard deviation ``s / sqrt(m)``. Taking
+    ``c' = c / (1 - s)``, ``d' = d / (1 - s)`` and ``m = round(3 s^2 / eps^2)`` matches the
+    reference's mean ``c`` / ``d`` and its entrywise standard deviation ``eps / sqrt(3)`` (that of
+    ``U(-eps, eps)``). ``eps = 0`` returns the block matrix.
+    """
+    if epsilon == 0:
+        return block_gram(n_classes, per_class, c, d)
+    s = COUNTERPART_STRENGTH
+    m = max(1, int(round(3 * s**2 / epsilon**2)))
+    pg = perturbed_block_gram(n_classes, per_class, c / (1 - s), d / (1 - s), s, rng, dim=m)
+    return pg.gram
+
+
+def linear_first_round(corr, targets, truth, lam, max_rounds):
+    """First round ``t <= max_rounds`` with 100% linearised training accuracy (None if none).
+
+    ``M_t = (Y - 1/K) A^(t+1)`` is rescaled to max-abs 1 every round (the argmax is scale-free),
+    so outputs that approach 1/K geometrically do not lose their gaps to round-off.
+    """
+    k, n = targets.shape
+    a = np.linalg.solve((corr + k * lam * n * np.eye(n)).T, corr.T).T  # C (C + K lam N I)^-1
+    m = targets - 1.0 / k
+    for t in range(max_rounds + 1):
+        m = m @ a
+        m /= np.max(np.abs(m))
+        if accuracy(m, truth) == 1.0:
+            return t
+    return None

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from simulations.reference_loop import (
+    counterpart_gram,
+    linear_first_round,
     reference_correlation,
     reference_loop,
     reference_noisy_labels,
@@ -13,7 +15,10 @@ from simulations.reference_loop import (
     torch_available,
 )
 from simulations.solver import factorize, fixed_point_residual, solve_probe
+from theory.conditions import min_rounds_linear
 from theory.gram import block_gram
+from theory.groups import BlockModel
+from theory.noise import exact_counts, transition_matrix
 from theory.validation import one_hot
 
 
@@ -134,3 +139,34 @@ def test_torch_backend_matches_numpy_backend():
     a = reference_loop(targets, gram, lam, np.random.default_rng(5), max_iter=200, backend="torch")
     b = reference_loop(targets, gram, lam, np.random.default_rng(5), max_iter=200, backend="numpy")
     np.testing.assert_allclose(a.outputs, b.outputs, atol=1e-4)  # float32, different kernels
+
+
+def test_counterpart_gram_is_psd_with_reference_mean_and_spread():
+    k, n, c, d, eps = 3, 40, 0.4, 0.1, 0.05
+    g = counterpart_gram(k, n, c, d, eps, np.random.default_rng(6))
+    np.testing.assert_allclose(g, g.T, atol=0)
+    assert np.linalg.eigvalsh(g)[0] > -1e-12
+    np.testing.assert_allclose(np.diag(g), 1.0, atol=1e-12)
+    labels = np.repeat(np.arange(k), n)
+    iu = np.triu_indices(k * n, 1)
+    same = labels[iu[0]] == labels[iu[1]]
+    vals = g[iu]
+    # E = c / d; entry sd = eps / sqrt(3) = 0.029 as U(-eps, eps). The 2,340 within-class and 4,800
+    # across-class entries are not independent (rank-m perturbation, m = 300): allow 5 standard
+    # errors of a mean of m effective samples, 5 * 0.029 / sqrt(300) = 0.008.
+    assert abs(vals[same].mean() - c) < 0.01 and abs(vals[~same].mean() - d) < 0.01
+    assert abs((vals[~same] - vals[~same].mean()).std() - eps / np.sqrt(3)) < 0.005
+    np.testing.assert_array_equal(counterpart_gram(k, n, c, d, 0.0, None), block_gram(k, n, c, d))
+
+
+@pytest.mark.parametrize("noise, eta", [("sym", 0.4), ("asym", 0.3)])
+def test_linear_first_round_vs_min_rounds_linear(noise, eta):
+    """On the exact block Gram matrix the linearised first round of 100% training accuracy is the
+    block model's closed form (theory.conditions.min_rounds_linear)."""
+    k, n, c, d, lam = 3, 10, 0.4, 0.1, 1e-3
+    counts = exact_counts(transition_matrix(noise, k, eta), n)
+    truth = np.repeat(np.arange(k), n)
+    noisy = np.concatenate([np.repeat(np.arange(k), counts[row]) for row in range(k)])
+    expected = min_rounds_linear(BlockModel(k, n, c, d), counts, lam)
+    got = linear_first_round(block_gram(k, n, c, d), one_hot(noisy, k), truth, lam, 200)
+    assert expected is not None and got == expected
