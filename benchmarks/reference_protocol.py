@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from simulations.features import exact_block_features
 from simulations.reference_loop import (
     REFERENCE_DEFAULTS,
     counterpart_gram,
@@ -63,6 +64,19 @@ def clean_mislabeled(outputs, truth, noisy):
     acc_clean = accuracy(outputs[:, clean], truth[clean]) if clean.any() else math.nan
     acc_mis = accuracy(outputs[:, ~clean], truth[~clean]) if (~clean).any() else math.nan
     return accuracy(outputs, truth), acc_clean, acc_mis
+
+
+def within_class_share(outputs, truth) -> float:
+    """``||within-class part|| / ||class-mean part||`` of ``outputs - 1/K`` (Frobenius norms).
+
+    The class-mean part lies in the span of the large Gram eigenvalues (class indicators); the
+    within-class part in the ``N - K`` directions of ``mu_3 = 1 - c`` that carry individual labels.
+    """
+    d = outputs - 1.0 / outputs.shape[0]
+    means = np.zeros_like(d)
+    for c in np.unique(truth):
+        means[:, truth == c] = d[:, truth == c].mean(axis=1, keepdims=True)
+    return float(np.linalg.norm(d - means) / np.linalg.norm(means))
 
 
 def _write_csv(rows, path):
@@ -107,8 +121,9 @@ def part_rounds(cfg, out) -> list[dict]:
             "(same mean and entrywise spread)"
         )
     print(
-        f"{'round':>5} | {'ours all/c/m':>17} {'residual':>9} {'s':>6} | {'reference all/c/m':>17} "
-        f"{'iters':>7} {'stop':>4} {'own loss':>9} {'residual':>9} {'s':>7}"
+        f"{'round':>5} | {'ours all/c/m':>17} {'residual':>9} {'within':>6} {'s':>6} | "
+        f"{'reference all/c/m':>17} {'iters':>7} {'stop':>4} {'own loss':>9} {'residual':>9} "
+        f"{'within':>6} {'s':>7}"
     )
     rows = []
     ref_t, ours_t, prev = y, y, None
@@ -141,6 +156,7 @@ def part_rounds(cfg, out) -> list[dict]:
             "ours_acc_clean": ours_acc[1],
             "ours_acc_mislabeled": ours_acc[2],
             "ours_residual": sol.certificate.residual,
+            "ours_within_share": within_class_share(sol.outputs, truth),
             "ours_seconds": t_ours,
             "ref_acc": ref_acc[0],
             "ref_acc_clean": ref_acc[1],
@@ -149,6 +165,7 @@ def part_rounds(cfg, out) -> list[dict]:
             "ref_stopped": ref.stopped,
             "ref_loss": ref.loss,
             "ref_residual": ref_res,
+            "ref_within_share": within_class_share(ref.outputs, truth),
             "ref_seconds": ref.seconds,
             "ref_backend": ref.backend,
         }
@@ -157,10 +174,10 @@ def part_rounds(cfg, out) -> list[dict]:
             _write_csv(rows, out / "rounds.csv")
         print(
             f"{r:5d} | {'/'.join(f'{100 * a:5.1f}' for a in ours_acc)} "
-            f"{sol.certificate.residual:9.1e} {t_ours:6.2f} | "
+            f"{sol.certificate.residual:9.1e} {row['ours_within_share']:6.2f} {t_ours:6.2f} | "
             f"{'/'.join(f'{100 * a:5.1f}' for a in ref_acc)} {ref.iterations:7d} "
             f"{'yes' if ref.stopped else 'no':>4} {ref.loss:9.2e} {ref_res:9.2e} "
-            f"{ref.seconds:7.1f}",
+            f"{row['ref_within_share']:6.2f} {ref.seconds:7.1f}",
             flush=True,
         )
         ref_t, ours_t, prev = ref.outputs, sol.outputs, sol
@@ -168,12 +185,33 @@ def part_rounds(cfg, out) -> list[dict]:
             # Sanity check of the comparison: the exact teacher's residual is certified on the
             # same matrix the reference uses.
             assert fixed_point_residual(sol.outputs, y, lam, factor=factor)[0] <= 1e-9
+            if cfg["sklearn"]:
+                _sklearn_check(sol.outputs, noisy, k, n, c, d, lam)
     print(
         "accuracies in % (all / clean / mislabeled points, true labels); residual = max-abs "
         "fixed-point residual in float64 against each solver's own targets; 'own loss' = the "
-        "reference's squared Frobenius residual; 'stop' = its early stop fired."
+        "reference's squared Frobenius residual; 'stop' = its early stop fired; 'within' = "
+        "norm of the within-class part of P - 1/K over that of its class-mean part."
     )
     return rows
+
+
+def _sklearn_check(outputs, noisy, k, n, c, d, lam) -> None:
+    """Independent check of the teacher: scikit-learn's multinomial logistic regression (lbfgs,
+    tol 1e-12, no intercept, ``C = 1/(lam N)``) on features realising the exact block Gram
+    matrix (:func:`simulations.features.exact_block_features`)."""
+    from sklearn.linear_model import LogisticRegression
+
+    x = exact_block_features(k, n, c, d)
+    t0 = time.perf_counter()
+    lr = LogisticRegression(C=1.0 / (lam * k * n), fit_intercept=False, tol=1e-12, max_iter=100_000)
+    lr.fit(x, noisy)
+    gap = float(np.max(np.abs(lr.predict_proba(x).T - outputs)))
+    print(
+        f"  scikit-learn LogisticRegression teacher: max|P_sklearn - P_ours| = {gap:.1e} "
+        f"({lr.n_iter_[0]} lbfgs iterations, {time.perf_counter() - t0:.1f} s)",
+        flush=True,
+    )
 
 
 def part_tmin(cfg, out) -> list[dict]:
@@ -235,6 +273,9 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="write rounds.csv and tmin.csv")
     parser.add_argument("--skip-rounds", action="store_true", help="only part 2 (t_min)")
+    parser.add_argument(
+        "--sklearn", action="store_true", help="also check the teacher with scikit-learn (eps=0)"
+    )
     args = parser.parse_args(argv)
     rounds = args.rounds if args.rounds is not None else (1 if args.quick else 10)
     bad = []
@@ -258,6 +299,7 @@ def main(argv=None) -> int:
         "max_iter": args.max_iter,
         "max_rounds": args.max_rounds,
         "seed": args.seed,
+        "sklearn": args.sklearn,
         "epsilons": (0.0, 0.02, 0.05, 0.1) if args.quick else (0.0, 0.005, 0.01, 0.02, 0.05, 0.1),
     }
     if args.out is not None:

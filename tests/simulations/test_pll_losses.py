@@ -408,3 +408,21 @@ def test_unconverged_solve_raises():
     _, _, teacher = _problem(seed=12)
     with pytest.raises(ConvergenceError, match="did not converge"):
         train_pll_student(teacher, 1e-3, loss="gce", max_iter=1)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_new_factorisation_of_the_same_features_starts_from_the_teacher(loss):
+    """Passing the features again (a new factorisation, as an estimator wrapper may do) starts
+    from the teacher's logits projected on the new coordinates and finds the same student."""
+    x, _, teacher = _problem(seed=13)
+    lam = 0.02
+    a = train_pll_student(teacher, lam, loss=loss)
+    b = train_pll_student(teacher, lam, loss=loss, features=x.copy())
+    assert b.certificate.initial_objective == pytest.approx(a.certificate.initial_objective, 1e-10)
+    tol = _agreement_tol(
+        x,
+        a.certificate.gradient_norm,
+        b.certificate.gradient_norm,
+        min(a.certificate.min_hessian_eigenvalue, b.certificate.min_hessian_eigenvalue),
+    )
+    np.testing.assert_allclose(b.outputs, a.outputs, atol=tol)
