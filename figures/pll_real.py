@@ -216,7 +216,10 @@ def plot(rows, spectrum, name):
     ax.set_title("split of the candidate mass (train)")
 
     ax = axes[3]
+    # Eigenvalues below 1e-8 mu_max are round-off-level and carry no filter weight; leaving them
+    # out keeps the log axis (and its tick layout) to a few decades.
     mu = spectrum["eigenvalues"]
+    mu = mu[mu >= 1e-8 * mu[0]]
     ax.semilogy(
         np.arange(1, mu.size + 1),
         mu,
