@@ -123,6 +123,8 @@ LOSSES = ("ce", "candidate", "gce", "gce-reference")
 DEFAULT_Q = 0.7
 #: Largest ``K r`` for which the Hessian is formed densely for the second-order test (72 MB).
 DENSE_HESSIAN_MAX = 3000
+#: Cap on ARPACK's implicit restarts in the Lanczos second-order test (then 'not converged').
+LANCZOS_MAX_RESTARTS = 300
 
 _EPS = np.finfo(float).eps
 _TINY = np.finfo(float).tiny
@@ -563,7 +565,6 @@ def _second_order(problem: _Problem, st: _State, theta_shape, hessian: str):
             idx = slice(start, min(n, start + chunk))
             hs = problem.loss.hessians(st, idx)[:, au, bu]  # (M, K(K+1)/2)
             block += (ft[ju, idx] * ft[lu, idx]) @ hs  # (r(r+1)/2, K(K+1)/2), transposed
-
         block /= n
         dense = np.zeros((k, r, k, r))
         for a, b, j, m in ((au, bu, ju, lu), (au, bu, lu, ju), (bu, au, ju, lu), (bu, au, lu, ju)):
@@ -579,7 +580,8 @@ def _second_order(problem: _Problem, st: _State, theta_shape, hessian: str):
         dtype=float,
     )
     try:
-        vals, vecs = eigsh(op, k=1, which="SA", tol=1e-8, maxiter=50 * k * r)
+        # At most LANCZOS_MAX_RESTARTS implicit restarts (~20 Hessian-vector products each).
+        vals, vecs = eigsh(op, k=1, which="SA", tol=1e-8, maxiter=LANCZOS_MAX_RESTARTS)
     except ArpackNoConvergence:
         return math.nan, "lanczos (not converged)", None
     return float(vals[0]), "lanczos", vecs[:, 0].reshape(k, r)
@@ -757,7 +759,10 @@ def train_pll_student(
         Newton steps before :class:`simulations.solver.ConvergenceError`.
     hessian : {'auto', 'dense', 'lanczos', 'none'}
         Second-order test at the solution (module docstring); ``'auto'`` tries the cheap lower
-        bound, then the dense Hessian if ``K r <= 3000``, else Lanczos.
+        bound, then the dense Hessian if ``K r <= 3000`` (O(N K^2 r^2 + (K r)^3) time), else
+        Lanczos (a few hundred to a few thousand Hessian-vector products of O(N K r) each).
+        ``'dense'`` refuses ``K r > 3000``; ``'none'`` skips the test (``stationary_point`` is
+        then ``'unknown'`` for the non-convex losses).
 
     Returns
     -------
@@ -790,6 +795,11 @@ def train_pll_student(
     elif not isinstance(factor, ProbeFactor):
         raise ValueError("factor must be a ProbeFactor from simulations.solver.factorize")
     k, n = teacher.outputs.shape
+    if hessian == "dense" and k * factor.spectral.shape[1] > DENSE_HESSIAN_MAX:
+        raise ValueError(
+            f"hessian='dense' needs K r <= {DENSE_HESSIAN_MAX} (a (K r)^2 matrix); here K r = "
+            f"{k * factor.spectral.shape[1]}: use hessian='lanczos' or 'auto'"
+        )
     if factor.n_samples != n:
         raise ValueError(
             f"the teacher has {n} training samples but the features / gram have {factor.n_samples}"

@@ -391,6 +391,7 @@ def test_bad_input_errors():
         train_pll_student(teacher.outputs, 0.1)
     with pytest.raises(ValueError, match="hessian"):
         train_pll_student(teacher, 0.1, loss="gce", hessian="exact")
+
     with pytest.raises(ValueError, match="NaN"):
         train_pll_student(teacher, 0.1, features=np.full_like(x, np.nan))
     with pytest.raises(ValueError, match="integer"):
@@ -426,3 +427,17 @@ def test_new_factorisation_of_the_same_features_starts_from_the_teacher(loss):
         min(a.certificate.min_hessian_eigenvalue, b.certificate.min_hessian_eigenvalue),
     )
     np.testing.assert_allclose(b.outputs, a.outputs, atol=tol)
+
+
+def test_dense_hessian_refused_up_front_when_too_large(monkeypatch):
+    """The (K r)^2 dense Hessian is refused before any work when K r exceeds the limit (here the
+    limit is lowered instead of building a large problem)."""
+    import simulations.pll_losses as mod
+
+    _, _, teacher = _problem(seed=14, n=20)
+    monkeypatch.setattr(mod, "DENSE_HESSIAN_MAX", 10)  # K r = 4 * 5 = 20 > 10
+    with pytest.raises(ValueError, match="K r <= 10"):
+        train_pll_student(teacher, 0.1, loss="gce", hessian="dense")
+    # 'auto' falls back to Lanczos instead of refusing.
+    cert = train_pll_student(teacher, 0.1, loss="gce").certificate
+    assert cert.hessian_method in ("lower bound", "lanczos")
