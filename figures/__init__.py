@@ -13,4 +13,5 @@ FIGURES = (
     "phase_diagram",
     "finite_dimension",
     "real_gain",
+    "pll_real",
 )

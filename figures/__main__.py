@@ -77,8 +77,9 @@ def _select(only: str | None, parser) -> list[str]:
 def _figure_argv(name: str, args) -> list[str]:
     argv = ["--out", str(args.out), "--seed", str(args.seed), "--preset", args.preset]
     module = importlib.import_module(f"figures.{name}")
-    # real_gain (and any figure without Monte Carlo workers) takes the three standard options only.
-    if name != "real_gain" and hasattr(module, "compute"):
+    # real_gain, pll_real (and any figure without Monte Carlo workers) take the three standard
+    # options only.
+    if name not in ("real_gain", "pll_real") and hasattr(module, "compute"):
         argv += ["--workers", str(args.workers)]
     return argv
 

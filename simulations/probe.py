@@ -16,13 +16,15 @@ One *trial* (seed ``s``) does, with independent streams from ``SeedSequence(seed
    (globally centred, L2-normalised) features (:func:`simulations.noise.class_mean_groups`) into
    ``n_superclasses`` groups (default ``max(2, K // 3)``).
 4. For every ``lam`` in ``lams``: **teacher** (round 0) and **SD rounds** ``1..R`` by exact training
-   (:func:`simulations.distill.self_distill`); **PLL student** with the cross-entropy on the two-hot
-   top-2 target (:func:`simulations.distill.train_pll`, the theory's loss) and with the reference
-   code's GCE loss, ``q = 0.7``, on each of the two candidates, started from the teacher's weights
-   (:func:`simulations.gce.train_pll_gce`); the teacher's **top-2 coverage** (fraction of samples
-   whose true label is among the teacher's two largest outputs) on train and test.
+   (:func:`simulations.distill.self_distill`); the **PLL student** for every loss in ``pll_losses``
+   (:func:`simulations.pll_losses.train_pll_student`, started from the teacher, certified): by
+   default two-hot cross-entropy (``'ce'``, method ``pll_ce``, the theory's loss) and the reference
+   code's GCE, ``q = 0.7``, on each of the two candidates (``'gce-reference'``, method
+   ``pll_gce_ref``); also available the candidate log-likelihood (``pll_candidate``) and the
+   candidate-set GCE (``pll_gce``); the teacher's **top-2 coverage** (fraction of samples whose
+   true label is among the teacher's two largest outputs) on train and test.
 5. **Model selection on the validation split only**: for each family (teacher over ``lam``; SD over
-   ``(lam, round)`` with round 0 included; PLL-CE and PLL-GCE over ``lam``; and "best" over all of
+   ``(lam, round)`` with round 0 included; each PLL method over ``lam``; and "best" over all of
    them) the configuration with the highest validation accuracy is chosen (ties to the earliest
    in the order lam, round) and its *test* accuracy reported. Test accuracy is never used to select.
 
@@ -47,9 +49,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from simulations.datasets import Dataset, preprocess
-from simulations.distill import self_distill, train_pll
-from simulations.gce import DEFAULT_Q, predict_proba, train_pll_gce
+from simulations.distill import self_distill
 from simulations.noise import class_mean_groups, sample_noisy_labels
+from simulations.pll_losses import DEFAULT_Q, LOSSES, train_pll_student
 from simulations.solver import factorize
 from theory.metrics import accuracy
 from theory.noise import NOISE_KINDS, transition_matrix
@@ -66,10 +68,17 @@ __all__ = [
     "write_results",
 ]
 
+#: PLL loss (:data:`simulations.pll_losses.LOSSES`) -> method name in the rows.
+PLL_METHODS = {
+    "ce": "pll_ce",
+    "candidate": "pll_candidate",
+    "gce": "pll_gce",
+    "gce-reference": "pll_gce_ref",
+}
 #: Methods reported per lam; "sd" rows carry the round (0 = teacher).
-METHODS = ("sd", "pll_ce", "pll_gce")
-#: Families selected on validation.
-SELECTIONS = ("teacher", "sd", "pll_ce", "pll_gce", "best")
+METHODS = ("sd", *PLL_METHODS.values())
+#: Families selected on validation (those of the PLL losses run, in this order).
+SELECTIONS = ("teacher", "sd", *PLL_METHODS.values(), "best")
 
 
 @dataclass(frozen=True)
@@ -95,6 +104,9 @@ class ProbeConfig:
         Number of superclass groups for ``noise='superclass'`` (default ``max(2, K // 3)``).
     q : float
         GCE exponent.
+    pll_losses : tuple of str
+        PLL student losses to train (:data:`simulations.pll_losses.LOSSES`), default
+        ``('ce', 'gce-reference')``.
     noisy_val : bool
         Apply the label noise to validation labels too (default True).
     theory : bool
@@ -116,6 +128,7 @@ class ProbeConfig:
     test_fraction: float = 0.3
     n_superclasses: int | None = None
     q: float = DEFAULT_Q
+    pll_losses: tuple = ("ce", "gce-reference")
     noisy_val: bool = True
     theory: bool = True
     tol: float = 1e-9
@@ -147,6 +160,11 @@ class ProbeConfig:
         if q > 1:
             raise ValueError(f"q must lie in (0, 1], got {self.q!r}")
         check_positive(self.tol, "tol")
+        bad = [x for x in self.pll_losses if x not in LOSSES]
+        if bad or len(set(self.pll_losses)) != len(self.pll_losses):
+            raise ValueError(
+                f"pll_losses must be distinct losses among {LOSSES}, got {self.pll_losses!r}"
+            )
         return self
 
 
@@ -307,33 +325,23 @@ def _trial(dataset, config, groups, seq, trial_index):
                 sol.predict(features=x_te),
                 residual=sol.certificate.residual,
                 converged=True,
+                stationary_point="global minimum",  # strictly convex
             )
-        pll = train_pll(teacher, lam, factor=factor, tol=config.tol)
-        record(
-            "pll_ce",
-            1,
-            pll.outputs,
-            pll.predict(features=x_va),
-            pll.predict(features=x_te),
-            residual=pll.certificate.residual,
-            converged=True,
-        )
-        gce = train_pll_gce(
-            x_tr,
-            top2_indices(teacher.outputs),
-            lam,
-            init_weights=teacher.weights,
-            q=config.q,
-        )
-        record(
-            "pll_gce",
-            1,
-            predict_proba(gce.weights, x_tr),
-            predict_proba(gce.weights, x_va),
-            predict_proba(gce.weights, x_te),
-            residual=gce.report.gradient_norm,
-            converged=gce.report.converged,
-        )
+        cand = top2_indices(teacher.outputs)
+        for loss in config.pll_losses:
+            st = train_pll_student(
+                teacher, lam, loss=loss, q=config.q, candidates=cand, factor=factor, tol=config.tol
+            )
+            record(
+                PLL_METHODS[loss],
+                1,
+                st.outputs,
+                st.predict(features=x_va),
+                st.predict(features=x_te),
+                residual=st.certificate.residual,
+                converged=st.certificate.converged,
+                stationary_point=st.certificate.stationary_point,
+            )
         if config.theory:
             from theory.real_features import real_feature_theory
 
@@ -347,13 +355,14 @@ def _select(rows, trial_index):
     families = {
         "teacher": lambda r: r["method"] == "sd" and r["round"] == 0,
         "sd": lambda r: r["method"] == "sd",
-        "pll_ce": lambda r: r["method"] == "pll_ce",
-        "pll_gce": lambda r: r["method"] == "pll_gce",
         "best": lambda r: True,
     }
+    present = {r["method"] for r in rows}
     out = []
     for name in SELECTIONS:
-        cands = [r for r in rows if families[name](r)]
+        if name in PLL_METHODS.values() and name not in present:
+            continue
+        cands = [r for r in rows if families.get(name, lambda r, m=name: r["method"] == m)(r)]
         best = cands[int(np.argmax([r["val_acc"] for r in cands]))]
         out.append(
             {
@@ -391,6 +400,8 @@ def _summarise(rows, selections, theory_rows, config):
         summary["per_config"].append(entry)
     for fam in SELECTIONS:
         grp = [s for s in selections if s["family"] == fam]
+        if not grp:
+            continue
         summary["selected"].append(
             {
                 "family": fam,
