@@ -7,17 +7,21 @@ averaged over trials:
 
 * ``exact``: :func:`theory.groups.predict_exact` (non-linearised fixed point, round by round);
 * ``linear``: :func:`theory.groups.predict_linear` (label-averaging closed form);
-* for ``--method pll-ce``, round 1 is the PLL student: :func:`theory.pll.predict_pll`
-  (``method='exact'`` / ``'linear'``).
+* for the PLL methods, round 1 is the PLL student: :func:`theory.pll.predict_pll`
+  (``method='exact'`` / ``'linear'``), with ``loss='candidate'`` / ``'gce'`` (and ``q``) for
+  ``--method pll-candidate`` / ``pll-gce`` when this build's ``predict_pll`` accepts a ``loss``
+  argument; otherwise (and for the reference GCE, ``pll-gce-ref``, if the theory does not know
+  ``'gce-reference'``) a note says that the theory for that loss is not available.
 
 The theory is the ``p -> inf`` limit (block Gram matrix exactly); for exact-block features it
 should match to solver precision. It is not available for ``temperature != 1`` (the theory
-distils on raw outputs) or for the GCE student (a different loss); the output says so.
+distils on raw outputs); the output says so.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import math
 import sys
@@ -25,7 +29,14 @@ import sys
 import numpy as np
 
 from simulations.noise import SAMPLING_MODES
-from simulations.pipelines import FEATURE_MODELS, METHODS, TrialConfig, run_trial, trial_seed
+from simulations.pipelines import (
+    FEATURE_MODELS,
+    METHODS,
+    PLL_LOSSES,
+    TrialConfig,
+    run_trial,
+    trial_seed,
+)
 from simulations.sweep import mean_ci
 from theory.noise import NOISE_KINDS
 
@@ -73,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--groups", default=None, help='superclass partition as JSON, e.g. "[[0,1],[2]]"'
     )
     p.add_argument("--n-groups", type=int, default=None, help="superclass groups by clustering")
-    p.add_argument("--q", type=float, default=d.q, help="GCE exponent (pll-gce)")
+    p.add_argument("--q", type=float, default=d.q, help="GCE exponent (pll-gce, pll-gce-ref)")
     p.add_argument("--seed", type=int, default=0, help="base seed (>= 0)")
     p.add_argument("--seeds", type=int, default=1, help="number of Monte Carlo trials")
     p.add_argument("--json", action="store_true", help="print one JSON document")
@@ -117,8 +128,6 @@ def _theory(cfg: TrialConfig, counts) -> tuple[dict, list[str]]:
     notes = []
     if cfg.temperature != 1.0:
         return {}, ["theory not available: it distils on raw outputs (temperature = 1)"]
-    if cfg.method == "pll-gce":
-        notes.append("theory not available for the GCE student (different loss); teacher only")
     from theory.groups import BlockModel, predict_exact, predict_linear
 
     model = BlockModel(cfg.n_classes, cfg.per_class, cfg.c, cfg.d)
@@ -128,17 +137,43 @@ def _theory(cfg: TrialConfig, counts) -> tuple[dict, list[str]]:
         "linear": predict_linear(model, counts, cfg.lam, rounds),
     }
     out = {name: _by_round(pred, range(rounds + 1)) for name, pred in preds.items()}
-    if cfg.method == "pll-ce":
-        try:
-            from theory.pll import predict_pll
-        except ImportError:
-            notes.append("PLL theory not available: theory.pll.predict_pll not found")
-        else:
-            for name in ("exact", "linear"):
+    if cfg.method in PLL_LOSSES:
+        loss = PLL_LOSSES[cfg.method]
+        for name in ("exact", "linear"):
+            student, note = _pll_theory(model, counts, cfg.lam, loss, cfg.q, name)
+            if student is None:
+                if note not in notes:
+                    notes.append(note)
+            else:
                 # predict_pll returns one row (the student), reported as round 1.
-                student = predict_pll(model, counts, cfg.lam, method=name)
                 out[name][1] = _by_round(student, [0])[0]
     return out, notes
+
+
+def _pll_theory(model, counts, lam, loss: str, q: float, method: str):
+    """``(prediction, None)`` from :func:`theory.pll.predict_pll`, or ``(None, note)``.
+
+    The loss-aware group theory (``predict_pll(..., loss=, q=)``) may be missing from this build;
+    it is detected from the signature, and a loss or method it rejects becomes a note.
+    """
+    try:
+        from theory.pll import predict_pll
+    except ImportError:
+        return None, "PLL theory not available: theory.pll.predict_pll not found"
+    if loss == "ce":
+        return predict_pll(model, counts, lam, method=method), None
+    params = inspect.signature(predict_pll).parameters
+    if "loss" not in params:
+        return None, f"theory for loss {loss} not available in this build"
+    kwargs = {"loss": loss}
+    if "q" in params and loss in ("gce", "gce-reference"):
+        kwargs["q"] = q
+    try:
+        return predict_pll(model, counts, lam, method=method, **kwargs), None
+    except (ValueError, NotImplementedError) as exc:
+        if loss not in str(exc) and method not in str(exc):
+            raise  # a genuine input error, not an unsupported loss / method
+        return None, f"{method} theory for loss {loss} not available: {exc}"
 
 
 def _by_round(pred, rounds) -> dict:

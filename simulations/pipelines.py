@@ -13,13 +13,18 @@ Methods
     (:func:`simulations.distill.self_distill`). Rows for rounds ``0..R``.
 ``'pll-ce'``
     Teacher, then one student on the teacher's top-2 two-hot target with cross-entropy
-    (:func:`simulations.distill.train_pll`, the theory's PLL student). Rows for rounds 0 (teacher)
-    and 1 (student).
-``'pll-gce'``
-    As ``'pll-ce'`` but the student minimises the public reference code's generalised
-    cross-entropy (``q``, default 0.7) on each of the two candidates, started from the teacher's
-    weights (:func:`simulations.gce.train_pll_gce`; a non-convex problem, so the certificate is a
-    gradient norm, not a global optimality proof).
+    (the theory's PLL student). Rows for rounds 0 (teacher) and 1 (student).
+``'pll-candidate'``, ``'pll-gce'``
+    As ``'pll-ce'`` with the candidate-set losses of :mod:`simulations.pll_losses`: the candidate
+    log-likelihood ``-log s`` and the generalised cross-entropy of the candidate *set*
+    ``(1 - s^q)/q`` (``s`` the probability of the two candidates, ``q`` default 0.7).
+``'pll-gce-ref'``
+    The public reference code's GCE: the mean over the two candidates of ``(1 - p_a^q)/q``
+    (``loss='gce-reference'``). Until issue 13 this was what ``'pll-gce'`` meant.
+
+Every PLL student is :func:`simulations.pll_losses.train_pll_student`, started from the teacher
+and certified (kernel-form residual; for the non-convex losses also which stationary point was
+found, ``stationary_point`` in the rows).
 
 Metrics (per round, w.r.t. the *true* labels; ties count as errors, :mod:`theory.metrics`)
 ---------------------------------------------------------------------------------------
@@ -40,7 +45,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from simulations.distill import self_distill, train_pll
+from simulations.distill import self_distill
 from simulations.features import (
     GaussianMixture,
     check_mixture_params,
@@ -53,6 +58,7 @@ from simulations.noise import (
     empirical_transition,
     sample_noisy_labels,
 )
+from simulations.pll_losses import train_pll_student
 from theory.gram import check_block_params
 from theory.metrics import correct_and_tied
 from theory.noise import NOISE_KINDS, check_groups, transition_matrix
@@ -68,7 +74,14 @@ __all__ = [
     "trial_seed",
 ]
 
-METHODS = ("sd", "pll-ce", "pll-gce")
+METHODS = ("sd", "pll-ce", "pll-candidate", "pll-gce", "pll-gce-ref")
+#: PLL method -> loss of :func:`simulations.pll_losses.train_pll_student`.
+PLL_LOSSES = {
+    "pll-ce": "ce",
+    "pll-candidate": "candidate",
+    "pll-gce": "gce",
+    "pll-gce-ref": "gce-reference",
+}
 FEATURE_MODELS = ("mixture", "exact-block")
 
 
@@ -94,7 +107,7 @@ class TrialConfig:
     noise : {'sym', 'pair', 'asym', 'superclass'}
     sampling : {'random', 'exact-count'}
     features : {'mixture', 'exact-block'}
-    method : {'sd', 'pll-ce', 'pll-gce'}
+    method : {'sd', 'pll-ce', 'pll-candidate', 'pll-gce', 'pll-gce-ref'}
     n_test : int
         Fresh test draws per class for the population accuracy.
     temperature : float
@@ -104,9 +117,9 @@ class TrialConfig:
         found by clustering the class means of the training draw (true labels).
     n_groups : int, optional
     q : float
-        GCE exponent (``'pll-gce'`` only).
+        GCE exponent (``'pll-gce'`` and ``'pll-gce-ref'`` only).
     tol : float
-        Solver fixed-point residual (exact methods) or gradient tolerance (GCE).
+        Fixed-point residual of every solve.
     """
 
     n_classes: int = 3
@@ -287,6 +300,8 @@ def _cert_fields(cert) -> dict:
         "iterations": int(cert.iterations),
         "converged": bool(cert.converged),
         "solver": cert.method,
+        # Probe solves (teacher, SD rounds) are strictly convex; PLL certificates say it.
+        "stationary_point": getattr(cert, "stationary_point", "global minimum"),
     }
 
 
@@ -350,40 +365,10 @@ def run_trial(config: TrialConfig, seed) -> TrialResult:
     for r, sol in enumerate(sd.solutions):
         add(r, sol.outputs, sol.predict(**test_kw), _cert_fields(sol.certificate))
 
-    if cfg.method == "pll-ce":
-        student = train_pll(teacher, cfg.lam, tol=cfg.tol)
+    if cfg.method in PLL_LOSSES:
+        student = train_pll_student(
+            teacher, cfg.lam, loss=PLL_LOSSES[cfg.method], q=cfg.q, candidates=cand, tol=cfg.tol
+        )
         add(1, student.outputs, student.predict(**test_kw), _cert_fields(student.certificate))
-    elif cfg.method == "pll-gce":
-        add(1, *_gce_student(cfg, x, cand, teacher, test_kw))
 
     return TrialResult(rows, empirical_transition(y, noisy, k), y, noisy, np.stack(outs), groups)
-
-
-def _gce_student(cfg, x, cand, teacher, test_kw):
-    try:
-        from simulations.gce import predict_proba, train_pll_gce
-    except ImportError as exc:  # pragma: no cover - gce.py is part of the package
-        raise RuntimeError(
-            "method 'pll-gce' is unavailable: simulations.gce.train_pll_gce not found"
-        ) from exc
-    weights, report = train_pll_gce(x, cand, cfg.lam, init_weights=teacher.weights, q=cfg.q)
-    train = predict_proba(weights, x)
-    if "features" in test_kw:
-        test = predict_proba(weights, test_kw["features"])
-    else:
-        # Exact-block test points: logits W x_new = (W X^T)(X X^T)^+ ... are not available from
-        # kernel rows alone for a primal GCE solution, so rebuild the fresh points explicitly:
-        # [mu_k, 0] has kernel row c/d against the training features (simulations.features).
-        k = cfg.n_classes
-        fresh = np.zeros((k, x.shape[1]))
-        fresh[:, :k] = x[np.arange(k) * cfg.per_class, :k]
-        test = predict_proba(weights, fresh)
-    cert = {
-        "residual": math.nan,
-        "target": float(report.tol),
-        "gradient_norm": float(report.gradient_norm),
-        "iterations": int(report.iterations),
-        "converged": bool(report.converged),
-        "solver": "gce-lbfgsb",
-    }
-    return train, test, cert
