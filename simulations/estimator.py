@@ -18,10 +18,14 @@ exactly (certified KKT fixed point ``P = softmax((T - P) G / (lam N))``). Then
 
 * ``method='sd'``: ``rounds`` self-distillation rounds, round ``t`` trained on the training outputs
   of round ``t - 1``; prediction uses the last round.
-* ``method='pll-*'``: one PLL student trained on the teacher's top-2 candidate labels with the loss
-  ``'ce'`` (cross-entropy on the two-hot target, the theory's student), ``'candidate'``
-  (``-log sum_{j in S} p_j``) or ``'gce'`` (generalised cross-entropy with exponent ``q``);
-  ``rounds`` is then 1 (predict with the student), 0 (the teacher alone) or ``'auto'``.
+* ``method='pll-*'``: one PLL student trained on the teacher's top-2 candidate set ``S`` with the
+  loss (:mod:`simulations.pll_losses`) ``'pll-ce'``: cross-entropy on the two-hot target (the
+  theory's student, strongly convex); ``'pll-candidate'``: ``-log sum_{j in S} p_j``;
+  ``'pll-gce'``: generalised cross-entropy of the set, ``(1 - (sum_{j in S} p_j)^q) / q``;
+  ``'pll-gce-ref'``: the public reference code's form, the mean over the two candidates of
+  ``(1 - p_j^q) / q``. The last three are not convex: the student starts from the teacher (as the
+  reference code does) and its certificate says which stationary point was found. ``rounds`` is
+  then 1 (predict with the student), 0 (the teacher alone) or ``'auto'``.
 
 With ``rounds=0`` and ``preprocess=None`` the estimator is multinomial logistic regression without
 intercept at ``C = 1 / (lam N)`` (for K = 2, scikit-learn's binary parametrisation with one weight
@@ -66,14 +70,22 @@ from theory.validation import check_int, check_positive
 
 __all__ = [
     "METHODS",
+    "PLL_LOSSES",
     "PREPROCESS",
     "SelfDistillationClassifier",
     "fit_memory_bytes",
     "validation_mask",
 ]
 
+#: PLL method -> loss of :func:`simulations.pll_losses.train_pll_student` (module docstring).
+PLL_LOSSES = {
+    "pll-ce": "ce",
+    "pll-candidate": "candidate",
+    "pll-gce": "gce",
+    "pll-gce-ref": "gce-reference",
+}
 #: Accepted values of ``method``.
-METHODS = ("sd", "pll-ce", "pll-candidate", "pll-gce")
+METHODS = ("sd", *PLL_LOSSES)
 #: Accepted values of ``preprocess``.
 PREPROCESS = ("center-l2", None)
 
@@ -125,32 +137,17 @@ class _Stage:
 
 
 def _train_pll_student(method: str, teacher, lam: float, *, q: float, tol: float) -> _Stage:
-    """The PLL student of ``method`` ('pll-ce' | 'pll-candidate' | 'pll-gce') from the teacher.
+    """The PLL student of ``method`` (a key of :data:`PLL_LOSSES`) from the teacher.
 
-    The only place that knows the PLL student API. Until ``simulations.pll_losses`` (issue 13) is
-    available, 'pll-ce' uses :func:`simulations.distill.train_pll` (exact, KKT certificate) and
-    'pll-gce' the public reference code's per-candidate GCE (:func:`simulations.gce.train_pll_gce`,
-    started from the teacher's weights, L-BFGS-B; its report is the certificate).
+    The only place that knows the PLL student API: :func:`simulations.pll_losses.train_pll_student`
+    on the teacher's own factorisation and top-2 candidates, started from the teacher, certified
+    (it raises :class:`simulations.solver.ConvergenceError` rather than return a point short of
+    ``tol``; the certificate also says which kind of stationary point was found).
     """
-    x = teacher.factor.features
-    if method == "pll-ce":
-        from simulations.distill import train_pll
+    from simulations.pll_losses import train_pll_student
 
-        sol = train_pll(teacher, lam, tol=tol)
-        return _Stage(sol.weights, sol.outputs, sol.certificate)
-    if method == "pll-gce":
-        from simulations.gce import train_pll_gce
-        from theory.partial_labels import top2_indices
-
-        weights, report = train_pll_gce(
-            x, top2_indices(teacher.outputs), lam, init_weights=teacher.weights, q=q
-        )
-        outputs = np.exp(log_softmax(weights @ x.T))
-        return _Stage(weights, outputs, report)
-    raise NotImplementedError(
-        f"method={method!r} needs simulations.pll_losses.train_pll_student (issue 13), "
-        "which is not available in this build; use 'sd', 'pll-ce' or 'pll-gce'"
-    )
+    student = train_pll_student(teacher, lam, loss=PLL_LOSSES[method], q=q, tol=tol)
+    return _Stage(student.weights, student.outputs, student.certificate)
 
 
 def validation_mask(labels, n_classes, val_fraction, rng) -> np.ndarray:
@@ -180,12 +177,13 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         ``method='sd'``: number of self-distillation rounds after the teacher (``>= 0``; 0 is the
         teacher alone). ``method='pll-*'``: 1 (the PLL student) or 0 (the teacher alone).
         ``'auto'``: chosen on an internal stratified validation split (module docstring).
-    method : {'sd', 'pll-ce', 'pll-candidate', 'pll-gce'}, default='sd'
-        Self-distillation, or one PLL student on the teacher's top-2 labels with the given loss.
+    method : {'sd', 'pll-ce', 'pll-candidate', 'pll-gce', 'pll-gce-ref'}, default='sd'
+        Self-distillation, or one PLL student on the teacher's top-2 labels with the given loss
+        (module docstring).
         The PLL methods need ``K >= 3`` classes (with two classes the top-2 set is every class
         and the student learns nothing).
     q : float, default=0.7
-        GCE exponent in ``(0, 1]`` (used by ``'pll-gce'`` only; validated always).
+        GCE exponent in ``(0, 1]`` (used by ``'pll-gce'`` and ``'pll-gce-ref'``; validated always).
     preprocess : {'center-l2', None}, default='center-l2'
         ``'center-l2'``: subtract the mean of the training features (learnt in ``fit``, stored in
         ``mean_``) and L2-normalise every row, in ``fit`` and in every prediction; rows equal to
@@ -232,11 +230,14 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         rows follow ``classes_``.
     certificates_ : list, length n_rounds_ + 1
         Per round: the :class:`simulations.solver.Certificate` of the exact solve (KKT residual,
-        gradient norm, bound on the distance to the optimum), or the PLL student's report.
+        gradient norm, bound on the distance to the optimum), or for a PLL student its
+        :class:`simulations.pll_losses.PLLCertificate` (residual, second-order test,
+        ``stationary_point``).
     converged_ : bool
-        Every round reached its tolerance (exact solves always do or raise
-        :class:`simulations.solver.ConvergenceError`; the non-convex GCE student may stop short,
-        which also emits a ``ConvergenceWarning``).
+        Every round reached its tolerance. The solvers raise
+        :class:`simulations.solver.ConvergenceError` instead of returning an uncertified point, so
+        this is True after a successful fit; a False value would also emit a
+        ``ConvergenceWarning``.
     mean_ : ndarray, shape (p,)
         Training mean subtracted by ``preprocess='center-l2'``.
     outputs_ : ndarray, shape (n_rounds_ + 1, N, K)

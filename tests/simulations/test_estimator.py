@@ -22,12 +22,11 @@ import simulations.estimator as estimator_module
 from simulations import SelfDistillationClassifier
 from simulations.datasets import load_digits_dataset, preprocess
 from simulations.distill import self_distill, train_pll
-from simulations.estimator import validation_mask
-from simulations.gce import train_pll_gce
+from simulations.estimator import PLL_LOSSES, validation_mask
+from simulations.pll_losses import train_pll_student
 from simulations.solver import log_softmax
 from tests.tolerances import assert_close, solve_agreement_tol
 from theory.metrics import accuracy
-from theory.partial_labels import top2_indices
 from theory.validation import one_hot
 
 #: Checks of ``check_estimator`` that fit two-class data. The PLL methods refuse K = 2 by design
@@ -63,6 +62,7 @@ def _expected_failures(est):
         SelfDistillationClassifier(rounds="auto"),
         SelfDistillationClassifier(rounds=3, store_outputs=True, warm_start=True),
         SelfDistillationClassifier(method="pll-ce", rounds="auto"),
+        SelfDistillationClassifier(method="pll-gce"),
     ],
     expected_failed_checks=_expected_failures,
     xfail_strict=True,
@@ -146,34 +146,26 @@ def test_sd_fit_vs_self_distill(digits):
     assert_close(np.exp(log_softmax(logits.T)).T, staged[-1], atol=1e-15)
 
 
-@pytest.mark.parametrize("method", ["pll-ce", "pll-gce"])
-def test_pll_fit_vs_direct_calls(digits, method):
+@pytest.mark.parametrize("method", sorted(PLL_LOSSES))
+def test_pll_fit_vs_train_pll_student(digits, method):
+    """Round 1 of a PLL method is train_pll_student from the self_distill teacher, same loss."""
     x_all, y_all = digits
-    tr = np.arange(300)
+    tr, te = np.arange(300), np.arange(300, 500)
     noisy = _noisy(y_all[tr], 10, 0.5, 1)
-    est = SelfDistillationClassifier(lam=1e-3, method=method, store_outputs=True)
+    est = SelfDistillationClassifier(lam=1e-3, method=method, q=0.6, store_outputs=True)
     est.fit(x_all[tr], noisy)
-    x = preprocess(x_all, tr).features[tr]
-    teacher = self_distill(noisy, 10, 1e-3, 0, features=x).solutions[0]
+    pre = preprocess(x_all, tr)
+    teacher = self_distill(noisy, 10, 1e-3, 0, features=pre.features[tr]).solutions[0]
+    ref = train_pll_student(teacher, 1e-3, loss=PLL_LOSSES[method], q=0.6)
     assert est.n_rounds_ == 1 and est.stage_weights_.shape == (2, 10, 64)
-    if method == "pll-ce":
-        ref = train_pll(teacher, 1e-3)
-        tol = solve_agreement_tol(ref, ref)
-        assert_close(est.outputs_[1], ref.outputs.T, atol=tol, what="PLL-CE outputs")
-    else:
-        weights, report = train_pll_gce(
-            x, top2_indices(teacher.outputs), 1e-3, init_weights=teacher.weights
-        )
-        assert report.converged and est.converged_
-        assert_close(est.stage_weights_[1], weights, atol=1e-12, what="PLL-GCE weights")
-    assert est.certificates_[1].converged
-
-
-def test_pll_candidate_is_explicit_until_available(digits):
-    x_all, y_all = digits
-    est = SelfDistillationClassifier(method="pll-candidate")
-    with pytest.raises(NotImplementedError, match="pll_losses"):
-        est.fit(x_all[:200], y_all[:200])
+    assert est.converged_ and est.certificates_[1].converged
+    assert est.certificates_[1].stationary_point == ref.certificate.stationary_point
+    # the same deterministic computation on the same input
+    assert_close(est.outputs_[1], ref.outputs.T, rtol=0, atol=1e-13, what=f"{method} outputs")
+    assert_close(est.predict_proba(x_all[te]), ref.predict(features=pre.features[te]).T, atol=1e-13)
+    if method == "pll-ce":  # the theory's student, also reachable through distill.train_pll
+        ce = train_pll(teacher, 1e-3)
+        assert_close(est.outputs_[1], ce.outputs.T, atol=solve_agreement_tol(ce, ce))
 
 
 def test_arbitrary_labels_give_the_same_model(digits):
