@@ -50,6 +50,7 @@ before allocating (:func:`fit_memory_bytes`).
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 import warnings
@@ -319,7 +320,10 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
                     f"rounds must be 0, 1 or 'auto' for method={self.method!r} (the teacher, then "
                     f"one PLL student), got {rounds}"
                 )
-        val_fraction = float(self.val_fraction)
+        try:
+            val_fraction = float(self.val_fraction)
+        except (TypeError, ValueError):
+            val_fraction = math.nan
         if not (0.0 < val_fraction < 1.0):
             raise ValueError(f"val_fraction must lie in (0, 1), got {self.val_fraction!r}")
         max_rounds = check_int(self.max_rounds, "max_rounds", 1)
