@@ -79,16 +79,19 @@ def default_out() -> Path:
     return Path.cwd() / "figures" / "output"
 
 
-def parse_args(argv, description: str, presets) -> argparse.Namespace:
+def parse_args(argv, description: str, presets, extra=None) -> argparse.Namespace:
     """Standard figure options: ``--out``, ``--seed``, ``--preset``, ``--workers``.
 
-    Also selects the ``Agg`` backend (:func:`figures.style.use_file_backend`).
+    ``extra(parser)``, if given, adds a figure's own options. Also selects the ``Agg`` backend
+    (:func:`figures.style.use_file_backend`).
     """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--out", type=Path, default=None, help="output directory")
     parser.add_argument("--seed", type=int, default=0, help="base seed (>= 0)")
     parser.add_argument("--preset", choices=list(presets), default="quick")
     parser.add_argument("--workers", type=int, default=1, help="processes for Monte Carlo trials")
+    if extra is not None:
+        extra(parser)
     args = parser.parse_args(argv)
     if args.seed < 0:
         parser.error("--seed must be >= 0")

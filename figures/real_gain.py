@@ -1,82 +1,159 @@
-"""Distillation gain on real features (digits) against the noise rate, per round and for PLL.
+"""Distillation gain on real features in the paper's layout: SD rounds 1-3 and the PLL student.
 
-Like the paper's main real-data figure: for every noise rate ``eta`` the experiment of
-:mod:`simulations.probe` (seeded stratified split, training-mean centring + L2 normalisation,
-noisy training labels, exact teacher / SD rounds / PLL students) is run on scikit-learn's bundled
-digits, and the *gain* ``test accuracy(student) - test accuracy(teacher)`` (same trial, same
-``lam``) is plotted for SD rounds ``1..R`` and for the PLL student with both losses: cross-entropy
-on the two-hot top-2 target (the theory's) and the reference code's GCE (q = 0.7, from the
-teacher's weights). Markers are means over trials with 95% Student-t intervals; one panel per noise
-family. No model selection is involved (fixed ``lam`` and every round shown), so the test split
-is only evaluated, never used to choose.
+The paper's real-data figures (its Figure 2; Figures 6-8 in its appendix, drawn by the public
+reference code's ``plot.py``) show, per dataset, bars of the *distillation gain* -- test accuracy of
+the student minus that of the teacher (same seed) -- for self-distillation rounds ``t = 1, 2, 3``
+and for the PLL student, at noise rates ``eta = 0.5 ... 0.9``, for superclass noise (main text),
+symmetric and asymmetric noise (appendix C), and for a smaller and a larger weight decay
+(appendix G.1: 0.4x and 2x the base value). This module draws the same layout for one dataset:
+one column per noise family, one row per weight-decay regime, grouped bars per ``eta``.
 
-Outputs in ``--out``: ``real_gain.png``, ``real_gain.pdf`` and ``real_gain.csv`` (one row per noise,
-eta, method, round with the mean gain, its 95% half-width, the teacher's test accuracy and top-2
-coverage, and whether every GCE fit reached its gradient tolerance).
+Each bar is the mean over seeds of the per-seed gain, with its 95% Student-t interval; each seed
+runs :func:`simulations.probe.run_probe`'s experiment (seeded stratified split, training-mean
+centring + L2 normalisation, noisy training *and validation* labels, clean test labels, exact
+teacher / SD rounds / certified PLL students started from the teacher). The PLL student is shown
+for every loss in the preset: the paper's (the reference code's per-candidate GCE, q = 0.7,
+``gce-reference``), the theory's two-hot cross-entropy (``ce``) and, in the paper preset, the
+candidate log-likelihood and the candidate-set GCE (:mod:`simulations.pll_losses`).
 
-Presets: ``quick`` (symmetric noise, 4 noise rates, 5 seeds, 3 rounds; ~10 s), ``paper``
-(sym / asym / superclass, eta = 0.0..0.8, 10 seeds, 5 rounds; a few minutes), ``tiny`` (a
-300-sample subset, for smoke tests). BLAS runs single-threaded during the computation (faster
-for p = 64).
+Model selection. Rows with a fixed weight decay involve no selection. The row "selected" picks,
+per seed and per model (teacher, each round, each PLL loss), the weight decay among the rows'
+values with the best **validation** accuracy (noisy validation labels; ties to the smaller
+value). ``--selection test`` picks on the *test* accuracy instead, which is what the reference
+code does (it reports each model's best test accuracy over its training epochs): a reproduction
+switch only, labelled as such in the figure and the CSV.
+
+Data: ``--features FILE`` (``.npz`` with ``features``, ``labels`` and optional
+``train_idx/val_idx/test_idx``, or ``.csv``; ``.npy`` with ``--labels``), default scikit-learn's
+bundled digits. ``--lam`` sets the base weight decay (the ``lam`` of ``(lam/2)||W||^2``, which is
+SGD's weight decay); ``--n-superclasses`` the number of superclass groups found by clustering the
+class means. E.g. with CIFAR-100 ResNet features (base weight decay 5e-5 in the paper)::
+
+    python -m figures.real_gain --features cifar100_resnet34.npz --lam 5e-5 --n-superclasses 20 \\
+        --preset paper --out figs/
+
+Outputs in ``--out``: ``real_gain.png``, ``real_gain.pdf`` and ``real_gain.csv`` (one row per
+regime, noise, eta, method and round: mean gain, 95% half-width, standard deviation, mean test
+accuracies of student and teacher, teacher top-2 coverage, the weight decay(s) used, whether every
+solve was certified, how many non-convex PLL solves were verified local minima).
+
+Presets: ``quick`` (superclass and symmetric noise, eta 0.5/0.7/0.9, base weight decay, 3 seeds,
+PLL with the reference GCE and two-hot CE), ``paper`` (the paper's layout: three noise families,
+eta 0.5-0.9, three weight decays plus the validation-selected row, 5 seeds, all four PLL losses),
+``tiny`` (a 300-sample subset, for smoke tests).
 """
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from figures.common import log, mean_ci95, parse_args
-from figures.style import OKABE_ITO, figure, round_color, save_figure, write_csv
-from simulations.datasets import load_digits_dataset, validate_dataset
-from simulations.probe import ProbeConfig, run_probe
+from figures.style import OKABE_ITO, figure, save_figure, write_csv
+from simulations.cli_probe import SMALL_P
+from simulations.datasets import load_dataset, validate_dataset
+from simulations.pll_losses import LOSSES
+from simulations.probe import PLL_METHODS, ProbeConfig, run_probe
 from theory.blas import single_thread_blas
 
 NAME = "real_gain"
 
+#: Weight-decay regimes as multiples of the base value (the paper's appendix G.1: 2e-5 and 1e-4
+#: around 5e-5, and 2e-4 and 1e-3 around 5e-4).
+REGIMES = {"smaller": 0.4, "base": 1.0, "larger": 2.0}
+
 PRESETS = {
     "quick": {
-        "noises": ("sym",),
-        "etas": (0.1, 0.3, 0.5, 0.7),
-        "seeds": 5,
+        "noises": ("superclass", "sym"),
+        "etas": (0.5, 0.7, 0.9),
+        "seeds": 3,
         "rounds": 3,
-        "lam": 1e-4,
+        "regimes": ("base",),
+        "selected_row": False,
+        "pll_losses": ("gce-reference", "ce"),
         "per_class": None,
     },
     "paper": {
-        "noises": ("sym", "asym", "superclass"),
-        "etas": (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8),
-        "seeds": 10,
-        "rounds": 5,
-        "lam": 1e-4,
+        "noises": ("superclass", "sym", "asym"),
+        "etas": (0.5, 0.6, 0.7, 0.8, 0.9),
+        "seeds": 5,
+        "rounds": 3,
+        "regimes": ("smaller", "base", "larger"),
+        "selected_row": True,
+        "pll_losses": ("gce-reference", "ce", "candidate", "gce"),
         "per_class": None,
     },
     "tiny": {
         "noises": ("sym",),
-        "etas": (0.3,),
+        "etas": (0.5,),
         "seeds": 1,
         "rounds": 1,
-        "lam": 1e-3,
+        "regimes": ("base",),
+        "selected_row": False,
+        "pll_losses": ("gce-reference", "ce"),
         "per_class": 30,
     },
 }
 
+#: Bars: SD rounds in greys (light to dark, as the paper), PLL losses in distinct Okabe-Ito
+#: colours with hatching; no colour is shared by two series.
+SD_COLORS = ("#BBBBBB", "#888888", "#444444", "#222222", "#000000")
 PLL_STYLE = {
-    "pll_ce": ("PLL, CE on top-2", OKABE_ITO["vermillion"], "s"),
-    "pll_gce": ("PLL, GCE q=0.7", OKABE_ITO["purple"], "D"),
+    "gce-reference": ("PLL (paper: GCE per candidate)", OKABE_ITO["orange"], ""),
+    "ce": ("PLL, two-hot CE (theory)", OKABE_ITO["skyblue"], "//"),
+    "candidate": ("PLL, -log s", OKABE_ITO["green"], "\\\\"),
+    "gce": ("PLL, GCE of the set", OKABE_ITO["purple"], "xx"),
+}
+NOISE_TITLES = {
+    "superclass": "superclass",
+    "sym": "symmetric",
+    "asym": "asymmetric",
+    "pair": "pair",
 }
 
 
-def _dataset(per_class):
-    ds = load_digits_dataset()
+def _extra_args(parser) -> None:
+    parser.add_argument("--features", default=None, help=".npz/.csv/.npy features (default digits)")
+    parser.add_argument("--labels", default=None, help="labels .npy (with .npy features)")
+    parser.add_argument("--lam", type=float, default=1e-4, help="base weight decay lam (> 0)")
+    parser.add_argument("--n-superclasses", type=int, default=None, help="superclass groups")
+    parser.add_argument(
+        "--selection",
+        choices=("val", "test"),
+        default="val",
+        help="selection of the 'selected' row: validation (default) or test (reference repro)",
+    )
+    parser.add_argument(
+        "--pll-losses",
+        default=None,
+        help=f"comma-separated PLL losses among {', '.join(LOSSES)} (default: the preset's)",
+    )
+
+
+def _dataset(path, labels, per_class):
+    ds = load_dataset(path, labels)
     if per_class is None:
         return ds
     idx = np.concatenate([np.flatnonzero(ds.labels == k)[:per_class] for k in range(ds.n_classes)])
-    return validate_dataset(ds.features[idx], ds.labels[idx], name=f"digits[{idx.size}]")
+    return validate_dataset(ds.features[idx], ds.labels[idx], name=f"{ds.name}[{idx.size}]")
 
 
-def compute(preset: dict, seed: int) -> list[dict]:
-    """Per-trial gains for every (noise, eta); returns tidy CSV rows (means and 95% half-widths)."""
-    ds = _dataset(preset["per_class"])
-    rows = []
+def _series(preset):
+    return [("sd", t, None) for t in range(1, preset["rounds"] + 1)] + [
+        (PLL_METHODS[loss], 1, loss) for loss in preset["pll_losses"]
+    ]
+
+
+def _pick(rows, key):
+    """Row with the largest ``key`` (ties: the first, i.e. the smaller lam)."""
+    return rows[int(np.argmax([r[key] for r in rows]))]
+
+
+def compute(ds, preset: dict, seed: int, lam: float, selection: str, n_superclasses) -> list[dict]:
+    """Per-seed gains for every (regime, noise, eta, series); tidy CSV rows of their summary."""
+    lams = {name: lam * REGIMES[name] for name in preset["regimes"]}
+    out = []
     for noise in preset["noises"]:
         for eta in preset["etas"]:
             cfg = ProbeConfig(
@@ -84,92 +161,153 @@ def compute(preset: dict, seed: int) -> list[dict]:
                 eta=eta,
                 rounds=preset["rounds"],
                 seeds=preset["seeds"],
-                lams=(preset["lam"],),
+                lams=tuple(sorted(lams.values())),
                 seed=seed,
                 theory=False,
+                pll_losses=tuple(preset["pll_losses"]),
+                n_superclasses=n_superclasses,
             )
             res = run_probe(ds, cfg, progress=None)
             log(f"[{NAME}] {noise} eta={eta:g} done ({res.elapsed_seconds:.1f}s)")
-            teacher = {r["trial"]: r for r in res.rows if r["method"] == "sd" and r["round"] == 0}
-            keys = [("sd", t) for t in range(1, preset["rounds"] + 1)]
-            keys += [("pll_ce", 1), ("pll_gce", 1)]
-            for method, rnd in keys:
-                grp = [r for r in res.rows if r["method"] == method and r["round"] == rnd]
-                gains = [r["test_acc"] - teacher[r["trial"]]["test_acc"] for r in grp]
-                mean, half = mean_ci95(np.asarray(gains))
-                rows.append(
-                    {
-                        "noise": noise,
-                        "eta": float(eta),
-                        "method": method,
-                        "round": rnd,
-                        "lam": preset["lam"],
-                        "gain_mean": float(mean),
-                        "gain_ci95": float(half),
-                        "test_acc_mean": float(np.mean([r["test_acc"] for r in grp])),
-                        "teacher_test_acc_mean": float(
-                            np.mean([t["test_acc"] for t in teacher.values()])
-                        ),
-                        "teacher_top2_coverage_test": float(
-                            np.mean([t["coverage_test"] for t in teacher.values()])
-                        ),
-                        "all_converged": all(r["converged"] for r in grp),
-                        "n_trials": len(grp),
-                    }
-                )
-    return rows
+            trials = sorted({r["trial"] for r in res.rows})
+
+            def rows_of(method, rnd, trial, rows=res.rows):
+                return [
+                    r
+                    for r in rows
+                    if r["method"] == method and r["round"] == rnd and r["trial"] == trial
+                ]
+
+            regimes = [(name, {"fixed": value}) for name, value in lams.items()]
+            if preset["selected_row"]:
+                regimes.append(("selected", {"select": f"{selection}_acc"}))
+            for regime, how in regimes:
+                for method, rnd, loss in _series(preset):
+                    gains, tests, teachers, cover, used, certified = [], [], [], [], [], []
+                    verified = 0
+                    for trial in trials:
+                        t_rows, s_rows = rows_of("sd", 0, trial), rows_of(method, rnd, trial)
+                        if "fixed" in how:
+                            t_row = next(r for r in t_rows if r["lam"] == how["fixed"])
+                            s_row = next(r for r in s_rows if r["lam"] == how["fixed"])
+                        else:
+                            t_row = _pick(t_rows, how["select"])
+                            s_row = _pick(s_rows, how["select"])
+                        gains.append(s_row["test_acc"] - t_row["test_acc"])
+                        tests.append(s_row["test_acc"])
+                        teachers.append(t_row["test_acc"])
+                        cover.append(t_row["coverage_test"])
+                        used.append(s_row["lam"])
+                        certified.append(bool(s_row["converged"]))
+                        kind = s_row.get("stationary_point")
+                        verified += kind in ("local minimum", "global minimum")
+                    mean, half = mean_ci95(np.asarray(gains))
+                    out.append(
+                        {
+                            "regime": regime,
+                            "selection": "none" if "fixed" in how else selection,
+                            "noise": noise,
+                            "eta": float(eta),
+                            "method": method,
+                            "loss": loss or "",
+                            "round": rnd,
+                            "lam": how.get("fixed", float("nan")),
+                            "lams_used": ";".join(f"{v:g}" for v in used),
+                            "gain_mean": float(mean),
+                            "gain_ci95": float(half),
+                            "gain_std": float(np.std(gains, ddof=1)) if len(gains) > 1 else 0.0,
+                            "test_acc_mean": float(np.mean(tests)),
+                            "teacher_test_acc_mean": float(np.mean(teachers)),
+                            "teacher_top2_coverage_test": float(np.mean(cover)),
+                            "all_certified": all(certified),
+                            "verified_minima": int(verified),
+                            "n_trials": len(gains),
+                        }
+                    )
+    return out
 
 
-def plot(rows: list[dict], preset: dict):
-    """One panel per noise family: gain vs eta for SD rounds and both PLL losses."""
+def plot(rows: list[dict], preset: dict, dataset_name: str, selection: str):
+    """Grid: rows = weight-decay regimes (+ selected), columns = noise families; grouped bars."""
+    regimes = list(dict.fromkeys(r["regime"] for r in rows))
     noises = list(dict.fromkeys(r["noise"] for r in rows))
-    fig, axes = figure(ncols=len(noises), width=3.6, height=3.3, squeeze=False)
-    for ax, noise in zip(axes[0], noises, strict=True):
-        sub = [r for r in rows if r["noise"] == noise]
-        offset = 0.004 * max(1, len(preset["etas"]) > 1)
-        series = [("sd", t) for t in range(1, preset["rounds"] + 1)] + [
-            ("pll_ce", 1),
-            ("pll_gce", 1),
-        ]
-        for j, (method, rnd) in enumerate(series):
-            pts = [r for r in sub if r["method"] == method and r["round"] == rnd]
-            x = np.array([r["eta"] for r in pts]) + (j - len(series) / 2) * offset
-            y = np.array([r["gain_mean"] for r in pts])
-            e = np.array([r["gain_ci95"] for r in pts])
-            if method == "sd":
-                label, color, marker = f"SD round {rnd}", round_color(rnd), "o"
+    series = _series(preset)
+    etas = np.asarray(preset["etas"], dtype=float)
+    step = float(np.min(np.diff(etas))) if etas.size > 1 else 0.1
+    width = 0.8 * step / len(series)
+    fig, axes = figure(ncols=len(noises), nrows=len(regimes), width=3.9, height=2.9, squeeze=False)
+    for i, regime in enumerate(regimes):
+        for j, noise in enumerate(noises):
+            ax = axes[i][j]
+            sub = [r for r in rows if r["regime"] == regime and r["noise"] == noise]
+            for b, (method, rnd, loss) in enumerate(series):
+                pts = [r for r in sub if r["method"] == method and r["round"] == rnd]
+                x = np.array([r["eta"] for r in pts]) + (b - (len(series) - 1) / 2) * width
+                y = np.array([r["gain_mean"] for r in pts])
+                e = np.array([r["gain_ci95"] for r in pts])
+                if method == "sd":
+                    label, color, hatch = f"SD t={rnd}", SD_COLORS[rnd - 1], ""
+                else:
+                    label, color, hatch = PLL_STYLE[loss]
+                ax.bar(
+                    x,
+                    y,
+                    width,
+                    color=color,
+                    hatch=hatch,
+                    edgecolor=OKABE_ITO["black"] if hatch else color,
+                    linewidth=0.4,
+                    label=label,
+                    zorder=2,
+                )
+                ax.errorbar(x, y, yerr=e, fmt="none", ecolor="#555555", capsize=1.5, lw=0.7)
+            ax.axhline(0.0, color=OKABE_ITO["vermillion"], linewidth=1.0, zorder=3)
+            ax.set_xticks(etas)
+            ax.set_xticklabels([f"{100 * v:.0f}" for v in etas])
+            if i == len(regimes) - 1:
+                ax.set_xlabel("noise rate $\\eta$ (%)")
+            if j == 0:
+                ax.set_ylabel("distillation gain (test acc.)")
+            if regime == "selected":
+                what = "validation" if selection == "val" else "TEST set (reference repro)"
+                lam_txt = f"$\\lambda$ selected on {what}"
             else:
-                label, color, marker = PLL_STYLE[method]
-            ax.errorbar(
-                x,
-                y,
-                yerr=e,
-                color=color,
-                marker=marker,
-                linestyle="-",
-                linewidth=1.0,
-                capsize=2,
-                markersize=4,
-                label=label,
-            )
-        ax.axhline(0.0, color=OKABE_ITO["black"], linewidth=0.8)
-        ax.set_xlabel("noise rate $\\eta$")
-        ax.set_ylabel("test acc. gain over teacher")
-        ax.set_title(f"digits, {noise} noise, $\\lambda$={preset['lam']:g}")
+                lam_txt = f"$\\lambda$={sub[0]['lam']:g} ({regime})"
+            ax.set_title(f"{dataset_name}, {NOISE_TITLES.get(noise, noise)} noise\n{lam_txt}")
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=2 if len(noises) == 1 else 5)
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(series), 4))
     return fig
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv, __doc__.splitlines()[0], PRESETS)
-    preset = PRESETS[args.preset]
-    # Digits is tiny (p = 64): multi-threaded BLAS only adds synchronisation overhead, and on a
-    # busy machine its spinning threads slow the run down 10-20x. One thread is faster here.
-    with single_thread_blas():
-        rows = compute(preset, args.seed)
+    args = parse_args(argv, __doc__.splitlines()[0], PRESETS, extra=_extra_args)
+    preset = dict(PRESETS[args.preset])
+    try:
+        if not (np.isfinite(args.lam) and args.lam > 0):
+            raise ValueError(f"--lam must be a finite number > 0, got {args.lam!r}")
+        if args.n_superclasses is not None and args.n_superclasses < 1:
+            raise ValueError(f"--n-superclasses must be an integer >= 1, got {args.n_superclasses}")
+        if args.pll_losses is not None:
+            losses = tuple(x.strip() for x in args.pll_losses.split(",") if x.strip())
+            bad = [x for x in losses if x not in LOSSES]
+            if bad or not losses or len(set(losses)) != len(losses):
+                raise ValueError(f"--pll-losses must be distinct names among {LOSSES}")
+            preset["pll_losses"] = losses
+        ds = _dataset(args.features, args.labels, preset["per_class"])
+    except ValueError as exc:
+        log(f"error: {exc}")
+        return 2
+    if args.selection == "test":
+        preset["selected_row"] = True
+        log(f"[{NAME}] --selection test: the 'selected' row picks lam on the TEST set (reference)")
+    log(f"[{NAME}] {ds.name}: N={ds.n_samples}, p={ds.n_features}, K={ds.n_classes}")
+    # Small p (digits: 64): multi-threaded BLAS only adds synchronisation overhead, and on a busy
+    # machine its spinning threads slow the run down 10-20x. One thread is faster there; large
+    # features (e.g. 512-d ResNet embeddings of 50k images) keep the default threads.
+    with single_thread_blas() if ds.n_features <= SMALL_P else contextlib.nullcontext():
+        rows = compute(ds, preset, args.seed, args.lam, args.selection, args.n_superclasses)
     write_csv(rows, args.out, NAME)
-    paths = save_figure(plot(rows, preset), args.out, NAME)
+    paths = save_figure(plot(rows, preset, ds.name, args.selection), args.out, NAME)
     log(f"[{NAME}] wrote {', '.join(str(p) for p in paths)} and {NAME}.csv")
     return 0
 

@@ -19,15 +19,17 @@ One *trial* (seed ``s``) does, with independent streams from ``SeedSequence(seed
    :class:`simulations.estimator.SelfDistillationClassifier` (one path from features to results;
    it does the preprocessing of step 2 with ``preprocess='center-l2'``, fitting the mean on the
    training rows): **teacher** (round 0) and **SD rounds** ``1..R`` by exact training
-   (``method='sd'``, :func:`simulations.distill.self_distill`); **PLL student** with the
-   cross-entropy on the two-hot top-2 target (``method='pll-ce'``, the theory's loss) and with the
-   reference code's GCE loss, ``q = 0.7``, the mean over the two candidates of ``(1 - p_j^q)/q``
-   (``method='pll-gce-ref'``, reported as ``pll_gce``), started from the teacher; the teacher's
-   **top-2 coverage** (fraction of samples whose true label is among the teacher's two largest
-   outputs) on train and test. One estimator per trial with ``warm_start=True`` factorises the
-   training features once and trains each teacher once.
+   (``method='sd'``, :func:`simulations.distill.self_distill`); the **PLL student** for every loss
+   in ``pll_losses`` (``method='pll-*'``, :func:`simulations.pll_losses.train_pll_student`, started
+   from the teacher, certified): by default two-hot cross-entropy (``'ce'``, method ``pll_ce``, the
+   theory's loss) and the reference code's GCE, ``q = 0.7``, on each of the two candidates
+   (``'gce-reference'``, method ``pll_gce_ref``); also available the candidate log-likelihood
+   (``pll_candidate``) and the candidate-set GCE (``pll_gce``); the teacher's **top-2 coverage**
+   (fraction of samples whose true label is among the teacher's two largest outputs) on train and
+   test. One estimator per trial with ``warm_start=True`` factorises the training features once
+   and trains each teacher once.
 5. **Model selection on the validation split only**: for each family (teacher over ``lam``; SD over
-   ``(lam, round)`` with round 0 included; PLL-CE and PLL-GCE over ``lam``; and "best" over all of
+   ``(lam, round)`` with round 0 included; each PLL method over ``lam``; and "best" over all of
    them) the configuration with the highest validation accuracy is chosen (ties to the earliest
    in the order lam, round) and its *test* accuracy reported. Test accuracy is never used to select.
 
@@ -54,9 +56,9 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 from simulations.datasets import Dataset, preprocess
-from simulations.estimator import SelfDistillationClassifier
-from simulations.gce import DEFAULT_Q
+from simulations.estimator import PLL_LOSSES, SelfDistillationClassifier
 from simulations.noise import class_mean_groups, sample_noisy_labels
+from simulations.pll_losses import DEFAULT_Q, LOSSES
 from theory.metrics import accuracy
 from theory.noise import NOISE_KINDS, transition_matrix
 from theory.partial_labels import top2_indices
@@ -72,10 +74,19 @@ __all__ = [
     "write_results",
 ]
 
+#: PLL loss (:data:`simulations.pll_losses.LOSSES`) -> method name in the rows.
+PLL_METHODS = {
+    "ce": "pll_ce",
+    "candidate": "pll_candidate",
+    "gce": "pll_gce",
+    "gce-reference": "pll_gce_ref",
+}
+#: PLL loss -> ``method`` of :class:`simulations.estimator.SelfDistillationClassifier`.
+_ESTIMATOR_METHOD = {loss: method for method, loss in PLL_LOSSES.items()}
 #: Methods reported per lam; "sd" rows carry the round (0 = teacher).
-METHODS = ("sd", "pll_ce", "pll_gce")
-#: Families selected on validation.
-SELECTIONS = ("teacher", "sd", "pll_ce", "pll_gce", "best")
+METHODS = ("sd", *PLL_METHODS.values())
+#: Families selected on validation (those of the PLL losses run, in this order).
+SELECTIONS = ("teacher", "sd", *PLL_METHODS.values(), "best")
 
 
 @dataclass(frozen=True)
@@ -101,6 +112,9 @@ class ProbeConfig:
         Number of superclass groups for ``noise='superclass'`` (default ``max(2, K // 3)``).
     q : float
         GCE exponent.
+    pll_losses : tuple of str
+        PLL student losses to train (:data:`simulations.pll_losses.LOSSES`), default
+        ``('ce', 'gce-reference')``.
     noisy_val : bool
         Apply the label noise to validation labels too (default True).
     theory : bool
@@ -122,6 +136,7 @@ class ProbeConfig:
     test_fraction: float = 0.3
     n_superclasses: int | None = None
     q: float = DEFAULT_Q
+    pll_losses: tuple = ("ce", "gce-reference")
     noisy_val: bool = True
     theory: bool = True
     tol: float = 1e-9
@@ -153,6 +168,11 @@ class ProbeConfig:
         if q > 1:
             raise ValueError(f"q must lie in (0, 1], got {self.q!r}")
         check_positive(self.tol, "tol")
+        bad = [x for x in self.pll_losses if x not in LOSSES]
+        if bad or len(set(self.pll_losses)) != len(self.pll_losses):
+            raise ValueError(
+                f"pll_losses must be distinct losses among {LOSSES}, got {self.pll_losses!r}"
+            )
         return self
 
 
@@ -279,7 +299,7 @@ def _trial(dataset, config, groups, seq, trial_index):
     noisy_va = sample_noisy_labels(y_va, trans, noise_rng) if config.noisy_val else y_va
     base = {"trial": trial_index, "noise_rate_train": float(np.mean(noisy_tr != y_tr))}
     # One estimator per trial: warm_start reuses the factorisation of the (identical) training
-    # features across lam and methods, and the teacher across the three methods of one lam.
+    # features across lam and methods, and the teacher across the methods of one lam.
     # classes= keeps all K classes even if the noise removed every label of one of them.
     est = SelfDistillationClassifier(
         q=config.q,
@@ -299,7 +319,7 @@ def _trial(dataset, config, groups, seq, trial_index):
         cov_te = top2_coverage(test_outs[0], y_te)
         extra = {**base, "lam": lam, "coverage_train": cov_tr, "coverage_test": cov_te}
 
-        def record(method, rnd, val_out, test_out, extra=extra):
+        def record(method, rnd, val_out, test_out, stationary_point, extra=extra):
             cert = est.certificates_[rnd]
             rows.append(
                 {
@@ -311,18 +331,25 @@ def _trial(dataset, config, groups, seq, trial_index):
                     "test_acc": accuracy(test_out, y_te),
                     "residual": float(cert.residual),
                     "converged": bool(cert.converged),
+                    "stationary_point": stationary_point,
                 }
             )
 
         for t in range(config.rounds + 1):
-            record("sd", t, val_outs[t], test_outs[t])
-        # the probe's "pll_gce" row is the reference code's GCE form (estimator 'pll-gce-ref')
-        for row, method in (("pll_ce", "pll-ce"), ("pll_gce", "pll-gce-ref")):
+            record("sd", t, val_outs[t], test_outs[t], "global minimum")  # strictly convex
+        for loss in config.pll_losses:
             with warnings.catch_warnings():
                 # a student short of its tolerance is recorded in the row ("converged")
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                est.set_params(method=method, rounds=1).fit(x_tr, noisy_tr)
-            record(row, 1, est.predict_proba(x_va).T, est.predict_proba(x_te).T)
+                est.set_params(method=_ESTIMATOR_METHOD[loss], rounds=1).fit(x_tr, noisy_tr)
+            cert = est.certificates_[1]
+            record(
+                PLL_METHODS[loss],
+                1,
+                est.predict_proba(x_va).T,
+                est.predict_proba(x_te).T,
+                cert.stationary_point,
+            )
         if config.theory:
             from theory.real_features import real_feature_theory
 
@@ -339,13 +366,14 @@ def _select(rows, trial_index):
     families = {
         "teacher": lambda r: r["method"] == "sd" and r["round"] == 0,
         "sd": lambda r: r["method"] == "sd",
-        "pll_ce": lambda r: r["method"] == "pll_ce",
-        "pll_gce": lambda r: r["method"] == "pll_gce",
         "best": lambda r: True,
     }
+    present = {r["method"] for r in rows}
     out = []
     for name in SELECTIONS:
-        cands = [r for r in rows if families[name](r)]
+        if name in PLL_METHODS.values() and name not in present:
+            continue
+        cands = [r for r in rows if families.get(name, lambda r, m=name: r["method"] == m)(r)]
         best = cands[int(np.argmax([r["val_acc"] for r in cands]))]
         out.append(
             {
@@ -383,6 +411,8 @@ def _summarise(rows, selections, theory_rows, config):
         summary["per_config"].append(entry)
     for fam in SELECTIONS:
         grp = [s for s in selections if s["family"] == fam]
+        if not grp:
+            continue
         summary["selected"].append(
             {
                 "family": fam,

@@ -1,10 +1,18 @@
-"""Smoke test of figures/real_gain.py under Agg with the tiny preset."""
+"""Smoke tests of figures/real_gain.py under Agg with the tiny preset."""
 
 from __future__ import annotations
 
 import csv
 
+import numpy as np
+
 from figures import real_gain
+from simulations.datasets import load_digits_dataset
+
+
+def _rows(path):
+    with open(path) as fh:
+        return list(csv.DictReader(fh))
 
 
 def test_real_gain_tiny_preset_writes_png_pdf_csv(tmp_path):
@@ -12,14 +20,42 @@ def test_real_gain_tiny_preset_writes_png_pdf_csv(tmp_path):
     for ext in ("png", "pdf", "csv"):
         path = tmp_path / f"real_gain.{ext}"
         assert path.exists() and path.stat().st_size > 0
-    with open(tmp_path / "real_gain.csv") as fh:
-        rows = list(csv.DictReader(fh))
+    rows = _rows(tmp_path / "real_gain.csv")
     preset = real_gain.PRESETS["tiny"]
-    # one row per (noise, eta) x (SD rounds + 2 PLL losses)
-    assert len(rows) == len(preset["noises"]) * len(preset["etas"]) * (preset["rounds"] + 2)
-    assert {r["method"] for r in rows} == {"sd", "pll_ce", "pll_gce"}
+    n_series = preset["rounds"] + len(preset["pll_losses"])
+    assert len(rows) == len(preset["noises"]) * len(preset["etas"]) * n_series
+    assert {r["method"] for r in rows} == {"sd", "pll_ce", "pll_gce_ref"}
+    assert {r["selection"] for r in rows} == {"none"}
     for r in rows:
         gain, test, teacher = (
             float(r[k]) for k in ("gain_mean", "test_acc_mean", "teacher_test_acc_mean")
         )
         assert abs(gain - (test - teacher)) < 1e-12  # gain is the paired difference of means
+        assert r["all_certified"] == "true"
+        assert int(r["verified_minima"]) == int(r["n_trials"])
+
+
+def test_real_gain_user_features_and_test_selection_switch(tmp_path):
+    """A user's .npz (here a digits subset) and the labelled reference-reproduction switch."""
+    ds = load_digits_dataset()
+    idx = np.concatenate([np.flatnonzero(ds.labels == k)[:25] for k in range(4)])
+    path = tmp_path / "feats.npz"
+    np.savez(path, features=ds.features[idx], labels=ds.labels[idx])
+    argv = ["--out", str(tmp_path), "--preset", "tiny", "--features", str(path), "--lam", "1e-3"]
+    assert real_gain.main([*argv, "--selection", "test", "--pll-losses", "gce"]) == 0
+    rows = _rows(tmp_path / "real_gain.csv")
+    assert {r["regime"] for r in rows} == {"base", "selected"}
+    selected = [r for r in rows if r["regime"] == "selected"]
+    assert {r["selection"] for r in selected} == {"test"}
+    assert {r["method"] for r in rows} == {"sd", "pll_gce"}
+    base = [r for r in rows if r["regime"] == "base"]
+    assert all(float(r["lam"]) == 1e-3 for r in base)
+
+
+def test_real_gain_bad_input_exits_2(tmp_path, capsys):
+    out = ["--out", str(tmp_path), "--preset", "tiny"]
+    assert real_gain.main([*out, "--lam", "-1"]) == 2
+    assert real_gain.main([*out, "--pll-losses", "mse"]) == 2
+    assert real_gain.main([*out, "--features", str(tmp_path / "missing.npz")]) == 2
+    err = capsys.readouterr().err
+    assert "error: --lam" in err and "error: --pll-losses" in err and "not found" in err
