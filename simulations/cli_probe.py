@@ -3,6 +3,8 @@
 Runs :func:`simulations.probe.run_probe` and prints, per ``lam``, the measured per-round accuracies
 next to the theory evaluated on the same training features (:mod:`theory.real_features`): the
 linearised label averaging on the real Gram matrix and the block model fitted to the features.
+Every model is fitted through the scikit-learn estimator
+:class:`simulations.estimator.SelfDistillationClassifier`.
 Progress goes to stderr; ``--json`` prints the full result as JSON on stdout instead of tables;
 ``--out DIR`` writes ``probe.json`` and ``probe.csv``. ``--out`` is checked for writability before
 any work; if writing still fails at the end, the results are printed anyway and the exit status is

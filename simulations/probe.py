@@ -15,14 +15,19 @@ One *trial* (seed ``s``) does, with independent streams from ``SeedSequence(seed
    are found once per dataset by hierarchical clustering of the class means of the preprocessed
    (globally centred, L2-normalised) features (:func:`simulations.noise.class_mean_groups`) into
    ``n_superclasses`` groups (default ``max(2, K // 3)``).
-4. For every ``lam`` in ``lams``: **teacher** (round 0) and **SD rounds** ``1..R`` by exact training
-   (:func:`simulations.distill.self_distill`); the **PLL student** for every loss in ``pll_losses``
-   (:func:`simulations.pll_losses.train_pll_student`, started from the teacher, certified): by
-   default two-hot cross-entropy (``'ce'``, method ``pll_ce``, the theory's loss) and the reference
-   code's GCE, ``q = 0.7``, on each of the two candidates (``'gce-reference'``, method
-   ``pll_gce_ref``); also available the candidate log-likelihood (``pll_candidate``) and the
-   candidate-set GCE (``pll_gce``); the teacher's **top-2 coverage** (fraction of samples whose
-   true label is among the teacher's two largest outputs) on train and test.
+4. For every ``lam`` in ``lams``, all through the scikit-learn estimator
+   :class:`simulations.estimator.SelfDistillationClassifier` (one path from features to results;
+   it does the preprocessing of step 2 with ``preprocess='center-l2'``, fitting the mean on the
+   training rows): **teacher** (round 0) and **SD rounds** ``1..R`` by exact training
+   (``method='sd'``, :func:`simulations.distill.self_distill`); the **PLL student** for every loss
+   in ``pll_losses`` (``method='pll-*'``, :func:`simulations.pll_losses.train_pll_student`, started
+   from the teacher, certified): by default two-hot cross-entropy (``'ce'``, method ``pll_ce``, the
+   theory's loss) and the reference code's GCE, ``q = 0.7``, on each of the two candidates
+   (``'gce-reference'``, method ``pll_gce_ref``); also available the candidate log-likelihood
+   (``pll_candidate``) and the candidate-set GCE (``pll_gce``); the teacher's **top-2 coverage**
+   (fraction of samples whose true label is among the teacher's two largest outputs) on train and
+   test. One estimator per trial with ``warm_start=True`` factorises the training features once
+   and trains each teacher once.
 5. **Model selection on the validation split only**: for each family (teacher over ``lam``; SD over
    ``(lam, round)`` with round 0 included; each PLL method over ``lam``; and "best" over all of
    them) the configuration with the highest validation accuracy is chosen (ties to the earliest
@@ -44,15 +49,16 @@ import json
 import os
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 
 from simulations.datasets import Dataset, preprocess
-from simulations.distill import self_distill
+from simulations.estimator import PLL_LOSSES, SelfDistillationClassifier
 from simulations.noise import class_mean_groups, sample_noisy_labels
-from simulations.pll_losses import DEFAULT_Q, LOSSES, train_pll_student
-from simulations.solver import factorize
+from simulations.pll_losses import DEFAULT_Q, LOSSES
 from theory.metrics import accuracy
 from theory.noise import NOISE_KINDS, transition_matrix
 from theory.partial_labels import top2_indices
@@ -75,6 +81,8 @@ PLL_METHODS = {
     "gce": "pll_gce",
     "gce-reference": "pll_gce_ref",
 }
+#: PLL loss -> ``method`` of :class:`simulations.estimator.SelfDistillationClassifier`.
+_ESTIMATOR_METHOD = {loss: method for method, loss in PLL_LOSSES.items()}
 #: Methods reported per lam; "sd" rows carry the round (0 = teacher).
 METHODS = ("sd", *PLL_METHODS.values())
 #: Families selected on validation (those of the PLL losses run, in this order).
@@ -283,69 +291,72 @@ def _trial(dataset, config, groups, seq, trial_index):
             np.random.default_rng(split_seq),
         )
     tr, va, te = split["train_idx"], split["val_idx"], split["test_idx"]
-    x = preprocess(
-        dataset.features, tr, center=config.preprocess, normalize=config.preprocess
-    ).features
-    x_tr, x_va, x_te = x[tr], x[va], x[te]
+    x_tr, x_va, x_te = dataset.features[tr], dataset.features[va], dataset.features[te]
     y_tr, y_va, y_te = dataset.labels[tr], dataset.labels[va], dataset.labels[te]
     trans = transition_matrix(config.noise, k, config.eta, groups=groups)
     noise_rng = np.random.default_rng(noise_seq)
     noisy_tr = sample_noisy_labels(y_tr, trans, noise_rng)
     noisy_va = sample_noisy_labels(y_va, trans, noise_rng) if config.noisy_val else y_va
-    factor = factorize(features=x_tr)
     base = {"trial": trial_index, "noise_rate_train": float(np.mean(noisy_tr != y_tr))}
+    # One estimator per trial: warm_start reuses the factorisation of the (identical) training
+    # features across lam and methods, and the teacher across the methods of one lam.
+    # classes= keeps all K classes even if the noise removed every label of one of them.
+    est = SelfDistillationClassifier(
+        q=config.q,
+        preprocess="center-l2" if config.preprocess else None,
+        tol=config.tol,
+        store_outputs=True,
+        warm_start=True,
+        classes=np.arange(k),
+    )
     rows, theory_rows = [], []
     for lam in config.lams:
         lam = float(lam)
-        sd = self_distill(noisy_tr, k, lam, config.rounds, factor=factor, tol=config.tol)
-        teacher = sd.solutions[0]
-        cov_tr = top2_coverage(teacher.outputs, y_tr)
-        cov_te = top2_coverage(teacher.predict(features=x_te), y_te)
+        est.set_params(lam=lam, method="sd", rounds=config.rounds).fit(x_tr, noisy_tr)
+        val_outs = [p.T for p in est.staged_predict_proba(x_va)]
+        test_outs = [p.T for p in est.staged_predict_proba(x_te)]
+        cov_tr = top2_coverage(est.outputs_[0].T, y_tr)
+        cov_te = top2_coverage(test_outs[0], y_te)
         extra = {**base, "lam": lam, "coverage_train": cov_tr, "coverage_test": cov_te}
 
-        def record(method, rnd, train_out, val_out, test_out, extra=extra, **more):
+        def record(method, rnd, val_out, test_out, stationary_point, extra=extra):
+            cert = est.certificates_[rnd]
             rows.append(
                 {
                     **extra,
                     "method": method,
                     "round": rnd,
-                    "train_acc": accuracy(train_out, y_tr),
+                    "train_acc": accuracy(est.outputs_[rnd].T, y_tr),
                     "val_acc": accuracy(val_out, noisy_va),
                     "test_acc": accuracy(test_out, y_te),
-                    **more,
+                    "residual": float(cert.residual),
+                    "converged": bool(cert.converged),
+                    "stationary_point": stationary_point,
                 }
             )
 
-        for t, sol in enumerate(sd.solutions):
-            record(
-                "sd",
-                t,
-                sol.outputs,
-                sol.predict(features=x_va),
-                sol.predict(features=x_te),
-                residual=sol.certificate.residual,
-                converged=True,
-                stationary_point="global minimum",  # strictly convex
-            )
-        cand = top2_indices(teacher.outputs)
+        for t in range(config.rounds + 1):
+            record("sd", t, val_outs[t], test_outs[t], "global minimum")  # strictly convex
         for loss in config.pll_losses:
-            st = train_pll_student(
-                teacher, lam, loss=loss, q=config.q, candidates=cand, factor=factor, tol=config.tol
-            )
+            with warnings.catch_warnings():
+                # a student short of its tolerance is recorded in the row ("converged")
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                est.set_params(method=_ESTIMATOR_METHOD[loss], rounds=1).fit(x_tr, noisy_tr)
+            cert = est.certificates_[1]
             record(
                 PLL_METHODS[loss],
                 1,
-                st.outputs,
-                st.predict(features=x_va),
-                st.predict(features=x_te),
-                residual=st.certificate.residual,
-                converged=st.certificate.converged,
-                stationary_point=st.certificate.stationary_point,
+                est.predict_proba(x_va).T,
+                est.predict_proba(x_te).T,
+                cert.stationary_point,
             )
         if config.theory:
             from theory.real_features import real_feature_theory
 
-            th = real_feature_theory(x_tr, y_tr, noisy_tr, k, lam, config.rounds)
+            x_pre = preprocess(
+                x_tr, np.arange(tr.size), center=config.preprocess, normalize=config.preprocess
+            ).features
+            th = real_feature_theory(x_pre, y_tr, noisy_tr, k, lam, config.rounds)
             theory_rows.append({"trial": trial_index, "lam": lam, **th.to_dict()})
     return rows, _select(rows, trial_index), theory_rows
 
