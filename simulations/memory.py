@@ -89,7 +89,24 @@ def trial_bytes(config) -> int:
     else:  # exact-block: [mu_y, sqrt(1-c) e_i] features, one kernel row per class for testing
         p, n_test = k + n, k
         draw = 2 * n * p
-    return OVERHEAD + _F8 * max(draw, _solve_numbers(n, p, k, int(config.rounds), n_test))
+    solve = _solve_numbers(n, p, k, int(config.rounds), n_test)
+    if config.method in ("pll-candidate", "pll-gce", "pll-gce-ref"):
+        solve += _second_order_numbers(k, min(n, p))
+    return OVERHEAD + _F8 * max(draw, solve)
+
+
+def _second_order_numbers(k: int, r: int) -> int:
+    """Working set of the non-convex PLL students' second-order test (:mod:`simulations.pll_losses`).
+
+    Dense Hessian for ``K r <= DENSE_HESSIAN_MAX``: three ``(K r)^2`` arrays (the blocks, the
+    Hessian and LAPACK's copy) plus three sample-chunk operands of ``2^21`` numbers; otherwise
+    Lanczos on ``K r`` vectors.
+    """
+    from simulations.pll_losses import DENSE_HESSIAN_MAX
+
+    if k * r <= DENSE_HESSIAN_MAX:
+        return 3 * (k * r) ** 2 + 3 * 2**21
+    return 40 * k * r
 
 
 def group_theory_bytes(n_classes: int, rounds: int) -> int:
@@ -123,6 +140,7 @@ def probe_bytes(
     """
     n, p, k, m = int(n_samples), int(n_features), int(n_classes), int(n_train)
     numbers = 3 * n * p + _solve_numbers(m, p, k, int(rounds), n - m)
+    numbers += _second_order_numbers(k, min(m, p))  # the non-convex PLL students
     total = OVERHEAD + _F8 * numbers
     if theory:
         total += _F8 * 2 * m * min(m, p) + group_theory_bytes(k, rounds)

@@ -449,7 +449,7 @@ def _sov_integrand(u, steps):
     return f
 
 
-def _lattice(mu, coef, attach, rank, abs_tol, max_points):
+def _lattice(mu, coef, attach, rank, abs_tol, max_points, first_points=_FIRST_POINTS):
     """QMC estimates and error estimates for G items of one rank >= 2 (module docstring)."""
     count, n_rows = mu.shape
     coef = coef[:, :, :rank]
@@ -463,7 +463,7 @@ def _lattice(mu, coef, attach, rank, abs_tol, max_points):
     est = np.zeros(count)
     err = np.full(count, np.inf)
     active = np.arange(count)
-    n_target = _FIRST_POINTS
+    n_target = first_points
     while active.size:
         steps = _steps(mu[active], coef[active], attach[active], rank)
         idx = np.arange(done + 1, n_target + 1, dtype=float)
@@ -486,7 +486,7 @@ def _lattice(mu, coef, attach, rank, abs_tol, max_points):
     return np.clip(est, 0.0, 1.0), err
 
 
-def _random_part(red: _Reduced, abs_tol, max_points, method):
+def _random_part(red: _Reduced, abs_tol, max_points, method, first_points=_FIRST_POINTS):
     """``P(mu + C w > 0)`` over the random rows and its error, for every item of the batch."""
     bsz = red.mu.shape[0]
     items = np.arange(bsz)
@@ -518,7 +518,9 @@ def _random_part(red: _Reduced, abs_tol, max_points, method):
     quad = todo & ~one & ~two
     for rank in np.unique(red.rank[quad]):
         idx = items[quad & (red.rank == rank)]
-        p, e = _lattice(red.mu[idx], red.coef[idx], red.attach[idx], int(rank), abs_tol, max_points)
+        p, e = _lattice(
+            red.mu[idx], red.coef[idx], red.attach[idx], int(rank), abs_tol, max_points, first_points
+        )
         prob[idx] = p
         err[idx] = e
     return prob, err
@@ -593,6 +595,7 @@ def win_probability(
     abs_tol: float = DEFAULT_ABS_TOL,
     max_points: int | None = None,
     method: str = "auto",
+    first_points: int = _FIRST_POINTS,
 ) -> WinProbability:
     r"""``P(z[k] > z[j] for all j != k)`` for ``z ~ N(mean, cov)``, with an error estimate.
 
@@ -615,6 +618,9 @@ def win_probability(
         for rank <= 9, scaled by ``(9 / rank)^2`` above (constant work).
     method : {'auto', 'lattice'}
         ``'lattice'`` uses the QMC rule also where the bivariate closed form applies (for tests).
+    first_points : int
+        Points per shift of the first QMC pass (default 128; they double until ``abs_tol`` is
+        met). A loose ``abs_tol`` with few first points saves time on large batches.
 
     Returns
     -------
@@ -633,7 +639,8 @@ def win_probability(
         raise ValueError(f"method must be 'auto' or 'lattice', got {method!r}")
     m, s, f, tc, single = _validate(mean, cov, true_class, cov_factor)
     red = _reduce(m, s, f, tc)
-    rand, err = _random_part(red, tol, cap, method)
+    first = check_int(first_points, "first_points", 2)
+    rand, err = _random_part(red, tol, cap, method, first)
     prob = np.where(red.det_state == 1, rand, 0.0)
     tie = np.where(red.det_state == 0, rand, 0.0)
     err = np.where(red.det_state < 0, red.err, red.err + err)
