@@ -96,7 +96,7 @@ def trial_bytes(config) -> int:
 
 
 def _second_order_numbers(k: int, r: int) -> int:
-    """Working set of the non-convex PLL students' second-order test (:mod:`simulations.pll_losses`).
+    """Working set of the non-convex PLL students' second-order test (``simulations.pll_losses``).
 
     Dense Hessian for ``K r <= DENSE_HESSIAN_MAX``: three ``(K r)^2`` arrays (the blocks, the
     Hessian and LAPACK's copy) plus three sample-chunk operands of ``2^21`` numbers; otherwise

@@ -126,7 +126,7 @@ def check_mixture_params(n_classes, dim, c, d) -> tuple[int, int, float, float]:
 
 
 def mean_coordinates(n_classes, c, d) -> np.ndarray:
-    r"""Class means in ``R^K`` with Gram ``(c - d) I + d 1 1^T``, shape (K, K), row ``k`` = ``mu_k``.
+    r"""Class means in ``R^K`` with Gram ``(c - d) I + d 1 1^T``, shape (K, K); row k is ``mu_k``.
 
     ``mu_k = alpha e_k + beta 1`` with ``alpha = sqrt(c - d)``,
     ``beta = (-alpha + sqrt(c + (K - 1) d)) / K``: then ``||mu_k||^2 = alpha^2 + 2 alpha beta +

@@ -519,7 +519,13 @@ def _random_part(red: _Reduced, abs_tol, max_points, method, first_points=_FIRST
     for rank in np.unique(red.rank[quad]):
         idx = items[quad & (red.rank == rank)]
         p, e = _lattice(
-            red.mu[idx], red.coef[idx], red.attach[idx], int(rank), abs_tol, max_points, first_points
+            red.mu[idx],
+            red.coef[idx],
+            red.attach[idx],
+            int(rank),
+            abs_tol,
+            max_points,
+            first_points,
         )
         prob[idx] = p
         err[idx] = e
