@@ -142,9 +142,9 @@ def run_mixture_trial(job) -> dict:
     clean = noisy == y
     sd = self_distill(noisy, k, lam, spec.rounds, gram=gram)
     out = {key: np.empty(spec.rounds + 1) for key in ("train_acc", "clean", "mis", "pop")}
-    for t, sol in enumerate(sd.solutions):
-        out["train_acc"][t], out["clean"][t], out["mis"][t] = _accs(sol.outputs, y, clean)
-        out["pop"][t] = correct_and_tied(sol.predict(kernel_rows=rows), y_test)[0].mean()
+    for t, sol in enumerate(sd.solutions):  # decide from logits, not rounded outputs
+        out["train_acc"][t], out["clean"][t], out["mis"][t] = _accs(sol.logits, y, clean)
+        out["pop"][t] = correct_and_tied(sol.predict_logits(kernel_rows=rows), y_test)[0].mean()
     res = {
         "train_acc": out["train_acc"],
         "train_acc_clean": out["clean"],
@@ -155,13 +155,13 @@ def run_mixture_trial(job) -> dict:
     }
     if spec.pll:
         student = train_pll(sd.solutions[0], lam)
-        a, cl, mi = _accs(student.outputs, y, clean)
+        a, cl, mi = _accs(student.logits, y, clean)
         res.update(
             pll_train_acc=a,
             pll_train_acc_clean=cl,
             pll_train_acc_mislabeled=mi,
             pll_pop_acc=float(
-                correct_and_tied(student.predict(kernel_rows=rows), y_test)[0].mean()
+                correct_and_tied(student.predict_logits(kernel_rows=rows), y_test)[0].mean()
             ),
         )
         res["max_residual"] = max(res["max_residual"], student.certificate.residual)

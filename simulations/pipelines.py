@@ -23,6 +23,9 @@ Methods
 
 Metrics (per round, w.r.t. the *true* labels; ties count as errors, :mod:`theory.metrics`)
 ---------------------------------------------------------------------------------------
+All decisions (accuracies, ties, the teacher's top-2) are taken from the logits, never from the
+rounded outputs: at large ``lam`` every output is within ~1e-15 of ``1/K`` after a few rounds while
+the logits still carry every digit of the gaps.
 ``train_acc`` on all training points, ``train_acc_clean`` on points whose noisy label is correct,
 ``train_acc_mislabeled`` on the others (NaN when there are none), ``pop_acc`` on ``n_test`` fresh
 draws per class (for exact-block features a fresh point's kernel row is deterministic, so one row
@@ -242,6 +245,8 @@ class TrialResult:
         Training outputs of each row's model.
     groups : list of lists of int or None
         The superclass partition used (given or found by clustering).
+    logits : ndarray, shape (rows, K, N)
+        Training logits of each row's model (the decisions are taken from these).
     """
 
     rows: list
@@ -250,6 +255,7 @@ class TrialResult:
     noisy_labels: np.ndarray
     outputs: np.ndarray
     groups: list | None
+    logits: np.ndarray | None = None
 
 
 def _as_seed_sequence(seed) -> np.random.SeedSequence:
@@ -333,30 +339,39 @@ def run_trial(config: TrialConfig, seed) -> TrialResult:
         noisy, k, cfg.lam, rounds, features=x, temperature=cfg.temperature, tol=cfg.tol
     )
     teacher = sd.solutions[0]
-    cand = top2_indices(teacher.outputs)
+    cand = top2_indices(teacher.logits)
     coverage = float(np.mean((cand[0] == y) | (cand[1] == y)))
 
-    rows, outs = [], []
+    rows, outs, logits = [], [], []
 
-    def add(round_, train_scores, test_scores, cert):
+    def add(round_, train_outputs, train_logits, test_logits, cert):
         row = {"round": round_, "method": cfg.method, "n_mislabeled": int(np.sum(~clean))}
-        row.update(_accuracies(train_scores, y, clean))
-        row.update(_population(test_scores, test_labels))
+        row.update(_accuracies(train_logits, y, clean))
+        row.update(_population(test_logits, test_labels))
         row["top2_coverage"] = coverage
         row.update(cert)
         rows.append(row)
-        outs.append(train_scores)
+        outs.append(train_outputs)
+        logits.append(train_logits)
 
     for r, sol in enumerate(sd.solutions):
-        add(r, sol.outputs, sol.predict(**test_kw), _cert_fields(sol.certificate))
+        test_logits = sol.predict_logits(**test_kw)
+        add(r, sol.outputs, sol.logits, test_logits, _cert_fields(sol.certificate))
 
     if cfg.method == "pll-ce":
         student = train_pll(teacher, cfg.lam, tol=cfg.tol)
-        add(1, student.outputs, student.predict(**test_kw), _cert_fields(student.certificate))
+        add(
+            1,
+            student.outputs,
+            student.logits,
+            student.predict_logits(**test_kw),
+            _cert_fields(student.certificate),
+        )
     elif cfg.method == "pll-gce":
         add(1, *_gce_student(cfg, x, cand, teacher, test_kw))
 
-    return TrialResult(rows, empirical_transition(y, noisy, k), y, noisy, np.stack(outs), groups)
+    counts = empirical_transition(y, noisy, k)
+    return TrialResult(rows, counts, y, noisy, np.stack(outs), groups, np.stack(logits))
 
 
 def _gce_student(cfg, x, cand, teacher, test_kw):
@@ -367,9 +382,9 @@ def _gce_student(cfg, x, cand, teacher, test_kw):
             "method 'pll-gce' is unavailable: simulations.gce.train_pll_gce not found"
         ) from exc
     weights, report = train_pll_gce(x, cand, cfg.lam, init_weights=teacher.weights, q=cfg.q)
-    train = predict_proba(weights, x)
+    train_logits = weights @ x.T
     if "features" in test_kw:
-        test = predict_proba(weights, test_kw["features"])
+        test_logits = weights @ test_kw["features"].T
     else:
         # Exact-block test points: logits W x_new = (W X^T)(X X^T)^+ ... are not available from
         # kernel rows alone for a primal GCE solution, so rebuild the fresh points explicitly:
@@ -377,7 +392,7 @@ def _gce_student(cfg, x, cand, teacher, test_kw):
         k = cfg.n_classes
         fresh = np.zeros((k, x.shape[1]))
         fresh[:, :k] = x[np.arange(k) * cfg.per_class, :k]
-        test = predict_proba(weights, fresh)
+        test_logits = weights @ fresh.T
     cert = {
         "residual": math.nan,
         "target": float(report.tol),
@@ -386,4 +401,4 @@ def _gce_student(cfg, x, cand, teacher, test_kw):
         "converged": bool(report.converged),
         "solver": "gce-lbfgsb",
     }
-    return train, test, cert
+    return predict_proba(weights, x), train_logits, test_logits, cert

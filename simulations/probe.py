@@ -26,8 +26,9 @@ One *trial* (seed ``s``) does, with independent streams from ``SeedSequence(seed
    them) the configuration with the highest validation accuracy is chosen (ties to the earliest
    in the order lam, round) and its *test* accuracy reported. Test accuracy is never used to select.
 
-Accuracies use :func:`theory.metrics.accuracy` (ties count as errors). Training accuracy is
-measured against the *true* training labels (how much of the noise the model undoes), validation
+Accuracies use :func:`theory.metrics.accuracy` (ties count as errors) on the logits, never on
+rounded outputs (near ``1/K`` these lose their gaps); so do the top-2 candidates. Training accuracy
+is measured against the *true* training labels (how much of the noise the model undoes), validation
 against the validation labels used for selection, test against clean test labels.
 
 Results (:class:`ProbeResult`) hold one row per (trial, lam, method, round) and a summary with mean
@@ -48,7 +49,7 @@ import numpy as np
 
 from simulations.datasets import Dataset, preprocess
 from simulations.distill import self_distill, train_pll
-from simulations.gce import DEFAULT_Q, predict_proba, train_pll_gce
+from simulations.gce import DEFAULT_Q, train_pll_gce
 from simulations.noise import class_mean_groups, sample_noisy_labels
 from simulations.solver import factorize
 from theory.metrics import accuracy
@@ -191,9 +192,9 @@ def superclass_groups(dataset: Dataset, n_groups: int) -> list[list[int]]:
     return class_mean_groups(pre, dataset.labels, dataset.n_classes, n_groups)
 
 
-def top2_coverage(outputs, true_labels) -> float:
-    """Fraction of columns of ``outputs`` (K, M) whose true label is among the top-2 scores."""
-    cand = top2_indices(outputs)
+def top2_coverage(scores, true_labels) -> float:
+    """Fraction of columns of ``scores`` (K, M; pass logits) whose true label is among the top-2."""
+    cand = top2_indices(scores)
     return float(np.mean(np.any(cand == np.asarray(true_labels)[None, :], axis=0)))
 
 
@@ -281,8 +282,8 @@ def _trial(dataset, config, groups, seq, trial_index):
         lam = float(lam)
         sd = self_distill(noisy_tr, k, lam, config.rounds, factor=factor, tol=config.tol)
         teacher = sd.solutions[0]
-        cov_tr = top2_coverage(teacher.outputs, y_tr)
-        cov_te = top2_coverage(teacher.predict(features=x_te), y_te)
+        cov_tr = top2_coverage(teacher.logits, y_tr)
+        cov_te = top2_coverage(teacher.predict_logits(features=x_te), y_te)
         extra = {**base, "lam": lam, "coverage_train": cov_tr, "coverage_test": cov_te}
 
         def record(method, rnd, train_out, val_out, test_out, extra=extra, **more):
@@ -302,9 +303,9 @@ def _trial(dataset, config, groups, seq, trial_index):
             record(
                 "sd",
                 t,
-                sol.outputs,
-                sol.predict(features=x_va),
-                sol.predict(features=x_te),
+                sol.logits,
+                sol.predict_logits(features=x_va),
+                sol.predict_logits(features=x_te),
                 residual=sol.certificate.residual,
                 converged=True,
             )
@@ -312,15 +313,15 @@ def _trial(dataset, config, groups, seq, trial_index):
         record(
             "pll_ce",
             1,
-            pll.outputs,
-            pll.predict(features=x_va),
-            pll.predict(features=x_te),
+            pll.logits,
+            pll.predict_logits(features=x_va),
+            pll.predict_logits(features=x_te),
             residual=pll.certificate.residual,
             converged=True,
         )
         gce = train_pll_gce(
             x_tr,
-            top2_indices(teacher.outputs),
+            top2_indices(teacher.logits),
             lam,
             init_weights=teacher.weights,
             q=config.q,
@@ -328,9 +329,9 @@ def _trial(dataset, config, groups, seq, trial_index):
         record(
             "pll_gce",
             1,
-            predict_proba(gce.weights, x_tr),
-            predict_proba(gce.weights, x_va),
-            predict_proba(gce.weights, x_te),
+            gce.weights @ x_tr.T,
+            gce.weights @ x_va.T,
+            gce.weights @ x_te.T,
             residual=gce.report.gradient_norm,
             converged=gce.report.converged,
         )

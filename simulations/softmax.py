@@ -25,6 +25,12 @@ from __future__ import annotations
 
 import numpy as np
 
+#: Below this size, ``e^w - 1 - w`` and ``log(1 + a) - a`` use their series (module docstring).
+_SERIES_BELOW = 1e-3
+#: Logit spread below which the deviations use ``expm1``: above it ``e^w - mean(e^w)`` has relative
+#: error ``eps / (spread / 2) < 5e-13`` and saves a transcendental per entry.
+_NEAR_UNIFORM = 1e-3
+
 __all__ = [
     "expm1_minus_identity",
     "log1p_minus_identity",
@@ -42,12 +48,20 @@ def expm1_minus_identity(w) -> np.ndarray:
     ``~ 2 eps / |w|`` is then below 5e-13. Overflows (to ``inf``) only where ``e^w`` does.
     """
     w = np.asarray(w, dtype=float)
-    small = np.abs(w) < 1e-3
-    ws = np.where(small, w, 0.0)
+    small = np.abs(w) < _SERIES_BELOW
+    n_small = int(np.count_nonzero(small))
+    if n_small == w.size:
+        return _phi_series(w)
     with np.errstate(over="ignore"):
-        direct = np.expm1(w) - w
-    series = ws * ws * (0.5 + ws * (1 / 6 + ws * (1 / 24 + ws * (1 / 120 + ws / 720))))
-    return np.where(small, series, direct)
+        out = np.expm1(w)
+    out -= w
+    if n_small:
+        out[small] = _phi_series(w[small])
+    return out
+
+
+def _phi_series(w: np.ndarray) -> np.ndarray:
+    return w * w * (0.5 + w * (1 / 6 + w * (1 / 24 + w * (1 / 120 + w / 720))))
 
 
 def log1p_minus_identity(a) -> np.ndarray:
@@ -70,11 +84,12 @@ def log_softmax(logits, axis: int = -1) -> np.ndarray:
 def softmax_with_deviation(logits, axis: int = -1) -> tuple[np.ndarray, np.ndarray]:
     r"""Softmax ``P`` and its deviation ``D = P - 1/K`` from uniform, both from the logits.
 
-    ``D`` is computed as ``(u - mean(u)) / sum(e^w)`` (module docstring), so its relative
-    accuracy is that of the logit differences: a logit spread of ``1e-300`` still gives
-    deviations with ~15 correct digits, where ``softmax(z) - 1/K`` would give 0. Probabilities
-    below the smallest normal double are set to 0 (they differ by < 3e-308; subnormals slow BLAS
-    down).
+    With ``w = z - max z`` and ``S = sum_k e^{w_k}``: ``D_k = (e^{w_k} - mean e^w) / S``, and for
+    slices whose logit spread ``max w - min w`` is below ``1e-3`` the same with ``expm1(w)`` in
+    place of ``e^w`` (module docstring), so the relative accuracy of ``D`` is that of the logit
+    differences: a spread of ``1e-300`` still gives deviations with ~15 correct digits, where
+    ``softmax(z) - 1/K`` would give 0. Probabilities below the smallest normal double are set to 0
+    (they differ by < 3e-308; subnormals slow BLAS down).
 
     Parameters
     ----------
@@ -87,14 +102,30 @@ def softmax_with_deviation(logits, axis: int = -1) -> tuple[np.ndarray, np.ndarr
     probs, deviations : ndarray, same shape as ``logits``
     """
     z = np.asarray(logits, dtype=float)
+    k = z.shape[axis]
     w = z - z.max(axis=axis, keepdims=True)
+    near = -w.min(axis=axis, keepdims=True) < _NEAR_UNIFORM
+    n_near = int(np.count_nonzero(near))
+    if n_near == near.size:  # every slice near uniform: expm1 only
+        u = np.expm1(w, out=w)
+        denom = k + u.sum(axis=axis, keepdims=True)
+        dev = u - u.mean(axis=axis, keepdims=True)
+        dev /= denom
+        u += 1.0
+        u /= denom
+        return u, dev
     e = np.exp(w)
-    u = np.expm1(w)
     denom = e.sum(axis=axis, keepdims=True)
-    probs = e / denom
-    probs[probs < np.finfo(float).tiny] = 0.0
-    dev = (u - u.mean(axis=axis, keepdims=True)) / denom
-    return probs, dev
+    if n_near:
+        u = np.where(near, np.expm1(w), e - 1.0)
+        dev = u - u.mean(axis=axis, keepdims=True)
+    else:
+        dev = e - e.mean(axis=axis, keepdims=True)
+    dev /= denom
+    e /= denom
+    if e.min() < np.finfo(float).tiny:
+        e[e < np.finfo(float).tiny] = 0.0
+    return e, dev
 
 
 def softmax_deviation(logits, axis: int = -1) -> np.ndarray:

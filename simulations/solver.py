@@ -558,46 +558,57 @@ def _certify(factor, dev_p, dev_t, lam, *, exact_floor=False, tol_abs=0.0, fixed
 # --------------------------------------------------------------------------------------------
 
 
-def _objective_change(alpha, probs, dev_p, dev_t, y, coef, step, lam):
-    r"""``J(C + alpha S) - J(C)`` without cancellation (``y = B S``, the step's logit change).
+class _LineObjective:
+    r"""``J(C + alpha S) - J(C)`` along a step without cancellation (``y = B S``, (N, K)).
 
-    Per sample, with ``f(z) = lse(z) - mean(z)`` (the cross-entropy up to constants) and
-    ``a = sum_k p_k expm1(alpha y_k)``:
+    Per sample, with ``f(z) = lse(z) - mean(z)`` (the cross-entropy up to constants),
+    ``phi(w) = e^w - 1 - w``, ``psi(a) = log(1 + a) - a`` and ``a = sum_k p_k expm1(alpha y_k)``:
 
-    ``f(z + alpha y) - f(z) = alpha D_P . y + sum_k p_k phi(alpha y_k) + psi(a)``
+    ``f(z + alpha y) - f(z) = alpha D_P . y + sum_k p_k phi(alpha y_k) + psi(a)``,
 
-    (``phi(w) = e^w - 1 - w``, ``psi(a) = log(1 + a) - a``), exact, with every term of the size
-    of the change itself. Rows with ``max |alpha y| > 1/2`` use ``lse(z + alpha y) - lse(z)``
-    directly (no cancellation problem there). The target term is ``-alpha D_T . y`` and the
-    penalty ``lam (alpha <C, S> + alpha^2 ||S||^2 / 2)``.
-
-    Returns (change, magnitude) where magnitude sums the absolute values of the terms (the scale
-    of the change's round-off).
+    exact, with every term of the size of the change itself (so Armijo tests still work when all
+    changes are 1e-30). Rows with ``max |alpha y| > 1/2`` use
+    ``lse(z + alpha y) - lse(z) = m + log sum_k p_k e^{alpha y_k - m}`` (``m`` the row maximum of
+    ``alpha y``; no cancellation problem there, no overflow). The target term is
+    ``-alpha D_T . y`` and the penalty ``lam (alpha <C, S> + alpha^2 ||S||^2 / 2)``. The
+    alpha-independent row sums are formed once per step.
     """
-    ay = alpha * y
-    lin = np.einsum("ik,ik->i", dev_p - dev_t, ay)
-    big = np.max(np.abs(ay), axis=1) > 0.5
-    second = np.empty(y.shape[0])
-    small = ~big
-    if np.any(small):
-        ays, ps = ay[small], probs[small]
-        pphi = np.einsum("ik,ik->i", ps, expm1_minus_identity(ays))
-        a = np.einsum("ik,ik->i", ps, ays) + pphi
-        second[small] = pphi + log1p_minus_identity(a)
-    if np.any(big):
-        ayb, pb, db = ay[big], probs[big], dev_p[big]
-        # lse(z + ay) - lse(z) = log sum_k p_k e^{a y_k}; subtract the linear part exactly.
-        with np.errstate(divide="ignore"):
-            lse = np.log(pb) + ayb
-        mx = np.max(lse, axis=1, keepdims=True)
-        lse_diff = mx[:, 0] + np.log(np.sum(np.exp(lse - mx), axis=1))
-        second[big] = lse_diff - np.mean(ayb, axis=1) - np.einsum("ik,ik->i", db, ayb)
-    n = y.shape[0]
-    pen_lin = lam * alpha * float(np.sum(coef * step))
-    pen_sq = 0.5 * lam * alpha**2 * float(np.sum(step * step))
-    change = float(np.sum(lin) + np.sum(second)) / n + pen_lin + pen_sq
-    magnitude = float(np.sum(np.abs(lin)) + np.sum(np.abs(second))) / n + abs(pen_lin) + pen_sq
-    return change, magnitude
+
+    def __init__(self, probs, dev_p, dev_t, y, coef, step, lam):
+        self.probs, self.y, self.lam = probs, y, lam
+        self.lin = np.einsum("ik,ik->i", dev_p - dev_t, y)
+        self.py = np.einsum("ik,ik->i", probs, y)
+        self.ymax = np.max(np.abs(y), axis=1)
+        self.cs = float(np.sum(coef * step))
+        self.ss = float(np.sum(step * step))
+
+    def __call__(self, alpha: float) -> tuple[float, float]:
+        """Returns (change, magnitude); magnitude sums the terms' absolute values (the scale of
+        the change's round-off)."""
+        y, probs = self.y, self.probs
+        n = y.shape[0]
+        second = np.empty(n)
+        big = alpha * self.ymax > 0.5
+        n_big = int(np.count_nonzero(big))
+        if n_big < n:
+            rows = slice(None) if n_big == 0 else ~big
+            ay = alpha * y[rows]
+            pphi = np.einsum("ik,ik->i", probs[rows], expm1_minus_identity(ay))
+            a = alpha * self.py[rows] + pphi
+            second[rows] = pphi + log1p_minus_identity(a)
+        if n_big:
+            rows = slice(None) if n_big == n else big
+            ay = alpha * y[rows]
+            m = ay.max(axis=1)
+            ay -= m[:, None]
+            total = np.einsum("ik,ik->i", probs[rows], np.exp(ay, out=ay))
+            second[rows] = m + np.log(total) - alpha * self.py[rows]
+        lin = alpha * self.lin
+        pen_lin = self.lam * alpha * self.cs
+        pen_sq = 0.5 * self.lam * alpha**2 * self.ss
+        change = float(np.sum(lin) + np.sum(second)) / n + pen_lin + pen_sq
+        magnitude = float(np.sum(np.abs(lin)) + np.sum(np.abs(second))) / n + abs(pen_lin) + pen_sq
+        return change, magnitude
 
 
 class _KronPreconditioner:
@@ -850,10 +861,9 @@ def solve_probe(
         slope = float(np.sum(grad * step))
         alpha, change = 1.0, 0.0
         if slope < 0:
+            line = _LineObjective(probs, dev_p, dev_t, y, coef, step, lam)
             while alpha >= 1e-10:
-                change, magnitude = _objective_change(
-                    alpha, probs, dev_p, dev_t, y, coef, step, lam
-                )
+                change, magnitude = line(alpha)
                 if change <= 1e-4 * alpha * slope + 8 * _EPS * magnitude:
                     break
                 alpha *= 0.5
