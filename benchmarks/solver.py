@@ -12,7 +12,8 @@ PSD Gram matrix), symmetric label noise eta=0.5 with exact counts, lam in {1e-3,
   ``--baseline-iters`` iterations (default 1,000) and extrapolated linearly to the 100,000-iteration
   budget (``--full`` runs the whole budget; ~15 min per lam on 2 cores).
 
-Run: ``python -m benchmarks.solver [--quick] [--full]`` from the repository root.
+Run: ``python -m benchmarks.solver [--quick] [--full]`` from the repository root;
+``--large-k`` runs :mod:`benchmarks.solver_large_k` instead (K = 100 against scikit-learn).
 """
 
 from __future__ import annotations
@@ -68,6 +69,13 @@ def adam_baseline(targets, gram, lam, iters, lr=1e-3):
 
 
 def main(argv=None) -> int:
+    import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--large-k" in argv:  # K = 100 against scikit-learn: benchmarks/solver_large_k.py
+        from benchmarks import solver_large_k
+
+        return solver_large_k.main([a for a in argv if a != "--large-k"])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="N=400 and a short baseline run")
     parser.add_argument("--full", action="store_true", help="run the full 100,000-iteration budget")
