@@ -84,12 +84,13 @@ def log_softmax(logits, axis: int = -1) -> np.ndarray:
 def softmax_with_deviation(logits, axis: int = -1) -> tuple[np.ndarray, np.ndarray]:
     r"""Softmax ``P`` and its deviation ``D = P - 1/K`` from uniform, both from the logits.
 
-    With ``w = z - max z`` and ``S = sum_k e^{w_k}``: ``D_k = (e^{w_k} - mean e^w) / S``, and for
-    slices whose logit spread ``max w - min w`` is below ``1e-3`` the same with ``expm1(w)`` in
-    place of ``e^w`` (module docstring), so the relative accuracy of ``D`` is that of the logit
-    differences: a spread of ``1e-300`` still gives deviations with ~15 correct digits, where
-    ``softmax(z) - 1/K`` would give 0. Probabilities below the smallest normal double are set to 0
-    (they differ by < 3e-308; subnormals slow BLAS down).
+    With ``w = z - max z``: for slices whose logit spread ``max w - min w`` is below ``1e-3``,
+    ``D_k = (expm1(w_k) - mean expm1(w)) / sum_k e^{w_k}`` (module docstring); above,
+    ``D = P - mean(P)``, whose rounding (~eps / K) is below 1e-12 of the deviations there. So the
+    relative accuracy of ``D`` is that of the logit differences: a spread of ``1e-300`` still gives
+    deviations with ~15 correct digits, where ``softmax(z) - 1/K`` would give 0. Probabilities
+    below the smallest normal double are set to 0 (they differ by < 3e-308; subnormals slow BLAS
+    down).
 
     Parameters
     ----------
@@ -103,9 +104,10 @@ def softmax_with_deviation(logits, axis: int = -1) -> tuple[np.ndarray, np.ndarr
     """
     z = np.asarray(logits, dtype=float)
     k = z.shape[axis]
-    w = z - z.max(axis=axis, keepdims=True)
-    near = -w.min(axis=axis, keepdims=True) < _NEAR_UNIFORM
+    zmax = z.max(axis=axis, keepdims=True)
+    near = zmax - z.min(axis=axis, keepdims=True) < _NEAR_UNIFORM
     n_near = int(np.count_nonzero(near))
+    w = z - zmax
     if n_near == near.size:  # every slice near uniform: expm1 only
         u = np.expm1(w, out=w)
         denom = k + u.sum(axis=axis, keepdims=True)
@@ -114,15 +116,19 @@ def softmax_with_deviation(logits, axis: int = -1) -> tuple[np.ndarray, np.ndarr
         u += 1.0
         u /= denom
         return u, dev
-    e = np.exp(w)
-    denom = e.sum(axis=axis, keepdims=True)
     if n_near:
-        u = np.where(near, np.expm1(w), e - 1.0)
-        dev = u - u.mean(axis=axis, keepdims=True)
+        u = np.expm1(w)
+    e = np.exp(w, out=w)
+    e /= e.sum(axis=axis, keepdims=True)
+    if n_near:
+        denom = k + u.sum(axis=axis, keepdims=True)
+        u -= u.mean(axis=axis, keepdims=True)
+        u /= denom
+        dev = np.where(near, u, e - e.mean(axis=axis, keepdims=True))
     else:
+        # Spread >= 1e-3: P - mean(P) errs by ~eps / K against deviations >= ~spread / (4 K),
+        # i.e. < 4 eps / spread < 1e-12 relative, with one pass fewer than (e - mean e) / S.
         dev = e - e.mean(axis=axis, keepdims=True)
-    dev /= denom
-    e /= denom
     if e.min() < np.finfo(float).tiny:
         e[e < np.finfo(float).tiny] = 0.0
     return e, dev
