@@ -2,8 +2,9 @@
 
 Workload: a K-class Gaussian mixture (``x = mu_y + z``, random means, isotropic noise of 4x the
 mean norm, as in ``benchmarks.probe``), rows centred and L2-normalised, symmetric label noise
-``eta = 0.3``. All timings come from this one run, on the machine's default BLAS threads
-(``--threads`` to pin them); the machine is shared, so read the ratios, not the seconds.
+``eta = 0.3``. All timings come from this one run, on the machine's default threads
+(``--threads N`` pins every pool, BLAS and OpenMP, to N); the machine is shared, so read the
+ratios, not the seconds.
 
 1. **Teacher** (one-hot noisy labels) for each size and ``lam``:
 
@@ -255,7 +256,9 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes, K = 20: seconds")
     parser.add_argument("--lams", type=float, nargs="+", default=None, help="default 1e-3 1e-4")
     parser.add_argument("--classes", type=int, default=None, help="K (default 100; quick 20)")
-    parser.add_argument("--threads", type=int, default=None, help="BLAS threads")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="threads of every pool (BLAS and OpenMP)"
+    )
     parser.add_argument(
         "--sizes", default=None, help="comma-separated NxP, e.g. 10000x512,50000x2048 (default)"
     )
@@ -273,9 +276,13 @@ def main(argv=None) -> int:
         except ValueError:
             parser.error(f"--sizes must look like 10000x512,50000x2048, got {args.sizes!r}")
     if args.threads is not None:
-        from theory.blas import blas_threads
+        # Every thread pool (BLAS and OpenMP: scikit-learn's loss loops are OpenMP): with BLAS
+        # alone pinned, scikit-learn's OpenMP threads still contend on a busy machine.
+        from threadpoolctl import threadpool_limits
 
-        with blas_threads(args.threads):
+        if args.threads < 1:
+            parser.error(f"--threads must be >= 1, got {args.threads}")
+        with threadpool_limits(limits=args.threads):
             return _run(args)
     return _run(args)
 
@@ -288,7 +295,7 @@ def _run(args) -> int:
     eta = 0.3
     print(
         f"large-K solver benchmark: K={k}, eta={eta}, lams {lams}, sizes {sizes}, workloads "
-        f"{workloads}, BLAS threads {args.threads or 'default'}"
+        f"{workloads}, threads (BLAS and OpenMP) {args.threads or 'default'}"
     )
     big = sizes[-1]
     x, _, noisy = mixture(*big, k, eta, np.random.default_rng(args.seed), workloads[0])

@@ -778,9 +778,7 @@ def solve_probe(
         logits = np.zeros((n, k))
     b32 = factor.basis32() if single else None
     b_hvp = b32 if single else basis
-    features_route = (
-        factor.features is not None and factor.rotation is not None or (factor.route == "direct")
-    )
+    features_route = factor.route in ("spectral", "direct")  # B = X: Z' from the gradient
     rowmax = float(np.max(factor.sample_norms))
     low = single  # float32 gradients / logit updates until close to the optimum
     passes = 0
