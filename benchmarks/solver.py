@@ -18,6 +18,7 @@ PSD Gram matrix), symmetric label noise eta=0.5 with exact counts, lam in {1e-3,
 Both run with one BLAS thread (on the shared 2-core machine this was faster for both; the ratio
 is what matters). ``--quick``: N=400. ``--max-iter`` caps the baseline (then it is reported as not
 stopped). Run: ``python -m benchmarks.solver [--quick] [--max-iter M] [--lams ...]``.
+``--large-k`` runs :mod:`benchmarks.solver_large_k` instead (K = 100 against scikit-learn).
 """
 
 from __future__ import annotations
@@ -132,6 +133,11 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--large-k" in argv:  # K = 100 against scikit-learn: benchmarks/solver_large_k.py
+        from benchmarks import solver_large_k
+
+        return solver_large_k.main([a for a in argv if a != "--large-k"])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="N=400 instead of N=2000")
     parser.add_argument(

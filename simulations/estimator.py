@@ -551,6 +551,18 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         logits = self._logits(X)  # checks fitted-ness before classes_ is touched
         return self.classes_[np.argmax(logits, axis=0)]
 
+    def logits(self, X):
+        """Logits ``W x`` of the predicting model in the probe's layout, shape (K, M).
+
+        Unlike :meth:`decision_function` also (K, M) for K = 2: decisions taken from these keep
+        every digit of the gaps (outputs near ``1/K`` do not).
+        """
+        return self._logits(X)
+
+    def staged_logits(self, X):
+        """:meth:`logits` of the teacher and of every later round (a generator of (K, M))."""
+        yield from self._stage_logits(X)
+
     def staged_decision_function(self, X):
         """Decision function of the teacher and of every later round (a generator)."""
         for z in self._stage_logits(X):

@@ -164,7 +164,7 @@ def run_mixture_trial(job) -> dict:
     spectral = sd.factor.spectral  # F F^T = G: the logit covariance in factor form
 
     def population(sol):
-        sampled = float(correct_and_tied(sol.predict(kernel_rows=rows), y_test)[0].mean())
+        sampled = float(correct_and_tied(sol.predict_logits(kernel_rows=rows), y_test)[0].mean())
         if not spec.exact_pop:
             return math.nan, sampled, math.nan
         exact = mixture_population_accuracy_kernel(
@@ -174,8 +174,8 @@ def run_mixture_trial(job) -> dict:
 
     keys = ("train_acc", "clean", "mis", "pop", "pop_sampled", "pop_err")
     out = {key: np.empty(spec.rounds + 1) for key in keys}
-    for t, sol in enumerate(sd.solutions):
-        out["train_acc"][t], out["clean"][t], out["mis"][t] = _accs(sol.outputs, y, clean)
+    for t, sol in enumerate(sd.solutions):  # decide from logits, not rounded outputs
+        out["train_acc"][t], out["clean"][t], out["mis"][t] = _accs(sol.logits, y, clean)
         out["pop"][t], out["pop_sampled"][t], out["pop_err"][t] = population(sol)
     res = {
         "train_acc": out["train_acc"],
@@ -189,7 +189,7 @@ def run_mixture_trial(job) -> dict:
     }
     if spec.pll:
         student = train_pll(sd.solutions[0], lam)
-        a, cl, mi = _accs(student.outputs, y, clean)
+        a, cl, mi = _accs(student.logits, y, clean)
         pop, pop_sampled, pop_err = population(student)
         res.update(
             pll_train_acc=a,

@@ -28,6 +28,9 @@ found, ``stationary_point`` in the rows).
 
 Metrics (per round, w.r.t. the *true* labels; ties count as errors, :mod:`theory.metrics`)
 ---------------------------------------------------------------------------------------
+All decisions (accuracies, ties, the teacher's top-2) are taken from the logits, never from the
+rounded outputs: at large ``lam`` every output is within ~1e-15 of ``1/K`` after a few rounds while
+the logits still carry every digit of the gaps.
 ``train_acc`` on all training points, ``train_acc_clean`` on points whose noisy label is correct,
 ``train_acc_mislabeled`` on the others (NaN when there are none), ``pop_acc`` the population
 accuracy: for mixture features the exact conditional accuracy of the trained probe
@@ -262,6 +265,8 @@ class TrialResult:
         Training outputs of each row's model.
     groups : list of lists of int or None
         The superclass partition used (given or found by clustering).
+    logits : ndarray, shape (rows, K, N)
+        Training logits of each row's model (the decisions are taken from these).
     """
 
     rows: list
@@ -270,6 +275,7 @@ class TrialResult:
     noisy_labels: np.ndarray
     outputs: np.ndarray
     groups: list | None
+    logits: np.ndarray | None = None
 
 
 def _as_seed_sequence(seed) -> np.random.SeedSequence:
@@ -362,29 +368,32 @@ def run_trial(config: TrialConfig, seed) -> TrialResult:
         noisy, k, cfg.lam, rounds, features=x, temperature=cfg.temperature, tol=cfg.tol
     )
     teacher = sd.solutions[0]
-    cand = top2_indices(teacher.outputs)
+    cand = top2_indices(teacher.logits)
     coverage = float(np.mean((cand[0] == y) | (cand[1] == y)))
 
-    rows, outs = [], []
+    rows, outs, logits = [], [], []
 
-    def add(round_, train_scores, test_scores, cert, weights):
+    def add(round_, train_outputs, train_logits, test_logits, cert, weights):
         row = {"round": round_, "method": cfg.method, "n_mislabeled": int(np.sum(~clean))}
-        row.update(_accuracies(train_scores, y, clean))
+        row.update(_accuracies(train_logits, y, clean))
         exact = None
         if cfg.features == "mixture":  # exact conditional population accuracy of this probe
             noise_var = mixture.noise_std**2
             exact = mixture_population_accuracy(weights, mixture.means, noise_var)
-        row.update(_population(test_scores, test_labels, exact))
+        row.update(_population(test_logits, test_labels, exact))
         row["top2_coverage"] = coverage
         row.update(cert)
         rows.append(row)
-        outs.append(train_scores)
+        outs.append(train_outputs)
+        logits.append(train_logits)
 
     def weights_of(sol):
         return sol.weights if sol.weights is not None else sol.dual @ x
 
     for r, sol in enumerate(sd.solutions):
-        add(r, sol.outputs, sol.predict(**test_kw), _cert_fields(sol.certificate), weights_of(sol))
+        test_logits = sol.predict_logits(**test_kw)
+        cert = _cert_fields(sol.certificate)
+        add(r, sol.outputs, sol.logits, test_logits, cert, weights_of(sol))
 
     if cfg.method in PLL_LOSSES:
         student = train_pll_student(
@@ -393,9 +402,11 @@ def run_trial(config: TrialConfig, seed) -> TrialResult:
         add(
             1,
             student.outputs,
-            student.predict(**test_kw),
+            student.logits,
+            student.decision_function(**test_kw),
             _cert_fields(student.certificate),
             weights_of(student),
         )
 
-    return TrialResult(rows, empirical_transition(y, noisy, k), y, noisy, np.stack(outs), groups)
+    counts = empirical_transition(y, noisy, k)
+    return TrialResult(rows, counts, y, noisy, np.stack(outs), groups, np.stack(logits))

@@ -461,13 +461,13 @@ class PLLStudent:
 def _residuals(loss: _Loss, st: _State, logits, lam, factor: ProbeFactor):
     """Kernel-form residuals (probabilities, logits) and the round-off floor of the former."""
     n = factor.n_samples
-    z_fixed = -factor.gram_product(st.grad) / (lam * n)
+    z_fixed = -factor.gram_apply(st.grad.T).T / (lam * n)
     res = float(np.max(np.abs(st.probs - np.exp(log_softmax(z_fixed)))))
     logit_res = float(np.max(np.abs(logits - z_fixed)))
     # As simulations.solver.fixed_point_residual: BLAS error gamma |Gamma| |G| / (lam N), softmax
     # 1/2-Lipschitz in the max-norm, plus a few ulps for evaluating softmax itself.
     gamma = 4.0 * math.sqrt(n) * _EPS
-    floor = 0.5 * gamma * float(np.max(factor.abs_gram_product(st.grad))) / (lam * n) + 8 * _EPS
+    floor = 0.5 * gamma * factor.abs_gram_apply_max(st.grad.T) / (lam * n) + 8 * _EPS
     return res, logit_res, float(floor)
 
 
@@ -518,12 +518,36 @@ def _truncated_cg(apply_h, grad, precond_inv, rtol, maxiter):
     return x, maxiter, False
 
 
+def _orthogonal(factor: ProbeFactor):
+    """Orthogonal spectral features ``F`` (N, r), ``s = diag(F^T F)`` and ``V`` with ``F = X V``.
+
+    The students work in coordinates ``Theta`` with logits ``Theta F^T`` and ``F^T F`` diagonal,
+    whatever route the solver's factorisation took (:func:`simulations.solver.factorize`): the
+    Gram route's basis ``U diag(sqrt(mu))`` is already orthogonal; from features ``F = X V`` with
+    ``X^T X = V diag(s) V^T`` (reusing the solver's ``V`` when it has one). Cached on the factor.
+    """
+    cache = factor._cache
+    if "pll_orthogonal" not in cache:
+        if factor.route == "dual":
+            f, sq, rot = factor.basis, np.asarray(factor.col_sq_norms, dtype=float), None
+        else:
+            x = factor.features
+            if factor.route == "spectral" and factor.rotation is not None:
+                rot, sq = factor.rotation, np.asarray(factor.col_sq_norms, dtype=float)
+            else:
+                sq, rot = np.linalg.eigh(x.T @ x)
+                sq, rot = np.clip(sq[::-1], 0.0, None), rot[:, ::-1]
+            f = x @ rot
+        cache["pll_orthogonal"] = (f, sq, rot)
+    return cache["pll_orthogonal"]
+
+
 class _Problem:
     """Objective, gradient and Hessian action of ``J`` in the coordinates ``Theta`` (K, r)."""
 
     def __init__(self, loss: _Loss, factor: ProbeFactor, lam: float):
         self.loss, self.factor, self.lam = loss, factor, lam
-        self.f = factor.spectral
+        self.f, self.sq_norms, self.rotation = _orthogonal(factor)
         self.n = factor.n_samples
 
     def evaluate(self, theta):
@@ -593,7 +617,7 @@ def _eig_tolerance(problem: _Problem) -> float:
     ``||H|| <= lam + max_j s_j / N * max_i ||H_i||`` and ``||H_i|| <= 2`` for these losses (``D_v``
     has norm ``<= 1``, the rank-one terms ``<= q ||p - e||^2 <= 2``).
     """
-    s_max = float(problem.factor.sq_norms.max()) if problem.factor.sq_norms.size else 0.0
+    s_max = float(problem.sq_norms.max()) if problem.sq_norms.size else 0.0
     scale = problem.lam + 2.0 * s_max / problem.n
     return 1e3 * _EPS * scale * max(1, problem.f.shape[1])
 
@@ -611,18 +635,20 @@ def _classify(value: float, how: str, tol: float) -> str:
 
 
 def _initial_coef(teacher: ProbeSolution, factor: ProbeFactor, k: int) -> np.ndarray:
-    """Teacher's coordinates in ``factor``: its own ``coef``, or its training logits projected."""
-    if teacher.factor is factor:
-        return teacher.coef.copy()
+    """Teacher's coordinates ``Theta`` (K, r) in ``factor``'s orthogonal features.
+
+    ``Theta = Z F diag(1/s)``: exact, because the teacher's training logits ``Z = W X^T`` lie in
+    the row space of ``F^T`` (least squares for a teacher trained on other features).
+    """
     z = np.asarray(teacher.logits, dtype=float)
     if z.shape != (k, factor.n_samples):
         raise ValueError(
             f"the teacher has {z.shape[1]} training samples but the features / gram have "
             f"{factor.n_samples}"
         )
-    s = factor.sq_norms
+    f, s, _ = _orthogonal(factor)
     inv = np.divide(1.0, s, out=np.zeros_like(s), where=s > 0)
-    return (z @ factor.spectral) * inv  # least-squares Theta with Theta F^T ~ Z
+    return (z @ f) * inv
 
 
 def _solve_nonconvex(loss, factor, lam, theta, tol, max_iter, hessian, max_escapes=5):
@@ -795,17 +821,18 @@ def train_pll_student(
     elif not isinstance(factor, ProbeFactor):
         raise ValueError("factor must be a ProbeFactor from simulations.solver.factorize")
     k, n = teacher.outputs.shape
-    if hessian == "dense" and k * factor.spectral.shape[1] > DENSE_HESSIAN_MAX:
+    rank = _orthogonal(factor)[0].shape[1]
+    if hessian == "dense" and k * rank > DENSE_HESSIAN_MAX:
         raise ValueError(
             f"hessian='dense' needs K r <= {DENSE_HESSIAN_MAX} (a (K r)^2 matrix); here K r = "
-            f"{k * factor.spectral.shape[1]}: use hessian='lanczos' or 'auto'"
+            f"{k * rank}: use hessian='lanczos' or 'auto'"
         )
     if factor.n_samples != n:
         raise ValueError(
             f"the teacher has {n} training samples but the features / gram have {factor.n_samples}"
         )
     if candidates is None:
-        cand = top2_indices(teacher.outputs)
+        cand = top2_indices(teacher.logits)  # decide from logits (issue 11)
     else:
         cand = check_candidates(candidates, n, k)
     loss_fn = _Loss(loss, cand, q, k)
@@ -814,9 +841,13 @@ def train_pll_student(
         targets = 0.5 * loss_fn.mask.astype(float)
         init = teacher if teacher.factor is factor else None
         sol = solve_probe(targets, lam, factor=factor, init=init, tol=tol, max_iter=max_iter)
-        theta, z = sol.coef, sol.logits
-        st = loss_fn.state(log_softmax(z))
         problem = _Problem(loss_fn, factor, lam)
+        z = sol.logits
+        inv = np.divide(
+            1.0, problem.sq_norms, out=np.zeros_like(problem.sq_norms), where=problem.sq_norms > 0
+        )
+        theta = (z @ problem.f) * inv
+        st = loss_fn.state(log_softmax(z))
         _, _, obj0 = problem.evaluate(_initial_coef(teacher, factor, k))
         _, logit_res, _ = _residuals(loss_fn, st, z, lam, factor)
         c = sol.certificate
@@ -841,8 +872,9 @@ def train_pll_student(
         theta, z, st, cert = _solve_nonconvex(loss_fn, factor, lam, theta0, tol, max_iter, hessian)
 
     dual = -st.grad / (lam * n)
-    if factor.rotation is not None:
-        weights = theta @ factor.rotation.T
+    rotation = _orthogonal(factor)[2]
+    if rotation is not None:
+        weights = theta @ rotation.T
     elif factor.features is not None:
         weights = dual @ factor.features
     else:

@@ -33,8 +33,9 @@ One *trial* (seed ``s``) does, with independent streams from ``SeedSequence(seed
    them) the configuration with the highest validation accuracy is chosen (ties to the earliest
    in the order lam, round) and its *test* accuracy reported. Test accuracy is never used to select.
 
-Accuracies use :func:`theory.metrics.accuracy` (ties count as errors). Training accuracy is
-measured against the *true* training labels (how much of the noise the model undoes), validation
+Accuracies use :func:`theory.metrics.accuracy` (ties count as errors) on the logits, never on
+rounded outputs (near ``1/K`` these lose their gaps); so do the top-2 candidates. Training accuracy
+is measured against the *true* training labels (how much of the noise the model undoes), validation
 against the validation labels used for selection, test against clean test labels.
 
 Results (:class:`ProbeResult`) hold one row per (trial, lam, method, round) and a summary with mean
@@ -217,9 +218,9 @@ def superclass_groups(dataset: Dataset, n_groups: int) -> list[list[int]]:
     return class_mean_groups(pre, dataset.labels, dataset.n_classes, n_groups)
 
 
-def top2_coverage(outputs, true_labels) -> float:
-    """Fraction of columns of ``outputs`` (K, M) whose true label is among the top-2 scores."""
-    cand = top2_indices(outputs)
+def top2_coverage(scores, true_labels) -> float:
+    """Fraction of columns of ``scores`` (K, M; pass logits) whose true label is among the top-2."""
+    cand = top2_indices(scores)
     return float(np.mean(np.any(cand == np.asarray(true_labels)[None, :], axis=0)))
 
 
@@ -313,9 +314,10 @@ def _trial(dataset, config, groups, seq, trial_index):
     for lam in config.lams:
         lam = float(lam)
         est.set_params(lam=lam, method="sd", rounds=config.rounds).fit(x_tr, noisy_tr)
-        val_outs = [p.T for p in est.staged_predict_proba(x_va)]
-        test_outs = [p.T for p in est.staged_predict_proba(x_te)]
-        cov_tr = top2_coverage(est.outputs_[0].T, y_tr)
+        # decisions from logits (K, M), never from rounded probabilities (issue 11)
+        val_outs = list(est.staged_logits(x_va))
+        test_outs = list(est.staged_logits(x_te))
+        cov_tr = top2_coverage(next(iter(est.staged_logits(x_tr))), y_tr)
         cov_te = top2_coverage(test_outs[0], y_te)
         extra = {**base, "lam": lam, "coverage_train": cov_tr, "coverage_test": cov_te}
 
@@ -346,8 +348,8 @@ def _trial(dataset, config, groups, seq, trial_index):
             record(
                 PLL_METHODS[loss],
                 1,
-                est.predict_proba(x_va).T,
-                est.predict_proba(x_te).T,
+                est.logits(x_va),
+                est.logits(x_te),
                 cert.stationary_point,
             )
         if config.theory:

@@ -12,32 +12,63 @@ outputs are the unique fixed point
 
 .. math::  P = \mathrm{softmax}\big((T - P)\, G / (\lambda N)\big), \qquad G = X X^\top.
 
-The certificate reports the max-abs residual of this equation, evaluated with the *original*
-features or Gram matrix, and the gradient norm.
+Scale-free representation
+-------------------------
+Targets and outputs are carried as deviations from uniform, ``T = 1/K + D_T`` and
+``P = 1/K + D_P`` (:class:`SoftTargets`, :mod:`simulations.softmax`). Everything the solver
+computes -- gradients ``(D_P - D_T) X / N + lam W``, objective changes in the line search, the
+fixed-point residual -- is formed from these deviations and the logits, never by subtracting
+``1/K`` from a probability. At ``lam = 1`` after ten self-distillation rounds the deviations are
+~1e-15 or smaller; they are still resolved to ~15 digits, and the certificate is *relative*: the
+residual is certified against ``tol * max|D_P|``, the outputs' own distance from uniform.
 
 Method
 ------
-Both inputs are reduced to orthogonal "spectral features" ``F`` (N, r) with ``F F^T = G`` and
-``F^T F = diag(s)``: from features, ``F = X V`` with ``X^T X = V diag(s) V^T`` (cost O(N p^2));
-from a Gram matrix, ``F = U diag(sqrt(mu))`` (cost O(N^3)). The cheaper route is chosen
-(``p <= N`` uses the features). The factorisation depends only on ``X`` / ``G`` and is reused
-across distillation rounds (:func:`factorize`).
+Internally samples are rows: logits ``Z = B C`` (N, K) for a data matrix ``B`` (N, q) and
+coefficients ``C`` (q, K) (products of this shape run 2-3x faster in BLAS than the (K, N) layout).
+Three routes (:func:`factorize`):
 
-In the coordinates ``Theta`` (K, r), ``W = Theta V^T`` and logits ``Z = Theta F^T``; the
-objective is strictly convex (``lam > 0``). We run a truncated Newton method: each step solves
-``H s = -g`` by preconditioned conjugate gradients with Hessian-vector products
-``H[S] = D_P[S F^T] F / N + lam S`` (``D_P`` the per-sample softmax Jacobians
-``diag(p_i) - p_i p_i^T``), preconditioned by the exact K x K diagonal blocks of ``H`` in the
-orthogonal basis, ``B_j = sum_i F_ij^2 D_i / N + lam I``, followed by a backtracking line search.
+``'spectral'``
+    ``B = X``, plus the eigendecomposition ``X^T X = V diag(s) V^T`` for the preconditioner
+    (O(N p^2 + p^3) once, p x p memory; ``F = X V`` is never formed). Reused by every round, lam
+    value and the PLL student (:func:`simulations.distill.self_distill` factorises once).
+``'direct'``
+    ``B = X`` and no factorisation: the preconditioner uses ``diag(X^T X)``. The choice for a
+    one-off solve with ``p >> K`` (at ``p = 2048, N = 50,000, K = 100`` the eigendecomposition
+    costs as much as ~15 passes over the data).
+``'dual'``
+    ``B = U diag(sqrt(mu))`` from ``G = U diag(mu) U^T`` (O(N^3)), for a Gram matrix, or features
+    with ``p > N``.
 
-Attainable accuracy
--------------------
-The fixed-point residual is evaluated through ``Z' = (T - P) G / (lam N)``. Its floating-point
-error is bounded by ``gamma * (|T - P| |G|) / (lam N)`` entrywise (``gamma ~ sqrt(N) eps`` for
-pairwise-summed BLAS products), and softmax is 1/2-Lipschitz in the max-norm, so residuals below
-``floor = 0.5 * gamma * max(|T - P| |G|) / (lam N)`` are not resolvable. The solver certifies
-``residual <= max(tol, floor)`` and records both numbers; ``floor`` only exceeds ``tol = 1e-9`` when
-``lam`` is tiny and the logits are huge.
+On any route we run a truncated Newton method with a scale-free Armijo line search
+(:class:`_LineObjective`). Each step solves ``H S = -g`` by preconditioned conjugate gradients
+with Hessian-vector products ``H[S] = B^T D_P[B S] / N + lam S`` (``D_P`` the per-sample softmax
+Jacobians ``diag(p_i) - p_i p_i^T``), evaluated in float32 for large problems: the Newton direction
+needs only a few digits. Gradients and logit updates also run in float32 until the gradient is
+within ``_SWITCH_RTOL`` of its own round-off scale; then the logits are recomputed in float64 and
+the last Newton steps (and the certificate) are float64, so the certified accuracy is unchanged.
+
+The preconditioner (:class:`_KronPreconditioner`) replaces every Jacobian ``D_i`` by their mean
+``Dbar``: ``(Dbar (x) diag(s) / N + lam I)^{-1}`` in the eigenbasis of ``B^T B`` (or with
+``s = diag(X^T X)`` on the direct route). It costs O(N K^2 + K^3) to build, O(q K^2) (plus two
+p x p rotations on the spectral route) to apply, never allocates an N x K x K array, and is exact
+at uniform outputs on the spectral and dual routes (the first Newton step of a teacher, and all of
+them when ``lam`` is large). Cost of a solve is counted in *passes*, products of the (N, q) data
+matrix with a (q, K) or (N, K) array (``Certificate.passes``).
+
+All iterates keep ``sum_k C_jk = 0`` (the optimum does: ``sum_k (T - P)_k = 0``); on that subspace
+the Hessian is positive definite for ``lam > 0``.
+
+Certificate
+-----------
+The fixed-point residual ``max|D_P - dev(softmax((T - P) G / (lam N)))|`` is evaluated with the
+*original* features or Gram matrix. Floating-point error of ``Z' = (T - P) G / (lam N)`` is bounded
+by ``gamma (|T - P| |G|) / (lam N)`` entrywise (``gamma = 8 sqrt(max(N, p)) eps``, pairwise-summed
+BLAS products), and softmax is 1/2-Lipschitz in the max-norm, so residuals below
+``floor = 0.5 gamma max(|T - P| |G|) / (lam N) + 8 eps max|D_P|`` are not resolvable. The solver
+certifies ``residual <= target = max(tol * max|D_P|, floor)``. The floor is first bounded cheaply
+with ``|G_ij| <= sqrt(G_ii G_jj)``; the exact ``|T - P| |X| |X|^T`` (in row blocks) is computed
+only when that bound exceeds ``tol * max|D_P|`` (tiny ``lam``).
 """
 
 from __future__ import annotations
@@ -47,7 +78,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from simulations import softmax as _softmax_mod
+from simulations.softmax import (
+    expm1_minus_identity,
+    log1p_minus_identity,
+    softmax_deviation,
+    softmax_with_deviation,
+)
+from theory.blas import single_thread_blas
 from theory.validation import (
+    SIMPLEX_ATOL,
     check_finite_matrix,
     check_int,
     check_positive,
@@ -57,10 +97,12 @@ from theory.validation import (
 )
 
 __all__ = [
+    "FACTOR_METHODS",
     "Certificate",
     "ConvergenceError",
     "ProbeFactor",
     "ProbeSolution",
+    "SoftTargets",
     "factorize",
     "fixed_point_residual",
     "log_softmax",
@@ -68,95 +110,270 @@ __all__ = [
 ]
 
 _EPS = np.finfo(float).eps
+#: Basis choices of :func:`factorize`.
+FACTOR_METHODS = ("auto", "spectral", "direct")
+#: Smallest CG forcing term: single-precision Hessian products carry relative errors ~1e-7 to
+#: 1e-6 (sums over N terms), so asking CG for more than ~1e-6 is asking for round-off.
+_CG_RTOL_MIN = 1e-6
+#: Work ``N r K`` above which the Hessian products run in float32 by default.
+_SINGLE_MIN_WORK = 1e7
+#: Leave the float32 phase once the gradient norm is below this fraction of the norm of its
+#: terms (float32 products err by ~1e-6 of them, so the float32 Newton steps still make
+#: progress there; two float64 steps then finish).
+_SWITCH_RTOL = 1e-4
+#: Try the certificate once the rigorous residual bound is within this factor of the target.
+_SPECULATE = 100.0
+#: 'auto' factorises features when the eigendecomposition costs at most this many solver passes
+#: over the data (one pass ~ 2 N p K flops; the factorisation ~ 3 N p^2 + 10 p^3 flops).
+_AUTO_MAX_PASSES = 12
+#: Row-block size for streamed products over the data (bounded temporary memory).
+_ROW_BLOCK = 8192
+
+
+def log_softmax(logits) -> np.ndarray:
+    """Column-wise log-softmax of a (K, M) array via log-sum-exp (no overflow for |z| ~ 1e300)."""
+    return _softmax_mod.log_softmax(logits, axis=0)
 
 
 class ConvergenceError(RuntimeError):
     """Raised when the solver cannot certify the KKT fixed point within its iteration budget."""
 
 
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    """Column-wise log-softmax of a (K, M) array via log-sum-exp (no overflow for |z| ~ 1e300)."""
-    shifted = logits - logits.max(axis=0, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=0, keepdims=True))
+def _available_memory() -> float:
+    """Bytes of memory available to this process (Linux ``MemAvailable``; ``inf`` if unknown)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024.0
+    except OSError:  # pragma: no cover - non-Linux
+        pass
+    return math.inf
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    return _flush_subnormal(np.exp(log_softmax(logits)))
+def _check_memory(nbytes: float, what: str) -> None:
+    avail = _available_memory()
+    if nbytes > avail:
+        raise ValueError(
+            f"{what} needs ~{nbytes / 1e9:.2f} GB but only {avail / 1e9:.2f} GB are available; "
+            "use fewer samples or features"
+        )
 
 
-def _flush_subnormal(probs: np.ndarray) -> np.ndarray:
-    """Set probabilities below the smallest normal double (~2e-308) to 0, in place.
-
-    Changes each entry by < 3e-308, far below any tolerance, and keeps subnormal numbers out of
-    BLAS, where they can slow matrix products down by two orders of magnitude.
-    """
-    probs[probs < np.finfo(float).tiny] = 0.0
-    return probs
+# --------------------------------------------------------------------------------------------
+# Targets
+# --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ProbeFactor:
-    """Orthogonal spectral features of a training set, reusable across rounds.
+@dataclass(frozen=True, eq=False)
+class SoftTargets:
+    """Soft targets held as deviations from uniform, ``T = 1/K + D`` (exact near ``1/K``).
 
     Attributes
     ----------
-    spectral : ndarray, shape (N, r)
-        ``F`` with ``F F^T = G`` and orthogonal columns.
-    sq_norms : ndarray, shape (r,)
-        ``F^T F`` diagonal (the nonzero Gram eigenvalues, or those of ``X^T X``).
-    rotation : ndarray, shape (p, r) or None
-        ``V`` with ``F = X V`` when built from features (primal route), else None.
-    features, gram : ndarray or None
-        The original input, kept to evaluate the certificate and predictions exactly.
+    deviations : ndarray, shape (K, N)
+        ``D``: columns sum to 0 and ``1/K + D >= 0`` (each up to ``SIMPLEX_ATOL``).
+
+    Use :meth:`from_probabilities` for ordinary targets and :meth:`from_logits` to pass one
+    round's outputs to the next round without ever forming ``P - 1/K`` by subtraction.
     """
 
-    spectral: np.ndarray
-    sq_norms: np.ndarray
-    rotation: np.ndarray | None
-    features: np.ndarray | None
-    gram: np.ndarray | None
-    route: str = field(default="primal")
+    deviations: np.ndarray
+
+    def __post_init__(self):
+        d = check_finite_matrix(self.deviations, "target deviations")
+        k = d.shape[0]
+        if k < 2:
+            raise ValueError(f"target deviations must have K >= 2 rows, got shape {d.shape}")
+        if float(np.min(d)) < -1.0 / k - SIMPLEX_ATOL:
+            raise ValueError("target deviations give negative probabilities (1/K + D < 0)")
+        col = float(np.max(np.abs(d.sum(axis=0))))
+        if col > SIMPLEX_ATOL * k:
+            raise ValueError(f"target deviations must sum to 0 per column; max |sum| {col:.3g}")
+        object.__setattr__(self, "deviations", d)
+
+    @classmethod
+    def from_probabilities(cls, targets) -> SoftTargets:
+        """From targets (K, N) on the simplex (validated by ``check_targets``)."""
+        t = check_targets(targets)
+        return cls(t - 1.0 / t.shape[0])
+
+    @classmethod
+    def from_logits(cls, logits, temperature: float = 1.0) -> SoftTargets:
+        """``softmax(Z / tau) - 1/K`` column-wise, computed without cancellation."""
+        z = check_finite_matrix(logits, "logits")
+        tau = check_positive(temperature, "temperature")
+        return cls(softmax_deviation(z / tau, axis=0))
+
+    @property
+    def n_classes(self) -> int:
+        return self.deviations.shape[0]
 
     @property
     def n_samples(self) -> int:
-        return self.spectral.shape[0]
+        return self.deviations.shape[1]
 
-    def gram_product(self, m: np.ndarray) -> np.ndarray:
-        """``m @ G`` for ``m`` of shape (K, N), using the original features or Gram matrix."""
+    @property
+    def probabilities(self) -> np.ndarray:
+        """``1/K + D``, shape (K, N) (rounded: near-uniform information is lost here)."""
+        return np.clip(1.0 / self.n_classes + self.deviations, 0.0, None)
+
+
+def _as_soft_targets(targets, n_samples: int) -> SoftTargets:
+    t = targets if isinstance(targets, SoftTargets) else SoftTargets.from_probabilities(targets)
+    if t.n_samples != n_samples:
+        raise ValueError(f"targets has {t.n_samples} columns but there are {n_samples} samples")
+    return t
+
+
+# --------------------------------------------------------------------------------------------
+# Factorisation (basis)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class ProbeFactor:
+    """The data the solver multiplies with, plus its preconditioning basis (:func:`factorize`).
+
+    Attributes
+    ----------
+    basis : ndarray, shape (N, q)
+        ``B`` with ``B B^T = G``: the features ``X`` (routes ``'spectral'`` and ``'direct'``) or
+        ``U diag(sqrt(mu))`` from ``G = U diag(mu) U^T`` (route ``'dual'``).
+    col_sq_norms : ndarray, shape (q,)
+        The curvature scale of each preconditioner direction: eigenvalues ``s`` of ``X^T X``
+        (``'spectral'``), ``mu`` (``'dual'``) or ``diag(X^T X)`` (``'direct'``).
+    rotation : ndarray, shape (p, p) or None
+        ``V`` with ``X^T X = V diag(s) V^T`` (``'spectral'``), else None (the preconditioner
+        works in the basis's own coordinates).
+    features, gram : ndarray or None
+        The original input, kept to evaluate the certificate and predictions exactly.
+    route : {'spectral', 'dual', 'direct'}
+    """
+
+    basis: np.ndarray
+    col_sq_norms: np.ndarray
+    rotation: np.ndarray | None
+    features: np.ndarray | None
+    gram: np.ndarray | None
+    route: str = "spectral"
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def spectral(self) -> np.ndarray:
+        """Alias of :attr:`basis` (the name of the earlier API)."""
+        return self.basis
+
+    @property
+    def n_samples(self) -> int:
+        return self.basis.shape[0]
+
+    @property
+    def rank(self) -> int:
+        """Number of columns ``q`` of the basis (= parameters per class)."""
+        return self.basis.shape[1]
+
+    @property
+    def sample_norms(self) -> np.ndarray:
+        """``sqrt(G_ii)`` per sample, shape (N,) (cached)."""
+        if "sample_norms" not in self._cache:
+            if self.gram is not None:
+                sq = np.clip(np.diag(self.gram), 0.0, None)
+            else:
+                sq = np.einsum("ij,ij->i", self.features, self.features)
+            self._cache["sample_norms"] = np.sqrt(sq)
+        return self._cache["sample_norms"]
+
+    def basis32(self) -> np.ndarray:
+        """Single-precision copy of the basis (cached; 4 N q bytes)."""
+        if "basis32" not in self._cache:
+            self._cache["basis32"] = self.basis.astype(np.float32)
+        return self._cache["basis32"]
+
+    def gram_apply(self, m: np.ndarray) -> np.ndarray:
+        """``G @ m`` for ``m`` of shape (N, K), from the original features or Gram matrix."""
         if self.gram is not None:
-            return m @ self.gram
-        return (m @ self.features) @ self.features.T
+            return self.gram @ m
+        return self.features @ (self.features.T @ m)
 
-    def abs_gram_product(self, m: np.ndarray) -> np.ndarray:
-        """``|m| @ |G|``-type bound used for the round-off floor (|m| |X| |X|^T for features)."""
+    def abs_gram_apply_max(self, m: np.ndarray) -> float:
+        """``max(|G| |m|)`` (``|X| |X|^T |m|`` for features), in row blocks of bounded memory."""
+        am = np.abs(m)
+        n = self.n_samples
         if self.gram is not None:
-            return np.abs(m) @ np.abs(self.gram)
-        ax = np.abs(self.features)
-        return (np.abs(m) @ ax) @ ax.T
+            return max(
+                float(np.max(np.abs(self.gram[a : a + _ROW_BLOCK]) @ am))
+                for a in range(0, n, _ROW_BLOCK)
+            )
+        x = self.features
+        xtm = np.zeros((x.shape[1], m.shape[1]))
+        for a in range(0, n, _ROW_BLOCK):
+            xtm += np.abs(x[a : a + _ROW_BLOCK]).T @ am[a : a + _ROW_BLOCK]
+        return max(
+            float(np.max(np.abs(x[a : a + _ROW_BLOCK]) @ xtm)) for a in range(0, n, _ROW_BLOCK)
+        )
+
+    def inner_dim(self) -> int:
+        """Length of the longest inner product in ``G @ m`` (for the round-off factor)."""
+        if self.gram is not None:
+            return self.n_samples
+        return max(self.n_samples, self.features.shape[1])
 
 
-def factorize(*, features=None, gram=None) -> ProbeFactor:
-    """Build the orthogonal spectral features of ``X`` (N, p) or ``G`` (N, N), the cheaper way.
+def _auto_method(n: int, p: int, n_classes: int | None) -> str:
+    """'spectral' when its eigendecomposition costs at most ``_AUTO_MAX_PASSES`` solver passes."""
+    k = 10 if n_classes is None else n_classes
+    if p > n:
+        return "spectral"  # the dual route: N^3 instead of products with the wide X
+    factor_flops = n * p * p + 10.0 * p**3  # X^T X (syrk) + symmetric eigensolver
+    pass_flops = 2.0 * n * p * k
+    return "spectral" if factor_flops <= _AUTO_MAX_PASSES * pass_flops else "direct"
 
-    From features with ``p <= N``: eigendecomposition of ``X^T X`` (O(N p^2), memory O(N p + p^2),
-    never an N x N matrix). From features with ``p > N`` or from a Gram matrix: eigendecomposition
-    of ``G`` (O(N^3)); eigenvalues below ``N eps mu_max`` (below the eigensolver's backward error)
-    are dropped. Raises ``ValueError`` for non-finite input, a non-symmetric or non-PSD Gram matrix.
+
+def factorize(*, features=None, gram=None, method: str = "spectral", n_classes=None) -> ProbeFactor:
+    """Prepare ``X`` (N, p) or ``G`` (N, N) for :func:`solve_probe`.
+
+    Parameters
+    ----------
+    features : array_like, shape (N, p), optional
+    gram : array_like, shape (N, N), optional
+        Exactly one of the two.
+    method : {'spectral', 'direct', 'auto'}
+        For features with ``p <= N``: ``'spectral'`` (default) computes the eigendecomposition of
+        ``X^T X`` (O(N p^2 + p^3), p x p memory; never an N x N matrix), which makes the
+        preconditioner exact at uniform outputs -- worth it when several problems share the
+        features (rounds, lam values, the PLL student). ``'direct'`` skips it (the preconditioner
+        then uses ``diag(X^T X)``): one-off solves with ``p >> K``. ``'auto'`` picks
+        ``'spectral'`` when it costs at most ``_AUTO_MAX_PASSES`` solver passes over the data (a
+        pass is ~``2 N p K`` flops; ``n_classes`` defaults to 10). Features with ``p > N`` and
+        Gram matrices use the eigendecomposition of ``G`` (O(N^3); eigenvalues below
+        ``N eps mu_max``, under the eigensolver's backward error, are dropped).
+
+    Raises ``ValueError`` for non-finite input, a non-symmetric or non-PSD Gram matrix, an unknown
+    method, or a factorisation that would not fit in memory.
     """
     if (features is None) == (gram is None):
         raise ValueError("pass exactly one of features (N, p) or gram (N, N)")
+    if method not in FACTOR_METHODS:
+        raise ValueError(f"method must be one of {FACTOR_METHODS}, got {method!r}")
     if features is not None:
-        x = check_finite_matrix(features, "features")
+        x = np.ascontiguousarray(check_finite_matrix(features, "features"))
         n, p = x.shape
+        if method == "auto":
+            method = _auto_method(n, p, n_classes)
+        if method == "direct":
+            return ProbeFactor(x, np.einsum("ij,ij->j", x, x), None, x, None, "direct")
         if p <= n:
+            _check_memory(8.0 * 3 * p * p, f"spectral factorisation (p={p})")
             s, v = np.linalg.eigh(x.T @ x)
-            s, v = s[::-1], v[:, ::-1]
             s = np.clip(s, 0.0, None)  # X^T X is PSD; negative values are round-off
-            return ProbeFactor(x @ v, s, v, x, None, "primal")
+            return ProbeFactor(x, s, v, x, None, "spectral")
+        _check_memory(8.0 * 3 * n * n, f"Gram factorisation (N={n})")
         g = x @ x.T
         factor = _factor_gram(0.5 * (g + g.T))
-        return ProbeFactor(factor.spectral, factor.sq_norms, None, x, None, "dual")
+        return ProbeFactor(factor.basis, factor.col_sq_norms, None, x, None, "dual")
     g = check_symmetric(gram)
+    _check_memory(8.0 * 3 * g.shape[0] ** 2, f"Gram factorisation (N={g.shape[0]})")
     return _factor_gram(0.5 * (g + g.T))
 
 
@@ -167,7 +384,12 @@ def _factor_gram(g: np.ndarray) -> ProbeFactor:
     n = g.shape[0]
     keep = mu > n * _EPS * max(float(mu[0]), np.finfo(float).tiny)
     mu, u = mu[keep], u[:, keep]
-    return ProbeFactor(u * np.sqrt(mu), mu, None, None, g, "dual")
+    return ProbeFactor(np.ascontiguousarray(u * np.sqrt(mu)), mu, None, None, g, "dual")
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -177,22 +399,29 @@ class Certificate:
     Attributes
     ----------
     residual : float
-        ``max |P - softmax((T - P) G / (lam N))|`` with the original ``G`` / ``X``.
+        ``max |P - softmax((T - P) G / (lam N))|`` with the original ``G`` / ``X``, computed from
+        deviations (no cancellation near uniform outputs).
     gradient_norm : float
         Frobenius norm of the objective's gradient at the returned weights.
     iterations, cg_iterations : int
-        Newton steps and total conjugate-gradient iterations.
+        Newton steps and total conjugate-gradient iterations (Hessian products).
     target : float
-        The residual level certified, ``max(tol, floor)``.
+        The residual level certified, ``max(tol * scale, floor)``.
     floor : float
-        Round-off floor of the residual evaluation (module docstring).
+        Round-off floor of the residual evaluation (module docstring; an upper bound, exact when
+        it decides).
     output_bound : float
         A-posteriori bound on ``max |P - P*|`` against the exact optimum ``P*``: the objective is
         ``lam``-strongly convex, so ``||W - W*||_F <= ||grad|| / lam``; each logit moves by at most
         ``||W - W*||_F max_i sqrt(G_ii)`` and softmax is 1/2-Lipschitz in the max-norm, giving
-        ``0.5 sqrt(max_i G_ii) ||grad|| / lam``, plus ``64 eps (1 + max|Z|)`` for evaluating
-        softmax in floating point.
+        ``0.5 sqrt(max_i G_ii) ||grad|| / lam``, plus ``64 eps (scale + max|Z|)`` for evaluating
+        softmax deviations in floating point.
     method : str
+    scale : float
+        ``max |P - 1/K|``, the outputs' distance from uniform that the residual is relative to.
+    passes : int
+        Products with the data matrix (N x r, double or single precision) during the solve, the
+        unit of its cost.
     """
 
     residual: float
@@ -203,10 +432,19 @@ class Certificate:
     floor: float
     output_bound: float
     method: str
+    scale: float = 1.0
+    passes: int = 0
 
     @property
     def converged(self) -> bool:
         return self.residual <= self.target
+
+    @property
+    def relative_residual(self) -> float:
+        """``residual / scale`` (``inf`` for exactly uniform outputs with a nonzero residual)."""
+        if self.scale > 0:
+            return self.residual / self.scale
+        return 0.0 if self.residual == 0 else math.inf
 
 
 @dataclass(frozen=True, eq=False)
@@ -218,12 +456,15 @@ class ProbeSolution:
     outputs : ndarray, shape (K, N)
         Training outputs ``P = softmax(Z)``.
     logits : ndarray, shape (K, N)
+        ``Z``; decide from these (or from :attr:`deviations`), not from rounded outputs.
     dual : ndarray, shape (K, N)
         ``(T - P) / (lam N)``; the weights are ``W = dual @ X`` and new logits ``dual @ k(x)``.
     weights : ndarray, shape (K, p) or None
         Primal weights when features were given, else None.
     certificate : Certificate
     lam : float
+    deviations : ndarray, shape (K, N)
+        ``P - 1/K`` computed from the logits without cancellation.
     """
 
     outputs: np.ndarray
@@ -234,9 +475,16 @@ class ProbeSolution:
     lam: float
     factor: ProbeFactor = field(repr=False)
     coef: np.ndarray = field(repr=False)
+    deviations: np.ndarray = field(default=None, repr=False)
 
-    def predict(self, *, features=None, kernel_rows=None) -> np.ndarray:
-        """Outputs ``softmax(W x)`` for new points, shape (K, M).
+    def soft_targets(self, temperature: float = 1.0) -> SoftTargets:
+        """These outputs as next-round targets, ``softmax(Z / tau)``, held as deviations."""
+        if temperature == 1.0 and self.deviations is not None:
+            return SoftTargets(self.deviations)
+        return SoftTargets.from_logits(self.logits, temperature)
+
+    def predict_logits(self, *, features=None, kernel_rows=None) -> np.ndarray:
+        """Logits ``W x`` for new points, shape (K, M) (decide from these).
 
         Parameters
         ----------
@@ -253,7 +501,7 @@ class ProbeSolution:
                 raise ValueError(
                     f"kernel_rows must have N={self.dual.shape[1]} columns, got {rows.shape}"
                 )
-            return _softmax(self.dual @ rows.T)
+            return self.dual @ rows.T
         if self.factor.features is None:
             raise ValueError("this probe was trained from a Gram matrix; pass kernel_rows")
         x = check_finite_matrix(features, "features")
@@ -261,24 +509,183 @@ class ProbeSolution:
         if x.shape[1] != p:
             raise ValueError(f"features must have p={p} columns, got shape {x.shape}")
         w = self.weights if self.weights is not None else self.dual @ self.factor.features
-        return _softmax(w @ x.T)
+        return w @ x.T
+
+    def predict(self, *, features=None, kernel_rows=None) -> np.ndarray:
+        """Outputs ``softmax(W x)`` for new points, shape (K, M) (see :meth:`predict_logits`)."""
+        z = self.predict_logits(features=features, kernel_rows=kernel_rows)
+        return softmax_with_deviation(z, axis=0)[0]
 
 
 def fixed_point_residual(outputs, targets, lam, *, factor: ProbeFactor) -> tuple[float, float]:
     """Residual ``max|P - softmax((T - P) G / (lam N))|`` and its round-off floor.
 
+    ``targets`` may be an array (K, N) on the simplex or :class:`SoftTargets`. The deviations of
+    ``outputs`` are formed by subtracting ``1/K`` (use a :class:`ProbeSolution`'s certificate for
+    outputs near uniform).
+
     Returns
     -------
     residual, floor : float
     """
+    lam = check_positive(lam, "lam")
+    p = check_finite_matrix(outputs, "outputs")
+    t = _as_soft_targets(targets, factor.n_samples)
+    dev_p = (p - 1.0 / p.shape[0]).T
+    res, floor = _certify(factor, dev_p, t.deviations.T, lam, exact_floor=True)
+    return res, floor
+
+
+def _certify(factor, dev_p, dev_t, lam, *, exact_floor=False, tol_abs=0.0, fixed_logits=None):
+    """Fixed-point residual of (N, K) deviations against the original data.
+
+    ``fixed_logits`` may pass ``Z' = (T - P) G / (lam N)`` when it has already been formed from
+    the original data (the solver does, from its gradient product). Returns (residual, floor).
+    The floor uses the bound ``|G_ij| <= sqrt(G_ii G_jj)`` unless ``exact_floor`` or that bound
+    exceeds ``tol_abs`` (then the floor could set the target, and it is computed exactly).
+    """
     n = factor.n_samples
-    diff = targets - outputs
-    z = factor.gram_product(diff) / (lam * n)
-    residual = float(np.max(np.abs(outputs - _softmax(z))))
-    gamma = 4.0 * math.sqrt(n) * _EPS
-    floor = 0.5 * gamma * float(np.max(factor.abs_gram_product(diff))) / (lam * n) + 8 * _EPS
-    floor = float(floor)
-    return residual, floor
+    r = dev_t - dev_p  # (T - P), rows = samples
+    z_fix = factor.gram_apply(r) / (lam * n) if fixed_logits is None else fixed_logits
+    residual = float(np.max(np.abs(dev_p - softmax_deviation(z_fix, axis=1))))
+    gamma = 8.0 * math.sqrt(factor.inner_dim()) * _EPS
+    scale = float(np.max(np.abs(dev_p)))
+    norms = factor.sample_norms
+    cheap = float(np.max(norms)) * float(np.max(np.einsum("i,ik->k", norms, np.abs(r))))
+    floor = 0.5 * gamma * cheap / (lam * n) + 8.0 * _EPS * scale
+    if exact_floor or floor > tol_abs:
+        exact = factor.abs_gram_apply_max(r)
+        floor = 0.5 * gamma * exact / (lam * n) + 8.0 * _EPS * scale
+    return residual, float(floor)
+
+
+# --------------------------------------------------------------------------------------------
+# Newton-CG internals (row layout: samples are rows, (N, K) and (q, K) arrays)
+# --------------------------------------------------------------------------------------------
+
+
+class _LineObjective:
+    r"""``J(C + alpha S) - J(C)`` along a step without cancellation (``y = B S``, (N, K)).
+
+    Per sample, with ``f(z) = lse(z) - mean(z)`` (the cross-entropy up to constants),
+    ``phi(w) = e^w - 1 - w``, ``psi(a) = log(1 + a) - a`` and ``a = sum_k p_k expm1(alpha y_k)``:
+
+    ``f(z + alpha y) - f(z) = alpha D_P . y + sum_k p_k phi(alpha y_k) + psi(a)``,
+
+    exact, with every term of the size of the change itself (so Armijo tests still work when all
+    changes are 1e-30). Rows with ``max |alpha y| > 1/2`` use
+    ``lse(z + alpha y) - lse(z) = m + log sum_k p_k e^{alpha y_k - m}`` (``m`` the row maximum of
+    ``alpha y``; no cancellation problem there, no overflow). The target term is
+    ``-alpha D_T . y`` and the penalty ``lam (alpha <C, S> + alpha^2 ||S||^2 / 2)``. The
+    alpha-independent row sums are formed once per step.
+    """
+
+    def __init__(self, probs, dev_p, dev_t, y, coef, step, lam):
+        self.probs, self.y, self.lam = probs, y, lam
+        self.lin = np.einsum("ik,ik->i", dev_p - dev_t, y)
+        self.py = np.einsum("ik,ik->i", probs, y)
+        self.ymax = np.max(np.abs(y), axis=1)
+        self.cs = float(np.sum(coef * step))
+        self.ss = float(np.sum(step * step))
+
+    def __call__(self, alpha: float) -> tuple[float, float]:
+        """Returns (change, magnitude); magnitude sums the terms' absolute values (the scale of
+        the change's round-off)."""
+        y, probs = self.y, self.probs
+        n = y.shape[0]
+        second = np.empty(n)
+        big = alpha * self.ymax > 0.5
+        n_big = int(np.count_nonzero(big))
+        if n_big < n:
+            rows = slice(None) if n_big == 0 else ~big
+            ay = alpha * y[rows]
+            pphi = np.einsum("ik,ik->i", probs[rows], expm1_minus_identity(ay))
+            a = alpha * self.py[rows] + pphi
+            second[rows] = pphi + log1p_minus_identity(a)
+        if n_big:
+            rows = slice(None) if n_big == n else big
+            ay = alpha * y[rows]
+            m = ay.max(axis=1)
+            ay -= m[:, None]
+            total = np.einsum("ik,ik->i", probs[rows], np.exp(ay, out=ay))
+            second[rows] = m + np.log(total) - alpha * self.py[rows]
+        lin = alpha * self.lin
+        pen_lin = self.lam * alpha * self.cs
+        pen_sq = 0.5 * self.lam * alpha**2 * self.ss
+        change = float(np.sum(lin) + np.sum(second)) / n + pen_lin + pen_sq
+        magnitude = float(np.sum(np.abs(lin)) + np.sum(np.abs(second))) / n + abs(pen_lin) + pen_sq
+        return change, magnitude
+
+
+class _KronPreconditioner:
+    r"""``(Dbar (x) diag(s) / N + lam I)^{-1}`` in the preconditioner basis, on zero-sum rows.
+
+    ``Dbar = diag(mean_i p_i) - P^T P / N`` is the mean softmax Jacobian (K x K, O(N K^2) to
+    form) and ``s`` the curvature scale of each basis direction (``ProbeFactor.col_sq_norms``),
+    so the Hessian ``sum_i D_i (x) b_i b_i^T / N + lam I`` is approximated by a Kronecker product,
+    exact when every ``D_i`` is the same (uniform outputs) and ``B^T B`` is diagonal in the
+    preconditioner basis. Applying it costs two (q, K) x (K, K) products (plus two (p, p) x (p, K)
+    rotations on the ``'spectral'`` route). Measured alternatives -- exact K x K blocks per basis
+    direction with Jacobians averaged over groups of samples, the exact Hessian diagonal, a
+    curvature-weighted Kronecker factor, limited-memory quasi-Newton updates from earlier CG
+    steps -- gave no fewer CG iterations on the benchmark problems and cost more.
+    """
+
+    def __init__(self, factor, probs, lam):
+        n = probs.shape[0]
+        jac = np.diag(probs.mean(axis=0)) - probs.T @ probs / n
+        with single_thread_blas():  # a K x K problem: threads only add contention
+            evals, self.q = np.linalg.eigh(jac)
+        evals = np.clip(evals, 0.0, None)  # PSD (softmax Jacobians); negatives are round-off
+        self.inv_scale = 1.0 / (factor.col_sq_norms[:, None] / n * evals[None, :] + lam)
+        self.rotation = factor.rotation
+
+    def __call__(self, res: np.ndarray) -> np.ndarray:
+        v = self.rotation
+        r = res if v is None else v.T @ res
+        with single_thread_blas():  # (q, K) x (K, K): too small for threads to pay
+            out = ((r @ self.q) * self.inv_scale) @ self.q.T
+        if v is not None:
+            out = v @ out
+        return out - out.mean(axis=1, keepdims=True)
+
+
+def _pcg(hvp, rhs, precond, rtol, maxiter, n_samples):
+    """Preconditioned CG on (q, K) arrays.
+
+    ``hvp(d)`` returns ``(H d, B d)``; the images ``B d`` are accumulated so that the solution's
+    logit change ``B x`` comes for free (at the precision of ``hvp``). Returns
+    ``(x, iterations, B x)``.
+    """
+    x = np.zeros_like(rhs)
+    image = np.zeros((n_samples, rhs.shape[1]))
+    r = rhs.copy()
+    z = precond(r)
+    d = z.copy()
+    rz = float(np.sum(r * z))
+    stop = rtol * float(np.linalg.norm(rhs))
+    for it in range(1, maxiter + 1):
+        hd, bd = hvp(d)
+        curv = float(np.sum(d * hd))
+        if curv <= 0:  # cannot happen for lam > 0 except through round-off; stop safely
+            return x, it, image
+        alpha = rz / curv
+        x += alpha * d
+        image += alpha * bd
+        r -= alpha * hd
+        if np.linalg.norm(r) <= stop:
+            return x, it, image
+        z = precond(r)
+        rz_new = float(np.sum(r * z))
+        d = z + (rz_new / rz) * d
+        rz = rz_new
+    return x, maxiter, image
+
+
+def _memory_estimate(n, q, k, single) -> float:
+    """Bytes the solve allocates beyond its inputs: ~14 (N, K) float64 arrays, a few (q, K) ones
+    and, with single-precision Hessian products, the float32 basis (4 N q bytes, cached)."""
+    return 8.0 * 14 * n * k + 8.0 * 10 * q * k + (4.0 * n * q if single else 0.0)
 
 
 def _check_inputs(targets, lam, features, gram, factor):
@@ -287,58 +694,12 @@ def _check_inputs(targets, lam, features, gram, factor):
     if given != 1:
         raise ValueError("pass exactly one of features (N, p), gram (N, N) or factor")
     if factor is None:
-        factor = factorize(features=features, gram=gram)
+        k = targets.n_classes if isinstance(targets, SoftTargets) else np.shape(targets)[0]
+        factor = factorize(features=features, gram=gram, method="auto", n_classes=k)
     elif not isinstance(factor, ProbeFactor):
         raise ValueError("factor must be a ProbeFactor from simulations.solver.factorize")
-    t = check_targets(targets, factor.n_samples)
+    t = _as_soft_targets(targets, factor.n_samples)
     return t, lam, factor
-
-
-def _hess_apply(s, f, probs, lam, n):
-    """``H[S] = D_P[S F^T] F / N + lam S`` for S of shape (K, r)."""
-    y = s @ f.T
-    dy = probs * (y - np.sum(probs * y, axis=0, keepdims=True))
-    return dy @ f / n + lam * s
-
-
-def _block_preconditioner(f_sq, probs, lam, n):
-    """Inverses of the diagonal K x K Hessian blocks ``sum_i F_ij^2 D_i / N + lam I``, (r, K, K)."""
-    k = probs.shape[0]
-    diag = probs @ f_sq / n  # (K, r)
-    outer = np.einsum("ki,li->kli", probs, probs).reshape(k * k, -1) @ f_sq / n
-    blocks = -outer.reshape(k, k, -1).transpose(2, 0, 1)
-    idx = np.arange(k)
-    blocks[:, idx, idx] += diag.T + lam
-    return np.linalg.inv(blocks)
-
-
-def _pcg(apply_h, rhs, precond_inv, rtol, maxiter):
-    """Preconditioned CG on (K, r) matrices; returns (solution, iterations)."""
-
-    def prec(r):
-        return np.einsum("jkl,lj->kj", precond_inv, r)
-
-    x = np.zeros_like(rhs)
-    r = rhs.copy()
-    z = prec(r)
-    d = z.copy()
-    rz = float(np.sum(r * z))
-    stop = rtol * float(np.linalg.norm(rhs))
-    for it in range(1, maxiter + 1):
-        hd = apply_h(d)
-        curv = float(np.sum(d * hd))
-        if curv <= 0:  # cannot happen for lam > 0 except through round-off; stop safely
-            return x, it
-        alpha = rz / curv
-        x += alpha * d
-        r -= alpha * hd
-        if np.linalg.norm(r) <= stop:
-            return x, it
-        z = prec(r)
-        rz_new = float(np.sum(r * z))
-        d = z + (rz_new / rz) * d
-        rz = rz_new
-    return x, maxiter
 
 
 def solve_probe(
@@ -351,113 +712,188 @@ def solve_probe(
     init: ProbeSolution | None = None,
     tol: float = 1e-9,
     max_iter: int = 200,
+    single_precision: bool | None = None,
 ) -> ProbeSolution:
     r"""Train the L2-regularised softmax probe exactly and certify the KKT fixed point.
 
     Parameters
     ----------
-    targets : array_like, shape (K, N)
-        Soft targets, columns on the simplex.
+    targets : array_like, shape (K, N), or SoftTargets
+        Soft targets, columns on the simplex; pass :class:`SoftTargets` (e.g.
+        ``solution.soft_targets()``) to keep near-uniform targets exact.
     lam : float
         ``lam > 0``.
     features : array_like, shape (N, p), optional
     gram : array_like, shape (N, N), optional
     factor : ProbeFactor, optional
-        Precomputed :func:`factorize` output (reuse across rounds). Exactly one of the three.
+        Precomputed :func:`factorize` output (reuse across rounds). Exactly one of the three;
+        features alone are prepared with ``factorize(method='auto')``.
     init : ProbeSolution, optional
         Warm start from a solution computed with the same ``factor``.
     tol : float
-        Required fixed-point residual (raised to the round-off floor where that is larger).
+        Required fixed-point residual relative to ``max|P - 1/K|`` (raised to the round-off floor
+        where that is larger).
     max_iter : int
         Newton iterations before :class:`ConvergenceError`.
+    single_precision : bool or None
+        Use float32 for the Hessian products inside CG, and for gradients and logit updates
+        until the gradient is within ``_SWITCH_RTOL`` of its own round-off scale; then the
+        logits are recomputed and the last Newton steps run in float64. The certificate is
+        always float64, so the certified accuracy is the same. Default: when ``N q K >= 1e7``
+        (smaller products are not BLAS-bound).
 
     Returns
     -------
     ProbeSolution
         Outputs ``P`` (K, N) with ``max|P - softmax((T - P) G / (lam N))| <= certificate.target``.
+
+    Raises
+    ------
+    ConvergenceError
+        If the fixed point cannot be certified within ``max_iter`` Newton steps.
+    ValueError
+        For bad input or a problem that would not fit in memory.
     """
     t, lam, factor = _check_inputs(targets, lam, features, gram, factor)
     tol = check_positive(tol, "tol")
     max_iter = check_int(max_iter, "max_iter", 1)
-    f, n = factor.spectral, factor.n_samples
-    f_sq = f**2
-    k, r = t.shape[0], f.shape[1]
+    basis, n, q = factor.basis, factor.n_samples, factor.rank
+    k = t.n_classes
+    single = n * q * k >= _SINGLE_MIN_WORK if single_precision is None else bool(single_precision)
+    _check_memory(
+        _memory_estimate(n, q, k, single and "basis32" not in factor._cache),
+        f"probe solve (N={n}, q={q}, K={k})",
+    )
+    dev_t = np.ascontiguousarray(t.deviations.T)  # (N, K)
     if init is not None:
-        if init.factor is not factor or init.coef.shape != (k, r):
+        if init.factor is not factor or init.coef.shape != (q, k):
             raise ValueError("init must be a ProbeSolution computed with the same factor")
-        theta = init.coef.copy()
+        coef = init.coef - init.coef.mean(axis=1, keepdims=True)
+        # The logits are recomputed, not taken from init: updates that shrink them (rounds at
+        # large lam) leave an absolute error ~eps * (earlier logits), which would otherwise
+        # persist and bound the relative accuracy. In the float32 phase this happens at the switch.
+        logits = None if single else basis @ coef
     else:
-        theta = np.zeros((k, r))
+        coef = np.zeros((q, k))
+        logits = np.zeros((n, k))
+    b32 = factor.basis32() if single else None
+    b_hvp = b32 if single else basis
+    features_route = factor.route in ("spectral", "direct")  # B = X: Z' from the gradient
+    rowmax = float(np.max(factor.sample_norms))
+    low = single  # float32 gradients / logit updates until close to the optimum
+    passes = 0
+    if logits is None:
+        logits = (b32 @ coef.astype(np.float32)).astype(np.float64)
+        passes += 1
+    elif init is not None:
+        passes += 1
 
-    def evaluate(th):
-        z = th @ f.T
-        logp = log_softmax(z)
-        obj = float(np.mean(-np.sum(t * logp, axis=0))) + 0.5 * lam * float(np.sum(th * th))
-        return z, logp, obj
-
-    z, logp, obj = evaluate(theta)
-    cg_total = 0
-    best_res = np.inf
-    stalls = 0
-    it = 0
+    cg_total = it = stalls = 0
+    certify_next = False
     while True:
-        probs = _flush_subnormal(np.exp(logp))
-        grad = (probs - t) @ f / n + lam * theta
+        probs, dev_p = softmax_with_deviation(logits, axis=1)
+        resid = dev_p - dev_t
+        if low:
+            btr = (b32.T @ resid.astype(np.float32)).astype(np.float64) / n
+        else:
+            btr = basis.T @ resid / n  # (q, K)
+        passes += 1
+        # Iterates and the optimum satisfy sum_k C_jk = 0, where the Hessian is positive definite;
+        # the class-mean part of the computed gradient is round-off, which CG cannot remove.
+        grad = btr + lam * coef
+        grad -= grad.mean(axis=1, keepdims=True)
         gnorm = float(np.linalg.norm(grad))
-        res, floor = fixed_point_residual(probs, t, lam, factor=factor)
-        target = max(tol, floor)
-        if res <= target:
-            break
-        # A stall is a step that neither lowers the objective beyond round-off nor halves the
-        # best residual so far; five in a row mean round-off has won.
-        if res < 0.5 * best_res:
-            stalls = 0
-        best_res = min(best_res, res)
-        if it >= max_iter or stalls >= 5:
-            raise ConvergenceError(
-                f"probe solve did not converge: residual {res:.3g} > target {target:.3g} after "
-                f"{it} Newton steps (gradient norm {gnorm:.3g}, lam={lam:g}); "
-                "try a larger max_iter or a larger lam"
+        # Round-off scale of the gradient: float32 products err by ~1e-6 of the terms.
+        terms = float(np.linalg.norm(btr)) + lam * float(np.linalg.norm(coef))
+        if low and (gnorm <= _SWITCH_RTOL * terms or stalls or it >= max_iter):
+            low, stalls = False, 0
+            logits = basis @ coef  # drop the float32 drift of the accumulated updates
+            passes += 1
+            continue
+        scale = 0.0 if low else float(np.max(np.abs(dev_p)))
+        # Rigorous bound on the basis-form residual: |B g / lam|_ik <= |b_i| |g_:k|; softmax is
+        # 1/2-Lipschitz. It overestimates the residual by ~5-100x on the benchmark problems, so
+        # the certificate (one pass) is tried from est <= _SPECULATE * goal: when it passes, a
+        # Newton step (~4-10 passes) is saved.
+        est = 0.5 * rowmax * float(np.max(np.linalg.norm(grad, axis=0))) / lam
+        goal = 0.0  # the target is irrelevant in the float32 phase
+        if not low:  # the cheap round-off floor (see _certify), part of the target at tiny lam
+            cheap = float(np.max(np.einsum("i,ik->k", factor.sample_norms, np.abs(resid))))
+            floor_bound = 4.0 * math.sqrt(factor.inner_dim()) * _EPS * rowmax * cheap / (lam * n)
+            goal = max(tol * scale, floor_bound)
+        if not low and (est <= _SPECULATE * goal or certify_next or it >= max_iter or stalls >= 3):
+            fixed = None
+            if features_route:  # Z' = X W' with W' = X^T (T - P) / (lam N), from the gradient
+                fixed = basis @ (-btr / lam)
+            res, floor = _certify(
+                factor, dev_p, dev_t, lam, tol_abs=tol * scale, fixed_logits=fixed
             )
-        it += 1
-        # Eisenstat-Walker-type forcing: loose solves far away, tight near the solution.
-        rtol = min(0.1, math.sqrt(gnorm)) if gnorm > 0 else 0.1
-        precond = _block_preconditioner(f_sq, probs, lam, n)
-        step, n_cg = _pcg(
-            lambda s, pr=probs: _hess_apply(s, f, pr, lam, n),
-            -grad,
-            precond,
-            max(rtol, 1e-14),
-            maxiter=max(50, 5 * r * k),
-        )
-        cg_total += n_cg
-        slope = float(np.sum(grad * step))
-        alpha = 1.0
-        # Slack for round-off in the objective (~eps |f|), else Armijo stalls near the optimum.
-        slack = 16 * _EPS * max(1.0, abs(obj))
-        while True:
-            z_new, logp_new, obj_new = evaluate(theta + alpha * step)
-            if obj_new <= obj + 1e-4 * alpha * slope + slack:
+            passes += 1 if factor.gram is not None or features_route else 2
+            target = max(tol * scale, floor)
+            if res <= target:
                 break
-            alpha *= 0.5
-            if alpha < 1e-12:
+            if it >= max_iter or stalls >= 3:
                 raise ConvergenceError(
-                    f"probe solve: line search failed at residual {res:.3g} (lam={lam:g})"
+                    f"probe solve did not converge: residual {res:.3g} > target {target:.3g} "
+                    f"after {it} Newton steps (gradient norm {gnorm:.3g}, lam={lam:g}); "
+                    "try a larger max_iter or a larger lam"
                 )
-        theta = theta + alpha * step
-        progressed = obj_new < obj - slack
-        z, logp, obj = z_new, logp_new, obj_new
-        stalls = 0 if progressed else stalls + 1
+            certify_next = est <= 4 * floor  # round-off dominated: check after each step
+        it += 1
+        pre = _KronPreconditioner(factor, probs, lam)
+        # Forcing: loose CG solves far away, tight near the solution (Eisenstat-Walker), never
+        # more accurate than the certificate needs (the next gradient is ~rtol * gnorm), and,
+        # once the target is within reach of one step, tight enough to finish in that step.
+        rtol_min = _CG_RTOL_MIN if single else 1e-12
+        rtol = min(0.5, math.sqrt(gnorm / terms)) if terms > 0 else 0.5
+        finish = 10.0 * goal / est if est > 0 else 0.5
+        if not low and finish >= 10 * rtol_min:
+            rtol = min(rtol, finish)
+        rtol = max(rtol, 0.1 * goal / est if est > 0 else 0.5, rtol_min)
+        p_h = probs.astype(b_hvp.dtype)
 
-    probs = _flush_subnormal(np.exp(logp))
-    weights = None
-    if factor.rotation is not None:
-        weights = theta @ factor.rotation.T
-    dual = (t - probs) / (lam * n)
-    if weights is None and factor.features is not None:
+        def hvp(s, p_h=p_h):
+            y = b_hvp @ s.astype(b_hvp.dtype)
+            m = y - np.einsum("ik,ik->i", p_h, y)[:, None]
+            m *= p_h  # D_i y_i = p_i * (y_i - p_i . y_i)
+            return (b_hvp.T @ m).astype(np.float64) / n + lam * s, y
+
+        step, n_cg, image = _pcg(hvp, -grad, pre, rtol, max(50, 10 * k), n)
+        cg_total += n_cg
+        passes += 2 * n_cg
+        if low:
+            y = image  # float32-accurate logit change, accumulated inside CG
+        else:
+            step -= step.mean(axis=1, keepdims=True)  # stay on sum_k C_jk = 0 (round-off)
+            y = basis @ step
+            passes += 1
+        slope = float(np.sum(grad * step))
+        alpha, change = 1.0, 0.0
+        if slope < 0:
+            line = _LineObjective(probs, dev_p, dev_t, y, coef, step, lam)
+            while alpha >= 1e-10:
+                change, magnitude = line(alpha)
+                if change <= 1e-4 * alpha * slope + 8 * _EPS * magnitude:
+                    break
+                alpha *= 0.5
+        if slope >= 0 or alpha < 1e-10:  # only round-off can cause either
+            stalls += 1
+            certify_next = True
+            continue
+        coef = coef + alpha * step
+        coef -= coef.mean(axis=1, keepdims=True)  # no drift off sum_k C_jk = 0 across rounds
+        logits = logits + alpha * y
+        # Progress beyond the round-off of the change itself resets the stall counter.
+        stalls = 0 if change < -64 * _EPS * magnitude else stalls + 1
+
+    dual = (resid / (-lam * n)).T
+    if factor.route in ("spectral", "direct"):
+        weights = np.ascontiguousarray(coef.T)
+    elif factor.features is not None:
         weights = dual @ factor.features
-    max_diag = float(np.max(f_sq.sum(axis=1))) if r else 0.0
-    output_bound = 0.5 * math.sqrt(max_diag) * gnorm / lam + 64 * _EPS * (1 + np.abs(z).max())
+    else:
+        weights = None
+    output_bound = 0.5 * rowmax * gnorm / lam + 64 * _EPS * (scale + float(np.max(np.abs(logits))))
     cert = Certificate(
         residual=res,
         gradient_norm=gnorm,
@@ -467,5 +903,9 @@ def solve_probe(
         floor=floor,
         output_bound=float(output_bound),
         method=f"newton-cg ({factor.route})",
+        scale=scale,
+        passes=passes,
     )
-    return ProbeSolution(probs, z, dual, weights, cert, lam, factor, theta)
+    # (K, N) views of the row-major (N, K) arrays: no copies (transposing costs ~30 ms each at
+    # N = 10,000, K = 100).
+    return ProbeSolution(probs.T, logits.T, dual, weights, cert, lam, factor, coef, dev_p.T)

@@ -161,9 +161,11 @@ def test_pll_fit_vs_train_pll_student(digits, method):
     assert est.n_rounds_ == 1 and est.stage_weights_.shape == (2, 4, 64)
     assert est.converged_ and est.certificates_[1].converged
     assert est.certificates_[1].stationary_point == ref.certificate.stationary_point
-    # the same deterministic computation on the same input
-    assert_close(est.outputs_[1], ref.outputs.T, rtol=0, atol=1e-13, what=f"{method} outputs")
-    assert_close(est.predict_proba(x_all[te]), ref.predict(features=pre.features[te]).T, atol=1e-13)
+    # The same problem; the two teachers may come from different factorisation routes
+    # (self_distill takes 'spectral' when rounds >= 1, 'auto' otherwise), so the students agree to
+    # their certified fixed-point residual (tol = 1e-9 of the outputs' spread), not bit for bit.
+    assert_close(est.outputs_[1], ref.outputs.T, rtol=0, atol=1e-9, what=f"{method} outputs")
+    assert_close(est.predict_proba(x_all[te]), ref.predict(features=pre.features[te]).T, atol=1e-9)
     if method == "pll-ce":  # the theory's student, also reachable through distill.train_pll
         ce = train_pll(teacher, 1e-3)
         assert_close(est.outputs_[1], ce.outputs.T, atol=solve_agreement_tol(ce, ce))
