@@ -46,7 +46,14 @@ from theory.groups import (
 from theory.losses import LOSSES
 from theory.pll import LinearisationUndefinedError, predict_pll
 
-__all__ = ["check_resources", "main", "parse_counts", "predict_report", "resource_estimate"]
+__all__ = [
+    "check_finite_resources",
+    "check_resources",
+    "main",
+    "parse_counts",
+    "predict_report",
+    "resource_estimate",
+]
 
 _ACC_KEYS = ("train_acc", "train_acc_clean", "train_acc_mislabeled", "population_acc")
 
@@ -99,6 +106,18 @@ def _build_parser() -> argparse.ArgumentParser:
     q.add_argument("--eta", type=float, help="noise rate in [0, 1] (with --noise)")
     q.add_argument(
         "--q", type=float, default=0.7, help="GCE exponent in (0, 1] for the gce student (0.7)"
+    )
+    q.add_argument(
+        "--dim",
+        type=int,
+        help="feature dimension p >= K: add the finite-p theory of the linearised dynamics on "
+        "the Gaussian mixture (docs/theory.md section 11)",
+    )
+    q.add_argument(
+        "--delta",
+        type=float,
+        default=0.01,
+        help="with --dim: report the first round with population accuracy >= 1 - delta (0.01)",
     )
     q.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return p
@@ -169,6 +188,25 @@ def _available_memory() -> int | None:
         return None
 
 
+#: Operations above which the finite-p theory is refused (minutes on a laptop core).
+FINITE_MAX_FLOPS = 2e11
+
+
+def check_finite_resources(n_classes, rounds, available=None) -> None:
+    """Refuse (one-line ``ValueError`` with the estimates) a finite-p theory that cannot run."""
+    from theory.finite import finite_resource_estimate
+
+    mem, flops = finite_resource_estimate(n_classes, rounds)
+    avail = _available_memory() if available is None else available
+    if (avail is not None and mem > avail) or flops > FINITE_MAX_FLOPS:
+        raise ValueError(
+            f"the finite-p theory at K={n_classes} with {rounds} rounds needs an estimated "
+            f"{mem / 1e9:.3g} GB and about {flops:.2g} floating-point operations (limit "
+            f"{FINITE_MAX_FLOPS:.0e}); it is meant for K up to about 30: reduce --classes or "
+            "--rounds, or drop --dim"
+        )
+
+
 def check_resources(model: BlockModel, counts, rounds, available=None) -> None:
     """Raise ``ValueError`` (one line, with both estimates) if the report cannot fit in memory."""
     mem, flops = resource_estimate(model, counts, rounds)
@@ -181,8 +219,49 @@ def check_resources(model: BlockModel, counts, rounds, available=None) -> None:
         )
 
 
-def predict_report(model: BlockModel, counts, lam, rounds, *, q: float = 0.7, log=None) -> dict:
+def _finite_report(model: BlockModel, counts, lam, rounds, dim, delta):
+    """Finite-p theory (:func:`theory.finite.predict_finite`) on the same counts; JSON-able."""
+    from theory.finite import MixtureModel, population_rounds, predict_finite
+
+    mix = MixtureModel(model.n_classes, model.per_class, dim, model.c, model.d)
+    pred = predict_finite(mix, counts, lam, rounds)
+    per_round = [
+        {key: _finite(getattr(pred, key)[t]) for key in _ACC_KEYS} for t in range(rounds + 1)
+    ]
+    cond = population_rounds(pred, delta)
+    summary = {
+        "dim": int(dim),
+        "ratio": mix.ratio,
+        "linearised": True,
+        "quadrature_err": float(pred.quadrature_err),
+        "bulk_eigen_weights": [float(x) for x in pred.bulk_weights],
+        "conditions": {
+            "best_population_round": cond.best_round,
+            "best_population_acc": cond.best_accuracy,
+            "population_gain": cond.gain,
+            "first_round_population_above": cond.first_round_above,
+            "delta": cond.delta,
+        },
+    }
+    return per_round, summary
+
+
+def predict_report(
+    model: BlockModel,
+    counts,
+    lam,
+    rounds,
+    *,
+    q: float = 0.7,
+    log=None,
+    dim: int | None = None,
+    delta: float = 0.01,
+) -> dict:
     """The JSON-able report printed by ``python -m theory predict --json``.
+
+    With ``dim``, every round also carries ``finite`` (the finite-``p`` linearised theory on the
+    Gaussian mixture of that dimension, same count matrix) and the report a ``finite`` summary
+    (the ratio ``N/p``, the bulk-averaged eigen-weights and the population-round conditions).
 
     Exact solves are run with ``allow_unconverged=True``: uncertified entries are reported and
     listed under ``unconverged`` instead of raising (module docstring). ``log``: optional
@@ -234,7 +313,13 @@ def predict_report(model: BlockModel, counts, lam, rounds, *, q: float = 0.7, lo
         losses[loss] = entry
     holds, margin = plurality_condition(counts)
     window = collapse_window_linear(model, counts, lam, rounds)
-    return {
+    finite = None
+    if dim is not None:
+        per_round, finite = _finite_report(model, counts, lam, rounds, dim, delta)
+        for row, entry in zip(rows, per_round, strict=True):
+            row["finite"] = entry
+        say("finite-p theory done")
+    rep = {
         "params": {
             "classes": model.n_classes,
             "per_class": model.per_class,
@@ -259,6 +344,9 @@ def predict_report(model: BlockModel, counts, lam, rounds, *, q: float = 0.7, lo
         "max_exact_residual": float(max(residuals)),
         "unconverged": unconverged,
     }
+    if finite is not None:
+        rep["finite"] = finite
+    return rep
 
 
 def _fmt(x):
@@ -307,9 +395,14 @@ def _table(rep: dict) -> str:
         "accuracy: train = w.r.t. true labels (all / clean / mislabeled); pop = population",
         f"{'round':>5} | {'linear: train clean  mis    pop':<31} | exact: train clean  mis    pop",
     ]
+    if "finite" in rep:
+        lines[-1] += f" | finite p={rep['finite']['dim']}: train clean mis  pop"
     for row in rep["rounds"]:
         lin = " ".join(_fmt(row["linear"][k]) for k in _ACC_KEYS)
-        lines.append(f"{row['round']:>5} | {lin:<31} | {_cells(row['exact'])}")
+        line = f"{row['round']:>5} | {lin:<31} | {_cells(row['exact'])}"
+        if "finite" in row:
+            line += " | " + " ".join(_fmt(row["finite"][k]) for k in _ACC_KEYS)
+        lines.append(line)
     for m in ("linear", "exact"):
         lines.append(f"PLL {m:<6}: " + _cells(rep["pll"][m]))
     for loss, entry in rep["pll_losses"].items():
@@ -321,6 +414,15 @@ def _table(rep: dict) -> str:
         f"plurality={cond['plurality']} margin={cond['margin']:.4g} rho={_g(cond['rho'])} "
         f"t_min_linear={cond['t_min_linear']} window_linear={cond['window_linear']}"
     )
+    if "finite" in rep:
+        fc = rep["finite"]["conditions"]
+        first = fc["first_round_population_above"]
+        lines.append(
+            f"finite p={rep['finite']['dim']} (N/p={rep['finite']['ratio']:.3g}, linearised): "
+            f"best population round {fc['best_population_round']} "
+            f"({fc['best_population_acc']:.3f}, gain {fc['population_gain']:+.3f}); "
+            f"first round >= {1 - fc['delta']:g}: {'none' if first is None else first}"
+        )
     if rep["unconverged"]:
         lines.append(
             "* not converged: "
@@ -346,6 +448,14 @@ def _model_and_counts(args):
         raise ValueError(f"rounds must be >= 0, got {args.rounds}")
     if not (math.isfinite(args.q) and 0 < args.q <= 1):
         raise ValueError(f"q (GCE exponent) must lie in (0, 1], got {args.q}")
+    if not (math.isfinite(args.delta) and 0 < args.delta < 1):
+        raise ValueError(f"delta must lie in (0, 1), got {args.delta}")
+    if args.dim is not None:
+        from theory.finite import MixtureModel
+
+        if args.dim < args.classes:
+            raise ValueError(f"dim (p) must be an integer >= K = {args.classes}, got {args.dim}")
+        MixtureModel(args.classes, args.per_class, args.dim, args.c, args.d)  # mixture exists
     model = BlockModel(args.classes, args.per_class, args.c, args.d)
     if (args.counts is None) == (args.noise is None):
         raise ValueError("pass exactly one of --counts or --noise (with --eta)")
@@ -366,6 +476,8 @@ def main(argv=None) -> int:
         args = parser.parse_args(argv)
         model, counts = _model_and_counts(args)
         check_resources(model, counts, args.rounds)
+        if args.dim is not None:
+            check_finite_resources(model.n_classes, args.rounds)
     except (_UsageError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -377,7 +489,9 @@ def main(argv=None) -> int:
             print(f"progress: {msg}", file=sys.stderr, flush=True)
 
     try:
-        rep = predict_report(model, counts, args.lam, args.rounds, q=args.q, log=log)
+        rep = predict_report(
+            model, counts, args.lam, args.rounds, q=args.q, log=log, dim=args.dim, delta=args.delta
+        )
     except GroupConvergenceError as exc:  # pragma: no cover - every solve allows partial results
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -53,6 +53,10 @@ from theory.validation import check_int, check_positive
 
 __all__ = [
     "FinitePrediction",
+    "PopulationRounds",
+    "finite_phase_diagram",
+    "finite_resource_estimate",
+    "population_rounds",
     "FiniteSpectrum",
     "MixtureModel",
     "bulk_density",
@@ -70,6 +74,8 @@ __all__ = [
 ORTHANT_TOL = 2e-3
 #: First QMC pass of the orthant rule (points per shift); doubled until ``ORTHANT_TOL`` is met.
 _FIRST_POINTS = 32
+#: Numbers per chunk of groups in the training moments (2^24 doubles = 128 MB).
+_CHUNK_NUMBERS = 2**24
 
 
 # --------------------------------------------------------------------------------------------
@@ -711,7 +717,7 @@ class FinitePrediction:
         return self.train_acc.size - 1
 
 
-def _training_moments(rv: _Resolvent, weights, counts, identity):
+def _training_moments(rv: _Resolvent, weights, kk, ll, identity):
     r"""Mean (G, K) and covariance (G, K, K) of every non-empty group's outputs, one round.
 
     For a point ``i`` of class ``k`` with label ``l`` (``y = e_l - 1/K``), per contour point:
@@ -724,7 +730,6 @@ def _training_moments(rv: _Resolvent, weights, counts, identity):
     k, big_n, s2 = model.n_classes, model.n_samples, model.noise_var
     s, abar, mu, var = rv.s, rv.abar, rv.mu, rv.var
     nu = weights * rv.z
-    kk, ll = np.nonzero(np.asarray(counts) > 0)
     eye = np.eye(k)
     y = eye[ll] - 1.0 / k  # (G, K)
     mk = mu[kk]  # (G, K)
@@ -768,7 +773,7 @@ def _training_moments(rv: _Resolvent, weights, counts, identity):
     zb = np.tensordot(bf, nu * s, axes=([1], [0]))  # (G, K, K)
     cov = cov + s2 * (zb @ zb.transpose(0, 2, 1))
     cov = cov.real
-    return kk, ll, mean.real, 0.5 * (cov + cov.transpose(0, 2, 1))
+    return mean.real, 0.5 * (cov + cov.transpose(0, 2, 1))
 
 
 def _population_moments(rv: _Resolvent, weights):
@@ -853,13 +858,18 @@ def _predict_finite(model, cnt, lam, r, abs_tol):
     qerr = 0.0
     w = cnt.astype(float)
     clean = np.eye(k, dtype=bool)
+    kk_all, ll_all = np.nonzero(cnt > 0)
+    # Groups are processed in chunks of bounded memory (four (G, m, K, K) work arrays).
+    chunk = max(1, _CHUNK_NUMBERS // (4 * rv.z.size * k * k))
     for t in range(r + 1):
-        kk, ll, mean, cov = _training_moments(rv, weights[t], cnt, rv.identity)
         glob = _global_covariance(rv, weights[t] * rv.z * rv.s)
-        cov = _clean_covariance(cov + glob[kk])
-        res = win_probability(mean, cov, kk, abs_tol=abs_tol, first_points=_FIRST_POINTS)
-        g_means[t, kk, ll], g_covs[t, kk, ll], g_acc[t, kk, ll] = mean, cov, res.prob
-        qerr = max(qerr, float(np.max(res.err)))
+        for start in range(0, kk_all.size, chunk):
+            kk, ll = kk_all[start : start + chunk], ll_all[start : start + chunk]
+            mean, cov = _training_moments(rv, weights[t], kk, ll, rv.identity)
+            cov = _clean_covariance(cov + glob[kk])
+            res = win_probability(mean, cov, kk, abs_tol=abs_tol, first_points=_FIRST_POINTS)
+            g_means[t, kk, ll], g_covs[t, kk, ll], g_acc[t, kk, ll] = mean, cov, res.prob
+            qerr = max(qerr, float(np.max(res.err)))
         acc = np.nan_to_num(g_acc[t])
 
         def frac(mask, acc=acc):
@@ -889,3 +899,103 @@ def _predict_finite(model, cnt, lam, r, abs_tol):
         lam=float(lam),
         model=model,
     )
+
+
+def finite_resource_estimate(n_classes: int, rounds: int) -> tuple[int, float]:
+    """``(bytes, flops)`` of :func:`predict_finite` for ``K`` classes and ``R`` rounds (worst case).
+
+    ``m <= R + 147`` contour points (:func:`contour_weights`; ``m ~ R + 26`` in most regimes, the
+    estimate takes ``R + 40``). Memory: the chunked group work arrays (``_CHUNK_NUMBERS``), the
+    ``(m, m, K, K)`` kernels and the stored moments ``(R + 1) K^5``. Time: per round
+    ``~8 m^2 K^4`` for the group fluctuations (all ``K^2`` groups non-empty) plus the orthant
+    quadrature, ``~2 10^4 K^2`` per group.
+    """
+    k = check_int(n_classes, "n_classes", 2)
+    r = check_int(rounds, "rounds", 0)
+    m = r + 40
+    stored = (r + 1) * (k**5 + 2 * k**4 + k**3)
+    numbers = min(_CHUNK_NUMBERS, 4 * k**4 * m) + 3 * m * m * k * k + stored
+    flops = (r + 1) * (8.0 * m * m * k**4 + 2e4 * k**4)
+    return 8 * numbers, flops
+
+
+@dataclass(frozen=True)
+class PopulationRounds:
+    """When self-distillation helps the population at finite ``p`` (:func:`population_rounds`).
+
+    Attributes
+    ----------
+    best_round : int
+        The round ``t`` in ``0..R`` of largest predicted population accuracy (the first one).
+    best_accuracy : float
+    gain : float
+        ``best_accuracy - accuracy of the teacher`` (round 0): SD's generalisation gain.
+    first_round_above : int or None
+        The smallest ``t`` with population accuracy ``>= 1 - delta`` (``None``: not within R).
+    delta : float
+    """
+
+    best_round: int
+    best_accuracy: float
+    gain: float
+    first_round_above: int | None
+    delta: float
+
+
+def population_rounds(pred: FinitePrediction, delta: float = 0.01) -> PopulationRounds:
+    r"""Conditions on the rounds at finite ``p``: the best round and the first ``>= 1 - delta``.
+
+    These are read off the deterministic prediction (rounds ``0..R``): at finite ``p`` the
+    population accuracy is not a monotone function of ``t`` in general (it rises while the rounds
+    remove the memorised bulk component, and may fall once the global-histogram part dominates,
+    docs §6.4 and §11.8), so no closed form is claimed. Ties in accuracy go to the earlier round.
+    """
+    delta = check_positive(delta, "delta")
+    if delta >= 1:
+        raise ValueError(f"delta must lie in (0, 1), got {delta}")
+    acc = np.asarray(pred.population_acc, dtype=float)
+    best = int(np.argmax(acc))
+    above = np.flatnonzero(acc >= 1.0 - delta)
+    return PopulationRounds(
+        best_round=best,
+        best_accuracy=float(acc[best]),
+        gain=float(acc[best] - acc[0]),
+        first_round_above=int(above[0]) if above.size else None,
+        delta=float(delta),
+    )
+
+
+def finite_phase_diagram(n_classes, per_class, c, d, counts, lam, ratios, rounds):
+    """Population and mislabeled-point accuracy over ``(N/p, t)`` (the finite-``p`` phase diagram).
+
+    Parameters
+    ----------
+    ratios : sequence of float
+        ``N/p`` values; ``0`` means the block limit ``p = inf``. ``p = round(N/ratio)`` must be
+        ``>= K``.
+
+    Returns
+    -------
+    dict
+        ``ratios`` (P,), ``dims`` (P,) (``inf`` for ratio 0), ``population_acc`` and
+        ``train_acc_mislabeled`` of shape (P, R + 1).
+    """
+    k = check_int(n_classes, "n_classes", 2)
+    n = check_int(per_class, "per_class", 1)
+    big_n = k * n
+    ratios = np.asarray(ratios, dtype=float)
+    if ratios.ndim != 1 or ratios.size == 0 or np.any(~np.isfinite(ratios)) or np.any(ratios < 0):
+        raise ValueError("ratios must be a non-empty 1-D array of finite values N/p >= 0")
+    dims, pop, mis = [], [], []
+    for ratio in ratios:
+        dim = math.inf if ratio == 0 else max(k, int(round(big_n / ratio)))
+        pred = predict_finite(MixtureModel(k, n, dim, c, d), counts, lam, rounds)
+        dims.append(float(dim))
+        pop.append(pred.population_acc)
+        mis.append(pred.train_acc_mislabeled)
+    return {
+        "ratios": ratios,
+        "dims": np.array(dims),
+        "population_acc": np.array(pop),
+        "train_acc_mislabeled": np.array(mis),
+    }

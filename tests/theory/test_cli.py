@@ -296,3 +296,54 @@ def test_negative_numbers_reach_validation_in_a_subprocess():
     )
     assert_one_line_error(neg_lam, "lam must be", "> 0", "-0.001")  # rejected for its sign
     assert neg_d.returncode == 0 and "d=-0.01" in neg_d.stdout  # a valid negative value
+
+
+def test_dim_adds_the_finite_p_theory(capsys):
+    """--dim P: rounds[t].finite and a finite summary, equal to theory.finite.predict_finite on
+    the same counts; without --dim nothing changes."""
+    from theory.finite import MixtureModel, predict_finite
+
+    argv = [*BASE, "--counts", COUNTS, "--rounds", "2", "--json"]
+    code, plain, _ = run(argv, capsys)
+    assert code == 0
+    code, out, _ = run([*argv, "--dim", "40"], capsys)
+    assert code == 0
+    rep, base = json.loads(out), json.loads(plain)
+    assert "finite" not in base and all("finite" not in row for row in base["rounds"])
+    assert {k: v for k, v in rep.items() if k != "finite"} | {"rounds": None} == base | {
+        "rounds": None
+    }
+    pred = predict_finite(MixtureModel(3, 5, 40, 0.5, 0.1), parse_counts(COUNTS), 1e-2, 2)
+    for t, row in enumerate(rep["rounds"]):
+        assert set(row["finite"]) == ACC
+        assert row["finite"]["population_acc"] == pytest.approx(pred.population_acc[t], abs=1e-12)
+        assert row["linear"] == base["rounds"][t]["linear"]
+    fin = rep["finite"]
+    assert fin["dim"] == 40 and fin["ratio"] == pytest.approx(15 / 40) and fin["linearised"]
+    cond = fin["conditions"]
+    assert 0 <= cond["best_population_round"] <= 2 and cond["delta"] == 0.01
+    code, table, _ = run([*BASE, "--counts", COUNTS, "--rounds", "2", "--dim", "40"], capsys)
+    assert code == 0 and "finite p=40" in table and "best population round" in table
+
+
+@pytest.mark.parametrize(
+    "extra, word",
+    [
+        (["--dim", "2"], "dim"),
+        (["--dim", "40", "--delta", "0"], "delta"),
+        (["--dim", "40", "--d", "0.6"], "d"),
+    ],
+)
+def test_dim_bad_input(extra, word, capsys):
+    code, out, err = run([*BASE, "--counts", COUNTS, *extra], capsys)
+    assert code == 2 and out == "" and err.startswith("error:") and word in err
+
+
+def test_dim_refused_up_front_at_large_k(capsys):
+    argv = ["predict", "--classes", "60", "--per-class", "2", "--c", "0.4", "--d", "0.1"]
+    code, out, err = run([*argv, "--lam", "1e-3", "--noise", "sym", "--eta", "0.5"], capsys)
+    assert code == 0  # the block-model report alone is fine at K = 60
+    code, out, err = run(
+        [*argv, "--lam", "1e-3", "--noise", "sym", "--eta", "0.5", "--dim", "500"], capsys
+    )
+    assert code == 2 and out == "" and "finite-p theory at K=60" in err and "GB" in err
