@@ -7,7 +7,19 @@ import numpy as np
 
 #: CSV columns that hold words (names of panels, metrics, models, ...); every other cell of a
 #: figure's CSV is a number that float() reads, true/false, or empty (undefined).
-LABEL_COLUMNS = {"panel", "metric", "model", "noise", "method", "kind"}
+LABEL_COLUMNS = {
+    "panel",
+    "metric",
+    "model",
+    "noise",
+    "method",
+    "kind",
+    "regime",
+    "selection",
+    "loss",
+}
+#: Columns holding several numbers joined by ";" (each must read back through float()).
+LIST_COLUMNS = {"lams_used"}
 
 
 def assert_csv_reads_back(path):
@@ -19,6 +31,10 @@ def assert_csv_reads_back(path):
         assert None not in row and None not in row.values(), f"{path} row {i}: wrong field count"
         for col, cell in row.items():
             if col in LABEL_COLUMNS or cell in ("", "true", "false"):
+                continue
+            if col in LIST_COLUMNS:
+                for part in cell.split(";"):
+                    float(part)
                 continue
             try:
                 float(cell)

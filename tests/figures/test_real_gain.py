@@ -8,6 +8,7 @@ import numpy as np
 
 from figures import real_gain
 from simulations.datasets import load_digits_dataset
+from tests.figures._helpers import assert_outputs
 
 
 def _rows(path):
@@ -17,9 +18,7 @@ def _rows(path):
 
 def test_real_gain_tiny_preset_writes_png_pdf_csv(tmp_path):
     assert real_gain.main(["--out", str(tmp_path), "--preset", "tiny", "--seed", "1"]) == 0
-    for ext in ("png", "pdf", "csv"):
-        path = tmp_path / f"real_gain.{ext}"
-        assert path.exists() and path.stat().st_size > 0
+    assert_outputs(tmp_path, real_gain.NAME)  # PNG, PDF, CSV; every numeric cell reads back
     rows = _rows(tmp_path / "real_gain.csv")
     preset = real_gain.PRESETS["tiny"]
     n_series = preset["rounds"] + len(preset["pll_losses"])
