@@ -454,22 +454,6 @@ def contour_weights(kappa: float, rounds: int, top: float | None = None) -> Cont
     return Contour(z, u, weights, identity, kappa, center, radius)
 
 
-def _spectral_derivative(f, cont: Contour):
-    """``df/dz`` from samples on the contour (spectral differentiation in ``phi``).
-
-    ``u = u_c + r e^{i phi}``, ``z = kappa u/(u - 1)``:
-    ``dz/dphi = -kappa/(u - 1)^2 i r e^{i phi}``.
-    """
-    m = f.shape[0]
-    k = np.fft.fftfreq(m, 1.0 / m)
-    k[m // 2] = 0.0  # the Nyquist mode has no well-defined derivative; it is ~eps here
-    coef = np.fft.fft(f, axis=0) * (1j * k).reshape((-1,) + (1,) * (f.ndim - 1))
-    dphi = np.fft.ifft(coef, axis=0)
-    u = cont.u
-    dz_dphi = -cont.kappa / (u - 1.0) ** 2 * 1j * (u - cont.center)
-    return dphi / dz_dphi.reshape((-1,) + (1,) * (f.ndim - 1))
-
-
 # --------------------------------------------------------------------------------------------
 # resolvent-level deterministic equivalents
 
@@ -487,7 +471,6 @@ class _Resolvent:
     abar: np.ndarray  # (m, K, K) (I + s T)^-1
     mcal: np.ndarray  # (m, K, K) E[Yc Q V]
     ncal: np.ndarray  # (m, K, K) E[Yc Q Yc^T]
-    dncal: np.ndarray  # (m, K, K) d/dz of ncal
     gam: np.ndarray  # (2K, 2K) Gram of [Yc^T, V]
     chat: np.ndarray  # (K, K) centred counts, [output r, class k]
     cm: np.ndarray  # (K, K) Chat M = E[Yc V]
@@ -559,7 +542,14 @@ def _second_order(rv: _Resolvent, j: int):
     return mcal, 0.5 * (ncal + ncal.T)
 
 
-def _resolvent(model: MixtureModel, counts, lam, rounds) -> tuple[_Resolvent, np.ndarray]:
+def _resolvent(
+    model: MixtureModel, counts, lam, rounds, light=False
+) -> tuple[_Resolvent, np.ndarray]:
+    """Deterministic equivalents on the contour for rounds ``0..rounds`` and the contour weights.
+
+    ``light=True`` stops after ``E[Yc Q V]`` and ``E[Yc Q Yc^T]`` (enough for the population
+    covariance, which uses its own contour for round ``2t + 1``).
+    """
     k, n, big_n = model.n_classes, model.per_class, model.n_samples
     kappa = k * lam * big_n
     cont = contour_weights(kappa, rounds, spectrum_top(model))
@@ -573,28 +563,28 @@ def _resolvent(model: MixtureModel, counts, lam, rounds) -> tuple[_Resolvent, np
     abar = np.linalg.inv(np.eye(k)[None] + s[:, None, None] * tt[None])
     gam = np.block([[yy, cm], [cm.T, tt]])
     rv = _Resolvent(
-        model,
-        kappa,
-        z,
-        s,
-        ds,
-        var,
-        abar,
-        None,
-        None,
-        None,
-        gam,
-        chat,
-        cm,
-        yy,
-        tt,
-        mu,
-        cont.identity,
+        model=model,
+        kappa=kappa,
+        z=z,
+        s=s,
+        ds=ds,
+        var=var,
+        abar=abar,
+        mcal=None,
+        ncal=None,
+        gam=gam,
+        chat=chat,
+        cm=cm,
+        yy=yy,
+        tt=tt,
+        mu=mu,
+        identity=cont.identity,
     )
     pairs = [_second_order(rv, j) for j in range(z.size)]
     rv.mcal = np.array([p[0] for p in pairs])
     rv.ncal = np.array([p[1] for p in pairs])
-    rv.dncal = _spectral_derivative(rv.ncal, cont)
+    if light:  # only E[Yc Q Yc^T] is needed (the fresh-noise covariance of the population)
+        return rv, weights
     rv.amu = np.einsum("mij,cj->mci", abar, mu)
     rv.gmat = s[:, None, None] * (cm[None] @ abar)
     amat = np.concatenate([np.broadcast_to(np.eye(k), rv.gmat.shape), -rv.gmat], axis=2)
@@ -776,22 +766,21 @@ def _training_moments(rv: _Resolvent, weights, kk, ll, identity):
     return mean.real, 0.5 * (cov + cov.transpose(0, 2, 1))
 
 
-def _population_moments(rv: _Resolvent, weights):
-    """Mean logits (K, K) ``[class, output]`` and fresh-noise covariance (K, K), one round."""
+def _population_moments(rv: _Resolvent, weights, rv_cov: _Resolvent, weights_cov):
+    r"""Mean logits (K, K) ``[class, output]`` and fresh-noise covariance (K, K), one round.
+
+    The covariance ``sigma^2 Yc g_t(G) G g_t(G) Yc^T`` is a *single* spectral function:
+    ``x g_t(x)^2 = x^{2t+1}/(x + kappa)^{2t+2} = g_{2t+1}(x)``, so it is
+    ``sigma^2 sum_j omega_{2t+1}(z_j) E[Yc Q(z_j) Yc^T]`` on a contour built for round ``2t+1``
+    (``rv_cov``, ``weights_cov``): no double sum, and the same relative precision as the means
+    (a double sum of ``omega_t`` would lose it once ``g_t`` spans many orders of magnitude over the
+    spectrum).
+    """
     model = rv.model
-    z = rv.z
     mean = np.einsum("m,mij,kj->ki", weights, rv.mcal, rv.mu)
     if model.noise_var == 0.0:
         return mean.real, np.zeros((model.n_classes, model.n_classes))
-    ncal = rv.ncal
-    dz = z[None, :] - z[:, None]  # z_b - z_a
-    with np.errstate(divide="ignore", invalid="ignore"):
-        frac = (z[None, :] / dz)[..., None, None]
-        f = ncal[:, None] - frac * (ncal[:, None] - ncal[None, :])
-    idx = np.arange(z.size)
-    f[idx, idx] = ncal + z[:, None, None] * rv.dncal  # Q G Q = Q + z Q' on the diagonal
-    cov = model.noise_var * np.einsum("a,b,abij->ij", weights, weights, f)
-    cov = cov.real
+    cov = model.noise_var * np.einsum("m,mij->ij", weights_cov, rv_cov.ncal).real
     return mean.real, 0.5 * (cov + cov.T)
 
 
@@ -800,8 +789,12 @@ def _clean_covariance(cov):
 
     Deviations and logits sum to zero over the classes (``1^T Yc = 0``), so ``1`` is an exact null
     vector: project it out with ``P = I - 11^T/K`` (decisions depend on differences only), then
-    clip eigenvalues that are negative at the round-off level of the contour sums (relative
-    ``<= 1e-6``; anything more negative is a bug and raises).
+    clip eigenvalues that are negative at the round-off level of the contour sums. A covariance
+    is a double contour sum, so its round-off is the square of the single sums' (relative
+    ``<= 1e-7``, :func:`contour_weights`) times the dynamic range of the terms; directions below
+    ``1e-3`` of the largest eigenvalue that come out negative are set to 0 (they are below the
+    resolution of the rule; the orthant rule then treats them as deterministic), anything more
+    negative is a bug and raises.
     """
     k = cov.shape[-1]
     proj = np.eye(k) - 1.0 / k
@@ -809,7 +802,7 @@ def _clean_covariance(cov):
     c = 0.5 * (c + np.swapaxes(c, -1, -2))
     ev, vec = np.linalg.eigh(c)
     top = np.max(np.abs(ev), axis=-1, keepdims=True)
-    if np.any(ev < -1e-6 * top - 1e-300):
+    if np.any(ev < -1e-3 * top - 1e-300):
         raise RuntimeError("finite-p covariance is not positive semidefinite beyond round-off")
     ev = np.clip(ev, 0.0, None)
     return (vec * ev[..., None, :]) @ np.swapaxes(vec, -1, -2)
@@ -848,6 +841,7 @@ def predict_finite(model: MixtureModel, counts, lam, rounds, *, abs_tol=ORTHANT_
 def _predict_finite(model, cnt, lam, r, abs_tol):
     k = model.n_classes
     rv, weights = _resolvent(model, cnt, lam, r)
+    rv_cov, weights_cov = _resolvent(model, cnt, lam, 2 * r + 1, light=True)
     g_means = np.full((r + 1, k, k, k), np.nan)
     g_covs = np.full((r + 1, k, k, k, k), np.nan)
     g_acc = np.full((r + 1, k, k), np.nan)
@@ -877,7 +871,7 @@ def _predict_finite(model, cnt, lam, r, abs_tol):
             return float((acc * w)[mask].sum() / tot) if tot > 0 else math.nan
 
         train[t] = frac(np.ones_like(clean)), frac(clean), frac(~clean)
-        pm, pc = _population_moments(rv, weights[t])
+        pm, pc = _population_moments(rv, weights[t], rv_cov, weights_cov[2 * t + 1])
         pc = _clean_covariance(pc[None] + _global_covariance(rv, weights[t]))
         p_means[t], p_covs[t] = pm, pc
         pres = win_probability(pm, pc, np.arange(k), abs_tol=abs_tol, first_points=_FIRST_POINTS)
