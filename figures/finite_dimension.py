@@ -88,8 +88,8 @@ PRESETS = {
         sd_round=3,
         dims=(6, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10**4, 10**5, 10**6, 10**8),
         trials=10,
-        trials_linear=24,
-        curve_points=36,
+        trials_linear=20,
+        curve_points=24,
         n_test=25,
     ),
     "paper": dict(
@@ -259,7 +259,7 @@ def plot(data: dict):
         ("(a) population accuracy", "(b) accuracy on mislabeled training points"),
         strict=True,
     ):
-        ax.axvspan(lo, hi, color="0.5", alpha=0.09, lw=0, zorder=0)
+        ax.axvspan(lo, hi, color="0.6", alpha=0.18, lw=0, zorder=0)
         for j, (col, mk) in enumerate(zip(colors, markers, strict=True)):
             ax.axhline(data["theory"][m][j], color=col, lw=0.7, ls="-", alpha=0.7, zorder=1)
             if data["upper"][m][j] > data["theory"][m][j]:  # exact ties: admissible range
@@ -298,7 +298,7 @@ def plot(data: dict):
         Line2D(
             [], [], color="0.2", marker="o", mfc="white", ls="none", label="exact SD / PLL sim."
         ),
-        Line2D([], [], color="0.5", alpha=0.3, lw=6, label="checked: N/2 ≤ p ≤ 20N"),
+        Line2D([], [], color="0.6", alpha=0.35, lw=6, label="checked: N/2 ≤ p ≤ 20N"),
     ]
     axes[1].legend(handles=handles, loc="center right", fontsize=6.3)
     fig.suptitle(
