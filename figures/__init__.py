@@ -12,6 +12,7 @@ FIGURES = (
     "sd_vs_pll",
     "phase_diagram",
     "finite_dimension",
+    "sd_generalization",
     "finite_phase",
     "real_gain",
     "pll_real",

@@ -25,6 +25,15 @@ test above is applied to the distance from that interval. Near-ties (gaps far ab
 but below the finite-``p`` fluctuation of the outputs) are not widened: figures comparing with the
 ``p -> inf`` theory use ``p = 1e8`` or more, where Gram fluctuations are ``~ 1e-4``.
 
+Finite-dimension theory. :func:`theory.finite.predict_finite` is a deterministic equivalent (the
+limit ``N, p -> inf`` at fixed ``N/p``) of the *linearised* dynamics; at ``N ~ 100`` it carries its
+own error of about ``1e-2`` in accuracy (docs/theory.md §11). Figures that check the linearised
+Monte Carlo (:mod:`simulations.linear_trials`) against it pass ``theory_atol =
+FINITE_THEORY_ATOL``: a comparison then fails only when the distance exceeds
+``max(t s / sqrt(T) + epsilon, FINITE_THEORY_ATOL)`` -- issue 10's acceptance rule ``max(3 SE,
+0.03)`` with the Bonferroni quantile in place of 3. The exact-tie interval does not apply there:
+the finite-``p`` theory has no exact ties (its outputs are Gaussian).
+
 Deterministic comparisons (theory vs an exact solve of the same problem) use :func:`check_close`
 with tolerances derived from the solver certificate.
 
@@ -50,6 +59,7 @@ from theory.validation import check_int
 __all__ = [
     "ALPHA",
     "DEFAULT_OUT_NAME",
+    "FINITE_THEORY_ATOL",
     "AgreementError",
     "check_close",
     "check_mc_agreement",
@@ -67,6 +77,10 @@ __all__ = [
 ALPHA = 1e-3
 #: Round-off allowance of a mean of at most ~1e4 accuracies in [0, 1].
 MEAN_ATOL = 1e-12
+#: Accuracy the finite-p theory claims for its expected accuracies at N = 100-200, p in [N/2, 20N]
+#: (issue 10's acceptance bound, checked in tests/simulations/test_finite_vs_simulation.py; the
+#: deterministic equivalents' own error there is ~1e-2, docs/theory.md §11).
+FINITE_THEORY_ATOL = 0.03
 
 
 class AgreementError(AssertionError):
@@ -184,7 +198,14 @@ def mc_tolerance(samples, n_comparisons: int = 1, alpha: float = ALPHA):
 
 
 def check_mc_agreement(
-    samples, theory, *, upper=None, labels=None, what="simulation vs theory", alpha=ALPHA
+    samples,
+    theory,
+    *,
+    upper=None,
+    labels=None,
+    what="simulation vs theory",
+    alpha=ALPHA,
+    theory_atol: float = 0.0,
 ):
     """Raise :class:`AgreementError` unless every simulated mean is within MC tolerance of theory.
 
@@ -201,6 +222,10 @@ def check_mc_agreement(
         lies between ``theory`` and ``theory + (tied fraction)`` (:func:`tie_fractions`).
     labels : list of str, optional
         Names of the ``M`` quantities for the error message.
+    theory_atol : float
+        Error the theory itself admits (``>= 0``; e.g. :data:`FINITE_THEORY_ATOL` for the
+        finite-``p`` deterministic equivalents): a comparison fails only beyond
+        ``max(tol, theory_atol)`` (module docs). 0 (default): the theory is exact.
 
     Returns
     -------
@@ -217,9 +242,12 @@ def check_mc_agreement(
         )
     if np.any(hi < th):
         raise ValueError("upper must be >= theory (an interval [theory, upper])")
+    if not (math.isfinite(theory_atol) and 0.0 <= theory_atol < 1.0):
+        raise ValueError(f"theory_atol must lie in [0, 1), got {theory_atol!r}")
     defined = ~np.isnan(th)
     m = max(int(defined.sum()), 1)
     mean, tol = mc_tolerance(x, m, alpha)
+    tol = np.maximum(tol, theory_atol)  # NaN (no defined value) stays NaN
     with np.errstate(invalid="ignore"):
         dist = np.maximum(np.maximum(th - mean, mean - hi), 0.0)
     bad = []

@@ -1,14 +1,22 @@
 """Interactive regime explorer: ``python -m figures explore``.
 
-A matplotlib window with sliders for K, n, c, d, λ (log scale), η and rounds, radio buttons for
-the noise type, and four panels computed by :func:`figures.explorer_model.compute_state`
-(closed-form group-level theory, no N x N work per update):
+A matplotlib window with sliders for K, n, c, d, λ (log scale), η, rounds and ``N/p``, radio
+buttons for the noise type, and four panels computed by
+:func:`figures.explorer_model.compute_state` (closed-form group-level theory, no N x N work per
+update):
 
 * training accuracy per round (all points and mislabeled points; linearised vs exact theory; the
   PLL student as a star at round 1),
 * population accuracy per round (same curves),
 * eigen-weights ``a_j(t) = (mu_j / (mu_j + K lam N))^(t+1)`` of the three block eigenspaces,
 * the ``(eta, t)`` phase diagram (linearised training accuracy) with the current point marked.
+
+The ``N/p`` slider (0 = ``p = inf``) switches the linearised curves to the finite-``p`` theory of
+the Gaussian mixture (:func:`theory.finite.predict_finite`) and adds the bulk's average
+eigen-weight; the exact-softmax and PLL curves exist only for ``p = inf`` and are then drawn faded,
+labelled ``p→∞`` (legend and panel titles say which theory is shown). Above
+:data:`figures.explorer_model.FINITE_MAX_CLASSES` classes the finite theory is not computed (a
+note says so): it costs ~0.5 s per update at K = 10.
 
 "simulate" runs a quick Monte Carlo (:class:`figures.explorer_model.MonteCarloRun`) in a background
 thread, one trial at a time; a timer on the GUI thread polls it, draws the progress bar and
@@ -48,6 +56,7 @@ from figures.explorer_model import (
     compute_state,
     describe,
     normalise_params,
+    theory_dim,
 )
 from theory.cli_util import ArgumentParser
 
@@ -158,6 +167,9 @@ class ExplorerPanels:
         for j, name in enumerate(("μ1: global mean", "μ2: class contrasts", "μ3: within class")):
             self.lines[f"eig{j}"] = self.ax_eig.plot([], [], "o-", color=f"C{4 + j}", ms=3)[0]
             self.lines[f"eig{j}"].set_label(name)
+        self.lines["eig_bulk"] = self.ax_eig.plot(
+            [], [], "--", color="0.3", label="bulk average (finite p only)"
+        )[0]
         self.eig_legend = self.ax_eig.legend(fontsize=7, loc="lower left")
 
         self.ax_phase.set_title("(η, t) phase: linearised train acc.", fontsize=10)
@@ -205,6 +217,8 @@ class ExplorerPanels:
             "phase_plurality",
             "phase_point",
         )
+        self.legend_keys = names
+        self.block_labels = {k: self.lines[k].get_label() for k in names}
         self.legend = fig.legend(
             [self.lines[k] for k in names],
             [self.lines[k].get_label() for k in names],
@@ -245,10 +259,14 @@ class ExplorerPanels:
             return
         self.error_text.set_visible(False)
         t = state.rounds
-        lin, ex = state.linear, state.exact
+        ex = state.exact
+        # Linearised curves: the finite-p theory when the N/p slider selects one, else the block
+        # model's; exact and PLL curves are p = inf only (faded, relabelled, when finite is shown).
+        lin = state.finite if state.finite is not None else state.linear
         self.lines["train_linear"].set_data(t, lin.train_acc)
         self.lines["mis_linear"].set_data(t, lin.train_acc_mislabeled)
         self.lines["pop_linear"].set_data(t, lin.population_acc)
+        self._label_theory(state)
         if ex is not None:
             self.lines["train_exact"].set_data(t, ex.train_acc)
             self.lines["mis_exact"].set_data(t, ex.train_acc_mislabeled)
@@ -273,10 +291,15 @@ class ExplorerPanels:
             base = self.lines[f"eig{j}"].get_label().split(" [")[0]
             self.lines[f"eig{j}"].set_label(f"{base} [×{mult[j]}]")
         for text, line in zip(
-            self.eig_legend.get_texts(), [self.lines[f"eig{j}"] for j in range(3)], strict=True
+            self.eig_legend.get_texts()[:3], [self.lines[f"eig{j}"] for j in range(3)], strict=True
         ):
             text.set_text(line.get_label())
         w = state.weights
+        if state.finite is not None:
+            self.lines["eig_bulk"].set_data(t, state.finite.bulk_weights)
+            w = np.column_stack([w, state.finite.bulk_weights])
+        else:
+            _empty(self.lines["eig_bulk"])
         lo = max(float(np.nanmin(w[w > 0])) if np.any(w > 0) else 1e-12, 1e-300)
         self.ax_eig.set_ylim(lo / 2, 1.5)
 
@@ -290,6 +313,27 @@ class ExplorerPanels:
         bad = ~ph.plurality
         self.lines["phase_plurality"].set_data(ph.etas[bad], np.full(bad.sum(), r + 0.3))
         self.lines["phase_point"].set_data([state.params["eta"]], [r])
+
+    def _label_theory(self, state: ExplorerState) -> None:
+        """Legend labels, titles and fading saying which theory (block / finite p) is drawn."""
+        finite = state.finite is not None
+        where = f"p = {state.finite_dim}" if finite else "p = ∞"
+        self.ax_train.set_title(f"training accuracy (true labels), {where}", fontsize=10)
+        self.ax_pop.set_title(f"population accuracy, {where}", fontsize=10)
+        phase = "(η, t) phase: linearised train acc." + (" (p→∞)" if finite else "")
+        self.ax_phase.set_title(phase, fontsize=10)
+        for key, text in zip(self.legend_keys, self.legend.get_texts(), strict=True):
+            label = self.block_labels[key]
+            if finite and key in ("train_linear", "mis_linear"):
+                label += f", finite p = {state.finite_dim}"
+            elif finite and ("exact" in key or "pll_linear" in key):
+                label += " (p→∞)"
+            text.set_text(label)
+        faded = 0.35 if finite else 1.0
+        for kind in ("train", "pop"):
+            for key in (f"{kind}_exact", f"{kind}_pll_exact", f"{kind}_pll_linear"):
+                self.lines[key].set_alpha(faded)
+        self.lines["mis_exact"].set_alpha(faded)
 
     def clear_mc(self) -> None:
         """Remove the Monte Carlo overlay."""
@@ -417,6 +461,7 @@ class ExplorerApp:
         )
         self.radio.drawon = False
         self.radio.on_clicked(lambda _label: self._on_slider("noise"))
+        self._ratio_text()
         y -= 0.19
         self.button_sim = Button(fig.add_axes((0.79, y, 0.07, 0.04)), "simulate")
         self.button_sim.on_clicked(lambda _e: self.start_simulation())
@@ -495,8 +540,17 @@ class ExplorerApp:
     def _on_slider(self, name) -> None:
         if name == "lam":
             self.sliders["lam"].valtext.set_text(f"{10.0 ** self.sliders['lam'].val:.3g}")
+        if name in ("n_over_p", "n_classes", "per_class"):
+            self._ratio_text()
         if not self._suspend:
             self.update()
+
+    def _ratio_text(self) -> None:
+        """The N/p slider's label names the dimension it selects: ``p=∞`` or ``p=120``."""
+        dim = theory_dim(self.params)
+        self.sliders["n_over_p"].label.set_text(
+            "N/p (p=" + ("∞" if dim is None else str(dim)) + ")"
+        )
 
     # ------------------------------------------------------------------------------------------
     def update(self) -> ExplorerState:
@@ -573,7 +627,7 @@ class ExplorerApp:
         self.progress_bar.set_color(PROGRESS_COLORS[state])
         p = run.params
         done = round(run.progress * run.total)
-        msg = f"Monte Carlo: {done}/{run.total} trials (mixture, p={p['dim']}, seed {p['seed']})"
+        msg = f"Monte Carlo: {done}/{run.total} trials (mixture, p={run.dim}, seed {p['seed']})"
         if run.done:
             msg += " - done"
         if summary is not None and summary.errors:
@@ -606,7 +660,7 @@ class ExplorerApp:
 
 def parse_assignments(items) -> dict:
     """``['K=5', 'lam=1e-2', 'noise=pair']`` -> parameter dict (aliases K, n; numbers parsed)."""
-    aliases = {"K": "n_classes", "n": "per_class", "R": "rounds", "p": "dim"}
+    aliases = {"K": "n_classes", "n": "per_class", "R": "rounds", "p": "dim", "N/p": "n_over_p"}
     out = {}
     for item in items or []:
         if "=" not in item:

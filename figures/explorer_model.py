@@ -8,8 +8,9 @@ Parameters (:data:`PARAM_SPECS`)
 --------------------------------
 ``n_classes`` (K), ``per_class`` (n), ``c``, ``d`` (block Gram model), ``lam`` (regularisation,
 shown on a log scale), ``noise`` (``'sym' | 'pair' | 'asym' | 'superclass'``), ``eta`` (noise
-rate) and ``rounds`` (R, last self-distillation round). Monte Carlo settings (not sliders):
-``dim`` (feature dimension p of the Gaussian mixture), ``trials`` and ``seed``.
+rate), ``rounds`` (R, last self-distillation round) and ``n_over_p`` (``N/p`` of the theory's
+Gaussian mixture, 0 = ``p = inf``). Monte Carlo settings (not sliders): ``dim`` (feature dimension
+p of the Gaussian mixture when ``n_over_p = 0``), ``trials`` and ``seed``.
 
 Model of the explorer (assumptions, named)
 ------------------------------------------
@@ -26,13 +27,25 @@ Model of the explorer (assumptions, named)
   (:func:`theory.pll.predict_pll`, both methods); eigen-weights
   ``a_j(t) = (mu_j / (mu_j + K lam N))^(t+1)`` (:func:`theory.averaging.eigen_weights`) for the
   three distinct block eigenvalues.
+* Finite dimension (the ``N/p`` slider, ``n_over_p``; 0 = ``p = inf``, the block model): for
+  ``n_over_p > 0`` the linearised curves (training accuracy of all and of the mislabeled points,
+  population accuracy per round) are the finite-``p`` theory :func:`theory.finite.predict_finite`
+  at ``p = round(N / n_over_p)`` (deterministic equivalents of the linearised dynamics on the
+  Gaussian mixture's random Gram matrix), and the eigen-weight panel adds the Marchenko-Pastur
+  bulk average (:attr:`theory.finite.FinitePrediction.bulk_weights`). The exact-softmax theory and
+  the PLL student exist only for ``p = inf``: they stay, labelled ``p→∞``. The phase diagram stays
+  the block model's. The finite theory costs ~0.05 s at K = 3 and ~0.5 s at K = 10 (R = 8; it
+  grows like ``K^4``), so it is computed only for ``K <= FINITE_MAX_CLASSES`` (a note in the window
+  otherwise, and the block curves are shown) and cached per point (:func:`finite_prediction`).
+  Points the mixture cannot realise (``p < K``, ``c + (K-1) d < 0``) give a note, not an error.
 * Phase diagram: linearised training accuracy (w.r.t. the true labels) on :data:`PHASE_POINTS`
   values of ``eta`` (evenly spaced over the ``eta`` slider range) times rounds ``0..R``, one
   :func:`theory.groups.predict_linear` call per distinct count matrix on that grid.
   It does not depend on the current ``eta`` and is cached (:class:`PhaseCache`), so dragging the
   ``eta`` slider never recomputes it.
 * Monte Carlo (:class:`MonteCarloRun`): :func:`simulations.pipelines.run_trial` with
-  Gaussian-mixture features of dimension ``dim`` and exact-count label noise (so the count matrix
+  Gaussian-mixture features of dimension ``p = round(N / n_over_p)`` when the ``N/p`` slider is
+  above 0 (the theory's dimension), else ``dim``, and exact-count label noise (so the count matrix
   equals the theory's and only the finite-``p`` feature randomness differs), methods ``'sd'`` and
   ``'pll-ce'``, trial seeds :func:`simulations.pipelines.trial_seed`; 95% Student-t intervals from
   :func:`simulations.sweep.mean_ci`.
@@ -44,6 +57,7 @@ Small dense linear algebra (K^2 x K^2 systems) is run with single-threaded BLAS
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import time
@@ -54,12 +68,14 @@ import numpy as np
 from theory.averaging import eigen_weights
 from theory.blas import single_thread_blas
 from theory.conditions import eigen_ratio_rho, plurality_condition, window_linear
+from theory.finite import MixtureModel, predict_finite
 from theory.groups import BlockModel, GroupConvergenceError, predict_exact, predict_linear
 from theory.noise import NOISE_KINDS, exact_counts, transition_matrix
 from theory.pll import pll_condition, predict_pll
 
 __all__ = [
     "DEFAULT_PARAMS",
+    "FINITE_MAX_CLASSES",
     "MC_DEFAULTS",
     "PARAM_SPECS",
     "PHASE_POINTS",
@@ -73,9 +89,11 @@ __all__ = [
     "compute_phase",
     "compute_state",
     "describe",
+    "finite_prediction",
     "noise_counts",
     "normalise_params",
     "superclass_groups",
+    "theory_dim",
 ]
 
 
@@ -110,8 +128,12 @@ PARAM_SPECS: dict[str, ParamSpec] = {
         ParamSpec("noise", "noise", "choice", "sym", choices=NOISE_KINDS),
         ParamSpec("eta", "η (noise rate)", "float", 0.3, 0.0, 0.95, 0.01),
         ParamSpec("rounds", "rounds R", "int", 8, 0, 15, 1),
+        ParamSpec("n_over_p", "N/p (0: p=∞)", "float", 0.0, 0.0, 4.0, 0.05),
     )
 }
+#: Largest K for which the finite-p theory is computed on a slider move: ~0.5 s at K = 10, R = 8
+#: (2-core development machine), growing like K^4 (3 s at K = 20).
+FINITE_MAX_CLASSES = 10
 #: Monte Carlo settings (not sliders): feature dimension, number of trials, base seed.
 MC_DEFAULTS = {"dim": 400, "trials": 12, "seed": 0}
 DEFAULT_PARAMS = {name: spec.default for name, spec in PARAM_SPECS.items()} | MC_DEFAULTS
@@ -179,7 +201,7 @@ def normalise_params(params=None, **overrides) -> dict:
     out = {}
     for name in ("n_classes", "per_class", "rounds", "dim", "trials", "seed"):
         out[name] = _as_int(merged[name], name)
-    for name in ("c", "d", "lam", "eta"):
+    for name in ("c", "d", "lam", "eta", "n_over_p"):
         out[name] = _as_float(merged[name], name)
     if merged["noise"] not in NOISE_KINDS:
         raise ValueError(f"noise must be one of {NOISE_KINDS}, got {merged['noise']!r}")
@@ -188,6 +210,8 @@ def normalise_params(params=None, **overrides) -> dict:
         raise ValueError(f"lam must be > 0, got {out['lam']!r}")
     if out["rounds"] < 0:
         raise ValueError(f"rounds must be an integer >= 0, got {out['rounds']}")
+    if out["n_over_p"] < 0:
+        raise ValueError(f"n_over_p (N/p) must be >= 0 (0: p = inf), got {out['n_over_p']!r}")
     if not out["c"] > out["d"]:
         raise ValueError(
             f"invalid combination: c must exceed d (within-class similarity above across-class), "
@@ -200,6 +224,42 @@ def normalise_params(params=None, **overrides) -> dict:
     if out["seed"] < 0:
         raise ValueError(f"seed must be >= 0, got {out['seed']}")
     return out
+
+
+def theory_dim(params: dict) -> int | None:
+    """Feature dimension ``p = round(N / n_over_p)`` of the theory, ``None`` for ``p = inf``."""
+    ratio = float(params["n_over_p"])
+    if ratio == 0:
+        return None
+    return max(1, round(params["n_classes"] * params["per_class"] / ratio))
+
+
+@functools.lru_cache(maxsize=32)
+def _finite_cached(k, n, dim, c, d, counts, lam, rounds):
+    counts = np.frombuffer(counts, dtype=np.int64).reshape(k, k)
+    return predict_finite(MixtureModel(k, n, dim, c, d), counts, lam, rounds)
+
+
+def finite_prediction(params: dict, counts):
+    """:func:`theory.finite.predict_finite` at the explorer point (cached, LRU of 32 points).
+
+    ``params`` normalised with ``n_over_p > 0``; ``ValueError`` if the mixture cannot realise the
+    point (``p < K``, ``c + (K-1) d < 0``, ...).
+    """
+    dim = theory_dim(params)
+    if dim is None:
+        raise ValueError("n_over_p = 0 is the block model (p = inf): no finite-p theory")
+    key = np.ascontiguousarray(counts, dtype=np.int64).tobytes()
+    return _finite_cached(
+        params["n_classes"],
+        params["per_class"],
+        dim,
+        params["c"],
+        params["d"],
+        key,
+        params["lam"],
+        params["rounds"],
+    )
 
 
 def superclass_groups(n_classes: int) -> list[list[int]]:
@@ -313,6 +373,11 @@ class ExplorerState:
         ``(mu_1, mu_2, mu_3)``; multiplicities ``(1, K-1, N-K)`` in ``multiplicities``.
     weights : ndarray, shape (R + 1, 3)
         Eigen-weights ``a_j(t)``.
+    finite : FinitePrediction or None
+        The finite-``p`` theory (:func:`theory.finite.predict_finite`, rounds ``0..R``) at
+        ``p = finite_dim``; ``None`` for ``n_over_p = 0`` or when unavailable (see ``notes``).
+    finite_dim : int or None
+        Its dimension (``None``: ``p = inf``).
     phase : PhaseDiagram
     conditions : dict
         ``rho``, ``plurality``, ``plurality_margin``, ``min_rounds`` (first round of 100%
@@ -336,6 +401,8 @@ class ExplorerState:
     eigenvalues: np.ndarray | None = None
     multiplicities: tuple | None = None
     weights: np.ndarray | None = None
+    finite: object = None
+    finite_dim: int | None = None
     phase: PhaseDiagram | None = None
     conditions: dict | None = None
     seconds: float = 0.0
@@ -378,6 +445,20 @@ def compute_state(params=None, *, cache: PhaseCache | None = None) -> ExplorerSt
         state.multiplicities = model.multiplicities
         state.weights = eigen_weights(model.eigenvalues, model.n_classes, lam, model.n_samples, r)
         state.phase = (cache or PhaseCache()).get(p, model)
+        state.finite_dim = theory_dim(p)
+        if state.finite_dim is not None:
+            if p["n_classes"] > FINITE_MAX_CLASSES:
+                state.notes.append(
+                    f"finite-p theory only for K <= {FINITE_MAX_CLASSES} here (its cost grows "
+                    f"like K^4): showing the block model (p = inf)"
+                )
+            else:
+                try:
+                    state.finite = finite_prediction(p, counts)
+                except ValueError as exc:  # e.g. p < K: the mixture cannot realise the point
+                    state.notes.append(
+                        f"finite-p theory unavailable at p = {state.finite_dim}: {exc}"
+                    )
         holds, margin = plurality_condition(counts)
         # One call for both numbers: min_rounds_linear is the first round of this window and
         # collapse_window_linear its clip to 0..R (each would recompute the window, ~40 ms at K=10).
@@ -417,6 +498,16 @@ def describe(state: ExplorerState) -> str:
         + ("100%" if cond["pll_holds"] else "< 100%")
         + (f" (whole-class candidate ties in classes {list(tied)})" if tied else ""),
     ]
+    if state.finite_dim is not None:
+        lines[1] = lines[1].replace("linearised SD:", "linearised SD (p=∞):", 1)
+    if state.finite is not None:
+        fin = state.finite
+        lines += [
+            f"finite p = {state.finite_dim} (N/p = {fin.model.ratio:.3g}), linearised theory, "
+            f"rounds 0 -> {fin.rounds}:",
+            f"  train acc. {fin.train_acc[0]:.3f} -> {fin.train_acc[-1]:.3f}, population acc. "
+            f"{fin.population_acc[0]:.3f} -> {fin.population_acc[-1]:.3f} (exact, PLL: p = ∞)",
+        ]
     return "\n".join(lines + list(state.notes))
 
 
@@ -469,10 +560,12 @@ class MonteCarloRun:
             p["seed"] = seed
         p = normalise_params(p)
         self.params = p
+        #: Feature dimension of the trials: the theory's when the N/p slider is above 0.
+        self.dim = theory_dim(p) or p["dim"]
         common = dict(
             n_classes=p["n_classes"],
             per_class=p["per_class"],
-            dim=p["dim"],
+            dim=self.dim,
             c=p["c"],
             d=p["d"],
             eta=p["eta"],

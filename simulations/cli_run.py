@@ -13,11 +13,20 @@ averaged over trials:
   argument; otherwise (and for the reference GCE, ``pll-gce-ref``, if the theory does not know
   ``'gce-reference'``) a note says that the theory for that loss is not available.
 
+* ``finite`` (mixture features, ``--method sd`` only): :func:`theory.finite.predict_finite`, the
+  deterministic-equivalent prediction of the *linearised* SD rounds on the mixture's random Gram
+  matrix at the run's dimension ``--dim`` (docs/theory.md §11). It has no PLL student, so the PLL
+  methods print a note instead; above :data:`FINITE_MAX_CLASSES` classes it is skipped with a
+  note (its cost grows like ``K^4``). One evaluation per distinct count matrix (exact counts: one
+  for all seeds).
+
 ``pop_acc`` is the exact conditional population accuracy of each trained probe on the mixture
 (``pop_acc_sampled``: on ``--n-test`` fresh points per class; see :mod:`simulations.pipelines`).
-The theory is the ``p -> inf`` limit (block Gram matrix exactly); for exact-block features it
-should match to solver precision. It is not available for ``temperature != 1`` (the theory
-distils on raw outputs); the output says so.
+``exact`` and ``linear`` are the ``p -> inf`` limit (block Gram matrix exactly); for exact-block
+features they should match to solver precision. ``finite`` is the finite-``p`` counterpart of
+``linear``: at moderate ``lam`` the exact probe follows it, at small ``lam`` softmax saturation
+moves the exact probe away from any linearised prediction. No theory is available for
+``temperature != 1`` (the theory distils on raw outputs); the output says so.
 """
 
 from __future__ import annotations
@@ -30,7 +39,13 @@ import sys
 
 import numpy as np
 
-from simulations.memory import check_memory, group_theory_bytes, parse_max_memory, trial_bytes
+from simulations.memory import (
+    check_memory,
+    finite_theory_bytes,
+    group_theory_bytes,
+    parse_max_memory,
+    trial_bytes,
+)
 from simulations.noise import SAMPLING_MODES
 from simulations.pipelines import (
     FEATURE_MODELS,
@@ -61,6 +76,12 @@ _THEORY_FIELDS = {
     "train_acc_mislabeled": "train_acc_mislabeled",
     "pop_acc": "population_acc",
 }
+
+
+#: Largest K for which the finite-p theory is printed: one evaluation costs ~0.4 s at K = 10 and
+#: ~1.4 s at K = 20 (R = 3, measured on the 2-core development machine), growing like K^4, once
+#: per distinct count matrix (every seed with ``--sampling random``).
+FINITE_MAX_CLASSES = 20
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -141,6 +162,25 @@ def _config_from_args(args) -> TrialConfig:
     )
 
 
+def _finite_model(cfg: TrialConfig):
+    """``(MixtureModel, None)`` if the finite-p theory applies to ``cfg``, else ``(None, note)``.
+
+    ``(None, None)`` for exact-block features (the block limit itself: nothing finite to show).
+    """
+    if cfg.features != "mixture" or cfg.temperature != 1.0:
+        return None, None  # exact-block: p = inf; temperature: covered by the general note
+    if cfg.method != "sd":
+        return None, "finite-p theory not available for the PLL student (linearised SD only)"
+    if cfg.n_classes > FINITE_MAX_CLASSES:
+        return None, (
+            f"finite-p theory skipped: K = {cfg.n_classes} > {FINITE_MAX_CLASSES} (its cost grows "
+            "like K^4)"
+        )
+    from theory.finite import MixtureModel
+
+    return MixtureModel(cfg.n_classes, cfg.per_class, cfg.dim, cfg.c, cfg.d), None
+
+
 def _theory(cfg: TrialConfig, counts) -> tuple[dict, list[str]]:
     """Theory predictions ``{name: {round: {metric: value}}}`` for one realised count matrix."""
     notes = []
@@ -154,6 +194,13 @@ def _theory(cfg: TrialConfig, counts) -> tuple[dict, list[str]]:
         "exact": predict_exact(model, counts, cfg.lam, rounds),
         "linear": predict_linear(model, counts, cfg.lam, rounds),
     }
+    mixture, note = _finite_model(cfg)
+    if mixture is not None:
+        from theory.finite import predict_finite
+
+        preds["finite"] = predict_finite(mixture, counts, cfg.lam, rounds)
+    elif note is not None:
+        notes.append(note)
     out = {name: _by_round(pred, range(rounds + 1)) for name, pred in preds.items()}
     if cfg.method in PLL_LOSSES:
         loss = PLL_LOSSES[cfg.method]
@@ -205,6 +252,7 @@ def run_with_theory(cfg: TrialConfig, seeds: int, base_seed: int) -> dict:
     notes: list[str] = []
     certified = True
     groups = []
+    cache: dict[bytes, tuple] = {}  # the theory is a pure function of the count matrix
     for i in range(seeds):
         trial = run_trial(cfg, trial_seed(base_seed, i))
         groups.append(trial.groups)
@@ -213,7 +261,10 @@ def run_with_theory(cfg: TrialConfig, seeds: int, base_seed: int) -> dict:
             for m in _SIM_METRICS:
                 per[m].append(row[m])
             certified &= bool(row["converged"])
-        pred, notes = _theory(cfg, trial.counts)
+        key = np.asarray(trial.counts, dtype=np.int64).tobytes()
+        if key not in cache:
+            cache[key] = _theory(cfg, trial.counts)
+        pred, notes = cache[key]
         for name, rounds in pred.items():
             for t, vals in rounds.items():
                 acc = theo.setdefault(name, {}).setdefault(t, {m: [] for m in _THEORY_FIELDS})
@@ -263,6 +314,9 @@ def _print_table(result: dict) -> None:
         f"lam={cfg['lam']:g} features={cfg['features']} seeds={result['seeds']}"
     )
     names = ["exact", "linear"]
+    if any("finite" in entry["theory"] for entry in result["rounds"]):
+        names.append("finite")
+        print(f"finite: linearised finite-p theory at p={cfg['dim']} (theory.finite)")
     head = f"{'round':>5}  {'metric':<20}{'sim':>7} {'+-95%':>7}" + "".join(
         f" {n:>7}" for n in names
     )
@@ -297,6 +351,9 @@ def main(argv=None) -> int:
             raise ValueError(f"--seed must be an integer >= 0, got {args.seed}")
         # Before any allocation: one trial's arrays plus the group theory printed alongside.
         need = trial_bytes(cfg) + group_theory_bytes(cfg.n_classes, cfg.rounds)
+        mixture, _ = _finite_model(cfg)
+        if mixture is not None:
+            need += finite_theory_bytes(mixture, cfg.lam, cfg.rounds)
         check_memory(need, "this run", parse_max_memory(args.max_memory))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

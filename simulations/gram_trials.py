@@ -222,8 +222,10 @@ def run_mc_many(specs, n_trials: int, base_seed: int, workers: int = 1, label=No
     Trial ``i`` of every spec uses the same seed (common random numbers: the same features and
     label-flip permutations across specs), which makes differences between specs less noisy.
     """
-    seeds = trial_seeds(base_seed, n_trials)
-    jobs = [(spec, s) for spec in specs for s in seeds]
+    # Fresh seed objects per spec: a trial spawns children from its SeedSequence, which advances
+    # that object's spawn counter; shared objects gave spec 2, 3, ... other streams in a serial
+    # run than in worker processes (which get pickled copies), i.e. results depended on workers.
+    jobs = [(spec, s) for spec in specs for s in trial_seeds(base_seed, n_trials)]
     results = parallel_map(run_mixture_trial, jobs, workers, label)
     out = []
     for i in range(len(specs)):

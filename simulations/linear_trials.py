@@ -32,7 +32,7 @@ from theory.metrics import correct_and_tied
 from theory.population import population_accuracy_from_moments
 from theory.validation import check_int, check_positive
 
-__all__ = ["LinearTrial", "run_linear_trial", "run_linear_trials"]
+__all__ = ["LinearTrial", "run_linear_many", "run_linear_trial", "run_linear_trials"]
 
 
 @dataclass(frozen=True)
@@ -129,3 +129,38 @@ def run_linear_trials(spec: LinearTrial, n_trials: int, base_seed: int = 0) -> d
     seeds = np.random.SeedSequence(check_int(base_seed, "base_seed", 0)).spawn(t)
     res = [run_linear_trial(spec, s) for s in seeds]
     return {key: np.stack([r[key] for r in res]) for key in res[0]}
+
+
+def _linear_job(job) -> dict:
+    spec, seed = job
+    return run_linear_trial(spec, seed)
+
+
+def run_linear_many(
+    specs, n_trials: int, base_seed: int = 0, workers: int = 1, label=None
+) -> list[dict]:
+    """:func:`run_linear_trials` for several specs, optionally in ``workers`` processes.
+
+    Trial ``i`` of every spec uses the ``i``-th child of ``SeedSequence(base_seed)`` (as
+    :func:`run_linear_trials` does for one spec, and :func:`simulations.gram_trials.run_mc_many`
+    for the exact trials); progress is logged with a ``label``
+    (:func:`simulations.gram_trials.parallel_map`).
+
+    Returns
+    -------
+    list of dict
+        One stacked result per spec (leading trial axis), in the order of ``specs``.
+    """
+    from simulations.gram_trials import parallel_map
+
+    t = check_int(n_trials, "n_trials", 1)
+    base = check_int(base_seed, "base_seed", 0)
+    specs = list(specs)
+    # Fresh seed objects per spec: a trial spawns from its SeedSequence, which advances that
+    # object's counter; shared objects would give later specs other streams in a serial run.
+    jobs = [(s, seed) for s in specs for seed in np.random.SeedSequence(base).spawn(t)]
+    results = parallel_map(_linear_job, jobs, workers, label)
+    return [
+        {key: np.stack([r[key] for r in results[i * t : (i + 1) * t]]) for key in results[0]}
+        for i in range(len(specs))
+    ]

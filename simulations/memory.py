@@ -20,6 +20,10 @@ One trial (:func:`trial_bytes`, :func:`simulations.pipelines.run_trial`), the la
 
 Exact-block features have ``p = K + N``. The group-level theory printed next to a run
 (:func:`group_theory_bytes`) uses the theory's own estimate of its structured solver.
+The finite-``p`` theory printed next to a mixture run (:func:`finite_theory_bytes`,
+:func:`theory.finite.predict_finite`) holds complex ``(m, K, K, K)``-sized working arrays for its
+``m`` contour points: ``48 m K^3`` complex numbers, the measured peak ``~30 m K^3`` (K = 5..30)
+with headroom.
 A probe on real features (:func:`probe_bytes`) preprocesses a copy of the features and splits it
 (``3 N p``), then factorises the training split as above; its theory adds a thin SVD
 (``2 N_train r``) and the group-level theory of the fitted block model.
@@ -44,6 +48,7 @@ __all__ = [
     "MemoryLimitError",
     "available_bytes",
     "check_memory",
+    "finite_theory_bytes",
     "group_theory_bytes",
     "parse_max_memory",
     "probe_bytes",
@@ -121,6 +126,26 @@ def group_theory_bytes(n_classes: int, rounds: int) -> int:
     full = np.ones((k, k), dtype=np.int64)  # every group non-empty: the largest working set
     model = BlockModel(k, k, 0.5, 0.1)
     return OVERHEAD + prediction_memory_bytes(model, full, int(rounds), rank=3)
+
+
+def finite_theory_bytes(model, lam: float, rounds: int) -> int:
+    """Estimated peak bytes of :func:`theory.finite.predict_finite` (module docstring).
+
+    ``16 * 48 m K^3`` with ``m`` the number of contour points the theory will use
+    (:func:`theory.finite.contour_weights`, computed here without the theory's work).
+
+    Parameters
+    ----------
+    model : theory.finite.MixtureModel
+    lam : float
+    rounds : int
+    """
+    from theory.finite import contour_weights, spectrum_top
+
+    k = int(model.n_classes)
+    kappa = k * float(lam) * model.n_samples
+    m = contour_weights(kappa, int(rounds), spectrum_top(model)).z.size
+    return OVERHEAD + 16 * 48 * m * k**3
 
 
 def probe_bytes(

@@ -143,3 +143,18 @@ def test_style_helpers(tmp_path):
     assert path.read_text().splitlines() == ["a,b,c", "1,nan,", "2,,true"]
     with pytest.raises(ValueError, match="non-empty"):
         style.write_csv([], tmp_path, "t")
+
+
+def test_theory_atol_admits_the_theorys_own_error_and_no_more():
+    # A deterministic equivalent off by 0.02 with tiny Monte Carlo error: rejected as exact theory,
+    # accepted with theory_atol = 0.03, rejected again at an offset of 0.04.
+    rng = np.random.default_rng(2)
+    samples = 0.5 + 1e-3 * rng.standard_normal((40, 1))
+    with pytest.raises(AgreementError):
+        check_mc_agreement(samples, [0.52])
+    out = check_mc_agreement(samples, [0.52], theory_atol=0.03)
+    assert out["tol"][0] == 0.03 and out["max_excess"] < 0
+    with pytest.raises(AgreementError, match="tol 0.03"):
+        check_mc_agreement(samples, [0.54], theory_atol=0.03)
+    with pytest.raises(ValueError, match="theory_atol"):
+        check_mc_agreement(samples, [0.5], theory_atol=-0.1)

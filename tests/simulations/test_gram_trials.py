@@ -113,3 +113,20 @@ def test_exact_pop_off_gives_nan_and_leaves_the_rest_unchanged():
         assert np.all(np.isnan(b[key])) and not np.any(np.isnan(a[key]))
     for key in ("train_acc", "pop_acc_sampled", "pll_pop_acc_sampled", "counts"):
         np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_run_mc_many_is_the_same_in_any_pool_and_equals_run_mc_per_spec():
+    # Regression: the specs shared SeedSequence objects, whose spawn counters advance when a trial
+    # spawns its streams; in a serial run the second spec then drew other features than with
+    # workers (pickled copies) or alone.
+    from simulations.gram_trials import run_mc_many
+    from theory.noise import transition_matrix
+
+    tr = tuple(map(tuple, transition_matrix("sym", 3, 0.4)))
+    specs = [MixtureTrial(3, 5, p, 0.4, 0.1, 1e-2, 1, tr, n_test=3) for p in (8, 30)]
+    serial, pooled = run_mc_many(specs, 3, 4, 1), run_mc_many(specs, 3, 4, 2)
+    for spec, a, b in zip(specs, serial, pooled, strict=True):
+        alone = run_mc(spec, 3, 4, 1)
+        for key in ("train_acc", "pop_acc", "pop_acc_sampled"):
+            np.testing.assert_array_equal(a[key], alone[key])
+            np.testing.assert_array_equal(b[key], alone[key])

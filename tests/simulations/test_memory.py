@@ -110,3 +110,15 @@ def test_estimate_grows_like_the_problem():
     assert trial_bytes(TrialConfig(per_class=1_000_000)) > 9 * small
     # the example: K=3, p=400, n=10^6 needs tens of GB
     assert trial_bytes(TrialConfig(per_class=1_000_000)) > 20 * GB
+
+
+@pytest.mark.parametrize("k, rounds", [(6, 3), (10, 3), (6, 20)])
+def test_finite_theory_bytes_vs_tracemalloc_peak(k, rounds):
+    from simulations.memory import finite_theory_bytes
+    from theory.finite import MixtureModel, predict_finite
+
+    model = MixtureModel(k, 10, 4 * k * 10, 0.5, 0.1)
+    counts = exact_counts(transition_matrix("sym", k, 0.3), 10)
+    peak = _peak(predict_finite, model, counts, 1e-3, rounds)
+    est = finite_theory_bytes(model, 1e-3, rounds)
+    assert peak <= est and est - OVERHEAD <= SLACK * peak, (peak, est)

@@ -1,0 +1,104 @@
+"""``python -m simulations run --dim P``: the finite-p theory (theory.finite) beside the simulation.
+
+Expected values come straight from :func:`theory.finite.predict_finite` on the count matrices the
+trials realise, so a wiring mistake (wrong p, wrong counts, wrong averaging, stale cache) shows.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import simulations.cli_run as cli_run
+import theory.finite
+from simulations.cli_run import main
+from simulations.pipelines import TrialConfig, run_trial, trial_seed
+from tests.cli import run
+from theory.finite import MixtureModel, predict_finite
+
+FIELDS = {
+    "train_acc": "train_acc",
+    "train_acc_clean": "train_acc_clean",
+    "train_acc_mislabeled": "train_acc_mislabeled",
+    "pop_acc": "population_acc",
+}
+POINT = ["-K", "3", "-n", "8", "--dim", "30", "--eta", "0.4", "--lam", "1e-2", "--rounds", "2"]
+
+
+def _json(capsys, argv):
+    assert main([*argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_finite_column_equals_the_theory_on_the_exact_counts(capsys):
+    doc = _json(capsys, [*POINT, "--seeds", "2"])
+    cfg = TrialConfig.from_dict(doc["config"])
+    counts = run_trial(cfg, trial_seed(0, 0)).counts  # exact counts: the same for every seed
+    pred = predict_finite(MixtureModel(3, 8, 30, cfg.c, cfg.d), counts, 1e-2, 2)
+    assert [r["round"] for r in doc["rounds"]] == [0, 1, 2]
+    for entry in doc["rounds"]:
+        assert set(entry["theory"]) == {"exact", "linear", "finite"}
+        for metric, field in FIELDS.items():
+            assert entry["theory"]["finite"][metric] == getattr(pred, field)[entry["round"]]
+    assert doc["notes"] == []
+
+
+def test_random_counts_average_one_evaluation_per_distinct_matrix(capsys, monkeypatch):
+    calls = []
+    real = theory.finite.predict_finite
+
+    def counting(model, counts, lam, rounds, **kw):
+        calls.append(np.asarray(counts).tobytes())
+        return real(model, counts, lam, rounds, **kw)
+
+    monkeypatch.setattr(theory.finite, "predict_finite", counting)
+    doc = _json(capsys, [*POINT, "--sampling", "random", "--seeds", "4", "--seed", "3"])
+    cfg = TrialConfig.from_dict(doc["config"])
+    counts = [run_trial(cfg, trial_seed(3, i)).counts for i in range(4)]
+    distinct = {c.tobytes() for c in counts}
+    assert len(calls) == len(set(calls)) == len(distinct) > 1  # cached, and the seeds differ
+    model = MixtureModel(3, 8, 30, cfg.c, cfg.d)
+    preds = {key: real(model, c, 1e-2, 2) for c in counts for key in [c.tobytes()]}
+    for entry in doc["rounds"]:
+        t = entry["round"]
+        for metric, field in FIELDS.items():
+            values = [getattr(preds[c.tobytes()], field)[t] for c in counts]  # per trial
+            expected = float(np.nanmean(values))
+            assert entry["theory"]["finite"][metric] == pytest.approx(expected, abs=1e-15)
+
+
+@pytest.mark.parametrize(
+    "extra, note",
+    [
+        (["--method", "pll-ce"], "finite-p theory not available for the PLL student"),
+        (["--temperature", "2"], "theory not available"),
+        (["--features", "exact-block"], None),  # the block limit itself: no finite column
+    ],
+)
+def test_no_finite_column_where_the_theory_does_not_apply(capsys, extra, note):
+    doc = _json(capsys, [*POINT, *extra])
+    assert all("finite" not in entry["theory"] for entry in doc["rounds"])
+    if note is None:
+        assert doc["notes"] == []
+    else:
+        assert any(note in n for n in doc["notes"])
+
+
+def test_large_k_is_skipped_with_a_note(capsys, monkeypatch):
+    monkeypatch.setattr(cli_run, "FINITE_MAX_CLASSES", 2)
+    doc = _json(capsys, POINT)
+    assert all("finite" not in entry["theory"] for entry in doc["rounds"])
+    assert any("finite-p theory skipped: K = 3 > 2" in n for n in doc["notes"])
+
+
+def test_cli_prints_the_finite_column_in_a_subprocess():
+    proc = run("simulations", "run", *POINT, "--seeds", "2")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "finite: linearised finite-p theory at p=30" in proc.stdout
+    head = next(line for line in lines if line.lstrip().startswith("round"))
+    assert head.split()[-3:] == ["exact", "linear", "finite"]
+    row = next(line for line in lines if line.split()[:2] == ["2", "pop_acc"])
+    assert len(row.split()) == 7 and all(0 <= float(x) <= 1 for x in row.split()[4:])
