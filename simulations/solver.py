@@ -765,6 +765,11 @@ def solve_probe(
         f"probe solve (N={n}, q={q}, K={k})",
     )
     dev_t = np.ascontiguousarray(t.deviations.T)  # (N, K)
+    if init is not None and not np.any(dev_t):
+        # Uniform targets: the optimum is W = 0 exactly (the gradient X^T (1/K - T)/N vanishes).
+        # Start there: a warm start would leave its logits' round-off (~eps * earlier logits),
+        # which a certificate relative to the solution's own (zero) scale can never accept.
+        init = None
     if init is not None:
         if init.factor is not factor or init.coef.shape != (q, k):
             raise ValueError("init must be a ProbeSolution computed with the same factor")

@@ -191,3 +191,17 @@ def test_soft_targets_equal_probability_targets():
     a = solve_probe(t, 1e-2, features=x)
     b = solve_probe(SoftTargets.from_probabilities(t), 1e-2, features=x)
     np.testing.assert_allclose(a.outputs, b.outputs, atol=1e-14)
+
+
+def test_uniform_targets_from_a_warm_start_certify_the_zero_solution():
+    """K = 2 PLL: the top-2 target is uniform, the optimum is W = 0 exactly; warm-starting from
+    the teacher must not leave round-off the relative certificate can never accept."""
+    from simulations.distill import train_pll
+    from theory.noise import exact_counts, transition_matrix
+
+    counts = exact_counts(transition_matrix("sym", 2, 0.3), 50)
+    labels = np.concatenate([np.repeat(np.arange(2), r) for r in counts])
+    sd = self_distill(labels, 2, 1e-3, 0, gram=block_gram(2, 50, 0.5, 0.1))
+    student = train_pll(sd.solutions[0], 1e-3)
+    assert student.certificate.converged
+    assert np.all(student.deviations == 0.0)
