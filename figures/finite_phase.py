@@ -2,7 +2,7 @@ r"""Figure: the finite-dimension phase diagram of self-distillation over ``(N/p,
 
 Gaussian mixture (``K`` classes, ``||mu_k||^2 = c``, ``<mu_k, mu_l> = d``), symmetric label noise
 with exact counts. Heat maps: population accuracy of the linearised round-``t`` probe predicted by
-the finite-``p`` theory (:func:`theory.finite.finite_phase_diagram`, docs/theory.md §11) over
+the finite-``p`` theory (:func:`theory.finite.predict_finite`, docs/theory.md §11) over
 the feature ratio ``N/p`` (0 = the block limit ``p = inf``) and the round ``t``, for a small and a
 larger ``lam``; white line: the round of best population accuracy
 (:func:`theory.finite.population_rounds`), dashed: the first round with accuracy ``>= 1 - delta``.
@@ -24,7 +24,7 @@ import numpy as np
 from figures import style
 from figures.common import check_mc_agreement, log, parse_args
 from simulations.linear_trials import LinearTrial, run_linear_trials
-from theory.finite import MixtureModel, finite_phase_diagram, population_rounds, predict_finite
+from theory.finite import MixtureModel, population_rounds, predict_finite
 from theory.noise import exact_counts, transition_matrix
 
 NAME = "finite_phase"
@@ -80,18 +80,24 @@ def compute(preset: str = "quick", seed: int = 0, workers: int = 1) -> dict:
     big_n = k * n
     transition = transition_matrix("sym", k, p["eta"])
     counts = exact_counts(transition, n)
-    maps = {}
-    for lam in p["lams"]:
-        maps[lam] = finite_phase_diagram(k, n, c, d, counts, lam, p["ratios"], rounds)
-    best = {}
-    for lam in p["best_lams"]:
-        rows = []
+    preds = {}  # one prediction per (lam, N/p), shared by the heat maps and the best rounds
+    for lam in sorted(set(p["lams"]) | set(p["best_lams"])):
         for ratio in p["ratios"]:
             dim = math.inf if ratio == 0 else max(k, int(round(big_n / ratio)))
-            pred = predict_finite(MixtureModel(k, n, dim, c, d), counts, lam, rounds)
-            r = population_rounds(pred, p["delta"])
-            rows.append((r.best_round, r.first_round_above, r.gain))
-        best[lam] = rows
+            preds[lam, ratio] = predict_finite(MixtureModel(k, n, dim, c, d), counts, lam, rounds)
+    maps = {}
+    for lam in p["lams"]:
+        rows = [preds[lam, ratio] for ratio in p["ratios"]]
+        maps[lam] = {
+            "ratios": np.asarray(p["ratios"], dtype=float),
+            "dims": np.array([r.model.dim for r in rows], dtype=float),
+            "population_acc": np.array([r.population_acc for r in rows]),
+            "train_acc_mislabeled": np.array([r.train_acc_mislabeled for r in rows]),
+        }
+    best = {}
+    for lam in p["best_lams"]:
+        rows = [population_rounds(preds[lam, ratio], p["delta"]) for ratio in p["ratios"]]
+        best[lam] = [(r.best_round, r.first_round_above, r.gain) for r in rows]
     # Monte Carlo check at a few (N/p, t) points of the first heat map
     lam = p["lams"][0]
     samples, theory, labels = [], [], []

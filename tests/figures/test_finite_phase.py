@@ -12,13 +12,14 @@ def test_finite_phase_smoke(tmp_path):
 
 
 def test_finite_phase_check_fails_on_wrong_theory(monkeypatch):
-    real = fig.finite_phase_diagram
+    import dataclasses
+
+    real = fig.predict_finite
 
     def wrong(*args, **kwargs):
         out = real(*args, **kwargs)
-        out["population_acc"] = np.zeros_like(out["population_acc"])  # clearly wrong
-        return out
+        return dataclasses.replace(out, population_acc=np.zeros_like(out.population_acc))
 
-    monkeypatch.setattr(fig, "finite_phase_diagram", wrong)
+    monkeypatch.setattr(fig, "predict_finite", wrong)
     with pytest.raises(AgreementError, match="disagree beyond Monte Carlo error"):
         fig.compute("tiny", 0)
