@@ -14,4 +14,5 @@ FIGURES = (
     "finite_dimension",
     "real_gain",
     "pll_real",
+    "pll_conditions",
 )

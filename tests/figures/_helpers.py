@@ -7,7 +7,7 @@ import numpy as np
 
 #: CSV columns that hold words (names of panels, metrics, models, ...); every other cell of a
 #: figure's CSV is a number that float() reads, true/false, or empty (undefined).
-LABEL_COLUMNS = {"panel", "metric", "model", "noise", "method", "kind"}
+LABEL_COLUMNS = {"panel", "metric", "model", "noise", "method", "kind", "loss", "stationary_point"}
 
 
 def assert_csv_reads_back(path):
