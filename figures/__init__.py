@@ -16,4 +16,5 @@ FIGURES = (
     "finite_phase",
     "real_gain",
     "pll_real",
+    "pll_conditions",
 )

@@ -17,6 +17,7 @@ LABEL_COLUMNS = {
     "regime",
     "selection",
     "loss",
+    "stationary_point",
 }
 #: Columns holding several numbers joined by ";" (each must read back through float()).
 LIST_COLUMNS = {"lams_used"}
