@@ -66,6 +66,7 @@ from simulations.datasets import preprocess
 from simulations.distill import self_distill
 from simulations.features import as_generator
 from simulations.solver import factorize, log_softmax
+from theory.cli_util import available_bytes
 from theory.metrics import accuracy
 from theory.validation import check_int, check_positive
 
@@ -106,15 +107,8 @@ def fit_memory_bytes(n_samples: int, n_features: int, n_classes: int) -> int:
 
 
 def _available_memory_bytes() -> int | None:
-    """``MemAvailable`` from ``/proc/meminfo`` (Linux), or None where it cannot be read."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
+    """Bytes of memory available now (:func:`theory.cli_util.available_bytes`), or None."""
+    return available_bytes()[0]
 
 
 def _center_l2(x: np.ndarray, mean: np.ndarray) -> np.ndarray:

@@ -37,10 +37,10 @@ and imported libraries (~100-200 MB) come on top and are not counted.
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 
 import numpy as np
+
+from theory.cli_util import available_bytes
 
 __all__ = [
     "GB",
@@ -170,58 +170,6 @@ def probe_bytes(
     if theory:
         total += _F8 * 2 * m * min(m, p) + group_theory_bytes(k, rounds)
     return total
-
-
-def _read_int(path: Path) -> int | None:
-    try:
-        text = path.read_text().split()[0]
-    except (OSError, IndexError):
-        return None
-    return int(text) if text.isdigit() else None
-
-
-def _cgroup_headroom() -> int | None:
-    """Memory left under this process's cgroup limit (v2 or v1), or None without a limit."""
-    for limit_file, usage_file in (
-        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-        (
-            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
-            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
-        ),
-    ):
-        limit = _read_int(Path(limit_file))
-        if limit is None or limit >= 1 << 60:  # "max" or the v1 'unlimited' sentinel
-            continue
-        usage = _read_int(Path(usage_file)) or 0
-        return max(limit - usage, 0)
-    return None
-
-
-def available_bytes() -> tuple[int | None, str]:
-    """Memory a new allocation can use now, and where the number comes from.
-
-    Linux: ``MemAvailable`` of ``/proc/meminfo`` (and the cgroup's remaining limit if lower);
-    elsewhere the physical memory (``os.sysconf``); ``(None, ...)`` if neither is known.
-    """
-    avail, source = None, ""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    avail, source = int(line.split()[1]) * 1024, "available memory"
-                    break
-    except (OSError, ValueError, IndexError):
-        pass
-    if avail is None:
-        try:
-            avail = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-            source = "physical memory"
-        except (AttributeError, ValueError, OSError):
-            return None, "unknown"
-    headroom = _cgroup_headroom()
-    if headroom is not None and headroom < avail:
-        avail, source = headroom, "memory left under the cgroup limit"
-    return avail, source
 
 
 def parse_max_memory(value, name: str = "--max-memory") -> float | None:

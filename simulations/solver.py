@@ -86,6 +86,7 @@ from simulations.softmax import (
     softmax_with_deviation,
 )
 from theory.blas import single_thread_blas
+from theory.cli_util import available_bytes
 from theory.validation import (
     SIMPLEX_ATOL,
     check_finite_matrix,
@@ -140,15 +141,9 @@ class ConvergenceError(RuntimeError):
 
 
 def _available_memory() -> float:
-    """Bytes of memory available to this process (Linux ``MemAvailable``; ``inf`` if unknown)."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return float(line.split()[1]) * 1024.0
-    except OSError:  # pragma: no cover - non-Linux
-        pass
-    return math.inf
+    """Bytes of memory available now (``theory.cli_util.available_bytes``; inf if unknown)."""
+    avail = available_bytes()[0]
+    return math.inf if avail is None else float(avail)
 
 
 def _check_memory(nbytes: float, what: str) -> None:

@@ -22,12 +22,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 
 import numpy as np
 
-from theory.cli_util import ArgumentParser
+from theory.cli_util import ArgumentParser, available_bytes
 from theory.conditions import (
     collapse_window_linear,
     eigen_ratio_rho,
@@ -174,18 +173,8 @@ def resource_estimate(model: BlockModel, counts, rounds) -> tuple[int, float]:
 
 
 def _available_memory() -> int | None:
-    """Bytes of memory available to this process (Linux ``MemAvailable``), None if unknown."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
+    """Bytes of memory available now (:func:`theory.cli_util.available_bytes`), None if unknown."""
+    return available_bytes()[0]
 
 
 #: Operations above which the finite-p theory is refused (minutes on a laptop core).

@@ -11,16 +11,20 @@ builds its parser from :class:`ArgumentParser`, so that
 * a usage error is one line ``error: ...`` on stderr with exit status 2 (the project's rule for bad
   input), not the usage text followed by the message.
 
-It lives in ``theory/`` because every layer (figures -> simulations -> theory) may import it; it
-only uses :mod:`argparse`.
+It also answers the one question about the machine every command asks before allocating:
+how much memory is available now (:func:`available_bytes`). This module is the command-line shell
+of the toolkit, not theory: it lives in ``theory/`` only because every layer (figures ->
+simulations -> theory) may import it.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
+from pathlib import Path
 
-__all__ = ["NEGATIVE_NUMBER", "ArgumentParser"]
+__all__ = ["NEGATIVE_NUMBER", "ArgumentParser", "available_bytes"]
 
 #: A number with a leading minus sign, as ``float()`` would accept it: ``-1``, ``-0.5``, ``-.5``,
 #: ``-1.``, ``-1e-3``, ``-2.5E+04``, ``-inf``, ``-infinity``, ``-nan`` (case-insensitive).
@@ -45,3 +49,55 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str):
         """Print ``error: MESSAGE`` (one line) to stderr and exit with status 2."""
         self.exit(2, f"error: {' '.join(str(message).split())}\n")
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        text = path.read_text().split()[0]
+    except (OSError, IndexError):
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _cgroup_headroom() -> int | None:
+    """Memory left under this process's cgroup limit (v2 or v1), or None without a limit."""
+    for limit_file, usage_file in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        (
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+        ),
+    ):
+        limit = _read_int(Path(limit_file))
+        if limit is None or limit >= 1 << 60:  # "max" or the v1 'unlimited' sentinel
+            continue
+        usage = _read_int(Path(usage_file)) or 0
+        return max(limit - usage, 0)
+    return None
+
+
+def available_bytes() -> tuple[int | None, str]:
+    """Memory a new allocation can use now, and where the number comes from.
+
+    Linux: ``MemAvailable`` of ``/proc/meminfo`` (and the cgroup's remaining limit if lower);
+    elsewhere the physical memory (``os.sysconf``); ``(None, ...)`` if neither is known.
+    """
+    avail, source = None, ""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    avail, source = int(line.split()[1]) * 1024, "available memory"
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    if avail is None:
+        try:
+            avail = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+            source = "physical memory"
+        except (AttributeError, ValueError, OSError):
+            return None, "unknown"
+    headroom = _cgroup_headroom()
+    if headroom is not None and headroom < avail:
+        avail, source = headroom, "memory left under the cgroup limit"
+    return avail, source
