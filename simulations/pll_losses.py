@@ -102,6 +102,7 @@ from simulations.solver import (
     ProbeSolution,
     factorize,
     log_softmax,
+    new_point_logits,
     solve_probe,
 )
 from theory.partial_labels import top2_indices
@@ -427,23 +428,7 @@ class PLLStudent:
         kernel_rows : array_like, shape (M, N), optional
             ``<x_new, x_i>`` against every training point; logits ``dual @ kernel_rows.T``.
         """
-        if (features is None) == (kernel_rows is None):
-            raise ValueError("pass exactly one of features (M, p) or kernel_rows (M, N)")
-        if kernel_rows is not None:
-            rows = check_finite_matrix(kernel_rows, "kernel_rows")
-            if rows.shape[1] != self.dual.shape[1]:
-                raise ValueError(
-                    f"kernel_rows must have N={self.dual.shape[1]} columns, got {rows.shape}"
-                )
-            return self.dual @ rows.T
-        if self.weights is None:
-            raise ValueError("this student was trained from a Gram matrix; pass kernel_rows")
-        x = check_finite_matrix(features, "features")
-        if x.shape[1] != self.weights.shape[1]:
-            raise ValueError(
-                f"features must have p={self.weights.shape[1]} columns, got shape {x.shape}"
-            )
-        return self.weights @ x.T
+        return new_point_logits(self.dual, self.weights, features=features, kernel_rows=kernel_rows)
 
     def predict(self, features=None, kernel_rows=None) -> np.ndarray:
         """Outputs ``softmax(W x)`` for new points, shape (K, M) (arguments as

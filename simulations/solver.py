@@ -106,6 +106,7 @@ __all__ = [
     "SoftTargets",
     "factorize",
     "fixed_point_residual",
+    "new_point_logits",
     "log_softmax",
     "solve_probe",
 ]
@@ -488,28 +489,38 @@ class ProbeSolution:
         kernel_rows : array_like, shape (M, N), optional
             ``<x_new, x_i>`` against every training point; logits are ``dual @ kernel_rows.T``.
         """
-        if (features is None) == (kernel_rows is None):
-            raise ValueError("pass exactly one of features (M, p) or kernel_rows (M, N)")
-        if kernel_rows is not None:
-            rows = check_finite_matrix(kernel_rows, "kernel_rows")
-            if rows.shape[1] != self.dual.shape[1]:
-                raise ValueError(
-                    f"kernel_rows must have N={self.dual.shape[1]} columns, got {rows.shape}"
-                )
-            return self.dual @ rows.T
-        if self.factor.features is None:
-            raise ValueError("this probe was trained from a Gram matrix; pass kernel_rows")
-        x = check_finite_matrix(features, "features")
-        p = self.factor.features.shape[1]
-        if x.shape[1] != p:
-            raise ValueError(f"features must have p={p} columns, got shape {x.shape}")
-        w = self.weights if self.weights is not None else self.dual @ self.factor.features
-        return w @ x.T
+        w = None
+        if features is not None and self.factor.features is not None:
+            w = self.weights if self.weights is not None else self.dual @ self.factor.features
+        return new_point_logits(self.dual, w, features=features, kernel_rows=kernel_rows)
 
     def predict(self, *, features=None, kernel_rows=None) -> np.ndarray:
         """Outputs ``softmax(W x)`` for new points, shape (K, M) (see :meth:`predict_logits`)."""
         z = self.predict_logits(features=features, kernel_rows=kernel_rows)
         return softmax_with_deviation(z, axis=0)[0]
+
+
+def new_point_logits(dual, weights, *, features=None, kernel_rows=None) -> np.ndarray:
+    """Logits of new points, shape (K, M), from kernel rows or from features.
+
+    ``dual @ kernel_rows.T`` (kernel rows ``<x_new, x_i>``, shape (M, N)) or ``weights @ x.T``
+    (features (M, p)); exactly one of the two. ``weights`` is None when the model was trained
+    from a Gram matrix (then only kernel rows can be used). Shared by every linear probe of the
+    toolkit (:class:`ProbeSolution`, :class:`simulations.pll_losses.PLLStudent`).
+    """
+    if (features is None) == (kernel_rows is None):
+        raise ValueError("pass exactly one of features (M, p) or kernel_rows (M, N)")
+    if kernel_rows is not None:
+        rows = check_finite_matrix(kernel_rows, "kernel_rows")
+        if rows.shape[1] != dual.shape[1]:
+            raise ValueError(f"kernel_rows must have N={dual.shape[1]} columns, got {rows.shape}")
+        return dual @ rows.T
+    if weights is None:
+        raise ValueError("this model was trained from a Gram matrix; pass kernel_rows")
+    x = check_finite_matrix(features, "features")
+    if x.shape[1] != weights.shape[1]:
+        raise ValueError(f"features must have p={weights.shape[1]} columns, got shape {x.shape}")
+    return weights @ x.T
 
 
 def fixed_point_residual(outputs, targets, lam, *, factor: ProbeFactor) -> tuple[float, float]:
