@@ -623,6 +623,62 @@ class _LineObjective:
         return change, magnitude
 
 
+def _softmax32(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Float32 softmax ``P`` and deviations ``P - 1/K`` of (N, K) float32 logits (rows).
+
+    The float32 phase only needs a few digits, but relative to the outputs' own spread:
+    ``D = (expm1(w) - mean expm1(w)) / sum e^w`` with ``w = z - max z`` never subtracts ``1/K``
+    (:mod:`simulations.softmax`), and ``sum e^w`` is a sum of positive terms (relative error
+    ~``eps_32 log2 K``). Two transcendentals per entry are cheaper than the memory traffic a
+    branch on the spread would save.
+    """
+    w = logits - logits.max(axis=1, keepdims=True)
+    dev = np.expm1(w)
+    dev -= dev.mean(axis=1, keepdims=True)
+    probs = np.exp(w, out=w)
+    total = probs.sum(axis=1, keepdims=True)
+    probs /= total
+    dev /= total
+    return probs, dev
+
+
+class _LineObjective32:
+    r"""``J(C + alpha S) - J(C)`` in float32 for the float32 phase (:class:`_LineObjective`).
+
+    Per sample ``log(1 + a) - alpha p.y + alpha (D_P - D_T).y`` with
+    ``a = sum_k p_k expm1(alpha y_k)`` (the same identity, without the series for small
+    ``alpha y``: the float32 phase ends while changes are still far above float32 round-off, and
+    the magnitude returned makes the Armijo test tolerate that round-off). Sums over samples
+    are accumulated in float64.
+    """
+
+    def __init__(self, probs, dev_p, dev_t, y, coef, step, lam):
+        self.probs, self.y, self.lam = probs, y, lam
+        self.lin = np.einsum("ik,ik->i", dev_p - dev_t, y)
+        self.py = np.einsum("ik,ik->i", probs, y)
+        self.cs = float(np.sum(coef * step))
+        self.ss = float(np.sum(step * step))
+
+    def __call__(self, alpha: float) -> tuple[float, float]:
+        a32 = np.float32(alpha)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            u = np.expm1(a32 * self.y)
+            a = np.einsum("ik,ik->i", self.probs, u)
+            log_term = np.log1p(a)
+        lin = a32 * (self.lin - self.py)
+        pen_lin = self.lam * alpha * self.cs
+        pen_sq = 0.5 * self.lam * alpha**2 * self.ss
+        n = self.y.shape[0]
+        change = float(np.sum(log_term, dtype=float) + np.sum(lin, dtype=float)) / n
+        change += pen_lin + pen_sq
+        magnitude = (
+            float(np.sum(np.abs(log_term), dtype=float) + np.sum(np.abs(lin), dtype=float)) / n
+            + abs(pen_lin)
+            + pen_sq
+        )
+        return change, magnitude
+
+
 class _KronPreconditioner:
     r"""``(Dbar (x) diag(s) / N + lam I)^{-1}`` in the preconditioner basis, on zero-sum rows.
 
@@ -639,7 +695,8 @@ class _KronPreconditioner:
 
     def __init__(self, factor, probs, lam):
         n = probs.shape[0]
-        jac = np.diag(probs.mean(axis=0)) - probs.T @ probs / n
+        # Float32 outputs (float32 phase) give a float32 product; the eigensolver runs in float64.
+        jac = (np.diag(probs.mean(axis=0)) - probs.T @ probs / n).astype(float)
         with single_thread_blas():  # a K x K problem: threads only add contention
             evals, self.q = np.linalg.eigh(jac)
         evals = np.clip(evals, 0.0, None)  # PSD (softmax Jacobians); negatives are round-off
@@ -656,15 +713,15 @@ class _KronPreconditioner:
         return out - out.mean(axis=1, keepdims=True)
 
 
-def _pcg(hvp, rhs, precond, rtol, maxiter, n_samples):
+def _pcg(hvp, rhs, precond, rtol, maxiter, image_dtype=None, n_samples=0):
     """Preconditioned CG on (q, K) arrays.
 
-    ``hvp(d)`` returns ``(H d, B d)``; the images ``B d`` are accumulated so that the solution's
-    logit change ``B x`` comes for free (at the precision of ``hvp``). Returns
-    ``(x, iterations, B x)``.
+    ``hvp(d)`` returns ``(H d, B d)``; with an ``image_dtype`` the images ``B d`` are accumulated
+    (in that dtype, shape (n_samples, K)) so that the solution's logit change ``B x`` comes for
+    free (at the precision of ``hvp``). Returns ``(x, iterations, B x or None)``.
     """
     x = np.zeros_like(rhs)
-    image = np.zeros((n_samples, rhs.shape[1]))
+    image = None if image_dtype is None else np.zeros((n_samples, rhs.shape[1]), image_dtype)
     r = rhs.copy()
     z = precond(r)
     d = z.copy()
@@ -677,7 +734,8 @@ def _pcg(hvp, rhs, precond, rtol, maxiter, n_samples):
             return x, it, image
         alpha = rz / curv
         x += alpha * d
-        image += alpha * bd
+        if image is not None:
+            image += image.dtype.type(alpha) * bd
         r -= alpha * hd
         if np.linalg.norm(r) <= stop:
             return x, it, image
@@ -776,6 +834,11 @@ def solve_probe(
         # Start there: a warm start would leave its logits' round-off (~eps * earlier logits),
         # which a certificate relative to the solution's own (zero) scale can never accept.
         init = None
+    b32 = factor.basis32() if single else None
+    b_hvp = b32 if single else basis
+    # In the float32 phase the logits, outputs and every (N, K) array are float32 (half the
+    # memory traffic; that phase needs a few digits relative to the outputs' spread).
+    dtype = np.float32 if single else np.float64
     if init is not None:
         if init.factor is not factor or init.coef.shape != (q, k):
             raise ValueError("init must be a ProbeSolution computed with the same factor")
@@ -783,30 +846,27 @@ def solve_probe(
         # The logits are recomputed, not taken from init: updates that shrink them (rounds at
         # large lam) leave an absolute error ~eps * (earlier logits), which would otherwise
         # persist and bound the relative accuracy. In the float32 phase this happens at the switch.
-        logits = None if single else basis @ coef
+        logits = b_hvp @ coef.astype(dtype)
+        passes = 1
     else:
         coef = np.zeros((q, k))
-        logits = np.zeros((n, k))
-    b32 = factor.basis32() if single else None
-    b_hvp = b32 if single else basis
+        logits = np.zeros((n, k), dtype)
+        passes = 0
+    dev_t_low = dev_t.astype(np.float32) if single else None
     features_route = factor.route in ("spectral", "direct")  # B = X: Z' from the gradient
     rowmax = float(np.max(factor.sample_norms))
     low = single  # float32 gradients / logit updates until close to the optimum
-    passes = 0
-    if logits is None:
-        logits = (b32 @ coef.astype(np.float32)).astype(np.float64)
-        passes += 1
-    elif init is not None:
-        passes += 1
 
     cg_total = it = stalls = 0
     certify_next = False
     while True:
-        probs, dev_p = softmax_with_deviation(logits, axis=1)
-        resid = dev_p - dev_t
         if low:
-            btr = (b32.T @ resid.astype(np.float32)).astype(np.float64) / n
+            probs, dev_p = _softmax32(logits)
+            resid = dev_p - dev_t_low
+            btr = (b32.T @ resid).astype(np.float64) / n
         else:
+            probs, dev_p = softmax_with_deviation(logits, axis=1)
+            resid = dev_p - dev_t
             btr = basis.T @ resid / n  # (q, K)
         passes += 1
         # Iterates and the optimum satisfy sum_k C_jk = 0, where the Hessian is positive definite;
@@ -861,7 +921,7 @@ def solve_probe(
         if not low and finish >= 10 * rtol_min:
             rtol = min(rtol, finish)
         rtol = max(rtol, 0.1 * goal / est if est > 0 else 0.5, rtol_min)
-        p_h = probs.astype(b_hvp.dtype)
+        p_h = np.asarray(probs, dtype=b_hvp.dtype)
 
         def hvp(s, p_h=p_h):
             y = b_hvp @ s.astype(b_hvp.dtype)
@@ -869,7 +929,9 @@ def solve_probe(
             m *= p_h  # D_i y_i = p_i * (y_i - p_i . y_i)
             return (b_hvp.T @ m).astype(np.float64) / n + lam * s, y
 
-        step, n_cg, image = _pcg(hvp, -grad, pre, rtol, max(50, 10 * k), n)
+        step, n_cg, image = _pcg(
+            hvp, -grad, pre, rtol, max(50, 10 * k), np.float32 if low else None, n
+        )
         cg_total += n_cg
         passes += 2 * n_cg
         if low:
@@ -880,11 +942,15 @@ def solve_probe(
             passes += 1
         slope = float(np.sum(grad * step))
         alpha, change = 1.0, 0.0
+        # Round-off of the objective change: float32 sums in the float32 phase.
+        eps = float(np.finfo(np.float32).eps) if low else _EPS
         if slope < 0:
-            line = _LineObjective(probs, dev_p, dev_t, y, coef, step, lam)
+            line_cls = _LineObjective32 if low else _LineObjective
+            line = line_cls(probs, dev_p, dev_t_low if low else dev_t, y, coef, step, lam)
             while alpha >= 1e-10:
                 change, magnitude = line(alpha)
-                if change <= 1e-4 * alpha * slope + 8 * _EPS * magnitude:
+                # A non-finite change (overflow, or log1p(-1) by float32 round-off) rejects.
+                if math.isfinite(change) and change <= 1e-4 * alpha * slope + 8 * eps * magnitude:
                     break
                 alpha *= 0.5
         if slope >= 0 or alpha < 1e-10:  # only round-off can cause either
@@ -893,9 +959,9 @@ def solve_probe(
             continue
         coef = coef + alpha * step
         coef -= coef.mean(axis=1, keepdims=True)  # no drift off sum_k C_jk = 0 across rounds
-        logits = logits + alpha * y
+        logits = logits + logits.dtype.type(alpha) * y
         # Progress beyond the round-off of the change itself resets the stall counter.
-        stalls = 0 if change < -64 * _EPS * magnitude else stalls + 1
+        stalls = 0 if change < -64 * eps * magnitude else stalls + 1
 
     dual = (resid / (-lam * n)).T
     if factor.route in ("spectral", "direct"):

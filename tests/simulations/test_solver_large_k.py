@@ -116,3 +116,81 @@ def test_benchmark_quick_smoke(capsys):
     out = capsys.readouterr().out
     for text in ("sklearn lbfgs", "ours direct", "SD round", "tracemalloc peak", "replication"):
         assert text in out
+
+
+# --------------------------------------------------------------------------------------------
+# The float32 phase (solver.py: '_softmax32', '_LineObjective32')
+# --------------------------------------------------------------------------------------------
+
+_EPS32 = float(np.finfo(np.float32).eps)
+
+
+@pytest.mark.parametrize("spread", [1e-20, 1e-3, 1.0, 60.0])
+def test_softmax32_deviations_vs_float64(spread):
+    """Float32 deviations keep ~6 digits relative to the outputs' own spread, also when every
+    output is within 1e-21 of 1/K (``P - 1/K`` in float32 would be 0 there)."""
+    from simulations.softmax import softmax_with_deviation
+
+    rng = np.random.default_rng(5)
+    z = (spread * rng.standard_normal((50, 7))).astype(np.float32)
+    probs32, dev32 = solver_mod._softmax32(z)
+    probs, dev = softmax_with_deviation(z.astype(np.float64))  # the same (float32) logits
+    assert probs32.dtype == dev32.dtype == np.float32
+    # Budget: ~10 float32 roundings per entry (shift, expm1, mean, sum, two divisions).
+    scale = np.abs(dev).max()
+    assert np.abs(dev32 - dev).max() <= 10 * _EPS32 * scale
+    assert np.abs(probs32 - probs).max() <= 10 * _EPS32 * probs.max()
+
+
+def test_line_objective32_vs_float64():
+    """The float32 objective change agrees with the float64 one to float32 round-off of its
+    magnitude, at alpha with small and with overflowing steps (then it rejects: inf/nan)."""
+    from simulations.softmax import softmax_with_deviation
+
+    rng = np.random.default_rng(6)
+    n, p, k = 400, 12, 6
+    x = rng.standard_normal((n, p)) / np.sqrt(p)
+    coef = rng.standard_normal((p, k))
+    coef -= coef.mean(axis=1, keepdims=True)
+    step = rng.standard_normal((p, k))
+    step -= step.mean(axis=1, keepdims=True)
+    dev_t = one_hot(rng.integers(0, k, n), k).T - 1.0 / k
+    probs, dev_p = softmax_with_deviation(x @ coef)
+    y = x @ step
+    lam = 1e-2
+    ref = solver_mod._LineObjective(probs, dev_p, dev_t, y, coef, step, lam)
+    low = solver_mod._LineObjective32(
+        *(a.astype(np.float32) for a in (probs, dev_p, dev_t, y)), coef, step, lam
+    )
+    for alpha in (1.0, 0.3, 1e-3):
+        change, magnitude = ref(alpha)
+        change32, magnitude32 = low(alpha)
+        # Inputs rounded to float32 (relative 6e-8) and per-sample sums of K terms in float32.
+        assert abs(change32 - change) <= 8 * k * _EPS32 * magnitude, alpha
+        assert magnitude32 >= 0.5 * magnitude
+    change, _ = low(1e4)  # expm1 overflows in float32: the change must not read as finite
+    assert not (np.isfinite(change) and change < 0)
+
+
+def test_single_precision_rounds_near_uniform_match_double():
+    """lam = 1: ten rounds drive the deviations to ~1e-22; the float32 phase works on
+    deviations (never on P - 1/K), so single- and double-precision solves agree to their
+    certified bounds and keep every positive gap."""
+    x, _, noisy = _mixture(300, 20, 6, 7)
+    factor = factorize(features=x, method="direct")
+    sols = {}
+    for single in (True, False):
+        sol = solve_probe(one_hot(noisy, 6), 1.0, factor=factor, single_precision=single)
+        for _ in range(10):
+            sol = solve_probe(
+                sol.soft_targets(), 1.0, factor=factor, init=sol, single_precision=single
+            )
+            assert sol.certificate.converged
+        sols[single] = sol
+    a, b = sols[True], sols[False]
+    assert np.abs(b.deviations).max() < 1e-6
+    scale = np.abs(b.deviations).max()
+    tol = solve_agreement_tol(a, b)
+    assert tol <= 1e-8 * scale
+    assert_close(a.deviations, b.deviations, atol=tol, rtol=0, what="deviations")
+    assert np.array_equal(np.argmax(a.logits, axis=0), np.argmax(b.logits, axis=0))
