@@ -158,4 +158,6 @@ def _run(args) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
+    from theory.cli_util import run_cli
+
+    raise SystemExit(run_cli(main))

@@ -127,4 +127,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from theory.cli_util import run_cli
+
+    raise SystemExit(run_cli(main))

@@ -313,4 +313,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
+    from theory.cli_util import run_cli
+
+    raise SystemExit(run_cli(main))

@@ -26,4 +26,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from theory.cli_util import run_cli
+
+    sys.exit(run_cli(main))

@@ -3,6 +3,7 @@
 import sys
 
 from theory.cli import main
+from theory.cli_util import run_cli
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

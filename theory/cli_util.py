@@ -12,9 +12,11 @@ builds its parser from :class:`ArgumentParser`, so that
   input), not the usage text followed by the message.
 
 It also answers the one question about the machine every command asks before allocating:
-how much memory is available now (:func:`available_bytes`). This module is the command-line shell
-of the toolkit, not theory: it lives in ``theory/`` only because every layer (figures ->
-simulations -> theory) may import it.
+how much memory is available now (:func:`available_bytes`), and runs every entry point through
+:func:`run_cli`, so that a reader that stops early (``python -m theory predict ... | head``) ends
+the command quietly instead of with Python's ``BrokenPipeError`` traceback. This module is the
+command-line shell of the toolkit, not theory: it lives in ``theory/`` only because every layer
+(figures -> simulations -> theory) may import it.
 """
 
 from __future__ import annotations
@@ -22,9 +24,14 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import sys
 from pathlib import Path
 
-__all__ = ["NEGATIVE_NUMBER", "ArgumentParser", "available_bytes"]
+__all__ = ["EXIT_BROKEN_PIPE", "NEGATIVE_NUMBER", "ArgumentParser", "available_bytes", "run_cli"]
+
+#: Exit status when the reader of standard output went away: 128 + SIGPIPE, what a shell reports
+#: for a command that a closed pipe stopped (so ``set -o pipefail`` sees the same status).
+EXIT_BROKEN_PIPE = 141
 
 #: A number with a leading minus sign, as ``float()`` would accept it: ``-1``, ``-0.5``, ``-.5``,
 #: ``-1.``, ``-1e-3``, ``-2.5E+04``, ``-inf``, ``-infinity``, ``-nan`` (case-insensitive).
@@ -101,3 +108,34 @@ def available_bytes() -> tuple[int | None, str]:
     if headroom is not None and headroom < avail:
         avail, source = headroom, "memory left under the cgroup limit"
     return avail, source
+
+
+def run_cli(main, argv=None) -> int:
+    """Run a command's ``main(argv)`` and return its exit status; a closed stdout is not an error.
+
+    Python ignores SIGPIPE, so writing to a pipe whose reader has exited (``| head``) raises
+    ``BrokenPipeError`` wherever the command happened to print, and the interpreter's final
+    flush of stdout raises it once more. Both are caught here: stdout is pointed at ``os.devnull``
+    (the recipe of the ``signal`` module's documentation, "Note on SIGPIPE") and the status is
+    :data:`EXIT_BROKEN_PIPE`, with nothing on stderr. Work already finished (CSV files, figures)
+    was written by the command itself before it printed, so nothing is lost.
+    """
+    try:
+        status = main(argv)
+        sys.stdout.flush()  # a broken pipe shows here when the output fitted the pipe's buffer
+    except SystemExit:  # argparse's --help and usage errors exit from inside main
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            return _quiet_broken_pipe()
+        raise
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
+    return int(status or 0)
+
+
+def _quiet_broken_pipe() -> int:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_BROKEN_PIPE

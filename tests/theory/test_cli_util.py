@@ -1,8 +1,16 @@
-"""The shared command-line parser (theory/cli_util.py): negative numbers and one-line errors."""
+"""The shared command-line shell (theory/cli_util.py): negative numbers, one-line errors, and a
+reader that closes the pipe early."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from theory.cli_util import NEGATIVE_NUMBER, ArgumentParser
+from theory.cli_util import EXIT_BROKEN_PIPE, NEGATIVE_NUMBER, ArgumentParser
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(
@@ -38,3 +46,56 @@ def test_subparsers_inherit_the_number_rule():
     q = sub.add_parser("q")
     q.add_argument("--lam", type=float)
     assert parser.parse_args(["q", "--lam", "-1e-3"]).lam == -1e-3
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [
+            "-m",
+            "theory",
+            "predict",
+            "--classes",
+            "3",
+            "--per-class",
+            "4",
+            "--c",
+            "0.4",
+            "--d",
+            "0.1",
+            "--lam",
+            "1e-2",
+            "--noise",
+            "sym",
+            "--eta",
+            "0.3",
+            "--rounds",
+            "2",
+        ],
+        ["-m", "simulations"],
+        # A table printed after a Monte Carlo run (argparse's --help swallows the error itself).
+        ["-m", "simulations", "run", "--classes", "3", "--per-class", "4", "--dim", "60"]
+        + ["--c", "0.5", "--d", "0.1", "--eta", "0.3", "--lam", "1e-2", "--rounds", "1"]
+        + ["--seeds", "2"],
+    ],
+    ids=["theory predict", "simulations usage", "simulations run"],
+)
+def test_closed_stdout_ends_quietly(command):
+    """``... | head`` with the reader gone before the command prints: no traceback on stderr, the
+    shell's status for a command stopped by SIGPIPE (141). Deterministic: the pipe's read end is
+    closed before the process starts, so its first write fails."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run(
+            [sys.executable, *command],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            cwd=ROOT,
+            timeout=120,
+            text=True,
+        )
+    finally:
+        os.close(write_end)
+    assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr, proc.stderr
+    assert proc.returncode == EXIT_BROKEN_PIPE, (proc.returncode, proc.stderr)
