@@ -44,9 +44,12 @@ On any route we run a truncated Newton method with a scale-free Armijo line sear
 (:class:`_LineObjective`). Each step solves ``H S = -g`` by preconditioned conjugate gradients
 with Hessian-vector products ``H[S] = B^T D_P[B S] / N + lam S`` (``D_P`` the per-sample softmax
 Jacobians ``diag(p_i) - p_i p_i^T``), evaluated in float32 for large problems: the Newton direction
-needs only a few digits. Gradients and logit updates also run in float32 until the gradient is
-within ``_SWITCH_RTOL`` of its own round-off scale; then the logits are recomputed in float64 and
-the last Newton steps (and the certificate) are float64, so the certified accuracy is unchanged.
+needs only a few digits. Until the gradient is within ``_SWITCH_RTOL`` of its own round-off scale
+the whole iteration is float32 (the *float32 phase*: logits, softmax deviations (computed with
+``expm1``, relative to the outputs' spread, :func:`_softmax32`), residuals, gradients, CG's logit
+images and the Armijo line search (:class:`_LineObjective32`)); then the logits are recomputed in
+float64 and the last Newton steps (and the certificate) are float64, so the certified accuracy is
+unchanged.
 
 The preconditioner (:class:`_KronPreconditioner`) replaces every Jacobian ``D_i`` by their mean
 ``Dbar``: ``(Dbar (x) diag(s) / N + lam I)^{-1}`` in the eigenbasis of ``B^T B`` (or with
