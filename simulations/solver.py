@@ -123,9 +123,14 @@ _CG_RTOL_MIN = 1e-6
 #: Work ``N r K`` above which the Hessian products run in float32 by default.
 _SINGLE_MIN_WORK = 1e7
 #: Leave the float32 phase once the gradient norm is below this fraction of the norm of its
-#: terms (float32 products err by ~1e-6 of them, so the float32 Newton steps still make
-#: progress there; two float64 steps then finish).
-_SWITCH_RTOL = 1e-4
+#: terms. Float32 products err by ~1e-7 to 1e-6 of them; on the benchmark problems the float32
+#: Newton steps still converge quadratically down to ~1e-7, and from there one float64 step
+#: (with CG forced to finish, see the forcing in :func:`solve_probe`) reaches the certificate.
+#: A float64 Newton step costs ~3 float32 ones (two float64 passes over the data).
+_SWITCH_RTOL = 1e-6
+#: ... or once float32 steps stop converging quadratically: below this gradient ratio a float32
+#: Newton step that does not reduce the gradient 10-fold is limited by float32 round-off.
+_STAGNATION_RTOL = 1e-4
 #: Try the certificate once the rigorous residual bound is within this factor of the target.
 _SPECULATE = 100.0
 #: 'auto' factorises features when the eigendecomposition costs at most this many solver passes
@@ -862,6 +867,7 @@ def solve_probe(
 
     cg_total = it = stalls = 0
     certify_next = False
+    prev_ratio = math.inf  # gradient ratio ||g|| / terms at the previous float32 step
     while True:
         if low:
             probs, dev_p = _softmax32(logits)
@@ -879,11 +885,19 @@ def solve_probe(
         gnorm = float(np.linalg.norm(grad))
         # Round-off scale of the gradient: float32 products err by ~1e-6 of the terms.
         terms = float(np.linalg.norm(btr)) + lam * float(np.linalg.norm(coef))
-        if low and (gnorm <= _SWITCH_RTOL * terms or stalls or it >= max_iter):
-            low, stalls = False, 0
-            logits = basis @ coef  # drop the float32 drift of the accumulated updates
-            passes += 1
-            continue
+        ratio = gnorm / terms if terms > 0 else 0.0
+        if low:
+            # Leave the float32 phase at float32 round-off (_SWITCH_RTOL), when its steps stop
+            # converging quadratically there (_STAGNATION_RTOL), or when the line search stalls.
+            # (Predicting the switch point from the quadratic model, even with a sharper
+            # one-pass residual estimate, cost more passes than it saved on the benchmarks.)
+            stagnant = prev_ratio <= _STAGNATION_RTOL and ratio > 0.1 * prev_ratio
+            prev_ratio = ratio
+            if ratio <= _SWITCH_RTOL or stagnant or stalls or it >= max_iter:
+                low, stalls = False, 0
+                logits = basis @ coef  # drop the float32 drift of the accumulated updates
+                passes += 1
+                continue
         scale = 0.0 if low else float(np.max(np.abs(dev_p)))
         # Rigorous bound on the basis-form residual: |B g / lam|_ik <= |b_i| |g_:k|; softmax is
         # 1/2-Lipschitz. It overestimates the residual by ~5-100x on the benchmark problems, so
@@ -917,12 +931,18 @@ def solve_probe(
         pre = _KronPreconditioner(factor, probs, lam)
         # Forcing: loose CG solves far away, tight near the solution (Eisenstat-Walker), never
         # more accurate than the certificate needs (the next gradient is ~rtol * gnorm), and,
-        # once the target is within reach of one step, tight enough to finish in that step.
+        # once the target is within reach of one step, tight enough to finish in that step. The
+        # float64 phase after float32 steps starts within reach: there CG is asked (as far as
+        # float32 products allow) to bring the rigorous bound ``est`` to the goal in this step (a
+        # float64 Newton step costs as many passes as ~6 CG iterations).
         rtol_min = _CG_RTOL_MIN if single else 1e-12
         rtol = min(0.5, math.sqrt(gnorm / terms)) if terms > 0 else 0.5
-        finish = 10.0 * goal / est if est > 0 else 0.5
-        if not low and finish >= 10 * rtol_min:
-            rtol = min(rtol, finish)
+        if not low and single:
+            rtol = min(rtol, max(goal / est if est > 0 else 0.5, rtol_min))
+        elif not low:
+            finish = 10.0 * goal / est if est > 0 else 0.5
+            if finish >= 10 * rtol_min:
+                rtol = min(rtol, finish)
         rtol = max(rtol, 0.1 * goal / est if est > 0 else 0.5, rtol_min)
         p_h = np.asarray(probs, dtype=b_hvp.dtype)
 
