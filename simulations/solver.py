@@ -937,9 +937,9 @@ def solve_probe(
         # float64 phase after float32 steps starts within reach: there CG is asked (as far as
         # float32 products allow) to bring the rigorous bound ``est`` to the goal in this step (a
         # float64 Newton step costs as many passes as ~6 CG iterations).
-        rtol_min = _CG_RTOL_MIN if single else 1e-12
+        rtol_min = _CG_RTOL_MIN if b_hvp.dtype == np.float32 else 1e-12
         rtol = min(0.5, math.sqrt(gnorm / terms)) if terms > 0 else 0.5
-        if not low and single:
+        if not low and b_hvp.dtype == np.float32:
             rtol = min(rtol, max(goal / est if est > 0 else 0.5, rtol_min))
         elif not low:
             finish = 10.0 * goal / est if est > 0 else 0.5
@@ -948,16 +948,19 @@ def solve_probe(
         rtol = max(rtol, 0.1 * goal / est if est > 0 else 0.5, rtol_min)
         p_h = np.asarray(probs, dtype=b_hvp.dtype)
 
-        def hvp(s, p_h=p_h):
-            y = b_hvp @ s.astype(b_hvp.dtype)
+        def hvp(s, p_h=p_h, b=b_hvp):
+            y = b @ s.astype(b.dtype)
             m = y - np.einsum("ik,ik->i", p_h, y)[:, None]
             m *= p_h  # D_i y_i = p_i * (y_i - p_i . y_i)
-            return (b_hvp.T @ m).astype(np.float64) / n + lam * s, y
+            return (b.T @ m).astype(np.float64) / n + lam * s, y
 
-        step, n_cg, image = _pcg(
-            hvp, -grad, pre, rtol, max(50, 10 * k), np.float32 if low else None, n
-        )
+        cg_maxiter = max(50, 10 * k)
+        step, n_cg, image = _pcg(hvp, -grad, pre, rtol, cg_maxiter, np.float32 if low else None, n)
         cg_total += n_cg
+        if not low and single and n_cg >= cg_maxiter and b_hvp is b32:
+            # Float32 Hessian products cannot deliver this CG accuracy (tiny lam: condition
+            # numbers ~1/lam): the remaining Newton steps use float64 products.
+            b_hvp = basis
         passes += 2 * n_cg
         if low:
             y = image  # float32-accurate logit change, accumulated inside CG
