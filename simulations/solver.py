@@ -128,7 +128,7 @@ _SINGLE_MIN_WORK = 1e7
 #: step (with CG forced to finish, see the forcing in :func:`solve_probe`) reaches the
 #: certificate. A float64 Newton step costs ~3 float32 ones (two float64 passes over the data).
 #: Measured at K = 100 (N = 10k and 50k, both workloads): 1e-5 against 1e-4 (two float64 steps)
-#: saved 2-10% in 7 of 8 cells and cost 11% in one; 1e-6 cost 18% there.
+#: saved 1-14% in 7 of 8 cells and cost 11% in one; 1e-6 cost 18% there.
 _SWITCH_RTOL = 1e-5
 #: ... or once float32 steps stop converging quadratically: below this gradient ratio a float32
 #: Newton step that does not reduce the gradient 10-fold is limited by float32 round-off.
