@@ -31,8 +31,8 @@ ratios, not the seconds.
    the process's ``ru_maxrss`` right after (includes ``X`` and the interpreter), measured before
    any scikit-learn run.
 
-Run: ``python -m benchmarks.solver_large_k`` (about 15-30 minutes on 2 shared cores) or
-``python -m benchmarks.solver --large-k``; ``--quick`` for a smoke run in seconds.
+Run: ``python -m benchmarks.solver_large_k`` (about 8 minutes on 2 idle cores, up to 30 on a busy
+machine) or ``python -m benchmarks.solver --large-k``; ``--quick`` for a smoke run in seconds.
 """
 
 from __future__ import annotations
