@@ -141,6 +141,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from theory.cli_util import run_cli
+    from selfdistill_cli import run_cli
 
     raise SystemExit(run_cli(main))

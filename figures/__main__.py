@@ -25,9 +25,9 @@ from pathlib import Path
 
 from figures import FIGURES
 from figures.common import DEFAULT_OUT_NAME, default_out, log
+from selfdistill_cli import ArgumentParser
 from simulations.outdir import check_out_dir
 from theory.blas import single_thread_blas
-from theory.cli_util import ArgumentParser
 
 #: Presets every figure understands ('tiny' is for smoke tests).
 PRESETS = ("quick", "paper", "tiny")
@@ -127,6 +127,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from theory.cli_util import run_cli
+    from selfdistill_cli import run_cli
 
     raise SystemExit(run_cli(main))

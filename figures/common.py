@@ -50,9 +50,9 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from selfdistill_cli import ArgumentParser
 from simulations.outdir import check_out_dir
 from simulations.stats import mean_ci
-from theory.cli_util import ArgumentParser
 from theory.metrics import correct_and_tied
 from theory.validation import check_int
 

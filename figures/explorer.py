@@ -58,7 +58,7 @@ from figures.explorer_model import (
     normalise_params,
     theory_dim,
 )
-from theory.cli_util import ArgumentParser
+from selfdistill_cli import ArgumentParser
 
 __all__ = ["ExplorerApp", "ExplorerPanels", "main", "parse_assignments"]
 
@@ -845,6 +845,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from theory.cli_util import run_cli
+    from selfdistill_cli import run_cli
 
     sys.exit(run_cli(main))

@@ -14,7 +14,7 @@ from PIL import Image  # pillow is a dependency of matplotlib
 
 from figures import FIGURES
 from figures.common import default_out, log
-from theory.cli_util import ArgumentParser
+from selfdistill_cli import ArgumentParser
 
 #: Target width of gallery images in pixels.
 WIDTH = 900
@@ -62,6 +62,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from theory.cli_util import run_cli
+    from selfdistill_cli import run_cli
 
     raise SystemExit(run_cli(main))

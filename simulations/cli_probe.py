@@ -24,12 +24,12 @@ import json
 import math
 import sys
 
+from selfdistill_cli import ArgumentParser
 from simulations.datasets import load_dataset
 from simulations.memory import check_memory, parse_max_memory, probe_bytes
 from simulations.outdir import check_out_dir
 from simulations.probe import ProbeConfig, run_probe, write_results
 from theory.blas import blas_threads
-from theory.cli_util import ArgumentParser
 from theory.noise import NOISE_KINDS
 
 __all__ = ["build_parser", "format_report", "main"]
@@ -303,6 +303,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    from theory.cli_util import run_cli
+    from selfdistill_cli import run_cli
 
     sys.exit(run_cli(main))

@@ -39,6 +39,7 @@ import sys
 
 import numpy as np
 
+from selfdistill_cli import ArgumentParser
 from simulations.memory import (
     check_memory,
     finite_theory_bytes,
@@ -56,7 +57,6 @@ from simulations.pipelines import (
     trial_seed,
 )
 from simulations.sweep import mean_ci
-from theory.cli_util import ArgumentParser
 from theory.noise import NOISE_KINDS
 
 __all__ = ["build_parser", "main", "run_with_theory"]
@@ -367,6 +367,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from theory.cli_util import run_cli
+    from selfdistill_cli import run_cli
 
     sys.exit(run_cli(main))

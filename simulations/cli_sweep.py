@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from selfdistill_cli import ArgumentParser
 from simulations.memory import parse_max_memory
 from simulations.sweep import SCHEDULER_TIMEOUT, load_spec, run_sweep
-from theory.cli_util import ArgumentParser
 
 __all__ = ["build_parser", "main"]
 
@@ -118,6 +118,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from theory.cli_util import run_cli
+    from selfdistill_cli import run_cli
 
     sys.exit(run_cli(main))

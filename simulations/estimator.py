@@ -62,11 +62,11 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from selfdistill_cli import available_bytes
 from simulations.datasets import preprocess
 from simulations.distill import self_distill
 from simulations.features import as_generator
 from simulations.solver import factorize, log_softmax
-from theory.cli_util import available_bytes
 from theory.metrics import accuracy
 from theory.validation import check_int, check_positive
 
@@ -107,7 +107,7 @@ def fit_memory_bytes(n_samples: int, n_features: int, n_classes: int) -> int:
 
 
 def _available_memory_bytes() -> int | None:
-    """Bytes of memory available now (:func:`theory.cli_util.available_bytes`), or None."""
+    """Bytes of memory available now (:func:`selfdistill_cli.available_bytes`), or None."""
     return available_bytes()[0]
 
 

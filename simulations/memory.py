@@ -40,7 +40,7 @@ import math
 
 import numpy as np
 
-from theory.cli_util import available_bytes
+from selfdistill_cli import available_bytes
 
 __all__ = [
     "GB",

@@ -81,6 +81,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from selfdistill_cli import available_bytes
 from simulations import softmax as _softmax_mod
 from simulations.softmax import (
     expm1_minus_identity,
@@ -89,7 +90,6 @@ from simulations.softmax import (
     softmax_with_deviation,
 )
 from theory.blas import single_thread_blas
-from theory.cli_util import available_bytes
 from theory.validation import (
     SIMPLEX_ATOL,
     check_finite_matrix,
@@ -152,7 +152,7 @@ class ConvergenceError(RuntimeError):
 
 
 def _available_memory() -> float:
-    """Bytes of memory available now (``theory.cli_util.available_bytes``; inf if unknown)."""
+    """Bytes of memory available now (``selfdistill_cli.available_bytes``; inf if unknown)."""
     avail = available_bytes()[0]
     return math.inf if avail is None else float(avail)
 

@@ -2,8 +2,8 @@
 
 import sys
 
+from selfdistill_cli import run_cli
 from theory.cli import main
-from theory.cli_util import run_cli
 
 if __name__ == "__main__":
     sys.exit(run_cli(main))

@@ -26,7 +26,7 @@ import sys
 
 import numpy as np
 
-from theory.cli_util import ArgumentParser, available_bytes
+from selfdistill_cli import ArgumentParser, available_bytes
 from theory.conditions import (
     collapse_window_linear,
     eigen_ratio_rho,
@@ -173,7 +173,7 @@ def resource_estimate(model: BlockModel, counts, rounds) -> tuple[int, float]:
 
 
 def _available_memory() -> int | None:
-    """Bytes of memory available now (:func:`theory.cli_util.available_bytes`), None if unknown."""
+    """Bytes of memory available now (:func:`selfdistill_cli.available_bytes`), None if unknown."""
     return available_bytes()[0]
 
 

@@ -14,9 +14,10 @@ builds its parser from :class:`ArgumentParser`, so that
 It also answers the one question about the machine every command asks before allocating:
 how much memory is available now (:func:`available_bytes`), and runs every entry point through
 :func:`run_cli`, so that a reader that stops early (``python -m theory predict ... | head``) ends
-the command quietly instead of with Python's ``BrokenPipeError`` traceback. This module is the
-command-line shell of the toolkit, not theory: it lives in ``theory/`` only because every layer
-(figures -> simulations -> theory) may import it.
+the command quietly instead of with Python's ``BrokenPipeError`` traceback. This package is the
+command-line shell of the toolkit: it reads ``/proc/meminfo`` and cgroup files and redirects file
+descriptors, so it stands outside ``theory/`` (which stays free of I/O) and depends on none of
+the three layers; every layer (figures -> simulations -> theory) may import it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The shared command-line shell (theory/cli_util.py): negative numbers, one-line errors, and a
+"""The shared command-line shell (selfdistill_cli): negative numbers, one-line errors, and a
 reader that closes the pipe early."""
 
 import os
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from theory.cli_util import EXIT_BROKEN_PIPE, NEGATIVE_NUMBER, ArgumentParser
+from selfdistill_cli import EXIT_BROKEN_PIPE, NEGATIVE_NUMBER, ArgumentParser
 
 ROOT = Path(__file__).resolve().parents[2]
 
