@@ -25,7 +25,10 @@ residual is certified against ``tol * max|D_P|``, the outputs' own distance from
 Method
 ------
 Internally samples are rows: logits ``Z = B C`` (N, K) for a data matrix ``B`` (N, q) and
-coefficients ``C`` (q, K) (products of this shape run 2-3x faster in BLAS than the (K, N) layout).
+coefficients ``C`` (q, K); the row-wise work (softmax, line search, certificate, the Jacobian part
+of Hessian products) runs in row blocks of ~2 MB (:data:`_BLOCK_ELEMENTS`) on (N, K) work arrays
+allocated once per solve. In float64 the products are formed in the orientation OpenBLAS runs
+fastest (:func:`_basis_times`, :func:`_basis_t_times`; ``python -m benchmarks.blas_orientation``).
 Three routes (:func:`factorize`):
 
 ``'spectral'``
@@ -135,6 +138,15 @@ _SWITCH_RTOL = 1e-5
 _STAGNATION_RTOL = 1e-4
 #: Try the certificate once the rigorous residual bound is within this factor of the target.
 _SPECULATE = 100.0
+#: Work ``N q K`` from which float64 products ``B @ M`` are formed as ``(M^T B^T)^T``
+#: (:func:`_basis_times`).
+_ORIENT_MIN_WORK = 2e8
+#: Elements per block of the row-wise kernels (softmax, line search, certificate, the Jacobian
+#: part of Hessian products): 2 MB in float64. A block's temporaries stay in cache and come back
+#: from the heap, whereas whole (N, K) temporaries above glibc's 32 MB mmap limit are fresh
+#: mappings whose pages the kernel faults in and zeroes on every call (at N = 50,000, K = 100
+#: that system time was ~1 s of a ~4.4 s solve).
+_BLOCK_ELEMENTS = 1 << 18
 #: 'auto' factorises features when the eigendecomposition costs at most this many solver passes
 #: over the data (one pass ~ 2 N p K flops; the factorisation ~ 3 N p^2 + 10 p^3 flops).
 _AUTO_MAX_PASSES = 12
@@ -300,7 +312,7 @@ class ProbeFactor:
         """``G @ m`` for ``m`` of shape (N, K), from the original features or Gram matrix."""
         if self.gram is not None:
             return self.gram @ m
-        return self.features @ (self.features.T @ m)
+        return _basis_times(self.features, _basis_t_times(self.features, m))
 
     def abs_gram_apply_max(self, m: np.ndarray) -> float:
         """``max(|G| |m|)`` (``|X| |X|^T |m|`` for features), in row blocks of bounded memory."""
@@ -560,17 +572,27 @@ def _certify(factor, dev_p, dev_t, lam, *, exact_floor=False, tol_abs=0.0, fixed
     The floor uses the bound ``|G_ij| <= sqrt(G_ii G_jj)`` unless ``exact_floor`` or that bound
     exceeds ``tol_abs`` (then the floor could set the target, and it is computed exactly).
     """
-    n = factor.n_samples
-    r = dev_t - dev_p  # (T - P), rows = samples
-    z_fix = factor.gram_apply(r) / (lam * n) if fixed_logits is None else fixed_logits
-    residual = float(np.max(np.abs(dev_p - softmax_deviation(z_fix, axis=1))))
-    gamma = 8.0 * math.sqrt(factor.inner_dim()) * _EPS
-    scale = float(np.max(np.abs(dev_p)))
+    n, k = dev_p.shape
+    r = None
+    if fixed_logits is None:
+        r = dev_t - dev_p  # (T - P), rows = samples
+        z_fix = factor.gram_apply(r) / (lam * n)
+    else:
+        z_fix = fixed_logits
     norms = factor.sample_norms
-    cheap = float(np.max(norms)) * float(np.max(np.einsum("i,ik->k", norms, np.abs(r))))
+    residual, abs_r = 0.0, np.zeros(k)  # abs_r: column sums of |b_i| |T - P|_i
+    for rows in _row_blocks(n, k):  # row blocks: no (N, K) temporaries (_BLOCK_ELEMENTS)
+        d = softmax_deviation(z_fix[rows], axis=1)
+        d -= dev_p[rows]
+        residual = max(residual, _max_abs(d))
+        np.subtract(dev_t[rows], dev_p[rows], out=d)
+        abs_r += norms[rows] @ np.abs(d, out=d)
+    gamma = 8.0 * math.sqrt(factor.inner_dim()) * _EPS
+    scale = _max_abs(dev_p)
+    cheap = float(np.max(norms)) * float(np.max(abs_r))
     floor = 0.5 * gamma * cheap / (lam * n) + 8.0 * _EPS * scale
     if exact_floor or floor > tol_abs:
-        exact = factor.abs_gram_apply_max(r)
+        exact = factor.abs_gram_apply_max(dev_t - dev_p if r is None else r)
         floor = 0.5 * gamma * exact / (lam * n) + 8.0 * _EPS * scale
     return residual, float(floor)
 
@@ -578,6 +600,44 @@ def _certify(factor, dev_p, dev_t, lam, *, exact_floor=False, tol_abs=0.0, fixed
 # --------------------------------------------------------------------------------------------
 # Newton-CG internals (row layout: samples are rows, (N, K) and (q, K) arrays)
 # --------------------------------------------------------------------------------------------
+
+
+def _max_abs(a: np.ndarray) -> float:
+    """``max|a|`` without an ``|a|`` temporary."""
+    return max(float(np.max(a)), -float(np.min(a)))
+
+
+def _row_blocks(n: int, k: int) -> list[slice]:
+    """Row slices of an (n, k) array with about ``_BLOCK_ELEMENTS`` entries each."""
+    rows = max(1, _BLOCK_ELEMENTS // max(k, 1))
+    return [slice(a, min(a + rows, n)) for a in range(0, n, rows)]
+
+
+def _basis_times(b: np.ndarray, m: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``B @ M``, C-contiguous (N, K), for the basis ``B`` (N, q) and ``M`` (q, K).
+
+    In float64, OpenBLAS forms the transposed product ``(M^T B^T)^T`` (computed in row blocks
+    and copied back to rows) 1.15-1.4x faster than ``B M`` from ``N q K ~ 5e8`` on, and slower
+    for small ``q`` (``python -m benchmarks.blas_orientation``); float32 is level, so it keeps
+    ``B M``. ``out`` (N, K) of ``B``'s dtype receives the product if given.
+    """
+    n, k = b.shape[0], m.shape[1]
+    m = m.astype(b.dtype, copy=False)
+    if b.dtype == np.float64 and n * b.shape[1] * k >= _ORIENT_MIN_WORK:
+        out = np.empty((n, k)) if out is None else out
+        mt = np.ascontiguousarray(m.T)
+        for rows in _row_blocks(n, k):
+            out[rows] = (mt @ b[rows].T).T
+        return out
+    return b @ m if out is None else np.matmul(b, m, out=out)
+
+
+def _basis_t_times(b: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """``B^T @ R`` (q, K) for ``R`` (N, K): in float64 formed as ``(R^T B)^T``, which OpenBLAS
+    runs 1.0-1.9x faster on every measured shape (``python -m benchmarks.blas_orientation``)."""
+    if b.dtype == np.float64:
+        return np.ascontiguousarray((r.T @ b).T)
+    return b.T @ r
 
 
 class _LineObjective:
@@ -598,33 +658,46 @@ class _LineObjective:
 
     def __init__(self, probs, dev_p, dev_t, y, coef, step, lam):
         self.probs, self.y, self.lam = probs, y, lam
-        self.lin = np.einsum("ik,ik->i", dev_p - dev_t, y)
-        self.py = np.einsum("ik,ik->i", probs, y)
-        self.ymax = np.max(np.abs(y), axis=1)
+        n, k = y.shape
+        self.blocks = _row_blocks(n, k)
+        self.lin, self.py, self.ymax = np.empty(n), np.empty(n), np.empty(n)
+        for rows in self.blocks:
+            yb = y[rows]
+            self.lin[rows] = np.einsum("ik,ik->i", dev_p[rows] - dev_t[rows], yb)
+            self.py[rows] = np.einsum("ik,ik->i", probs[rows], yb)
+            self.ymax[rows] = np.maximum(yb.max(axis=1), -yb.min(axis=1))
         self.cs = float(np.sum(coef * step))
         self.ss = float(np.sum(step * step))
 
-    def __call__(self, alpha: float) -> tuple[float, float]:
-        """Returns (change, magnitude); magnitude sums the terms' absolute values (the scale of
-        the change's round-off)."""
-        y, probs = self.y, self.probs
-        n = y.shape[0]
-        second = np.empty(n)
-        big = alpha * self.ymax > 0.5
+    def _second(self, alpha: float, y, probs, py, ymax) -> np.ndarray:
+        """``sum_k p_k phi(alpha y_k) + psi(a)`` per row of one block (class docstring)."""
+        second = np.empty(y.shape[0])
+        big = alpha * ymax > 0.5
         n_big = int(np.count_nonzero(big))
-        if n_big < n:
+        if n_big < y.shape[0]:
             rows = slice(None) if n_big == 0 else ~big
             ay = alpha * y[rows]
             pphi = np.einsum("ik,ik->i", probs[rows], expm1_minus_identity(ay))
-            a = alpha * self.py[rows] + pphi
+            a = alpha * py[rows] + pphi
             second[rows] = pphi + log1p_minus_identity(a)
         if n_big:
-            rows = slice(None) if n_big == n else big
+            rows = slice(None) if n_big == y.shape[0] else big
             ay = alpha * y[rows]
             m = ay.max(axis=1)
             ay -= m[:, None]
             total = np.einsum("ik,ik->i", probs[rows], np.exp(ay, out=ay))
-            second[rows] = m + np.log(total) - alpha * self.py[rows]
+            second[rows] = m + np.log(total) - alpha * py[rows]
+        return second
+
+    def __call__(self, alpha: float) -> tuple[float, float]:
+        """Returns (change, magnitude); magnitude sums the terms' absolute values (the scale of
+        the change's round-off)."""
+        n = self.y.shape[0]
+        second = np.empty(n)
+        for rows in self.blocks:
+            second[rows] = self._second(
+                alpha, self.y[rows], self.probs[rows], self.py[rows], self.ymax[rows]
+            )
         lin = alpha * self.lin
         pen_lin = self.lam * alpha * self.cs
         pen_sq = 0.5 * self.lam * alpha**2 * self.ss
@@ -633,23 +706,35 @@ class _LineObjective:
         return change, magnitude
 
 
-def _softmax32(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _softmax32(logits: np.ndarray, probs=None, dev=None) -> tuple[np.ndarray, np.ndarray]:
     """Float32 softmax ``P`` and deviations ``P - 1/K`` of (N, K) float32 logits (rows).
 
     The float32 phase only needs a few digits, but relative to the outputs' own spread:
     ``D = (expm1(w) - mean expm1(w)) / sum e^w`` with ``w = z - max z`` never subtracts ``1/K``
     (:mod:`simulations.softmax`), and ``sum e^w`` is a sum of positive terms (relative error
     ~``eps_32 log2 K``). Two transcendentals per entry are cheaper than the memory traffic a
-    branch on the spread would save.
+    branch on the spread would save. ``probs`` and ``dev`` (N, K) float32 receive the results
+    if given (computed in row blocks, :data:`_BLOCK_ELEMENTS`).
     """
-    w = logits - logits.max(axis=1, keepdims=True)
-    dev = np.expm1(w)
-    dev -= dev.mean(axis=1, keepdims=True)
-    probs = np.exp(w, out=w)
-    total = probs.sum(axis=1, keepdims=True)
-    probs /= total
-    dev /= total
+    probs = np.empty_like(logits) if probs is None else probs
+    dev = np.empty_like(logits) if dev is None else dev
+    for rows in _row_blocks(*logits.shape):
+        w = probs[rows]
+        np.subtract(logits[rows], logits[rows].max(axis=1, keepdims=True), out=w)
+        d = np.expm1(w, out=dev[rows])
+        d -= d.mean(axis=1, keepdims=True)
+        np.exp(w, out=w)
+        total = w.sum(axis=1, keepdims=True)
+        w /= total
+        d /= total
     return probs, dev
+
+
+def _softmax64(logits: np.ndarray, probs: np.ndarray, dev: np.ndarray) -> None:
+    """:func:`simulations.softmax.softmax_with_deviation` of (N, K) rows into ``probs`` and
+    ``dev``, in row blocks (:data:`_BLOCK_ELEMENTS`)."""
+    for rows in _row_blocks(*logits.shape):
+        probs[rows], dev[rows] = softmax_with_deviation(logits[rows], axis=1)
 
 
 class _LineObjective32:
@@ -664,17 +749,22 @@ class _LineObjective32:
 
     def __init__(self, probs, dev_p, dev_t, y, coef, step, lam):
         self.probs, self.y, self.lam = probs, y, lam
-        self.lin = np.einsum("ik,ik->i", dev_p - dev_t, y)
-        self.py = np.einsum("ik,ik->i", probs, y)
+        n, k = y.shape
+        self.blocks = _row_blocks(n, k)
+        self.lin, self.py = np.empty(n, np.float32), np.empty(n, np.float32)
+        for rows in self.blocks:
+            self.lin[rows] = np.einsum("ik,ik->i", dev_p[rows] - dev_t[rows], y[rows])
+            self.py[rows] = np.einsum("ik,ik->i", probs[rows], y[rows])
         self.cs = float(np.sum(coef * step))
         self.ss = float(np.sum(step * step))
 
     def __call__(self, alpha: float) -> tuple[float, float]:
         a32 = np.float32(alpha)
+        log_term = np.empty(self.y.shape[0], np.float32)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            u = np.expm1(a32 * self.y)
-            a = np.einsum("ik,ik->i", self.probs, u)
-            log_term = np.log1p(a)
+            for rows in self.blocks:
+                u = np.expm1(a32 * self.y[rows])
+                log_term[rows] = np.log1p(np.einsum("ik,ik->i", self.probs[rows], u))
         lin = a32 * (self.lin - self.py)
         pen_lin = self.lam * alpha * self.cs
         pen_sq = 0.5 * self.lam * alpha**2 * self.ss
@@ -723,15 +813,17 @@ class _KronPreconditioner:
         return out - out.mean(axis=1, keepdims=True)
 
 
-def _pcg(hvp, rhs, precond, rtol, maxiter, image_dtype=None, n_samples=0):
+def _pcg(hvp, rhs, precond, rtol, maxiter, image=None):
     """Preconditioned CG on (q, K) arrays.
 
-    ``hvp(d)`` returns ``(H d, B d)``; with an ``image_dtype`` the images ``B d`` are accumulated
-    (in that dtype, shape (n_samples, K)) so that the solution's logit change ``B x`` comes for
-    free (at the precision of ``hvp``). Returns ``(x, iterations, B x or None)``.
+    ``hvp(d)`` returns ``(H d, B d)``; with an ``image`` buffer (N, K) the images ``B d`` are
+    accumulated there (zeroed first; ``B d`` is scaled in place) so that the solution's logit
+    change ``B x`` comes for free (at the precision of ``hvp``). Returns
+    ``(x, iterations, image)``.
     """
     x = np.zeros_like(rhs)
-    image = None if image_dtype is None else np.zeros((n_samples, rhs.shape[1]), image_dtype)
+    if image is not None:
+        image.fill(0.0)
     r = rhs.copy()
     z = precond(r)
     d = z.copy()
@@ -745,7 +837,8 @@ def _pcg(hvp, rhs, precond, rtol, maxiter, image_dtype=None, n_samples=0):
         alpha = rz / curv
         x += alpha * d
         if image is not None:
-            image += image.dtype.type(alpha) * bd
+            bd *= bd.dtype.type(alpha)  # bd is hvp's scratch: no (N, K) temporary
+            image += bd
         r -= alpha * hd
         if np.linalg.norm(r) <= stop:
             return x, it, image
@@ -856,13 +949,22 @@ def solve_probe(
         # The logits are recomputed, not taken from init: updates that shrink them (rounds at
         # large lam) leave an absolute error ~eps * (earlier logits), which would otherwise
         # persist and bound the relative accuracy. In the float32 phase this happens at the switch.
-        logits = b_hvp @ coef.astype(dtype)
+        logits = _basis_times(b_hvp, coef.astype(dtype))
         passes = 1
     else:
         coef = np.zeros((q, k))
         logits = np.zeros((n, k), dtype)
         passes = 0
     dev_t_low = dev_t.astype(np.float32) if single else None
+    # (N, K) work arrays, allocated once per solve and overwritten in place (each iteration's
+    # outputs are dead once the next softmax is formed; see _BLOCK_ELEMENTS for why).
+    work: dict[str, np.ndarray] = {}
+
+    def buffer(name, dt):
+        if name not in work:
+            work[name] = np.empty((n, k), dt)
+        return work[name]
+
     features_route = factor.route in ("spectral", "direct")  # B = X: Z' from the gradient
     rowmax = float(np.max(factor.sample_norms))
     low = single  # float32 gradients / logit updates until close to the optimum
@@ -872,13 +974,14 @@ def solve_probe(
     prev_ratio = math.inf  # gradient ratio ||g|| / terms at the previous float32 step
     while True:
         if low:
-            probs, dev_p = _softmax32(logits)
-            resid = dev_p - dev_t_low
+            probs, dev_p = _softmax32(logits, buffer("p32", np.float32), buffer("d32", np.float32))
+            resid = np.subtract(dev_p, dev_t_low, out=buffer("r32", np.float32))
             btr = (b32.T @ resid).astype(np.float64) / n
         else:
-            probs, dev_p = softmax_with_deviation(logits, axis=1)
-            resid = dev_p - dev_t
-            btr = basis.T @ resid / n  # (q, K)
+            probs, dev_p = buffer("p64", float), buffer("d64", float)
+            _softmax64(logits, probs, dev_p)
+            resid = np.subtract(dev_p, dev_t, out=buffer("r64", float))
+            btr = _basis_t_times(basis, resid) / n  # (q, K)
         passes += 1
         # Iterates and the optimum satisfy sum_k C_jk = 0, where the Hessian is positive definite;
         # the class-mean part of the computed gradient is round-off, which CG cannot remove.
@@ -897,10 +1000,11 @@ def solve_probe(
             prev_ratio = ratio
             if ratio <= _SWITCH_RTOL or stagnant or stalls or it >= max_iter:
                 low, stalls = False, 0
-                logits = basis @ coef  # drop the float32 drift of the accumulated updates
+                # Drop the float32 drift of the accumulated updates.
+                logits = _basis_times(basis, coef)
                 passes += 1
                 continue
-        scale = 0.0 if low else float(np.max(np.abs(dev_p)))
+        scale = 0.0 if low else _max_abs(dev_p)
         # Rigorous bound on the basis-form residual: |B g / lam|_ik <= |b_i| |g_:k|; softmax is
         # 1/2-Lipschitz. It overestimates the residual by ~5-100x on the benchmark problems, so
         # the certificate (one pass) is tried from est <= _SPECULATE * goal: when it passes, a
@@ -908,13 +1012,14 @@ def solve_probe(
         est = 0.5 * rowmax * float(np.max(np.linalg.norm(grad, axis=0))) / lam
         goal = 0.0  # the target is irrelevant in the float32 phase
         if not low:  # the cheap round-off floor (see _certify), part of the target at tiny lam
-            cheap = float(np.max(np.einsum("i,ik->k", factor.sample_norms, np.abs(resid))))
+            abs_r = sum(factor.sample_norms[r] @ np.abs(resid[r]) for r in _row_blocks(n, k))
+            cheap = float(np.max(abs_r))
             floor_bound = 4.0 * math.sqrt(factor.inner_dim()) * _EPS * rowmax * cheap / (lam * n)
             goal = max(tol * scale, floor_bound)
         if not low and (est <= _SPECULATE * goal or certify_next or it >= max_iter or stalls >= 3):
             fixed = None
             if features_route:  # Z' = X W' with W' = X^T (T - P) / (lam N), from the gradient
-                fixed = basis @ (-btr / lam)
+                fixed = _basis_times(basis, -btr / lam, out=buffer("y64", float))
             res, floor = _certify(
                 factor, dev_p, dev_t, lam, tol_abs=tol * scale, fixed_logits=fixed
             )
@@ -947,15 +1052,20 @@ def solve_probe(
                 rtol = min(rtol, finish)
         rtol = max(rtol, 0.1 * goal / est if est > 0 else 0.5, rtol_min)
         p_h = np.asarray(probs, dtype=b_hvp.dtype)
+        hvp_y = buffer(f"hvp_y{b_hvp.dtype}", b_hvp.dtype)
+        hvp_m = buffer(f"hvp_m{b_hvp.dtype}", b_hvp.dtype)
 
-        def hvp(s, p_h=p_h, b=b_hvp):
-            y = b @ s.astype(b.dtype)
-            m = y - np.einsum("ik,ik->i", p_h, y)[:, None]
-            m *= p_h  # D_i y_i = p_i * (y_i - p_i . y_i)
-            return (b.T @ m).astype(np.float64) / n + lam * s, y
+        def hvp(s, p_h=p_h, b=b_hvp, y=hvp_y, m=hvp_m):
+            _basis_times(b, s, out=y)
+            for rows in _row_blocks(n, k):  # D_i y_i = p_i * (y_i - p_i . y_i)
+                pb, yb = p_h[rows], y[rows]
+                mb = np.subtract(yb, np.einsum("ik,ik->i", pb, yb)[:, None], out=m[rows])
+                mb *= pb
+            return _basis_t_times(b, m).astype(np.float64) / n + lam * s, y
 
         cg_maxiter = max(50, 10 * k)
-        step, n_cg, image = _pcg(hvp, -grad, pre, rtol, cg_maxiter, np.float32 if low else None, n)
+        image = buffer("image32", np.float32) if low else None
+        step, n_cg, image = _pcg(hvp, -grad, pre, rtol, cg_maxiter, image)
         cg_total += n_cg
         if not low and single and n_cg >= cg_maxiter and b_hvp is b32:
             # Float32 Hessian products cannot deliver this CG accuracy (tiny lam: condition
@@ -966,7 +1076,7 @@ def solve_probe(
             y = image  # float32-accurate logit change, accumulated inside CG
         else:
             step -= step.mean(axis=1, keepdims=True)  # stay on sum_k C_jk = 0 (round-off)
-            y = basis @ step
+            y = _basis_times(basis, step, out=buffer("y64", float))
             passes += 1
         slope = float(np.sum(grad * step))
         alpha, change = 1.0, 0.0
@@ -987,18 +1097,19 @@ def solve_probe(
             continue
         coef = coef + alpha * step
         coef -= coef.mean(axis=1, keepdims=True)  # no drift off sum_k C_jk = 0 across rounds
-        logits = logits + logits.dtype.type(alpha) * y
+        y *= y.dtype.type(alpha)  # y (CG's image or a work array) is dead after this step
+        logits += y
         # Progress beyond the round-off of the change itself resets the stall counter.
         stalls = 0 if change < -64 * eps * magnitude else stalls + 1
 
-    dual = (resid / (-lam * n)).T
+    dual = np.divide(resid, -lam * n, out=resid).T  # the work array is free now
     if factor.route in ("spectral", "direct"):
         weights = np.ascontiguousarray(coef.T)
     elif factor.features is not None:
         weights = dual @ factor.features
     else:
         weights = None
-    output_bound = 0.5 * rowmax * gnorm / lam + 64 * _EPS * (scale + float(np.max(np.abs(logits))))
+    output_bound = 0.5 * rowmax * gnorm / lam + 64 * _EPS * (scale + _max_abs(logits))
     cert = Certificate(
         residual=res,
         gradient_norm=gnorm,

@@ -119,6 +119,103 @@ def test_benchmark_quick_smoke(capsys):
 
 
 # --------------------------------------------------------------------------------------------
+# Products with the data matrix and the row-blocked kernels (solver.py: '_basis_times',
+# '_basis_t_times', '_row_blocks', '_BLOCK_ELEMENTS')
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("orient_min_work", [0.0, np.inf])
+def test_basis_products_vs_plain_matmul(monkeypatch, dtype, orient_min_work):
+    """Both orientations (forced with ``_ORIENT_MIN_WORK``) give ``B M`` and ``B^T R`` within the
+    round-off bound of two evaluations of a length-L dot product, ``2 L eps (|B| |M|)``."""
+    monkeypatch.setattr(solver_mod, "_ORIENT_MIN_WORK", orient_min_work)
+    monkeypatch.setattr(solver_mod, "_BLOCK_ELEMENTS", 50)  # several blocks, a ragged last one
+    rng = np.random.default_rng(5)
+    n, q, k = 203, 17, 7
+    b = rng.standard_normal((n, q)).astype(dtype)
+    m = rng.standard_normal((q, k))  # float64 coefficients, as the solver passes them
+    r = rng.standard_normal((n, k)).astype(dtype)
+    eps = float(np.finfo(dtype).eps)
+    ref = b.astype(float) @ m.astype(dtype).astype(float)
+    out = np.full((n, k), np.nan, dtype)
+    got = solver_mod._basis_times(b, m, out=out)
+    assert got is out and got.dtype == dtype and got.flags.c_contiguous
+    bound = 2 * q * eps * (np.abs(b).astype(float) @ np.abs(m))
+    assert np.all(np.abs(got - ref) <= bound)
+    got_t = solver_mod._basis_t_times(b, r)
+    ref_t = b.T.astype(float) @ r.astype(float)
+    assert got_t.shape == (q, k)
+    assert np.all(np.abs(got_t - ref_t) <= 2 * n * eps * (np.abs(b).T @ np.abs(r)).astype(float))
+
+
+def test_orientation_benchmark_quick_smoke(capsys):
+    """``python -m benchmarks.blas_orientation --quick`` runs; its helpers match plain NumPy."""
+    from benchmarks import blas_orientation
+
+    assert blas_orientation.main(["--quick", "--repeat", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "B^T@R" in out and "RESULTS DIFFER" not in out
+    with pytest.raises(SystemExit):
+        blas_orientation.main(["--repeat", "0"])
+
+
+def test_row_blocks_cover_every_row_once():
+    for n, k in [(1, 1), (7, 3), (1000, 100), (5, 10**6)]:
+        rows = np.concatenate([np.arange(n)[s] for s in solver_mod._row_blocks(n, k)])
+        assert np.array_equal(rows, np.arange(n))
+
+
+@pytest.mark.parametrize("single", [True, False])
+def test_row_blocked_kernels_vs_whole_arrays(monkeypatch, single):
+    """Blocks of a few rows (ragged last block) give the same solve as one block per array.
+
+    The kernels are row-wise, so only the order of sums over samples can differ: the solutions
+    agree to round-off (1e-12 of the outputs' spread) with the same Newton path.
+    """
+    x, _, noisy = _mixture(301, 12, 9, 6)
+    t = one_hot(noisy, 9)
+
+    def teacher_and_round():
+        factor = factorize(features=x, method="direct")
+        teacher = solve_probe(t, 1e-3, factor=factor, single_precision=single)
+        student = solve_probe(
+            teacher.soft_targets(), 1e-3, factor=factor, init=teacher, single_precision=single
+        )
+        return teacher, student
+
+    monkeypatch.setattr(solver_mod, "_BLOCK_ELEMENTS", 10**9)
+    whole = teacher_and_round()
+    monkeypatch.setattr(solver_mod, "_BLOCK_ELEMENTS", 4 * 9 + 5)  # 4 rows per block
+    blocked = teacher_and_round()
+    for a, b in zip(whole, blocked, strict=True):
+        assert a.certificate.converged and b.certificate.converged
+        assert a.certificate.iterations == b.certificate.iterations
+        assert_close(b.deviations, a.deviations, atol=1e-12 * a.certificate.scale, rtol=0)
+
+
+def test_line_objective_blocked_vs_whole(monkeypatch):
+    """The line objectives' row blocks change nothing but the grouping of per-row terms."""
+    rng = np.random.default_rng(7)
+    n, k = 57, 6
+    z = rng.standard_normal((n, k))
+    probs = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    dev_p = probs - 1.0 / k
+    t = rng.dirichlet(np.ones(k), size=n)
+    y = rng.standard_normal((n, k))
+    coef, step = rng.standard_normal((4, k)), rng.standard_normal((4, k))
+    args = (probs, dev_p, t - 1.0 / k, y, coef, step, 0.1)
+    args32 = tuple(a.astype(np.float32) if a.shape[0] == n else a for a in args[:4]) + args[4:]
+    values = {}
+    for block in (10**9, 13):
+        monkeypatch.setattr(solver_mod, "_BLOCK_ELEMENTS", block)
+        line, line32 = solver_mod._LineObjective(*args), solver_mod._LineObjective32(*args32)
+        values[block] = [line(a) for a in (1.0, 0.3, 1e-6)] + [line32(a) for a in (1.0, 0.3)]
+    for whole, blocked in zip(values[10**9], values[13], strict=True):
+        assert_close(np.array(blocked), np.array(whole), atol=0, rtol=1e-12)
+
+
+# --------------------------------------------------------------------------------------------
 # The float32 phase (solver.py: '_softmax32', '_LineObjective32')
 # --------------------------------------------------------------------------------------------
 
