@@ -31,7 +31,10 @@ ratios, not the seconds.
    the process's ``ru_maxrss`` right after (includes ``X`` and the interpreter), measured before
    any scikit-learn run.
 
-Run: ``python -m benchmarks.solver_large_k`` (about 8 minutes on 2 idle cores, up to 30 on a busy
+Every teacher time is the best of ``--repeat`` runs (default 2: the machine's memory and load
+make single timings vary by ~30%).
+
+Run: ``python -m benchmarks.solver_large_k`` (about 10 minutes on 2 idle cores, up to 40 on a busy
 machine) or ``python -m benchmarks.solver --large-k``; ``--quick`` for a smoke run in seconds.
 """
 
