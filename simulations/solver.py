@@ -617,9 +617,9 @@ def _basis_times(b: np.ndarray, m: np.ndarray, out: np.ndarray | None = None) ->
     """``B @ M``, C-contiguous (N, K), for the basis ``B`` (N, q) and ``M`` (q, K).
 
     In float64, OpenBLAS forms the transposed product ``(M^T B^T)^T`` (computed in row blocks
-    and copied back to rows) 1.15-1.4x faster than ``B M`` from ``N q K ~ 5e8`` on, and slower
-    for small ``q`` (``python -m benchmarks.blas_orientation``); float32 is level, so it keeps
-    ``B M``. ``out`` (N, K) of ``B``'s dtype receives the product if given.
+    and copied back to rows) 1.1-1.6x faster than ``B M`` from ``N q K ~ 5e8`` on, and up to
+    ~25% slower for small ``q`` (``python -m benchmarks.blas_orientation``); float32 is level,
+    so it keeps ``B M``. ``out`` (N, K) of ``B``'s dtype receives the product if given.
     """
     n, k = b.shape[0], m.shape[1]
     m = m.astype(b.dtype, copy=False)
@@ -634,7 +634,7 @@ def _basis_times(b: np.ndarray, m: np.ndarray, out: np.ndarray | None = None) ->
 
 def _basis_t_times(b: np.ndarray, r: np.ndarray) -> np.ndarray:
     """``B^T @ R`` (q, K) for ``R`` (N, K): in float64 formed as ``(R^T B)^T``, which OpenBLAS
-    runs 1.0-1.9x faster on every measured shape (``python -m benchmarks.blas_orientation``)."""
+    runs 1.0-1.6x faster on every shape ``python -m benchmarks.blas_orientation`` measures."""
     if b.dtype == np.float64:
         return np.ascontiguousarray((r.T @ b).T)
     return b.T @ r
