@@ -60,8 +60,8 @@ from theory.groups import (
     solve_groups,
     solve_loss_groups,
 )
-from theory.losses import LOSSES, make_loss, softmax_deviation
-from theory.pll import _two_hot_deviations, group_top2, predict_pll
+from theory.losses import make_loss, softmax_deviation
+from theory.pll import _check_loss, _two_hot_deviations, group_top2, predict_pll
 from theory.validation import check_int, check_positive
 
 __all__ = [
@@ -90,15 +90,6 @@ FLOW_MAX_UNKNOWNS = 3000
 #: Exhaustive search over output permutations in :func:`find_tie_symmetry` up to this many classes
 #: (``(K - 1)!`` candidates); above it a documented family of permutations is tried.
 SYMMETRY_EXHAUSTIVE_MAX_K = 8
-
-
-def _check_loss(loss, q):
-    if loss not in LOSSES:
-        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
-    q = float(q)
-    if not (np.isfinite(q) and 0.0 < q <= 1.0):
-        raise ValueError(f"q (GCE exponent) must lie in (0, 1], got {q}")
-    return q
 
 
 # --------------------------------------------------------------------------------------------
