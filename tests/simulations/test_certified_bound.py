@@ -1,0 +1,83 @@
+"""The lower-bound model of ``benchmarks.certified_bound`` (issue 11): its Hessian and CG count."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmarks import certified_bound as cb
+
+
+def _objective_gradient(x, targets, lam, coef):
+    """Gradient of ``mean CE(t_i, softmax(x_i W)) + lam/2 ||W||^2`` at coefficients (p, K)."""
+    z = x @ coef
+    z -= z.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(axis=1, keepdims=True)
+    return x.T @ (p - targets) / x.shape[0] + lam * coef
+
+
+def test_linearised_hessian_vs_finite_difference_of_gradient():
+    """``H0 S`` is the objective's Hessian at ``W = 0`` on class-mean-free ``S``.
+
+    Central differences of the exact gradient err by ``eps^2 / 6`` times its third derivative
+    (O(1) here: rows have norm <= 3 and ``|S| = 1``) plus ~1e-16 / eps of round-off; with
+    eps = 1e-4 both are below 1e-8, far inside the 1e-6 relative tolerance.
+    """
+    rng = np.random.default_rng(3)
+    n, p, k, lam = 60, 7, 5, 0.05
+    x = rng.standard_normal((n, p))
+    x /= np.linalg.norm(x, axis=1, keepdims=True) / rng.uniform(0.5, 3.0, (n, 1))
+    targets = np.eye(k)[rng.integers(0, k, n)]
+    s = rng.standard_normal((p, k))
+    s -= s.mean(axis=1, keepdims=True)
+    s /= np.linalg.norm(s)
+    eps = 1e-4
+    fd = (
+        _objective_gradient(x, targets, lam, eps * s)
+        - _objective_gradient(x, targets, lam, -eps * s)
+    ) / (2 * eps)
+    got = cb.linearised_hessian(x, s, lam)
+    assert np.linalg.norm(got - fd) <= 1e-6 * np.linalg.norm(fd), (got, fd)
+
+
+@pytest.mark.parametrize("jacobi", [False, True])
+def test_cg_pairs_vs_direct_solve(jacobi):
+    """CG's answer solves ``(X^T X / (K N) + lam I) S = rhs`` column by column, to its rtol.
+
+    Its residual is below ``rtol |rhs|`` after the returned count and (CG's residual is not
+    monotone in general, so only) the count is no more than p, CG's exact-arithmetic limit.
+    The error then obeys ``|S - S*| <= |A^{-1}| rtol |rhs|``.
+    """
+    rng = np.random.default_rng(4)
+    n, p, k, lam = 200, 12, 4, 1e-3
+    x = rng.standard_normal((n, p)) * np.linspace(0.2, 3.0, p)
+    rhs = rng.standard_normal((p, k))
+    rhs -= rhs.mean(axis=1, keepdims=True)
+    rtol = 1e-10
+    precond = np.einsum("ij,ij->j", x, x) / (k * n) + lam if jacobi else None
+    m, sol = cb.cg_pairs(x, rhs, lam, rtol, precond)
+    a = x.T @ x / (k * n) + lam * np.eye(p)
+    exact = np.linalg.solve(a, rhs)
+    assert 1 <= m <= p + 2  # +2: round-off can delay the last reductions slightly
+    assert np.linalg.norm(rhs - a @ sol) <= rtol * np.linalg.norm(rhs) * (1 + 1e-6)
+    bound = rtol * np.linalg.norm(rhs) / np.linalg.eigvalsh(a)[0]
+    assert np.linalg.norm(sol - exact) <= 1.01 * bound + 1e-14 * np.linalg.norm(exact)
+
+
+def test_cg_pairs_reports_failure():
+    x = np.random.default_rng(5).standard_normal((50, 6))
+    rhs = np.ones((6, 3)) - np.eye(6, 3)
+    with pytest.raises(RuntimeError, match="did not reach"):
+        cb.cg_pairs(x, rhs, 1e-3, 1e-30, max_pairs=2)
+
+
+def test_certified_bound_quick_smoke(capsys):
+    """``python -m benchmarks.certified_bound --quick`` prints a bound and our certified time."""
+    assert cb.main(["--quick", "--repeat", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "lower bound" in out and "ours (certified, direct)" in out
+    for bad in (["--repeat", "0"], ["--quick", "--lams", "-1"]):
+        with pytest.raises(SystemExit) as info:
+            cb.main(bad)
+        assert info.value.code == 2
