@@ -13,20 +13,21 @@ Model of the cheapest certified solve (every assumption favours the solver):
    three float64 products with the (N, p) data and two float64 softmaxes over (N, K).
 2. **Reaching** ``W``: to leading order the optimum solves the problem linearised at ``W = 0``
    (outputs near uniform, which they are at these ``lam``), whose Hessian on the class-mean-free
-   coefficients is ``H0 S = X^T X S / (K N) + lam S``. Conjugate gradients, the
-   optimal Krylov method for it, needs ``m`` product pairs ``X S``, ``X^T Y`` to bring its
+   coefficients is ``H0 S = X^T X S / (K N) + lam S``. Conjugate gradients, the optimal Krylov
+   method for it in the energy norm, needs ``m`` product pairs ``X S``, ``X^T Y`` to bring its
    residual from ``W = 0`` down by the certificate's 1e-9 (the smaller of plain and Jacobi-
-   preconditioned counts; any preconditioner built from ``X^T X`` itself costs more than the
-   whole budget at p = 2048). All ``m`` pairs are charged at float32 prices (float32 cannot
-   reach 1e-9 by itself, so this is generous), plus the float32 copy of ``X``; no line search,
-   no other element-wise work.
+   preconditioned counts; any preconditioner built from ``X^T X`` itself costs more than the whole
+   budget at p = 2048). All ``m`` pairs are charged at float32 prices (float32 cannot reach 1e-9 by
+   itself, so this is generous), plus the float32 copy of ``X``; no line search, no other
+   element-wise work.
 
 Lower bound ``t_min = copy + m * pair32 + certificate``; at most ``lbfgs / t_min`` faster than
-lbfgs. The script also times our certified solver (``solve_probe``, direct route, default
-``tol = 1e-9``) on the same fit, before scikit-learn (a solve that follows scikit-learn's fit
-pays for the memory the fit freed). Every solve time is the best of ``--repeat`` runs; a
-component's cost is the best of at least 3 timed batches (as in
-:mod:`benchmarks.blas_orientation`).
+lbfgs. (At N = 50,000, p = 2,048, lam = 1e-3 already ``copy + pair32 + certificate``, one pair,
+exceeds a third of lbfgs's time, so the conclusion there does not hang on the count ``m``.) The
+script also times our certified solver (``solve_probe``, direct route, default ``tol = 1e-9``) on
+the same fit, before scikit-learn (a solve that follows scikit-learn's fit pays for the memory the
+fit freed). Every solve time is the best of ``--repeat`` runs; a component's cost is the best of at
+least 3 timed batches (as in :mod:`benchmarks.blas_orientation`).
 
 Run: ``python -m benchmarks.certified_bound`` (about 1.5 minutes on 2 idle cores) or ``--quick``.
 """

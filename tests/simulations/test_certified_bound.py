@@ -45,8 +45,8 @@ def test_linearised_hessian_vs_finite_difference_of_gradient():
 def test_cg_pairs_vs_direct_solve(jacobi):
     """CG's answer solves ``(X^T X / (K N) + lam I) S = rhs`` column by column, to its rtol.
 
-    Its residual is below ``rtol |rhs|`` after the returned count and (CG's residual is not
-    monotone in general, so only) the count is no more than p, CG's exact-arithmetic limit.
+    Its residual is below ``rtol |rhs|`` after the returned count, which is at most about p
+    (CG's exact-arithmetic limit; CG's residual is not monotone, so nothing sharper is asserted).
     The error then obeys ``|S - S*| <= |A^{-1}| rtol |rhs|``.
     """
     rng = np.random.default_rng(4)
