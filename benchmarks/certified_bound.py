@@ -42,7 +42,14 @@ import numpy as np
 
 from benchmarks.blas_orientation import best_time
 from benchmarks.solver_large_k import mixture, sklearn_teacher
-from simulations.solver import _basis_t_times, _basis_times, _softmax64, factorize, solve_probe
+from simulations.solver import (
+    _basis_t_times,
+    _basis_times,
+    _pcg,
+    _softmax64,
+    factorize,
+    solve_probe,
+)
 from theory.validation import one_hot
 
 FULL_SIZES = ((10_000, 512), (50_000, 2048))
@@ -74,28 +81,20 @@ def linearised_hessian(x: np.ndarray, s: np.ndarray, lam: float) -> np.ndarray:
 def cg_pairs(x, rhs, lam, rtol, precond=None, max_pairs=10_000) -> tuple[int, np.ndarray]:
     """Conjugate gradients on ``H0 S = rhs`` (:func:`linearised_hessian`) from ``S = 0``.
 
-    Returns the number ``m`` of Hessian products (each one pair ``X S``, ``X^T Y``) after which
-    ``||rhs - H0 S||_F <= rtol ||rhs||_F`` first holds, and ``S``. ``precond`` (p,) divides the
-    residual row-wise (Jacobi) when given.
+    The solver's own CG (:func:`simulations.solver._pcg`). Returns the number ``m`` of Hessian
+    products (each one pair ``X S``, ``X^T Y``) after which ``||rhs - H0 S||_F <= rtol ||rhs||_F``
+    first holds, and ``S``. ``precond`` (p,) divides the residual row-wise (Jacobi) when given.
     """
-    sol = np.zeros_like(rhs)
-    res = rhs.copy()
+    if precond is None:
+        pre = lambda r: r  # noqa: E731
+    else:
+        pre = lambda r: r / precond[:, None]  # noqa: E731
+    sol, m, _ = _pcg(lambda d: (linearised_hessian(x, d, lam), None), rhs, pre, rtol, max_pairs)
+    # _pcg returns after max_pairs products whether or not it converged: check that case.
     target = rtol * float(np.linalg.norm(rhs))
-    z = res / precond[:, None] if precond is not None else res
-    d = z.copy()
-    rz = float(np.sum(res * z))
-    for m in range(1, max_pairs + 1):
-        hd = linearised_hessian(x, d, lam)
-        alpha = rz / float(np.sum(d * hd))
-        sol += alpha * d
-        res -= alpha * hd
-        if float(np.linalg.norm(res)) <= target:
-            return m, sol
-        z = res / precond[:, None] if precond is not None else res
-        rz_new = float(np.sum(res * z))
-        d = z + (rz_new / rz) * d
-        rz = rz_new
-    raise RuntimeError(f"CG did not reach rtol={rtol:g} in {max_pairs} products")
+    if m >= max_pairs and np.linalg.norm(rhs - linearised_hessian(x, sol, lam)) > target:
+        raise RuntimeError(f"CG did not reach rtol={rtol:g} in {max_pairs} products")
+    return m, sol
 
 
 def component_costs(x: np.ndarray, k: int, repeat: int, rng) -> dict[str, float]:
