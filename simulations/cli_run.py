@@ -78,6 +78,11 @@ _THEORY_FIELDS = {
 }
 
 
+#: Typical seconds above which the exact finite-ratio theory is skipped (with a note) for one
+#: count matrix; and its lattice points per shift and group (docs/theory.md §16.6).
+FINITE_EXACT_SECONDS = 60.0
+FINITE_EXACT_POINTS = 64
+
 #: Largest K for which the finite-p theory is printed: one evaluation costs ~0.4 s at K = 10 and
 #: ~1.4 s at K = 20 (R = 3, measured on the 2-core development machine), growing like K^4, once
 #: per distinct count matrix (every seed with ``--sampling random``).
@@ -199,6 +204,11 @@ def _theory(cfg: TrialConfig, counts) -> tuple[dict, list[str]]:
         from theory.finite import predict_finite
 
         preds["finite"] = predict_finite(mixture, counts, cfg.lam, rounds)
+        exact_pred, exact_note = _finite_exact(mixture, counts, cfg.lam, rounds)
+        if exact_pred is not None:
+            preds["finite_exact"] = exact_pred
+        if exact_note is not None:
+            notes.append(exact_note)
     elif note is not None:
         notes.append(note)
     out = {name: _by_round(pred, range(rounds + 1)) for name, pred in preds.items()}
@@ -213,6 +223,23 @@ def _theory(cfg: TrialConfig, counts) -> tuple[dict, list[str]]:
                 # predict_pll returns one row (the student), reported as round 1.
                 out[name][1] = _by_round(student, [0])[0]
     return out, notes
+
+
+def _finite_exact(mixture, counts, lam, rounds):
+    """``(prediction, None)`` of the exact finite-ratio theory, or ``(None, note)`` when it does
+    not apply (``p <= K``) or would exceed :data:`FINITE_EXACT_SECONDS` for this count matrix."""
+    from theory.finite_exact import exact_resource_estimate, predict_finite_exact
+
+    if mixture.dim <= mixture.n_classes:
+        return None, "finite-exact theory needs p > K (its bulk has p - K dimensions)"
+    est = exact_resource_estimate(mixture, counts, rounds, points=FINITE_EXACT_POINTS)
+    if est["seconds"] > FINITE_EXACT_SECONDS:
+        return None, (
+            f"finite-exact theory skipped for a count matrix: about {est['seconds']:.3g} s "
+            f"({est['groups']} groups integrated, symmetry {est['symmetry']}; exact-count "
+            "sampling makes the count matrix circulant and cheap)"
+        )
+    return predict_finite_exact(mixture, counts, lam, rounds, points=FINITE_EXACT_POINTS), None
 
 
 def _pll_theory(model, counts, lam, loss: str, q: float, method: str):
@@ -314,11 +341,19 @@ def _print_table(result: dict) -> None:
         f"lam={cfg['lam']:g} features={cfg['features']} seeds={result['seeds']}"
     )
     names = ["exact", "linear"]
+    labels = {"exact": "exact", "linear": "linear", "finite_exact": "f-exact", "finite": "f-lin"}
+    if any("finite_exact" in entry["theory"] for entry in result["rounds"]):
+        names.append("finite_exact")
+        print(
+            f"f-exact: exact finite-ratio theory of cross-entropy SD at p={cfg['dim']} "
+            "(theory.finite_exact)"
+        )
     if any("finite" in entry["theory"] for entry in result["rounds"]):
         names.append("finite")
-        print(f"finite: linearised finite-p theory at p={cfg['dim']} (theory.finite)")
+        print(f"f-lin: linearised finite-p theory at p={cfg['dim']} (theory.finite)")
+    print("exact, linear: block limit p -> inf (theory.groups)")
     head = f"{'round':>5}  {'metric':<20}{'sim':>7} {'+-95%':>7}" + "".join(
-        f" {n:>7}" for n in names
+        f" {labels[n]:>7}" for n in names
     )
     print(head)
     for entry in result["rounds"]:

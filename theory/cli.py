@@ -46,6 +46,7 @@ from theory.losses import LOSSES
 from theory.pll import LinearisationUndefinedError, predict_pll
 
 __all__ = [
+    "check_finite_exact_resources",
     "check_finite_resources",
     "check_resources",
     "main",
@@ -109,14 +110,27 @@ def _build_parser() -> argparse.ArgumentParser:
     q.add_argument(
         "--dim",
         type=int,
-        help="feature dimension p >= K: add the finite-p theory of the linearised dynamics on "
-        "the Gaussian mixture (docs/theory.md section 11)",
+        help="feature dimension p >= K: add the finite-p theories on the Gaussian mixture: the "
+        "exact finite-ratio theory of cross-entropy SD (p > K; docs/theory.md section 16) and the "
+        "linearised one (section 11), flagged where it departs from the exact one",
     )
     q.add_argument(
         "--delta",
         type=float,
         default=0.01,
         help="with --dim: report the first round with population accuracy >= 1 - delta (0.01)",
+    )
+    q.add_argument(
+        "--points",
+        type=int,
+        default=None,
+        help="with --dim: lattice points per shift and group of the exact finite-ratio theory "
+        "(default 64; 16 x this many cavity samples per group)",
+    )
+    q.add_argument(
+        "--no-finite-exact",
+        action="store_true",
+        help="with --dim: skip the exact finite-ratio theory (docs/theory.md section 16)",
     )
     q.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return p
@@ -235,6 +249,43 @@ def _finite_report(model: BlockModel, counts, lam, rounds, dim, delta):
     return per_round, summary
 
 
+#: Typical seconds above which the exact finite-ratio theory is refused up front (minutes).
+FINITE_EXACT_SECONDS = 300.0
+#: Default lattice points per shift and group of the exact finite-ratio theory in the CLI.
+FINITE_EXACT_POINTS = 64
+
+
+def check_finite_exact_resources(model: BlockModel, counts, rounds, dim, points) -> None:
+    """Refuse (one-line ``ValueError`` with the estimates) an exact finite-ratio theory that would
+    take minutes or not fit in memory."""
+    from theory.finite import MixtureModel
+    from theory.finite_exact import exact_resource_estimate
+
+    mix = MixtureModel(model.n_classes, model.per_class, dim, model.c, model.d)
+    est = exact_resource_estimate(mix, counts, rounds, points=points)
+    avail = _available_memory()
+    if est["seconds"] > FINITE_EXACT_SECONDS or (avail is not None and est["bytes"] > avail):
+        raise ValueError(
+            f"the exact finite-ratio theory at K={model.n_classes} with {rounds} rounds would "
+            f"take about {est['seconds']:.3g} s and {est['bytes'] / 1e9:.3g} GB "
+            f"({est['groups']} groups integrated, {est['points']} points each; count matrix "
+            f"symmetry: {est['symmetry']}); pass --no-finite-exact, fewer --points or --rounds"
+        )
+
+
+def _finite_exact_report(model: BlockModel, counts, lam, rounds, dim, delta, points, log):
+    """Exact finite-ratio theory (:func:`theory.finite_exact.predict_finite_exact`); JSON-able."""
+    from theory.finite import MixtureModel
+    from theory.finite_exact import predict_finite_exact
+    from theory.finite_exact.report import exact_rows, exact_summary
+
+    mix = MixtureModel(model.n_classes, model.per_class, dim, model.c, model.d)
+    pred = predict_finite_exact(
+        mix, counts, lam, rounds, points=points, progress=lambda t: log(f"finite-exact round {t}")
+    )
+    return exact_rows(pred), exact_summary(pred, delta)
+
+
 def predict_report(
     model: BlockModel,
     counts,
@@ -245,12 +296,19 @@ def predict_report(
     log=None,
     dim: int | None = None,
     delta: float = 0.01,
+    finite_exact: bool = True,
+    points: int | None = None,
 ) -> dict:
     """The JSON-able report printed by ``python -m theory predict --json``.
 
     With ``dim``, every round also carries ``finite`` (the finite-``p`` linearised theory on the
     Gaussian mixture of that dimension, same count matrix) and the report a ``finite`` summary
     (the ratio ``N/p``, the bulk-averaged eigen-weights and the population-round conditions).
+    With ``dim`` and ``finite_exact``, every round also carries ``finite_exact`` (the exact
+    finite-ratio theory of cross-entropy SD, docs §16) and the report a ``finite_exact`` summary
+    (best round, gain, first round ``>= 1 - delta``, the fixed point's convergence); each
+    linearised ``finite`` entry then carries ``error_indicator`` (its largest distance from the
+    exact theory) and ``validated`` (within 0.03), and ``finite`` says why where it is not.
 
     Exact solves are run with ``allow_unconverged=True``: uncertified entries are reported and
     listed under ``unconverged`` instead of raising (module docstring). ``log``: optional
@@ -304,10 +362,30 @@ def predict_report(
     window = collapse_window_linear(model, counts, lam, rounds)
     finite = None
     if dim is not None:
+        from theory.finite_exact.report import linearised_flags, linearised_regime
+
         per_round, finite = _finite_report(model, counts, lam, rounds, dim, delta)
-        for row, entry in zip(rows, per_round, strict=True):
-            row["finite"] = entry
         say("finite-p theory done")
+        exact_rows = exact_sum = None
+        if finite_exact:
+            pts = FINITE_EXACT_POINTS if points is None else points
+            exact_rows, exact_sum = _finite_exact_report(
+                model, counts, lam, rounds, dim, delta, pts, say
+            )
+            say("finite-exact theory done")
+        regime = linearised_regime(model.n_classes, float(lam), finite["ratio"])
+        flags = linearised_flags(per_round, exact_rows, regime)
+        for t, (row, entry, flag) in enumerate(zip(rows, per_round, flags, strict=True)):
+            row["finite"] = entry | flag
+            if exact_rows is not None:
+                row["finite_exact"] = exact_rows[t]
+        finite["validated"] = all(f["validated"] for f in flags)
+        finite["regime_note"] = (
+            regime[1]
+            if exact_rows is None
+            else "rows marked ! are more than 0.03 from the exact finite-ratio theory "
+            "(error_indicator: the largest distance per round)"
+        )
     rep = {
         "params": {
             "classes": model.n_classes,
@@ -335,6 +413,8 @@ def predict_report(
     }
     if finite is not None:
         rep["finite"] = finite
+        if exact_sum is not None:
+            rep["finite_exact"] = exact_sum
     return rep
 
 
@@ -384,13 +464,18 @@ def _table(rep: dict) -> str:
         "accuracy: train = w.r.t. true labels (all / clean / mislabeled); pop = population",
         f"{'round':>5} | {'linear: train clean  mis    pop':<31} | exact: train clean  mis    pop",
     ]
+    if "finite_exact" in rep:
+        lines[-1] += f" | finite-exact p={rep['finite_exact']['dim']}: train clean mis  pop"
     if "finite" in rep:
-        lines[-1] += f" | finite p={rep['finite']['dim']}: train clean mis  pop"
+        lines[-1] += f" | finite-linearised p={rep['finite']['dim']}: train clean mis  pop"
     for row in rep["rounds"]:
         lin = " ".join(_fmt(row["linear"][k]) for k in _ACC_KEYS)
         line = f"{row['round']:>5} | {lin:<31} | {_cells(row['exact'])}"
+        if "finite_exact" in row:
+            line += " | " + " ".join(_fmt(row["finite_exact"][k]) for k in _ACC_KEYS)
         if "finite" in row:
             line += " | " + " ".join(_fmt(row["finite"][k]) for k in _ACC_KEYS)
+            line += "" if row["finite"]["validated"] else " !"
         lines.append(line)
     for m in ("linear", "exact"):
         lines.append(f"PLL {m:<6}: " + _cells(rep["pll"][m]))
@@ -411,6 +496,21 @@ def _table(rep: dict) -> str:
             f"best population round {fc['best_population_round']} "
             f"({fc['best_population_acc']:.3f}, gain {fc['population_gain']:+.3f}); "
             f"first round >= {1 - fc['delta']:g}: {'none' if first is None else first}"
+        )
+        if not rep["finite"]["validated"]:
+            lines.append(f"! linearised finite-p theory: {rep['finite']['regime_note']}")
+    if "finite_exact" in rep:
+        fe = rep["finite_exact"]
+        fc = fe["conditions"]
+        first = fc["first_round_population_above"]
+        lines.append(
+            f"finite-exact p={fe['dim']} (N/p={fe['ratio']:.3g}, cross-entropy SD): "
+            f"best population round {fc['best_population_round']} "
+            f"({fc['best_population_acc']:.3f}, gain {fc['population_gain']:+.3f}); "
+            f"first round >= {1 - fc['delta']:g}: {'none' if first is None else first}; "
+            f"fixed point converged={fe['fixed_point']['converged']} "
+            f"(max residual {fe['fixed_point']['max_residual']:.1g}), quadrature error train "
+            f"{fe['quadrature_err']['train']:.1g} pop {fe['quadrature_err']['population']:.1g}"
         )
     if rep["unconverged"]:
         lines.append(
@@ -467,6 +567,17 @@ def main(argv=None) -> int:
         check_resources(model, counts, args.rounds)
         if args.dim is not None:
             check_finite_resources(model.n_classes, args.rounds)
+            if args.points is not None and args.points < 16:
+                raise ValueError(f"points must be an integer >= 16, got {args.points}")
+            if not args.no_finite_exact:
+                if args.dim <= args.classes:
+                    raise ValueError(
+                        f"the exact finite-ratio theory needs dim > K = {args.classes} (its bulk "
+                        f"has p - K dimensions), got {args.dim}; pass --no-finite-exact"
+                    )
+                check_finite_exact_resources(
+                    model, counts, args.rounds, args.dim, args.points or FINITE_EXACT_POINTS
+                )
     except (_UsageError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -479,7 +590,16 @@ def main(argv=None) -> int:
 
     try:
         rep = predict_report(
-            model, counts, args.lam, args.rounds, q=args.q, log=log, dim=args.dim, delta=args.delta
+            model,
+            counts,
+            args.lam,
+            args.rounds,
+            q=args.q,
+            log=log,
+            dim=args.dim,
+            delta=args.delta,
+            finite_exact=not args.no_finite_exact,
+            points=args.points,
         )
     except GroupConvergenceError as exc:  # pragma: no cover - every solve allows partial results
         print(f"error: {exc}", file=sys.stderr)

@@ -76,6 +76,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy.special import log_ndtr, ndtr, ndtri, owens_t
 
+from theory.lattice import kronecker_generator
 from theory.validation import check_int, check_positive
 
 __all__ = [
@@ -338,46 +339,14 @@ def _reduce(mean, cov, factor, true_class) -> _Reduced:
 # quadrature
 
 
-def _primes(count: int) -> np.ndarray:
-    """The first ``count`` primes (simple sieve; count <= a few hundred)."""
-    if count <= 0:
-        return np.zeros(0, dtype=np.int64)
-    limit = max(16, int(count * (math.log(count + 1) + math.log(math.log(count + 3)) + 3)))
-    while True:
-        sieve = np.ones(limit + 1, dtype=bool)
-        sieve[:2] = False
-        for i in range(2, int(limit**0.5) + 1):
-            if sieve[i]:
-                sieve[i * i :: i] = False
-        found = np.flatnonzero(sieve)
-        if found.size >= count:
-            return found[:count]
-        limit *= 2
-
-
-def _hash_uniform(keys: np.ndarray) -> np.ndarray:
-    """Fixed numbers in [0, 1) from integer keys: the SplitMix64 finaliser (a bijective integer
-    hash with full avalanche), top 53 bits. Deterministic arithmetic, no generator state."""
-    with np.errstate(over="ignore"):
-        z = keys.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z = z ^ (z >> np.uint64(31))
-    return (z >> np.uint64(11)).astype(float) * 2.0**-53
-
-
 def _kronecker_params(dim: int) -> tuple[np.ndarray, np.ndarray]:
     """Generator ``alpha`` (dim,) and the N_SHIFTS fixed shifts (N_SHIFTS, dim).
 
-    The shifts are hashed from their indices (:func:`_hash_uniform`), i.e. they behave like the
-    random shifts of a randomly shifted lattice rule, for which the spread of the per-shift
-    estimates is a sound error estimate. (Regular shifts, e.g. a Weyl sequence, were tried and
-    gave error estimates up to ~3x too small: their per-shift errors are correlated.)
+    The shifts are hashed from their indices (:func:`theory.lattice.hash_uniform`), i.e. they
+    behave like the random shifts of a randomly shifted lattice rule, for which the spread of the
+    per-shift estimates is a sound error estimate.
     """
-    alpha = np.sqrt(_primes(dim).astype(float)) % 1.0
-    q, i = np.meshgrid(np.arange(N_SHIFTS), np.arange(dim), indexing="ij")
-    shifts = _hash_uniform((q.astype(np.uint64) << np.uint64(32)) + i.astype(np.uint64))
-    return alpha, shifts
+    return kronecker_generator(dim, N_SHIFTS)
 
 
 class _Step(NamedTuple):

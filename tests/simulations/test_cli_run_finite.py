@@ -17,6 +17,7 @@ from simulations.cli_run import main
 from simulations.pipelines import TrialConfig, run_trial, trial_seed
 from tests.cli import run
 from theory.finite import MixtureModel, predict_finite
+from theory.finite_exact import predict_finite_exact
 
 FIELDS = {
     "train_acc": "train_acc",
@@ -36,13 +37,24 @@ def test_finite_column_equals_the_theory_on_the_exact_counts(capsys):
     doc = _json(capsys, [*POINT, "--seeds", "2"])
     cfg = TrialConfig.from_dict(doc["config"])
     counts = run_trial(cfg, trial_seed(0, 0)).counts  # exact counts: the same for every seed
-    pred = predict_finite(MixtureModel(3, 8, 30, cfg.c, cfg.d), counts, 1e-2, 2)
+    mix = MixtureModel(3, 8, 30, cfg.c, cfg.d)
+    pred = predict_finite(mix, counts, 1e-2, 2)
+    exact = predict_finite_exact(mix, counts, 1e-2, 2, points=cli_run.FINITE_EXACT_POINTS)
     assert [r["round"] for r in doc["rounds"]] == [0, 1, 2]
     for entry in doc["rounds"]:
-        assert set(entry["theory"]) == {"exact", "linear", "finite"}
+        assert set(entry["theory"]) == {"exact", "linear", "finite", "finite_exact"}
         for metric, field in FIELDS.items():
             assert entry["theory"]["finite"][metric] == getattr(pred, field)[entry["round"]]
+            got = entry["theory"]["finite_exact"][metric]
+            assert got == pytest.approx(getattr(exact, field)[entry["round"]], abs=1e-15)
     assert doc["notes"] == []
+
+
+def test_finite_exact_is_skipped_with_a_note_when_it_would_take_too_long(capsys, monkeypatch):
+    monkeypatch.setattr(cli_run, "FINITE_EXACT_SECONDS", 1e-9)
+    doc = _json(capsys, [*POINT, "--seeds", "1"])
+    assert all("finite_exact" not in entry["theory"] for entry in doc["rounds"])
+    assert any("finite-exact theory skipped" in note for note in doc["notes"])
 
 
 def test_random_counts_average_one_evaluation_per_distinct_matrix(capsys, monkeypatch):
@@ -97,8 +109,9 @@ def test_cli_prints_the_finite_column_in_a_subprocess():
     proc = run("simulations", "run", *POINT, "--seeds", "2")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert "finite: linearised finite-p theory at p=30" in proc.stdout
+    assert "f-lin: linearised finite-p theory at p=30" in proc.stdout
+    assert "f-exact: exact finite-ratio theory of cross-entropy SD at p=30" in proc.stdout
     head = next(line for line in lines if line.lstrip().startswith("round"))
-    assert head.split()[-3:] == ["exact", "linear", "finite"]
+    assert head.split()[-4:] == ["exact", "linear", "f-exact", "f-lin"]
     row = next(line for line in lines if line.split()[:2] == ["2", "pop_acc"])
-    assert len(row.split()) == 7 and all(0 <= float(x) <= 1 for x in row.split()[4:])
+    assert len(row.split()) == 8 and all(0 <= float(x) <= 1 for x in row.split()[4:])

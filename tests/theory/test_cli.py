@@ -299,9 +299,12 @@ def test_negative_numbers_reach_validation_in_a_subprocess():
 
 
 def test_dim_adds_the_finite_p_theory(capsys):
-    """--dim P: rounds[t].finite and a finite summary, equal to theory.finite.predict_finite on
-    the same counts; without --dim nothing changes."""
+    """--dim P: rounds[t].finite (linearised, with its error indicator) and rounds[t].finite_exact
+    with their summaries, equal to theory.finite.predict_finite and
+    theory.finite_exact.predict_finite_exact on the same counts (both deterministic); without
+    --dim nothing changes."""
     from theory.finite import MixtureModel, predict_finite
+    from theory.finite_exact import predict_finite_exact
 
     argv = [*BASE, "--counts", COUNTS, "--rounds", "2", "--json"]
     code, plain, _ = run(argv, capsys)
@@ -310,20 +313,60 @@ def test_dim_adds_the_finite_p_theory(capsys):
     assert code == 0
     rep, base = json.loads(out), json.loads(plain)
     assert "finite" not in base and all("finite" not in row for row in base["rounds"])
-    assert {k: v for k, v in rep.items() if k != "finite"} | {"rounds": None} == base | {
+    added = {"finite", "finite_exact"}
+    assert {k: v for k, v in rep.items() if k not in added} | {"rounds": None} == base | {
         "rounds": None
     }
-    pred = predict_finite(MixtureModel(3, 5, 40, 0.5, 0.1), parse_counts(COUNTS), 1e-2, 2)
+    mix = MixtureModel(3, 5, 40, 0.5, 0.1)
+    pred = predict_finite(mix, parse_counts(COUNTS), 1e-2, 2)
+    exact = predict_finite_exact(mix, parse_counts(COUNTS), 1e-2, 2, points=64)
     for t, row in enumerate(rep["rounds"]):
-        assert set(row["finite"]) == ACC
+        assert set(row["finite"]) == ACC | {"error_indicator", "validated"}
+        assert set(row["finite_exact"]) == ACC
         assert row["finite"]["population_acc"] == pytest.approx(pred.population_acc[t], abs=1e-12)
+        assert row["finite_exact"]["train_acc"] == pytest.approx(exact.train_acc[t], abs=1e-12)
+        gap = max(
+            abs(row["finite"][k] - row["finite_exact"][k])
+            for k in ACC
+            if row["finite"][k] is not None and row["finite_exact"][k] is not None
+        )
+        assert row["finite"]["error_indicator"] == pytest.approx(gap, abs=1e-15)
+        assert row["finite"]["validated"] == (gap <= 0.03)
         assert row["linear"] == base["rounds"][t]["linear"]
     fin = rep["finite"]
     assert fin["dim"] == 40 and fin["ratio"] == pytest.approx(15 / 40) and fin["linearised"]
     cond = fin["conditions"]
     assert 0 <= cond["best_population_round"] <= 2 and cond["delta"] == 0.01
+    fe = rep["finite_exact"]
+    assert fe["fixed_point"]["converged"] and fe["fixed_point"]["max_residual"] <= 1e-8
+    assert fe["conditions"]["best_population_round"] == int(np.argmax(exact.population_acc))
     code, table, _ = run([*BASE, "--counts", COUNTS, "--rounds", "2", "--dim", "40"], capsys)
     assert code == 0 and "finite p=40" in table and "best population round" in table
+    assert "finite-exact p=40" in table
+
+
+def test_dim_refuses_an_exact_finite_theory_that_would_take_minutes(capsys):
+    """A non-circulant count matrix at K = 12 integrates all its 25 nonzero groups: with many
+    points and rounds that is refused up front, one line with the estimate and the override;
+    --no-finite-exact keeps the linearised theory, whose error indicator is then unknown."""
+    k = 12
+    counts = 10 * np.eye(k, dtype=int)
+    for i in range(k):
+        counts[i, (i + 1) % k] = 2
+    counts[0, 1], counts[0, 5] = 1, 1  # breaks the cyclic symmetry
+    text = ";".join(",".join(map(str, row)) for row in counts)
+    argv = ["predict", "--classes", "12", "--per-class", "12", "--c", "0.4", "--d", "0.1",
+            "--lam", "1e-3", "--counts", text, "--rounds", "10", "--dim", "200",
+            "--points", "4096"]  # fmt: skip
+    code, _, err = run(argv, capsys)
+    assert code == 2 and "exact finite-ratio theory" in err and "--no-finite-exact" in err
+    assert err.count("\n") == 1
+    code, out, _ = run([*argv[:-4], "--dim", "200", "--rounds", "1", "--no-finite-exact",
+                        "--json"], capsys)  # fmt: skip
+    assert code == 0
+    rep = json.loads(out)
+    assert "finite_exact" not in rep and "finite" in rep
+    assert all(row["finite"]["error_indicator"] is None for row in rep["rounds"])
 
 
 @pytest.mark.parametrize(

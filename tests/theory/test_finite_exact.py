@@ -1,0 +1,226 @@
+"""Exact finite-ratio theory (theory/finite_exact): its pieces against exact computations.
+
+The comparison of whole predictions with exact self-distillation (certified solver, Monte Carlo)
+lives in ``tests/simulations/test_finite_exact_vs_simulation.py``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy.optimize import minimize
+
+from tests.tolerances import assert_close
+from theory.finite import MixtureModel
+from theory.finite_exact import exact_resource_estimate, predict_finite_exact
+from theory.finite_exact.prox import ce_prox, softmax
+from theory.finite_exact.quadrature import gauss_points
+from theory.finite_exact.state import _cross_derivatives, zero_sum_basis
+from theory.finite_exact.symmetry import class_symmetry
+from theory.groups import BlockModel, predict_exact
+from theory.lattice import kronecker_generator
+from theory.noise import exact_counts, transition_matrix
+
+
+def _spd(k, scale, seed):
+    # Deterministic SPD test matrices (no RNG in theory tests' inputs is required; numpy's
+    # Generator is fine in tests).
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=(k, k))
+    return scale * (a @ a.T / k + 0.5 * np.eye(k))
+
+
+def test_gauss_points_have_exact_first_and_second_moments():
+    """Antithetic pairs give mean 0; the Cholesky whitening gives second moment I (round-off)."""
+    pts = gauss_points(12, 64, 8)
+    assert pts.size == 2 * 64 * 8
+    assert_close(pts.xi.mean(axis=0), np.zeros(12), atol=1e-14, what="mean")
+    assert_close(pts.xi.T @ pts.xi / pts.size, np.eye(12), atol=1e-12, what="second moment")
+    assert set(np.unique(pts.shift_of)) == set(range(8))
+
+
+def test_gauss_points_are_nested():
+    """Round t's coordinates never change when later rounds are added (lower-triangular
+    whitening of a generator whose first coordinates do not depend on the dimension)."""
+    small = gauss_points(5, 32, 4)
+    big = gauss_points(11, 32, 4)
+    assert_close(big.xi[:, :5], small.xi, rtol=1e-12, atol=1e-12, what="nested points")
+
+
+def test_kronecker_generator_salt_zero_is_the_orthant_family():
+    """theory.orthant's shifts are the salt-0 family (its calibration tests still apply)."""
+    from theory.orthant import N_SHIFTS, _kronecker_params
+
+    a0, s0 = _kronecker_params(7)
+    a1, s1 = kronecker_generator(7, N_SHIFTS, 0)
+    assert np.array_equal(a0, a1) and np.array_equal(s0, s1)
+    _, s2 = kronecker_generator(7, N_SHIFTS, 20)
+    assert not np.allclose(s1, s2)
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 30.0, 3e3])
+def test_ce_prox_vs_trust_region_minimiser(scale):
+    """z + V softmax(z) = a: residual at the documented tolerance, and the minimiser of the
+    strictly convex phi found independently (its unique stationary point)."""
+    k = 5
+    v = _spd(k, scale, 1)
+    rng = np.random.default_rng(2)
+    a = rng.normal(scale=3.0, size=(40, k)) + scale * rng.dirichlet(np.ones(k), size=40)
+    z = ce_prox(a, v)
+    res = z + softmax(z) @ v.T - a
+    assert np.max(np.abs(res)) <= 1e-12 * (1 + np.abs(a).max()) * 10
+    v_inv = np.linalg.inv(v)
+    for i in range(0, 40, 7):
+        # The minimiser of phi(z) = (z - a)^T V^{-1} (z - a)/2 + lse(z) by scipy's trust-region
+        # Newton with exact derivatives (globally convergent on this strictly convex function).
+        def phi(x, i=i):
+            d = x - a[i]
+            m = x.max()
+            return 0.5 * d @ v_inv @ d + m + np.log(np.exp(x - m).sum())
+
+        def grad(x, i=i):
+            return v_inv @ (x - a[i]) + softmax(x[None])[0]
+
+        def hess(x):
+            s = softmax(x[None])[0]
+            return v_inv + np.diag(s) - np.outer(s, s)
+
+        opts = {"gtol": 1e-12}
+        sol = minimize(phi, a[i], jac=grad, hess=hess, method="trust-exact", options=opts)
+        assert_close(z[i], sol.x, atol=1e-6 * (1 + scale), rtol=0, what="prox minimiser")
+
+
+def test_ce_prox_warm_start_gives_same_root():
+    k = 4
+    v = _spd(k, 10.0, 3)
+    a = np.random.default_rng(4).normal(scale=5.0, size=(30, k))
+    z = ce_prox(a, v)
+    z2 = ce_prox(a, v, z0=z + 3.0)
+    assert_close(z2, z, atol=1e-9, rtol=0, what="warm-started prox")
+
+
+def test_cross_derivatives_vs_linear_map():
+    """For psi_t = sum_r C_r h_r (linear), the score identity E[psi xi^T] = E[d psi/d h] L holds
+    exactly on the moment-matched points, and the back-substitution returns every C_r."""
+    k, t = 4, 2
+    basis = zero_sum_basis(k)
+    km = k - 1
+    pts = gauss_points((t + 1) * km, 64, 4)
+    rng = np.random.default_rng(5)
+    a = rng.normal(size=((t + 1) * km, (t + 1) * km))
+    chol = np.linalg.cholesky(a @ a.T + np.eye((t + 1) * km))
+    h = pts.xi @ (np.kron(np.eye(t + 1), basis) @ chol).T  # (M, (t+1) K): zero-sum per round
+    c_true = []
+    for _ in range(t + 1):
+        c = basis @ rng.normal(size=(km, km)) @ basis.T  # zero-sum on both sides
+        c_true.append(c)
+    psi = sum(h[:, r * k : (r + 1) * k] @ c_true[r].T for r in range(t + 1))
+    score = psi.T @ pts.xi / pts.size
+    got = _cross_derivatives(t, c_true[t], score, chol, basis, k)
+    for r in range(t):
+        assert_close(got[r], c_true[r], atol=1e-10, rtol=0, what=f"d psi_t / d h_{r}")
+
+
+def test_zero_sum_basis_is_orthonormal():
+    e = zero_sum_basis(6)
+    assert_close(e.T @ e, np.eye(5), atol=1e-14, what="E^T E")
+    assert_close(np.ones(6) @ e, np.zeros(5), atol=1e-14, what="1^T E")
+
+
+def test_cyclic_symmetry_detection():
+    assert class_symmetry(exact_counts(transition_matrix("sym", 10, 0.5), 50)).kind == "cyclic"
+    assert class_symmetry(exact_counts(transition_matrix("pair", 5, 0.3), 20)).kind == "cyclic"
+    c = exact_counts(transition_matrix("sym", 4, 0.5), 20)
+    c[0, 0] += 1
+    c[0, 1] -= 1
+    assert class_symmetry(c).kind == "none"
+    assert class_symmetry(exact_counts(transition_matrix("sym", 4, 0.5), 20), allow=False).kind == (
+        "none"
+    )
+
+
+@pytest.mark.parametrize("noise, eta", [("sym", 0.5), ("pair", 0.3), ("asym", 0.4)])
+@pytest.mark.parametrize("lam", [1e-3, 0.1])
+def test_block_limit_vs_predict_exact(noise, eta, lam):
+    """p = inf: the state equations reduce to the block model's exact group fixed point (docs
+    §16.4): outputs to 1e-10 (both solves are certified far below that), accuracies identical."""
+    k, n = 4, 25
+    counts = exact_counts(transition_matrix(noise, k, eta), n)
+    ex = predict_exact(BlockModel(k, n, 0.4, 0.1), counts, lam, 4)
+    fe = predict_finite_exact(MixtureModel(k, n, math.inf, 0.4, 0.1), counts, lam, 4)
+    mask = counts > 0
+    assert_close(
+        fe.group_output_means[:, mask], ex.deviations[:, mask], atol=1e-10, rtol=0, what="outputs"
+    )
+    for key in ("train_acc", "train_acc_clean", "train_acc_mislabeled", "population_acc"):
+        assert_close(getattr(fe, key), getattr(ex, key), atol=1e-12, rtol=0, what=key)
+
+
+def test_cyclic_reduction_vs_all_groups():
+    """Integrating class 0's groups and rolling gives the same prediction as integrating every
+    class (same point set per group): accuracies within the sum of both quadrature error
+    estimates, order parameters within the quadrature's relative error (measured ~1e-3)."""
+    k, n = 3, 30
+    counts = exact_counts(transition_matrix("sym", k, 0.4), n)
+    model = MixtureModel(k, n, 90, 0.4, 0.1)
+    red = predict_finite_exact(model, counts, 1e-3, 2, points=32)
+    full = predict_finite_exact(model, counts, 1e-3, 2, points=32, use_symmetry=False)
+    assert red.symmetry == "cyclic" and full.symmetry == "none"
+    tol = red.train_quadrature_err + full.train_quadrature_err + 1e-12
+    assert np.all(np.abs(red.train_acc - full.train_acc) <= tol)
+    assert np.all(np.abs(red.population_acc - full.population_acc) <= 0.01)
+    assert np.max(np.abs(red.v - full.v)) <= 0.02 * np.max(np.abs(full.v))
+
+
+def test_solution_is_a_fixed_point():
+    """Converged rounds report residuals below the tolerance; V's diagonal blocks are symmetric,
+    V is block lower triangular and the cavity covariance is PSD."""
+    k, n, r = 3, 30, 2
+    counts = exact_counts(transition_matrix("pair", k, 0.3), n)
+    pred = predict_finite_exact(MixtureModel(k, n, 60, 0.4, 0.1), counts, 1e-3, r, points=32)
+    assert pred.converged and np.all(pred.residuals <= 1e-8)
+    for t in range(r + 1):
+        assert_close(pred.v[t, t], pred.v[t, t].T, atol=1e-12 * np.abs(pred.v).max(), what="V_tt")
+        for s in range(t + 1, r + 1):
+            assert np.all(pred.v[t, s] == 0)
+    assert np.linalg.eigvalsh(pred.q).min() >= -1e-10 * np.abs(pred.q).max()
+
+
+def test_more_points_change_little():
+    """The quadrature converges: 4x more points moves the population accuracy by < 5e-3 and
+    the training accuracy by less than the reported error estimates (measured ~1e-3)."""
+    k, n = 4, 25
+    counts = exact_counts(transition_matrix("sym", k, 0.5), n)
+    model = MixtureModel(k, n, 100, 0.4, 0.1)
+    coarse = predict_finite_exact(model, counts, 1e-3, 2, points=32)
+    fine = predict_finite_exact(model, counts, 1e-3, 2, points=128)
+    assert np.max(np.abs(coarse.population_acc - fine.population_acc)) <= 5e-3
+    tol = coarse.train_quadrature_err + fine.train_quadrature_err
+    assert np.all(np.abs(coarse.train_acc - fine.train_acc) <= tol)
+
+
+def test_bad_input_is_refused_with_the_parameter_named():
+    counts = exact_counts(transition_matrix("sym", 3, 0.3), 10)
+    with pytest.raises(ValueError, match="dim must exceed n_classes"):
+        predict_finite_exact(MixtureModel(3, 10, 3, 0.4, 0.1), counts, 1e-3, 1)
+    with pytest.raises(ValueError, match="lam"):
+        predict_finite_exact(MixtureModel(3, 10, 30, 0.4, 0.1), counts, -1.0, 1)
+    with pytest.raises(ValueError, match="rounds"):
+        predict_finite_exact(MixtureModel(3, 10, 30, 0.4, 0.1), counts, 1e-3, -1)
+    with pytest.raises(ValueError, match="counts"):
+        predict_finite_exact(MixtureModel(3, 10, 30, 0.4, 0.1), counts[:2], 1e-3, 1)
+    with pytest.raises(ValueError, match="c must be < 1"):
+        predict_finite_exact(MixtureModel(3, 10, 30, 1.0, 0.1), counts, 1e-3, 1)
+
+
+def test_resource_estimate_counts_integrated_groups():
+    cyc = exact_counts(transition_matrix("sym", 10, 0.5), 20)
+    est = exact_resource_estimate(MixtureModel(10, 20, 200, 0.4, 0.1), cyc, 4)
+    assert est["symmetry"] == "cyclic" and est["groups"] == np.count_nonzero(cyc[0])
+    gen = cyc.copy()
+    gen[0, 0] += 1
+    gen[0, 1] -= 1
+    est2 = exact_resource_estimate(MixtureModel(10, 20, 200, 0.4, 0.1), gen, 4)
+    assert est2["groups"] == np.count_nonzero(gen) and est2["seconds"] > 5 * est["seconds"]
