@@ -68,7 +68,8 @@ class FiniteExactPrediction:
     group_output_means : ndarray, shape (R + 1, K, K, K)
         Mean of ``softmax(z) - 1/K`` per group (compare :class:`theory.finite.FinitePrediction`).
     population_means, population_covs : ndarray, shapes (R + 1, K, K), (R + 1, K, K, K)
-        A fresh class-``k`` point's logits are exactly ``N(b_k, Sigma_tt)``.
+        A fresh class-``k`` point's logits are exactly ``N(b_k, Sigma_tt)`` given the training
+        set; over training sets (with ``fluctuations``) the class-mean covariance is added.
     train_quadrature_err : ndarray, shape (R + 1,)
         ``ERR_FACTOR`` standard errors of the training accuracy over the lattice shifts.
     population_quadrature_err : ndarray, shape (R + 1,)
@@ -175,6 +176,8 @@ def predict_finite_exact(
     tol: float = STATE_TOL,
     max_iter: int = MAX_ITER,
     use_symmetry: bool = True,
+    fluctuations: bool = True,
+    self_response: bool = True,
     progress=None,
 ) -> FiniteExactPrediction:
     r"""Exact finite-ratio prediction of cross-entropy self-distillation, rounds ``0..R``.
@@ -216,13 +219,20 @@ def predict_finite_exact(
             pts = gauss_points(0, 1)
         else:
             pts = gauss_points((r + 1) * (k - 1), pts_per_shift, N_SHIFTS)
-        state, rounds_out = solve_state(
-            prob, sym, pts, tol=tol, max_iter=max_iter, progress=progress
+        state, rounds_out, cov_db = solve_state(
+            prob,
+            sym,
+            pts,
+            tol=tol,
+            max_iter=max_iter,
+            progress=progress,
+            fluctuations=fluctuations,
+            self_response=self_response,
         )
-        return _assemble(prob, sym, pts, state, rounds_out, cnt, lam, model, pts_per_shift)
+        return _assemble(prob, sym, pts, state, rounds_out, cov_db, cnt, lam, model)
 
 
-def _assemble(prob, sym, pts, state, rounds_out, cnt, lam, model, pts_per_shift):
+def _assemble(prob, sym, pts, state, rounds_out, cov_db, cnt, lam, model):
     k = prob.n_classes
     r1 = prob.rounds + 1
     w = cnt.astype(float)
@@ -248,11 +258,14 @@ def _assemble(prob, sym, pts, state, rounds_out, cnt, lam, model, pts_per_shift)
         cov = state.q[blk, blk] + prob.sigma2 * bt @ gamma_pinv @ bt.T
         cov = 0.5 * (cov + cov.T)
         p_means[t] = bt.T
-        p_covs[t] = cov
         classes = [0] if sym.kind == "cyclic" else range(k)
         probs, errs = [], []
+        for cls in range(k):
+            # A fresh point's logits given the training set are N(b_k, Sigma_tt); over training
+            # sets b_k moves by the Gaussian db_k: add its covariance.
+            p_covs[t, cls] = cov if cov_db is None else cov + cov_db[cls][blk, blk]
         for cls in classes:
-            res = win_probability(bt[:, cls], cov, cls, abs_tol=ORTHANT_TOL)
+            res = win_probability(bt[:, cls], p_covs[t, cls], cls, abs_tol=ORTHANT_TOL)
             probs.append(res.prob)
             errs.append(res.err)
         pop[t] = float(np.mean(probs))

@@ -128,7 +128,9 @@ class _State:
     z: np.ndarray  # (R1, G, M, K) training logits of the integrated groups
     psi: np.ndarray  # (R1, G, M, K)
     noise: np.ndarray  # (R1, M, K): h - b for every point (common to all groups)
-    rounds_done: list = field(default_factory=list)
+    psi_mean: np.ndarray  # (R1, G, K): per-group mean of psi_t
+    jac_class: np.ndarray  # (K, R1, R1, K, K): class sums of d psi_t / d h_s (s <= t)
+    psi_cov_class: np.ndarray  # (K, R1, R1, K, K): class sums of C_g Cov_g(psi_t, psi_s)
 
 
 def zero_sum_basis(k: int) -> np.ndarray:
@@ -140,13 +142,16 @@ def zero_sum_basis(k: int) -> np.ndarray:
     return e
 
 
-def _noise_factor(t, prob, st, basis):
+def _noise_factor(t, prob, st, basis, extra=None):
     """Zero-sum Cholesky factor ``Lt`` ((t+1)(K-1) square, lower) of rounds ``0..t``'s
-    ``Sigma = Q + sigma^2 B Gamma^+ B^T``, and the embedded factor ``(I (x) E) Lt``."""
+    ``Sigma = Q + sigma^2 B Gamma^+ B^T`` (plus ``extra``), and the embedded factor
+    ``(I (x) E) Lt``."""
     k = prob.n_classes
     dim = (t + 1) * k
     bb = np.concatenate([st.b[s] for s in range(t + 1)], axis=0)  # ((t+1)K, K)
     sigma = st.q[:dim, :dim] + prob.sigma2 * bb @ np.linalg.pinv(prob.gamma) @ bb.T
+    if extra is not None:
+        sigma = sigma + extra
     ee = np.kron(np.eye(t + 1), basis)
     red = ee.T @ sigma @ ee
     red = 0.5 * (red + red.T)
@@ -193,6 +198,7 @@ def _group_pass(t, g, cls, label, prob, st, pts, warm):
     s_t = softmax(z)
     psi = tau - s_t
     st.psi[t, g] = psi
+    st.psi_mean[t, g] = psi.mean(axis=0)
     jac = np.zeros((k, k))
     eye = np.eye(k)
     for sl in _chunks(m, k):
@@ -325,6 +331,7 @@ class _RoundMap:
         psi_cls = np.zeros((k, k))
         jac_cls = np.zeros((k, k, k))
         pp_cls = np.zeros((k, t + 1, k, k))
+        cov_cls = np.zeros((k, t + 1, k, k))
         cross_cls = np.zeros((k, t, k, k))
         warm = self.calls > 0 or t > 0  # round t > 0 starts from round t-1's logits
         for cls in sym.simulated:
@@ -336,6 +343,8 @@ class _RoundMap:
                 psi_cls[cls] += cnt * psi_m
                 jac_cls[cls] += cnt * jac_m
                 pp_cls[cls] += cnt * pp_m
+                mean_outer = psi_m[None, :, None] * st.psi_mean[: t + 1, g, None, :]
+                cov_cls[cls] += cnt * (pp_m - mean_outer)
                 if score_m is not None:
                     score_sum += cnt * score_m
             if t and prob.alpha > 0:
@@ -344,6 +353,11 @@ class _RoundMap:
         n_tot = prob.n_samples
         psi_cls = sym.expand_vectors(psi_cls)
         jac_cls = sym.expand_matrices(jac_cls)
+        # Class-level sums kept for the training-set fluctuations (fluctuations.py).
+        st.jac_class[:, t, t] = jac_cls
+        if t:
+            st.jac_class[:, t, :t] = sym.expand_matrices(cross_cls)
+        st.psi_cov_class[:, t, : t + 1] = sym.expand_matrices(cov_cls)
         pp_glob = sym.expand_matrices(pp_cls).sum(axis=0) / n_tot  # (t+1, K, K)
         cross_glob = sym.expand_matrices(cross_cls).sum(axis=0) / n_tot if t else None
         return psi_cls, jac_cls, pp_glob, cross_glob
@@ -440,6 +454,44 @@ def _solve_round(t, prob, sym, st, pts, groups, tol, max_iter):
     return it, res
 
 
+def evaluate_with_fluctuations(prob, sym, st, pts, groups, cov_db, u):
+    """Re-run every group's chain of proxes, rounds ``0..R``, at the converged order parameters
+    with the training set's fluctuation of the class means (:mod:`theory.finite_exact.
+    fluctuations`): a class-``k`` point has ``z = b_k - U_k E_g[psi] + eta_k + omega +
+    (V + U_k) psi(z)``, ``eta_k ~ N(0, cov_db[k])`` independent of ``omega ~ N(0, Sigma)``
+    (``U_k`` the mean directions' self-response). The logits ``st.z`` are replaced by these."""
+    k = prob.n_classes
+    r = prob.rounds
+    r1 = r + 1
+    basis = zero_sum_basis(k)
+    v_full = np.zeros((r1 * k, r1 * k))
+    for t in range(r1):
+        for s in range(t + 1):
+            v_full[t * k : (t + 1) * k, s * k : (s + 1) * k] = st.v[t, s]
+    for cls in sym.simulated:
+        _, fac = _noise_factor(r, prob, st, basis, extra=cov_db[cls])
+        noise = pts.xi[:, : r1 * (k - 1)] @ fac.T  # (M, (R+1) K)
+        resp = v_full + u[cls]
+        for t in range(r1):  # the prox needs a symmetric diagonal block
+            blk = resp[t * k : (t + 1) * k, t * k : (t + 1) * k]
+            resp[t * k : (t + 1) * k, t * k : (t + 1) * k] = 0.5 * (blk + blk.T)
+        for g, (gc, label, _cnt) in enumerate(groups):
+            if gc != cls:
+                continue
+            shift = u[cls] @ st.psi_mean[:, g].ravel()  # U_k E_g[psi], stacked over rounds
+            for t in range(r1):
+                rows = slice(t * k, (t + 1) * k)
+                a = st.b[t][:, cls] - shift[rows] + noise[:, rows]
+                for s in range(t):
+                    a = a + st.psi[s, g] @ resp[rows, s * k : (s + 1) * k].T
+                tau = _target(t, label, st, g, k, pts.size)
+                v_tt = resp[rows, rows]
+                a = a + tau @ v_tt.T
+                z = ce_prox(a, v_tt, st.z[t, g])
+                st.z[t, g] = z
+                st.psi[t, g] = tau - softmax(z)
+
+
 def _round_outputs(t, prob, sym, st, pts, groups, it, res):
     k = prob.n_classes
     n_sh = pts.n_shifts
@@ -475,14 +527,21 @@ def solve_state(
     tol: float = STATE_TOL,
     max_iter: int = MAX_ITER,
     progress=None,
+    fluctuations: bool = True,
+    self_response: bool = True,
 ):
     """Solve the state equations of rounds ``0..R`` and evaluate the training statistics.
+
+    With ``fluctuations``, the training statistics include the training set's fluctuation of the
+    class means (:mod:`theory.finite_exact.fluctuations`).
 
     Returns
     -------
     state : _State
         Order parameters ``v`` (R1, R1, K, K), ``q`` (R1 K, R1 K), ``b`` (R1, K, K).
     rounds : list of RoundStats
+    cov_db : ndarray, shape (K, (R+1) K, (R+1) K), or None
+        Covariance of the class means over training sets (``None`` without fluctuations).
     """
     k = prob.n_classes
     r1 = prob.rounds + 1
@@ -502,11 +561,22 @@ def solve_state(
         z=np.zeros((r1, len(groups), m, k)),
         psi=np.zeros((r1, len(groups), m, k)),
         noise=np.zeros((r1, m, k)),
+        psi_mean=np.zeros((r1, len(groups), k)),
+        jac_class=np.zeros((k, r1, r1, k, k)),
+        psi_cov_class=np.zeros((k, r1, r1, k, k)),
     )
-    out = []
+    conv = []
     for t in range(r1):
-        it, res = _solve_round(t, prob, sym, st, pts, groups, tol, max_iter)
-        out.append(_round_outputs(t, prob, sym, st, pts, groups, it, res))
+        conv.append(_solve_round(t, prob, sym, st, pts, groups, tol, max_iter))
         if progress is not None:
             progress(t)
-    return st, out
+    cov_db = None
+    if fluctuations and not prob.infinite:
+        from theory.finite_exact.fluctuations import class_mean_covariances
+
+        cov_db, u = class_mean_covariances(prob, st)
+        if not self_response:
+            u = np.zeros_like(u)
+        evaluate_with_fluctuations(prob, sym, st, pts, groups, cov_db, u)
+    out = [_round_outputs(t, prob, sym, st, pts, groups, *conv[t]) for t in range(r1)]
+    return st, out, cov_db
