@@ -48,6 +48,7 @@ from simulations.solver import solve_probe
 from theory.conditions import min_rounds_linear
 from theory.groups import BlockModel, predict_exact
 from theory.losses import make_loss, softmax_deviation
+from theory.names import DEFAULT_Q, LOSS_LABELS, THEORY_LOSSES
 from theory.noise import exact_counts, transition_matrix
 from theory.pll import group_top2, predict_pll
 from theory.pll_conditions import (
@@ -64,7 +65,7 @@ PRESETS = {
         per_class=4,
         c=0.4,
         d=0.1,
-        q=0.7,
+        q=DEFAULT_Q,
         kinds=("sym", "pair"),
         etas=(0.3,),
         lams=(1e-3, 1e-1),
@@ -78,7 +79,7 @@ PRESETS = {
         per_class=10,
         c=0.4,
         d=0.1,
-        q=0.7,
+        q=DEFAULT_Q,
         kinds=("sym", "pair", "asym"),
         etas=tuple(np.round(np.arange(0.0, 0.71, 0.1), 2)),
         lams=tuple(np.geomspace(1e-4, 1e-1, 6)),
@@ -97,7 +98,7 @@ PRESETS = {
         per_class=10,
         c=0.4,
         d=0.1,
-        q=0.7,
+        q=DEFAULT_Q,
         kinds=("sym", "pair", "asym"),
         etas=tuple(np.round(np.arange(0.0, 0.751, 0.05), 2)),
         lams=tuple(np.geomspace(1e-4, 1e0, 13)),
@@ -114,7 +115,7 @@ PRESETS = {
         ),
     ),
 }
-LOSSES = ("ce", "candidate", "gce")
+LOSSES = THEORY_LOSSES  # the losses with a group-level theory (theory.names)
 #: Outcome categories of a cell (colour index).
 OUTCOMES = ("train & pop 100%", "train 100% only", "pop 100% only", "neither", "tie")
 _COLORS = (
@@ -409,7 +410,9 @@ def plot(data: dict):
     lams, etas = data["lams"], data["etas"]
     nrows = len(kinds) + 1
     fig, axes = style.figure(4, nrows, width=2.0, height=1.75, squeeze=False)
-    titles = {"ce": "two-hot CE", "candidate": "candidate −log π", "gce": f"GCE q={p['q']:g}"}
+    titles = {loss: LOSS_LABELS[loss] for loss in LOSSES} | {
+        "gce": f"{LOSS_LABELS['gce']} q={p['q']:g}"
+    }
     lines = data["lines"]
     for r, kind in enumerate(kinds):
         for j, loss in enumerate(LOSSES):

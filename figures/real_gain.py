@@ -53,9 +53,9 @@ from figures.common import log, mean_ci95, parse_args
 from figures.style import OKABE_ITO, figure, save_figure, write_csv
 from simulations.cli_probe import SMALL_P
 from simulations.datasets import load_dataset, validate_dataset
-from simulations.pll_losses import LOSSES
 from simulations.probe import PLL_METHODS, ProbeConfig, run_probe
 from theory.blas import single_thread_blas
+from theory.names import LOSSES, METHOD_LABELS, method_of
 
 NAME = "real_gain"
 
@@ -100,10 +100,10 @@ PRESETS = {
 #: colours with hatching; no colour is shared by two series.
 SD_COLORS = ("#BBBBBB", "#888888", "#444444", "#222222", "#000000")
 PLL_STYLE = {
-    "gce-reference": ("PLL (paper: GCE per candidate)", OKABE_ITO["orange"], ""),
-    "ce": ("PLL, two-hot CE (theory)", OKABE_ITO["skyblue"], "//"),
-    "candidate": ("PLL, -log s", OKABE_ITO["green"], "\\\\"),
-    "gce": ("PLL, GCE of the set", OKABE_ITO["purple"], "xx"),
+    "gce-reference": (METHOD_LABELS[method_of("gce-reference")], OKABE_ITO["orange"], ""),
+    "ce": (METHOD_LABELS[method_of("ce")], OKABE_ITO["skyblue"], "//"),
+    "candidate": (METHOD_LABELS[method_of("candidate")], OKABE_ITO["green"], "\\\\"),
+    "gce": (METHOD_LABELS[method_of("gce")], OKABE_ITO["purple"], "xx"),
 }
 NOISE_TITLES = {
     "superclass": "superclass",

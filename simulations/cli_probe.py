@@ -30,6 +30,7 @@ from simulations.memory import check_memory, parse_max_memory, probe_bytes
 from simulations.outdir import check_out_dir
 from simulations.probe import ProbeConfig, run_probe, write_results
 from theory.blas import blas_threads
+from theory.names import METHOD_LABELS
 from theory.noise import NOISE_KINDS
 
 __all__ = ["build_parser", "format_report", "main"]
@@ -216,12 +217,7 @@ def format_report(result) -> str:
         for e in rows:
             if e["method"] == "sd":
                 continue
-            name = {
-                "pll_ce": "PLL (CE, two-hot)",
-                "pll_candidate": "PLL (-log s)",
-                "pll_gce": f"PLL (GCE set q={cfg['q']:g})",
-                "pll_gce_ref": f"PLL (GCE ref q={cfg['q']:g})",
-            }[e["method"]]
+            name = METHOD_LABELS[e["method"]]
             note = "" if e["all_converged"] else "  [not certified]"
             lines.append(
                 f"{name:>18}: train {_fmt(e['train_acc'])} val {_fmt(e['val_acc'])} "

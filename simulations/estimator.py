@@ -68,6 +68,8 @@ from simulations.distill import self_distill
 from simulations.features import as_generator
 from simulations.solver import factorize, log_softmax
 from theory.metrics import accuracy
+from theory.names import DEFAULT_Q, METHOD_LOSS
+from theory.names import METHODS as NAMED_METHODS
 from theory.validation import check_int, check_positive
 
 __all__ = [
@@ -79,15 +81,11 @@ __all__ = [
     "validation_mask",
 ]
 
-#: PLL method -> loss of :func:`simulations.pll_losses.train_pll_student` (module docstring).
-PLL_LOSSES = {
-    "pll-ce": "ce",
-    "pll-candidate": "candidate",
-    "pll-gce": "gce",
-    "pll-gce-ref": "gce-reference",
-}
-#: Accepted values of ``method``.
-METHODS = ("sd", *PLL_LOSSES)
+#: PLL method -> loss of :func:`simulations.pll_losses.train_pll_student` (module docstring;
+#: :data:`theory.names.METHOD_LOSS`).
+PLL_LOSSES = METHOD_LOSS
+#: Accepted values of ``method`` (:data:`theory.names.METHODS`).
+METHODS = NAMED_METHODS
 #: Accepted values of ``preprocess``.
 PREPROCESS = ("center-l2", None)
 
@@ -252,7 +250,7 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         lam=1e-3,
         rounds=1,
         method="sd",
-        q=0.7,
+        q=DEFAULT_Q,
         preprocess="center-l2",
         random_state=0,
         val_fraction=0.2,

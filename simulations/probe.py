@@ -21,10 +21,10 @@ One *trial* (seed ``s``) does, with independent streams from ``SeedSequence(seed
    training rows): **teacher** (round 0) and **SD rounds** ``1..R`` by exact training
    (``method='sd'``, :func:`simulations.distill.self_distill`); the **PLL student** for every loss
    in ``pll_losses`` (``method='pll-*'``, :func:`simulations.pll_losses.train_pll_student`, started
-   from the teacher, certified): by default two-hot cross-entropy (``'ce'``, method ``pll_ce``, the
+   from the teacher, certified): by default two-hot cross-entropy (``'ce'``, method ``pll-ce``, the
    theory's loss) and the reference code's GCE, ``q = 0.7``, on each of the two candidates
-   (``'gce-reference'``, method ``pll_gce_ref``); also available the candidate log-likelihood
-   (``pll_candidate``) and the candidate-set GCE (``pll_gce``); the teacher's **top-2 coverage**
+   (``'gce-reference'``, method ``pll-gce-ref``); also available the candidate log-likelihood
+   (``pll-candidate``) and the candidate-set GCE (``pll-gce``); the teacher's **top-2 coverage**
    (fraction of samples whose true label is among the teacher's two largest outputs) on train and
    test. One estimator per trial with ``warm_start=True`` factorises the training features once
    and trains each teacher once.
@@ -57,10 +57,10 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 from simulations.datasets import Dataset, preprocess
-from simulations.estimator import PLL_LOSSES, SelfDistillationClassifier
+from simulations.estimator import SelfDistillationClassifier
 from simulations.noise import class_mean_groups, sample_noisy_labels
-from simulations.pll_losses import DEFAULT_Q, LOSSES
 from theory.metrics import accuracy
+from theory.names import DEFAULT_Q, LOSS_METHOD, LOSSES
 from theory.noise import NOISE_KINDS, transition_matrix
 from theory.partial_labels import top2_indices
 from theory.validation import check_int, check_positive
@@ -75,15 +75,10 @@ __all__ = [
     "write_results",
 ]
 
-#: PLL loss (:data:`simulations.pll_losses.LOSSES`) -> method name in the rows.
-PLL_METHODS = {
-    "ce": "pll_ce",
-    "candidate": "pll_candidate",
-    "gce": "pll_gce",
-    "gce-reference": "pll_gce_ref",
-}
-#: PLL loss -> ``method`` of :class:`simulations.estimator.SelfDistillationClassifier`.
-_ESTIMATOR_METHOD = {loss: method for method, loss in PLL_LOSSES.items()}
+#: PLL loss (:data:`simulations.pll_losses.LOSSES`) -> method name in the rows, which is the
+#: ``method`` of :class:`simulations.estimator.SelfDistillationClassifier`
+#: (:data:`theory.names.LOSS_METHOD`; before the registry the rows said ``pll_ce``...).
+PLL_METHODS = LOSS_METHOD
 #: Methods reported per lam; "sd" rows carry the round (0 = teacher).
 METHODS = ("sd", *PLL_METHODS.values())
 #: Families selected on validation (those of the PLL losses run, in this order).
@@ -343,7 +338,7 @@ def _trial(dataset, config, groups, seq, trial_index):
             with warnings.catch_warnings():
                 # a student short of its tolerance is recorded in the row ("converged")
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                est.set_params(method=_ESTIMATOR_METHOD[loss], rounds=1).fit(x_tr, noisy_tr)
+                est.set_params(method=PLL_METHODS[loss], rounds=1).fit(x_tr, noisy_tr)
             cert = est.certificates_[1]
             record(
                 PLL_METHODS[loss],

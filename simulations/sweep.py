@@ -70,6 +70,7 @@ from simulations.pipelines import TrialConfig, run_trial, trial_seed
 from simulations.stats import mean_ci as _mean_ci
 from simulations.workers import worker_pool
 from theory.blas import blas_threads as blas_threads_limit
+from theory.names import METRICS as NAMED_METRICS
 from theory.validation import check_int
 
 try:  # Python >= 3.11
@@ -95,15 +96,8 @@ __all__ = [
 ]
 
 ALIASES = {"K": "n_classes", "n": "per_class", "p": "dim"}
-#: Metrics summarised with mean and 95% CI.
-METRICS = (
-    "train_acc",
-    "train_acc_clean",
-    "train_acc_mislabeled",
-    "pop_acc",
-    "pop_acc_sampled",
-    "top2_coverage",
-)
+#: Metrics summarised with mean and 95% CI (:data:`theory.names.METRICS`).
+METRICS = NAMED_METRICS
 _CONFIG_FIELDS = [f.name for f in fields(TrialConfig)]
 _ROW_FIELDS = [
     "n_mislabeled",

@@ -60,8 +60,8 @@ def test_selection_uses_validation_not_test():
     rows = [
         {"method": "sd", "round": 0, "lam": 1.0, "val_acc": 0.5, "test_acc": 0.9},
         {"method": "sd", "round": 1, "lam": 1.0, "val_acc": 0.7, "test_acc": 0.1},
-        {"method": "pll_ce", "round": 1, "lam": 1.0, "val_acc": 0.6, "test_acc": 0.95},
-        {"method": "pll_gce_ref", "round": 1, "lam": 1.0, "val_acc": 0.7, "test_acc": 0.99},
+        {"method": "pll-ce", "round": 1, "lam": 1.0, "val_acc": 0.6, "test_acc": 0.95},
+        {"method": "pll-gce-ref", "round": 1, "lam": 1.0, "val_acc": 0.7, "test_acc": 0.99},
     ]
     sel = {s["family"]: s for s in _select(rows, 0)}
     assert sel["sd"]["round"] == 1 and sel["sd"]["test_acc"] == 0.1
