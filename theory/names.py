@@ -38,11 +38,13 @@ __all__ = [
     "METHOD_LOSS",
     "METRICS",
     "METRIC_LABELS",
+    "MODEL_DEFAULTS",
     "NOISE_KINDS",
     "NOISE_LABELS",
     "PLL_METHODS",
     "PREPROCESSING",
     "PREPROCESSING_LABELS",
+    "ROUNDS_HELP",
     "SPLIT_LABELS",
     "SUPERCLASS_RULES",
     "SUPERCLASS_RULE_LABELS",
@@ -155,6 +157,21 @@ PREPROCESSING_LABELS = {"center-l2": "centred + L2-normalised", "raw": "raw (as 
 #: Top-level key of the parameters in every command's JSON (``theory predict``, ``simulations
 #: run``, ``simulations probe``).
 CONFIG_KEY = "config"
+#: What ``--rounds`` counts in every command: the last round ``R``, i.e. the SD rounds
+#: ``1..R`` after the teacher (round 0).
+ROUNDS_HELP = "SD rounds after the teacher: the last round R >= 0 (round 0 is the teacher)"
+#: Defaults of the block model and its noise shared by ``theory predict``, ``simulations run`` and
+#: :class:`simulations.pipelines.TrialConfig` (one starting point for theory and simulation).
+MODEL_DEFAULTS = {
+    "n_classes": 3,
+    "per_class": 20,
+    "c": 0.5,
+    "d": 0.1,
+    "eta": 0.2,
+    "lam": 1e-3,
+    "rounds": 3,
+    "noise": "sym",
+}
 #: Old option spelling -> new (accepted for one release with a note on stderr).
 DEPRECATED_OPTIONS = {
     "--seeds": "--trials",
