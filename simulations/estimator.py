@@ -87,7 +87,7 @@ PLL_LOSSES = METHOD_LOSS
 #: Accepted values of ``method`` (:data:`theory.names.METHODS`).
 METHODS = NAMED_METHODS
 #: Accepted values of ``preprocess``.
-PREPROCESS = ("center-l2", None)
+PREPROCESS = ("center-l2", "raw", None)
 
 
 def fit_memory_bytes(n_samples: int, n_features: int, n_classes: int) -> int:
@@ -177,10 +177,11 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         and the student learns nothing).
     q : float, default=0.7
         GCE exponent in ``(0, 1]`` (used by ``'pll-gce'`` and ``'pll-gce-ref'``; validated always).
-    preprocess : {'center-l2', None}, default='center-l2'
+    preprocess : {'center-l2', 'raw', None}, default='center-l2'
         ``'center-l2'``: subtract the mean of the training features (learnt in ``fit``, stored in
         ``mean_``) and L2-normalise every row, in ``fit`` and in every prediction; rows equal to
-        the mean stay zero. ``None``: use the features as given.
+        the mean stay zero. ``'raw'`` or ``None``: use the features as given (what the reference
+        code trains on).
     random_state : int >= 0, numpy Generator or SeedSequence, default=0
         Seeds the validation split of ``rounds='auto'`` (the only randomness; fits with integer
         rounds are deterministic). ``None`` is rejected: every draw is explicitly seeded.
@@ -294,7 +295,9 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
             self.preprocess is None
             or (isinstance(self.preprocess, str) and self.preprocess in PREPROCESS)
         ):
-            raise ValueError(f"preprocess must be 'center-l2' or None, got {self.preprocess!r}")
+            raise ValueError(
+                f"preprocess must be 'center-l2', 'raw' or None, got {self.preprocess!r}"
+            )
         lam = check_positive(self.lam, "lam")
         q = check_positive(self.q, "q")
         if q > 1:
@@ -417,7 +420,7 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         return classes, y_idx
 
     def _preprocess_fit(self, X):
-        if self.preprocess is None:
+        if self.preprocess in (None, "raw"):
             return X
         pre = preprocess(X, np.arange(X.shape[0]))
         self.mean_ = pre.train_mean
@@ -505,7 +508,7 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         if check:
             check_is_fitted(self)
             X = validate_data(self, X, dtype=np.float64, reset=False)
-        if self.preprocess is None:
+        if self.preprocess in (None, "raw"):
             return X
         return _center_l2(X, self.mean_)
 
