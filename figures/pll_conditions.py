@@ -42,6 +42,7 @@ from matplotlib.patches import Patch
 
 from figures import style
 from figures.common import AgreementError, log, parse_args
+from selfdistill_cli.progress import progress_bar
 from simulations.features import exact_block_features
 from simulations.pll_losses import train_pll_student
 from simulations.solver import solve_probe
@@ -274,6 +275,10 @@ def compute(preset: str = "quick", seed: int = 0, workers: int = 1) -> dict:
     model = BlockModel(k, n, c, d0)
     rows = []
     grids = {}
+    n_cells = lams.size * (
+        len(LOSSES) * (len(p["kinds"]) * etas.size + len(p["ds"])) + len(p["qs"])
+    )
+    bar = progress_bar(total=n_cells, desc=NAME, unit="cell")  # stderr, terminals only
     for kind in p["kinds"]:
         for loss in LOSSES:
             grids[(kind, loss)] = np.zeros((lams.size, etas.size), dtype=int)
@@ -286,6 +291,7 @@ def compute(preset: str = "quick", seed: int = 0, workers: int = 1) -> dict:
                 grids[(kind, "sd")][i, e] = np.nan if t_min is None else t_min
                 for loss in LOSSES:
                     cell = _cell(model, counts, lam, loss, q, teacher)
+                    bar.update()
                     grids[(kind, loss)][i, e] = _outcome(cell["train"], cell["pop"], cell["ties"])
                     rows.append(
                         dict(
@@ -312,6 +318,7 @@ def compute(preset: str = "quick", seed: int = 0, workers: int = 1) -> dict:
             teacher = predict_exact(m, clean, lam, 0).teacher
             for loss in LOSSES:
                 cell = _cell(m, clean, lam, loss, q, teacher)
+                bar.update()
                 grids[("clean", loss)][i, j] = _outcome(cell["train"], cell["pop"], cell["ties"])
                 rows.append(
                     dict(panel="clean", noise="sym", loss=loss, eta=0.0, d=d, q=q, lam=lam, **cell)
@@ -325,12 +332,14 @@ def compute(preset: str = "quick", seed: int = 0, workers: int = 1) -> dict:
         for i, lam in enumerate(lams):
             teacher = predict_exact(model, pair, lam, 0).teacher
             cell = _cell(model, pair, lam, "gce", qq, teacher)
+            bar.update()
             grids[("q", "gce")][i, j] = _outcome(cell["train"], cell["pop"], cell["ties"])
             rows.append(
                 dict(
                     panel="q", noise="pair", loss="gce", eta=p["q_eta"], d=d0, q=qq, lam=lam, **cell
                 )
             )
+    bar.close()
     # Lines: uniqueness / linearisation / tie stability.
     lines = {
         "unique": {loss: uniqueness_lam(model, loss, q) for loss in ("candidate", "gce")},

@@ -43,12 +43,15 @@ def progress_enabled(quiet: bool = False, stream=None) -> bool:
         return False
 
 
-def progress_bar(iterable=None, *, total=None, desc=None, unit="it", quiet=False, leave=False):
+def progress_bar(
+    iterable=None, *, total=None, desc=None, unit="it", quiet=False, leave=False, **kwargs
+):
     """A :class:`tqdm.tqdm` on stderr, disabled unless :func:`progress_enabled`.
 
     Use it as tqdm: wrap an iterable, or ``with progress_bar(total=n) as bar: ... bar.update()``.
     A disabled bar costs nothing and prints nothing. ``leave=False`` (default) removes the bar
-    when it closes, so the command's own summary lines follow undisturbed.
+    when it closes, so the command's own summary lines follow undisturbed. Other keywords go to
+    tqdm (e.g. ``bar_format``).
     """
     from tqdm import tqdm  # lazy: only commands that report progress need it
 
@@ -63,6 +66,7 @@ def progress_bar(iterable=None, *, total=None, desc=None, unit="it", quiet=False
         dynamic_ncols=True,
         mininterval=0.5,
         smoothing=0.1,
+        **kwargs,
     )
 
 

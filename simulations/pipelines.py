@@ -70,7 +70,7 @@ from simulations.noise import (
 from simulations.pll_losses import train_pll_student
 from theory.gram import check_block_params
 from theory.metrics import correct_and_tied
-from theory.names import DEFAULT_Q, METHOD_LOSS
+from theory.names import DEFAULT_Q, METHOD_LOSS, MODEL_DEFAULTS
 from theory.names import METHODS as NAMED_METHODS
 from theory.noise import NOISE_KINDS, check_groups, transition_matrix
 from theory.partial_labels import top2_indices
@@ -131,15 +131,15 @@ class TrialConfig:
         Fixed-point residual of every solve.
     """
 
-    n_classes: int = 3
-    per_class: int = 20
+    n_classes: int = MODEL_DEFAULTS["n_classes"]
+    per_class: int = MODEL_DEFAULTS["per_class"]
     dim: int = 400
-    c: float = 0.5
-    d: float = 0.1
-    eta: float = 0.2
-    lam: float = 1e-3
-    rounds: int = 3
-    noise: str = "sym"
+    c: float = MODEL_DEFAULTS["c"]
+    d: float = MODEL_DEFAULTS["d"]
+    eta: float = MODEL_DEFAULTS["eta"]
+    lam: float = MODEL_DEFAULTS["lam"]
+    rounds: int = MODEL_DEFAULTS["rounds"]
+    noise: str = MODEL_DEFAULTS["noise"]
     sampling: str = "exact-count"
     features: str = "mixture"
     method: str = "sd"
