@@ -2,7 +2,9 @@
 
 Reproduces ``numerical_solving.py`` of the public reference code (``Hyeonsu-Jeong/SelfPLL``) at its
 defaults: K=4, n=500 (N=2000), c=0.4, d=0.1, lam=1e-5, eta=0.5 (each point independently flipped
-to a uniformly random other class), 10 distillation rounds, each round solved by
+to a uniformly random other class), 10 solves in all (``max_dist = 10``: the teacher on the
+noisy labels, then 9 distillation rounds; ``--rounds`` counts the rounds after the teacher,
+default 9), each solved by
 :func:`simulations.reference_loop.reference_loop` (Adam from a random start, squared-Frobenius
 early stop 1e-5 or 100,000 iterations, clamp 1e-6, float32), each round's output the next round's
 target. Beside it, every round is solved by :func:`simulations.solver.solve_probe` (certified
@@ -267,7 +269,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="N=400, 1 round, 4 epsilons")
     parser.add_argument("--epsilon", type=float, default=0.0, help="perturbation for part 1")
-    parser.add_argument("--rounds", type=int, default=None, help="rounds after the teacher")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="rounds after the teacher (default 9: the reference's 10 solves; 1 with --quick)",
+    )
     parser.add_argument("--max-iter", type=int, default=REFERENCE_DEFAULTS["max_iter"])
     parser.add_argument("--max-rounds", type=int, default=200, help="t_min search limit")
     parser.add_argument("--seed", type=int, default=0)
@@ -277,7 +284,8 @@ def main(argv=None) -> int:
         "--sklearn", action="store_true", help="also check the teacher with scikit-learn (eps=0)"
     )
     args = parser.parse_args(argv)
-    rounds = args.rounds if args.rounds is not None else (1 if args.quick else 10)
+    # numerical_solving.py: dist = 1..max_dist (10) solves, the first on the noisy labels
+    rounds = args.rounds if args.rounds is not None else (1 if args.quick else 9)
     bad = []
     if not (0 <= args.epsilon <= 1):
         bad.append("--epsilon must lie in [0, 1]")

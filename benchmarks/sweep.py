@@ -29,7 +29,7 @@ def _spec(n_configs: int, seeds: int, rounds: int):
     etas = [round(0.05 + 0.4 * i / max(n_configs - 1, 1), 6) for i in range(n_configs)]
     return parse_spec(
         {
-            "sweep": {"seeds": seeds, "name": "bench"},
+            "sweep": {"trials": seeds, "name": "bench"},
             "grid": {"K": 4, "n": 100, "p": 800, "eta": etas, "rounds": rounds, "lam": 1e-3},
         }
     )

@@ -3,14 +3,17 @@
 Usage::
 
     python -m figures [--preset quick|paper|tiny] [--out DIR] [--only NAME[,NAME...]] [--seed S]
-                      [--workers W] [--gallery [DIR]]
+                      [--workers W] [--gallery [DIR]] [--quiet]
     python -m figures explore [...]          # interactive explorer (figures.explorer)
 
 ``--out`` defaults to ``./selfdistill-figures`` relative to the working directory (a name that can
 never shadow a Python package) and is checked for writability before any work. ``--preset quick``
 (default) produces all figures in well under 3 minutes on 2 cores; ``paper`` uses more trials,
-finer grids and larger dimensions. ``--gallery`` additionally writes small PNGs for the README
-(default ``docs/gallery``, see :mod:`figures.gallery`). Progress goes to stderr; a figure whose
+finer grids and larger dimensions; ``tiny`` is the smallest problem each figure accepts (seconds
+for all of them; what the smoke tests run, not a figure to read). ``--gallery`` additionally
+writes small PNGs for the README (default ``docs/gallery``, see :mod:`figures.gallery`). Progress
+goes to stderr: one line per figure, and on a terminal a progress bar with an ETA weighted by
+each figure's measured cost (:data:`COST`); ``--quiet`` keeps only errors. A figure whose
 theory-vs-simulation check fails stops the run with a non-zero exit status.
 """
 
@@ -24,13 +27,33 @@ import time
 from pathlib import Path
 
 from figures import FIGURES
-from figures.common import DEFAULT_OUT_NAME, default_out, log
-from selfdistill_cli import ArgumentParser
+from figures.common import DEFAULT_OUT_NAME, default_out, log, set_quiet
+from selfdistill_cli import ArgumentParser, progress
 from simulations.outdir import check_out_dir
 from theory.blas import single_thread_blas
 
 #: Presets every figure understands ('tiny' is for smoke tests).
 PRESETS = ("quick", "paper", "tiny")
+#: What each preset is (the --preset help).
+PRESET_HELP = (
+    "quick: every figure in a few minutes on 2 cores; paper: publication quality (more trials, "
+    "finer grids, larger p; minutes per figure); tiny: the smallest problems, for smoke tests"
+)
+#: Relative cost of each figure (seconds of the quick preset on the 2-core development machine,
+#: rounded): weights of the runner's progress bar, so that its ETA is not a count of figures.
+COST = {
+    "label_averaging": 2,
+    "spectrum": 2,
+    "exact_vs_linear": 3,
+    "sd_vs_pll": 4,
+    "phase_diagram": 8,
+    "finite_dimension": 8,
+    "sd_generalization": 4,
+    "finite_phase": 9,
+    "real_gain": 4,
+    "pll_real": 3,
+    "pll_conditions": 28,
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Regenerate every figure of selfdistill-lab (theory and simulation).",
         epilog="Sub-command: 'python -m figures explore [...]' starts the explorer.",
     )
-    parser.add_argument("--preset", choices=PRESETS, default="quick")
+    parser.add_argument("--preset", choices=PRESETS, default="quick", help=PRESET_HELP)
     parser.add_argument(
         "--out", type=Path, default=None, help=f"output directory (default ./{DEFAULT_OUT_NAME})"
     )
@@ -61,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="also write small README PNGs (default docs/gallery)",
     )
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr (errors only)")
     return parser
 
 
@@ -103,20 +127,35 @@ def main(argv=None) -> int:
         check_out_dir(args.out)
     except ValueError as exc:
         parser.error(str(exc))
+    if args.quiet:  # the figures' own progress bars and lines too
+        os.environ[progress.ENV] = "0"
+        set_quiet(True)
     log(f"figures: preset={args.preset}, seed={args.seed}, out={args.out}, {len(names)} figure(s)")
     start = time.perf_counter()
     timings = {}
+    bar = progress.progress_bar(
+        total=sum(COST.get(n, 1) for n in names),
+        desc="figures",
+        quiet=args.quiet,
+        leave=True,
+        # the total is weighted cost, not a count: show the share done and the times only
+        bar_format="{desc}{percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]",
+    )
     for i, name in enumerate(names, 1):
         log(f"[{i}/{len(names)}] {name} ...")
+        bar.set_description(f"figures ({name})")
         t0 = time.perf_counter()
         module = importlib.import_module(f"figures.{name}")
         with single_thread_blas():  # small problems: threads only add overhead (common.py)
             status = module.main(_figure_argv(name, args))
         if status:
-            log(f"[{i}/{len(names)}] {name} FAILED with status {status}")
+            bar.close()
+            log(f"[{i}/{len(names)}] {name} FAILED with status {status}", force=True)
             return int(status)
         timings[name] = time.perf_counter() - t0
+        bar.update(COST.get(name, 1))
         log(f"[{i}/{len(names)}] {name} done in {timings[name]:.1f} s")
+    bar.close()
     if args.gallery is not None:
         from figures.gallery import make_gallery
 

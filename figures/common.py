@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -70,6 +69,7 @@ __all__ = [
     "nan_mean",
     "parse_args",
     "prediction_bounds",
+    "set_quiet",
     "tie_fractions",
 ]
 
@@ -113,7 +113,13 @@ def parse_args(argv, description: str, presets, extra=None) -> argparse.Namespac
         "--out", type=Path, default=None, help=f"output directory (default ./{DEFAULT_OUT_NAME})"
     )
     parser.add_argument("--seed", type=int, default=0, help="base seed (>= 0)")
-    parser.add_argument("--preset", choices=list(presets), default="quick")
+    parser.add_argument(
+        "--preset",
+        choices=list(presets),
+        default="quick",
+        help="quick: fast and readable; paper: publication quality (more trials, finer grids); "
+        "tiny: the smallest problem, for smoke tests",
+    )
     parser.add_argument("--workers", type=int, default=1, help="processes for Monte Carlo trials")
     if extra is not None:
         extra(parser)
@@ -134,9 +140,22 @@ def parse_args(argv, description: str, presets, extra=None) -> argparse.Namespac
     return args
 
 
-def log(msg: str) -> None:
-    """Progress message on stderr."""
-    print(msg, file=sys.stderr, flush=True)
+_QUIET = False
+
+
+def set_quiet(quiet: bool) -> None:
+    """Silence :func:`log` (the runner's ``--quiet``); errors pass ``force=True``."""
+    global _QUIET
+    _QUIET = bool(quiet)
+
+
+def log(msg: str, force: bool = False) -> None:
+    """Progress message on stderr (drawn around any progress bar; silent after ``set_quiet``)."""
+    if _QUIET and not force and not msg.startswith("error"):
+        return
+    from selfdistill_cli.progress import write
+
+    write(msg)
 
 
 # ---------------------------------------------------------------------------------------------

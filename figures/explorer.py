@@ -658,17 +658,29 @@ class ExplorerApp:
         self._poll()
 
 
+#: ``--set`` names as the README writes them -> the explorer's parameter names.
+SET_ALIASES = {"K": "n_classes", "n": "per_class", "R": "rounds", "p": "dim", "N/p": "n_over_p"}
+
+
+def set_names() -> list[str]:
+    """The names ``--set`` accepts, as the README writes them (K, n, c, d, lam, ..., N/p)."""
+    readme = {v: k for k, v in SET_ALIASES.items() if k != "R"}  # rounds keeps its own name
+    return [readme.get(name, name) for name in DEFAULT_PARAMS]
+
+
 def parse_assignments(items) -> dict:
     """``['K=5', 'lam=1e-2', 'noise=pair']`` -> parameter dict (aliases K, n; numbers parsed)."""
-    aliases = {"K": "n_classes", "n": "per_class", "R": "rounds", "p": "dim", "N/p": "n_over_p"}
     out = {}
     for item in items or []:
         if "=" not in item:
             raise ValueError(f"--set expects key=value, got {item!r}")
         key, value = item.split("=", 1)
-        key = aliases.get(key.strip(), key.strip())
+        given = key.strip()
+        key = SET_ALIASES.get(given, given)
         if key not in DEFAULT_PARAMS:
-            raise ValueError(f"unknown parameter {key!r}; valid: {sorted(DEFAULT_PARAMS)}")
+            raise ValueError(
+                f"unknown parameter {given!r} for --set; valid: {', '.join(set_names())}"
+            )
         value = value.strip()
         if key != "noise":
             try:
@@ -691,17 +703,32 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="render one frame to PNG and exit (Agg unless --backend)",
     )
-    ap.add_argument("--preset", default="default", choices=sorted(PRESETS))
+    ap.add_argument(
+        "--preset",
+        default="default",
+        choices=sorted(PRESETS),
+        help="named starting point: default; sd-fixes-noise (SD needs several rounds); "
+        "pair-noise (the PLL student ties); plurality-fails (no round reaches 100%%)",
+    )
     ap.add_argument(
         "--set",
         dest="assign",
         action="append",
         metavar="KEY=VALUE",
-        help="parameter, e.g. --set K=5 --set lam=1e-2 --set noise=pair",
+        help="parameter, e.g. --set K=5 --set lam=1e-2 --set noise=pair; names: "
+        + ", ".join(set_names()),
     )
-    ap.add_argument("--seed", type=int, help="Monte Carlo base seed")
-    ap.add_argument("--trials", type=int, help="Monte Carlo trials")
-    ap.add_argument("--dim", type=int, help="Monte Carlo feature dimension p")
+    ap.add_argument(
+        "--seed", type=int, help=f"Monte Carlo base seed (default: {DEFAULT_PARAMS['seed']})"
+    )
+    ap.add_argument(
+        "--trials", type=int, help=f"Monte Carlo trials (default: {DEFAULT_PARAMS['trials']})"
+    )
+    ap.add_argument(
+        "--dim",
+        type=int,
+        help=f"Monte Carlo feature dimension p when N/p = 0 (default: {DEFAULT_PARAMS['dim']})",
+    )
     ap.add_argument(
         "--simulate", action="store_true", help="with --snapshot: run the Monte Carlo before saving"
     )

@@ -59,6 +59,7 @@ from simulations.gram_trials import MixtureTrial, run_mc_many
 from simulations.linear_trials import LinearTrial, run_linear_many
 from theory.finite import MixtureModel, predict_finite
 from theory.groups import BlockModel, predict_exact
+from theory.names import THEORY_FIELDS
 from theory.noise import exact_counts, transition_matrix
 from theory.pll import predict_pll
 
@@ -129,7 +130,7 @@ PRESETS = {
     ),
 }
 METRICS = ("pop_acc", "train_acc_mislabeled")
-_THEORY_KEY = {"pop_acc": "population_acc", "train_acc_mislabeled": "train_acc_mislabeled"}
+_THEORY_KEY = THEORY_FIELDS  # simulation metric -> theory field (theory.names)
 #: The finite-p theory is claimed (and checked) for N/2 <= p <= 20 N (issue 10).
 CHECK_RATIOS = (0.5, 20.0)
 

@@ -42,12 +42,14 @@ from matplotlib.patches import Patch
 
 from figures import style
 from figures.common import AgreementError, log, parse_args
+from selfdistill_cli.progress import progress_bar
 from simulations.features import exact_block_features
 from simulations.pll_losses import train_pll_student
 from simulations.solver import solve_probe
 from theory.conditions import min_rounds_linear
 from theory.groups import BlockModel, predict_exact
 from theory.losses import make_loss, softmax_deviation
+from theory.names import DEFAULT_Q, LOSS_LABELS, THEORY_LOSSES
 from theory.noise import exact_counts, transition_matrix
 from theory.pll import group_top2, predict_pll
 from theory.pll_conditions import (
@@ -64,7 +66,7 @@ PRESETS = {
         per_class=4,
         c=0.4,
         d=0.1,
-        q=0.7,
+        q=DEFAULT_Q,
         kinds=("sym", "pair"),
         etas=(0.3,),
         lams=(1e-3, 1e-1),
@@ -78,7 +80,7 @@ PRESETS = {
         per_class=10,
         c=0.4,
         d=0.1,
-        q=0.7,
+        q=DEFAULT_Q,
         kinds=("sym", "pair", "asym"),
         etas=tuple(np.round(np.arange(0.0, 0.71, 0.1), 2)),
         lams=tuple(np.geomspace(1e-4, 1e-1, 6)),
@@ -97,7 +99,7 @@ PRESETS = {
         per_class=10,
         c=0.4,
         d=0.1,
-        q=0.7,
+        q=DEFAULT_Q,
         kinds=("sym", "pair", "asym"),
         etas=tuple(np.round(np.arange(0.0, 0.751, 0.05), 2)),
         lams=tuple(np.geomspace(1e-4, 1e0, 13)),
@@ -114,7 +116,7 @@ PRESETS = {
         ),
     ),
 }
-LOSSES = ("ce", "candidate", "gce")
+LOSSES = THEORY_LOSSES  # the losses with a group-level theory (theory.names)
 #: Outcome categories of a cell (colour index).
 OUTCOMES = ("train & pop 100%", "train 100% only", "pop 100% only", "neither", "tie")
 _COLORS = (
@@ -273,6 +275,10 @@ def compute(preset: str = "quick", seed: int = 0, workers: int = 1) -> dict:
     model = BlockModel(k, n, c, d0)
     rows = []
     grids = {}
+    n_cells = lams.size * (
+        len(LOSSES) * (len(p["kinds"]) * etas.size + len(p["ds"])) + len(p["qs"])
+    )
+    bar = progress_bar(total=n_cells, desc=NAME, unit="cell")  # stderr, terminals only
     for kind in p["kinds"]:
         for loss in LOSSES:
             grids[(kind, loss)] = np.zeros((lams.size, etas.size), dtype=int)
@@ -285,6 +291,7 @@ def compute(preset: str = "quick", seed: int = 0, workers: int = 1) -> dict:
                 grids[(kind, "sd")][i, e] = np.nan if t_min is None else t_min
                 for loss in LOSSES:
                     cell = _cell(model, counts, lam, loss, q, teacher)
+                    bar.update()
                     grids[(kind, loss)][i, e] = _outcome(cell["train"], cell["pop"], cell["ties"])
                     rows.append(
                         dict(
@@ -311,6 +318,7 @@ def compute(preset: str = "quick", seed: int = 0, workers: int = 1) -> dict:
             teacher = predict_exact(m, clean, lam, 0).teacher
             for loss in LOSSES:
                 cell = _cell(m, clean, lam, loss, q, teacher)
+                bar.update()
                 grids[("clean", loss)][i, j] = _outcome(cell["train"], cell["pop"], cell["ties"])
                 rows.append(
                     dict(panel="clean", noise="sym", loss=loss, eta=0.0, d=d, q=q, lam=lam, **cell)
@@ -324,12 +332,14 @@ def compute(preset: str = "quick", seed: int = 0, workers: int = 1) -> dict:
         for i, lam in enumerate(lams):
             teacher = predict_exact(model, pair, lam, 0).teacher
             cell = _cell(model, pair, lam, "gce", qq, teacher)
+            bar.update()
             grids[("q", "gce")][i, j] = _outcome(cell["train"], cell["pop"], cell["ties"])
             rows.append(
                 dict(
                     panel="q", noise="pair", loss="gce", eta=p["q_eta"], d=d0, q=qq, lam=lam, **cell
                 )
             )
+    bar.close()
     # Lines: uniqueness / linearisation / tie stability.
     lines = {
         "unique": {loss: uniqueness_lam(model, loss, q) for loss in ("candidate", "gce")},
@@ -409,7 +419,9 @@ def plot(data: dict):
     lams, etas = data["lams"], data["etas"]
     nrows = len(kinds) + 1
     fig, axes = style.figure(4, nrows, width=2.0, height=1.75, squeeze=False)
-    titles = {"ce": "two-hot CE", "candidate": "candidate −log π", "gce": f"GCE q={p['q']:g}"}
+    titles = {loss: LOSS_LABELS[loss] for loss in LOSSES} | {
+        "gce": f"{LOSS_LABELS['gce']} q={p['q']:g}"
+    }
     lines = data["lines"]
     for r, kind in enumerate(kinds):
         for j, loss in enumerate(LOSSES):

@@ -37,10 +37,11 @@ from figures.style import OKABE_ITO, figure, save_figure, write_csv
 from simulations.datasets import load_dataset, preprocess, validate_dataset
 from simulations.distill import self_distill
 from simulations.noise import sample_noisy_labels
-from simulations.pll_losses import LOSSES, train_pll_student
+from simulations.pll_losses import train_pll_student
 from simulations.probe import stratified_split
 from theory.blas import single_thread_blas
 from theory.metrics import accuracy
+from theory.names import LOSS_LABELS, LOSSES
 from theory.noise import transition_matrix
 from theory.partial_labels import top2_indices
 from theory.real_features import block_fit, feature_spectrum
@@ -60,10 +61,10 @@ PRESETS = {
 #: Round of self-distillation shown for scale.
 SD_ROUND = 3
 STYLE = {
-    "ce": ("two-hot CE (theory)", OKABE_ITO["skyblue"], "s"),
-    "candidate": ("$-\\log s$", OKABE_ITO["green"], "^"),
-    "gce": ("GCE of the set", OKABE_ITO["purple"], "D"),
-    "gce-reference": ("GCE per candidate (paper)", OKABE_ITO["orange"], "o"),
+    "ce": (LOSS_LABELS["ce"], OKABE_ITO["skyblue"], "s"),
+    "candidate": (LOSS_LABELS["candidate"], OKABE_ITO["green"], "^"),
+    "gce": (LOSS_LABELS["gce"], OKABE_ITO["purple"], "D"),
+    "gce-reference": (LOSS_LABELS["gce-reference"], OKABE_ITO["orange"], "o"),
 }
 
 

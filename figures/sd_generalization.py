@@ -50,6 +50,7 @@ from simulations.gram_trials import MixtureTrial, run_mc_many
 from simulations.linear_trials import LinearTrial, run_linear_many
 from theory.finite import MixtureModel, predict_finite
 from theory.groups import BlockModel, predict_exact
+from theory.names import THEORY_FIELDS
 from theory.noise import exact_counts, transition_matrix
 
 NAME = "sd_generalization"
@@ -95,7 +96,7 @@ PRESETS = {
     ),
 }
 METRICS = ("pop_acc", "train_acc_mislabeled")
-_THEORY_KEY = {"pop_acc": "population_acc", "train_acc_mislabeled": "train_acc_mislabeled"}
+_THEORY_KEY = THEORY_FIELDS  # simulation metric -> theory field (theory.names)
 #: One colour per dimension (Okabe-Ito).
 COLORS = (style.OKABE_ITO["vermillion"], style.OKABE_ITO["blue"], style.OKABE_ITO["green"])
 

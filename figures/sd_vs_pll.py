@@ -49,6 +49,7 @@ from figures.common import (
 )
 from simulations.gram_trials import MixtureTrial, run_mc_many
 from theory.groups import BlockModel, predict_exact
+from theory.names import THEORY_FIELDS
 from theory.noise import exact_counts, transition_matrix
 from theory.pll import predict_pll
 
@@ -95,7 +96,7 @@ PRESETS = {
     ),
 }
 METRICS = ("train_acc", "pop_acc")
-_THEORY_KEY = {"train_acc": "train_acc", "pop_acc": "population_acc"}
+_THEORY_KEY = THEORY_FIELDS  # simulation metric -> theory field (theory.names)
 
 
 def compute(preset: str = "quick", seed: int = 0, workers: int = 1) -> dict:

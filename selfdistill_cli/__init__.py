@@ -9,7 +9,10 @@ builds its parser from :class:`ArgumentParser`, so that
   unchanged from Python 3.10 to 3.13); scientific notation (``-1e-3``), ``-1.`` and ``-inf`` /
   ``-nan`` were taken for option names;
 * a usage error is one line ``error: ...`` on stderr with exit status 2 (the project's rule for bad
-  input), not the usage text followed by the message.
+  input), not the usage text followed by the message;
+* every ``--help`` shows each option's default (:class:`HelpFormatter`) and its choices;
+* an old option spelling keeps working for one release with a note on stderr
+  (:func:`add_deprecated_alias`, :func:`deprecation_note`).
 
 It also answers the one question about the machine every command asks before allocating:
 how much memory is available now (:func:`available_bytes`), and runs every entry point through
@@ -28,7 +31,16 @@ import re
 import sys
 from pathlib import Path
 
-__all__ = ["EXIT_BROKEN_PIPE", "NEGATIVE_NUMBER", "ArgumentParser", "available_bytes", "run_cli"]
+__all__ = [
+    "EXIT_BROKEN_PIPE",
+    "NEGATIVE_NUMBER",
+    "ArgumentParser",
+    "HelpFormatter",
+    "add_deprecated_alias",
+    "available_bytes",
+    "deprecation_note",
+    "run_cli",
+]
 
 #: Exit status when the reader of standard output went away: 128 + SIGPIPE, what a shell reports
 #: for a command that a closed pipe stopped (so ``set -o pipefail`` sees the same status).
@@ -41,14 +53,70 @@ NEGATIVE_NUMBER = re.compile(
 )
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Help that states every option's default: ``(default: X)`` after its help text.
+
+    Like :class:`argparse.ArgumentDefaultsHelpFormatter`, except that nothing is added where there
+    is no default to state (``None``, a ``store_true`` flag's ``False``, a suppressed default) or
+    where the help text already gives it (contains ``%(default)``).
+    """
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if (
+            "%(default)" in text
+            or not action.option_strings
+            or action.default is None
+            or action.default is False
+            or action.default is argparse.SUPPRESS
+        ):
+            return text
+        return f"{text} (default: %(default)s)" if text else "default: %(default)s"
+
+
+def deprecation_note(old: str, new: str) -> None:
+    """Tell the user on stderr that spelling ``old`` is deprecated in favour of ``new``."""
+    print(
+        f"note: {old} is deprecated and will be removed in the next release; use {new}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def add_deprecated_alias(parser, old: str, new: str, *, dest: str, const=None, **kwargs):
+    """Accept option ``old`` for one release: store into ``dest`` and print a note on stderr.
+
+    The alias is hidden from ``--help``. ``const``: for an old flag without a value (e.g.
+    ``--no-preprocess``), the value it stands for (``'raw'``); otherwise ``kwargs`` (``type``,
+    ...) describe its value as for the new option.
+    """
+
+    class _Deprecated(argparse.Action):
+        def __call__(self, parser, namespace, values, option_string=None):
+            deprecation_note(old, new)
+            setattr(namespace, self.dest, const if const is not None else values)
+
+    if const is not None:
+        kwargs["nargs"] = 0
+    return parser.add_argument(
+        old,
+        dest=dest,
+        action=_Deprecated,
+        default=argparse.SUPPRESS,
+        help=argparse.SUPPRESS,
+        **kwargs,
+    )
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """:class:`argparse.ArgumentParser` that takes negative numbers as values, one-line errors.
 
     Sub-parsers created with ``add_subparsers()`` inherit the class (argparse's default
-    ``parser_class`` is the parent's type).
+    ``parser_class`` is the parent's type). ``--help`` states defaults (:class:`HelpFormatter`).
     """
 
     def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
         # argparse decides "option or value?" with this pattern (ArgumentParser._parse_optional);
         # no option of this project looks like a number, so every number-like token is a value.

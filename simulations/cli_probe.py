@@ -5,7 +5,11 @@ next to the theory evaluated on the same training features (:mod:`theory.real_fe
 linearised label averaging on the real Gram matrix and the block model fitted to the features.
 Every model is fitted through the scikit-learn estimator
 :class:`simulations.estimator.SelfDistillationClassifier`.
-Progress goes to stderr; ``--json`` prints the full result as JSON on stdout instead of tables;
+The first line of the output is the verdict (:mod:`simulations.probe_verdict`): the best
+configuration selected on validation with its test gain and 95% CI, and whether the block model
+fits these features (with a ``warning:`` line and the numbers when it does not).
+A progress bar goes to stderr on a terminal (not with ``--quiet``); ``--json`` prints the full
+result as JSON on stdout instead of tables (with a ``verdict`` object);
 ``--out DIR`` writes ``probe.json`` and ``probe.csv``. ``--out`` is checked for writability before
 any work; if writing still fails at the end, the results are printed anyway and the exit status is
 1. The peak memory is estimated before the run (:func:`simulations.memory.probe_bytes`) and a run
@@ -13,8 +17,9 @@ above the limit (``--max-memory GB``, default the memory available now) is refus
 
 Examples
 --------
-``python -m simulations probe --noise sym --eta 0.4 --rounds 5 --seeds 3``
+``python -m simulations probe --noise sym --eta 0.4 --rounds 5 --trials 3``
 ``python -m simulations probe --features emb.npz --noise superclass --eta 0.3 --lam 1e-4 1e-3``
+(superclass groups by the reference code's rule; ``--n-groups G`` clusters into ``G`` groups)
 """
 
 from __future__ import annotations
@@ -24,12 +29,21 @@ import json
 import math
 import sys
 
-from selfdistill_cli import ArgumentParser
+from selfdistill_cli import ArgumentParser, add_deprecated_alias
 from simulations.datasets import load_dataset
 from simulations.memory import check_memory, parse_max_memory, probe_bytes
 from simulations.outdir import check_out_dir
 from simulations.probe import ProbeConfig, run_probe, write_results
 from theory.blas import blas_threads
+from theory.names import (
+    LOSSES,
+    METHOD_LABELS,
+    PREPROCESSING,
+    PREPROCESSING_LABELS,
+    ROUNDS_HELP,
+    SUPERCLASS_RULE_LABELS,
+    SUPERCLASS_RULES,
+)
 from theory.noise import NOISE_KINDS
 
 __all__ = ["build_parser", "format_report", "main"]
@@ -51,12 +65,16 @@ def build_parser() -> argparse.ArgumentParser:
             "scikit-learn's bundled digits."
         ),
     )
-    p.add_argument("--features", default=None, help="features file (.npz, .npy or .csv)")
+    d = ProbeConfig()
+    p.add_argument(
+        "--features", default=None, help="features file (.npz, .npy or .csv); default: digits"
+    )
     p.add_argument("--labels", default=None, help="labels .npy file (only with .npy features)")
-    p.add_argument("--noise", choices=NOISE_KINDS, default="sym", help="label-noise family")
-    p.add_argument("--eta", type=float, default=0.3, help="noise rate in [0, 1]")
-    p.add_argument("--rounds", type=int, default=5, help="SD rounds after the teacher (>= 1)")
-    p.add_argument("--seeds", type=int, default=3, help="number of seeded trials (>= 1)")
+    p.add_argument("--noise", choices=NOISE_KINDS, default=d.noise, help="label-noise model")
+    p.add_argument("--eta", type=float, default=d.eta, help="noise rate in [0, 1]")
+    p.add_argument("--rounds", type=int, default=d.rounds, help=ROUNDS_HELP)
+    p.add_argument("--trials", type=int, default=d.trials, help="number of seeded trials (>= 1)")
+    add_deprecated_alias(p, "--seeds", "--trials", dest="trials", type=int)
     p.add_argument(
         "--lam",
         type=float,
@@ -64,23 +82,47 @@ def build_parser() -> argparse.ArgumentParser:
         default=[1e-4],
         help="regularisation(s) lam > 0; several values are selected on validation",
     )
-    p.add_argument("--seed", type=int, default=0, help="root seed")
-    p.add_argument("--val-fraction", type=float, default=0.15)
-    p.add_argument("--test-fraction", type=float, default=0.3)
-    p.add_argument("--n-superclasses", type=int, default=None, help="groups for superclass noise")
-    p.add_argument("--q", type=float, default=0.7, help="GCE exponent in (0, 1]")
+    p.add_argument("--seed", type=int, default=0, help="root seed (>= 0)")
+    p.add_argument(
+        "--val-fraction", type=float, default=d.val_fraction, help="validation share per class"
+    )
+    p.add_argument(
+        "--test-fraction", type=float, default=d.test_fraction, help="test share per class"
+    )
+    p.add_argument(
+        "--superclass-rule",
+        choices=SUPERCLASS_RULES,
+        default=None,
+        help="how superclass groups are found: 'reference' = the reference code's rule (complete "
+        "linkage on 1 - mean pairwise cosine similarity, cut at 0.8 x the largest height); "
+        "'correlation' = class-mean correlation into --n-groups groups (default: reference, "
+        "or correlation when --n-groups is given)",
+    )
+    p.add_argument(
+        "--n-groups",
+        type=int,
+        default=None,
+        help="number of superclass groups (--superclass-rule correlation; default max(2, K // 3))",
+    )
+    add_deprecated_alias(p, "--n-superclasses", "--n-groups", dest="n_groups", type=int)
+    p.add_argument("--q", type=float, default=d.q, help="GCE exponent in (0, 1]")
     p.add_argument(
         "--pll-losses",
-        default="ce,gce-reference",
-        help="comma-separated PLL student losses among ce, candidate, gce, gce-reference "
+        default=",".join(d.pll_losses),
+        help=f"comma-separated PLL student losses among {', '.join(LOSSES)} "
         "(gce: (1 - s^q)/q on the candidate mass s; gce-reference: the reference code's mean of "
         "(1 - p_a^q)/q over the two candidates)",
     )
     p.add_argument("--clean-val", action="store_true", help="keep validation labels clean")
     p.add_argument("--no-theory", action="store_true", help="skip the theory on real features")
     p.add_argument(
-        "--no-preprocess", action="store_true", help="skip centring and L2 normalisation"
+        "--preprocess",
+        choices=PREPROCESSING,
+        default=d.preprocess,
+        help="center-l2: centre with the training mean and L2-normalise rows; raw: the features "
+        "as given (what the reference code trains on)",
     )
+    add_deprecated_alias(p, "--no-preprocess", "--preprocess raw", dest="preprocess", const="raw")
     p.add_argument(
         "--blas-threads",
         type=int,
@@ -90,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default=None, help="directory for probe.json and probe.csv")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     p.add_argument(
         "--max-memory",
         type=float,
@@ -155,17 +198,51 @@ def _scalar(entry, key):
     return str(val)
 
 
+#: Columns of the per-lam table: (header, width). Every row (teacher, SD rounds, PLL students,
+#: block-model PLL) fills the same columns, so they line up.
+_COLUMNS = (
+    ("method", 30),
+    ("round", 5),
+    ("train(meas)", 13),
+    ("train(lin)", 13),
+    ("train(blk-lin)", 14),
+    ("train(blk-ex)", 13),
+    ("val", 13),
+    ("test", 13),
+    ("test gain", 13),
+)
+
+
+def _row(cells) -> str:
+    return " ".join(
+        (str(c).ljust(w) if i == 0 else str(c).rjust(w))
+        for i, (c, (_, w)) in enumerate(zip(cells, _COLUMNS, strict=True))
+    )
+
+
 def format_report(result) -> str:
-    """Human-readable tables: measured results next to the theory on the real features."""
+    """Human-readable report: the verdict first, then per-lam tables with the theory alongside.
+
+    Accuracies are mean±std over trials; ``train`` is measured against the true training labels,
+    ``val`` against the (noisy by default) validation labels, ``test`` against clean test labels;
+    ``test gain`` is test accuracy minus the teacher's at the same lam and trial.
+    """
     cfg, ds, summ = result.config, result.dataset, result.summary
-    lines = [
+    lines = [result.verdict["text"]]
+    if result.verdict.get("warning"):
+        lines.append(f"warning: {result.verdict['warning']}")
+    lines += [
+        "",
         f"dataset {ds['name']}: N={ds['n_samples']}, p={ds['n_features']}, K={ds['n_classes']}"
-        + (" (predefined split)" if ds["predefined_split"] else ""),
-        f"noise {cfg['noise']} eta={cfg['eta']:g}, rounds={cfg['rounds']}, seeds={cfg['seeds']}, "
-        f"validation labels {'noisy' if cfg['noisy_val'] else 'clean'}; mean±std over seeds",
+        + (" (predefined split)" if ds["predefined_split"] else "")
+        + f"; features {PREPROCESSING_LABELS[cfg['preprocess']]}",
+        f"noise {cfg['noise']} eta={cfg['eta']:g}, rounds={cfg['rounds']}, trials={cfg['trials']}, "
+        f"validation labels {'noisy' if cfg['noisy_val'] else 'clean'}; mean±std over trials",
     ]
     if result.groups is not None:
-        lines.append(f"superclass groups: {result.groups}")
+        lines.append(
+            f"superclass groups ({SUPERCLASS_RULE_LABELS[cfg['superclass_rule']]}): {result.groups}"
+        )
     theory = {e["lam"]: e for e in summ.get("theory", [])}
     for lam in cfg["lams"]:
         rows = [e for e in summ["per_config"] if e["lam"] == lam]
@@ -192,54 +269,73 @@ def format_report(result) -> str:
                 f"  block min rounds to 100% train acc (linearised): {_scalar(th, 'min_rounds')}; "
                 f"PLL condition holds: {_scalar(th, 'pll_condition_holds')}"
             )
-        head = (
-            f"{'round':>6} {'train(meas)':>13} {'train(lin)':>13} {'train(blk-lin)':>14} "
-            f"{'train(blk-ex)':>13} {'val':>13} {'test':>13} {'gain':>13}"
-        )
-        lines.append(head)
+            lines.append(
+                "  train(lin): label averaging on these features' Gram matrix; train(blk-lin), "
+                "train(blk-ex): the fitted block model, linearised and exact"
+            )
+        lines.append(_row([h for h, _ in _COLUMNS]))
         for e in rows:
             if e["method"] != "sd":
                 continue
             t = e["round"]
             lines.append(
-                f"{t:>6} {_fmt(e['train_acc'])} {_fmt(_theory_at(th, 'linearised_train_acc', t))} "
-                f"{_fmt(_theory_at(th, 'block_linear_train_acc', t), 14)} "
-                f"{_fmt(_theory_at(th, 'block_exact_train_acc', t))} {_fmt(e['val_acc'])} "
-                f"{_fmt(e['test_acc'])} {_fmt(e['gain'])}"
+                _row(
+                    [
+                        "teacher" if t == 0 else "SD",
+                        t,
+                        _fmt(e["train_acc"]),
+                        _fmt(_theory_at(th, "linearised_train_acc", t)),
+                        _fmt(_theory_at(th, "block_linear_train_acc", t), 14),
+                        _fmt(_theory_at(th, "block_exact_train_acc", t)),
+                        _fmt(e["val_acc"]),
+                        _fmt(e["test_acc"]),
+                        _fmt(e["gain"]),
+                    ]
+                )
             )
-        teacher = next(e for e in rows if e["method"] == "sd" and e["round"] == 0)
-        lines.append(
-            f"teacher top-2 coverage of the true label: train {_fmt(teacher['coverage_train'])}, "
-            f"test {_fmt(teacher['coverage_test'])}"
-            + (f"; block model: {_scalar(th, 'pll_teacher_coverage')}" if th else "")
-        )
         for e in rows:
             if e["method"] == "sd":
                 continue
-            name = {
-                "pll_ce": "PLL (CE, two-hot)",
-                "pll_candidate": "PLL (-log s)",
-                "pll_gce": f"PLL (GCE set q={cfg['q']:g})",
-                "pll_gce_ref": f"PLL (GCE ref q={cfg['q']:g})",
-            }[e["method"]]
-            note = "" if e["all_converged"] else "  [not certified]"
+            name = METHOD_LABELS[e["method"]] + ("" if e["all_converged"] else " [uncertified]")
+            blk = ("-", "-")
+            if e["method"] == "pll-ce" and th is not None:  # the block theory's PLL student
+                blk = tuple(
+                    _fmt(v, w) if isinstance(v, dict) else "-"
+                    for v, w in (
+                        (th.get("pll_linear_train_acc"), 14),
+                        (th.get("pll_exact_train_acc"), 13),
+                    )
+                )
             lines.append(
-                f"{name:>18}: train {_fmt(e['train_acc'])} val {_fmt(e['val_acc'])} "
-                f"test {_fmt(e['test_acc'])} gain {_fmt(e['gain'])}{note}"
+                _row(
+                    [
+                        name,
+                        e["round"],
+                        _fmt(e["train_acc"]),
+                        "-",
+                        blk[0],
+                        blk[1],
+                        _fmt(e["val_acc"]),
+                        _fmt(e["test_acc"]),
+                        _fmt(e["gain"]),
+                    ]
+                )
             )
-        if th is not None:
-            lines.append(
-                f"{'block PLL (CE)':>18}: train(lin) {_scalar(th, 'pll_linear_train_acc')}, "
-                f"train(exact) {_scalar(th, 'pll_exact_train_acc')}"
-            )
+        teacher = next(e for e in rows if e["method"] == "sd" and e["round"] == 0)
+        cov_train, cov_test = (_fmt(teacher[k], 0) for k in ("coverage_train", "coverage_test"))
+        lines.append(
+            f"teacher top-2 coverage of the true label: train {cov_train}, test {cov_test}"
+            + (f"; block model: {_scalar(th, 'pll_teacher_coverage')}" if th else "")
+        )
     lines.append("")
-    lines.append("selected on VALIDATION (test accuracy of the chosen configuration):")
+    lines.append("selected on VALIDATION, per trial (test accuracy of the chosen configuration):")
+    width = max(len(s["family"]) for s in summ["selected"])
     for s in summ["selected"]:
         choices = ", ".join(
             f"{m}{'' if r is None or m != 'sd' else f'@{r}'}/lam={lam:g}"
             for m, lam, r in s["choices"]
         )
-        lines.append(f"  {s['family']:>8}: test {_fmt(s['test_acc'])}   [{choices}]")
+        lines.append(f"  {s['family']:>{width}}: test {_fmt(s['test_acc'])}   [{choices}]")
     lines.append(f"elapsed {result.elapsed_seconds:.1f}s")
     return "\n".join(lines)
 
@@ -253,17 +349,18 @@ def main(argv=None) -> int:
             noise=args.noise,
             eta=args.eta,
             rounds=args.rounds,
-            seeds=args.seeds,
+            trials=args.trials,
             lams=tuple(args.lam),
             seed=args.seed,
             val_fraction=args.val_fraction,
             test_fraction=args.test_fraction,
-            n_superclasses=args.n_superclasses,
+            n_groups=args.n_groups,
+            superclass_rule=args.superclass_rule,
             q=args.q,
             pll_losses=tuple(x.strip() for x in args.pll_losses.split(",") if x.strip()),
             noisy_val=not args.clean_val,
             theory=not args.no_theory,
-            preprocess=not args.no_preprocess,
+            preprocess=args.preprocess,
         ).validated()
         threads = args.blas_threads
         if threads is None and dataset.n_features <= SMALL_P:
@@ -273,13 +370,14 @@ def main(argv=None) -> int:
         check_memory(_memory_estimate(dataset, config), "this probe", max_memory)
         if args.out:
             check_out_dir(args.out)  # before any work: results must not be lost at the end
-        print(
-            f"[probe] {dataset.name}: N={dataset.n_samples}, p={dataset.n_features}, "
-            f"K={dataset.n_classes}; {config.seeds} trial(s) x {len(config.lams)} lam",
-            file=sys.stderr,
-        )
+        if not args.quiet:
+            print(
+                f"[probe] {dataset.name}: N={dataset.n_samples}, p={dataset.n_features}, "
+                f"K={dataset.n_classes}; {config.trials} trial(s) x {len(config.lams)} lam",
+                file=sys.stderr,
+            )
         with blas_threads(threads):
-            result = run_probe(dataset, config)
+            result = run_probe(dataset, config, quiet=args.quiet)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,7 +1,7 @@
 """``python -m simulations run ...`` — one configuration, per-round accuracies beside the theory.
 
-Runs ``--seeds`` Monte Carlo trials of one :class:`simulations.pipelines.TrialConfig` and prints,
-for every round, the simulated accuracies (mean and 95% CI over seeds) next to the group-level
+Runs ``--trials`` Monte Carlo trials of one :class:`simulations.pipelines.TrialConfig` and prints,
+for every round, the simulated accuracies (mean and 95% CI over trials) next to the group-level
 theory for the block model ``(K, n, c, d)`` evaluated on each trial's *realised* count matrix and
 averaged over trials:
 
@@ -18,7 +18,7 @@ averaged over trials:
   matrix at the run's dimension ``--dim`` (docs/theory.md §11). It has no PLL student, so the PLL
   methods print a note instead; above :data:`FINITE_MAX_CLASSES` classes it is skipped with a
   note (its cost grows like ``K^4``). One evaluation per distinct count matrix (exact counts: one
-  for all seeds).
+  for all trials).
 
 ``pop_acc`` is the exact conditional population accuracy of each trained probe on the mixture
 (``pop_acc_sampled``: on ``--n-test`` fresh points per class; see :mod:`simulations.pipelines`).
@@ -39,7 +39,8 @@ import sys
 
 import numpy as np
 
-from selfdistill_cli import ArgumentParser
+from selfdistill_cli import ArgumentParser, add_deprecated_alias
+from selfdistill_cli.progress import progress_bar
 from simulations.memory import (
     check_memory,
     finite_theory_bytes,
@@ -57,25 +58,13 @@ from simulations.pipelines import (
     trial_seed,
 )
 from simulations.sweep import mean_ci
-from theory.noise import NOISE_KINDS
+from theory.names import METRICS, NOISE_KINDS, ROUNDS_HELP, THEORY_FIELDS
 
 __all__ = ["build_parser", "main", "run_with_theory"]
 
-_SIM_METRICS = (
-    "train_acc",
-    "train_acc_clean",
-    "train_acc_mislabeled",
-    "pop_acc",
-    "pop_acc_sampled",
-    "top2_coverage",
-)
-#: simulation metric -> GroupPrediction field
-_THEORY_FIELDS = {
-    "train_acc": "train_acc",
-    "train_acc_clean": "train_acc_clean",
-    "train_acc_mislabeled": "train_acc_mislabeled",
-    "pop_acc": "population_acc",
-}
+_SIM_METRICS = METRICS
+#: simulation metric -> GroupPrediction field (the registry's map)
+_THEORY_FIELDS = THEORY_FIELDS
 
 
 #: Typical seconds above which the exact finite-ratio theory is skipped (with a note) for one
@@ -104,27 +93,40 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.n_classes,
         help="classes K",
     )
-    p.add_argument("-n", "--per-class", type=int, default=d.per_class, help="points per class")
-    p.add_argument("-p", "--dim", type=int, default=d.dim, help="feature dimension (mixture)")
-    p.add_argument("--c", type=float, default=d.c, help="within-class inner product")
-    p.add_argument("--d", type=float, default=d.d, help="across-class inner product")
+    p.add_argument("-n", "--per-class", type=int, default=d.per_class, help="points per class n")
+    p.add_argument("-p", "--dim", type=int, default=d.dim, help="feature dimension p (mixture)")
+    p.add_argument("--c", type=float, default=d.c, help="within-class inner product, d < c <= 1")
+    p.add_argument("--d", type=float, default=d.d, help="across-class inner product, d < c")
     p.add_argument("--eta", type=float, default=d.eta, help="noise rate in [0, 1]")
     p.add_argument("--lam", type=float, default=d.lam, help="L2 regularisation > 0")
-    p.add_argument("--rounds", type=int, default=d.rounds, help="SD rounds after the teacher")
-    p.add_argument("--noise", choices=NOISE_KINDS, default=d.noise)
-    p.add_argument("--sampling", choices=SAMPLING_MODES, default=d.sampling)
-    p.add_argument("--features", choices=FEATURE_MODELS, default=d.features)
-    p.add_argument("--method", choices=METHODS, default=d.method)
+    p.add_argument("--rounds", type=int, default=d.rounds, help=ROUNDS_HELP)
+    p.add_argument("--noise", choices=NOISE_KINDS, default=d.noise, help="label-noise model")
+    p.add_argument(
+        "--sampling", choices=SAMPLING_MODES, default=d.sampling, help="how noisy labels are drawn"
+    )
+    p.add_argument(
+        "--features", choices=FEATURE_MODELS, default=d.features, help="feature construction"
+    )
+    p.add_argument("--method", choices=METHODS, default=d.method, help="SD or a PLL student")
     p.add_argument("--n-test", type=int, default=d.n_test, help="fresh test draws per class")
-    p.add_argument("--temperature", type=float, default=d.temperature)
+    p.add_argument(
+        "--temperature", type=float, default=d.temperature, help="temperature of the SD targets"
+    )
     p.add_argument(
         "--groups", default=None, help='superclass partition as JSON, e.g. "[[0,1],[2]]"'
     )
-    p.add_argument("--n-groups", type=int, default=None, help="superclass groups by clustering")
+    p.add_argument(
+        "--n-groups",
+        type=int,
+        default=None,
+        help="number of superclass groups, found by clustering the class means (superclass noise)",
+    )
     p.add_argument("--q", type=float, default=d.q, help="GCE exponent (pll-gce, pll-gce-ref)")
     p.add_argument("--seed", type=int, default=0, help="base seed (>= 0)")
-    p.add_argument("--seeds", type=int, default=1, help="number of Monte Carlo trials")
+    p.add_argument("--trials", type=int, default=1, help="number of Monte Carlo trials (>= 1)")
+    add_deprecated_alias(p, "--seeds", "--trials", dest="trials", type=int)
     p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     p.add_argument(
         "--max-memory",
         type=float,
@@ -272,15 +274,18 @@ def _by_round(pred, rounds) -> dict:
     return {t: {m: float(getattr(pred, f)[t]) for m, f in _THEORY_FIELDS.items()} for t in rounds}
 
 
-def run_with_theory(cfg: TrialConfig, seeds: int, base_seed: int) -> dict:
-    """Simulate ``seeds`` trials and attach the theory; returns a JSON-compatible dict."""
+def run_with_theory(cfg: TrialConfig, trials: int, base_seed: int, *, quiet: bool = True) -> dict:
+    """Simulate ``trials`` trials and attach the theory; returns a JSON-compatible dict.
+
+    ``quiet=False`` draws a progress bar on stderr (:mod:`selfdistill_cli.progress`).
+    """
     sims: dict[int, dict[str, list]] = {}
     theo: dict[str, dict[int, dict[str, list]]] = {}
     notes: list[str] = []
     certified = True
     groups = []
     cache: dict[bytes, tuple] = {}  # the theory is a pure function of the count matrix
-    for i in range(seeds):
+    for i in progress_bar(range(trials), desc="trials", unit="trial", quiet=quiet):
         trial = run_trial(cfg, trial_seed(base_seed, i))
         groups.append(trial.groups)
         for row in trial.rows:
@@ -310,7 +315,7 @@ def run_with_theory(cfg: TrialConfig, seeds: int, base_seed: int) -> dict:
     return {
         "config": cfg.to_dict(),
         "key": cfg.key(),
-        "seeds": seeds,
+        "trials": trials,
         "base_seed": base_seed,
         "all_certified": certified,
         "rounds": rounds_out,
@@ -338,7 +343,7 @@ def _print_table(result: dict) -> None:
     print(
         f"{cfg['method']} | K={cfg['n_classes']} n={cfg['per_class']} p={cfg['dim']} "
         f"c={cfg['c']} d={cfg['d']} eta={cfg['eta']} ({cfg['noise']}, {cfg['sampling']}) "
-        f"lam={cfg['lam']:g} features={cfg['features']} seeds={result['seeds']}"
+        f"lam={cfg['lam']:g} features={cfg['features']} trials={result['trials']}"
     )
     names = ["exact", "linear"]
     labels = {"exact": "exact", "linear": "linear", "finite_exact": "f-exact", "finite": "f-lin"}
@@ -365,7 +370,7 @@ def _print_table(result: dict) -> None:
                 + "".join(f" {_fmt(c)}" for c in cells)
             )
     if result["groups"] is not None:
-        print(f"superclass groups per seed: {result['groups']}")
+        print(f"superclass groups per trial: {result['groups']}")
     print(f"all solves certified: {result['all_certified']}")
     for note in result["notes"]:
         print(f"note: {note}")
@@ -380,8 +385,8 @@ def main(argv=None) -> int:
         return int(exc.code or 0)
     try:
         cfg = _config_from_args(args)
-        if args.seeds < 1:
-            raise ValueError(f"--seeds must be an integer >= 1, got {args.seeds}")
+        if args.trials < 1:
+            raise ValueError(f"--trials must be an integer >= 1, got {args.trials}")
         if args.seed < 0:
             raise ValueError(f"--seed must be an integer >= 0, got {args.seed}")
         # Before any allocation: one trial's arrays plus the group theory printed alongside.
@@ -393,7 +398,7 @@ def main(argv=None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    result = run_with_theory(cfg, args.seeds, args.seed)
+    result = run_with_theory(cfg, args.trials, args.seed, quiet=args.quiet)
     if args.json:
         print(json.dumps(result, indent=1, allow_nan=False))
     else:

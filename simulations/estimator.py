@@ -68,6 +68,8 @@ from simulations.distill import self_distill
 from simulations.features import as_generator
 from simulations.solver import factorize, log_softmax
 from theory.metrics import accuracy
+from theory.names import DEFAULT_Q, METHOD_LOSS
+from theory.names import METHODS as NAMED_METHODS
 from theory.validation import check_int, check_positive
 
 __all__ = [
@@ -79,17 +81,13 @@ __all__ = [
     "validation_mask",
 ]
 
-#: PLL method -> loss of :func:`simulations.pll_losses.train_pll_student` (module docstring).
-PLL_LOSSES = {
-    "pll-ce": "ce",
-    "pll-candidate": "candidate",
-    "pll-gce": "gce",
-    "pll-gce-ref": "gce-reference",
-}
-#: Accepted values of ``method``.
-METHODS = ("sd", *PLL_LOSSES)
+#: PLL method -> loss of :func:`simulations.pll_losses.train_pll_student` (module docstring;
+#: :data:`theory.names.METHOD_LOSS`).
+PLL_LOSSES = METHOD_LOSS
+#: Accepted values of ``method`` (:data:`theory.names.METHODS`).
+METHODS = NAMED_METHODS
 #: Accepted values of ``preprocess``.
-PREPROCESS = ("center-l2", None)
+PREPROCESS = ("center-l2", "raw", None)
 
 
 def fit_memory_bytes(n_samples: int, n_features: int, n_classes: int) -> int:
@@ -179,10 +177,11 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         and the student learns nothing).
     q : float, default=0.7
         GCE exponent in ``(0, 1]`` (used by ``'pll-gce'`` and ``'pll-gce-ref'``; validated always).
-    preprocess : {'center-l2', None}, default='center-l2'
+    preprocess : {'center-l2', 'raw', None}, default='center-l2'
         ``'center-l2'``: subtract the mean of the training features (learnt in ``fit``, stored in
         ``mean_``) and L2-normalise every row, in ``fit`` and in every prediction; rows equal to
-        the mean stay zero. ``None``: use the features as given.
+        the mean stay zero. ``'raw'`` or ``None``: use the features as given (what the reference
+        code trains on).
     random_state : int >= 0, numpy Generator or SeedSequence, default=0
         Seeds the validation split of ``rounds='auto'`` (the only randomness; fits with integer
         rounds are deterministic). ``None`` is rejected: every draw is explicitly seeded.
@@ -252,7 +251,7 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         lam=1e-3,
         rounds=1,
         method="sd",
-        q=0.7,
+        q=DEFAULT_Q,
         preprocess="center-l2",
         random_state=0,
         val_fraction=0.2,
@@ -296,7 +295,9 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
             self.preprocess is None
             or (isinstance(self.preprocess, str) and self.preprocess in PREPROCESS)
         ):
-            raise ValueError(f"preprocess must be 'center-l2' or None, got {self.preprocess!r}")
+            raise ValueError(
+                f"preprocess must be 'center-l2', 'raw' or None, got {self.preprocess!r}"
+            )
         lam = check_positive(self.lam, "lam")
         q = check_positive(self.q, "q")
         if q > 1:
@@ -419,7 +420,7 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         return classes, y_idx
 
     def _preprocess_fit(self, X):
-        if self.preprocess is None:
+        if self.preprocess in (None, "raw"):
             return X
         pre = preprocess(X, np.arange(X.shape[0]))
         self.mean_ = pre.train_mean
@@ -507,7 +508,7 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         if check:
             check_is_fitted(self)
             X = validate_data(self, X, dtype=np.float64, reset=False)
-        if self.preprocess is None:
+        if self.preprocess in (None, "raw"):
             return X
         return _center_l2(X, self.mean_)
 

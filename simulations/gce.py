@@ -41,12 +41,10 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import log_softmax
 
+from theory.names import DEFAULT_Q  # the public reference code's GCE exponent
 from theory.validation import check_finite_matrix, check_int, check_positive
 
 __all__ = ["GCEReport", "GCEResult", "gce_objective", "predict_proba", "train_pll_gce"]
-
-#: Default GCE exponent of the public reference code.
-DEFAULT_Q = 0.7
 
 
 @dataclass(frozen=True)

@@ -12,14 +12,27 @@ Two sampling modes for true labels ``y`` and a row-stochastic ``T`` (``theory.no
     matrix the group-level theory is evaluated on.
 
 Superclass groups can be given, or found by agglomerative clustering (``scipy.cluster.hierarchy``)
-of class means with distance ``1 - corr(mean_k, mean_l)`` (a metric-like dissimilarity in
-``[0, 2]``, symmetric with an exactly zero diagonal, passed as a validated condensed vector).
+of the classes, by one of two rules (:data:`theory.names.SUPERCLASS_RULES`):
+
+``'reference'`` (:func:`reference_superclass_groups`)
+    The public reference code's rule (``util.get_confusable_class`` with the class-similarity map
+    of ``feature_correlation_map.compute_classwise_feature_correlation``): features centred with
+    their mean and L2-normalised; ``M[k, l]`` = mean cosine similarity over pairs of samples of
+    classes ``k`` and ``l`` (distinct samples on the diagonal); complete linkage on the rows of
+    ``1 - M``; cut at ``0.8`` times the largest merge height. The number of groups follows from
+    the data.
+``'correlation'`` (:func:`class_mean_groups`)
+    Distance ``1 - corr(mean_k, mean_l)`` between class means (a metric-like dissimilarity in
+    ``[0, 2]``, symmetric with an exactly zero diagonal, passed as a validated condensed vector),
+    average linkage, cut into a given number of groups.
 """
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
-from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.cluster.hierarchy import ClusterWarning, fcluster, linkage
 from scipy.spatial.distance import squareform
 
 from simulations.features import as_generator
@@ -31,8 +44,13 @@ __all__ = [
     "class_mean_groups",
     "empirical_transition",
     "noisy_labels",
+    "reference_class_similarity",
+    "reference_superclass_groups",
     "sample_noisy_labels",
 ]
+
+#: The reference code's cut: ``fcluster(Z, REFERENCE_CUT * max(Z[:, 2]), criterion='distance')``.
+REFERENCE_CUT = 0.8
 
 SAMPLING_MODES = ("random", "exact-count")
 
@@ -155,5 +173,74 @@ def class_mean_groups(
     np.fill_diagonal(dist, 0.0)
     tree = linkage(squareform(dist, checks=True), method=method)
     assign = fcluster(tree, t=g, criterion="maxclust")
+    groups = [sorted(np.flatnonzero(assign == a).tolist()) for a in np.unique(assign)]
+    return sorted(groups, key=lambda grp: grp[0])
+
+
+def reference_class_similarity(features, labels, n_classes) -> np.ndarray:
+    r"""Mean pairwise cosine similarity between the samples of every pair of classes, (K, K).
+
+    The reference code's ``ft_map['mean']``: features centred with their mean over all rows and
+    L2-normalised (``x_i``), then
+
+    .. math::  M_{kl} = \frac{1}{n_k n_l} \sum_{i \in k, j \in l} x_i^\top x_j, \qquad
+               M_{kk} = \frac{1}{n_k (n_k - 1)} \sum_{i \ne j \in k} x_i^\top x_j .
+
+    Computed from class sums, ``M_kl = s_k . s_l / (n_k n_l)`` and
+    ``M_kk = (|s_k|^2 - sum_i |x_i|^2) / (n_k (n_k - 1))`` with ``s_k = sum_{i in k} x_i``, never
+    from the N x N similarity matrix the reference code forms. Every class needs two samples.
+    """
+    k = check_int(n_classes, "n_classes", 2)
+    x = check_finite_matrix(features, "features")
+    y = check_labels(labels, k)
+    if y.size != x.shape[0]:
+        raise ValueError(f"labels has {y.size} entries but features has {x.shape[0]} rows")
+    counts = np.bincount(y, minlength=k)
+    if np.any(counts < 2):
+        raise ValueError(
+            "every class needs at least two samples for its within-class similarity; too few: "
+            f"{np.flatnonzero(counts < 2).tolist()}"
+        )
+    z = x - x.mean(axis=0)
+    norms = np.linalg.norm(z, axis=1)
+    # F.normalize(eps=1e-12): a zero row stays zero (and then has similarity 0 with everything)
+    z /= np.maximum(norms, 1e-12)[:, None]
+    sums = np.zeros((k, x.shape[1]))
+    np.add.at(sums, y, z)
+    sq = np.bincount(y, weights=np.einsum("ij,ij->i", z, z), minlength=k)
+    sim = (sums @ sums.T) / np.outer(counts, counts)
+    within = (np.einsum("ij,ij->i", sums, sums) - sq) / (counts * (counts - 1.0))
+    np.fill_diagonal(sim, within)
+    return sim
+
+
+def reference_superclass_groups(
+    features, labels, n_classes, *, cut: float = REFERENCE_CUT
+) -> list[list[int]]:
+    """Superclass groups by the public reference code's rule (module docstring).
+
+    ``Z = linkage(1 - M, method='complete')`` with ``M`` from :func:`reference_class_similarity`,
+    then ``fcluster(Z, cut * max(Z[:, 2]), criterion='distance')``. As in the reference code the
+    K x K matrix ``1 - M`` is passed to ``linkage`` as it is, which treats its rows as K
+    observations and clusters them by Euclidean distance (a square matrix is not read as a
+    distance matrix); so two classes are close when their similarity profiles to *all* classes
+    are close.
+
+    Returns
+    -------
+    list of lists of int
+        A partition of ``range(K)``, groups sorted by their smallest member. Singleton groups are
+        possible: :func:`theory.noise.transition_matrix` keeps their labels (the reference code's
+        transition row would not sum to one there).
+    """
+    if not (np.isfinite(cut) and 0.0 < cut <= 1.0):
+        raise ValueError(f"cut must lie in (0, 1], got {cut!r}")
+    dissimilarity = 1.0 - reference_class_similarity(features, labels, n_classes)
+    with warnings.catch_warnings():
+        # scipy warns when an observation matrix looks like a square distance matrix; reading it
+        # as observations is exactly what the reference code does (docstring).
+        warnings.simplefilter("ignore", ClusterWarning)
+        tree = linkage(dissimilarity, method="complete")
+    assign = fcluster(tree, cut * float(np.max(tree[:, 2])), criterion="distance")
     groups = [sorted(np.flatnonzero(assign == a).tolist()) for a in np.unique(assign)]
     return sorted(groups, key=lambda grp: grp[0])

@@ -70,6 +70,8 @@ from simulations.noise import (
 from simulations.pll_losses import train_pll_student
 from theory.gram import check_block_params
 from theory.metrics import correct_and_tied
+from theory.names import DEFAULT_Q, METHOD_LOSS, MODEL_DEFAULTS
+from theory.names import METHODS as NAMED_METHODS
 from theory.noise import NOISE_KINDS, check_groups, transition_matrix
 from theory.partial_labels import top2_indices
 from theory.population import mixture_population_accuracy
@@ -84,14 +86,11 @@ __all__ = [
     "trial_seed",
 ]
 
-METHODS = ("sd", "pll-ce", "pll-candidate", "pll-gce", "pll-gce-ref")
-#: PLL method -> loss of :func:`simulations.pll_losses.train_pll_student`.
-PLL_LOSSES = {
-    "pll-ce": "ce",
-    "pll-candidate": "candidate",
-    "pll-gce": "gce",
-    "pll-gce-ref": "gce-reference",
-}
+#: Methods (:data:`theory.names.METHODS`).
+METHODS = NAMED_METHODS
+#: PLL method -> loss of :func:`simulations.pll_losses.train_pll_student`
+#: (:data:`theory.names.METHOD_LOSS`).
+PLL_LOSSES = METHOD_LOSS
 FEATURE_MODELS = ("mixture", "exact-block")
 
 
@@ -132,15 +131,15 @@ class TrialConfig:
         Fixed-point residual of every solve.
     """
 
-    n_classes: int = 3
-    per_class: int = 20
+    n_classes: int = MODEL_DEFAULTS["n_classes"]
+    per_class: int = MODEL_DEFAULTS["per_class"]
     dim: int = 400
-    c: float = 0.5
-    d: float = 0.1
-    eta: float = 0.2
-    lam: float = 1e-3
-    rounds: int = 3
-    noise: str = "sym"
+    c: float = MODEL_DEFAULTS["c"]
+    d: float = MODEL_DEFAULTS["d"]
+    eta: float = MODEL_DEFAULTS["eta"]
+    lam: float = MODEL_DEFAULTS["lam"]
+    rounds: int = MODEL_DEFAULTS["rounds"]
+    noise: str = MODEL_DEFAULTS["noise"]
     sampling: str = "exact-count"
     features: str = "mixture"
     method: str = "sd"
@@ -148,7 +147,7 @@ class TrialConfig:
     temperature: float = 1.0
     groups: tuple | None = None
     n_groups: int | None = None
-    q: float = 0.7
+    q: float = DEFAULT_Q
     tol: float = 1e-9
 
     def __post_init__(self):

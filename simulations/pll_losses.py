@@ -105,6 +105,8 @@ from simulations.solver import (
     new_point_logits,
     solve_probe,
 )
+from theory.names import DEFAULT_Q
+from theory.names import LOSSES as NAMED_LOSSES
 from theory.partial_labels import top2_indices
 from theory.validation import check_finite_matrix, check_int, check_positive
 
@@ -118,10 +120,9 @@ __all__ = [
     "train_pll_student",
 ]
 
-#: Candidate-set losses (module docstring). ``'gce-reference'`` is the reference code's form.
-LOSSES = ("ce", "candidate", "gce", "gce-reference")
-#: Default GCE exponent (the reference code's ``q``).
-DEFAULT_Q = 0.7
+#: Candidate-set losses (module docstring; :data:`theory.names.LOSSES`). ``'gce-reference'`` is
+#: the reference code's form. ``DEFAULT_Q`` (the reference code's ``q``) is the registry's.
+LOSSES = NAMED_LOSSES
 #: Largest ``K r`` for which the Hessian is formed densely for the second-order test (72 MB).
 DENSE_HESSIAN_MAX = 3000
 #: Cap on ARPACK's implicit restarts in the Lanczos second-order test (then 'not converged').

@@ -1,30 +1,38 @@
 r"""Self-distillation and PLL on real (frozen) features: the linear-probing experiment.
 
-One *trial* (seed ``s``) does, with independent streams from ``SeedSequence(seed).spawn(seeds)``:
+One *trial* (seed ``s``) does, with independent streams from ``SeedSequence(seed).spawn(trials)``:
 
 1. **Split** (seeded, stratified): per class, a random ``test_fraction`` of the samples goes to
    test, ``val_fraction`` to validation and the rest to train (at least one training sample per
    class). A predefined split in the dataset (``.npz`` ``train_idx/val_idx/test_idx``) is used as
    is for every seed; only the noise then varies.
-2. **Preprocessing** (:func:`simulations.datasets.preprocess`): centre with the *training* mean,
-   L2-normalise every row.
+2. **Preprocessing** (``preprocess``, :data:`theory.names.PREPROCESSING`): ``'center-l2'``
+   (default; :func:`simulations.datasets.preprocess`) centres with the *training* mean and
+   L2-normalises every row; ``'raw'`` trains on the features as given, as the reference code does
+   (it trains its linear probe on raw ResNet features).
 3. **Noise**: training labels are replaced by draws from ``theory.noise.transition_matrix(noise,
    K, eta, groups=...)`` (:func:`simulations.noise.sample_noisy_labels`, mode ``'random'``).
    Validation labels get the same noise by default (``noisy_val=True``: a user's validation labels
    come from the same annotation process); test labels are always clean. ``'superclass'`` groups
-   are found once per dataset by hierarchical clustering of the class means of the preprocessed
-   (globally centred, L2-normalised) features (:func:`simulations.noise.class_mean_groups`) into
-   ``n_superclasses`` groups (default ``max(2, K // 3)``).
+   are found once per dataset (on the predefined training split if there is one, else on all
+   samples: the groups define the noise model, not the learner) by ``superclass_rule``
+   (:data:`theory.names.SUPERCLASS_RULES`): ``'reference'`` (the default unless ``n_groups`` is
+   given) is the reference code's rule, :func:`simulations.noise.reference_superclass_groups`
+   (complete linkage on 1 - mean pairwise cosine similarity, cut at 0.8 x the largest merge
+   height: the number of groups follows from the data); ``'correlation'`` clusters the class
+   means of the globally centred, L2-normalised features into ``n_groups`` groups (default
+   ``max(2, K // 3)``; :func:`simulations.noise.class_mean_groups`, average linkage on
+   1 - Pearson correlation).
 4. For every ``lam`` in ``lams``, all through the scikit-learn estimator
    :class:`simulations.estimator.SelfDistillationClassifier` (one path from features to results;
    it does the preprocessing of step 2 with ``preprocess='center-l2'``, fitting the mean on the
    training rows): **teacher** (round 0) and **SD rounds** ``1..R`` by exact training
    (``method='sd'``, :func:`simulations.distill.self_distill`); the **PLL student** for every loss
    in ``pll_losses`` (``method='pll-*'``, :func:`simulations.pll_losses.train_pll_student`, started
-   from the teacher, certified): by default two-hot cross-entropy (``'ce'``, method ``pll_ce``, the
+   from the teacher, certified): by default two-hot cross-entropy (``'ce'``, method ``pll-ce``, the
    theory's loss) and the reference code's GCE, ``q = 0.7``, on each of the two candidates
-   (``'gce-reference'``, method ``pll_gce_ref``); also available the candidate log-likelihood
-   (``pll_candidate``) and the candidate-set GCE (``pll_gce``); the teacher's **top-2 coverage**
+   (``'gce-reference'``, method ``pll-gce-ref``); also available the candidate log-likelihood
+   (``pll-candidate``) and the candidate-set GCE (``pll-gce``); the teacher's **top-2 coverage**
    (fraction of samples whose true label is among the teacher's two largest outputs) on train and
    test. One estimator per trial with ``warm_start=True`` factorises the training features once
    and trains each teacher once.
@@ -48,19 +56,24 @@ from __future__ import annotations
 import csv
 import json
 import os
-import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
+from selfdistill_cli.progress import progress_bar
 from simulations.datasets import Dataset, preprocess
-from simulations.estimator import PLL_LOSSES, SelfDistillationClassifier
-from simulations.noise import class_mean_groups, sample_noisy_labels
-from simulations.pll_losses import DEFAULT_Q, LOSSES
+from simulations.estimator import SelfDistillationClassifier
+from simulations.noise import (
+    class_mean_groups,
+    reference_superclass_groups,
+    sample_noisy_labels,
+)
+from simulations.probe_verdict import probe_verdict
 from theory.metrics import accuracy
+from theory.names import DEFAULT_Q, LOSS_METHOD, LOSSES, PREPROCESSING, SUPERCLASS_RULES
 from theory.noise import NOISE_KINDS, transition_matrix
 from theory.partial_labels import top2_indices
 from theory.validation import check_int, check_positive
@@ -75,15 +88,10 @@ __all__ = [
     "write_results",
 ]
 
-#: PLL loss (:data:`simulations.pll_losses.LOSSES`) -> method name in the rows.
-PLL_METHODS = {
-    "ce": "pll_ce",
-    "candidate": "pll_candidate",
-    "gce": "pll_gce",
-    "gce-reference": "pll_gce_ref",
-}
-#: PLL loss -> ``method`` of :class:`simulations.estimator.SelfDistillationClassifier`.
-_ESTIMATOR_METHOD = {loss: method for method, loss in PLL_LOSSES.items()}
+#: PLL loss (:data:`simulations.pll_losses.LOSSES`) -> method name in the rows, which is the
+#: ``method`` of :class:`simulations.estimator.SelfDistillationClassifier`
+#: (:data:`theory.names.LOSS_METHOD`; before the registry the rows said ``pll_ce``...).
+PLL_METHODS = LOSS_METHOD
 #: Methods reported per lam; "sd" rows carry the round (0 = teacher).
 METHODS = ("sd", *PLL_METHODS.values())
 #: Families selected on validation (those of the PLL losses run, in this order).
@@ -100,17 +108,21 @@ class ProbeConfig:
     eta : float
         Noise rate in ``[0, 1]``.
     rounds : int
-        SD rounds ``R >= 1`` after the teacher.
-    seeds : int
-        Number of trials ``>= 1``.
+        SD rounds after the teacher: the last round ``R >= 0`` (``0``: the teacher only).
+    trials : int
+        Number of trials ``>= 1`` (seeded independently from ``seed``).
     lams : tuple of float
         Regularisation strengths (each ``> 0``); selection over them uses validation only.
     seed : int
         Root seed of the ``SeedSequence``.
     val_fraction, test_fraction : float
         Per-class split fractions (each in ``(0, 1)``, sum ``< 1``).
-    n_superclasses : int or None
-        Number of superclass groups for ``noise='superclass'`` (default ``max(2, K // 3)``).
+    n_groups : int or None
+        Number of superclass groups for ``noise='superclass'`` with
+        ``superclass_rule='correlation'`` (default ``max(2, K // 3)``).
+    superclass_rule : {'reference', 'correlation'} or None
+        How superclass groups are found (module docstring); ``None``: ``'correlation'`` if
+        ``n_groups`` is given, else ``'reference'``.
     q : float
         GCE exponent.
     pll_losses : tuple of str
@@ -122,36 +134,61 @@ class ProbeConfig:
         Also compute the theory on the real features (:mod:`theory.real_features`).
     tol : float
         Fixed-point residual of the exact solver.
-    preprocess : bool
-        Centre with the training mean and L2-normalise rows (default); False uses the features as
-        given (e.g. already normalised embeddings).
+    preprocess : {'center-l2', 'raw'}
+        Centre with the training mean and L2-normalise rows (default), or use the features as
+        given (``'raw'``: the reference code's setting, or already normalised embeddings).
+        ``True`` / ``False`` are read as ``'center-l2'`` / ``'raw'``.
     """
 
     noise: str = "sym"
     eta: float = 0.3
     rounds: int = 5
-    seeds: int = 3
+    trials: int = 3
     lams: tuple = (1e-4,)
     seed: int = 0
     val_fraction: float = 0.15
     test_fraction: float = 0.3
-    n_superclasses: int | None = None
+    n_groups: int | None = None
+    superclass_rule: str | None = None
     q: float = DEFAULT_Q
     pll_losses: tuple = ("ce", "gce-reference")
     noisy_val: bool = True
     theory: bool = True
     tol: float = 1e-9
-    preprocess: bool = True
+    preprocess: str = "center-l2"
 
     def validated(self) -> ProbeConfig:
-        """Return self after checking every field (``ValueError`` naming the field)."""
+        """Return a copy with every field checked (``ValueError`` naming the field) and resolved.
+
+        Resolved: ``superclass_rule`` (``None`` -> ``'correlation'`` with ``n_groups``, else
+        ``'reference'``) and ``preprocess`` (booleans -> their names).
+        """
+        pre = self.preprocess
+        if isinstance(pre, (bool, np.bool_)):
+            pre = "center-l2" if pre else "raw"
+        if pre not in PREPROCESSING:
+            raise ValueError(f"preprocess must be one of {PREPROCESSING}, got {self.preprocess!r}")
+        rule = self.superclass_rule
+        if rule is None:
+            rule = "correlation" if self.n_groups is not None else "reference"
+        if rule not in SUPERCLASS_RULES:
+            raise ValueError(
+                f"superclass_rule must be one of {SUPERCLASS_RULES}, got {self.superclass_rule!r}"
+            )
+        if rule == "reference" and self.n_groups is not None:
+            raise ValueError(
+                "n_groups applies to superclass_rule='correlation' (the reference rule finds "
+                "the number of groups itself)"
+            )
+        if (pre, rule) != (self.preprocess, self.superclass_rule):
+            return replace(self, preprocess=pre, superclass_rule=rule).validated()
         if self.noise not in NOISE_KINDS:
             raise ValueError(f"noise must be one of {NOISE_KINDS}, got {self.noise!r}")
         eta = float(self.eta)
         if not (np.isfinite(eta) and 0.0 <= eta <= 1.0):
             raise ValueError(f"eta must be a number in [0, 1], got {self.eta!r}")
-        check_int(self.rounds, "rounds", 1)
-        check_int(self.seeds, "seeds", 1)
+        check_int(self.rounds, "rounds", 0)
+        check_int(self.trials, "trials", 1)
         check_int(self.seed, "seed", 0)
         if len(self.lams) == 0:
             raise ValueError("lams must contain at least one value > 0")
@@ -163,8 +200,8 @@ class ProbeConfig:
                 raise ValueError(f"{name} must lie in (0, 1), got {v!r}")
         if self.val_fraction + self.test_fraction >= 1.0:
             raise ValueError("val_fraction + test_fraction must be < 1 (training needs samples)")
-        if self.n_superclasses is not None:
-            check_int(self.n_superclasses, "n_superclasses", 1)
+        if self.n_groups is not None:
+            check_int(self.n_groups, "n_groups", 1)
         q = check_positive(self.q, "q")
         if q > 1:
             raise ValueError(f"q must lie in (0, 1], got {self.q!r}")
@@ -208,14 +245,31 @@ def stratified_split(labels, n_classes, val_fraction, test_fraction, rng) -> dic
     return out
 
 
-def superclass_groups(dataset: Dataset, n_groups: int) -> list[list[int]]:
-    """Superclass groups of the dataset's classes (hierarchical clustering of class means).
+def superclass_groups(
+    dataset: Dataset, n_groups: int | None = None, rule: str = "correlation"
+) -> list[list[int]]:
+    """Superclass groups of the dataset's classes (hierarchical clustering, module docstring).
 
-    The features are centred with the global mean and L2-normalised first; the groups define the
-    *noise model* (which classes get confused), not the learner, so using all samples is fine.
+    ``rule='reference'``: :func:`simulations.noise.reference_superclass_groups` (``n_groups``
+    must be None). ``rule='correlation'``: the features are centred with the global mean and
+    L2-normalised, then :func:`simulations.noise.class_mean_groups` into ``n_groups`` groups. The
+    groups define the *noise model* (which classes get confused), not the learner, so the rows
+    used are the predefined training split if the dataset has one, else all samples.
     """
-    pre = preprocess(dataset.features, np.arange(dataset.n_samples)).features
-    return class_mean_groups(pre, dataset.labels, dataset.n_classes, n_groups)
+    rows = (
+        np.asarray(dataset.splits["train_idx"])
+        if dataset.splits is not None
+        else np.arange(dataset.n_samples)
+    )
+    x, y = dataset.features[rows], dataset.labels[rows]
+    if rule == "reference":
+        if n_groups is not None:
+            raise ValueError("n_groups applies to the 'correlation' rule only")
+        return reference_superclass_groups(x, y, dataset.n_classes)
+    if rule != "correlation":
+        raise ValueError(f"rule must be one of {SUPERCLASS_RULES}, got {rule!r}")
+    pre = preprocess(x, np.arange(y.size)).features
+    return class_mean_groups(pre, y, dataset.n_classes, n_groups)
 
 
 def top2_coverage(scores, true_labels) -> float:
@@ -236,11 +290,13 @@ class ProbeResult:
     summary: dict = field(default_factory=dict)
     groups: list | None = None
     elapsed_seconds: float = 0.0
+    verdict: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
         """Plain-JSON view; NaN (e.g. an undefined accuracy) becomes ``None`` (JSON ``null``)."""
         return _json_safe(
             {
+                "verdict": self.verdict,
                 "config": self.config,
                 "dataset": self.dataset,
                 "groups": self.groups,
@@ -267,17 +323,13 @@ def _json_safe(value):
     return value
 
 
-def _stderr_progress(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 def _mean_std(values) -> dict:
     v = np.asarray(values, dtype=float)
     std = float(np.std(v, ddof=1)) if v.size > 1 else None
     return {"mean": float(np.mean(v)), "std": std, "n": int(v.size)}
 
 
-def _trial(dataset, config, groups, seq, trial_index):
+def _trial(dataset, config, groups, seq, trial_index, tick=None):
     """One seeded trial; returns (rows, selection records, theory records)."""
     split_seq, noise_seq = seq.spawn(2)
     k = dataset.n_classes
@@ -304,7 +356,7 @@ def _trial(dataset, config, groups, seq, trial_index):
     # classes= keeps all K classes even if the noise removed every label of one of them.
     est = SelfDistillationClassifier(
         q=config.q,
-        preprocess="center-l2" if config.preprocess else None,
+        preprocess=config.preprocess,
         tol=config.tol,
         store_outputs=True,
         warm_start=True,
@@ -343,7 +395,7 @@ def _trial(dataset, config, groups, seq, trial_index):
             with warnings.catch_warnings():
                 # a student short of its tolerance is recorded in the row ("converged")
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                est.set_params(method=_ESTIMATOR_METHOD[loss], rounds=1).fit(x_tr, noisy_tr)
+                est.set_params(method=PLL_METHODS[loss], rounds=1).fit(x_tr, noisy_tr)
             cert = est.certificates_[1]
             record(
                 PLL_METHODS[loss],
@@ -355,11 +407,12 @@ def _trial(dataset, config, groups, seq, trial_index):
         if config.theory:
             from theory.real_features import real_feature_theory
 
-            x_pre = preprocess(
-                x_tr, np.arange(tr.size), center=config.preprocess, normalize=config.preprocess
-            ).features
+            on = config.preprocess == "center-l2"
+            x_pre = preprocess(x_tr, np.arange(tr.size), center=on, normalize=on).features
             th = real_feature_theory(x_pre, y_tr, noisy_tr, k, lam, config.rounds)
             theory_rows.append({"trial": trial_index, "lam": lam, **th.to_dict()})
+        if tick is not None:
+            tick()
     return rows, _select(rows, trial_index), theory_rows
 
 
@@ -447,8 +500,10 @@ def _summarise(rows, selections, theory_rows, config):
     return summary
 
 
-def run_probe(dataset: Dataset, config: ProbeConfig, *, progress=_stderr_progress) -> ProbeResult:
-    """Run ``config.seeds`` trials of the experiment in the module docstring.
+def run_probe(
+    dataset: Dataset, config: ProbeConfig, *, progress=None, quiet: bool = True
+) -> ProbeResult:
+    """Run ``config.trials`` trials of the experiment in the module docstring.
 
     Parameters
     ----------
@@ -456,7 +511,10 @@ def run_probe(dataset: Dataset, config: ProbeConfig, *, progress=_stderr_progres
         From :mod:`simulations.datasets` (raw, un-preprocessed features).
     config : ProbeConfig
     progress : callable(str) or None
-        Receives one line per finished trial (default: stderr).
+        Receives one line per finished trial (e.g. ``print``; default: none).
+    quiet : bool
+        ``False``: a progress bar with an ETA over the ``trials x len(lams)`` fits on stderr
+        (:mod:`selfdistill_cli.progress`: drawn only on a terminal).
 
     Returns
     -------
@@ -466,12 +524,15 @@ def run_probe(dataset: Dataset, config: ProbeConfig, *, progress=_stderr_progres
     start = time.perf_counter()
     groups = None
     if config.noise == "superclass":
-        n_groups = config.n_superclasses or max(2, dataset.n_classes // 3)
-        if n_groups > dataset.n_classes:
-            raise ValueError(
-                f"n_superclasses must be <= n_classes={dataset.n_classes}, got {n_groups}"
-            )
-        groups = superclass_groups(dataset, n_groups)
+        if config.superclass_rule == "reference":
+            groups = superclass_groups(dataset, rule="reference")
+        else:
+            n_groups = config.n_groups or max(2, dataset.n_classes // 3)
+            if n_groups > dataset.n_classes:
+                raise ValueError(
+                    f"n_groups must be <= n_classes={dataset.n_classes}, got {n_groups}"
+                )
+            groups = superclass_groups(dataset, n_groups)
     result = ProbeResult(
         config={**asdict(config), "lams": [float(v) for v in config.lams]},
         dataset={
@@ -483,21 +544,26 @@ def run_probe(dataset: Dataset, config: ProbeConfig, *, progress=_stderr_progres
         },
         groups=groups,
     )
-    seqs = np.random.SeedSequence(config.seed).spawn(config.seeds)
+    seqs = np.random.SeedSequence(config.seed).spawn(config.trials)
+    bar = progress_bar(
+        total=config.trials * len(config.lams), desc="probe (trial x lam)", unit="fit", quiet=quiet
+    )
     for i, seq in enumerate(seqs):
         t0 = time.perf_counter()
-        rows, sel, th = _trial(dataset, config, groups, seq, i)
+        rows, sel, th = _trial(dataset, config, groups, seq, i, tick=bar.update)
         result.rows.extend(rows)
         result.selections.extend(sel)
         result.theory.extend(th)
         if progress is not None:
             best = next(s for s in sel if s["family"] == "best")
             progress(
-                f"[probe] trial {i + 1}/{config.seeds} done in {time.perf_counter() - t0:.1f}s "
+                f"[probe] trial {i + 1}/{config.trials} done in {time.perf_counter() - t0:.1f}s "
                 f"(val-selected: {best['method']} lam={best['lam']:g} round={best['round']}, "
                 f"test acc {best['test_acc']:.3f})"
             )
+    bar.close()
     result.summary = _summarise(result.rows, result.selections, result.theory, config)
+    result.verdict = probe_verdict(result.summary, result.config)
     result.elapsed_seconds = time.perf_counter() - start
     return result
 

@@ -2,7 +2,8 @@
 
 Spec (TOML, see ``examples/sweep_quick.toml``)
 ----------------------------------------------
-``[sweep]``: ``seeds`` (trials per config, >= 1), ``base_seed`` (>= 0, default 0), ``name``.
+``[sweep]``: ``trials`` (Monte Carlo trials per config, >= 1; ``seeds`` is its old name, accepted
+for one release), ``base_seed`` (>= 0, default 0), ``name``.
 ``[grid]``: any :class:`TrialConfig` field (or the aliases ``K`` -> ``n_classes``,
 ``n`` -> ``per_class``, ``p`` -> ``dim``) as a scalar or a non-empty list; the sweep is the
 Cartesian product in the order the keys are written. Every config is built (and so validated)
@@ -46,7 +47,8 @@ killed) or a Dask distributed scheduler (``scheduler=ADDRESS`` or a ``dask.distr
 an unreachable address fails after ``scheduler_timeout`` seconds). Workers only compute and return
 rows; the coordinating process writes every file, so remote workers need no shared filesystem.
 Before any work the peak memory of the local workers is estimated (:mod:`simulations.memory`) and
-a sweep that cannot fit is refused. Progress goes to stderr.
+a sweep that cannot fit is refused. Progress goes to stderr: a summary line before and after, a
+line per failed config, and a progress bar with an ETA on a terminal.
 """
 
 from __future__ import annotations
@@ -57,7 +59,6 @@ import itertools
 import json
 import math
 import os
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, fields
@@ -65,11 +66,14 @@ from pathlib import Path
 
 import numpy as np
 
+from selfdistill_cli import deprecation_note
+from selfdistill_cli.progress import progress_bar, write
 from simulations.memory import check_memory, trial_bytes
 from simulations.pipelines import TrialConfig, run_trial, trial_seed
 from simulations.stats import mean_ci as _mean_ci
 from simulations.workers import worker_pool
 from theory.blas import blas_threads as blas_threads_limit
+from theory.names import METRICS as NAMED_METRICS
 from theory.validation import check_int
 
 try:  # Python >= 3.11
@@ -95,15 +99,8 @@ __all__ = [
 ]
 
 ALIASES = {"K": "n_classes", "n": "per_class", "p": "dim"}
-#: Metrics summarised with mean and 95% CI.
-METRICS = (
-    "train_acc",
-    "train_acc_clean",
-    "train_acc_mislabeled",
-    "pop_acc",
-    "pop_acc_sampled",
-    "top2_coverage",
-)
+#: Metrics summarised with mean and 95% CI (:data:`theory.names.METRICS`).
+METRICS = NAMED_METRICS
 _CONFIG_FIELDS = [f.name for f in fields(TrialConfig)]
 _ROW_FIELDS = [
     "n_mislabeled",
@@ -173,12 +170,17 @@ def parse_spec(spec: dict) -> SweepSpec:
     head = spec.get("sweep", {})
     if not isinstance(head, dict):
         raise ValueError("[sweep] must be a table")
-    bad = sorted(set(head) - {"seeds", "base_seed", "name"})
+    bad = sorted(set(head) - {"trials", "seeds", "base_seed", "name"})
     if bad:
-        raise ValueError(f"unknown [sweep] key(s) {bad}; valid: base_seed, name, seeds")
-    if "seeds" not in head:
-        raise ValueError("[sweep] seeds (number of Monte Carlo trials per config) is required")
-    seeds = check_int(head["seeds"], "[sweep] seeds", 1)
+        raise ValueError(f"unknown [sweep] key(s) {bad}; valid: base_seed, name, trials")
+    if "trials" in head and "seeds" in head:
+        raise ValueError("[sweep] give trials only (seeds is its old name)")
+    if "seeds" in head:  # the old spelling, for one release (theory.names.DEPRECATED_OPTIONS)
+        deprecation_note("[sweep] seeds", "[sweep] trials")
+        head = {**head, "trials": head["seeds"]}
+    if "trials" not in head:
+        raise ValueError("[sweep] trials (number of Monte Carlo trials per config) is required")
+    seeds = check_int(head["trials"], "[sweep] trials", 1)
     base_seed = check_int(head.get("base_seed", 0), "[sweep] base_seed", 0)
     name = head.get("name", "sweep")
     if not isinstance(name, str):
@@ -494,7 +496,7 @@ def check_result_file(path, config: TrialConfig, seeds: int) -> str | None:
 
 def _log(msg: str, quiet: bool) -> None:
     if not quiet:
-        print(msg, file=sys.stderr, flush=True)
+        write(msg)  # around a progress bar being drawn
 
 
 #: Seconds to wait for a Dask scheduler before giving up (``--scheduler-timeout``).
@@ -650,12 +652,15 @@ def _run(spec, out, res_dir, backend, n_workers, client, limit, quiet, blas_thre
     if spec.duplicates:
         _log(f"note: {spec.duplicate_note()}", quiet)
     _log(
-        f"sweep {spec.name!r}: {total} configs x {spec.seeds} seeds; {skipped} already done, "
+        f"sweep {spec.name!r}: {total} configs x {spec.seeds} trials; {skipped} already done, "
         f"{len(pending)} to run ({backend}{'' if backend != 'processes' else f', {n_workers}'})",
         quiet,
     )
     failed: dict[str, str] = {}
     done = 0
+    # Progress with an ETA on a terminal (selfdistill_cli.progress; SELFDISTILL_PROGRESS=1 for a
+    # log file); failures are always reported, as lines.
+    bar = progress_bar(total=len(pending), desc=f"sweep {spec.name}", unit="config", quiet=quiet)
 
     def record(result):
         nonlocal done
@@ -666,13 +671,7 @@ def _run(spec, out, res_dir, backend, n_workers, client, limit, quiet, blas_thre
             _log(f"  [{skipped + done}/{total}] {key} FAILED: {result['error']}", quiet)
         else:
             atomic_write_text(res_dir / f"{key}.csv", _to_csv(result["rows"]))
-            elapsed = time.perf_counter() - start
-            eta = elapsed / done * (len(pending) - done)
-            _log(
-                f"  [{skipped + done}/{total}] {key} {result['seconds']:.2f}s "
-                f"(elapsed {elapsed:.1f}s, eta {eta:.1f}s)",
-                quiet,
-            )
+        bar.update()
 
     args = [(c.to_dict(), spec.seeds, spec.base_seed) for c in pending]
     if pending and backend == "serial":
@@ -689,6 +688,7 @@ def _run(spec, out, res_dir, backend, n_workers, client, limit, quiet, blas_thre
             abort()  # e.g. Ctrl-C: do not wait for running configs; finished ones are on disk
             raise
         close()
+    bar.close()
     _finalise(spec, out, res_dir, failed)
     seconds = time.perf_counter() - start
     _log(f"sweep done in {seconds:.1f}s: {done - len(failed)} run, {len(failed)} failed", quiet)

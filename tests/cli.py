@@ -37,18 +37,22 @@ def run(*argv, cwd=ROOT, timeout=TIMEOUT, **env) -> subprocess.CompletedProcess:
     )
 
 
-def run_many(commands, cwd=ROOT, timeout=TIMEOUT) -> list[subprocess.CompletedProcess]:
-    """Run every ``argv`` of ``commands`` concurrently (``python -m argv...``); results in order."""
+def run_many(commands, cwd=ROOT, timeout=TIMEOUT, envs=None) -> list[subprocess.CompletedProcess]:
+    """Run every ``argv`` of ``commands`` concurrently (``python -m argv...``); results in order.
+
+    ``envs``: optional list of extra environment variables, one dict per command.
+    """
+    envs = [{}] * len(commands) if envs is None else envs
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", *map(str, argv)],
             cwd=cwd,
-            env=cli_env(),
+            env=cli_env(**extra),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        for argv in commands
+        for argv, extra in zip(commands, envs, strict=True)
     ]
     out = []
     for argv, proc in zip(commands, procs, strict=True):

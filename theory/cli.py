@@ -28,10 +28,10 @@ import numpy as np
 
 from selfdistill_cli import ArgumentParser, available_bytes
 from theory.conditions import (
-    collapse_window_linear,
     eigen_ratio_rho,
     min_rounds_linear,
     plurality_condition,
+    window_linear,
 )
 from theory.groups import (
     BlockModel,
@@ -43,6 +43,7 @@ from theory.groups import (
     prediction_memory_bytes,
 )
 from theory.losses import LOSSES
+from theory.names import CONFIG_KEY, DEFAULT_Q, MODEL_DEFAULTS, NOISE_KINDS, ROUNDS_HELP
 from theory.pll import LinearisationUndefinedError, predict_pll
 
 __all__ = [
@@ -88,24 +89,64 @@ def parse_counts(text: str) -> np.ndarray:
 def _build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m theory", description="Block-model self-distillation theory.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    q = sub.add_parser("predict", help="per-round predictions, PLL student and conditions")
-    q.add_argument("--classes", type=int, required=True, help="K >= 2")
-    q.add_argument("--per-class", type=int, required=True, help="n >= 1 points per class")
-    q.add_argument("--c", type=float, required=True, help="within-class correlation, d < c <= 1")
-    q.add_argument("--d", type=float, required=True, help="across-class correlation, d < c")
-    q.add_argument("--lam", type=float, required=True, help="regularisation lam > 0")
-    q.add_argument("--rounds", type=int, default=10, help="last round R >= 0 (default 10)")
+    q = sub.add_parser(
+        "predict",
+        help="per-round predictions, PLL student and conditions",
+        description="Block-model predictions per round, the PLL students and the conditions. "
+        "The model defaults are those of 'python -m simulations run'; the labels come from "
+        f"--noise (default {MODEL_DEFAULTS['noise']}, eta {MODEL_DEFAULTS['eta']:g}, exact "
+        "counts) or from --counts.",
+    )
     q.add_argument(
-        "--counts", help='count matrix "r1;r2;...": row k = given-label counts of class k'
+        "-K",
+        "--classes",
+        "--n-classes",
+        dest="classes",
+        type=int,
+        default=MODEL_DEFAULTS["n_classes"],
+        help="classes K >= 2",
+    )
+    q.add_argument(
+        "-n",
+        "--per-class",
+        type=int,
+        default=MODEL_DEFAULTS["per_class"],
+        help="points per class n >= 1",
+    )
+    q.add_argument(
+        "--c",
+        type=float,
+        default=MODEL_DEFAULTS["c"],
+        help="within-class correlation, d < c <= 1",
+    )
+    q.add_argument(
+        "--d", type=float, default=MODEL_DEFAULTS["d"], help="across-class correlation, d < c"
+    )
+    q.add_argument(
+        "--lam", type=float, default=MODEL_DEFAULTS["lam"], help="regularisation lam > 0"
+    )
+    q.add_argument("--rounds", type=int, default=MODEL_DEFAULTS["rounds"], help=ROUNDS_HELP)
+    q.add_argument(
+        "--counts",
+        help='count matrix "r1;r2;...": row k = given-label counts of class k (instead of --noise)',
     )
     q.add_argument(
         "--noise",
-        choices=("sym", "asym", "pair"),
-        help="build exact counts from theory.noise (largest-remainder rounding per row)",
+        choices=NOISE_KINDS,
+        help="build exact counts from theory.noise (largest-remainder rounding per row) "
+        f"(default: {MODEL_DEFAULTS['noise']} unless --counts is given)",
     )
-    q.add_argument("--eta", type=float, help="noise rate in [0, 1] (with --noise)")
     q.add_argument(
-        "--q", type=float, default=0.7, help="GCE exponent in (0, 1] for the gce student (0.7)"
+        "--eta",
+        type=float,
+        help=f"noise rate in [0, 1] for --noise (default: {MODEL_DEFAULTS['eta']:g})",
+    )
+    q.add_argument(
+        "--groups",
+        help='superclass partition as JSON, e.g. "[[0,1],[2]]" (required by --noise superclass)',
+    )
+    q.add_argument(
+        "--q", type=float, default=DEFAULT_Q, help="GCE exponent in (0, 1] for the gce student"
     )
     q.add_argument(
         "--dim",
@@ -118,7 +159,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--delta",
         type=float,
         default=0.01,
-        help="with --dim: report the first round with population accuracy >= 1 - delta (0.01)",
+        help="with --dim: report the first round with population accuracy >= 1 - delta",
     )
     q.add_argument(
         "--points",
@@ -292,7 +333,7 @@ def predict_report(
     lam,
     rounds,
     *,
-    q: float = 0.7,
+    q: float = DEFAULT_Q,
     log=None,
     dim: int | None = None,
     delta: float = 0.01,
@@ -359,7 +400,7 @@ def predict_report(
         residuals.append(float(pred.residuals[0]))
         losses[loss] = entry
     holds, margin = plurality_condition(counts)
-    window = collapse_window_linear(model, counts, lam, rounds)
+    window = window_linear(model, counts, lam)  # never clipped to ``rounds``
     finite = None
     if dim is not None:
         from theory.finite_exact.report import linearised_flags, linearised_regime
@@ -387,8 +428,8 @@ def predict_report(
             "(error_indicator: the largest distance per round)"
         )
     rep = {
-        "params": {
-            "classes": model.n_classes,
+        CONFIG_KEY: {
+            "n_classes": model.n_classes,
             "per_class": model.per_class,
             "c": model.c,
             "d": model.d,
@@ -406,7 +447,9 @@ def predict_report(
             "margin": float(margin),
             "rho": _finite(eigen_ratio_rho(model, lam)),
             "t_min_linear": min_rounds_linear(model, counts, lam),
+            # [first, last]; last = null with window_unbounded = true: 100% at every later round
             "window_linear": None if window is None else list(window),
+            "window_unbounded": window is not None and window[1] is None,
         },
         "max_exact_residual": float(max(residuals)),
         "unconverged": unconverged,
@@ -456,10 +499,18 @@ def _g(x) -> str:
     return "inf" if x is None else f"{x:.4g}"
 
 
+def _window(cond) -> str:
+    """The 100%-window for people: ``[1, 5]``, ``[1, ∞)`` when unbounded, ``none``."""
+    w = cond["window_linear"]
+    if w is None:
+        return "none"
+    return f"[{w[0]}, ∞)" if cond.get("window_unbounded") else f"[{w[0]}, {w[1]}]"
+
+
 def _table(rep: dict) -> str:
-    p = rep["params"]
+    p = rep[CONFIG_KEY]
     lines = [
-        f"K={p['classes']} n={p['per_class']} c={p['c']} d={p['d']} lam={p['lam']:g}",
+        f"K={p['n_classes']} n={p['per_class']} c={p['c']} d={p['d']} lam={p['lam']:g}",
         *_counts_lines(p["counts"]),
         "accuracy: train = w.r.t. true labels (all / clean / mislabeled); pop = population",
         f"{'round':>5} | {'linear: train clean  mis    pop':<31} | exact: train clean  mis    pop",
@@ -486,7 +537,7 @@ def _table(rep: dict) -> str:
     cond = rep["conditions"]
     lines.append(
         f"plurality={cond['plurality']} margin={cond['margin']:.4g} rho={_g(cond['rho'])} "
-        f"t_min_linear={cond['t_min_linear']} window_linear={cond['window_linear']}"
+        f"t_min_linear={cond['t_min_linear']} window_linear={_window(cond)}"
     )
     if "finite" in rep:
         fc = rep["finite"]["conditions"]
@@ -520,6 +571,19 @@ def _table(rep: dict) -> str:
     return "\n".join(lines)
 
 
+def _parse_groups(text):
+    """``--groups`` JSON (a list of lists of class indices) or None."""
+    if text is None:
+        return None
+    try:
+        groups = json.loads(text)
+    except json.JSONDecodeError:
+        raise ValueError(f"--groups must be JSON like [[0,1],[2]], got {text!r}") from None
+    if not isinstance(groups, list) or not all(isinstance(g, list) for g in groups):
+        raise ValueError(f"--groups must be a JSON list of lists, got {text!r}")
+    return groups
+
+
 def _model_and_counts(args):
     if args.lam is None or not math.isfinite(args.lam) or args.lam <= 0:
         raise ValueError(f"lam must be a finite number > 0, got {args.lam}")
@@ -546,16 +610,24 @@ def _model_and_counts(args):
             raise ValueError(f"dim (p) must be an integer >= K = {args.classes}, got {args.dim}")
         MixtureModel(args.classes, args.per_class, args.dim, args.c, args.d)  # mixture exists
     model = BlockModel(args.classes, args.per_class, args.c, args.d)
-    if (args.counts is None) == (args.noise is None):
-        raise ValueError("pass exactly one of --counts or --noise (with --eta)")
     if args.counts is not None:
+        if args.noise is not None or args.eta is not None or args.groups is not None:
+            raise ValueError("pass either --counts or --noise/--eta/--groups, not both")
         counts = parse_counts(args.counts)
+        args.labels = {"noise": None, "eta": None, "groups": None}  # given by --counts
     else:
-        if args.eta is None:
-            raise ValueError("eta is required with --noise (a rate in [0, 1])")
         from theory.noise import exact_counts, transition_matrix
 
-        counts = exact_counts(transition_matrix(args.noise, args.classes, args.eta), args.per_class)
+        noise = MODEL_DEFAULTS["noise"] if args.noise is None else args.noise
+        eta = MODEL_DEFAULTS["eta"] if args.eta is None else args.eta
+        groups = _parse_groups(args.groups)
+        if noise == "superclass" and groups is None:
+            raise ValueError('--noise superclass needs --groups, e.g. "[[0,1],[2]]"')
+        if noise != "superclass" and groups is not None:
+            raise ValueError("--groups applies to --noise superclass only")
+        trans = transition_matrix(noise, args.classes, eta, groups=groups)
+        counts = exact_counts(trans, args.per_class)
+        args.labels = {"noise": noise, "eta": float(eta), "groups": groups}
     return model, check_counts(counts, model)
 
 
@@ -604,6 +676,7 @@ def main(argv=None) -> int:
     except GroupConvergenceError as exc:  # pragma: no cover - every solve allows partial results
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    rep[CONFIG_KEY].update(args.labels)  # where the counts came from, keyed as in `run`
     print(json.dumps(rep, indent=2) if args.json else _table(rep))
     if rep["unconverged"]:
         print(

@@ -45,6 +45,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from theory.names import DEFAULT_Q, THEORY_LOSSES
+
 __all__ = [
     "LOSSES",
     "Candidate",
@@ -55,8 +57,9 @@ __all__ = [
     "softmax_deviation",
 ]
 
-#: Loss names accepted by :func:`make_loss` (and ``theory.pll.predict_pll(loss=...)``).
-LOSSES = ("ce", "candidate", "gce")
+#: Loss names accepted by :func:`make_loss` (and ``theory.pll.predict_pll(loss=...)``): the
+#: registry's :data:`theory.names.THEORY_LOSSES`.
+LOSSES = THEORY_LOSSES
 
 
 def softmax(z) -> np.ndarray:
@@ -225,7 +228,7 @@ class GeneralisedCE(_CandidateBase):
 
     name = "gce"
 
-    def __init__(self, candidates, n_classes: int, q: float = 0.7):
+    def __init__(self, candidates, n_classes: int, q: float = DEFAULT_Q):
         super().__init__(candidates, n_classes)
         q = float(q)
         if not (np.isfinite(q) and 0.0 < q <= 1.0):
@@ -265,7 +268,7 @@ class GeneralisedCE(_CandidateBase):
         return -np.expm1(self.q * _log_pi(np.asarray(z, dtype=float), self.cand)) / self.q
 
 
-def make_loss(name: str, n_classes: int, *, candidates=None, target_deviation=None, q=0.7):
+def make_loss(name: str, n_classes: int, *, candidates=None, target_deviation=None, q=DEFAULT_Q):
     """Build a loss by name (:data:`LOSSES`): ``ce`` needs ``target_deviation``, the others
     ``candidates`` (and ``gce`` its exponent ``q``)."""
     if name == "ce":

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from theory.names import NOISE_KINDS as _NOISE_KINDS
 from theory.validation import check_finite_matrix, check_int
 
 __all__ = [
@@ -54,8 +55,8 @@ __all__ = [
     "transition_matrix",
 ]
 
-#: Names accepted by :func:`transition_matrix`.
-NOISE_KINDS = ("sym", "pair", "asym", "superclass")
+#: Names accepted by :func:`transition_matrix` (:data:`theory.names.NOISE_KINDS`).
+NOISE_KINDS = _NOISE_KINDS
 #: Absolute tolerance for rows summing to 1 and entries being >= 0 (float round-off of user input).
 ROW_ATOL = 1e-9
 #: Tolerance on ``per_class * T[k, l]`` for counting (see module docstring); far above the

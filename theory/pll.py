@@ -58,6 +58,7 @@ from theory.groups import (
 )
 from theory.losses import LOSSES, make_loss
 from theory.metrics import TIE_RTOL, tie_tolerance
+from theory.names import DEFAULT_Q
 from theory.partial_labels import top2_indices
 from theory.validation import check_positive
 
@@ -138,7 +139,7 @@ def predict_pll(
     *,
     method: str = "linear",
     loss: str = "ce",
-    q: float = 0.7,
+    q: float = DEFAULT_Q,
     tol=GROUP_TOL,
     allow_unconverged: bool = False,
     teacher: GroupSolution | None = None,

@@ -61,6 +61,7 @@ from theory.groups import (
     solve_loss_groups,
 )
 from theory.losses import make_loss, softmax_deviation
+from theory.names import DEFAULT_Q
 from theory.pll import _check_loss, _two_hot_deviations, group_top2, predict_pll
 from theory.validation import check_int, check_positive
 
@@ -96,7 +97,7 @@ SYMMETRY_EXHAUSTIVE_MAX_K = 8
 # regimes (Theorem 15.2)
 
 
-def curvature_bound(loss: str, q: float = 0.7) -> float:
+def curvature_bound(loss: str, q: float = DEFAULT_Q) -> float:
     r"""``h`` with ``grad^2 l(z) >= -h I`` for every logit vector ``z`` (Lemma 15.1).
 
     * ``ce``: ``0`` (convex).
@@ -119,7 +120,7 @@ def curvature_bound(loss: str, q: float = 0.7) -> float:
     return max(x**q * (0.5 + 2 * q * (1 - x) ** 2) for x in cands)
 
 
-def uniqueness_lam(model: BlockModel, loss: str, q: float = 0.7) -> float:
+def uniqueness_lam(model: BlockModel, loss: str, q: float = DEFAULT_Q) -> float:
     r"""``mu_max h / N``: for ``lam`` above it the student's objective is strongly convex.
 
     ``(lam/2)|W|^2 + (1/N) sum_i l(W x_i)`` has Hessian ``>= (lam - h mu_max / N) I`` (Theorem
@@ -129,13 +130,13 @@ def uniqueness_lam(model: BlockModel, loss: str, q: float = 0.7) -> float:
     return float(model.eigenvalues.max()) * curvature_bound(loss, q) / model.n_samples
 
 
-def order_lam(model: BlockModel, loss: str, q: float = 0.7) -> float:
+def order_lam(model: BlockModel, loss: str, q: float = DEFAULT_Q) -> float:
     r"""``mu_3 h / N``: for ``lam`` above it every training point's candidate order follows the
     population order of its class at every stationary point (Theorem 15.2b)."""
     return float(model.eigenvalues[2]) * curvature_bound(loss, q) / model.n_samples
 
 
-def linear_defined_lam(model: BlockModel, loss: str, q: float = 0.7) -> float:
+def linear_defined_lam(model: BlockModel, loss: str, q: float = DEFAULT_Q) -> float:
     r"""``mu_max w_0 (1/2 - 1/K) / N``: for ``lam`` above it the linearised student exists.
 
     ``H(0) = w_0 [(I - 11^T/K)/K - v v^T/4 - q d d^T]`` (``w_0 = (2/K)^q``, ``q = 0`` for
@@ -152,7 +153,7 @@ def linear_defined_lam(model: BlockModel, loss: str, q: float = 0.7) -> float:
     return float(model.eigenvalues.max()) * w0 * max(0.5 - 1.0 / k, 0.0) / model.n_samples
 
 
-def tie_weight(pi, loss: str, q: float = 0.7):
+def tie_weight(pi, loss: str, q: float = DEFAULT_Q):
     """``w(pi) = -phi'(pi) pi``: ``1`` (``candidate``), ``pi^q`` (``gce``), as in the force
     ``w(pi) (pt - p)`` of the set losses. ``ce`` has no such factor (returns ``1``)."""
     q = _check_loss(loss, q)
@@ -160,7 +161,7 @@ def tie_weight(pi, loss: str, q: float = 0.7):
     return pi**q if loss == "gce" else np.ones_like(pi)
 
 
-def tie_margin(model: BlockModel, lam, pi, loss: str = "candidate", q: float = 0.7) -> float:
+def tie_margin(model: BlockModel, lam, pi, loss: str = "candidate", q: float = DEFAULT_Q) -> float:
     r"""Stability margin of a tied point along the class-wide pair direction (Proposition 15.5).
 
     ``2 lam N - w(pi) (1 - pi) max(mu_2, mu_3)`` with ``pi`` the candidate mass of the tied
@@ -575,7 +576,7 @@ def flow_student(
     lam,
     *,
     loss: str = "candidate",
-    q: float = 0.7,
+    q: float = DEFAULT_Q,
     teacher=None,
     tol: float = GROUP_TOL,
     s_max: float = 1e7,
@@ -695,7 +696,7 @@ def tied_point(
     lam,
     *,
     loss: str = "candidate",
-    q: float = 0.7,
+    q: float = DEFAULT_Q,
     teacher=None,
     tol: float = GROUP_TOL,
 ) -> TiedPoint:
@@ -829,7 +830,7 @@ def loss_condition(
     lam,
     *,
     loss: str = "candidate",
-    q: float = 0.7,
+    q: float = DEFAULT_Q,
     teacher=None,
     tol: float = GROUP_TOL,
 ) -> LossCondition:

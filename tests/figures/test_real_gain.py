@@ -23,7 +23,7 @@ def test_real_gain_tiny_preset_writes_png_pdf_csv(tmp_path):
     preset = real_gain.PRESETS["tiny"]
     n_series = preset["rounds"] + len(preset["pll_losses"])
     assert len(rows) == len(preset["noises"]) * len(preset["etas"]) * n_series
-    assert {r["method"] for r in rows} == {"sd", "pll_ce", "pll_gce_ref"}
+    assert {r["method"] for r in rows} == {"sd", "pll-ce", "pll-gce-ref"}
     assert {r["selection"] for r in rows} == {"none"}
     for r in rows:
         gain, test, teacher = (
@@ -46,7 +46,7 @@ def test_real_gain_user_features_and_test_selection_switch(tmp_path):
     assert {r["regime"] for r in rows} == {"base", "selected"}
     selected = [r for r in rows if r["regime"] == "selected"]
     assert {r["selection"] for r in selected} == {"test"}
-    assert {r["method"] for r in rows} == {"sd", "pll_gce"}
+    assert {r["method"] for r in rows} == {"sd", "pll-gce"}
     base = [r for r in rows if r["regime"] == "base"]
     assert all(float(r["lam"]) == 1e-3 for r in base)
 

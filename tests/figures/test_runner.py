@@ -43,7 +43,7 @@ ROOT = {root!r}
 class EditableFinder:
     @classmethod
     def find_spec(cls, name, path=None, target=None):
-        if name in ("figures", "simulations", "theory"):
+        if name in ("figures", "simulations", "theory", "selfdistill_cli"):
             pkg = f"{{ROOT}}/{{name}}"
             return importlib.util.spec_from_file_location(
                 name, pkg + "/__init__.py", submodule_search_locations=[pkg]
@@ -129,3 +129,22 @@ def test_every_registered_figure_has_main():
 
 def test_gallery_skips_missing_png(tmp_path):
     assert make_gallery(tmp_path, tmp_path / "g", ["spectrum"]) == []
+
+
+def test_runner_progress_bar_forced_on_off_and_quiet(tmp_path):
+    # SELFDISTILL_PROGRESS=1 stands for a terminal: a weighted bar with elapsed<remaining on
+    # stderr; without it (stderr is a pipe) only the per-figure lines; --quiet: nothing.
+    base = ["figures", "--preset", "tiny", "--only", "spectrum", "--workers", "1"]
+    on, off, quiet = run_many(
+        [
+            [*base, "--out", tmp_path / "a"],
+            [*base, "--out", tmp_path / "b"],
+            [*base, "--out", tmp_path / "c", "--quiet"],
+        ],
+        envs=[{"SELFDISTILL_PROGRESS": "1"}, {}, {"SELFDISTILL_PROGRESS": "1"}],
+    )
+    for proc in (on, off, quiet):
+        assert proc.returncode == 0, proc.stderr
+    assert "figures (spectrum)" in on.stderr and "100%|" in on.stderr and "<" in on.stderr
+    assert "%|" not in off.stderr and "[1/1] spectrum done" in off.stderr
+    assert quiet.stderr == ""

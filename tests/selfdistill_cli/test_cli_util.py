@@ -76,7 +76,7 @@ def test_subparsers_inherit_the_number_rule():
         # A table printed after a Monte Carlo run (argparse's --help swallows the error itself).
         ["-m", "simulations", "run", "--classes", "3", "--per-class", "4", "--dim", "60"]
         + ["--c", "0.5", "--d", "0.1", "--eta", "0.3", "--lam", "1e-2", "--rounds", "1"]
-        + ["--seeds", "2"],
+        + ["--trials", "2"],
     ],
     ids=["theory predict", "simulations usage", "simulations run"],
 )

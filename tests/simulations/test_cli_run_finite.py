@@ -34,7 +34,7 @@ def _json(capsys, argv):
 
 
 def test_finite_column_equals_the_theory_on_the_exact_counts(capsys):
-    doc = _json(capsys, [*POINT, "--seeds", "2"])
+    doc = _json(capsys, [*POINT, "--trials", "2"])
     cfg = TrialConfig.from_dict(doc["config"])
     counts = run_trial(cfg, trial_seed(0, 0)).counts  # exact counts: the same for every seed
     mix = MixtureModel(3, 8, 30, cfg.c, cfg.d)
@@ -66,7 +66,7 @@ def test_random_counts_average_one_evaluation_per_distinct_matrix(capsys, monkey
         return real(model, counts, lam, rounds, **kw)
 
     monkeypatch.setattr(theory.finite, "predict_finite", counting)
-    doc = _json(capsys, [*POINT, "--sampling", "random", "--seeds", "4", "--seed", "3"])
+    doc = _json(capsys, [*POINT, "--sampling", "random", "--trials", "4", "--seed", "3"])
     cfg = TrialConfig.from_dict(doc["config"])
     counts = [run_trial(cfg, trial_seed(3, i)).counts for i in range(4)]
     distinct = {c.tobytes() for c in counts}
@@ -106,7 +106,7 @@ def test_large_k_is_skipped_with_a_note(capsys, monkeypatch):
 
 
 def test_cli_prints_the_finite_column_in_a_subprocess():
-    proc = run("simulations", "run", *POINT, "--seeds", "2")
+    proc = run("simulations", "run", *POINT, "--trials", "2")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert "f-lin: linearised finite-p theory at p=30" in proc.stdout

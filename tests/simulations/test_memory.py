@@ -84,7 +84,7 @@ def test_probe_bytes_vs_tracemalloc_peak(k, per, p, theory):
     labels = np.repeat(np.arange(k), per)
     x = rng.standard_normal((k * per, p)) + 2.0 * np.eye(k, p)[labels]
     ds = validate_dataset(x, labels, name="synthetic")
-    cfg = ProbeConfig(rounds=2, seeds=1, theory=theory)
+    cfg = ProbeConfig(rounds=2, trials=1, theory=theory)
     peak = _peak(run_probe, ds, cfg, progress=None)
     n_train = round(k * per * (1 - cfg.val_fraction - cfg.test_fraction))
     est = probe_bytes(k * per, p, k, n_train, cfg.rounds, theory)

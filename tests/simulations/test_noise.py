@@ -10,6 +10,8 @@ from simulations.noise import (
     class_mean_groups,
     empirical_transition,
     noisy_labels,
+    reference_class_similarity,
+    reference_superclass_groups,
     sample_noisy_labels,
 )
 from theory.noise import exact_counts, transition_matrix
@@ -126,3 +128,58 @@ def test_class_mean_groups_on_mixture_and_errors():
         class_mean_groups(draw.features, draw.labels, 4, 2, method="ward")
     with pytest.raises(ValueError, match="empty"):
         class_mean_groups(draw.features[:10], draw.labels[:10], 4, 2)
+
+
+def _planted(seed=3, spread=0.3):
+    """Five classes: {0, 2, 4} share one mean direction, {1, 3} another (plus an offset)."""
+    p = 40
+    rng = np.random.default_rng(seed)
+    base = rng.standard_normal((2, p))
+    means = np.array([base[0], base[1], base[0], base[1], base[0]])
+    means = means + 0.1 * rng.standard_normal(means.shape) + 2.0
+    y = np.repeat(np.arange(5), 12)
+    return means[y] + spread * rng.standard_normal((y.size, p)), y
+
+
+def test_reference_class_similarity_vs_pairwise_cosines():
+    # The reference code's ft_map['mean'] from its N x N cosine matrix (self-pairs excluded on
+    # the diagonal blocks), against the class-sum formula.
+    x, y = _planted()
+    z = x - x.mean(axis=0)
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    cos = z @ z.T
+    want = np.zeros((5, 5))
+    for k in range(5):
+        for m in range(5):
+            block = cos[np.ix_(y == k, y == m)]
+            if k == m:
+                block = block[~np.eye(block.shape[0], dtype=bool)]
+            want[k, m] = block.mean()
+    np.testing.assert_allclose(reference_class_similarity(x, y, 5), want, rtol=0, atol=1e-13)
+
+
+def test_reference_superclass_groups_vs_reference_code_steps():
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    x, y = _planted()
+    groups = reference_superclass_groups(x, y, 5)
+    assert groups == [[0, 2, 4], [1, 3]]  # the planted structure
+    # The reference code's own steps on the same similarity map (util.get_confusable_class).
+    dist = 1 - reference_class_similarity(x, y, 5)
+    tree = linkage(dist, method="complete")
+    labels = fcluster(tree, np.max(tree[:, 2]) * 0.8, criterion="distance")
+    clusters = {}
+    for i, lab in enumerate(labels):
+        clusters.setdefault(lab, []).append(i)
+    assert sorted(clusters.values()) == groups
+    # Directly usable by the superclass transition matrix (singletons keep their labels).
+    t = transition_matrix("superclass", 5, 0.4, groups=groups)
+    np.testing.assert_allclose(t.sum(axis=1), 1.0)
+
+
+def test_reference_superclass_groups_errors():
+    x, y = _planted()
+    with pytest.raises(ValueError, match="two samples"):
+        reference_superclass_groups(x[:13], y[:13], 2)
+    with pytest.raises(ValueError, match="cut"):
+        reference_superclass_groups(x, y, 5, cut=1.5)

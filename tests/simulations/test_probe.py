@@ -32,7 +32,7 @@ def small_digits():
 
 @pytest.fixture(scope="module")
 def small_result(small_digits):
-    cfg = ProbeConfig(noise="sym", eta=0.3, rounds=2, seeds=2, lams=(1e-3, 1e-2), seed=5)
+    cfg = ProbeConfig(noise="sym", eta=0.3, rounds=2, trials=2, lams=(1e-3, 1e-2), seed=5)
     return run_probe(small_digits, cfg, progress=None)
 
 
@@ -60,8 +60,8 @@ def test_selection_uses_validation_not_test():
     rows = [
         {"method": "sd", "round": 0, "lam": 1.0, "val_acc": 0.5, "test_acc": 0.9},
         {"method": "sd", "round": 1, "lam": 1.0, "val_acc": 0.7, "test_acc": 0.1},
-        {"method": "pll_ce", "round": 1, "lam": 1.0, "val_acc": 0.6, "test_acc": 0.95},
-        {"method": "pll_gce_ref", "round": 1, "lam": 1.0, "val_acc": 0.7, "test_acc": 0.99},
+        {"method": "pll-ce", "round": 1, "lam": 1.0, "val_acc": 0.6, "test_acc": 0.95},
+        {"method": "pll-gce-ref", "round": 1, "lam": 1.0, "val_acc": 0.7, "test_acc": 0.99},
     ]
     sel = {s["family"]: s for s in _select(rows, 0)}
     assert sel["sd"]["round"] == 1 and sel["sd"]["test_acc"] == 0.1
@@ -90,7 +90,7 @@ def test_run_probe_structure_and_consistency(small_result):
 
 
 def test_run_probe_is_reproducible(small_digits):
-    cfg = ProbeConfig(noise="asym", eta=0.2, rounds=1, seeds=1, lams=(1e-2,), seed=3, theory=False)
+    cfg = ProbeConfig(noise="asym", eta=0.2, rounds=1, trials=1, lams=(1e-2,), seed=3, theory=False)
     a = run_probe(small_digits, cfg, progress=None)
     b = run_probe(small_digits, cfg, progress=None)
     assert [x["test_acc"] for x in a.rows] == [x["test_acc"] for x in b.rows]
@@ -100,7 +100,7 @@ def test_eta_zero_keeps_labels_and_superclass_groups_partition(small_digits):
     groups = superclass_groups(small_digits, 2)
     assert sorted(sum(groups, [])) == [0, 1, 2, 3]
     cfg = ProbeConfig(
-        noise="superclass", eta=0.0, rounds=1, seeds=1, lams=(1e-2,), theory=False, n_superclasses=2
+        noise="superclass", eta=0.0, rounds=1, trials=1, lams=(1e-2,), theory=False, n_groups=2
     )
     r = run_probe(small_digits, cfg, progress=None)
     assert r.groups == groups
@@ -113,7 +113,7 @@ def test_predefined_split_is_used(small_digits):
     perm = rng.permutation(y.size)
     splits = {"train_idx": perm[:150], "val_idx": perm[150:190], "test_idx": perm[190:]}
     ds = validate_dataset(small_digits.features, y, splits=splits)
-    cfg = ProbeConfig(rounds=1, seeds=2, lams=(1e-2,), theory=False, eta=0.0)
+    cfg = ProbeConfig(rounds=1, trials=2, lams=(1e-2,), theory=False, eta=0.0)
     r = run_probe(ds, cfg, progress=None)
     # eta = 0 and a fixed split: both trials are identical
     t0 = [x["test_acc"] for x in r.rows if x["trial"] == 0]
@@ -127,7 +127,17 @@ def test_config_validation():
     with pytest.raises(ValueError, match="eta"):
         ProbeConfig(eta=1.5).validated()
     with pytest.raises(ValueError, match="rounds"):
-        ProbeConfig(rounds=0).validated()
+        ProbeConfig(rounds=-1).validated()
+    with pytest.raises(ValueError, match="n_groups applies"):
+        ProbeConfig(superclass_rule="reference", n_groups=3).validated()
+    with pytest.raises(ValueError, match="superclass_rule"):
+        ProbeConfig(superclass_rule="ward").validated()
+    with pytest.raises(ValueError, match="preprocess"):
+        ProbeConfig(preprocess="zscore").validated()
+    # resolved defaults: the reference rule unless a group count is given; booleans read as names
+    assert ProbeConfig().validated().superclass_rule == "reference"
+    assert ProbeConfig(n_groups=3).validated().superclass_rule == "correlation"
+    assert ProbeConfig(preprocess=False).validated().preprocess == "raw"
     with pytest.raises(ValueError, match="lam"):
         ProbeConfig(lams=(0.0,)).validated()
     with pytest.raises(ValueError, match="val_fraction"):
@@ -162,7 +172,7 @@ def test_cli_json_and_errors(tmp_path, capsys):
             "0.2",
             "--rounds",
             "2",
-            "--seeds",
+            "--trials",
             "1",
             "--lam",
             "1e-2",
@@ -178,7 +188,7 @@ def test_cli_json_and_errors(tmp_path, capsys):
     rc = probe_main(["--features", str(path), "--eta", "2"])
     assert rc == 2
     assert "eta" in capsys.readouterr().err
-    rc = probe_main(["--features", str(path), "--rounds", "1", "--seeds", "1", "--lam", "1e-2"])
+    rc = probe_main(["--features", str(path), "--rounds", "1", "--trials", "1", "--lam", "1e-2"])
     assert rc == 0
     assert "selected on VALIDATION" in capsys.readouterr().out
 
@@ -200,7 +210,7 @@ def test_cli_probe_bad_out_negative_lam_and_memory_refused_before_work(tmp_path)
     feats = _features_csv(tmp_path)
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
-    base = ["simulations", "probe", "--features", feats, "--seeds", "1", "--rounds", "1"]
+    base = ["simulations", "probe", "--features", feats, "--trials", "1", "--rounds", "1"]
     procs = run_many(
         [
             [*base, "--out", a_file],
@@ -231,7 +241,7 @@ def test_cli_probe_prints_results_when_writing_fails(tmp_path):
         resource.setrlimit(resource.RLIMIT_FSIZE, (64, 64))
 
     feats = _features_csv(tmp_path)
-    argv = ["--features", feats, "--seeds", "1", "--rounds", "1", "--lam", "1e-2", "--no-theory"]
+    argv = ["--features", feats, "--trials", "1", "--rounds", "1", "--lam", "1e-2", "--no-theory"]
     proc = subprocess.run(
         [sys.executable, "-m", "simulations", "probe", *map(str, argv), "--out", tmp_path / "o"],
         cwd=ROOT,

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 #: Small grid: 2 eta x 2 methods = 4 configs, 2 seeds; rows = 2 * (3 + 2) per eta.
 SPEC = {
-    "sweep": {"seeds": 2, "base_seed": 5, "name": "test"},
+    "sweep": {"trials": 2, "base_seed": 5, "name": "test"},
     "grid": {
         "eta": [0.1, 0.3],
         "method": ["sd", "pll-ce"],
@@ -38,7 +38,7 @@ SPEC = {
 
 def _spec_text(seeds=2, etas="[0.1, 0.3]", n=5, p=30):
     return (
-        f'[sweep]\nseeds = {seeds}\nbase_seed = 5\nname = "test"\n[grid]\n'
+        f'[sweep]\ntrials = {seeds}\nbase_seed = 5\nname = "test"\n[grid]\n'
         f'eta = {etas}\nmethod = ["sd", "pll-ce"]\nK = 3\nn = {n}\np = {p}\nrounds = 2\n'
         "n_test = 10\n"
     )
@@ -56,7 +56,7 @@ def test_parse_spec_grid_aliases_and_dedupe():
 
 
 def test_parse_spec_groups_scalar_and_grid():
-    base = {"sweep": {"seeds": 1}, "grid": {"noise": "superclass", "K": 3}}
+    base = {"sweep": {"trials": 1}, "grid": {"noise": "superclass", "K": 3}}
     one = parse_spec({**base, "grid": {**base["grid"], "groups": [[0, 1], [2]]}})
     assert [c.groups for c in one.configs] == [((0, 1), (2,))]
     two = parse_spec({**base, "grid": {**base["grid"], "groups": [[[0, 1], [2]], [[0], [1, 2]]]}})
@@ -66,14 +66,15 @@ def test_parse_spec_groups_scalar_and_grid():
 @pytest.mark.parametrize(
     "spec, match",
     [
-        ({"grid": {}}, "seeds"),
-        ({"sweep": {"seeds": 0}}, "seeds"),
-        ({"sweep": {"seeds": 1, "base": 1}}, "unknown \\[sweep\\]"),
-        ({"sweep": {"seeds": 1}, "grid": {"etta": 0.1}}, "unknown \\[grid\\] parameter 'etta'"),
-        ({"sweep": {"seeds": 1}, "grid": {"eta": []}}, "non-empty"),
-        ({"sweep": {"seeds": 1}, "grid": {"K": 3, "n_classes": 4}}, "twice"),
-        ({"sweep": {"seeds": 1}, "grid": {"eta": [0.1, 1.5]}}, "invalid config.*eta"),
-        ({"sweep": {"seeds": 1}, "other": {}}, "unknown spec section"),
+        ({"grid": {}}, "trials"),
+        ({"sweep": {"trials": 0}}, "trials"),
+        ({"sweep": {"trials": 1, "base": 1}}, "unknown \\[sweep\\]"),
+        ({"sweep": {"trials": 1}, "grid": {"etta": 0.1}}, "unknown \\[grid\\] parameter 'etta'"),
+        ({"sweep": {"trials": 1}, "grid": {"eta": []}}, "non-empty"),
+        ({"sweep": {"trials": 1}, "grid": {"K": 3, "n_classes": 4}}, "twice"),
+        ({"sweep": {"trials": 1}, "grid": {"eta": [0.1, 1.5]}}, "invalid config.*eta"),
+        ({"sweep": {"trials": 1}, "other": {}}, "unknown spec section"),
+        ({"sweep": {"trials": 1, "seeds": 1}}, "old name"),
     ],
 )
 def test_parse_spec_errors(spec, match):
@@ -263,7 +264,7 @@ def test_blas_threads_validated_and_results_independent_of_it(tmp_path):
 def test_reusing_out_dir_with_other_seeds_is_refused(tmp_path):
     spec = parse_spec(SPEC)
     run_sweep(spec, tmp_path / "o", workers=1, limit=1, quiet=True)
-    other = parse_spec({**SPEC, "sweep": {**SPEC["sweep"], "seeds": 3}})
+    other = parse_spec({**SPEC, "sweep": {**SPEC["sweep"], "trials": 3}})
     with pytest.raises(ValueError, match="seeds=2"):
         run_sweep(other, tmp_path / "o", workers=1, quiet=True)
 
@@ -284,12 +285,17 @@ def test_result_files_of_another_version_are_redone_not_mixed(tmp_path):
     assert (tmp_path / "results" / (done.name + ".invalid")).exists()
 
 
-def test_cli_sweep(tmp_path, capsys):
+def test_cli_sweep(tmp_path, capsys, monkeypatch):
     spec_file = tmp_path / "spec.toml"
     spec_file.write_text(_spec_text())
+    monkeypatch.setenv("SELFDISTILL_PROGRESS", "1")  # a progress bar as on a terminal
     assert sweep_main([str(spec_file), "--out", str(tmp_path / "c"), "--workers", "1"]) == 0
     out = capsys.readouterr()
-    assert "4 configs" in out.out and "[4/4]" in out.err  # progress on stderr
+    assert "4 configs" in out.out and "/4 [" in out.err and "config/s" in out.err  # stderr only
+    monkeypatch.delenv("SELFDISTILL_PROGRESS")  # captured stderr is no terminal: no bar
+    assert sweep_main([str(spec_file), "--out", str(tmp_path / "d"), "--workers", "1"]) == 0
+    out = capsys.readouterr()
+    assert "4 configs" in out.out and "/4 [" not in out.err and "sweep 'test'" in out.err
     bad = tmp_path / "bad.toml"
     bad.write_text(_spec_text(etas="[0.1, 7.0]"))
     assert sweep_main([str(bad), "--out", str(tmp_path / "never")]) == 2
@@ -416,3 +422,10 @@ def test_cli_sweep_bad_inputs_one_line_errors(tmp_path):
     assert "note: 1 of 2 grid points repeat" in procs[6].stderr and "rounds" in procs[6].stderr
     for p in (tmp_path / "l", tmp_path / "s", tmp_path / "w", tmp_path / "x"):
         assert not p.exists()  # refused before any work
+
+
+def test_old_seeds_key_still_works_with_a_note(capsys):
+    # [sweep] seeds was renamed trials (one vocabulary, issue 22); accepted for one release.
+    spec = parse_spec({**SPEC, "sweep": {"seeds": 2, "base_seed": 5, "name": "test"}})
+    assert spec.seeds == parse_spec(SPEC).seeds == 2
+    assert "[sweep] seeds is deprecated" in capsys.readouterr().err

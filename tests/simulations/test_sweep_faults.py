@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(
 #: 12 configs of ~0.05-0.2 s each: a 2-worker sweep runs for about a second after start-up.
 SPEC = """
 [sweep]
-seeds = 2
+trials = 2
 base_seed = 3
 [grid]
 K = 3

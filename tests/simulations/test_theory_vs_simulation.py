@@ -213,7 +213,7 @@ def test_cli_run_json_reports_theory_alongside(capsys):
         "0.34",
         "--rounds",
         "2",
-        "--seeds",
+        "--trials",
         "2",
         "--json",
     ]

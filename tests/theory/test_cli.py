@@ -71,7 +71,7 @@ def test_noise_option_uses_exact_counts(capsys):
     assert code == 0
     rep = json.loads(out)
     expected = exact_counts(transition_matrix("asym", 4, 0.4), 5)
-    np.testing.assert_array_equal(rep["params"]["counts"], expected)
+    np.testing.assert_array_equal(rep["config"]["counts"], expected)
 
 
 def test_table_output(capsys):
@@ -146,8 +146,10 @@ def test_invalid_parameters_one_line_exit_2(argv, word, capsys):
     [
         (["--counts", "4,1;1,3,1;0,0,5"], "same length"),
         (["--counts", "a,b"], "integers"),
-        (["--noise", "sym"], "eta"),
-        ([], "exactly one"),
+        (["--counts", COUNTS, "--noise", "sym"], "not both"),
+        (["--noise", "superclass"], "--groups"),
+        (["--noise", "sym", "--groups", "[[0, 1], [2]]"], "superclass only"),
+        (["--noise", "superclass", "--groups", "[[0, 1]"], "JSON"),
         (["--counts", COUNTS, "--rounds", "-1"], "rounds"),
     ],
 )
@@ -166,7 +168,7 @@ def test_module_entry_point():
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["conditions"]["plurality"] is True
     bad = subprocess.run(
-        [sys.executable, "-m", "theory", "predict", "--classes", "3"],
+        [sys.executable, "-m", "theory", "predict", "--classes", "1"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -178,7 +180,7 @@ def test_json_pll_losses_contract(capsys):
     code, out, _ = run([*BASE, "--counts", COUNTS, "--rounds", "1", "--json", "--q", "0.5"], capsys)
     assert code == 0
     rep = json.loads(out)
-    assert rep["params"]["q"] == 0.5
+    assert rep["config"]["q"] == 0.5
     assert set(rep["pll_losses"]) == {"ce", "candidate", "gce"}
     fields = set(rep["pll"]["exact"])
     assert fields >= ACC | {"ties", "candidate_ties", "residual", "converged"}
@@ -201,13 +203,14 @@ def test_invalid_q(q, capsys):
 
 def test_lam_one_example_reads_100_percent_every_round(capsys):
     # Issue 11: outputs approach 1/K geometrically at lam = 1; the gaps must still be resolved
-    # (100% in every round, consistent with window_linear = [0, 10]).
+    # (100% in every round, consistent with the unbounded window_linear = [0, null]).
     argv = ["predict", "--classes", "4", "--per-class", "50", "--c", "0.4", "--d", "0.1"]
     argv += ["--lam", "1", "--noise", "sym", "--eta", "0.3", "--rounds", "10", "--json"]
     code, out, _ = run(argv, capsys)
     assert code == 0
     rep = json.loads(out)
-    assert rep["conditions"]["window_linear"] == [0, 10]
+    assert rep["conditions"]["window_linear"] == [0, None]
+    assert rep["conditions"]["window_unbounded"] is True
     for row in rep["rounds"]:
         for method in ("linear", "exact"):
             assert row[method]["train_acc"] == 1.0 and row[method]["ties"] == 0, (row, method)
@@ -390,3 +393,51 @@ def test_dim_refused_up_front_at_large_k(capsys):
         [*argv, "--lam", "1e-3", "--noise", "sym", "--eta", "0.5", "--dim", "500"], capsys
     )
     assert code == 2 and out == "" and "finite-p theory at K=60" in err and "GB" in err
+
+
+def test_window_is_never_clipped_to_rounds(capsys):
+    # Issue 22: the 100%-window used to read [1, R] for every --rounds R, as if it ended at R.
+    argv = [*BASE, "--counts", COUNTS]
+    texts, reps = [], []
+    for rounds in ("1", "7"):
+        code, out, _ = run([*argv, "--rounds", rounds, "--json"], capsys)
+        assert code == 0
+        reps.append(json.loads(out)["conditions"])
+        code, out, _ = run([*argv, "--rounds", rounds], capsys)
+        texts.append(out)
+    assert reps[0] == reps[1]  # the window does not depend on how many rounds are printed
+    cond = reps[0]
+    if cond["window_unbounded"]:
+        assert cond["window_linear"][1] is None
+        assert all(f"window_linear=[{cond['window_linear'][0]}, ∞)" in t for t in texts)
+    else:
+        assert cond["window_linear"] is None or cond["window_linear"][1] is not None
+
+
+def test_predict_has_the_defaults_of_simulations_run(capsys):
+    from simulations.cli_run import build_parser as run_parser
+    from theory.cli import _build_parser
+
+    pred = _build_parser().parse_args(["predict"])
+    sim = run_parser().parse_args([])
+    assert (pred.classes, pred.per_class, pred.c, pred.d, pred.lam, pred.rounds, pred.q) == (
+        sim.n_classes,
+        sim.per_class,
+        sim.c,
+        sim.d,
+        sim.lam,
+        sim.rounds,
+        sim.q,
+    )
+    code, out, _ = run(["predict", "--json"], capsys)
+    cfg = json.loads(out)["config"]
+    assert code == 0 and (cfg["noise"], cfg["eta"]) == (sim.noise, sim.eta)
+    assert cfg["counts"] == exact_counts(transition_matrix("sym", 3, sim.eta), 20).tolist()
+
+
+def test_help_shows_defaults_and_choices(capsys):
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert "(default: 0.001)" in out and "{sym,pair,asym,superclass}" in out
+    assert "(default: sym unless --counts is given)" in out

@@ -1,11 +1,13 @@
 """Property tests (hypothesis) for the block-model conditions and predictions.
 
-The "ci" profile caps the number of examples and is derandomised, so the whole file runs in a
-few seconds and reproducibly; set HYPOTHESIS_PROFILE=dev-like profiles locally for more examples.
+The strategies are the public ones of :mod:`theory.strategies`; how many examples each test draws
+is set by the profile that ``tests/conftest.py`` loads from ``HYPOTHESIS_PROFILE`` (``ci`` by
+default: 30 derandomised examples, so the file runs in seconds and reproducibly; ``dev`` 100,
+``thorough`` 1000 random examples).
 """
 
 import numpy as np
-from hypothesis import assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from theory.conditions import (
@@ -15,51 +17,18 @@ from theory.conditions import (
     min_rounds_linear,
     plurality_condition,
 )
-from theory.groups import BlockModel, predict_exact, predict_linear
+from theory.groups import predict_exact, predict_linear
 from theory.metrics import tie_tolerance
 from theory.pll import pll_condition, predict_pll
+from theory.strategies import cases
 
-settings.register_profile("ci", max_examples=30, deadline=None, derandomize=True)
-CI = settings.get_profile("ci")
 ROUNDS = 15
-
-
-@st.composite
-def compositions(draw, n, k):
-    cuts = sorted(draw(st.lists(st.integers(0, n), min_size=k - 1, max_size=k - 1)))
-    return np.diff([0, *cuts, n])
-
-
-@st.composite
-def cases(draw, max_k=8, balanced=False):
-    k = draw(st.integers(2, max_k))
-    n = draw(st.integers(1, 12))
-    c = draw(st.floats(0.05, 0.95))
-    d = draw(st.floats(0.0, 0.95)) * c
-    lam = 10 ** draw(st.floats(-3.0, 0.0))
-    diag_first = draw(st.booleans())  # often put the largest count on the diagonal (plurality)
-    if balanced:
-        row = draw(compositions(n, k))
-        if diag_first:
-            row = np.sort(row)[::-1]
-        counts = np.array([np.roll(row, kk) for kk in range(k)])
-    else:
-        rows = []
-        for kk in range(k):
-            row = draw(compositions(n, k))
-            if diag_first:
-                j = int(np.argmax(row))
-                row[[kk, j]] = row[[j, kk]]
-            rows.append(row)
-        counts = np.array(rows)
-    return BlockModel(k, n, c, d), counts, lam
 
 
 def _full(pred):
     return pred.train_acc == 1.0, pred.ties == 0
 
 
-@CI
 @given(cases())
 def test_intervals_vs_linear_rounds(case):
     model, counts, lam = case
@@ -72,7 +41,6 @@ def test_intervals_vs_linear_rounds(case):
     assert not np.any(full[~clean])  # ties count as errors
 
 
-@CI
 @given(cases(balanced=True))
 def test_closed_form_min_round_equals_first_linear_round(case):
     model, counts, lam = case
@@ -88,7 +56,6 @@ def test_closed_form_min_round_equals_first_linear_round(case):
     np.testing.assert_array_equal(full[:stop], want[:stop])
 
 
-@CI
 @given(cases(balanced=True), st.floats(1.5, 10.0))
 def test_min_round_nonincreasing_in_lam(case, factor):
     model, counts, lam = case
@@ -98,8 +65,7 @@ def test_min_round_nonincreasing_in_lam(case, factor):
         assert t2 <= t1  # rho increases with lam
 
 
-@CI
-@given(cases(max_k=5), st.randoms(use_true_random=False))
+@given(cases(max_classes=5), st.randoms(use_true_random=False))
 def test_relabelling_invariance(case, rnd):
     model, counts, lam = case
     k = model.n_classes
@@ -118,7 +84,6 @@ def test_relabelling_invariance(case, rnd):
         np.testing.assert_array_equal(a.train_acc[ok], b.train_acc[ok])
 
 
-@CI
 @given(cases(balanced=True))
 def test_balanced_population_constant_and_plurality(case):
     model, counts, lam = case
@@ -133,7 +98,6 @@ def test_balanced_population_constant_and_plurality(case):
     assert (pred.population_acc[0] == 1.0) == holds
 
 
-@CI
 @given(cases(balanced=True))
 def test_balanced_plurality_clean_correct_and_mislabeled_monotone(case):
     model, counts, lam = case
@@ -148,8 +112,7 @@ def test_balanced_plurality_clean_correct_and_mislabeled_monotone(case):
         assert np.all(np.diff(mis) >= 0)  # a corrected mislabeled point stays corrected
 
 
-@CI
-@given(cases(max_k=6))
+@given(cases(max_classes=6))
 def test_pll_condition_vs_linear_prediction(case):
     model, counts, lam = case
     cond = pll_condition(model, counts, lam)
