@@ -177,7 +177,6 @@ def predict_finite_exact(
     max_iter: int = MAX_ITER,
     use_symmetry: bool = True,
     fluctuations: bool = True,
-    self_response: bool = True,
     progress=None,
 ) -> FiniteExactPrediction:
     r"""Exact finite-ratio prediction of cross-entropy self-distillation, rounds ``0..R``.
@@ -219,20 +218,13 @@ def predict_finite_exact(
             pts = gauss_points(0, 1)
         else:
             pts = gauss_points((r + 1) * (k - 1), pts_per_shift, N_SHIFTS)
-        state, rounds_out, cov_db = solve_state(
-            prob,
-            sym,
-            pts,
-            tol=tol,
-            max_iter=max_iter,
-            progress=progress,
-            fluctuations=fluctuations,
-            self_response=self_response,
+        state, rounds_out = solve_state(
+            prob, sym, pts, tol=tol, max_iter=max_iter, progress=progress, fluctuations=fluctuations
         )
-        return _assemble(prob, sym, pts, state, rounds_out, cov_db, cnt, lam, model)
+        return _assemble(prob, sym, pts, state, rounds_out, cnt, lam, model)
 
 
-def _assemble(prob, sym, pts, state, rounds_out, cov_db, cnt, lam, model):
+def _assemble(prob, sym, pts, state, rounds_out, cnt, lam, model):
     k = prob.n_classes
     r1 = prob.rounds + 1
     w = cnt.astype(float)
@@ -263,7 +255,7 @@ def _assemble(prob, sym, pts, state, rounds_out, cov_db, cnt, lam, model):
         for cls in range(k):
             # A fresh point's logits given the training set are N(b_k, Sigma_tt); over training
             # sets b_k moves by the Gaussian db_k: add its covariance.
-            p_covs[t, cls] = cov if cov_db is None else cov + cov_db[cls][blk, blk]
+            p_covs[t, cls] = cov + state.ceta[cls][blk, blk]
         for cls in classes:
             res = win_probability(bt[:, cls], p_covs[t, cls], cls, abs_tol=ORTHANT_TOL)
             probs.append(res.prob)

@@ -2,29 +2,34 @@ r"""The state equations of exact self-distillation at finite ratio, solved round
 
 Notation (docs/theory.md §16). Rounds ``t = 0..R`` stack into ``D = (R+1) K`` logit coordinates;
 ``psi_t(z) = tau_t - softmax(z_t)`` is round ``t``'s negative loss gradient (``tau_0 = e_l``, the
-given label; ``tau_t = softmax(z_{t-1})``). A training point of true class ``k`` and label ``l``
-has cavity field ``h ~ N(b_k, Sigma)`` (``b_k = W mu_k`` stacked over rounds) and training logits
+given label; ``tau_t = softmax(z_{t-1})``). A training point of group ``g`` (true class ``k``,
+label ``l``) has training logits
 
-.. math::  z = h + \mathbf V \psi(z)      \qquad\text{(round by round: a CE prox, } \mathbf V
-           \text{ block lower triangular)}.
+.. math::  z = b_k - U_k \bar\psi_g + \eta_k + \omega + (\mathbf V + U_k)\, \psi(z),
 
-The order parameters solve, with ``alpha = N/p'``, ``p' = p - K``, ``v_0 = sigma^2 p'/(lam N)``,
-``<.>`` the average over all ``N`` training points and ``A = I - alpha v_0 <d psi/d h>``,
+round by round a cross-entropy prox (``V``, ``U_k`` block lower triangular): ``omega ~ N(0,
+Sigma)`` is its cavity noise (``Sigma = Q + sigma^2 B Gamma^+ B^T``, bulk plus mean-subspace
+noise), ``V`` the bulk self-response, ``U_k`` the self-response through its class's means and
+``eta_k ~ N(0, C_k)`` the training set's fluctuation of those means
+(:mod:`theory.finite_exact.fluctuations`), ``psi-bar_g = E_g[psi]``. The order parameters solve,
+with ``alpha = N/p'``, ``p' = p - K``, ``v_0 = sigma^2 p'/(lam N)``, ``<.>`` the average over all
+``N`` training points and ``A = I - alpha v_0 <d psi/d h>``,
 
 .. math::  \mathbf V = v_0 A^{-1}, \qquad Q = \alpha\, \mathbf V \langle \psi \psi^T \rangle
            \mathbf V^T, \qquad A\,\mathbf B = \mathbf S\,\Gamma/(\lambda N),
 
-``S_l = sum over class-l points of psi`` (the class sums), ``Gamma = (c - d) I + d 1 1^T`` the
-class means' Gram, and ``Sigma = Q + sigma^2 B Gamma^+ B^T`` (bulk plus mean-subspace noise).
-Because ``psi_t`` only involves rounds ``<= t``, ``V``, ``A`` and ``Q`` are determined block row
-by block row: round ``t``'s row is a fixed point given rounds ``< t``.
+``S_l`` the class sums of ``psi`` (expected), ``Gamma = (c - d) I + d 1 1^T`` the class means'
+Gram; ``U_k`` and ``C_k`` come from the same equations linearised around the solution. Because
+``psi_t`` only involves rounds ``<= t``, every quantity is determined block row by block row:
+round ``t``'s row is a fixed point given rounds ``< t``.
 
 Expectations are averages over :func:`theory.finite_exact.quadrature.gauss_points` with
-``h - b = L xi`` (``L`` the block-lower-triangular Cholesky factor of ``Sigma`` in zero-sum
-coordinates). The diagonal derivative ``d psi_t/d h_t = -H (I + V_tt H)^{-1}`` is evaluated
-pathwise; the cross-round derivatives ``d psi_t / d h_r`` (``r < t``) from the Stein (score)
-identity ``E[psi_t xi^T] = E[d psi_t / d h] L``, which needs no per-point Jacobians of earlier
-rounds (their storage would be ``O(M K^2 R^2)``).
+``h - (b_k - U_k psi-bar_g) = L_k xi`` (``L_k`` the block-lower-triangular Cholesky factor of
+``Sigma + C_k`` in zero-sum coordinates). The diagonal derivative
+``d psi_t/d h_t = -H (I + R_tt H)^{-1}`` (``R = V + U_k``) is evaluated pathwise; the cross-round
+derivatives ``d psi_t / d h_r`` (``r < t``) from the Stein (score) identity
+``E[psi_t xi^T] = E[d psi_t / d h] L_k``, which needs no per-point Jacobians of earlier rounds
+(their storage would be ``O(M K^2 R^2)``).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.linalg import solve_triangular
 
+from theory.finite_exact.fluctuations import class_mean_response
 from theory.finite_exact.prox import ce_prox, softmax, softmax_jacobian
 from theory.finite_exact.quadrature import GaussPoints
 from theory.finite_exact.symmetry import ClassSymmetry
@@ -120,17 +126,19 @@ class RoundStats:
 
 @dataclass
 class _State:
-    v: np.ndarray  # (R1, R1, K, K)
+    v: np.ndarray  # (R1, R1, K, K) bulk self-response
     a: np.ndarray  # (R1, R1, K, K)
-    q: np.ndarray  # (R1 K, R1 K)
+    q: np.ndarray  # (R1 K, R1 K) bulk covariance
     b: np.ndarray  # (R1, K, K): b[t][:, k] = b_{k, t}
     pp: np.ndarray  # (R1, R1, K, K): <psi_t psi_s^T> over all training points
     z: np.ndarray  # (R1, G, M, K) training logits of the integrated groups
     psi: np.ndarray  # (R1, G, M, K)
-    noise: np.ndarray  # (R1, M, K): h - b for every point (common to all groups)
     psi_mean: np.ndarray  # (R1, G, K): per-group mean of psi_t
     jac_class: np.ndarray  # (K, R1, R1, K, K): class sums of d psi_t / d h_s (s <= t)
     psi_cov_class: np.ndarray  # (K, R1, R1, K, K): class sums of C_g Cov_g(psi_t, psi_s)
+    u: np.ndarray  # (K, R1 K, R1 K): self-response through the class means (simulated classes)
+    omega: np.ndarray  # (R1 K, R1 K): self-response through the mean directions' noise
+    ceta: np.ndarray  # (K, R1 K, R1 K): class-mean fluctuation covariance (simulated classes)
 
 
 def zero_sum_basis(k: int) -> np.ndarray:
@@ -142,16 +150,15 @@ def zero_sum_basis(k: int) -> np.ndarray:
     return e
 
 
-def _noise_factor(t, prob, st, basis, extra=None):
-    """Zero-sum Cholesky factor ``Lt`` ((t+1)(K-1) square, lower) of rounds ``0..t``'s
-    ``Sigma = Q + sigma^2 B Gamma^+ B^T`` (plus ``extra``), and the embedded factor
-    ``(I (x) E) Lt``."""
+def _noise_factor(t, prob, st, basis, cls):
+    """Zero-sum Cholesky factor ``Lt`` ((t+1)(K-1) square, lower) of a class-``cls`` point's
+    cavity covariance over rounds ``0..t``, ``Sigma + C_cls`` with
+    ``Sigma = Q + sigma^2 B Gamma^+ B^T``, and the embedded factor ``(I (x) E) Lt``."""
     k = prob.n_classes
     dim = (t + 1) * k
     bb = np.concatenate([st.b[s] for s in range(t + 1)], axis=0)  # ((t+1)K, K)
     sigma = st.q[:dim, :dim] + prob.sigma2 * bb @ np.linalg.pinv(prob.gamma) @ bb.T
-    if extra is not None:
-        sigma = sigma + extra
+    sigma = sigma + st.ceta[cls, :dim, :dim]
     ee = np.kron(np.eye(t + 1), basis)
     red = ee.T @ sigma @ ee
     red = 0.5 * (red + red.T)
@@ -183,17 +190,34 @@ def _target(t, label, st, g, k, m):
     return softmax(st.z[t - 1, g])
 
 
-def _group_pass(t, g, cls, label, prob, st, pts, warm):
+def _response_row(t, st, cls, k):
+    """Block row ``t`` of ``R = V + U_cls + Omega`` ((t+1) blocks K x K), diagonal block
+    symmetrised."""
+    rows = slice(t * k, (t + 1) * k)
+    row = np.stack(
+        [
+            st.v[t, s] + st.u[cls, rows, s * k : (s + 1) * k] + st.omega[rows, s * k : (s + 1) * k]
+            for s in range(t + 1)
+        ]
+    )
+    row[t] = 0.5 * (row[t] + row[t].T)
+    return row
+
+
+def _group_pass(t, g, cls, label, prob, st, pts, noise_t, warm):
     """Solve round ``t``'s logits of group ``g`` and return its point averages."""
     k = prob.n_classes
     m = pts.size
-    v_tt = st.v[t, t]
-    a = st.b[t][:, cls] + st.noise[t]
+    resp = _response_row(t, st, cls, k)
+    r_tt = resp[t]
+    # Cavity mean b_k - U_k psi-bar_g (the group's own expected share of its class means).
+    shift = st.u[cls, t * k : (t + 1) * k, : (t + 1) * k] @ st.psi_mean[: t + 1, g].ravel()
+    a = st.b[t][:, cls] - shift + noise_t
     for s in range(t):
-        a = a + st.psi[s, g] @ st.v[t, s].T
+        a = a + st.psi[s, g] @ resp[s].T
     tau = _target(t, label, st, g, k, m)
-    a = a + tau @ v_tt.T
-    z = ce_prox(a, v_tt, st.z[t, g] if warm else None)
+    a = a + tau @ r_tt.T
+    z = ce_prox(a, r_tt, st.z[t, g] if warm else None)
     st.z[t, g] = z
     s_t = softmax(z)
     psi = tau - s_t
@@ -203,9 +227,9 @@ def _group_pass(t, g, cls, label, prob, st, pts, warm):
     eye = np.eye(k)
     for sl in _chunks(m, k):
         h = softmax_jacobian(s_t[sl])
-        # d psi_t / d h_t = -H (I + V H)^{-1}  (z = h + V psi: dz = (I + V H)^{-1} dh)
-        inv = np.linalg.inv(eye + v_tt @ h)
-        # sum_b H_b (I + V H_b)^{-1} as one GEMM: (K, B K) @ (B K, K)
+        # d psi_t / d h_t = -H (I + R H)^{-1}  (z = h + R psi: dz = (I + R H)^{-1} dh)
+        inv = np.linalg.inv(eye + r_tt @ h)
+        # sum_b H_b (I + R H_b)^{-1} as one GEMM: (K, B K) @ (B K, K)
         jac -= h.transpose(1, 0, 2).reshape(k, -1) @ inv.reshape(-1, k)
     jac /= m
     pp = np.einsum("mi,smj->sij", psi, st.psi[: t + 1, g]) / m
@@ -231,7 +255,7 @@ def _cross_derivatives(t, jac_sum, score_sum, chol, basis, k):
     return np.stack([basis @ dt[r] @ basis.T for r in range(t)]) if t else np.zeros((0, k, k))
 
 
-def _init_round(t, prob, st, g_count):
+def _init_round(t, prob, st):
     k = prob.n_classes
     if t == 0:
         st.v[0, 0] = prob.v0 * np.eye(k)
@@ -242,12 +266,16 @@ def _init_round(t, prob, st, g_count):
     rho = 0.9
     st.v[t, t] = st.v[t - 1, t - 1]
     st.b[t] = st.b[t - 1]
-    blk = slice((t - 1) * k, t * k)
-    row = rho * st.q[blk, : t * k]
-    st.q[t * k : (t + 1) * k, : t * k] = row
-    st.q[: t * k, t * k : (t + 1) * k] = row.T
-    st.q[t * k : (t + 1) * k, t * k : (t + 1) * k] = st.q[blk, blk]
+    prev, cur = slice((t - 1) * k, t * k), slice(t * k, (t + 1) * k)
+    for mat in (st.q, *st.ceta):
+        row = rho * mat[prev, : t * k]
+        mat[cur, : t * k] = row
+        mat[: t * k, cur] = row.T
+        mat[cur, cur] = mat[prev, prev]
+    for u in (*st.u, st.omega):
+        u[cur, cur] = u[prev, prev]
     st.z[t] = st.z[t - 1]
+    st.psi_mean[t] = st.psi_mean[t - 1]
 
 
 def _b_newton(t, prob, sym, st, psi_cls, jac_cls):
@@ -276,58 +304,85 @@ def _b_newton(t, prob, sym, st, psi_cls, jac_cls):
 
 
 class _RoundMap:
-    """Round ``t``'s fixed-point map ``x -> G(x)`` on ``x = (V row, Q row, B_t)``.
+    """Round ``t``'s fixed-point map ``x -> G(x)``, ``x = (V row, Q row, B_t, U rows, C rows)``.
 
     ``G`` sets the state to ``x``, integrates every group once (:func:`_group_pass`) and returns
-    the updated ``V`` and ``Q`` rows (their defining equations) and ``B_t`` plus one Newton step
-    of the class-sum equation. Scaled so that one unit is ``v_0`` for ``V``, the largest entry of
-    ``Q`` and ``1 + max|b|`` for ``B``: the stopping rule and Anderson's least squares see
-    relative changes.
+    the updated ``V`` and ``Q`` rows (their defining equations), ``B_t`` plus one Newton step of
+    the class-sum equation, and the rows of the self-response ``U_k`` and fluctuation covariance
+    ``C_k`` of the integrated classes. Scaled so that one unit is ``v_0`` for ``V`` and ``U``,
+    the largest entry of ``Q`` for ``Q`` and ``C`` and ``1 + max|b|`` for ``B``: the stopping rule
+    and Anderson's least squares see relative changes.
     """
 
-    def __init__(self, t, prob, sym, st, pts, groups):
+    def __init__(self, t, prob, sym, st, pts, groups, fluctuations):
         self.t, self.prob, self.sym, self.st, self.pts, self.groups = t, prob, sym, st, pts, groups
+        self.fluct = fluctuations
         self.basis = zero_sum_basis(prob.n_classes)
         self.calls = 0
 
+    def _rows(self):
+        t, k = self.t, self.prob.n_classes
+        return slice(t * k, (t + 1) * k), slice(0, (t + 1) * k)
+
     def pack(self):
-        t, k, st = self.t, self.prob.n_classes, self.st
+        t, st = self.t, self.st
+        cur, upto = self._rows()
+        sim = self.sym.simulated
         return np.concatenate(
             [
                 st.v[t, : t + 1].ravel(),
-                st.q[t * k : (t + 1) * k, : (t + 1) * k].ravel(),
+                st.q[cur, upto].ravel(),
                 st.b[t].ravel(),
+                st.u[sim][:, cur, upto].ravel(),
+                st.ceta[sim][:, cur, upto].ravel(),
+                st.omega[cur, upto].ravel(),
             ]
         )
 
-    def unpack(self, x):
-        t, k, st = self.t, self.prob.n_classes, self.st
-        nv = (t + 1) * k * k
-        st.v[t, : t + 1] = x[:nv].reshape(t + 1, k, k)
-        st.v[t, t] = 0.5 * (st.v[t, t] + st.v[t, t].T)
-        row = x[nv : 2 * nv].reshape(k, (t + 1) * k).copy()
-        row[:, t * k :] = 0.5 * (row[:, t * k :] + row[:, t * k :].T)
-        st.q[t * k : (t + 1) * k, : (t + 1) * k] = row
-        st.q[: (t + 1) * k, t * k : (t + 1) * k] = row.T
-        st.b[t] = x[2 * nv :].reshape(k, k)
-
-    def scales(self, x):
+    def _sizes(self):
         t, k = self.t, self.prob.n_classes
         nv = (t + 1) * k * k
+        ns = len(self.sym.simulated) * nv
+        return nv, ns
+
+    def unpack(self, x):
+        t, k, st = self.t, self.prob.n_classes, self.st
+        cur, upto = self._rows()
+        nv, ns = self._sizes()
+        st.v[t, : t + 1] = x[:nv].reshape(t + 1, k, k)
+        st.v[t, t] = 0.5 * (st.v[t, t] + st.v[t, t].T)
+        _set_row(st.q, x[nv : 2 * nv].reshape(k, (t + 1) * k), cur, upto, t, k)
+        off = 2 * nv
+        st.b[t] = x[off : off + k * k].reshape(k, k)
+        off += k * k
+        u_rows = x[off : off + ns].reshape(-1, k, (t + 1) * k)
+        c_rows = x[off + ns : off + 2 * ns].reshape(-1, k, (t + 1) * k)
+        for j, cls in enumerate(self.sym.simulated):
+            st.u[cls, cur, upto] = u_rows[j]
+            _set_row(st.ceta[cls], c_rows[j], cur, upto, t, k)
+        st.omega[cur, upto] = x[off + 2 * ns :].reshape(k, (t + 1) * k)
+
+    def scales(self, x):
+        nv, ns = self._sizes()
+        k = self.prob.n_classes
         sq = max(float(np.max(np.abs(x[nv : 2 * nv]))), 1e-300)
-        sb = 1.0 + float(np.max(np.abs(x[2 * nv :])))
-        return np.concatenate([np.full(nv, self.prob.v0), np.full(nv, sq), np.full(k * k, sb)])
+        sb = 1.0 + float(np.max(np.abs(x[2 * nv : 2 * nv + k * k])))
+        v0 = self.prob.v0
+        return np.concatenate(
+            [
+                np.full(nv, v0),
+                np.full(nv, sq),
+                np.full(k * k, sb),
+                np.full(ns, v0),
+                np.full(ns, sq),
+                np.full(nv, v0),
+            ]
+        )
 
     def integrate(self):
-        """One pass over the groups at the current state; returns the global averages."""
+        """One pass over the groups at the current state; returns the class sums and globals."""
         t, prob, sym, st, pts = self.t, self.prob, self.sym, self.st, self.pts
         k = prob.n_classes
-        if prob.infinite:  # block limit: no bulk noise, one point per group
-            chol = None
-            st.noise[t] = 0.0
-        else:
-            chol, fac = _noise_factor(t, prob, st, self.basis)
-            st.noise[t] = pts.xi[:, : (t + 1) * (k - 1)] @ fac[t * k : (t + 1) * k].T
         psi_cls = np.zeros((k, k))
         jac_cls = np.zeros((k, k, k))
         pp_cls = np.zeros((k, t + 1, k, k))
@@ -335,11 +390,18 @@ class _RoundMap:
         cross_cls = np.zeros((k, t, k, k))
         warm = self.calls > 0 or t > 0  # round t > 0 starts from round t-1's logits
         for cls in sym.simulated:
+            if prob.infinite:  # block limit: no bulk noise, one point per group
+                chol, noise_t = None, np.zeros((pts.size, k))
+            else:
+                chol, fac = _noise_factor(t, prob, st, self.basis, cls)
+                noise_t = pts.xi[:, : (t + 1) * (k - 1)] @ fac[t * k : (t + 1) * k].T
             score_sum = np.zeros((k, (t + 1) * (k - 1)))
             for g, (gc, label, cnt) in enumerate(self.groups):
                 if gc != cls:
                     continue
-                psi_m, jac_m, pp_m, score_m = _group_pass(t, g, gc, label, prob, st, pts, warm)
+                psi_m, jac_m, pp_m, score_m = _group_pass(
+                    t, g, gc, label, prob, st, pts, noise_t, warm
+                )
                 psi_cls[cls] += cnt * psi_m
                 jac_cls[cls] += cnt * jac_m
                 pp_cls[cls] += cnt * pp_m
@@ -350,14 +412,14 @@ class _RoundMap:
             if t and prob.alpha > 0:
                 cross_cls[cls] = _cross_derivatives(t, jac_cls[cls], score_sum, chol, self.basis, k)
         self.calls += 1
-        n_tot = prob.n_samples
         psi_cls = sym.expand_vectors(psi_cls)
         jac_cls = sym.expand_matrices(jac_cls)
-        # Class-level sums kept for the training-set fluctuations (fluctuations.py).
+        # Class-level sums kept for the fluctuations (fluctuations.py).
         st.jac_class[:, t, t] = jac_cls
         if t:
             st.jac_class[:, t, :t] = sym.expand_matrices(cross_cls)
         st.psi_cov_class[:, t, : t + 1] = sym.expand_matrices(cov_cls)
+        n_tot = prob.n_samples
         pp_glob = sym.expand_matrices(pp_cls).sum(axis=0) / n_tot  # (t+1, K, K)
         cross_glob = sym.expand_matrices(cross_cls).sum(axis=0) / n_tot if t else None
         return psi_cls, jac_cls, pp_glob, cross_glob
@@ -395,8 +457,33 @@ class _RoundMap:
                 q_row[:, s * k : (s + 1) * k] = prob.alpha * acc
         step, fres = _b_newton(t, prob, self.sym, st, psi_cls, jac_cls)
         bscale = 1.0 + float(np.max(np.abs(st.b[t])))
-        gx = np.concatenate([v_row.ravel(), q_row.ravel(), (st.b[t] + step).ravel()])
+        cur, upto = self._rows()
+        sim = self.sym.simulated
+        if self.fluct:
+            u_all, c_all, om = class_mean_response(prob, st, t, sim)
+            u_rows, c_rows, om_row = u_all[:, cur, upto], c_all[:, cur, upto], om[cur, upto]
+        else:
+            u_rows = c_rows = np.zeros((len(sim), k, (t + 1) * k))
+            om_row = np.zeros((k, (t + 1) * k))
+        gx = np.concatenate(
+            [
+                v_row.ravel(),
+                q_row.ravel(),
+                (st.b[t] + step).ravel(),
+                u_rows.ravel(),
+                c_rows.ravel(),
+                om_row.ravel(),
+            ]
+        )
         return gx, fres / bscale
+
+
+def _set_row(mat, row, cur, upto, t, k):
+    """Write block row ``t`` of a symmetric matrix (and its transpose block column)."""
+    row = row.copy()
+    row[:, t * k :] = 0.5 * (row[:, t * k :] + row[:, t * k :].T)
+    mat[cur, upto] = row
+    mat[upto, cur] = row.T
 
 
 def _anderson(xs, gs, scale):
@@ -410,15 +497,15 @@ def _anderson(xs, gs, scale):
     return gs[-1] - dg @ gamma
 
 
-def _solve_round(t, prob, sym, st, pts, groups, tol, max_iter):
+def _solve_round(t, prob, sym, st, pts, groups, tol, max_iter, fluctuations):
     """Solve round ``t``'s block row by Anderson-accelerated fixed-point iteration.
 
     Anderson (memory ``_ANDERSON_MEMORY``) on the map of :class:`_RoundMap`; a restart (plain
-    step, history dropped) whenever the scaled residual grows, so the iteration never does
-    worse than the plain map, which was measured to converge linearly (rate ~0.3) everywhere.
+    step, history dropped) whenever the scaled residual grows or an extrapolated iterate's
+    covariance is not PSD, so the iteration never does worse than the plain map.
     """
-    _init_round(t, prob, st, len(groups))
-    gmap = _RoundMap(t, prob, sym, st, pts, groups)
+    _init_round(t, prob, st)
+    gmap = _RoundMap(t, prob, sym, st, pts, groups, fluctuations)
     x = gmap.pack()
     xs, gs = [], []
     res = best = math.inf
@@ -452,44 +539,6 @@ def _solve_round(t, prob, sym, st, pts, groups, tol, max_iter):
     # One last pass at the converged parameters, so that the stored logits are the solution.
     gmap.integrate()
     return it, res
-
-
-def evaluate_with_fluctuations(prob, sym, st, pts, groups, cov_db, u):
-    """Re-run every group's chain of proxes, rounds ``0..R``, at the converged order parameters
-    with the training set's fluctuation of the class means (:mod:`theory.finite_exact.
-    fluctuations`): a class-``k`` point has ``z = b_k - U_k E_g[psi] + eta_k + omega +
-    (V + U_k) psi(z)``, ``eta_k ~ N(0, cov_db[k])`` independent of ``omega ~ N(0, Sigma)``
-    (``U_k`` the mean directions' self-response). The logits ``st.z`` are replaced by these."""
-    k = prob.n_classes
-    r = prob.rounds
-    r1 = r + 1
-    basis = zero_sum_basis(k)
-    v_full = np.zeros((r1 * k, r1 * k))
-    for t in range(r1):
-        for s in range(t + 1):
-            v_full[t * k : (t + 1) * k, s * k : (s + 1) * k] = st.v[t, s]
-    for cls in sym.simulated:
-        _, fac = _noise_factor(r, prob, st, basis, extra=cov_db[cls])
-        noise = pts.xi[:, : r1 * (k - 1)] @ fac.T  # (M, (R+1) K)
-        resp = v_full + u[cls]
-        for t in range(r1):  # the prox needs a symmetric diagonal block
-            blk = resp[t * k : (t + 1) * k, t * k : (t + 1) * k]
-            resp[t * k : (t + 1) * k, t * k : (t + 1) * k] = 0.5 * (blk + blk.T)
-        for g, (gc, label, _cnt) in enumerate(groups):
-            if gc != cls:
-                continue
-            shift = u[cls] @ st.psi_mean[:, g].ravel()  # U_k E_g[psi], stacked over rounds
-            for t in range(r1):
-                rows = slice(t * k, (t + 1) * k)
-                a = st.b[t][:, cls] - shift[rows] + noise[:, rows]
-                for s in range(t):
-                    a = a + st.psi[s, g] @ resp[rows, s * k : (s + 1) * k].T
-                tau = _target(t, label, st, g, k, pts.size)
-                v_tt = resp[rows, rows]
-                a = a + tau @ v_tt.T
-                z = ce_prox(a, v_tt, st.z[t, g])
-                st.z[t, g] = z
-                st.psi[t, g] = tau - softmax(z)
 
 
 def _round_outputs(t, prob, sym, st, pts, groups, it, res):
@@ -528,20 +577,19 @@ def solve_state(
     max_iter: int = MAX_ITER,
     progress=None,
     fluctuations: bool = True,
-    self_response: bool = True,
 ):
     """Solve the state equations of rounds ``0..R`` and evaluate the training statistics.
 
-    With ``fluctuations``, the training statistics include the training set's fluctuation of the
-    class means (:mod:`theory.finite_exact.fluctuations`).
+    With ``fluctuations`` (default), a point's law includes its self-response through its class's
+    means and the training set's fluctuation of those means (``O(1/n)`` terms; exact and absent
+    in the block limit); without, the leading-order equations (``U = C = 0``).
 
     Returns
     -------
     state : _State
-        Order parameters ``v`` (R1, R1, K, K), ``q`` (R1 K, R1 K), ``b`` (R1, K, K).
+        Order parameters ``v`` (R1, R1, K, K), ``q`` (R1 K, R1 K), ``b`` (R1, K, K), ``u`` and
+        ``ceta`` (K, R1 K, R1 K) (the integrated classes' blocks; the rest by symmetry).
     rounds : list of RoundStats
-    cov_db : ndarray, shape (K, (R+1) K, (R+1) K), or None
-        Covariance of the class means over training sets (``None`` without fluctuations).
     """
     k = prob.n_classes
     r1 = prob.rounds + 1
@@ -560,23 +608,28 @@ def solve_state(
         pp=np.zeros((r1, r1, k, k)),
         z=np.zeros((r1, len(groups), m, k)),
         psi=np.zeros((r1, len(groups), m, k)),
-        noise=np.zeros((r1, m, k)),
         psi_mean=np.zeros((r1, len(groups), k)),
         jac_class=np.zeros((k, r1, r1, k, k)),
         psi_cov_class=np.zeros((k, r1, r1, k, k)),
+        u=np.zeros((k, r1 * k, r1 * k)),
+        omega=np.zeros((r1 * k, r1 * k)),
+        ceta=np.zeros((k, r1 * k, r1 * k)),
     )
-    conv = []
+    fluct = fluctuations and not prob.infinite
+    out = []
     for t in range(r1):
-        conv.append(_solve_round(t, prob, sym, st, pts, groups, tol, max_iter))
+        it, res = _solve_round(t, prob, sym, st, pts, groups, tol, max_iter, fluct)
+        out.append(_round_outputs(t, prob, sym, st, pts, groups, it, res))
         if progress is not None:
             progress(t)
-    cov_db = None
-    if fluctuations and not prob.infinite:
-        from theory.finite_exact.fluctuations import class_mean_covariances
+    if sym.kind == "cyclic":  # fill the other classes' blocks by symmetry (outputs use them)
+        for cls in range(1, k):
+            st.u[cls] = _roll_blocks(st.u[0], cls, k, r1)
+            st.ceta[cls] = _roll_blocks(st.ceta[0], cls, k, r1)
+    return st, out
 
-        cov_db, u = class_mean_covariances(prob, st)
-        if not self_response:
-            u = np.zeros_like(u)
-        evaluate_with_fluctuations(prob, sym, st, pts, groups, cov_db, u)
-    out = [_round_outputs(t, prob, sym, st, pts, groups, *conv[t]) for t in range(r1)]
-    return st, out, cov_db
+
+def _roll_blocks(mat, shift, k, r1):
+    """Roll the logit index of every K x K block of an (R1 K, R1 K) matrix by ``shift``."""
+    blocks = mat.reshape(r1, k, r1, k)
+    return np.roll(blocks, (shift, shift), axis=(1, 3)).reshape(r1 * k, r1 * k)
