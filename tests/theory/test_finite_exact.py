@@ -17,7 +17,7 @@ from theory.finite import MixtureModel
 from theory.finite_exact import exact_resource_estimate, predict_finite_exact
 from theory.finite_exact.prox import ce_prox, softmax
 from theory.finite_exact.quadrature import gauss_points
-from theory.finite_exact.state import _cross_derivatives, zero_sum_basis
+from theory.finite_exact.state import STATE_TOL, _cross_derivatives, zero_sum_basis
 from theory.finite_exact.symmetry import class_symmetry
 from theory.groups import BlockModel, predict_exact
 from theory.lattice import kronecker_generator
@@ -180,7 +180,7 @@ def test_solution_is_a_fixed_point():
     k, n, r = 3, 30, 2
     counts = exact_counts(transition_matrix("pair", k, 0.3), n)
     pred = predict_finite_exact(MixtureModel(k, n, 60, 0.4, 0.1), counts, 1e-3, r, points=32)
-    assert pred.converged and np.all(pred.residuals <= 1e-8)
+    assert pred.converged and np.all(pred.residuals <= STATE_TOL)
     for t in range(r + 1):
         assert_close(pred.v[t, t], pred.v[t, t].T, atol=1e-12 * np.abs(pred.v).max(), what="V_tt")
         for s in range(t + 1, r + 1):

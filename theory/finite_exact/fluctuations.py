@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["class_mean_response", "fluctuation_bytes"]
+__all__ = ["class_mean_response", "class_mean_response_cyclic", "fluctuation_bytes"]
 
 
 def fluctuation_bytes(n_classes: int, rounds: int) -> float:
@@ -106,3 +106,75 @@ def class_mean_response(prob, st, t: int, classes) -> tuple[np.ndarray, np.ndarr
             inject[(idx + lp * k).ravel(), np.arange(r1 * k)] = gam[cls, lp] / lam_n
         u[j] = op_inv[rows] @ inject
     return u, cov, omega
+
+
+def class_mean_response_cyclic(prob, st, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`class_mean_response` for class 0 of a circulant count matrix, by a Fourier transform.
+
+    In class-relative logit coordinates (``j = i - l`` in class column ``l``) the operator and the
+    source covariance are block circulant in the class index (every class-level quantity is class
+    0's rolled), so the discrete Fourier transform over classes splits them into ``K`` blocks of
+    size ``(t+1) K``: cost ``O(K ((t+1) K)^3)`` instead of ``O(((t+1) K^2)^3)``. With
+    ``(M d)_{l'} = sum_m M_m d_{l'+m}`` and ``w = exp(2 pi i/K)``: ``M^_f = sum_m M_m w^{f m}``,
+    products multiply, ``M^T`` has ``(M^_f)^H``, and ``M_0 = (1/K) sum_f M^_f``.
+
+    Returns
+    -------
+    u, cov : ndarray, shape (1, (t+1) K, (t+1) K) -- class 0's blocks
+    omega : ndarray, shape ((t+1) K, (t+1) K)
+    """
+    k = prob.n_classes
+    r1 = t + 1
+    nb = r1 * k
+    lam_n = prob.lam * prob.n_samples
+    cd, d = prob.c - prob.d, prob.d
+    gam_m = np.full(k, d)
+    gam_m[0] += cd  # Gamma[0, m] = Gamma[l, l + m]
+
+    def full(arr, tt, s):  # round blocks of a symmetric (in rounds) quantity stored for s <= tt
+        return arr[tt, s] if s <= tt else arr[s, tt].T
+
+    b = np.zeros((k, nb, nb))
+    y = np.zeros((k, nb, nb))
+    j0 = st.jac_class[0]
+    c0 = st.psi_cov_class[0]
+    for tt in range(r1):
+        rt = slice(tt * k, (tt + 1) * k)
+        for s in range(r1):
+            rs = slice(s * k, (s + 1) * k)
+            cts = full(c0, tt, s)
+            pts = full(st.pp, tt, s)
+            # sum_l C0[(j - l), (j' + m - l)] for every m: roll rows by l, columns by l - m.
+            rolled = np.stack([np.roll(cts, (cl, cl), axis=(0, 1)) for cl in range(k)])
+            total = rolled.sum(axis=0)
+            for m in range(k):
+                if s <= tt:
+                    blk = -gam_m[m] * np.roll(j0[tt, s], m, axis=0) / lam_n
+                    if m == 0:
+                        blk = blk + st.a[tt, s]
+                    b[m, rt, rs] = blk
+                # sum_l Gamma[l,0] Gamma[l,m] C0 rolled, Gamma = (c-d) I + d 1 1^T
+                src = d * d * np.roll(total, -m, axis=1)
+                src += cd * d * (np.roll(rolled[0], -m, axis=1) + np.roll(rolled[m], -m, axis=1))
+                if m == 0:
+                    src += cd * cd * rolled[0]
+                src += prob.sigma2 * prob.n_samples * gam_m[m] * np.roll(pts, -m, axis=1)
+                y[m, rt, rs] = src / lam_n**2
+    b_hat = k * np.fft.ifft(b, axis=0)  # sum_m B_m w^{f m}
+    y_hat = k * np.fft.ifft(y, axis=0)
+    g_hat = np.linalg.inv(b_hat)
+    g = np.real(np.fft.fft(g_hat, axis=0)) / k  # G_m = (1/K) sum_f G^_f w^{-f m}
+    z_hat = g_hat @ y_hat @ np.conj(np.transpose(g_hat, (0, 2, 1)))
+    cov0 = np.real(z_hat.sum(axis=0)) / k
+    cov0 = 0.5 * (cov0 + cov0.T)
+    # U_0 = (1/(lam N)) sum_m Gamma_m G_m P_m, (G_m P_m)[:, (s, i)] = G_m[:, (s, i - m)].
+    u0 = np.zeros((nb, nb))
+    for m in range(k):
+        gp = np.roll(g[m].reshape(nb, r1, k), m, axis=2).reshape(nb, nb)
+        u0 += gam_m[m] * gp
+    u0 /= lam_n
+    # Omega = sigma^2/(lam N) sum_a P_a^{-1} G_0 P_a: G_0 rolled by a in both logit indices.
+    g0 = g[0].reshape(r1, k, r1, k)
+    omega = sum(np.roll(g0, (a, a), axis=(1, 3)) for a in range(k)).reshape(nb, nb)
+    omega *= prob.sigma2 / lam_n
+    return u0[None], cov0[None], omega

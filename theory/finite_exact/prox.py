@@ -22,7 +22,14 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ProxNotConverged", "ce_prox", "softmax", "softmax_jacobian"]
+__all__ = [
+    "ProxNotConverged",
+    "ce_prox",
+    "newton_matrix",
+    "softmax",
+    "softmax_jacobian",
+    "sum_h_times",
+]
 
 #: Stop when ``max |z + V s - a| <= PROX_TOL (1 + max|a|)``: ~1e3 eps relative to the logits'
 #: scale (their own round-off is ~eps max|a|), far below any accuracy the theory resolves.
@@ -47,6 +54,25 @@ def softmax_jacobian(s: np.ndarray) -> np.ndarray:
     idx = np.arange(s.shape[1])
     h[:, idx, idx] += s
     return h
+
+
+def newton_matrix(v: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """``I + V H`` for every row of ``s`` (B, K), ``H = diag(s) - s s^T``, without forming ``H``:
+    ``I + V diag(s) - (V s) s^T`` (elementwise, no batched matrix products)."""
+    k = s.shape[1]
+    out = v[None, :, :] * s[:, None, :]
+    out -= (s @ v.T)[:, :, None] * s[:, None, :]
+    idx = np.arange(k)
+    out[:, idx, idx] += 1.0
+    return out
+
+
+def sum_h_times(s: np.ndarray, mats: np.ndarray) -> np.ndarray:
+    """``sum_b H_b M_b`` for ``H_b = diag(s_b) - s_b s_b^T`` without forming ``H``: the sum of
+    ``s_b[:, None] * M_b`` minus ``s^T (s_b^T M_b)``."""
+    first = (s[:, :, None] * mats).sum(axis=0)
+    proj = np.einsum("bi,bij->bj", s, mats)
+    return first - s.T @ proj
 
 
 def _lse(z: np.ndarray) -> np.ndarray:
@@ -74,12 +100,10 @@ def ce_prox(a: np.ndarray, v: np.ndarray, z0: np.ndarray | None = None) -> np.nd
     ProxNotConverged
         If some row has not converged after ``_MAX_ITER`` Newton steps.
     """
-    k = a.shape[1]
     v_inv = np.linalg.inv(v)
     v_inv = 0.5 * (v_inv + v_inv.T)
     z = (a - softmax(a) @ v.T) if z0 is None else z0.copy()
     scale = PROX_TOL * (1.0 + np.abs(a).max(axis=1))
-    eye = np.eye(k)
 
     def phi(zz, aa):
         d = zz - aa
@@ -94,7 +118,7 @@ def ce_prox(a: np.ndarray, v: np.ndarray, z0: np.ndarray | None = None) -> np.nd
         if not todo.any():
             return z
         active, za, aa, s, f = active[todo], za[todo], aa[todo], s[todo], f[todo]
-        jac = eye + v @ softmax_jacobian(s)
+        jac = newton_matrix(v, s)
         dz = -np.linalg.solve(jac, f[:, :, None])[:, :, 0]
         p0 = phi(za, aa)
         slope = ((f @ v_inv) * dz).sum(axis=1)  # grad phi . dz < 0

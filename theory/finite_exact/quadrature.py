@@ -7,7 +7,8 @@ The order parameters of :mod:`theory.finite_exact` are expectations over a cavit
 * ``S`` randomly-shifted Kronecker lattices ``u_n = frac(n alpha + Delta_q)``, mapped by
   ``Phi^{-1}`` (:func:`theory.lattice.kronecker_generator`; the shifts are hashed, so the set is
   deterministic);
-* antithetic pairs ``(xi, -xi)``: odd moments vanish exactly, so a linear integrand is exact;
+* antithetic pairs ``(xi, -xi)``: odd moments vanish exactly, so a linear integrand is exact
+  (stored shift by shift, so that the first ``s`` shifts form a coarser balanced rule);
 * a lower-triangular (Cholesky) whitening ``xi <- xi L^{-T}`` with ``L L^T = (1/M) sum xi xi^T``:
   the second moments are exactly the identity, so the Stein / score identity
   ``E[f(h) xi^T] = E[grad f] L`` is exact for quadratic integrands. Lower-triangular whitening
@@ -91,9 +92,10 @@ def gauss_points(dim: int, per_shift: int, n_shifts: int = 8) -> GaussPoints:
         # u = 0 (probability zero for a hashed shift) would map to -inf; keep it inside (0, 1).
         u = np.clip(u, 0.5 / per_shift, 1.0 - 0.5 / per_shift)
         blocks.append(ndtri(u))
-    half = np.concatenate(blocks)
-    xi = np.concatenate([half, -half])
-    shift_of = np.tile(np.repeat(np.arange(n_shifts), per_shift), 2)
+    # Shift by shift, each lattice followed by its antithetic image: any prefix of whole shifts is
+    # itself a balanced (odd-moment-free) rule, used for the coarse phase of the fixed point.
+    xi = np.concatenate([part for blk in blocks for part in (blk, -blk)])
+    shift_of = np.repeat(np.arange(n_shifts), 2 * per_shift)
     second = xi.T @ xi / xi.shape[0]
     chol = np.linalg.cholesky(second)
     xi = np.linalg.solve(chol, xi.T).T  # xi L^{-T}: lower-triangular, nested

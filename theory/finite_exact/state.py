@@ -40,8 +40,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.linalg import solve_triangular
 
-from theory.finite_exact.fluctuations import class_mean_response
-from theory.finite_exact.prox import ce_prox, softmax, softmax_jacobian
+from theory.finite_exact.fluctuations import class_mean_response, class_mean_response_cyclic
+from theory.finite_exact.prox import ce_prox, newton_matrix, softmax, sum_h_times
 from theory.finite_exact.quadrature import GaussPoints
 from theory.finite_exact.symmetry import ClassSymmetry
 from theory.metrics import correct_and_tied
@@ -50,14 +50,20 @@ __all__ = ["FixedPointNotConverged", "RoundStats", "StateProblem", "solve_state"
 
 #: Default stopping rule of each round's fixed point: the largest relative change of ``V`` (in
 #: units of ``v_0``), ``Q`` (relative to its largest entry) and the class-sum residual (relative
-#: to ``1 + max|b|``). 1e-8 is far below the quadrature's own error (~1e-3 in accuracy).
-STATE_TOL = 1e-8
+#: to ``1 + max|b|``). 1e-7 is far below the quadrature's own error (~1e-3 in accuracy).
+STATE_TOL = 1e-7
 #: Iteration cap per round (measured: 12-25 iterations from the warm start).
 MAX_ITER = 300
 #: Numbers per batched (chunk, K, K) work array (2^21 doubles = 16 MB).
 _CHUNK_NUMBERS = 2**21
 #: Anderson memory (iterates kept).
-_ANDERSON_MEMORY = 5
+_ANDERSON_MEMORY = 10
+#: Largest negative eigenvalue (relative to the largest variance) clipped in a cavity covariance
+#: (quadrature-level inconsistency between rows estimated on different rules).
+_PSD_CLIP = 1e-2
+#: Continuation: shifts used in the coarse phase, and the residual that ends it.
+_COARSE_SHIFTS = 2
+_COARSE_TOL = 1e-3
 
 
 class _NotPSD(np.linalg.LinAlgError):
@@ -172,8 +178,15 @@ def _noise_factor(t, prob, st, basis, cls):
         except np.linalg.LinAlgError:
             continue
     else:
-        # alpha V <psi psi^T> V^T is PSD; an extrapolated (Anderson) iterate need not be.
-        raise _NotPSD("cavity covariance is not positive semidefinite")
+        # alpha V <psi psi^T> V^T is PSD for second moments of one point set. A row estimated on
+        # the coarse rule beside earlier rows from the full one can be indefinite at the level of
+        # the quadrature error (~1e-3 relative); an extrapolated (Anderson) iterate can be worse.
+        # Clip the first kind to its PSD part, refuse the second.
+        lam_, vec = np.linalg.eigh(red)
+        if lam_.min() < -_PSD_CLIP * scale:
+            raise _NotPSD("cavity covariance is not positive semidefinite")
+        lam_ = np.maximum(lam_, 1e-13 * scale)
+        chol = np.linalg.cholesky((vec * lam_) @ vec.T)
     return chol, ee @ chol
 
 
@@ -204,36 +217,33 @@ def _response_row(t, st, cls, k):
     return row
 
 
-def _group_pass(t, g, cls, label, prob, st, pts, noise_t, warm):
-    """Solve round ``t``'s logits of group ``g`` and return its point averages."""
+def _group_pass(t, g, cls, label, prob, st, pts, noise_t, warm, m):
+    """Solve round ``t``'s logits of group ``g`` on the first ``m`` points and return their
+    averages (``noise_t`` already restricted to them)."""
     k = prob.n_classes
-    m = pts.size
     resp = _response_row(t, st, cls, k)
     r_tt = resp[t]
     # Cavity mean b_k - U_k psi-bar_g (the group's own expected share of its class means).
     shift = st.u[cls, t * k : (t + 1) * k, : (t + 1) * k] @ st.psi_mean[: t + 1, g].ravel()
     a = st.b[t][:, cls] - shift + noise_t
     for s in range(t):
-        a = a + st.psi[s, g] @ resp[s].T
-    tau = _target(t, label, st, g, k, m)
+        a = a + st.psi[s, g, :m] @ resp[s].T
+    tau = _target(t, label, st, g, k, pts.size)[:m]
     a = a + tau @ r_tt.T
-    z = ce_prox(a, r_tt, st.z[t, g] if warm else None)
-    st.z[t, g] = z
+    z = ce_prox(a, r_tt, st.z[t, g, :m] if warm else None)
+    st.z[t, g, :m] = z
     s_t = softmax(z)
     psi = tau - s_t
-    st.psi[t, g] = psi
+    st.psi[t, g, :m] = psi
     st.psi_mean[t, g] = psi.mean(axis=0)
     jac = np.zeros((k, k))
-    eye = np.eye(k)
     for sl in _chunks(m, k):
-        h = softmax_jacobian(s_t[sl])
         # d psi_t / d h_t = -H (I + R H)^{-1}  (z = h + R psi: dz = (I + R H)^{-1} dh)
-        inv = np.linalg.inv(eye + r_tt @ h)
-        # sum_b H_b (I + R H_b)^{-1} as one GEMM: (K, B K) @ (B K, K)
-        jac -= h.transpose(1, 0, 2).reshape(k, -1) @ inv.reshape(-1, k)
+        inv = np.linalg.inv(newton_matrix(r_tt, s_t[sl]))
+        jac -= sum_h_times(s_t[sl], inv)
     jac /= m
-    pp = np.einsum("mi,smj->sij", psi, st.psi[: t + 1, g]) / m
-    score = psi.T @ pts.xi[:, : (t + 1) * (k - 1)] / m if pts.dim else None
+    pp = np.einsum("mi,smj->sij", psi, st.psi[: t + 1, g, :m]) / m
+    score = psi.T @ pts.xi[:m, : (t + 1) * (k - 1)] / m if pts.dim else None
     return psi.mean(axis=0), 0.5 * (jac + jac.T), pp, score
 
 
@@ -319,6 +329,7 @@ class _RoundMap:
         self.fluct = fluctuations
         self.basis = zero_sum_basis(prob.n_classes)
         self.calls = 0
+        self.m = pts.size  # points in use (a prefix of whole shifts in the coarse phase)
 
     def _rows(self):
         t, k = self.t, self.prob.n_classes
@@ -390,17 +401,18 @@ class _RoundMap:
         cross_cls = np.zeros((k, t, k, k))
         warm = self.calls > 0 or t > 0  # round t > 0 starts from round t-1's logits
         for cls in sym.simulated:
+            m = self.m
             if prob.infinite:  # block limit: no bulk noise, one point per group
-                chol, noise_t = None, np.zeros((pts.size, k))
+                chol, noise_t = None, np.zeros((m, k))
             else:
                 chol, fac = _noise_factor(t, prob, st, self.basis, cls)
-                noise_t = pts.xi[:, : (t + 1) * (k - 1)] @ fac[t * k : (t + 1) * k].T
+                noise_t = pts.xi[:m, : (t + 1) * (k - 1)] @ fac[t * k : (t + 1) * k].T
             score_sum = np.zeros((k, (t + 1) * (k - 1)))
             for g, (gc, label, cnt) in enumerate(self.groups):
                 if gc != cls:
                     continue
                 psi_m, jac_m, pp_m, score_m = _group_pass(
-                    t, g, gc, label, prob, st, pts, noise_t, warm
+                    t, g, gc, label, prob, st, pts, noise_t, warm, m
                 )
                 psi_cls[cls] += cnt * psi_m
                 jac_cls[cls] += cnt * jac_m
@@ -460,7 +472,10 @@ class _RoundMap:
         cur, upto = self._rows()
         sim = self.sym.simulated
         if self.fluct:
-            u_all, c_all, om = class_mean_response(prob, st, t, sim)
+            if self.sym.kind == "cyclic":
+                u_all, c_all, om = class_mean_response_cyclic(prob, st, t)
+            else:
+                u_all, c_all, om = class_mean_response(prob, st, t, sim)
             u_rows, c_rows, om_row = u_all[:, cur, upto], c_all[:, cur, upto], om[cur, upto]
         else:
             u_rows = c_rows = np.zeros((len(sim), k, (t + 1) * k))
@@ -500,12 +515,20 @@ def _anderson(xs, gs, scale):
 def _solve_round(t, prob, sym, st, pts, groups, tol, max_iter, fluctuations):
     """Solve round ``t``'s block row by Anderson-accelerated fixed-point iteration.
 
+    Continuation: the first iterations use the first ``_COARSE_SHIFTS`` lattice shifts only (a
+    coarser balanced rule, 4x cheaper) until the residual is below ``_COARSE_TOL``; the rest use
+    every point (the coarse solution differs from the fine one by the quadrature error, ~1e-3,
+    so a few fine iterations finish).
+
     Anderson (memory ``_ANDERSON_MEMORY``) on the map of :class:`_RoundMap`; a restart (plain
     step, history dropped) whenever the scaled residual grows or an extrapolated iterate's
     covariance is not PSD, so the iteration never does worse than the plain map.
     """
     _init_round(t, prob, st)
     gmap = _RoundMap(t, prob, sym, st, pts, groups, fluctuations)
+    coarse = pts.size * _COARSE_SHIFTS // pts.n_shifts
+    if pts.n_shifts > _COARSE_SHIFTS and coarse > 4 * pts.dim:
+        gmap.m = coarse  # coarse phase: a quarter of the points, until COARSE_TOL
     x = gmap.pack()
     xs, gs = [], []
     res = best = math.inf
@@ -521,6 +544,10 @@ def _solve_round(t, prob, sym, st, pts, groups, tol, max_iter, fluctuations):
             continue
         scale = gmap.scales(gx)
         res = max(float(np.max(np.abs(gx - x) / scale)), fres)
+        if gmap.m < pts.size and res <= _COARSE_TOL:
+            gmap.m = pts.size  # all points from here on: the map changed, drop the history
+            x, xs, gs, best = gx, [], [], math.inf
+            continue
         if res <= tol:
             gmap.unpack(gx)
             break
