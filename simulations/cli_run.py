@@ -214,6 +214,22 @@ def _theory(cfg: TrialConfig, counts) -> tuple[dict, list[str]]:
     elif note is not None:
         notes.append(note)
     out = {name: _by_round(pred, range(rounds + 1)) for name, pred in preds.items()}
+    if cfg.method in PLL_LOSSES and cfg.features == "mixture":
+        # The exact finite-ratio theory covers the cross-entropy PLL student (teacher + student).
+        if cfg.method == "pll-ce" and cfg.n_classes >= 3:
+            from theory.finite import MixtureModel
+
+            mix = MixtureModel(cfg.n_classes, cfg.per_class, cfg.dim, cfg.c, cfg.d)
+            exact_pred, exact_note = _finite_exact(mix, counts, cfg.lam, 1, student="pll")
+            if exact_pred is not None:
+                out["finite_exact"] = _by_round(exact_pred, [0, 1])
+            if exact_note is not None:
+                notes.append(exact_note)
+        elif cfg.method != "pll-ce":
+            notes.append(
+                "finite-exact theory covers the cross-entropy PLL student only (the "
+                "candidate-set losses are not convex per point)"
+            )
     if cfg.method in PLL_LOSSES:
         loss = PLL_LOSSES[cfg.method]
         for name in ("exact", "linear"):
@@ -227,7 +243,7 @@ def _theory(cfg: TrialConfig, counts) -> tuple[dict, list[str]]:
     return out, notes
 
 
-def _finite_exact(mixture, counts, lam, rounds):
+def _finite_exact(mixture, counts, lam, rounds, student="sd"):
     """``(prediction, None)`` of the exact finite-ratio theory, or ``(None, note)`` when it does
     not apply (``p <= K``) or would exceed :data:`FINITE_EXACT_SECONDS` for this count matrix."""
     from theory.finite_exact import exact_resource_estimate, predict_finite_exact
@@ -241,7 +257,10 @@ def _finite_exact(mixture, counts, lam, rounds):
             f"({est['groups']} groups integrated, symmetry {est['symmetry']}; exact-count "
             "sampling makes the count matrix circulant and cheap)"
         )
-    return predict_finite_exact(mixture, counts, lam, rounds, points=FINITE_EXACT_POINTS), None
+    pred = predict_finite_exact(
+        mixture, counts, lam, rounds, points=FINITE_EXACT_POINTS, student=student
+    )
+    return pred, None
 
 
 def _pll_theory(model, counts, lam, loss: str, q: float, method: str):
@@ -350,8 +369,8 @@ def _print_table(result: dict) -> None:
     if any("finite_exact" in entry["theory"] for entry in result["rounds"]):
         names.append("finite_exact")
         print(
-            f"f-exact: exact finite-ratio theory of cross-entropy SD at p={cfg['dim']} "
-            "(theory.finite_exact)"
+            f"f-exact: exact finite-ratio theory of the trained probes (cross-entropy, every "
+            f"round) at p={cfg['dim']} (theory.finite_exact)"
         )
     if any("finite" in entry["theory"] for entry in result["rounds"]):
         names.append("finite")

@@ -324,7 +324,11 @@ def _finite_exact_report(model: BlockModel, counts, lam, rounds, dim, delta, poi
     pred = predict_finite_exact(
         mix, counts, lam, rounds, points=points, progress=lambda t: log(f"finite-exact round {t}")
     )
-    return exact_rows(pred), exact_summary(pred, delta)
+    student = None
+    if model.n_classes >= 3:  # the cross-entropy PLL student (top-2 of the teacher)
+        pll = predict_finite_exact(mix, counts, lam, 1, points=points, student="pll")
+        student = exact_rows(pll)[1]
+    return exact_rows(pred), exact_summary(pred, delta), student
 
 
 def predict_report(
@@ -407,10 +411,10 @@ def predict_report(
 
         per_round, finite = _finite_report(model, counts, lam, rounds, dim, delta)
         say("finite-p theory done")
-        exact_rows = exact_sum = None
+        exact_rows = exact_sum = exact_pll = None
         if finite_exact:
             pts = FINITE_EXACT_POINTS if points is None else points
-            exact_rows, exact_sum = _finite_exact_report(
+            exact_rows, exact_sum, exact_pll = _finite_exact_report(
                 model, counts, lam, rounds, dim, delta, pts, say
             )
             say("finite-exact theory done")
@@ -458,6 +462,8 @@ def predict_report(
         rep["finite"] = finite
         if exact_sum is not None:
             rep["finite_exact"] = exact_sum
+            if exact_pll is not None:
+                rep["pll"]["finite_exact"] = exact_pll
     return rep
 
 
@@ -530,6 +536,12 @@ def _table(rep: dict) -> str:
         lines.append(line)
     for m in ("linear", "exact"):
         lines.append(f"PLL {m:<6}: " + _cells(rep["pll"][m]))
+    if "finite_exact" in rep["pll"]:
+        pll = rep["pll"]["finite_exact"]
+        lines.append(
+            f"PLL finite-exact p={rep['finite_exact']['dim']}: "
+            + " ".join(_fmt(pll[k]) for k in _ACC_KEYS)
+        )
     for loss, entry in rep["pll_losses"].items():
         lin = _cells(entry["linear"]) if "linear" in entry else f"{'(linearisation undefined)':<28}"
         name = f"{loss} (q={p['q']:g})" if loss == "gce" else loss

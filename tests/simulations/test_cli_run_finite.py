@@ -110,7 +110,7 @@ def test_cli_prints_the_finite_column_in_a_subprocess():
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert "f-lin: linearised finite-p theory at p=30" in proc.stdout
-    assert "f-exact: exact finite-ratio theory of cross-entropy SD at p=30" in proc.stdout
+    assert "f-exact: exact finite-ratio theory of the trained probes" in proc.stdout
     head = next(line for line in lines if line.lstrip().startswith("round"))
     assert head.split()[-4:] == ["exact", "linear", "f-exact", "f-lin"]
     row = next(line for line in lines if line.split()[:2] == ["2", "pop_acc"])

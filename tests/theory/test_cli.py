@@ -317,6 +317,7 @@ def test_dim_adds_the_finite_p_theory(capsys):
     rep, base = json.loads(out), json.loads(plain)
     assert "finite" not in base and all("finite" not in row for row in base["rounds"])
     added = {"finite", "finite_exact"}
+    pll_exact = rep["pll"].pop("finite_exact")
     assert {k: v for k, v in rep.items() if k not in added} | {"rounds": None} == base | {
         "rounds": None
     }
@@ -340,8 +341,10 @@ def test_dim_adds_the_finite_p_theory(capsys):
     assert fin["dim"] == 40 and fin["ratio"] == pytest.approx(15 / 40) and fin["linearised"]
     cond = fin["conditions"]
     assert 0 <= cond["best_population_round"] <= 2 and cond["delta"] == 0.01
+    student = predict_finite_exact(mix, parse_counts(COUNTS), 1e-2, 1, points=64, student="pll")
+    assert pll_exact["train_acc"] == pytest.approx(student.train_acc[1], abs=1e-12)
     fe = rep["finite_exact"]
-    assert fe["fixed_point"]["converged"] and fe["fixed_point"]["max_residual"] <= 1e-8
+    assert fe["fixed_point"]["converged"] and fe["fixed_point"]["max_residual"] <= 1e-7
     assert fe["conditions"]["best_population_round"] == int(np.argmax(exact.population_acc))
     code, table, _ = run([*BASE, "--counts", COUNTS, "--rounds", "2", "--dim", "40"], capsys)
     assert code == 0 and "finite p=40" in table and "best population round" in table

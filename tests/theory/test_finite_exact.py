@@ -224,3 +224,34 @@ def test_resource_estimate_counts_integrated_groups():
     gen[0, 1] -= 1
     est2 = exact_resource_estimate(MixtureModel(10, 20, 200, 0.4, 0.1), gen, 4)
     assert est2["groups"] == np.count_nonzero(gen) and est2["seconds"] > 5 * est["seconds"]
+
+
+def test_pll_student_is_refused_where_undefined():
+    counts = exact_counts(transition_matrix("sym", 2, 0.3), 10)
+    with pytest.raises(ValueError, match="n_classes >= 3"):
+        predict_finite_exact(MixtureModel(2, 10, 30, 0.4, 0.1), counts, 1e-3, 1, student="pll")
+    counts = exact_counts(transition_matrix("sym", 3, 0.3), 10)
+    with pytest.raises(ValueError, match="rounds must be 1"):
+        predict_finite_exact(MixtureModel(3, 10, 30, 0.4, 0.1), counts, 1e-3, 2, student="pll")
+    with pytest.raises(ValueError, match="student must be"):
+        predict_finite_exact(MixtureModel(3, 10, 30, 0.4, 0.1), counts, 1e-3, 1, student="gce")
+
+
+@pytest.mark.parametrize("noise, eta", [("sym", 0.5), ("pair", 0.3)])
+def test_pll_student_block_limit_vs_predict_pll(noise, eta):
+    """p = inf: the PLL student of the state equations is the block model's exact PLL student
+    (theory.pll.predict_pll, two-hot cross-entropy) -- outputs to 1e-10."""
+    from theory.pll import predict_pll
+
+    k, n, lam = 4, 25, 1e-2
+    counts = exact_counts(transition_matrix(noise, k, eta), n)
+    ref = predict_pll(BlockModel(k, n, 0.4, 0.1), counts, lam, method="exact")
+    got = predict_finite_exact(
+        MixtureModel(k, n, math.inf, 0.4, 0.1), counts, lam, 1, student="pll"
+    )
+    mask = counts > 0
+    assert_close(
+        got.group_output_means[1][mask], ref.deviations[0][mask], atol=1e-10, rtol=0, what="PLL"
+    )
+    for key in ("train_acc", "train_acc_clean", "train_acc_mislabeled", "population_acc"):
+        assert_close(getattr(got, key)[1], getattr(ref, key)[0], atol=1e-12, rtol=0, what=key)

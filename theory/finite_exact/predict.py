@@ -117,7 +117,7 @@ class FiniteExactPrediction:
     model: MixtureModel
 
 
-def _check(model, counts, lam, rounds, points):
+def _check(model, counts, lam, rounds, points, student="sd"):
     if not isinstance(model, MixtureModel):
         raise ValueError("model must be a theory.finite.MixtureModel")
     cnt = check_counts(counts, model.block())
@@ -125,6 +125,16 @@ def _check(model, counts, lam, rounds, points):
     r = check_int(rounds, "rounds", 0)
     pts = check_int(points, "points", 16)
     k = model.n_classes
+    if student not in ("sd", "pll"):
+        raise ValueError(f"student must be 'sd' or 'pll', got {student!r}")
+    if student == "pll":
+        if k < 3:
+            raise ValueError(
+                "student='pll' needs n_classes >= 3: with K = 2 the top-2 candidates are every "
+                "class and the two-hot target carries no information"
+            )
+        if r != 1:
+            raise ValueError(f"student='pll' trains one student: rounds must be 1, got {r}")
     if not model.infinite and model.dim <= k:
         raise ValueError(
             f"dim must exceed n_classes={k} for the exact finite-ratio theory (its bulk has "
@@ -177,6 +187,7 @@ def predict_finite_exact(
     max_iter: int = MAX_ITER,
     use_symmetry: bool = True,
     fluctuations: bool = True,
+    student: str = "sd",
     progress=None,
 ) -> FiniteExactPrediction:
     r"""Exact finite-ratio prediction of cross-entropy self-distillation, rounds ``0..R``.
@@ -199,6 +210,14 @@ def predict_finite_exact(
     use_symmetry : bool
         Integrate only class 0's groups when the count matrix is circulant (exact; ``False``
         for tests of the reduction).
+    fluctuations : bool
+        Include the ``O(1/n)`` terms (self-response through the class means, class-mean
+        fluctuations over training sets; docs §16.5). ``False``: the leading-order equations.
+    student : {'sd', 'pll'}
+        ``'sd'``: rounds ``1..R`` distil on the previous round's outputs. ``'pll'``: one student
+        (``rounds = 1``) on the teacher's top-2 candidates with weight 1/2 each, trained with
+        cross-entropy (the theory's PLL student, docs §7; ``K >= 3``). The candidate-set losses
+        are not covered: their per-point problem is not convex (docs §16.8).
     progress : callable, optional
         Called with the round index after each round.
 
@@ -209,10 +228,13 @@ def predict_finite_exact(
     ``lam N`` fixed); ``O(K/N)`` terms dropped (the mean directions' own response and the
     training set's fluctuation of the class sums).
     """
-    cnt, lam, r, pts_per_shift = _check(model, counts, lam, rounds, points)
+    cnt, lam, r, pts_per_shift = _check(model, counts, lam, rounds, points, student)
     k = model.n_classes
-    prob = StateProblem(cnt, lam, r, model.c, model.d, model.dim)
-    sym = class_symmetry(cnt, allow=use_symmetry)
+    prob = StateProblem(cnt, lam, r, model.c, model.d, model.dim, student)
+    # The top-2 tie rule (smaller class index) is not equivariant under relabelling; exact ties
+    # only occur in the block limit (a continuous cavity law has none), so there the PLL student
+    # integrates every class.
+    sym = class_symmetry(cnt, allow=use_symmetry and not (student == "pll" and model.infinite))
     with single_thread_blas():
         if model.infinite:
             pts = gauss_points(0, 1)

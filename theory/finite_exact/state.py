@@ -45,6 +45,7 @@ from theory.finite_exact.prox import ce_prox, newton_matrix, softmax, sum_h_time
 from theory.finite_exact.quadrature import GaussPoints
 from theory.finite_exact.symmetry import ClassSymmetry
 from theory.metrics import correct_and_tied
+from theory.partial_labels import top2_indices
 
 __all__ = ["FixedPointNotConverged", "RoundStats", "StateProblem", "solve_state"]
 
@@ -88,6 +89,7 @@ class StateProblem:
     c: float
     d: float
     dim: float
+    student: str = "sd"  # 'sd': round t trains on softmax(z_{t-1}); 'pll': round 1 on top-2
     infinite: bool = field(init=False)
     n_classes: int = field(init=False)
     n_samples: int = field(init=False)
@@ -195,10 +197,21 @@ def _chunks(m: int, k: int):
     return [slice(i, min(m, i + size)) for i in range(0, m, size)]
 
 
-def _target(t, label, st, g, k, m):
+def _target(t, label, st, g, k, m, student="sd"):
+    """Round ``t``'s targets: the one-hot label (t = 0), the previous round's outputs (SD) or,
+    for the PLL student, weight 1/2 on each of the teacher's top-2 logits."""
     if t == 0:
         tau = np.zeros((m, k))
         tau[:, label] = 1.0
+        return tau
+    if student == "pll":
+        # The toolkit's top-2 rule (theory.partial_labels): decided from the logits, exact ties
+        # (the block limit's symmetric groups) broken towards the smaller class index.
+        top2 = top2_indices(st.z[0, g].T)
+        tau = np.zeros((m, k))
+        rows = np.arange(m)
+        tau[rows, top2[0]] = 0.5
+        tau[rows, top2[1]] = 0.5
         return tau
     return softmax(st.z[t - 1, g])
 
@@ -228,7 +241,7 @@ def _group_pass(t, g, cls, label, prob, st, pts, noise_t, warm, m):
     a = st.b[t][:, cls] - shift + noise_t
     for s in range(t):
         a = a + st.psi[s, g, :m] @ resp[s].T
-    tau = _target(t, label, st, g, k, pts.size)[:m]
+    tau = _target(t, label, st, g, k, pts.size, prob.student)[:m]
     a = a + tau @ r_tt.T
     z = ce_prox(a, r_tt, st.z[t, g, :m] if warm else None)
     st.z[t, g, :m] = z
