@@ -204,13 +204,37 @@ def _theory(cfg: TrialConfig, counts) -> tuple[dict, list[str]]:
     mixture, note = _finite_model(cfg)
     if mixture is not None:
         from theory.finite import predict_finite
+        from theory.finite_exact.report import (
+            LINEARISED_TOL,
+            linearised_regime,
+            random_matrix_failure,
+        )
 
-        preds["finite"] = predict_finite(mixture, counts, cfg.lam, rounds)
+        refused = random_matrix_failure(cfg.lam, mixture.ratio)
+        if refused is None:
+            preds["finite"] = predict_finite(mixture, counts, cfg.lam, rounds)
+        else:
+            notes.append(refused)
         exact_pred, exact_note = _finite_exact(mixture, counts, cfg.lam, rounds)
         if exact_pred is not None:
             preds["finite_exact"] = exact_pred
         if exact_note is not None:
             notes.append(exact_note)
+        if "finite" in preds:
+            if exact_pred is not None:
+                gap = max(
+                    float(np.nanmax(np.abs(getattr(preds["finite"], f) - getattr(exact_pred, f))))
+                    for f in _THEORY_FIELDS.values()
+                )
+                if gap > LINEARISED_TOL:
+                    notes.append(
+                        f"f-lin (linearised) differs from f-exact by up to {gap:.3f} "
+                        f"(> {LINEARISED_TOL}): outside its validated regime"
+                    )
+            else:
+                ok, why = linearised_regime(cfg.n_classes, cfg.lam, mixture.ratio)
+                if not ok:
+                    notes.append(f"f-lin: {why}")
     elif note is not None:
         notes.append(note)
     out = {name: _by_round(pred, range(rounds + 1)) for name, pred in preds.items()}

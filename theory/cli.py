@@ -407,7 +407,11 @@ def predict_report(
     window = window_linear(model, counts, lam)  # never clipped to ``rounds``
     finite = None
     if dim is not None:
-        from theory.finite_exact.report import linearised_flags, linearised_regime
+        from theory.finite_exact.report import (
+            linearised_flags,
+            linearised_regime,
+            random_matrix_failure,
+        )
 
         per_round, finite = _finite_report(model, counts, lam, rounds, dim, delta)
         say("finite-p theory done")
@@ -420,11 +424,17 @@ def predict_report(
             say("finite-exact theory done")
         regime = linearised_regime(model.n_classes, float(lam), finite["ratio"])
         flags = linearised_flags(per_round, exact_rows, regime)
+        refused = random_matrix_failure(float(lam), finite["ratio"])
         for t, (row, entry, flag) in enumerate(zip(rows, per_round, flags, strict=True)):
             row["finite"] = entry | flag
+            if refused is not None:  # no numbers where the theory is known to fail
+                row["finite"] = dict.fromkeys(entry) | {"error_indicator": None, "validated": False}
             if exact_rows is not None:
                 row["finite_exact"] = exact_rows[t]
-        finite["validated"] = all(f["validated"] for f in flags)
+        finite["validated"] = refused is None and all(f["validated"] for f in flags)
+        if refused is not None:
+            finite["refused"] = refused
+            finite["conditions"] = dict.fromkeys(finite["conditions"]) | {"delta": delta}
         finite["regime_note"] = (
             regime[1]
             if exact_rows is None
@@ -551,7 +561,9 @@ def _table(rep: dict) -> str:
         f"plurality={cond['plurality']} margin={cond['margin']:.4g} rho={_g(cond['rho'])} "
         f"t_min_linear={cond['t_min_linear']} window_linear={_window(cond)}"
     )
-    if "finite" in rep:
+    if "finite" in rep and "refused" in rep["finite"]:
+        lines.append(f"! {rep['finite']['refused']}")
+    elif "finite" in rep:
         fc = rep["finite"]["conditions"]
         first = fc["first_round_population_above"]
         lines.append(

@@ -47,7 +47,19 @@ def test_finite_column_equals_the_theory_on_the_exact_counts(capsys):
             assert entry["theory"]["finite"][metric] == getattr(pred, field)[entry["round"]]
             got = entry["theory"]["finite_exact"][metric]
             assert got == pytest.approx(getattr(exact, field)[entry["round"]], abs=1e-15)
-    assert doc["notes"] == []
+    # The linearised column is flagged exactly when it is more than 0.03 from the exact one.
+    gap = max(np.nanmax(np.abs(getattr(pred, f) - getattr(exact, f))) for f in FIELDS.values())
+    flagged = [note for note in doc["notes"] if note.startswith("f-lin")]
+    assert len(flagged) == (1 if gap > 0.03 else 0) and len(doc["notes"]) == len(flagged)
+
+
+def test_linearised_column_refused_where_its_random_matrix_part_fails(capsys):
+    doc = _json(
+        capsys, [*POINT[:4], "--dim", "12", "--eta", "0.4", "--lam", "1e-4", "--trials", "1"]
+    )
+    assert all("finite" not in entry["theory"] for entry in doc["rounds"])
+    assert all("finite_exact" in entry["theory"] for entry in doc["rounds"])
+    assert any("random-matrix part fails" in note for note in doc["notes"])
 
 
 def test_finite_exact_is_skipped_with_a_note_when_it_would_take_too_long(capsys, monkeypatch):

@@ -444,3 +444,19 @@ def test_help_shows_defaults_and_choices(capsys):
     out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
     assert "(default: 0.001)" in out and "{sym,pair,asym,superclass}" in out
     assert "(default: sym unless --counts is given)" in out
+
+
+def test_dim_refuses_the_linearised_theory_where_its_random_matrix_part_fails(capsys):
+    """lam = 1e-4 with p <= N/2 (docs §11.9): no linearised numbers, the reason instead; the
+    exact finite-ratio theory is still reported."""
+    argv = ["predict", "-K", "4", "-n", "10", "--c", "0.4", "--d", "0.1", "--lam", "1e-4"]
+    argv += ["--noise", "sym", "--eta", "0.3", "--rounds", "1", "--dim", "20", "--json"]
+    code, out, _ = run(argv, capsys)
+    assert code == 0
+    rep = json.loads(out)
+    assert "random-matrix part fails" in rep["finite"]["refused"] and not rep["finite"]["validated"]
+    for row in rep["rounds"]:
+        assert all(row["finite"][key] is None for key in ACC)
+        assert all(0 <= row["finite_exact"][key] <= 1 for key in ACC if row["finite_exact"][key])
+    code, table, _ = run(argv[:-1], capsys)
+    assert code == 0 and "refused" in table

@@ -24,6 +24,7 @@ __all__ = [
     "exact_summary",
     "linearised_flags",
     "linearised_regime",
+    "random_matrix_failure",
 ]
 
 ACC_KEYS = ("train_acc", "train_acc_clean", "train_acc_mislabeled", "population_acc")
@@ -73,11 +74,29 @@ def exact_summary(pred, delta: float) -> dict:
     }
 
 
+def random_matrix_failure(lam: float, ratio: float) -> str | None:
+    """Why the linearised finite-p theory is refused at ``(lam, N/p)``, or ``None``.
+
+    Measured (issue 20, K = 4, n = 25): at ``lam <= 1e-4`` with ``p <= N/2`` and at
+    ``lam <= 1e-3`` with ``p <= N/4`` its random-matrix part (the deterministic equivalents of
+    §11.3-11.5) misses even the *linearised* Monte Carlo by 0.09-0.25, mostly in the teacher
+    round: ``kappa = K lam N`` is then small against the bulk's spread below ``p < N`` (the atom
+    at 0 and the lower Marchenko-Pastur edge), where the first-order fluctuation expansion fails.
+    """
+    if (lam <= 1e-4 and ratio >= 2.0) or (lam <= 1e-3 and ratio >= 4.0):
+        return (
+            f"linearised finite-p theory refused at lam = {lam:g}, N/p = {ratio:.3g}: its "
+            "random-matrix part fails there (lam <= 1e-4 with p <= N/2, or lam <= 1e-3 with "
+            "p <= N/4; docs §11.9); use the exact finite-ratio theory"
+        )
+    return None
+
+
 def linearised_regime(n_classes: int, lam: float, ratio: float) -> tuple[bool, str]:
     """Whether the measured regime map validates the linearised theory (``N/p = ratio``).
 
-    From docs §16.7 (linearised vs exact theory, c = 0.4, d = 0.1, symmetric and pair noise):
-    within 0.03 of exact self-distillation only for ``lam >= 1e-2`` with ``K <= 4``.
+    From docs §16.7 (linearised theory vs exact SD on the 90-cell grid, c = 0.4, d = 0.1,
+    symmetric and pair noise): within 0.03 only for ``lam >= 1e-2`` with ``K <= 4``.
     """
     if lam >= 1e-2 and n_classes <= 4:
         return True, "inside the validated regime (lam >= 1e-2, K <= 4)"
