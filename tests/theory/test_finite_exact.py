@@ -255,3 +255,57 @@ def test_pll_student_block_limit_vs_predict_pll(noise, eta):
     )
     for key in ("train_acc", "train_acc_clean", "train_acc_mislabeled", "population_acc"):
         assert_close(getattr(got, key)[1], getattr(ref, key)[0], atol=1e-12, rtol=0, what=key)
+
+
+def test_pathwise_cross_round_tangents_vs_finite_differences():
+    """d psi_t / d h_r of the per-point chain of proxes (three rounds, random block lower
+    triangular response, random cavity fields) against central differences of the chain itself;
+    tolerance: float32 storage of the tangents (~1e-7 relative) plus the differences' O(eps^2)."""
+    from theory.finite_exact.prox import newton_matrix
+    from theory.finite_exact.state import _cross_tangents, _h_times, _store
+
+    rng = np.random.default_rng(0)
+    k, m, rounds = 4, 6, 3
+    resp = np.zeros((rounds, rounds, k, k))
+    for t in range(rounds):
+        resp[t, t] = _spd(k, 3.0, 10 + t)
+        for s in range(t):
+            resp[t, s] = 0.5 * rng.normal(size=(k, k))
+    b = rng.normal(size=(rounds, k))
+    tau0 = np.eye(k)[1]
+
+    def chain(h):
+        zs, psis = [], []
+        for t in range(rounds):
+            a = b[t] + h[:, t] + sum(psis[s] @ resp[t, s].T for s in range(t))
+            tau = np.broadcast_to(tau0, (m, k)) if t == 0 else softmax(zs[-1])
+            z = ce_prox(a + tau @ resp[t, t].T, resp[t, t])
+            zs.append(z)
+            psis.append(tau - softmax(z))
+        return zs, psis
+
+    h = rng.normal(size=(m, rounds, k))
+    zs, _ = chain(h)
+
+    class _St:  # the two tangent tables and the logits, as in theory.finite_exact.state._State
+        dpsi, dz = {}, {}
+        z = np.stack(zs)[:, None]
+
+    st, sl = _St(), slice(0, m)
+    for t in range(rounds):
+        s_t = softmax(zs[t])
+        inv = np.linalg.inv(newton_matrix(resp[t, t], s_t))
+        if t:
+            _cross_tangents(t, 0, resp[t, : t + 1], inv, s_t, st, sl, True)
+        _store(st, 0, t, t, sl, -_h_times(s_t, inv), inv)
+    eps = 1e-6
+    for r in range(rounds):
+        for j in range(k):
+            hp, hm = h.copy(), h.copy()
+            hp[:, r, j] += eps
+            hm[:, r, j] -= eps
+            (_, pp), (_, pm) = chain(hp), chain(hm)
+            for t in range(r, rounds):
+                fd = (pp[t] - pm[t]) / (2 * eps)
+                got = st.dpsi[(0, t, r)][:, :, j]
+                assert_close(got, fd, atol=1e-6, rtol=0, what=f"d psi_{t}/d h_{r}")

@@ -51,8 +51,11 @@ __all__ = ["FixedPointNotConverged", "RoundStats", "StateProblem", "solve_state"
 
 #: Default stopping rule of each round's fixed point: the largest relative change of ``V`` (in
 #: units of ``v_0``), ``Q`` (relative to its largest entry) and the class-sum residual (relative
-#: to ``1 + max|b|``). 1e-7 is far below the quadrature's own error (~1e-3 in accuracy).
-STATE_TOL = 1e-7
+#: to ``1 + max|b|``). 1e-6 is far below the quadrature's own error (~1e-3 in accuracy) and above
+#: the map's evaluation noise when successive rounds are nearly collinear (small lam, many
+#: rounds): the cavity covariance's Cholesky factor then has condition ~1e9 and its round-off
+#: makes the map rough at the ~1e-7 level (measured: a 4-cycle at 2e-7 with tol 1e-7).
+STATE_TOL = 1e-6
 #: Iteration cap per round (measured: 12-25 iterations from the warm start).
 MAX_ITER = 300
 #: Numbers per batched (chunk, K, K) work array (2^21 doubles = 16 MB).
@@ -62,6 +65,10 @@ _ANDERSON_MEMORY = 10
 #: Largest negative eigenvalue (relative to the largest variance) clipped in a cavity covariance
 #: (quadrature-level inconsistency between rows estimated on different rules).
 _PSD_CLIP = 1e-2
+#: Anderson restarts (history dropped) when the residual exceeds this multiple of the best so far;
+#: Anderson is not monotone, and restarting on every small increase was measured to lock the
+#: iteration into a cycle when successive rounds are nearly collinear (lam = 1e-4, many rounds).
+_RESTART_GROWTH = 10.0
 #: Continuation: shifts used in the coarse phase, and the residual that ends it.
 _COARSE_SHIFTS = 2
 _COARSE_TOL = 1e-3
@@ -147,6 +154,8 @@ class _State:
     u: np.ndarray  # (K, R1 K, R1 K): self-response through the class means (simulated classes)
     omega: np.ndarray  # (R1 K, R1 K): self-response through the mean directions' noise
     ceta: np.ndarray  # (K, R1 K, R1 K): class-mean fluctuation covariance (simulated classes)
+    dpsi: dict = field(default_factory=dict)  # (g, s, r) -> d psi_s / d h_r per point, float32
+    dz: dict = field(default_factory=dict)  # (g, s, r) -> d z_s / d h_r per point (s = t - 1)
 
 
 def zero_sum_basis(k: int) -> np.ndarray:
@@ -230,9 +239,16 @@ def _response_row(t, st, cls, k):
     return row
 
 
-def _group_pass(t, g, cls, label, prob, st, pts, noise_t, warm, m):
+def _group_pass(t, g, cls, label, prob, st, pts, noise_t, warm, m, store=False):
     """Solve round ``t``'s logits of group ``g`` on the first ``m`` points and return their
-    averages (``noise_t`` already restricted to them)."""
+    averages (``noise_t`` already restricted to them).
+
+    Returns ``(mean psi_t, mean d psi_t/d h_t, <psi_t psi_s^T> (s <= t), cross, score)``:
+    ``cross`` (t, K, K) the pathwise means of ``d psi_t / d h_r`` (r < t) for self-distillation,
+    ``score`` the score-identity moments ``<psi_t xi^T>`` for the PLL student (its target is
+    discontinuous in ``z_0``: the distributional derivative is needed). With ``store`` (the pass
+    at the converged state), the per-point tangents are kept for the next rounds.
+    """
     k = prob.n_classes
     resp = _response_row(t, st, cls, k)
     r_tt = resp[t]
@@ -249,15 +265,63 @@ def _group_pass(t, g, cls, label, prob, st, pts, noise_t, warm, m):
     psi = tau - s_t
     st.psi[t, g, :m] = psi
     st.psi_mean[t, g] = psi.mean(axis=0)
+    pathwise = prob.student == "sd" and t > 0 and prob.alpha > 0
     jac = np.zeros((k, k))
+    cross = np.zeros((t, k, k))
     for sl in _chunks(m, k):
         # d psi_t / d h_t = -H (I + R H)^{-1}  (z = h + R psi: dz = (I + R H)^{-1} dh)
         inv = np.linalg.inv(newton_matrix(r_tt, s_t[sl]))
         jac -= sum_h_times(s_t[sl], inv)
+        if pathwise:
+            cross += _cross_tangents(t, g, resp, inv, s_t[sl], st, sl, store)
+        if store and prob.student == "sd" and prob.alpha > 0:
+            _store(st, g, t, t, sl, -_h_times(s_t[sl], inv), inv)
     jac /= m
+    cross /= m
     pp = np.einsum("mi,smj->sij", psi, st.psi[: t + 1, g, :m]) / m
-    score = psi.T @ pts.xi[:m, : (t + 1) * (k - 1)] / m if pts.dim else None
-    return psi.mean(axis=0), 0.5 * (jac + jac.T), pp, score
+    score = None
+    if prob.student == "pll" and pts.dim:
+        score = psi.T @ pts.xi[:m, : (t + 1) * (k - 1)] / m
+    return psi.mean(axis=0), 0.5 * (jac + jac.T), pp, cross, score
+
+
+def _h_times(s, mats):
+    """``H_b M_b`` per point (``H_b = diag(s_b) - s_b s_b^T``), shape (B, K, K)."""
+    return s[:, :, None] * mats - s[:, :, None] * np.einsum("bi,bij->bj", s, mats)[:, None, :]
+
+
+def _cross_tangents(t, g, resp, inv, s_t, st, sl, store):
+    """Sum over the points ``sl`` of ``d psi_t / d h_r`` for ``r < t`` (pathwise, forward mode).
+
+    With ``W_r = d tau_t / d h_r = H_{t-1} dz_{t-1}/dh_r`` and ``X_{s,r} = d psi_s / d h_r``
+    (stored with rounds ``t-1`` and ``s``):
+    ``dz_t/dh_r = (I + R_tt H_t)^{-1} (sum_{r <= s < t} R_ts X_{s,r} + R_tt W_r)`` and
+    ``d psi_t/d h_r = W_r - H_t dz_t/dh_r``. Tangents are stored in float32 (relative error
+    ~1e-7, far below the quadrature's).
+    """
+    k = s_t.shape[1]
+    s_prev = softmax(st.z[t - 1, g][sl])
+    out = np.zeros((t, k, k))
+    for r in range(t):
+        w_r = _h_times(s_prev, st.dz[(g, t - 1, r)][sl].astype(float))
+        rhs = np.einsum("ij,bjk->bik", resp[t], w_r)
+        for s in range(r, t):
+            rhs += np.einsum("ij,bjk->bik", resp[s], st.dpsi[(g, s, r)][sl].astype(float))
+        dz = inv @ rhs
+        dpsi = w_r - _h_times(s_t, dz)
+        out[r] = dpsi.sum(axis=0)
+        if store:
+            _store(st, g, t, r, sl, dpsi, dz)
+    return out
+
+
+def _store(st, g, t, r, sl, dpsi, dz):
+    """Keep the per-point tangents of round ``t`` w.r.t. ``h_r`` (float32, full point set)."""
+    for table, val in ((st.dpsi, dpsi), (st.dz, dz)):
+        key = (g, t, r)
+        if key not in table:
+            table[key] = np.zeros((st.z.shape[2],) + val.shape[1:], dtype=np.float32)
+        table[key][sl] = val
 
 
 def _cross_derivatives(t, jac_sum, score_sum, chol, basis, k):
@@ -389,7 +453,14 @@ class _RoundMap:
     def scales(self, x):
         nv, ns = self._sizes()
         k = self.prob.n_classes
-        sq = max(float(np.max(np.abs(x[nv : 2 * nv]))), 1e-300)
+        t = self.t
+        # Covariances are measured against the largest cavity variance of rounds <= t (not the
+        # row's own size: at large lam a late round's bulk covariance is tiny, and its relative
+        # change is round-off).
+        upto = slice(0, (t + 1) * k)
+        fluct = np.diagonal(self.st.ceta, axis1=1, axis2=2)[:, upto]
+        diag = np.diag(self.st.q)[upto] + np.max(fluct)
+        sq = max(float(np.max(np.abs(x[nv : 2 * nv]))), float(np.max(diag)), 1e-300)
         sb = 1.0 + float(np.max(np.abs(x[2 * nv : 2 * nv + k * k])))
         v0 = self.prob.v0
         return np.concatenate(
@@ -403,8 +474,9 @@ class _RoundMap:
             ]
         )
 
-    def integrate(self):
-        """One pass over the groups at the current state; returns the class sums and globals."""
+    def integrate(self, store=False):
+        """One pass over the groups at the current state; returns the class sums and globals.
+        ``store``: keep the per-point tangents (the pass at the converged state)."""
         t, prob, sym, st, pts = self.t, self.prob, self.sym, self.st, self.pts
         k = prob.n_classes
         psi_cls = np.zeros((k, k))
@@ -424,9 +496,10 @@ class _RoundMap:
             for g, (gc, label, cnt) in enumerate(self.groups):
                 if gc != cls:
                     continue
-                psi_m, jac_m, pp_m, score_m = _group_pass(
-                    t, g, gc, label, prob, st, pts, noise_t, warm, m
+                psi_m, jac_m, pp_m, cross_m, score_m = _group_pass(
+                    t, g, gc, label, prob, st, pts, noise_t, warm, m, store
                 )
+                cross_cls[cls] += cnt * cross_m
                 psi_cls[cls] += cnt * psi_m
                 jac_cls[cls] += cnt * jac_m
                 pp_cls[cls] += cnt * pp_m
@@ -434,7 +507,7 @@ class _RoundMap:
                 cov_cls[cls] += cnt * (pp_m - mean_outer)
                 if score_m is not None:
                     score_sum += cnt * score_m
-            if t and prob.alpha > 0:
+            if t and prob.alpha > 0 and prob.student == "pll":
                 cross_cls[cls] = _cross_derivatives(t, jac_cls[cls], score_sum, chol, self.basis, k)
         self.calls += 1
         psi_cls = sym.expand_vectors(psi_cls)
@@ -534,8 +607,8 @@ def _solve_round(t, prob, sym, st, pts, groups, tol, max_iter, fluctuations):
     so a few fine iterations finish).
 
     Anderson (memory ``_ANDERSON_MEMORY``) on the map of :class:`_RoundMap`; a restart (plain
-    step, history dropped) whenever the scaled residual grows or an extrapolated iterate's
-    covariance is not PSD, so the iteration never does worse than the plain map.
+    step, history dropped) when the scaled residual grows ``_RESTART_GROWTH``-fold or an
+    extrapolated iterate's covariance is not PSD.
     """
     _init_round(t, prob, st)
     gmap = _RoundMap(t, prob, sym, st, pts, groups, fluctuations)
@@ -564,7 +637,7 @@ def _solve_round(t, prob, sym, st, pts, groups, tol, max_iter, fluctuations):
         if res <= tol:
             gmap.unpack(gx)
             break
-        if res > best:  # no progress: restart from the plain image
+        if res > _RESTART_GROWTH * best:  # diverging: restart from the plain image
             xs, gs = [], []
         best = min(best, res)
         xs.append(x)
@@ -576,8 +649,11 @@ def _solve_round(t, prob, sym, st, pts, groups, tol, max_iter, fluctuations):
             f"round {t}: state equations not converged in {max_iter} iterations "
             f"(residual {res:.3g} > {tol:g})"
         )
-    # One last pass at the converged parameters, so that the stored logits are the solution.
-    gmap.integrate()
+    # One last pass at the converged parameters, so that the stored logits are the solution and
+    # the tangents of this round are kept for the next ones (round t - 1's are no longer needed).
+    gmap.integrate(store=True)
+    for key in [key for key in st.dz if key[1] < t]:
+        del st.dz[key]
     return it, res
 
 
