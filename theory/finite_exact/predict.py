@@ -164,9 +164,15 @@ def exact_resource_estimate(model, counts, rounds, *, points=DEFAULT_POINTS) -> 
     groups = int(np.count_nonzero(cnt[sym.simulated]))
     m = 1 if model.infinite else 2 * N_SHIFTS * int(points)
     dim = r1 * (k - 1)
-    nbytes = 8.0 * (2 * r1 * groups * m * k + r1 * m * k + m * dim) + 8 * 2**22
+    # Logits, gradients and noise of every round (float64); the cross-round tangents
+    # d psi_s/d h_r (r <= s, float32) and d z/d h of two rounds.
+    tangents = 4.0 * groups * m * k * k * (r1 * (r1 + 1) / 2 + 2 * r1)
+    nbytes = 8.0 * (2 * r1 * groups * m * k + r1 * m * k + m * dim) + tangents + 8 * 2**22
     a, b, c = _SECONDS_PER_POINT
-    seconds = _TYPICAL_PASSES * r1 * groups * m * (a + b * k**2 + c * k**3)
+    # Per pass of round t: the prox and Jacobian (a + b K^2 + c K^3) and t (t + 1)/2 tangent
+    # products of K^3 (summed over the rounds: ~(R+1)^3/6).
+    per_point = r1 * (a + b * k**2 + c * k**3) + 2 * c * k**3 * r1**3 / 6
+    seconds = _TYPICAL_PASSES * groups * m * per_point
     return {
         "bytes": nbytes,
         "seconds": seconds,
