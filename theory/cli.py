@@ -190,14 +190,52 @@ def _accs(pred, t):
     return out
 
 
+def _second_order(second):
+    return {
+        "negative_eigenvalues": second[0],
+        "groups_with_negative_within_group_curvature": second[1],
+        "local_minimum": second == (0, 0),
+    }
+
+
+def _point(point) -> dict:
+    """A stationary point of the descent (:class:`theory.group_descent.StationaryPoint`): its
+    accuracies (``label``: train all / clean / mislabeled, population, ties, population ties),
+    objective and second-order test."""
+    out = {key: _finite(v) for key, v in zip(_ACC_KEYS, point.label[:4], strict=True)}
+    out |= {"ties": int(point.label[4]), "objective": float(point.objective)}
+    if point.second_order is not None:
+        out["second_order"] = _second_order(point.second_order)
+    return out
+
+
 def _student(pred):
     out = _accs(pred, 0) | {"candidate_ties": pred.candidate_ties}
     if pred.second_order is not None:
-        out["second_order"] = {
-            "negative_eigenvalues": pred.second_order[0],
-            "groups_with_negative_within_group_curvature": pred.second_order[1],
-            "local_minimum": pred.second_order == (0, 0),
-        }
+        out["second_order"] = _second_order(pred.second_order)
+    descent = pred.descent
+    if descent is None:
+        return out
+    # Non-convex exact student: which stationary point is reported, and the saddles left on the
+    # way (never reported as the student: training leaves a saddle).
+    out["stationary_point"] = descent.status
+    out["saddles"] = [
+        _point(s) | {"sides": [_point(e) for e in ends]}
+        for s, ends in zip(descent.saddles, descent.branches, strict=True)
+    ]
+    out["ambiguous"] = bool(descent.ambiguous)
+    if descent.status.startswith("saddle"):
+        out["saddle"] = _point(descent.end)
+        out["note"] = (
+            f"no local minimum reached ({descent.status}): the accuracies are not predicted; "
+            "'saddle' is the stationary point found"
+        )
+    elif descent.saddles:
+        out["note"] = (
+            f"the group engine stopped at a saddle ({len(descent.saddles)} left, in 'saddles'); "
+            "reported: the local minimum reached by leaving it along its most negative "
+            "curvature direction"
+        )
     return out
 
 
@@ -530,10 +568,15 @@ def _table(rep: dict) -> str:
         lines.append(line)
     for m in ("linear", "exact"):
         lines.append(f"PLL {m:<6}: " + _cells(rep["pll"][m]))
+    saddle_notes = []
     for loss, entry in rep["pll_losses"].items():
         lin = _cells(entry["linear"]) if "linear" in entry else f"{'(linearisation undefined)':<28}"
         name = f"{loss} (q={p['q']:g})" if loss == "gce" else loss
-        lines.append(f"PLL {name:<11} linear {lin}| exact {_cells(entry['exact'])}")
+        exact = entry["exact"]
+        mark = " s" if exact.get("saddles") or "saddle" in exact else ""
+        lines.append(f"PLL {name:<11} linear {lin}| exact {_cells(exact)}{mark}")
+        saddle_notes += _saddle_lines(loss, exact)
+    lines += saddle_notes
     cond = rep["conditions"]
     lines.append(
         f"plurality={cond['plurality']} margin={cond['margin']:.4g} rho={_g(cond['rho'])} "
@@ -569,6 +612,35 @@ def _table(rep: dict) -> str:
             + ", ".join(f"{u['entry']} (residual {u['residual']:.2g})" for u in rep["unconverged"])
         )
     return "\n".join(lines)
+
+
+def _saddle_lines(loss, exact) -> list[str]:
+    """Table lines for a PLL student whose engine solve stopped at a saddle (marked ``s``)."""
+
+    def accs(point):
+        return " ".join(
+            "-" if point[k] is None else f"{point[k]:.3f}" for k in ("train_acc", "population_acc")
+        )
+
+    def neg(point):
+        so = point.get("second_order")
+        return "" if so is None else f", {so['negative_eigenvalues']} negative directions"
+
+    out = [
+        f"s {loss}: saddle at train/pop {accs(saddle)}{neg(saddle)}; its two sides reach "
+        + " and ".join(accs(e) for e in saddle["sides"])
+        for saddle in exact.get("saddles", [])
+    ]
+    if "saddle" in exact:
+        out.append(
+            f"s {loss}: stopped at a saddle (train/pop {accs(exact['saddle'])}"
+            f"{neg(exact['saddle'])}), no local minimum reached ({exact['stationary_point']}): "
+            "accuracies not predicted"
+        )
+    elif out:
+        out[-1] += " (ambiguous)" if exact.get("ambiguous") else ""
+        out[-1] += "; shown: the local minimum"
+    return out
 
 
 def _parse_groups(text):
