@@ -15,6 +15,12 @@ drop the report. Its entry carries ``"converged": false`` and its residual, the 
 ``unconverged`` (entry, residual, target), the table marks it with ``*``, and one warning line
 goes to stderr; the exit code stays 0. A round trained on an uncertified round is uncertified too.
 Long runs (estimated above ``PROGRESS_FLOPS``) print ``progress: ...`` lines on stderr.
+
+Saddles: a non-convex PLL student is the local minimum training reaches. Where the group
+engine stopped at a saddle, the entry reports the minimum reached from it
+(:func:`theory.group_descent.descend_to_minimum`) and lists the saddle under ``saddles``; the
+table marks the row ``s`` and prints the saddle on a line below. A saddle's accuracies are never
+printed as the student's (``null`` accuracies and a ``saddle`` entry if no minimum is reached).
 """
 
 from __future__ import annotations

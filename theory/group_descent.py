@@ -242,7 +242,15 @@ def negative_curvature_direction(coupling, hess, *, dense_max: int = DENSE_MAX_U
             return force_to_logits_inverse(coupling, v.reshape(g, k) / w).ravel()
 
         a_op = LinearOperator((n, n), matvec=hess_op, dtype=float)
-        kwargs = dict(k=1, which="SA", ncv=min(LANCZOS_VECTORS, n - 1), tol=1e-8, maxiter=50 * n)
+        # At most 300 restarts of LANCZOS_VECTORS products: an extreme eigenvalue converges in a
+        # few; a failure is reported (None), never a hang.
+        # ARPACK's default start vector comes from its own random state (the result would depend
+        # on earlier calls); a fixed, generic start (a Weyl sequence: no symmetry of the problem)
+        # keeps the escape deterministic.
+        v0 = 1.0 + np.mod(np.arange(n) * 0.6180339887498949, 1.0)
+        kwargs = dict(
+            k=1, which="SA", ncv=min(LANCZOS_VECTORS, n - 1), tol=1e-8, maxiter=300, v0=v0
+        )
         if use_metric:
             kwargs |= dict(
                 M=LinearOperator((n, n), matvec=metric_op, dtype=float),
@@ -446,7 +454,7 @@ def descend_to_minimum(
             break
         saddles.append(here)
         branches.append(tuple(ends))
-        if len(ends) == 2 and ends[0].label != ends[1].label:
+        if len(certified) == 2 and certified[0].label != certified[1].label:
             ambiguous = True
         # The lower end (the + side if both agree to round-off: mirror images).
         best = certified[0]

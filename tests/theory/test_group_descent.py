@@ -232,6 +232,16 @@ def test_negative_curvature_direction_lanczos_vs_dense(loss):
     np.testing.assert_allclose(u_lanczos, u_dense, atol=1e-6)
 
 
+def test_lanczos_direction_is_deterministic():
+    # ARPACK's default start vector depends on its internal random state; the escape must not.
+    coupling, loss, z = _example_saddle()
+    hess = loss.hessian(z)
+    u1, mu1 = negative_curvature_direction(coupling, hess, dense_max=0)
+    negative_curvature_direction(coupling, hess, dense_max=0)
+    u2, mu2 = negative_curvature_direction(coupling, hess, dense_max=0)
+    assert mu1 == mu2 and np.array_equal(u1, u2)
+
+
 def test_negative_curvature_direction_none_at_a_minimum_vs_inertia():
     model, counts = _setup(4, "pair", 0.3)
     pred = predict_pll(model, counts, 3.16e-3, method="exact", loss="candidate")
