@@ -416,7 +416,8 @@ def main(argv=None) -> int:
         if args.seed < 0:
             raise ValueError(f"--seed must be an integer >= 0, got {args.seed}")
         # Before any allocation: one trial's arrays plus the group theory printed alongside.
-        need = trial_bytes(cfg) + group_theory_bytes(cfg.n_classes, cfg.rounds)
+        nonconvex = PLL_LOSSES.get(cfg.method) in ("candidate", "gce")
+        need = trial_bytes(cfg) + group_theory_bytes(cfg.n_classes, cfg.rounds, escape=nonconvex)
         mixture, _ = _finite_model(cfg)
         if mixture is not None:
             need += finite_theory_bytes(mixture, cfg.lam, cfg.rounds)

@@ -265,7 +265,7 @@ def resource_estimate(model: BlockModel, counts, rounds) -> tuple[int, float]:
     inverse builds (one or two per exact solve; the preconditioner is shared between rounds).
     """
     rounds = int(rounds)
-    mem = prediction_memory_bytes(model, counts, rounds, rank=3)
+    mem = prediction_memory_bytes(model, counts, rounds, rank=3, escape=True)
     mem += 8 * (rounds + 1) * model.n_classes**3  # the linear prediction
     flops = (rounds + 12) * newton_build_flops(model, counts, rank=3)
     return int(mem), float(flops)

@@ -262,22 +262,24 @@ class GroupPrediction:
         return self.converged is None or bool(np.all(self.converged))
 
 
-def prediction_memory_bytes(model: BlockModel, counts, rounds, *, rank: int = 1) -> int:
+def prediction_memory_bytes(
+    model: BlockModel, counts, rounds, *, rank: int = 1, escape: bool = False
+) -> int:
     """Estimated peak memory (bytes) of one :func:`predict_exact` run (or ``predict_linear``).
 
     Stored results: ``(R + 1)`` arrays of shape (K, K, K) (deviations) and population arrays;
     working memory of one solve: the structured Newton step and its preconditioner
     (:func:`theory.group_engine.engine_memory_bytes`) plus six (K, K, K) solution arrays. The
     cached :attr:`GroupPrediction.outputs` (another ``(R + 1) K^3`` floats) is not included.
-    ``rank > 1`` (the non-convex PLL students' Hessians) adds the escape from a saddle point
+    ``escape=True`` (a non-convex PLL student is solved) adds the escape from a saddle point
     (:func:`theory.group_descent.descent_memory_bytes`).
     """
     cnt = np.asarray(counts)
     k = model.n_classes
     g = int(np.count_nonzero(cnt > 0))
     stored = 8 * (int(rounds) + 1) * (k**3 + k**2)
-    escape = descent_memory_bytes(k, g) if rank > 1 else 0
-    return stored + engine_memory_bytes(k, g, rank) + 8 * 6 * k**3 + escape
+    extra = descent_memory_bytes(k, g) if escape else 0
+    return stored + engine_memory_bytes(k, g, rank) + 8 * 6 * k**3 + extra
 
 
 def newton_build_flops(model: BlockModel, counts, *, rank: int = 1) -> float:
