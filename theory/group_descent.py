@@ -9,9 +9,11 @@ teacher's weights, or the ``N x N`` truncated-Newton student of
 :func:`simulations.pll_losses.train_pll_student`) leaves such a saddle. This module does the same
 at the group level:
 
-1. The inertia of the Newton matrix ``I + L H`` (:func:`theory.group_engine.newton_inertia`) counts
-   the negative curvature directions of the objective within the group-symmetric subspace (all
-   points of a group move together) and the groups with a negative *within-group* direction.
+1. The inertia of the Newton matrix ``I + L H`` (:func:`second_order`:
+   :func:`theory.group_engine.newton_inertia`, or dense matrices where its reduction does not
+   apply) counts the negative curvature directions of the objective within the group-symmetric
+   subspace (all points of a group move together) and the groups with a negative *within-group*
+   direction.
 2. If there is a group-level negative direction, the most negative curvature direction of the
    objective **in the weights' Euclidean metric** is computed: in the representer coordinates
    ``r`` (``W = sum_g r_g (sum_{i in g} x_i)^T / (lam N)``, ``z = L r``) the objective ``N J`` has
@@ -32,7 +34,16 @@ at the group level:
    theory cannot follow it; :attr:`Descent.status` says so and no minimum is reported.
 
 Everything is deterministic (no random numbers): the sign of an eigenvector is fixed by its
-largest entry, and both signs are tried anyway.
+largest entry (both signs are tried anyway), and Lanczos starts from a fixed vector.
+
+Limits. Which side of a saddle training takes is decided by perturbations too small for the group
+theory (the teacher's deviations from exact symmetry); the lower end is a choice, and
+:attr:`Descent.ambiguous` says when the two sides differ in accuracy. Minima related by a symmetry
+of the problem have the same objective but may differ in accuracy (``docs/theory.md``,
+Proposition 15.6): at ``K = 5`` near the threshold the descent reaches a 40% minimum, the ``N x N``
+solver its 60% mirror image (a strict xfail in ``tests/theory/test_group_descent.py``). In rugged
+problems (``K = 25`` near the threshold) gradient flow from the teacher may bypass the saddle and
+end in another minimum.
 """
 
 from __future__ import annotations

@@ -194,8 +194,9 @@ class GroupPrediction:
         Training loss of the reported rows: ``'ce'`` (self-distillation rounds, two-hot PLL
         student), ``'candidate'`` or ``'gce'`` (PLL students, :mod:`theory.losses`).
     second_order : tuple or None
-        Non-convex PLL students (exact): ``theory.group_engine.newton_inertia`` at the reported
-        point, ``(negative eigenvalues of I + L H, groups with a negative within-group
+        Non-convex PLL students (exact): ``theory.group_descent.second_order`` at the reported
+        point (``theory.group_engine.newton_inertia``, or dense matrices where its reduction does
+        not apply), ``(negative eigenvalues of I + L H, groups with a negative within-group
         direction)``; ``(0, 0)`` certifies a strict local minimum. ``None`` if not computed or not
         applicable.
     descent : theory.group_descent.Descent or None

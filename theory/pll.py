@@ -180,7 +180,7 @@ def predict_pll(
         Arrays with a leading axis of length 1 (the student); ``candidate_ties`` and ``loss`` set;
         exact: ``residuals``, ``converged``, ``residual_targets`` (the student's own; ``converged``
         is False if the teacher was not certified either); non-convex exact students also carry
-        ``second_order`` (:func:`theory.group_engine.newton_inertia` at the reported point:
+        ``second_order`` (:func:`theory.group_descent.second_order` at the reported point:
         ``(0, 0)`` = strict local minimum) and ``descent`` (the saddles left on the way, see
         :class:`theory.group_descent.Descent`). Accuracies are ``NaN`` if no local minimum was
         reached within the group structure (``descent.status``): a saddle's accuracies are never
