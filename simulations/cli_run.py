@@ -264,7 +264,32 @@ def _theory(cfg: TrialConfig, counts) -> tuple[dict, list[str]]:
             else:
                 # predict_pll returns one row (the student), reported as round 1.
                 out[name][1] = _by_round(student, [0])[0]
+                note = _saddle_note(student, loss)
+                if note is not None and note not in notes:
+                    notes.append(note)
     return out, notes
+
+
+def _saddle_note(student, loss: str):
+    """A note when the exact non-convex student's engine solve stopped at a saddle.
+
+    The theory column then shows the local minimum reached from the saddle
+    (:func:`theory.group_descent.descend_to_minimum`), or nothing (NaN) if none was reached;
+    a saddle's accuracies are never shown as the prediction.
+    """
+    descent = getattr(student, "descent", None)
+    if descent is None or (not descent.saddles and not descent.status.startswith("saddle")):
+        return None
+
+    def accs(point):
+        return f"train {point.label[0]:.3f}, pop {point.label[3]:.3f}"
+
+    first = descent.saddles[0] if descent.saddles else descent.end
+    head = f"exact theory for loss {loss}: the group engine stopped at a saddle ({accs(first)})"
+    if descent.status.startswith("saddle"):
+        return f"{head}; no local minimum reached ({descent.status}): not predicted"
+    extra = " (ambiguous: the two sides of the saddle differ)" if descent.ambiguous else ""
+    return f"{head}; shown is the local minimum reached from it ({accs(descent.end)}){extra}"
 
 
 def _finite_exact(mixture, counts, lam, rounds, student="sd"):
@@ -339,7 +364,8 @@ def run_with_theory(cfg: TrialConfig, trials: int, base_seed: int, *, quiet: boo
         key = np.asarray(trial.counts, dtype=np.int64).tobytes()
         if key not in cache:
             cache[key] = _theory(cfg, trial.counts)
-        pred, notes = cache[key]
+        pred, trial_notes = cache[key]
+        notes += [note for note in trial_notes if note not in notes]
         for name, rounds in pred.items():
             for t, vals in rounds.items():
                 acc = theo.setdefault(name, {}).setdefault(t, {m: [] for m in _THEORY_FIELDS})
@@ -433,7 +459,8 @@ def main(argv=None) -> int:
         if args.seed < 0:
             raise ValueError(f"--seed must be an integer >= 0, got {args.seed}")
         # Before any allocation: one trial's arrays plus the group theory printed alongside.
-        need = trial_bytes(cfg) + group_theory_bytes(cfg.n_classes, cfg.rounds)
+        nonconvex = PLL_LOSSES.get(cfg.method) in ("candidate", "gce")
+        need = trial_bytes(cfg) + group_theory_bytes(cfg.n_classes, cfg.rounds, escape=nonconvex)
         mixture, _ = _finite_model(cfg)
         if mixture is not None:
             need += finite_theory_bytes(mixture, cfg.lam, cfg.rounds)

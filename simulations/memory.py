@@ -114,18 +114,20 @@ def _second_order_numbers(k: int, r: int) -> int:
     return 40 * k * r
 
 
-def group_theory_bytes(n_classes: int, rounds: int) -> int:
+def group_theory_bytes(n_classes: int, rounds: int, *, escape: bool = False) -> int:
     """Estimated peak bytes of the group-level theory (:mod:`theory.groups`, :mod:`theory.pll`).
 
     The theory's own estimate (:func:`theory.groups.prediction_memory_bytes`, the structured
-    ``O(K^3)`` Newton solver with a rank-3 loss) for the worst case of every group non-empty.
+    ``O(K^3)`` Newton solver with a rank-3 loss) for the worst case of every group non-empty;
+    ``escape=True`` (a non-convex PLL student: ``candidate``, ``gce``) adds the escape from a
+    saddle point (:func:`theory.group_descent.descent_memory_bytes`).
     """
     from theory.groups import BlockModel, prediction_memory_bytes
 
     k = int(n_classes)
     full = np.ones((k, k), dtype=np.int64)  # every group non-empty: the largest working set
     model = BlockModel(k, k, 0.5, 0.1)
-    return OVERHEAD + prediction_memory_bytes(model, full, int(rounds), rank=3)
+    return OVERHEAD + prediction_memory_bytes(model, full, int(rounds), rank=3, escape=escape)
 
 
 def finite_theory_bytes(model, lam: float, rounds: int) -> int:

@@ -15,6 +15,12 @@ drop the report. Its entry carries ``"converged": false`` and its residual, the 
 ``unconverged`` (entry, residual, target), the table marks it with ``*``, and one warning line
 goes to stderr; the exit code stays 0. A round trained on an uncertified round is uncertified too.
 Long runs (estimated above ``PROGRESS_FLOPS``) print ``progress: ...`` lines on stderr.
+
+Saddles: a non-convex PLL student is the local minimum training reaches. Where the group
+engine stopped at a saddle, the entry reports the minimum reached from it
+(:func:`theory.group_descent.descend_to_minimum`) and lists the saddle under ``saddles``; the
+table marks the row ``s`` and prints the saddle on a line below. A saddle's accuracies are never
+printed as the student's (``null`` accuracies and a ``saddle`` entry if no minimum is reached).
 """
 
 from __future__ import annotations
@@ -190,14 +196,52 @@ def _accs(pred, t):
     return out
 
 
+def _second_order(second):
+    return {
+        "negative_eigenvalues": second[0],
+        "groups_with_negative_within_group_curvature": second[1],
+        "local_minimum": second == (0, 0),
+    }
+
+
+def _point(point) -> dict:
+    """A stationary point of the descent (:class:`theory.group_descent.StationaryPoint`): its
+    accuracies (``label``: train all / clean / mislabeled, population, ties, population ties),
+    objective and second-order test."""
+    out = {key: _finite(v) for key, v in zip(_ACC_KEYS, point.label[:4], strict=True)}
+    out |= {"ties": int(point.label[4]), "objective": float(point.objective)}
+    if point.second_order is not None:
+        out["second_order"] = _second_order(point.second_order)
+    return out
+
+
 def _student(pred):
     out = _accs(pred, 0) | {"candidate_ties": pred.candidate_ties}
     if pred.second_order is not None:
-        out["second_order"] = {
-            "negative_eigenvalues": pred.second_order[0],
-            "groups_with_negative_within_group_curvature": pred.second_order[1],
-            "local_minimum": pred.second_order == (0, 0),
-        }
+        out["second_order"] = _second_order(pred.second_order)
+    descent = pred.descent
+    if descent is None:
+        return out
+    # Non-convex exact student: which stationary point is reported, and the saddles left on the
+    # way (never reported as the student: training leaves a saddle).
+    out["stationary_point"] = descent.status
+    out["saddles"] = [
+        _point(s) | {"sides": [_point(e) for e in ends]}
+        for s, ends in zip(descent.saddles, descent.branches, strict=True)
+    ]
+    out["ambiguous"] = bool(descent.ambiguous)
+    if descent.status.startswith("saddle"):
+        out["saddle"] = _point(descent.end)
+        out["note"] = (
+            f"no local minimum reached ({descent.status}): the accuracies are not predicted; "
+            "'saddle' is the stationary point found"
+        )
+    elif descent.saddles:
+        out["note"] = (
+            f"the group engine stopped at a saddle ({len(descent.saddles)} left, in 'saddles'); "
+            "reported: the local minimum reached by leaving it along its most negative "
+            "curvature direction"
+        )
     return out
 
 
@@ -221,7 +265,7 @@ def resource_estimate(model: BlockModel, counts, rounds) -> tuple[int, float]:
     inverse builds (one or two per exact solve; the preconditioner is shared between rounds).
     """
     rounds = int(rounds)
-    mem = prediction_memory_bytes(model, counts, rounds, rank=3)
+    mem = prediction_memory_bytes(model, counts, rounds, rank=3, escape=True)
     mem += 8 * (rounds + 1) * model.n_classes**3  # the linear prediction
     flops = (rounds + 12) * newton_build_flops(model, counts, rank=3)
     return int(mem), float(flops)
@@ -552,10 +596,15 @@ def _table(rep: dict) -> str:
             f"PLL finite-exact p={rep['finite_exact']['dim']}: "
             + " ".join(_fmt(pll[k]) for k in _ACC_KEYS)
         )
+    saddle_notes = []
     for loss, entry in rep["pll_losses"].items():
         lin = _cells(entry["linear"]) if "linear" in entry else f"{'(linearisation undefined)':<28}"
         name = f"{loss} (q={p['q']:g})" if loss == "gce" else loss
-        lines.append(f"PLL {name:<11} linear {lin}| exact {_cells(entry['exact'])}")
+        exact = entry["exact"]
+        mark = " s" if exact.get("saddles") or "saddle" in exact else ""
+        lines.append(f"PLL {name:<11} linear {lin}| exact {_cells(exact)}{mark}")
+        saddle_notes += _saddle_lines(loss, exact)
+    lines += saddle_notes
     cond = rep["conditions"]
     lines.append(
         f"plurality={cond['plurality']} margin={cond['margin']:.4g} rho={_g(cond['rho'])} "
@@ -593,6 +642,35 @@ def _table(rep: dict) -> str:
             + ", ".join(f"{u['entry']} (residual {u['residual']:.2g})" for u in rep["unconverged"])
         )
     return "\n".join(lines)
+
+
+def _saddle_lines(loss, exact) -> list[str]:
+    """Table lines for a PLL student whose engine solve stopped at a saddle (marked ``s``)."""
+
+    def accs(point):
+        return " ".join(
+            "-" if point[k] is None else f"{point[k]:.3f}" for k in ("train_acc", "population_acc")
+        )
+
+    def neg(point):
+        so = point.get("second_order")
+        return "" if so is None else f", {so['negative_eigenvalues']} negative directions"
+
+    out = [
+        f"s {loss}: saddle at train/pop {accs(saddle)}{neg(saddle)}; its two sides reach "
+        + " and ".join(accs(e) for e in saddle["sides"])
+        for saddle in exact.get("saddles", [])
+    ]
+    if "saddle" in exact:
+        out.append(
+            f"s {loss}: stopped at a saddle (train/pop {accs(exact['saddle'])}"
+            f"{neg(exact['saddle'])}), no local minimum reached ({exact['stationary_point']}): "
+            "accuracies not predicted"
+        )
+    elif out:
+        out[-1] += " (ambiguous)" if exact.get("ambiguous") else ""
+        out[-1] += "; shown: the local minimum"
+    return out
 
 
 def _parse_groups(text):

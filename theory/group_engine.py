@@ -512,8 +512,10 @@ def newton_inertia(coupling, hess):
         ``(n_neg(I + L H), number of groups with C_g >= 2 and n_neg(B_g) > 0)``; ``(0, 0)`` means
         the stationary point is a strict local minimum of the N x N objective (up to the
         floating-point sign of eigenvalues within round-off of zero). ``None`` where the
-        reduction does not apply: ``c = d`` or ``c + (K-1) d = 0`` (``Gamma`` singular), ``c = 1``
-        with ``Gamma`` not positive definite, or a singular intermediate block.
+        reduction does not apply: ``c = d`` or ``c + (K-1) d = 0`` (``Gamma`` singular), a
+        singular Gram matrix (``mu_1 = 0``: ``a Gamma^-1 + n I`` singular), ``c = 1`` with
+        ``Gamma`` not positive definite, or a singular intermediate block
+        (:func:`theory.group_descent.second_order` then counts from dense matrices).
     """
     if not _inertia_applies(coupling):
         return None
@@ -527,6 +529,12 @@ def newton_inertia(coupling, hess):
 def _inertia_applies(coupling) -> bool:
     k, a, gc, ga = coupling.k, coupling.a, coupling.g_class, coupling.g_all
     if gc == 0 or gc + k * ga == 0:
+        return False
+    # A singular Gram matrix (mu_1 = 0, e.g. K = 3, c = 0, d = -0.05, n = 10) makes the block
+    # a Gamma^-1 + n I singular: the reduction's count is then decided by round-off.
+    n = float(coupling.w.sum()) / k
+    mu1 = a + n * (gc + k * ga)  # mu_1 / (lam N)
+    if abs(mu1) <= 1e-9 * (abs(a) + n * (abs(gc) + k * abs(ga))):
         return False
     return a > 0 or (gc > 0 and gc + k * ga > 0)
 

@@ -35,6 +35,7 @@ import numpy as np
 
 from theory.blas import single_thread_blas
 from theory.gram import block_gram, check_block_params
+from theory.group_descent import descent_memory_bytes
 from theory.group_engine import (
     GroupCoupling,
     engine_memory_bytes,
@@ -193,9 +194,18 @@ class GroupPrediction:
         Training loss of the reported rows: ``'ce'`` (self-distillation rounds, two-hot PLL
         student), ``'candidate'`` or ``'gce'`` (PLL students, :mod:`theory.losses`).
     second_order : tuple or None
-        Non-convex PLL students (exact): ``theory.group_engine.newton_inertia`` at the solution,
-        ``(negative eigenvalues of I + L H, groups with a negative within-group direction)``;
-        ``(0, 0)`` certifies a strict local minimum. ``None`` if not computed or not applicable.
+        Non-convex PLL students (exact): ``theory.group_descent.second_order`` at the reported
+        point (``theory.group_engine.newton_inertia``, or dense matrices where its reduction does
+        not apply), ``(negative eigenvalues of I + L H, groups with a negative within-group
+        direction)``; ``(0, 0)`` certifies a strict local minimum. ``None`` if not computed or not
+        applicable.
+    descent : theory.group_descent.Descent or None
+        Non-convex PLL students (exact): how the reported point was reached from the engine's
+        stationary point -- the saddles left on the way (``descent.saddles``, with their
+        accuracies in ``label``), both sides of each, and ``descent.status``. If no local
+        minimum was reached (``status`` starts with ``'saddle'``), the accuracies of this
+        prediction are ``NaN``: a saddle is not what training reaches, and its accuracies are
+        only in ``descent.end.label``.
     teacher : GroupSolution or None
         :func:`predict_exact` only: the round-0 solution (so PLL students can reuse it, see
         ``theory.pll.predict_pll(teacher=...)``).
@@ -219,6 +229,7 @@ class GroupPrediction:
     loss: str = "ce"
     second_order: tuple | None = None
     teacher: GroupSolution | None = field(default=None, repr=False, compare=False)
+    descent: object = field(default=None, repr=False, compare=False)
 
     @property
     def rounds(self) -> int:
@@ -240,24 +251,36 @@ class GroupPrediction:
         return 1.0 / self.counts.shape[0] + self.population_deviations
 
     @property
+    def local_minimum(self) -> bool | None:
+        """Non-convex students: ``second_order == (0, 0)`` (a strict local minimum of the ``N x N``
+        objective); ``None`` where no second-order test was made (convex losses: the unique
+        minimum)."""
+        return None if self.second_order is None else self.second_order == (0, 0)
+
+    @property
     def all_converged(self) -> bool:
         """True unless an exact round is uncertified."""
         return self.converged is None or bool(np.all(self.converged))
 
 
-def prediction_memory_bytes(model: BlockModel, counts, rounds, *, rank: int = 1) -> int:
+def prediction_memory_bytes(
+    model: BlockModel, counts, rounds, *, rank: int = 1, escape: bool = False
+) -> int:
     """Estimated peak memory (bytes) of one :func:`predict_exact` run (or ``predict_linear``).
 
     Stored results: ``(R + 1)`` arrays of shape (K, K, K) (deviations) and population arrays;
     working memory of one solve: the structured Newton step and its preconditioner
     (:func:`theory.group_engine.engine_memory_bytes`) plus six (K, K, K) solution arrays. The
     cached :attr:`GroupPrediction.outputs` (another ``(R + 1) K^3`` floats) is not included.
+    ``escape=True`` (a non-convex PLL student is solved) adds the escape from a saddle point
+    (:func:`theory.group_descent.descent_memory_bytes`).
     """
     cnt = np.asarray(counts)
     k = model.n_classes
     g = int(np.count_nonzero(cnt > 0))
     stored = 8 * (int(rounds) + 1) * (k**3 + k**2)
-    return stored + engine_memory_bytes(k, g, rank) + 8 * 6 * k**3
+    extra = descent_memory_bytes(k, g) if escape else 0
+    return stored + engine_memory_bytes(k, g, rank) + 8 * 6 * k**3 + extra
 
 
 def newton_build_flops(model: BlockModel, counts, *, rank: int = 1) -> float:

@@ -30,17 +30,18 @@ the linearised student exists only where the quadratic model is strictly convex,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from theory.blas import single_thread_blas
+from theory.group_descent import descend_to_minimum
 from theory.group_engine import (
+    EngineResult,
     GroupCoupling,
     StructuredInverse,
     apply_hessian,
     inertia_from_inverse,
-    newton_inertia,
 )
 from theory.groups import (
     GROUP_TOL,
@@ -51,16 +52,18 @@ from theory.groups import (
     _one_hot_deviations,
     _pad_groups,
     check_counts,
+    group_accuracies,
     linear_group_deviations,
     linear_population_deviations,
+    population_accuracy,
     solve_groups,
     solve_loss_groups,
 )
-from theory.losses import LOSSES, make_loss
+from theory.losses import LOSSES, make_loss, softmax_deviation
 from theory.metrics import TIE_RTOL, tie_tolerance
 from theory.names import DEFAULT_Q
 from theory.partial_labels import top2_indices
-from theory.validation import check_positive
+from theory.validation import check_int, check_positive
 
 __all__ = [
     "LinearisationUndefinedError",
@@ -143,6 +146,7 @@ def predict_pll(
     tol=GROUP_TOL,
     allow_unconverged: bool = False,
     teacher: GroupSolution | None = None,
+    max_escapes: int = 4,
 ):
     r"""Group-level prediction of the PLL student (one row, ``R = 0``).
 
@@ -166,6 +170,9 @@ def predict_pll(
     teacher : GroupSolution, optional
         Exact method: the exact teacher (round 0 of ``predict_exact(...).teacher`` for the same
         model, counts and ``lam``), so that several students share one teacher solve.
+    max_escapes : int
+        Exact method, non-convex losses: saddle points left before giving up (then the
+        accuracies are ``NaN`` and ``descent.status`` says why).
 
     Returns
     -------
@@ -173,8 +180,11 @@ def predict_pll(
         Arrays with a leading axis of length 1 (the student); ``candidate_ties`` and ``loss`` set;
         exact: ``residuals``, ``converged``, ``residual_targets`` (the student's own; ``converged``
         is False if the teacher was not certified either); non-convex exact students also carry
-        ``second_order`` (:func:`theory.group_engine.newton_inertia`: ``(0, 0)`` = strict local
-        minimum; a stationary point in general).
+        ``second_order`` (:func:`theory.group_descent.second_order` at the reported point:
+        ``(0, 0)`` = strict local minimum) and ``descent`` (the saddles left on the way, see
+        :class:`theory.group_descent.Descent`). Accuracies are ``NaN`` if no local minimum was
+        reached within the group structure (``descent.status``): a saddle's accuracies are never
+        reported as the student's.
 
     Raises
     ------
@@ -187,6 +197,7 @@ def predict_pll(
     q = _check_loss(loss, q)
     if method not in ("linear", "exact"):
         raise ValueError(f"method must be 'linear' or 'exact', got {method!r}")
+    max_escapes = check_int(max_escapes, "max_escapes", 0)
     k = model.n_classes
     onehot = _one_hot_deviations(k)
     kk, ll = np.nonzero(cnt > 0)
@@ -237,25 +248,73 @@ def predict_pll(
     )
     if not sol.converged and not allow_unconverged:
         raise _convergence_error(sol, model, lam, what=f"PLL student ({loss})")
-    second = None
-    if not student_loss.convex:
-        coupling = GroupCoupling(model, cnt, lam)
-        with single_thread_blas():
-            second = newton_inertia(coupling, student_loss.hessian(sol.logits[kk, ll]))
-    return _assemble(
+    if student_loss.convex:
+        return _assemble(
+            model,
+            cnt,
+            lam,
+            sol.deviations[None],
+            sol.population_deviations[None],
+            "exact",
+            residuals=np.array([sol.residual]),
+            candidate_ties=tied,
+            converged=np.array([bool(sol.converged and teacher.converged)]),
+            residual_targets=np.array([sol.target]),
+            loss=loss,
+        )
+    return _descended_student(
+        model, cnt, lam, sol, student_loss, teacher, tied, loss, tol, max_escapes
+    )
+
+
+def _descended_student(model, cnt, lam, sol, student_loss, teacher, tied, loss, tol, max_escapes):
+    """The non-convex student: from the engine's stationary point down to a local minimum.
+
+    :func:`theory.group_descent.descend_to_minimum` leaves saddle points along their most
+    negative curvature direction; the prediction is the local minimum it reaches, with the
+    saddles in ``descent``. If no minimum is reached in the group-symmetric space, the accuracies
+    are ``NaN`` (never a saddle's accuracies).
+    """
+    coupling = GroupCoupling(model, cnt, lam)
+    kk, ll = coupling.kk, coupling.ll
+    start = EngineResult(
+        sol.logits[kk, ll], sol.residual, sol.target, np.nan, sol.converged, sol.iterations, 0
+    )
+
+    def classify(z):
+        dev = _pad_groups(coupling, softmax_deviation(z))
+        pop = softmax_deviation(coupling.population_logits(student_loss.force(z)))
+        acc = group_accuracies(dev, cnt)
+        pop_acc = population_accuracy(pop)
+        return acc[:3] + (pop_acc[0], acc[3], pop_acc[1])
+
+    with single_thread_blas():
+        descent = descend_to_minimum(
+            coupling, student_loss, start, tol=tol, classify=classify, max_escapes=max_escapes
+        )
+    end = descent.end
+    pop_logits = coupling.population_logits(student_loss.force(end.z))
+    pred = _assemble(
         model,
         cnt,
         lam,
-        sol.deviations[None],
-        sol.population_deviations[None],
+        _pad_groups(coupling, softmax_deviation(end.z))[None],
+        softmax_deviation(pop_logits)[None],
         "exact",
-        residuals=np.array([sol.residual]),
+        residuals=np.array([end.residual]),
         candidate_ties=tied,
-        converged=np.array([bool(sol.converged and teacher.converged)]),
-        residual_targets=np.array([sol.target]),
+        converged=np.array([bool(end.converged and teacher.converged)]),
+        residual_targets=np.array([end.target]),
         loss=loss,
-        second_order=second,
+        second_order=end.second_order,
+        descent=descent,
     )
+    if descent.status.startswith("saddle"):
+        nan = np.array([np.nan])
+        pred = replace(
+            pred, train_acc=nan, train_acc_clean=nan, train_acc_mislabeled=nan, population_acc=nan
+        )
+    return pred
 
 
 def _linear_candidate_student(model, cnt, lam, top2, loss, q):

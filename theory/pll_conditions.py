@@ -47,7 +47,14 @@ import numpy as np
 from scipy.integrate import solve_ivp
 
 from theory.blas import single_thread_blas
-from theory.group_engine import GroupCoupling, newton_inertia, newton_solve
+from theory.group_descent import (
+    dense_coupling,
+    dense_hessians,
+    dense_objective_hessian,
+    group_objective,
+    second_order,
+)
+from theory.group_engine import GroupCoupling, newton_solve
 from theory.groups import (
     GROUP_TOL,
     BlockModel,
@@ -383,40 +390,12 @@ def _pad(coupling, rows):
     return out
 
 
-def _objective(coupling, loss, r):
-    """``N f(r) = sum_g C_g [l_g(z_g) + r_g . z_g / 2]`` with ``z = L r`` (Section 12)."""
-    z = coupling.apply(r)
-    return float(np.sum(coupling.w * (loss.value(z) + 0.5 * np.sum(r * z, axis=1))))
-
-
-def _dense_hessians(hess):
-    """Dense (G, K, K) Hessians from ``(h, U, W)`` (``diag(h) + sum_j W_j u_j u_j^T``)."""
-    h, u, w = hess
-    dense = np.einsum("jg,jgi,jgl->gil", w, u, u)
-    idx = np.arange(h.shape[1])
-    dense[:, idx, idx] += h
-    return dense
-
-
-def _dense_coupling(coupling):
-    """``L`` on group rows as a dense (G, G) matrix: ``a I + g_c [same class] C_h + g_a C_h``."""
-    kk, w = coupling.kk, coupling.w
-    same = kk[:, None] == kk[None, :]
-    mat = (coupling.g_class * same + coupling.g_all) * w[None, :]
-    mat[np.diag_indices_from(mat)] += coupling.a
-    return mat
-
-
-def _objective_hessian(coupling, hess):
-    """Symmetric Hessian ``S (I + H L)`` of ``N f(r)`` (``S = Omega L``), shape (GK, GK)."""
-    g, k = coupling.n_groups, coupling.k
-    lg = _dense_coupling(coupling)
-    hd = _dense_hessians(hess)
-    s = (coupling.w[:, None] * lg)[:, None, :, None] * np.eye(k)[None, :, None, :]
-    s = s.reshape(g * k, g * k)
-    hl = np.einsum("gil,gh->gihl", hd, lg).reshape(g * k, g * k)
-    m = s + s @ hl
-    return 0.5 * (m + m.T)
+# The group objective and its dense Hessian are shared with the saddle escape of the engine's
+# students (theory.group_descent).
+_objective = group_objective
+_dense_hessians = dense_hessians
+_dense_coupling = dense_coupling
+_objective_hessian = dense_objective_hessian
 
 
 # --------------------------------------------------------------------------------------------
@@ -545,7 +524,7 @@ def _run_flow(prob, r0, tol, s_max, max_escapes):
     r, s_tot, _ = _flow_to_rest(prob, r0, tol, s_max)
     z, res = _polish(prob, r, tol)
     escapes, outcomes, ambiguous = 0, [], False
-    while escapes < max_escapes and newton_inertia(cp, prob.loss.hessian(z)) != (0, 0):
+    while escapes < max_escapes and second_order(cp, prob.loss.hessian(z)) != (0, 0):
         u = _escape_direction(prob, z)
         if u is None:
             break
@@ -634,7 +613,7 @@ def flow_student(
     r0 = (_one_hot_deviations(model.n_classes) - prob.teacher.deviations)[kk, ll]
     with single_thread_blas():
         z, res, s_tot, escapes, outcomes, ambiguous = _run_flow(prob, r0, tol, s_max, max_escapes)
-        second = None if prob.loss.convex else newton_inertia(prob.coupling, prob.loss.hessian(z))
+        second = None if prob.loss.convex else second_order(prob.coupling, prob.loss.hessian(z))
     cp = prob.coupling
     pop = softmax_deviation(cp.population_logits(prob.loss.force(z)))
     pred = _assemble(
@@ -737,7 +716,7 @@ def tied_point(
     with single_thread_blas():
         res = newton_solve(cp, prob.loss, z, tol=tol, max_iter=50)
         z = res.z
-        second = newton_inertia(cp, prob.loss.hessian(z))
+        second = second_order(cp, prob.loss.hessian(z))
     p = np.exp(z - z.max(axis=1, keepdims=True))
     p /= p.sum(axis=1, keepdims=True)
     pi = p[g, a] + p[g, b]

@@ -61,3 +61,22 @@ def test_theory_rejecting_a_loss_becomes_a_note(monkeypatch, capsys):
     assert main([*ARGV, "--method", "pll-gce-ref"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert len(doc["notes"]) == 2 and all("gce-reference" in n for n in doc["notes"])
+
+
+@pytest.mark.parametrize("method", ["pll-candidate", "pll-gce"])
+def test_exact_theory_vs_simulation_past_a_saddle(capsys, method):
+    # Issue 20's example: the group engine stops at a 100% saddle; the theory column must show
+    # the local minimum training reaches (the N x N student on exact block features: 50%), and
+    # a note must flag the saddle.
+    argv = ["-K", "4", "-n", "10", "--c", "0.4", "--d", "0.1", "--eta", "0.3", "--noise", "pair"]
+    argv += ["--lam", "4.64e-3", "--features", "exact-block", "--sampling", "exact-count"]
+    assert main([*argv, "--method", method, "--trials", "1", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    student = doc["rounds"][1]
+    for metric in ("train_acc", "pop_acc"):
+        assert student["theory"]["exact"][metric] == student["simulation"][metric]["mean"]
+    assert student["simulation"]["train_acc"]["mean"] == 0.5
+    loss = method.removeprefix("pll-")
+    (note,) = [n for n in doc["notes"] if "saddle" in n]
+    assert note.startswith(f"exact theory for loss {loss}: the group engine stopped at a saddle")
+    assert "train 1.000" in note and "local minimum reached from it (train 0.500" in note

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from theory.cli import main, parse_counts
+from theory.finite_exact.state import STATE_TOL
 from theory.groups import BlockModel, predict_exact, predict_linear
 from theory.noise import exact_counts, transition_matrix
 
@@ -344,7 +345,7 @@ def test_dim_adds_the_finite_p_theory(capsys):
     student = predict_finite_exact(mix, parse_counts(COUNTS), 1e-2, 1, points=64, student="pll")
     assert pll_exact["train_acc"] == pytest.approx(student.train_acc[1], abs=1e-12)
     fe = rep["finite_exact"]
-    assert fe["fixed_point"]["converged"] and fe["fixed_point"]["max_residual"] <= 1e-7
+    assert fe["fixed_point"]["converged"] and fe["fixed_point"]["max_residual"] <= STATE_TOL
     assert fe["conditions"]["best_population_round"] == int(np.argmax(exact.population_acc))
     code, table, _ = run([*BASE, "--counts", COUNTS, "--rounds", "2", "--dim", "40"], capsys)
     assert code == 0 and "finite p=40" in table and "best population round" in table
