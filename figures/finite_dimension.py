@@ -90,10 +90,10 @@ PRESETS = {
         lam=1e-3,
         eta=0.5,
         sd_round=3,
-        dims=(6, 12, 25, 50, 100, 200, 500, 1000, 2000, 10**4, 10**6, 10**8),
+        dims=(6, 12, 25, 50, 100, 200, 500, 2000, 10**4, 10**8),
         trials=6,
         trials_linear=20,
-        curve_points=16,
+        curve_points=12,
         n_test=25,
     ),
     "paper": dict(

@@ -77,7 +77,7 @@ PRESETS = {
         etas=tuple(np.round(np.arange(0.05, 0.76, 0.1), 3)),
         kinds=("sym", "sink"),
         dim=10**8,
-        trials=4,
+        trials=3,
         n_test=2,
     ),
     "paper": dict(

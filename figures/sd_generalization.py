@@ -77,8 +77,8 @@ PRESETS = {
         eta=0.5,
         rounds=6,
         ratios=(0.5, 1.0, 4.0),
-        trials=10,
-        trials_linear=24,
+        trials=6,
+        trials_linear=20,
         n_test=25,
     ),
     "paper": dict(
