@@ -17,7 +17,7 @@ much less (read the ratio CPU / wall to see how much of the run was waiting).
 Usage (from the repository root)::
 
     python -m benchmarks.figures [--preset quick|paper|tiny] [--only NAME,...] [--workers W]
-                                 [--seed S] [--json]
+                                 [--seed S] [--json] [--out DIR]
 
 ``--json`` prints one JSON object: ``{"preset": ..., "figures": {name: {"cpu_s", "wall_s"}},
 "startup": {...}, "total": {...}, "budget": {...}}``.
@@ -78,6 +78,9 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=None, help="default min(2, CPUs)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument(
+        "--out", default=None, help="keep the figures in this folder (default: a temporary one)"
+    )
     args = ap.parse_args(argv)
     cpu0, wall0 = _cpu(), time.perf_counter()
     import matplotlib
@@ -95,8 +98,11 @@ def main(argv=None) -> int:
         if bad:
             ap.error(f"--only: unknown figure(s) {bad}; valid: {', '.join(figures.FIGURES)}")
     workers = args.workers or max(1, min(2, os.cpu_count() or 1))
-    with tempfile.TemporaryDirectory() as tmp:
-        per = run(args.preset, names, workers, args.seed, tmp)
+    if args.out is not None:
+        per = run(args.preset, names, workers, args.seed, args.out)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            per = run(args.preset, names, workers, args.seed, tmp)
     total = {
         "cpu_s": startup["cpu_s"] + sum(v["cpu_s"] for v in per.values()),
         "wall_s": startup["wall_s"] + sum(v["wall_s"] for v in per.values()),
