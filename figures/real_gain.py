@@ -294,14 +294,15 @@ def plot(rows: list[dict], preset: dict, dataset_name: str, selection: str, erro
             ax.set_xticklabels([f"{100 * v:.0f}" for v in etas])
             if i == len(regimes) - 1:
                 ax.set_xlabel("noise rate $\\eta$ (%)")
+            if i == 0:
+                ax.set_title(f"{NOISE_TITLES.get(noise, noise)} noise")
             if j == 0:
-                ax.set_ylabel("gain in test accuracy")
-            if regime == "selected":
-                what = "validation" if selection == "val" else "TEST set (optimistic)"
-                lam_txt = f"$\\lambda$ selected on {what}"
-            else:
-                lam_txt = f"$\\lambda$={sub[0]['lam']:g} ({regime})"
-            ax.set_title(f"{NOISE_TITLES.get(noise, noise)} noise, {lam_txt}")
+                if regime == "selected":
+                    what = "validation" if selection == "val" else "TEST (optimistic)"
+                    row = f"$\\lambda$ selected on {what}"
+                else:
+                    row = f"$\\lambda$={sub[0]['lam']:g} ({regime})"
+                ax.set_ylabel(f"{row}\ngain in test accuracy")
     handles, labels = axes[0][0].get_legend_handles_labels()
     handles.append(Line2D([], [], color=palette.THEORY, lw=0.8))
     labels.append("teacher (gain 0)")
