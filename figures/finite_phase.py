@@ -153,6 +153,20 @@ def _row_edges(ratios):
     return np.concatenate([[r[0] - (mid[0] - r[0])], mid, [r[-1] + (r[-1] - mid[-1])]])
 
 
+def _ratio_labels(ratios):
+    """Tick labels of the N/p rows; a row closer than 6% of the range to the last labelled one
+    keeps its tick but no label (they would overlap)."""
+    span = max(float(np.max(ratios) - np.min(ratios)), 1e-12)
+    labels, last = [], -np.inf
+    for r in ratios:
+        if r - last >= 0.06 * span * 2:
+            labels.append("0 (p=∞)" if r == 0 else f"{r:g}")
+            last = r
+        else:
+            labels.append("")
+    return labels
+
+
 def plot(data: dict):
     from matplotlib import patheffects
     from matplotlib.colors import LogNorm
@@ -177,7 +191,7 @@ def plot(data: dict):
         ax.plot([b[0] for b in best], ratios, color="white", lw=1.4, path_effects=outline)
         first = [(b[1] if b[1] is not None else np.nan) for b in best]
         ax.plot(first, ratios, color="white", lw=1.4, ls=":", path_effects=outline)
-        ax.set_yticks(ratios, ["0 (p=∞)" if r == 0 else f"{r:g}" for r in ratios])
+        ax.set_yticks(ratios, _ratio_labels(ratios))
         ax.set_ylim(edges[0], edges[-1])
         ax.set_xlim(-0.5, p["rounds"] + 0.5)
         style.integer_ticks(ax)
@@ -231,13 +245,14 @@ def plot(data: dict):
                 clip_on=False,
                 zorder=4,
             )
-    ax.axhline(p["rounds"], **palette.REFERENCE_STYLE, label=f"R = {p['rounds']}: last round")
+    ax.axhline(
+        p["rounds"], **palette.REFERENCE_STYLE, label=f"R = {p['rounds']}: last round computed"
+    )
     ax.set_xlabel("$N/p$ (0 = block limit)")
     ax.set_ylabel("best round")
     style.integer_ticks(ax, "y")
     ax.set_ylim(-0.5, p["rounds"] + 1.5)
     ax.set_title("best round (theory)")
-    ax.legend(loc="lower right", bbox_to_anchor=(1.0, 0.1), handlelength=1.5, borderaxespad=0.2)
     handles = [
         Line2D([], [], color="white", lw=1.4, path_effects=outline, label="best round"),
         Line2D(
@@ -272,7 +287,11 @@ def plot(data: dict):
             label="best round clipped at R",
         ),
     ]
-    fig.legend(handles=handles, loc="outside lower center", ncol=2, handlelength=2.0)
+    lam_handles, lam_labels = ax.get_legend_handles_labels()  # the right panel's lambdas
+    handles += lam_handles
+    for h, lab in zip(lam_handles, lam_labels, strict=True):
+        h.set_label(f"best round at {lab}" if lab.startswith("λ") else lab)
+    fig.legend(handles=handles, loc="outside lower center", ncol=3, handlelength=2.0)
     fig.suptitle(
         f"Finite-p phase diagram, linearised theory (K={p['n_classes']}, n={p['per_class']}, "
         f"c={p['c']}, d={p['d']}, sym. noise η={p['eta']})"
