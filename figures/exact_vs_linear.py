@@ -64,7 +64,7 @@ PRESETS = {
         lams=(3e-3, 3e-4),
         rounds=12,
         dim=10**8,
-        trials=10,
+        trials=6,
         n_test=10,
         lam_grid=19,
     ),

@@ -87,8 +87,8 @@ PRESETS = {
         kinds=("sym", "pair"),
         etas=tuple(np.round(np.arange(0.0, 0.61, 0.1), 2)),
         lams=(1e-4, 1e-3, 1e-2, 1e-1),
-        ds=(-0.1, -0.05, 0.0, 0.1, 0.2),
-        qs=(0.1, 0.4, 0.7, 1.0),
+        ds=(-0.1, 0.0, 0.1, 0.2),
+        qs=(0.1, 0.7, 1.0),
         q_eta=0.3,
         nxn=(
             ("pair", 0.3, 0.1, 1e-3, "candidate"),
