@@ -26,9 +26,9 @@ random mixture features; the Gram fluctuations are ``~ 1e-4``. The agreement che
 from __future__ import annotations
 
 import numpy as np
-from matplotlib.ticker import MaxNLocator
+from matplotlib.lines import Line2D
 
-from figures import style
+from figures import palette, style
 from figures.common import (
     check_mc_agreement,
     log,
@@ -64,7 +64,7 @@ PRESETS = {
         lams=(3e-3, 3e-4),
         rounds=12,
         dim=10**8,
-        trials=10,
+        trials=6,
         n_test=10,
         lam_grid=19,
     ),
@@ -153,82 +153,87 @@ def compute(preset: str = "quick", seed: int = 0, workers: int = 1) -> dict:
 def plot(data: dict):
     p = data["params"]
     t = np.arange(p["rounds"] + 1)
-    fig, axes = style.figure(3, 1, width=3.2, height=2.9)
-    colors = {
-        "train_acc_clean": style.OKABE_ITO["blue"],
-        "train_acc_mislabeled": style.OKABE_ITO["vermillion"],
-    }
-    names = {"train_acc_clean": "clean", "train_acc_mislabeled": "mislabeled"}
+    fig, axes = style.figure(3, 1, width=2.4, height=2.4)
+    colors = {"train_acc_clean": palette.CLEAN, "train_acc_mislabeled": palette.MISLABELED}
+    names = {"train_acc_clean": "clean points", "train_acc_mislabeled": "mislabeled points"}
+    dodge = {"train_acc_clean": -0.18, "train_acc_mislabeled": 0.18}  # markers side by side
     for ax, lam, tag in zip(axes[:2], p["lams"], ("(a) larger", "(b) smaller"), strict=False):
         exact, linear = data["theory"][lam]
         for key in KEYS:
             col = colors[key]
+            style.theory_line(ax, t, getattr(exact, key), color=col, drawstyle="steps-mid")
             style.theory_line(
-                ax,
-                t,
-                getattr(exact, key),
-                color=col,
-                drawstyle="steps-mid",
-                label=f"{names[key]}: exact theory",
+                ax, t, getattr(linear, key), color=col, linear=True, drawstyle="steps-mid"
             )
-            style.theory_line(
-                ax,
-                t,
-                getattr(linear, key),
-                color=col,
-                linear=True,
-                drawstyle="steps-mid",
-                alpha=0.8,
-                label=f"{names[key]}: linearised theory",
+            style.tie_ranges(
+                ax, t, getattr(exact, key), data["upper"][lam, key], color=col, offset=dodge[key]
             )
-            style.tie_ranges(ax, t, getattr(exact, key), data["upper"][lam, key], color=col)
             mean, half = mean_ci95(data["sims"][lam][key])
             style.sim_errorbar(
-                ax,
-                t,
-                mean,
-                half,
-                color=col,
-                marker="o" if key == KEYS[1] else "s",
-                label=f"{names[key]}: simulation",
+                ax, t + dodge[key], mean, half, color=col, marker="o", markersize=3.8
+            )
+        same = all(
+            np.array_equal(getattr(exact, key), getattr(linear, key), equal_nan=True)
+            for key in KEYS
+        )
+        if same:
+            ax.text(
+                0.97,
+                0.5,
+                "exact = linearised\n(lines coincide)",
+                transform=ax.transAxes,
+                ha="right",
+                va="center",
             )
         ax.set_ylim(-0.05, 1.05)
         ax.set_xlabel("round $t$ (0 = teacher)")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylabel("training accuracy (true labels)")
+        style.integer_ticks(ax)
         ax.set_title(f"{tag} λ = {lam:g}")
-    axes[0].legend(loc="center right", fontsize=6.8)
+    axes[0].set_ylabel("training accuracy (true labels)")
     ax = axes[2]
     style.theory_line(
         ax,
         data["grid"],
         data["err"],
-        color="black",
+        color=palette.THEORY,
         marker="o",
-        ms=3,
-        label="max |exact − linearised|",
+        ms=2.5,
+        label="max |$P_{ex} - P_{lin}$|",
     )
-    style.theory_line(
-        ax,
+    ax.plot(
         data["grid"],
         data["spread"] ** 2,
-        color=style.OKABE_ITO["green"],
-        linear=True,
-        label="(output spread)²",
+        **{**palette.REFERENCE_STYLE, "lw": 1.4},
+        label="(max |$P_{ex}$ − 1/K|)²",
     )
-    for lam, ls in zip(p["lams"], (":", "-."), strict=False):
-        ax.axvline(lam, color="grey", lw=0.9, ls=ls)
+    for lam, tag in zip(p["lams"], ("a", "b"), strict=False):
+        style.reference_line(ax, lam, f"({tag})", axis="x", pos=0.98, rotate=False)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    # Head-room for the labels of the λ lines (top) and the legend (bottom).
+    ax.set_ylim(np.nanmin(data["err"]) / 100, 10 * float(np.nanmax(data["spread"] ** 2)))
     ax.set_xlabel("regularisation λ")
-    ax.set_ylabel("max over outputs (teacher, round 0)")
-    ax.set_title("(c) linearisation error is 2nd order")
-    ax.legend(loc="lower left")
+    ax.set_ylabel("teacher's outputs $P$")
+    ax.set_title("(c) 2nd-order error; λ of (a), (b)")
+    ax.legend(loc="lower left", borderaxespad=0.1, handlelength=1.5)
+    handles = [
+        Line2D([], [], color=colors[key], marker="o", ms=4, label=names[key]) for key in KEYS
+    ]
+    handles += style.encoding_handles(exact=True, linear=True, sim=True)
+    tied = any(
+        np.any(data["upper"][lam, key] > getattr(data["theory"][lam][0], key))
+        for lam in p["lams"]
+        for key in KEYS
+    )
+    if tied:  # only when a tie range is drawn
+        handles.append(
+            Line2D([], [], color="0.3", **style.TIE_RANGE_STYLE, label="exact tie: range")
+        )
+    fig.legend(handles=handles, loc="outside lower center", ncol=3, handlelength=1.6)
     fig.suptitle(
-        f"Exact vs linearised: K={p['n_classes']}, n={p['per_class']}, c={p['c']}, d={p['d']}, "
-        f"sym. noise η={p['eta']}; simulation: mixture p={style.fmt_count(p['dim'])}, "
-        f"{p['trials']} trials, 95% CI",
-        fontsize=9,
+        f"Exact vs linearised (K={p['n_classes']}, n={p['per_class']}, c={p['c']}, d={p['d']}, "
+        f"sym. noise η={p['eta']}); simulation: mixture p={style.fmt_count(p['dim'])}, "
+        f"{p['trials']} trials"
     )
     return fig
 
@@ -267,7 +272,7 @@ def main(argv=None) -> int:
         f"  {NAME}: {data['check']['n_comparisons']} sim-vs-exact-theory comparisons agree "
         f"(max excess over tolerance {data['check']['max_excess']:.3g})"
     )
-    style.save_figure(plot(data), args.out, NAME)
+    style.save_figure(plot(data), args.out, NAME, dpi=style.preset_dpi(args.preset))
     style.write_csv(table(data), args.out, NAME)
     return 0
 

@@ -18,9 +18,17 @@ labelled ``p→∞`` (legend and panel titles say which theory is shown). Above
 :data:`figures.explorer_model.FINITE_MAX_CLASSES` classes the finite theory is not computed (a
 note says so): it costs ~0.5 s per update at K = 10.
 
+Drawing: an interactive window redraws by blitting (:meth:`ExplorerApp.refresh`): a slider move
+repaints only the data artists and the widgets' moving parts over a cached background, and the
+whole window only when axis limits, titles or legend entries change. Legends list only what is
+drawn; colours and markers follow :mod:`figures.palette`.
+
 "simulate" runs a quick Monte Carlo (:class:`figures.explorer_model.MonteCarloRun`) in a background
 thread, one trial at a time; a timer on the GUI thread polls it, draws the progress bar and
-overlays means with 95% CIs. The worker never touches matplotlib. Changing a parameter cancels the
+overlays means with 95% CIs (SD: black circles, PLL: vermillion diamonds); when its feature
+dimension differs from the theory's (the N/p slider at 0 draws the ``p = ∞`` theory while the
+Monte Carlo runs at ``--dim``), a note in the training panel and the legend say so. The worker
+never touches matplotlib. Changing a parameter cancels the
 run (its results would belong to another point). Invalid parameter combinations show a message in
 the window instead of raising.
 
@@ -44,7 +52,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
+from figures import palette
 from figures.explorer_model import (
     DEFAULT_PARAMS,
     PARAM_SPECS,
@@ -56,6 +66,7 @@ from figures.explorer_model import (
     compute_state,
     describe,
     normalise_params,
+    reliable_bulk_weights,
     theory_dim,
 )
 from selfdistill_cli import ArgumentParser
@@ -80,6 +91,8 @@ NON_INTERACTIVE = {
 MAX_CLASSES = 30
 #: Progress bar colours (Okabe-Ito): running, finished, finished with failed trials.
 PROGRESS_COLORS = {"running": "#0072B2", "done": "#009E73", "failed": "#D55E00"}
+#: The eigen-weight axis is narrowed only when it is this many times wider than needed.
+EIG_SLACK = 1e3
 #: Horizontal offsets so that theory markers and Monte Carlo error bars do not hide each other.
 _MC_OFFSET = 0.15
 _PLL_ROUND = 1.0
@@ -98,11 +111,17 @@ class ExplorerPanels:
     """The four explorer panels in ``rect`` = (left, bottom, right, top) of ``fig``; no widgets.
 
     A shared legend is anchored (its ``legend_loc`` corner) at ``legend_anchor`` in figure
-    coordinates.
+    coordinates; it lists only what is drawn (rebuilt by :meth:`render` / :meth:`render_mc` when
+    that changes). Colours and markers follow :mod:`figures.palette`: all training points black,
+    mislabeled points orange, the PLL student vermillion (theory: stars at round 1, filled exact,
+    hollow linearised), Monte Carlo SD black circles and PLL vermillion diamonds with their 95%
+    CIs, offset to the right of the theory.
 
     Used by :class:`ExplorerApp` and by the notebook. ``render(state)`` sets every artist's data
     from an :class:`~figures.explorer_model.ExplorerState`; ``render_mc(summary)`` overlays a
-    Monte Carlo summary; ``clear_mc()`` removes it.
+    Monte Carlo summary (and says so when its dimension differs from the theory's); ``clear_mc()``
+    removes it. :meth:`data_artists` lists the artists whose data change on an update (the ones
+    an interactive window redraws by blitting).
     """
 
     def __init__(
@@ -120,11 +139,13 @@ class ExplorerPanels:
             2, 2, left=left, bottom=bottom, right=right, top=top, hspace=0.38, wspace=0.3
         )
         self.fig = fig
+        self.legend_anchor, self.legend_loc = legend_anchor, legend_loc
         self.ax_train = fig.add_subplot(gs[0, 0])
         self.ax_pop = fig.add_subplot(gs[0, 1])
         self.ax_eig = fig.add_subplot(gs[1, 0])
         self.ax_phase = fig.add_subplot(gs[1, 1])
         self.lines: dict[str, object] = {}
+        black, mis, pll = palette.THEORY, palette.MISLABELED, palette.PLL
         for ax, kind, title in (
             (self.ax_train, "train", "training accuracy (true labels)"),
             (self.ax_pop, "pop", "population accuracy"),
@@ -133,78 +154,86 @@ class ExplorerPanels:
             ax.set_xlabel("round t")
             ax.set_ylim(-0.03, 1.05)
             ax.grid(alpha=0.3)
-            self.lines[f"{kind}_exact"] = ax.plot([], [], "o-", color="C0", label="exact")[0]
-            self.lines[f"{kind}_linear"] = ax.plot(
-                [], [], "--", color="C0", marker=".", label="linearised"
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            self.lines[f"{kind}_exact"] = ax.plot(
+                [], [], "-", color=black, marker=".", label="exact"
             )[0]
+            self.lines[f"{kind}_linear"] = ax.plot([], [], "--", color=black, label="linearised")[0]
             if kind == "train":
                 self.lines["mis_exact"] = ax.plot(
-                    [], [], "s-", color="C1", ms=4, label="mislabeled pts, exact"
+                    [], [], "-", color=mis, marker=".", label="mislabeled pts, exact"
                 )[0]
                 self.lines["mis_linear"] = ax.plot(
-                    [], [], "--", color="C1", label="mislabeled pts, linearised"
+                    [], [], "--", color=mis, label="mislabeled pts, linearised"
                 )[0]
-            self.lines[f"{kind}_pll_exact"] = ax.plot(
-                [], [], "*", color="C2", ms=14, label="PLL student, exact"
-            )[0]
+            # The hollow (linearised) star is larger and below the filled (exact) one: where the
+            # two coincide a ring shows around the filled star.
             self.lines[f"{kind}_pll_linear"] = ax.plot(
-                [], [], "*", color="C2", ms=14, mfc="none", label="PLL student, linearised"
-            )[0]
+                [], [], "*", color=pll, mfc="white", mew=1.2, ms=19, zorder=4,
+                label="PLL student, linearised",
+            )[0]  # fmt: skip
+            self.lines[f"{kind}_pll_exact"] = ax.plot(
+                [], [], "*", color=pll, mec="black", mew=0.6, ms=12, zorder=5,
+                label="PLL student, exact",
+            )[0]  # fmt: skip
             self.lines[f"{kind}_mc"] = ax.plot(
-                [], [], "D", color="C3", ms=4, label="Monte Carlo SD (95% CI)"
+                [], [], "o", color=black, mec="white", mew=0.6, ms=5, label="Monte Carlo SD"
             )[0]
             self.lines[f"{kind}_mc_pll"] = ax.plot(
-                [], [], "P", color="C3", ms=7, label="Monte Carlo PLL (95% CI)"
+                [], [], "D", color=pll, mec="black", mew=0.6, ms=6, label="Monte Carlo PLL"
             )[0]
-            coll = LineCollection([], colors="C3", linewidths=1.5)
+            coll = LineCollection([], colors="0.25", linewidths=1.3)
             ax.add_collection(coll)
             self.lines[f"{kind}_mc_ci"] = coll
+        # Said in the accuracy panels when the Monte Carlo's p differs from the theory's.
+        self.mc_note = self.ax_train.text(
+            0.02, 0.03, "", transform=self.ax_train.transAxes, fontsize=9, color="darkred",
+            va="bottom", ha="left", bbox={"boxstyle": "round", "fc": "white", "ec": "darkred"},
+        )  # fmt: skip
 
         self.ax_eig.set_title("eigen-weights a_j(t) = (μ_j/(μ_j+KλN))^(t+1)", fontsize=10)
         self.ax_eig.set_xlabel("round t")
         self.ax_eig.set_yscale("log")
         self.ax_eig.grid(alpha=0.3, which="both")
+        self.ax_eig.xaxis.set_major_locator(MaxNLocator(integer=True))
         for j, name in enumerate(("μ1: global mean", "μ2: class contrasts", "μ3: within class")):
-            self.lines[f"eig{j}"] = self.ax_eig.plot([], [], "o-", color=f"C{4 + j}", ms=3)[0]
-            self.lines[f"eig{j}"].set_label(name)
+            self.lines[f"eig{j}"] = self.ax_eig.plot(
+                [], [], "o-", color=palette.EIGEN[j], ms=3, label=name
+            )[0]
         self.lines["eig_bulk"] = self.ax_eig.plot(
-            [], [], "--", color="0.3", label="bulk average (finite p only)"
+            [], [], "--", color=palette.EIGEN[2], label="bulk average (finite p)"
         )[0]
-        self.eig_legend = self.ax_eig.legend(fontsize=7, loc="lower left")
+        self.eig_legend = None
 
         self.ax_phase.set_title("(η, t) phase: linearised train acc.", fontsize=10)
         self.ax_phase.set_xlabel("η (noise rate)")
         self.ax_phase.set_ylabel("round t")
+        self.ax_phase.yaxis.set_major_locator(MaxNLocator(integer=True))
         self.image = self.ax_phase.imshow(
             np.zeros((2, 2)),
             origin="lower",
             aspect="auto",
-            cmap="viridis",
+            cmap=palette.CMAP,
             vmin=0.0,
             vmax=1.0,
             interpolation="nearest",
             extent=(0, 1, -0.5, 1.5),
         )
-        fig.colorbar(self.image, ax=self.ax_phase, fraction=0.05, pad=0.02)
+        cb = fig.colorbar(self.image, ax=self.ax_phase, fraction=0.05, pad=0.02)
+        cb.set_label("linearised train acc.")
+        outline = [patheffects.withStroke(linewidth=3, foreground="black")]
         self.lines["phase_first"] = self.ax_phase.plot(
-            [],
-            [],
-            "-",
-            color="white",
-            lw=1.5,
-            drawstyle="steps-mid",
-            label="first 100% round",
-            path_effects=[patheffects.withStroke(linewidth=3, foreground="black")],
-        )[0]
+            [], [], "-", color="white", lw=1.5, drawstyle="steps-mid", label="first 100% round",
+            path_effects=outline,
+        )[0]  # fmt: skip
         self.lines["phase_plurality"] = self.ax_phase.plot(
-            [], [], "v", color="red", ms=4, label="plurality fails"
+            [], [], "v", color=palette.REFERENCE, mec="white", ms=5, label="plurality fails"
         )[0]
         self.lines["phase_point"] = self.ax_phase.plot(
-            [], [], "*", color="red", mec="white", ms=16, label="current (η, R)"
-        )[0]
-        # One legend for the accuracy and phase panels (they share styles), outside the axes so it
-        # never hides data.
-        names = (
+            [], [], "*", color="white", mec="black", mew=1.5, ms=20, zorder=10, clip_on=False,
+            label="current (η, R)",
+        )[0]  # fmt: skip
+        self.legend_keys = (
             "train_exact",
             "train_linear",
             "mis_exact",
@@ -217,17 +246,11 @@ class ExplorerPanels:
             "phase_plurality",
             "phase_point",
         )
-        self.legend_keys = names
-        self.block_labels = {k: self.lines[k].get_label() for k in names}
-        self.legend = fig.legend(
-            [self.lines[k] for k in names],
-            [self.lines[k].get_label() for k in names],
-            loc=legend_loc,
-            bbox_to_anchor=legend_anchor,
-            ncol=3,
-            fontsize=8,
-            frameon=False,
-        )
+        self.block_labels = {k: self.lines[k].get_label() for k in self.legend_keys}
+        self.legend = None
+        self._legend_sig = None
+        self._mc_label = None  # Monte Carlo legend suffix, e.g. "p = 400"
+        self._relegend({})
 
         self.error_text = fig.text(
             0.5 * (left + right),
@@ -245,6 +268,61 @@ class ExplorerPanels:
         self.state: ExplorerState | None = None
 
     # ------------------------------------------------------------------------------------------
+    def data_artists(self) -> list:
+        """Artists whose data change on an update (blitted by an interactive window)."""
+        return [*self.lines.values(), self.image, self.mc_note, self.error_text]
+
+    def _drawn(self, key) -> bool:
+        art = self.lines[key]
+        if key.endswith("_mc_ci"):
+            return len(art.get_segments()) > 0
+        return len(art.get_xdata()) > 0 and np.isfinite(np.asarray(art.get_ydata(), float)).any()
+
+    def _relegend(self, labels: dict) -> None:
+        """(Re)build the shared legend from the drawn artists (only when its content changes)."""
+        keys = [k for k in self.legend_keys if self._drawn(k)]
+        entries = tuple((k, labels.get(k, self.block_labels[k])) for k in keys)
+        if entries == self._legend_sig and self.legend is not None:
+            return
+        if self.legend is not None:
+            self.legend.remove()
+        self._legend_sig = entries
+        handles = [self.lines[k] for k, _ in entries]
+        self.legend = self.fig.legend(
+            handles,
+            [lab for _, lab in entries],
+            loc=self.legend_loc,
+            bbox_to_anchor=self.legend_anchor,
+            ncol=3,
+            fontsize=8,
+            frameon=False,
+        )
+
+    def _relegend_eig(self) -> None:
+        keys = [f"eig{j}" for j in range(3)] + (["eig_bulk"] if self._drawn("eig_bulk") else [])
+        labels = tuple(self.lines[k].get_label() for k in keys)
+        if self.eig_legend is not None and getattr(self, "_eig_sig", None) == labels:
+            return
+        if self.eig_legend is not None:
+            self.eig_legend.remove()
+        self._eig_sig = labels
+        self.eig_legend = self.ax_eig.legend(
+            [self.lines[k] for k in keys], labels, fontsize=7, loc="lower left"
+        )
+
+    def static_signature(self) -> tuple:
+        """What an update can change outside the data artists (limits, titles, legends).
+
+        A window redraws everything when it changes and only the data artists otherwise.
+        """
+        axes = (self.ax_train, self.ax_pop, self.ax_eig, self.ax_phase)
+        return (
+            tuple((ax.get_xlim(), ax.get_ylim(), ax.get_title()) for ax in axes),
+            self._legend_sig,
+            getattr(self, "_eig_sig", None),
+        )
+
+    # ------------------------------------------------------------------------------------------
     def render(self, state: ExplorerState) -> None:
         """Set every panel's data from ``state`` (or blank them and show ``state.error``)."""
         self.state = state
@@ -256,6 +334,8 @@ class ExplorerPanels:
             self.image.set_data(np.full((2, 2), np.nan))
             self.error_text.set_text(f"Invalid parameters:\n{state.error}")
             self.error_text.set_visible(True)
+            self._relegend({})
+            self._relegend_eig()
             return
         self.error_text.set_visible(False)
         t = state.rounds
@@ -266,7 +346,6 @@ class ExplorerPanels:
         self.lines["train_linear"].set_data(t, lin.train_acc)
         self.lines["mis_linear"].set_data(t, lin.train_acc_mislabeled)
         self.lines["pop_linear"].set_data(t, lin.population_acc)
-        self._label_theory(state)
         if ex is not None:
             self.lines["train_exact"].set_data(t, ex.train_acc)
             self.lines["mis_exact"].set_data(t, ex.train_acc_mislabeled)
@@ -290,29 +369,45 @@ class ExplorerPanels:
             self.lines[f"eig{j}"].set_data(t, state.weights[:, j])
             base = self.lines[f"eig{j}"].get_label().split(" [")[0]
             self.lines[f"eig{j}"].set_label(f"{base} [×{mult[j]}]")
-        for text, line in zip(
-            self.eig_legend.get_texts()[:3], [self.lines[f"eig{j}"] for j in range(3)], strict=True
-        ):
-            text.set_text(line.get_label())
         w = state.weights
         if state.finite is not None:
-            self.lines["eig_bulk"].set_data(t, state.finite.bulk_weights)
-            w = np.column_stack([w, state.finite.bulk_weights])
+            bulk = reliable_bulk_weights(state.finite.bulk_weights)
+            self.lines["eig_bulk"].set_data(t, bulk)
+            cut = "; below round-off: not drawn" if np.isnan(bulk).any() else ""
+            self.lines["eig_bulk"].set_label(f"bulk average (finite p{cut})")
+            w = np.column_stack([w, bulk])
         else:
             _empty(self.lines["eig_bulk"])
-        lo = max(float(np.nanmin(w[w > 0])) if np.any(w > 0) else 1e-12, 1e-300)
-        self.ax_eig.set_ylim(lo / 2, 1.5)
+        self._eig_limits(w)
+        self._relegend_eig()
 
         ph = state.phase
         de = (ph.etas[-1] - ph.etas[0]) / max(ph.etas.size - 1, 1)
         self.image.set_data(ph.train_acc.T)
-        self.image.set_extent((ph.etas[0] - de / 2, ph.etas[-1] + de / 2, -0.5, r + 0.5))
+        extent = (ph.etas[0] - de / 2, ph.etas[-1] + de / 2, -0.5, r + 0.5)
+        if tuple(self.image.get_extent()) != extent:
+            self.image.set_extent(extent)
         self.ax_phase.set_xlim(ph.etas[0] - de / 2, ph.etas[-1] + de / 2)
         self.ax_phase.set_ylim(-0.5, r + 0.5)
         self.lines["phase_first"].set_data(ph.etas, ph.first_full_round)
         bad = ~ph.plurality
         self.lines["phase_plurality"].set_data(ph.etas[bad], np.full(bad.sum(), r + 0.3))
         self.lines["phase_point"].set_data([state.params["eta"]], [r])
+        self._label_theory(state)
+
+    def _eig_limits(self, w) -> None:
+        """Log y-range that keeps every drawn weight in view, changed only when it must be.
+
+        It is widened when a curve would leave it and narrowed when it is more than
+        :data:`EIG_SLACK` times too wide, so small slider moves keep the axis (and the window can
+        redraw only the curves).
+        """
+        vals = np.asarray(w, dtype=float)
+        vals = vals[np.isfinite(vals) & (vals > 0)]
+        need = max(float(vals.min()) if vals.size else 1e-12, 1e-300)
+        lo, _ = self.ax_eig.get_ylim()
+        if not (need / EIG_SLACK <= lo <= need / 1.5):
+            self.ax_eig.set_ylim(need / 10.0, 1.5)
 
     def _label_theory(self, state: ExplorerState) -> None:
         """Legend labels, titles and fading saying which theory (block / finite p) is drawn."""
@@ -322,18 +417,22 @@ class ExplorerPanels:
         self.ax_pop.set_title(f"population accuracy, {where}", fontsize=10)
         phase = "(η, t) phase: linearised train acc." + (" (p→∞)" if finite else "")
         self.ax_phase.set_title(phase, fontsize=10)
-        for key, text in zip(self.legend_keys, self.legend.get_texts(), strict=True):
+        labels = {}
+        for key in self.legend_keys:
             label = self.block_labels[key]
             if finite and key in ("train_linear", "mis_linear"):
                 label += f", finite p = {state.finite_dim}"
             elif finite and ("exact" in key or "pll_linear" in key):
                 label += " (p→∞)"
-            text.set_text(label)
+            elif key in ("train_mc", "train_mc_pll") and self._mc_label:
+                label += f" ({self._mc_label}, 95% CI)"
+            labels[key] = label
         faded = 0.35 if finite else 1.0
         for kind in ("train", "pop"):
             for key in (f"{kind}_exact", f"{kind}_pll_exact", f"{kind}_pll_linear"):
                 self.lines[key].set_alpha(faded)
         self.lines["mis_exact"].set_alpha(faded)
+        self._relegend(labels)
 
     def clear_mc(self) -> None:
         """Remove the Monte Carlo overlay."""
@@ -341,9 +440,18 @@ class ExplorerPanels:
             _empty(self.lines[f"{kind}_mc"])
             _empty(self.lines[f"{kind}_mc_pll"])
             self.lines[f"{kind}_mc_ci"].set_segments([])
+        self.mc_note.set_text("")
+        self.mc_note.set_visible(False)
+        self._mc_label = None
+        if self.state is not None and self.state.ok:
+            self._label_theory(self.state)
 
     def render_mc(self, summary: MonteCarloSummary) -> None:
-        """Overlay Monte Carlo means (markers) and 95% CIs (vertical bars)."""
+        """Overlay Monte Carlo means (markers) and 95% CIs (vertical bars).
+
+        If the Monte Carlo's feature dimension differs from the theory's (``p = ∞`` when the
+        N/p slider is at 0), a note in the training panel and the legend say so.
+        """
         t = summary.rounds + _MC_OFFSET
         for kind, mean, ci, pmean, pci in (
             (
@@ -373,6 +481,19 @@ class ExplorerPanels:
                 # caps, so that short intervals stay visible next to the marker
                 segs += [[(x - _CAP, y), (x + _CAP, y)] for y in (m - h, m + h)]
             self.lines[f"{kind}_mc_ci"].set_segments(segs)
+        dim = getattr(summary, "dim", None)
+        theory_dim = None if self.state is None else self.state.finite_dim
+        if self.state is not None and self.state.ok and self.state.finite is None:
+            theory_dim = None  # the block model is drawn (p = inf)
+        self._mc_label = None if dim is None else f"p = {dim}"
+        if dim is not None and dim != theory_dim:
+            shown = "∞" if theory_dim is None else str(theory_dim)
+            self.mc_note.set_text(f"Monte Carlo at p = {dim}; theory at p = {shown}")
+            self.mc_note.set_visible(True)
+        else:
+            self.mc_note.set_visible(False)
+        if self.state is not None and self.state.ok:
+            self._label_theory(self.state)
 
 
 class ExplorerApp:
@@ -394,11 +515,19 @@ class ExplorerApp:
     state : ExplorerState
         The state currently drawn.
     last_update_seconds : float
-        Wall time of the last :meth:`update` (compute + artist updates; the canvas redraw is
-        deferred to the backend's idle draw and measured separately in ``benchmarks/explorer.py``).
+        Wall time of the last :meth:`update`: compute, artist updates and, when blitting, the
+        partial redraw (``benchmarks/explorer.py`` measures it).
+    blit : bool
+        Whether updates redraw by blitting (module docstring of :meth:`refresh`).
+
+    Parameters
+    ----------
+    blit : bool, optional
+        Redraw by blitting (default: on interactive canvases that support it). ``True`` under
+        Agg renders the same partial redraws off screen (the benchmark).
     """
 
-    def __init__(self, params=None, *, fig=None):
+    def __init__(self, params=None, *, fig=None, blit=None):
         import matplotlib
 
         if fig is None:
@@ -411,12 +540,89 @@ class ExplorerApp:
         # draws its own), so redraws are only requested on interactive canvases.
         self.interactive = matplotlib.get_backend().lower() not in NON_INTERACTIVE
         canvas = fig.canvas
+        self.blit = bool(
+            (self.interactive and getattr(canvas, "supports_blit", False)) if blit is None else blit
+        )
+        self._bg = None  # background without the data artists (blitting)
+        self._sig = None  # static signature of the last full draw
+        self.last_draw_seconds = float("nan")
         canvas.draw_idle = _no_draw  # Slider.__init__ calls draw_idle; restored below
         try:
             self._build(params)
         finally:
             del canvas.draw_idle
+        if self.blit:
+            for artist in self._animated():
+                artist.set_animated(True)
+            canvas.mpl_connect("draw_event", self._on_draw)
         self.update()
+
+    # ------------------------------------------------------------------------------------------
+    # drawing: full redraws only when limits, titles or legends change; otherwise blitting
+    def _animated(self) -> list:
+        """Artists redrawn on every update (everything else is the cached background).
+
+        Besides the panels' data: the texts, the progress bar and the moving parts of the widgets
+        (slider fill, handle and value; the radio buttons' marks; the simulate button's label).
+        """
+        widgets = [self.button_sim.label]
+        for slider in self.sliders.values():
+            widgets += [slider.poly, slider._handle, slider.valtext]
+        marks = getattr(self.radio, "_buttons", None)  # matplotlib >= 3.7
+        widgets += [marks] if marks is not None else list(getattr(self.radio, "circles", []))
+        return [
+            *self.panels.data_artists(),
+            self.info_text,
+            self.status_text,
+            self.mc_text,
+            self.progress_bar,
+            *widgets,
+        ]
+
+    def _on_draw(self, _event) -> None:
+        """After a full draw: keep the background, then paint the data artists over it."""
+        canvas = self.fig.canvas
+        self._bg = canvas.copy_from_bbox(self.fig.bbox)
+        for artist in self._animated():
+            self.fig.draw_artist(artist)
+
+    def _static_signature(self) -> tuple:
+        sliders = tuple(s.label.get_text() for s in self.sliders.values())
+        return (self.panels.static_signature(), sliders)
+
+    def refresh(self) -> None:
+        """Show the current artists: a partial redraw (blit) unless the static parts changed.
+
+        The background (axes, ticks, labels, legends, widgets) is drawn in full only when an
+        update changed one of them (:meth:`ExplorerPanels.static_signature`: axis limits,
+        titles, legend entries; a slider's label); otherwise the cached background is restored,
+        the widget axes that moved are repainted (and kept in the background) and only the data
+        artists are drawn and blitted.
+        """
+        start = time.perf_counter()
+        canvas = self.fig.canvas
+        sig = self._static_signature()
+        if self._bg is None or sig != self._sig:
+            self._sig = sig
+            canvas.draw()  # -> _on_draw: background + data artists
+            canvas.blit(self.fig.bbox)
+        else:
+            canvas.restore_region(self._bg)
+            for artist in self._animated():
+                self.fig.draw_artist(artist)
+            canvas.blit(self.fig.bbox)
+        self.last_draw_seconds = time.perf_counter() - start
+
+    def save(self, path, **kwargs) -> None:
+        """``savefig`` with every artist drawn (a saved figure skips animated artists)."""
+        animated = [a for a in self._animated() if a.get_animated()]
+        for artist in animated:
+            artist.set_animated(False)
+        try:
+            self.fig.savefig(path, **kwargs)
+        finally:
+            for artist in animated:
+                artist.set_animated(True)
 
     def _build(self, params) -> None:
         from matplotlib.widgets import Button, RadioButtons, Slider
@@ -496,7 +702,9 @@ class ExplorerApp:
             self._timer.stop()
 
     def _request_draw(self) -> None:
-        if self.interactive:
+        if self.blit:
+            self.refresh()
+        elif self.interactive:
             self.fig.canvas.draw_idle()
 
     # ------------------------------------------------------------------------------------------
@@ -564,11 +772,18 @@ class ExplorerApp:
         self.panels.render(state)
         self.info_text.set_text(describe(state) if state.ok else "")
         self.button_sim.label.set_color("black" if state.ok else "0.6")
-        self.last_update_seconds = time.perf_counter() - start
+        previous = self.last_update_seconds
+        draw = (
+            ""
+            if np.isnan(self.last_draw_seconds)
+            else f", draw {1e3 * self.last_draw_seconds:.0f} ms"
+        )
         self.status_text.set_text(
-            f"update: {1e3 * self.last_update_seconds:.0f} ms (theory {1e3 * state.seconds:.0f} ms)"
+            f"theory {1e3 * state.seconds:.0f} ms{draw}; previous update "
+            + ("-" if np.isnan(previous) else f"{1e3 * previous:.0f} ms")
         )
         self._request_draw()
+        self.last_update_seconds = time.perf_counter() - start
         return state
 
     # ------------------------------------------------------------------------------------------
@@ -858,7 +1073,7 @@ def main(argv=None) -> int:
         if args.simulate:
             app.start_simulation(blocking=True)
         try:
-            app.fig.savefig(snapshot, dpi=100)
+            app.save(snapshot, dpi=100)
         except OSError as exc:  # checked above; e.g. the disk filled up meanwhile
             msg = f"error: could not write {str(snapshot)!r}: {exc.strerror or exc}"
             print(msg, file=sys.stderr)

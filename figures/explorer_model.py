@@ -92,6 +92,7 @@ __all__ = [
     "finite_prediction",
     "noise_counts",
     "normalise_params",
+    "reliable_bulk_weights",
     "superclass_groups",
     "theory_dim",
 ]
@@ -260,6 +261,29 @@ def finite_prediction(params: dict, counts):
         params["lam"],
         params["rounds"],
     )
+
+
+#: Relative round-off floor of :func:`theory.finite.bulk_eigen_weights`: its contour rule targets
+#: a relative error of 1e-7 of the largest weight (:func:`theory.finite.contour_weights`), so
+#: smaller weights are round-off (they even come out negative, e.g. K = 3, N/p = 0.25,
+#: lam = 0.1 from round 12 on).
+BULK_REL_FLOOR = 1e-7
+
+
+def reliable_bulk_weights(weights) -> np.ndarray:
+    """Bulk eigen-weights with the values below the round-off floor set to NaN (not drawn).
+
+    A value is kept if it exceeds ``BULK_REL_FLOOR * max(weights)``; from the first one that
+    does not, the weights of later rounds (which only decrease) are NaN too.
+    """
+    w = np.asarray(weights, dtype=float).copy()
+    if w.size == 0:
+        return w
+    top = float(np.nanmax(np.abs(w)))
+    bad = ~(w > BULK_REL_FLOOR * top)
+    if bad.any():
+        w[int(np.argmax(bad)) :] = np.nan
+    return w
 
 
 def superclass_groups(n_classes: int) -> list[list[int]]:
@@ -534,6 +558,8 @@ class MonteCarloSummary:
     pll_pop_mean: float
     pll_pop_ci: float
     errors: tuple
+    #: Feature dimension of the trials (the theory's when N/p > 0, else the ``dim`` setting).
+    dim: int | None = None
 
 
 class MonteCarloRun:
@@ -663,4 +689,5 @@ class MonteCarloRun:
             pll_pop_mean=pll_pop[0],
             pll_pop_ci=pll_pop[1],
             errors=errors,
+            dim=self.dim,
         )

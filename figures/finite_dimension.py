@@ -6,14 +6,16 @@ with exact counts. For the teacher and the SD round ``t*``:
 
 * curves: the finite-``p`` theory (:func:`theory.finite.predict_finite`, dashed), deterministic
   equivalents of the *linearised* dynamics on the mixture's random Gram matrix;
-* filled markers: Monte Carlo of the same linearised dynamics on exactly sampled Gram matrices
+* hollow markers: Monte Carlo of the same linearised dynamics on exactly sampled Gram matrices
   (:mod:`simulations.linear_trials`, mean and 95% CI over trials);
-* hollow markers: exact self-distillation (every round trained to a certificate on exactly
+* filled markers: exact self-distillation (every round trained to a certificate on exactly
   sampled Gram matrices, :mod:`simulations.gram_trials`), mean and 95% CI;
-* thin horizontal lines: the exact group-level theory of the block model, the ``p → ∞`` limit.
+* short solid lines in the column ``p = ∞`` at the right: the exact group-level theory of the
+  block model, the ``p → ∞`` limit (side by side where they coincide).
 
-The PLL student has no finite-``p`` theory: only its exact Monte Carlo (hollow diamonds) and its
-``p → ∞`` line are drawn.
+The series at one ``p`` are dodged sideways (a few hundredths of a decade) so that their CIs stay
+apart; the top axis gives ``N/p``. The PLL student has no finite-``p`` theory: only its exact Monte
+Carlo (filled diamonds) and its ``p → ∞`` value are drawn.
 
 (a) Population accuracy (the exact conditional accuracy of each trained probe on the mixture,
 :mod:`theory.population`); (b) accuracy on the mislabeled training points (w.r.t. the true labels).
@@ -43,10 +45,12 @@ the finite-``p`` curve in the checked range is printed and written to the CSV
 
 from __future__ import annotations
 
+import matplotlib as mpl
 import numpy as np
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
-from figures import style
+from figures import palette, style
 from figures.common import (
     FINITE_THEORY_ATOL,
     check_mc_agreement,
@@ -87,10 +91,10 @@ PRESETS = {
         lam=1e-3,
         eta=0.5,
         sd_round=3,
-        dims=(6, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10**4, 10**5, 10**6, 10**8),
-        trials=10,
-        trials_linear=20,
-        curve_points=24,
+        dims=(6, 25, 50, 100, 200, 500, 2000, 10**4, 10**8),
+        trials=5,
+        trials_linear=12,
+        curve_points=12,
         n_test=25,
     ),
     "paper": dict(
@@ -246,67 +250,96 @@ def compute(preset: str = "quick", seed: int = 0, workers: int = 1) -> dict:
     )
 
 
+def _ratio(big_n):
+    """``x -> N / x`` (its own inverse), for the top ``N/p`` axis."""
+
+    def f(x):
+        with np.errstate(divide="ignore"):  # matplotlib probes x = 0 at the axis limits
+            return big_n / np.asarray(x, dtype=float)
+
+    return f
+
+
 def plot(data: dict):
     p = data["params"]
     dims = data["dims"]
     big_n = p["n_classes"] * p["per_class"]
-    fig, axes = style.figure(2, 1, width=3.8, height=3.2)
-    colors = (style.OKABE_ITO["black"], style.OKABE_ITO["blue"], style.OKABE_ITO["purple"])
-    markers = ("o", "s", "D")
+    fig, axes = style.figure(2, 1, width=3.6, height=3.2)
+    roles = ("teacher", "sd", "pll")
+    colors = tuple(
+        palette.model_color(r, p["sd_round"], p["sd_round"])
+        if r == "sd"
+        else palette.model_color(r)
+        for r in roles
+    )
+    markers = tuple(palette.MARKERS[r] for r in roles)
     lo, hi = CHECK_RATIOS[0] * big_n, CHECK_RATIOS[1] * big_n
+    # Dodge in decades: exact teacher, SD, PLL, then linearised teacher, SD.
+    dodge = {("exact", j): 10 ** (0.05 * (j - 1)) for j in range(3)}
+    dodge |= {("lin", j): 10 ** (0.05 * (j - 1) + 0.025) for j in range(2)}
+    x_inf = dims.max() * 10**1.2  # the p = inf column
     for ax, m, title in zip(
         axes,
         METRICS,
-        ("(a) population accuracy", "(b) accuracy on mislabeled training points"),
+        ("(a) population accuracy", "(b) mislabeled training points (true labels)"),
         strict=True,
     ):
-        ax.axvspan(lo, hi, color="0.6", alpha=0.18, lw=0, zorder=0)
+        ax.axvspan(lo, hi, color="0.6", alpha=0.15, lw=0, zorder=0)
         for j, (col, mk) in enumerate(zip(colors, markers, strict=True)):
-            ax.axhline(data["theory"][m][j], color=col, lw=0.7, ls="-", alpha=0.7, zorder=1)
-            if data["upper"][m][j] > data["theory"][m][j]:  # exact ties: admissible range
-                ax.axhspan(data["theory"][m][j], data["upper"][m][j], color=col, alpha=0.10)
+            if j < 2:  # the PLL student has no finite-p theory
+                style.theory_line(
+                    ax, data["grid"], data["curve"][m][:, j], color=col, linear=True, lw=1.3
+                )
+                mean, half = mean_ci95(data["lin"][m][:, :, j])
+                style.sim_errorbar(
+                    ax, dims * dodge["lin", j], mean, half, color=col, marker=mk, hollow=True
+                )
             mean, half = mean_ci95(data["sim"][m][:, :, j])
-            style.sim_errorbar(
-                ax,
-                dims * (1.07 if j < 2 else 1.0),  # small log-axis offsets keep the CIs readable
-                mean,
-                half,
-                color=col,
-                marker=mk,
-                markerfacecolor="white",
-                markeredgecolor=col,
-                markeredgewidth=1.0,
-            )
-            if j == 2:  # the PLL student has no finite-p theory
-                continue
-            style.theory_line(ax, data["grid"], data["curve"][m][:, j], color=col, linear=True)
-            mean, half = mean_ci95(data["lin"][m][:, :, j])
-            style.sim_errorbar(ax, dims / 1.07, mean, half, color=col, marker=mk)
-        ax.axvline(big_n, color="grey", lw=0.8, ls=":")
-        ax.text(big_n * 1.1, 0.03, "p = N", color="grey", fontsize=7)
+            style.sim_errorbar(ax, dims * dodge["exact", j], mean, half, color=col, marker=mk)
+            # p -> inf: the exact block theory, a short solid line per model (side by side).
+            xs = x_inf * 10 ** (0.18 * (j - 1) + np.array([-0.08, 0.08]))
+            ax.plot(xs, [data["theory"][m][j]] * 2, color=col, lw=2.4, solid_capstyle="butt")
+            if data["upper"][m][j] > data["theory"][m][j]:  # exact ties: admissible range
+                ax.fill_between(xs, data["theory"][m][j], data["upper"][m][j], color=col, alpha=0.2)
+        ax.axvline(dims.max() * 10**0.6, color="0.3", lw=0.8)  # the axis break before p = inf
         ax.set_xscale("log")
+        ticks = [10**e for e in range(1, int(np.log10(dims.max())) + 1, 2)] + [x_inf]
+        ax.set_xticks(ticks, [f"$10^{{{int(np.log10(t))}}}$" for t in ticks[:-1]] + ["∞"])
+        ax.xaxis.set_minor_locator(mpl.ticker.NullLocator())
+        ax.set_xlim(dims.min() / 1.6, x_inf * 10**0.5)
         ax.set_xlabel("feature dimension $p$")
-        ax.set_ylabel("accuracy")
         ax.set_ylim(-0.03, 1.05)
         ax.set_title(title)
-    handles = [
-        Line2D([], [], color=col, marker=mk, ls="none", label=name)
-        for name, col, mk in zip(data["models"], colors, markers, strict=True)
-    ] + [
-        Line2D([], [], color="0.2", ls="--", label="finite-p theory (linearised)"),
-        Line2D([], [], color="0.2", lw=0.7, label="p→∞ exact theory"),
-        Line2D([], [], color="0.2", marker="o", ls="none", label="linearised sim."),
+        top = ax.secondary_xaxis("top", functions=(_ratio(big_n), _ratio(big_n)))
+        top.set_xticks([10.0, 1.0, 0.1, 0.01], ["10", "1", "0.1", "0.01"])
+        top.xaxis.set_minor_locator(mpl.ticker.NullLocator())
+        top.set_xlabel("$N/p$")
+    axes[0].set_ylabel("accuracy")
+    handles = style.role_handles(
+        [("teacher", "teacher"), ("sd", p["sd_round"], p["sd_round"], f"SD round {p['sd_round']}")]
+        + [("pll", "PLL student")]
+    )
+    handles += [
+        Line2D([], [], color="0.15", ls="--", label="finite-p theory (linearised)"),
+        Line2D([], [], color="0.15", lw=2.4, label="p→∞ exact theory"),
+        Line2D([], [], color="0.15", marker="o", ls="none", ms=5, label="exact sim. ± 95% CI"),
         Line2D(
-            [], [], color="0.2", marker="o", mfc="white", ls="none", label="exact SD / PLL sim."
+            [],
+            [],
+            color="0.15",
+            marker="o",
+            ls="none",
+            ms=5,
+            **palette.hollow("0.15"),
+            label="linearised sim. ± 95% CI",
         ),
-        Line2D([], [], color="0.6", alpha=0.35, lw=6, label="checked: N/2 ≤ p ≤ 20N"),
+        Patch(color="0.6", alpha=0.3, lw=0, label="checked: N/2 ≤ p ≤ 20N"),
     ]
-    axes[1].legend(handles=handles, loc="center right", fontsize=6.3)
+    fig.legend(handles=handles, loc="outside lower center", ncol=4, handlelength=1.8)
     fig.suptitle(
-        f"Finite dimension: mixture K={p['n_classes']}, n={p['per_class']}, c={p['c']}, "
-        f"d={p['d']}, λ={p['lam']:g}, sym. noise η={p['eta']}; exact {p['trials']} / "
-        f"linearised {p['trials_linear']} trials, 95% CI",
-        fontsize=9,
+        f"Finite dimension (mixture K={p['n_classes']}, n={p['per_class']}, N={big_n}, "
+        f"c={p['c']}, d={p['d']}, λ={p['lam']:g}, sym. noise η={p['eta']})\nexact "
+        f"{p['trials']} / linearised {p['trials_linear']} trials per p"
     )
     return fig
 
@@ -364,7 +397,7 @@ def main(argv=None) -> int:
         f"({data['check_limit']['n_comparisons']} comparisons); exact SD vs finite-p theory "
         f"(not checked): max |difference| {data['exact_gap']:.3f}"
     )
-    style.save_figure(plot(data), args.out, NAME)
+    style.save_figure(plot(data), args.out, NAME, dpi=style.preset_dpi(args.preset))
     style.write_csv(table(data), args.out, NAME)
     return 0
 

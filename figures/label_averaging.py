@@ -7,7 +7,8 @@ across classes) with symmetric label noise (exact counts). For every training po
 * the exact probe (every round solved to a KKT certificate by :mod:`simulations.distill`), and
 * the linearised closed form ``P^(t) = 1/K + (Y - 1/K) A^(t+1)`` (:mod:`theory.averaging`),
 
-side by side, plus the trajectories of mislabeled and clean points against their class average.
+drawn as (a) the exact outputs and (b) their difference to the linearised ones (the two maps
+look alike), plus (c) the trajectories of mislabeled and clean points against their class average.
 Mislabeled points start by memorising their wrong label (low probability of the true class) and are
 pulled, round by round, to the class average: the own-label eigen-directions
 (``mu_3 = 1 - c``) are filtered by ``(mu_3/(mu_3 + K lam N))^(t+1)`` much faster than the class
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from figures import style
+from figures import palette, style
 from figures.common import check_close, log, parse_args
 from simulations.distill import self_distill
 from simulations.noise import sample_noisy_labels
@@ -100,76 +101,84 @@ def compute(preset: str = "quick", seed: int = 0) -> dict:
 
 
 def plot(data: dict):
-    """Build the figure from :func:`compute`'s data."""
+    """Build the figure from :func:`compute`'s data.
+
+    (a) the exact probe's output probability of the true class per point and round; (b) its
+    difference to the linearised closed form (the two maps look alike, so the difference is what
+    is drawn); (c) the mean over clean and mislabeled points, exact (solid) and linearised
+    (dashed), against the class average and the uniform output ``1/K``.
+    """
+    from matplotlib.colors import TwoSlopeNorm
+
     y, noisy = data["y"], data["noisy"]
     pe, pl = data["p_true_exact"], data["p_true_linear"]
     rounds = pe.shape[0] - 1
     k = int(y.max()) + 1
-    fig, axes = style.figure(3, 1, width=3.0, height=3.1)
+    fig, axes = style.figure(3, 1, width=2.4, height=2.5)
     mis = noisy != y
-    for ax, mat, title in (
-        (axes[0], pe, "exact probe (certified solve)"),
-        (axes[1], pl, "linearised closed form"),
-    ):
-        im = ax.imshow(
-            mat.T,
-            aspect="auto",
-            cmap=style.CMAP,
-            vmin=0,
-            vmax=1,
-            interpolation="nearest",
-            extent=(-0.5, rounds + 0.5, y.size - 0.5, -0.5),
-        )
+    diff = pe - pl
+    span = max(float(np.max(np.abs(diff))), 1e-12)
+    extent = (-0.5, rounds + 0.5, y.size - 0.5, -0.5)
+    panels = (
+        (axes[0], pe, "(a) exact probe", dict(cmap=style.CMAP, vmin=0, vmax=1)),
+        (
+            axes[1],
+            diff,
+            "(b) exact − linearised",
+            dict(cmap="BrBG", norm=TwoSlopeNorm(0.0, -span, span)),
+        ),
+    )
+    for ax, mat, title, kw in panels:
+        im = ax.imshow(mat.T, aspect="auto", interpolation="nearest", extent=extent, **kw)
         ax.grid(False)
         ax.set_title(title)
-        ax.set_xlabel("round $t$ (0 = teacher)")
+        ax.set_xlabel("round $t$")
         ax.set_xticks(range(rounds + 1))
         for b in range(1, k):
             ax.axhline(b * (y.size // k) - 0.5, color="white", lw=1.2)
-        # Mark mislabeled rows at the right edge.
-        rows = np.flatnonzero(mis)
+        cb = fig.colorbar(im, ax=ax, pad=0.03, fraction=0.08)
+        cb.set_label("P(true class)" if ax is axes[0] else "difference in P(true class)")
+        if ax is not axes[0]:
+            continue
+        rows = np.flatnonzero(mis)  # mislabeled rows, marked at the right edge
         ax.plot(
             np.full(rows.size, rounds + 0.5),
             rows,
             marker="<",
             ls="none",
-            color=style.OKABE_ITO["vermillion"],
+            color=palette.MISLABELED,
             ms=4,
             clip_on=False,
         )
-    axes[0].set_ylabel("training point (by class); ◀ mislabeled")
+    axes[0].set_ylabel("training point (◀ mislabeled)")
     axes[1].set_yticklabels([])
-    fig.colorbar(im, ax=axes[:2], label="output prob. of the true class", shrink=0.9)
 
     ax = axes[2]
     t = np.arange(rounds + 1)
-    cls_avg = np.mean(pe, axis=1)
     for mask, color, name in (
-        (mis, style.OKABE_ITO["vermillion"], "mislabeled points"),
-        (~mis, style.OKABE_ITO["blue"], "clean points"),
+        (mis, palette.MISLABELED, "mislabeled"),
+        (~mis, palette.CLEAN, "clean"),
     ):
-        style.theory_line(
-            ax, t, pe[:, mask].mean(axis=1), color=color, label=f"{name}, exact", marker="o", ms=3.5
-        )
-        style.theory_line(
-            ax, t, pl[:, mask].mean(axis=1), color=color, linear=True, label=f"{name}, linearised"
-        )
-    style.theory_line(ax, t, cls_avg, color="black", lw=1.0, label="class average, exact")
-    ax.axhline(1.0 / k, color="grey", lw=0.8, ls=":", label="1/K (uniform output)")
-    ax.text(0.0, 1.0 / k + 0.01, "1/K", color="grey", fontsize=7)
+        style.theory_line(ax, t, pe[:, mask].mean(axis=1), color=color, label=f"{name} points")
+        style.theory_line(ax, t, pl[:, mask].mean(axis=1), color=color, linear=True)
+    style.theory_line(
+        ax, t, np.mean(pe, axis=1), color=palette.THEORY, lw=1.0, label="class average (exact)"
+    )
+    style.reference_line(ax, 1.0 / k, "1/K (uniform)", pos=0.98)
     ax.set_xlabel("round $t$")
-    ax.set_ylabel("mean prob. of the true class")
-    ax.set_title("pulled to the class average")
+    ax.set_ylabel("mean P(true class)")
+    ax.set_title("(c) pulled to class average")
     ax.set_xticks(t)
     ax.set_ylim(0.0, 1.0)
+    handles, labels = ax.get_legend_handles_labels()
+    handles += style.encoding_handles(exact=True, linear=True, sim=False)
+    labels += ["exact (certified solve)", "linearised closed form"]
     # Below the panels: inside the axes every free corner is crossed by a curve or the 1/K line.
-    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=3)
+    fig.legend(handles, labels, loc="outside lower center", ncol=3)
     p = data["params"]
     fig.suptitle(
-        f"Label averaging: block Gram K={p['n_classes']}, n={p['per_class']}, c={p['c']}, "
-        f"d={p['d']}, sym. noise η={p['eta']}, λ={p['lam']:g}; "
-        f"max |exact − linearised| = {data['max_gap']:.3f}",
-        fontsize=9,
+        f"Label averaging (block Gram K={p['n_classes']}, n={p['per_class']}, c={p['c']}, "
+        f"d={p['d']}; sym. noise η={p['eta']}; λ={p['lam']:g})"
     )
     return fig
 
@@ -200,7 +209,7 @@ def main(argv=None) -> int:
         f"  {NAME}: N x N exact vs group theory max diff {data['err_exact']:.2g}; closed form vs "
         f"group linearisation {data['err_linear']:.2g}; exact vs linearised {data['max_gap']:.3f}"
     )
-    style.save_figure(plot(data), args.out, NAME)
+    style.save_figure(plot(data), args.out, NAME, dpi=style.preset_dpi(args.preset))
     style.write_csv(table(data), args.out, NAME)
     return 0
 

@@ -1,15 +1,18 @@
 r"""Figure: phase diagram of self-distillation — noise rate η × round t.
 
 Colour: simulated accuracy (w.r.t. the true labels) of the MISLABELED training points, mean over
-Monte Carlo trials on Gaussian-mixture
-features of dimension ``p`` (:mod:`figures.common`), every round trained exactly. A hatched
-column is a noise rate whose exact counts flip no label at all (e.g. symmetric noise at
-``eta = 0.025`` with ``n = 25``: ``n eta = 0.625`` flips per class, spread over ``K - 1`` classes,
-round to none), so there is no mislabeled point to measure. Lines: the
-theory's window of rounds with 100% training accuracy in the block model -- its lower edge is the
-minimum number of rounds, its upper edge the collapse round -- from the linearised theory
-(:func:`theory.conditions.window_linear`, solid white) and from the exact group-level theory
-(:func:`theory.groups.predict_exact`, dashed orange).
+Monte Carlo trials on Gaussian-mixture features of dimension ``p`` (:mod:`figures.common`), every
+round trained exactly, in three bins (none, some, all mislabeled points corrected: the values are 0
+or 1 except at the edges; a bin that never occurs is left out of the colour bar). Rounds are on a
+``log(t + 2)`` axis so that the early boundary of the symmetric noise (rounds 0-3) and the late
+collapse of the sink (up to ~30) are both legible. A hatched column is a noise rate whose exact
+counts flip no label at all (e.g. symmetric noise at ``eta = 0.025`` with ``n = 25``: ``n eta =
+0.625`` flips per class, spread over ``K - 1`` classes, round to none), so there is no mislabeled
+point to measure. Lines: the theory's window of rounds with 100% training accuracy in the block
+model -- its lower edge is the minimum number of rounds, its upper edge the collapse round -- from
+the exact group-level theory (:func:`theory.groups.predict_exact`, solid white) and from the
+linearised theory (:func:`theory.conditions.window_linear`, dashed black on top, so that coinciding
+edges show as a white line with black dashes).
 
 Noise types (exact counts): ``'sym'`` (uniform flips; the global label histogram is balanced, so the
 window never closes) and one asymmetric type, ``'sink'``: every class ``k != 0`` flips to class 0
@@ -32,6 +35,7 @@ N``) against the finite-``p`` theory are in the figures ``finite_dimension`` and
 
 from __future__ import annotations
 
+import matplotlib as mpl
 import numpy as np
 from matplotlib import patheffects
 
@@ -70,10 +74,10 @@ PRESETS = {
         d=0.1,
         lam=3e-3,
         rounds=30,
-        etas=tuple(np.round(np.arange(0.025, 0.776, 0.05), 3)),
+        etas=tuple(np.round(np.arange(0.05, 0.76, 0.1), 3)),
         kinds=("sym", "sink"),
         dim=10**8,
-        trials=5,
+        trials=3,
         n_test=2,
     ),
     "paper": dict(
@@ -202,68 +206,99 @@ def _hatch_empty_columns(ax, edges, mean, rounds) -> None:
         )
 
 
+#: Colour bins of the mislabeled-point accuracy: none, some, all corrected.
+BIN_LABELS = ("0% (none)", "some", "100% (all)")
+#: Their shades of the accuracy colour map (dark = none, light = all).
+BIN_SHADES = (0.0, 0.45, 1.0)
+
+
+def _bins(values):
+    """Boundaries, colours and labels of the bins that occur in ``values`` (in [0, 1])."""
+    v = np.asarray(values, dtype=float)
+    present = [bool(np.any(v <= 0.0)), bool(np.any((v > 0.0) & (v < 1.0))), bool(np.any(v >= 1.0))]
+    keep = [i for i in range(3) if present[i]] or [0]
+    # Boundaries between kept bins; 0 and 1 are exact values (a mean of 0/1 accuracies).
+    cuts = {(0, 1): 1e-9, (1, 2): 1.0 - 1e-9, (0, 2): 0.5}
+    bounds = [0.0] + [cuts[a, b] for a, b in zip(keep[:-1], keep[1:], strict=True)] + [1.0]
+    if len(keep) == 1:
+        bounds = [0.0, 1.0]
+    base = mpl.colormaps[style.CMAP]
+    return bounds, [base(BIN_SHADES[i]) for i in keep], [BIN_LABELS[i] for i in keep]
+
+
+def _forward(t):
+    return np.log(np.maximum(np.asarray(t, dtype=float) + 2.0, 1e-12))
+
+
+def _inverse(u):
+    return np.exp(np.asarray(u, dtype=float)) - 2.0
+
+
+def _round_axis(ax, rounds: int) -> None:
+    """``log(t + 2)`` round axis with integer ticks (module docstring)."""
+    ax.set_yscale("function", functions=(_forward, _inverse))
+    ticks = [t for t in (0, 1, 2, 3, 5, 10, 20, 30, 50, 100) if t <= rounds]
+    ax.set_yticks(ticks, [str(t) for t in ticks])
+    ax.set_ylim(-0.5, rounds + 0.5)
+
+
 def plot(data: dict):
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+    from matplotlib.lines import Line2D
+
     p = data["params"]
     etas, rounds = data["etas"], p["rounds"]
     edges = _edges(etas)
     kinds = list(data["panels"])
-    fig, axes = style.figure(len(kinds), 1, width=3.4, height=3.0, squeeze=False)
+    fig, axes = style.figure(len(kinds), 1, width=3.1, height=2.7, squeeze=False)
     axes = axes[0]
+    means = [nan_mean(data["panels"][kind]["sim"], axis=0) for kind in kinds]
+    values = np.concatenate([m[np.isfinite(m)] for m in means])
+    bounds, colors, bin_labels = _bins(values)
+    cmap = ListedColormap(colors)
+    norm = BoundaryNorm(bounds, cmap.N)
+    outline = [patheffects.withStroke(linewidth=3.4, foreground="black")]
     for ax, kind in zip(axes, kinds, strict=False):
         panel = data["panels"][kind]
         mean = nan_mean(panel["sim"], axis=0)  # (E, R+1)
         im = ax.pcolormesh(
-            edges,
-            np.arange(rounds + 2) - 0.5,
-            mean.T,
-            cmap=style.CMAP,
-            vmin=0,
-            vmax=1,
-            shading="flat",
+            edges, np.arange(rounds + 2) - 0.5, mean.T, cmap=cmap, norm=norm, shading="flat"
         )
         ax.grid(False)
-        # A dark outline keeps the lines visible on both ends of the colour map.
-        outline = [patheffects.withStroke(linewidth=3.6, foreground="black")]
-        _boundary(
-            ax,
-            edges,
-            panel["windows"],
-            rounds,
-            color="white",
-            lw=2.0,
-            path_effects=outline,
-            label="linearised theory: 100%-window edges",
-        )
         _boundary(
             ax,
             edges,
             [_exact_window(r) for r in panel["exact"]],
             rounds,
-            color=style.OKABE_ITO["orange"],
-            lw=1.5,
-            linestyle="--",
+            color="white",
+            lw=2.0,
             path_effects=outline,
-            label="exact theory: 100%-window edges",
         )
+        _boundary(ax, edges, panel["windows"], rounds, color="black", lw=1.1, linestyle=(0, (3, 2)))
         never = [e for e, w in zip(etas, panel["windows"], strict=False) if w is None]
         if never:
             ax.plot(
                 never,
-                np.full(len(never), rounds - 1),
+                np.full(len(never), rounds * 0.8),
                 "x",
                 color="white",
                 ms=5,
+                mew=1.5,
                 path_effects=outline,
                 ls="none",
-                label="never 100% (lin. theory)",
+                label="linearised theory: never 100%",
             )
         _hatch_empty_columns(ax, edges, mean, rounds)
+        _round_axis(ax, rounds)
         ax.set_xlim(edges[0], edges[-1])
-        ax.set_ylim(-0.5, rounds + 0.5)
         ax.set_xlabel("noise rate η")
         ax.set_title(KIND_TITLES.get(kind, kind))
     axes[0].set_ylabel("round $t$ (0 = teacher)")
-    handles, labels = [], []
+    handles = [
+        Line2D([], [], color="white", lw=2.0, path_effects=outline, label="exact theory"),
+        Line2D([], [], color="black", lw=1.1, ls=(0, (3, 2)), label="linearised theory"),
+    ]
+    labels = [h.get_label() for h in handles]
     for ax in axes:
         for h, lab in zip(*ax.get_legend_handles_labels(), strict=False):
             if lab not in labels:
@@ -273,18 +308,18 @@ def plot(data: dict):
         handles,
         labels,
         loc="outside lower center",
-        ncol=3,
-        fontsize=7,
-        frameon=True,
-        facecolor="0.55",
-        edgecolor="none",
+        ncol=len(handles),
+        title="edges of the window of 100% training accuracy",
+        handlelength=1.8,
     )
-    fig.colorbar(im, ax=list(axes), label="mislabeled-point accuracy (sim.)", shrink=0.95)
+    cb = fig.colorbar(im, ax=list(axes), shrink=0.9, pad=0.02)
+    centres = [0.5 * (a + b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    cb.set_ticks(centres, labels=bin_labels)
+    cb.ax.tick_params(length=0)
+    cb.set_label("mislabeled points corrected (sim.)")
     fig.suptitle(
         f"Phase diagram of SD (K={p['n_classes']}, n={p['per_class']}, c={p['c']}, d={p['d']}, "
-        f"λ={p['lam']:g}); colour: simulation, p={style.fmt_count(p['dim'])}, "
-        f"{p['trials']} trials",
-        fontsize=9,
+        f"λ={p['lam']:g}); simulation: p={style.fmt_count(p['dim'])}, {p['trials']} trials"
     )
     return fig
 
@@ -318,7 +353,7 @@ def main(argv=None) -> int:
     args = parse_args(argv, "Phase diagram of self-distillation", PRESETS)
     data = compute(args.preset, args.seed, args.workers)
     log(f"  {NAME}: {data['check']['n_comparisons']} cells agree with the exact theory")
-    style.save_figure(plot(data), args.out, NAME)
+    style.save_figure(plot(data), args.out, NAME, dpi=style.preset_dpi(args.preset))
     style.write_csv(table(data), args.out, NAME)
     return 0
 

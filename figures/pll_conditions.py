@@ -11,17 +11,19 @@ student of each loss (:mod:`theory.pll_conditions`, docs/theory.md Section 15):
 * SD: the linearised minimum number of rounds ``t_min`` of multi-round self-distillation
   (:func:`theory.conditions.min_rounds_linear`; blank = never).
 
-Rows 1-3 (noise ``sym``, ``pair``, ``asym``): noise rate ``eta`` x ``lam``. Row 4: noise-free data
-(the teacher's runner-up is decided by the tie rule, so every class is a whole-class tie) over
-``d`` x ``lam`` for the three losses, and ``gce`` under pair noise over ``q`` x ``lam``.
-Colours: training and population accuracy both 100%, only one of them, neither, or a tie
-(training points tied between their candidates: an error). Markers: ``x`` the flow's outcome
-depended on the side a saddle was left on (ambiguous); ``o`` the Newton engine of
-``theory predict`` (descent from the teacher with long steps) reports a different accuracy than
-the flow (another stationary point). Lines: ``lam`` above which the set-loss student is unique
-(Theorem 15.2a, dashed), above which the linearised student is guaranteed to exist (Theorem
-15.2c, dotted), and where the tied point of the symmetric problems changes stability (closed form
-of Proposition 15.5, solid; pair noise and ``d = 0``).
+Rows (one per noise kind of the preset: ``sym``, ``pair`` in the quick preset, plus ``asym`` in
+the paper preset): noise rate ``eta`` x ``lam``. Last row: noise-free data (the teacher's
+runner-up is decided by the tie rule, so every class is a whole-class tie) over ``d`` x ``lam``
+for the three losses, and ``gce`` under pair noise over ``q`` x ``lam``. Colours (a legend entry
+only for the categories that occur): training and population accuracy both 100%, only one of
+them, neither, or a tie (training points tied between their candidates: an error); the SD column
+has one shared colour bar of the minimum number of rounds, hatched where the linearised theory
+never reaches 100%. Markers: ``x`` the flow's outcome depended on the side a saddle was left on
+(ambiguous); ``o`` the Newton engine of ``theory predict`` (descent from the teacher with long
+steps) reports a different accuracy than the flow (another stationary point). Lines: ``lam``
+above which the set-loss student is unique (Theorem 15.2a, solid), above which the linearised
+student is guaranteed to exist (Theorem 15.2c, dotted), and where the tied point of the symmetric
+problems changes stability (closed form of Proposition 15.5, dash-dot; pair noise and ``d = 0``).
 
 Check (fails loudly): at a few cells the student is compared with the ``N x N`` problem on exact
 block features (:func:`simulations.features.exact_block_features`): the group student must be a
@@ -36,11 +38,12 @@ from __future__ import annotations
 
 import math
 
+import matplotlib as mpl
 import numpy as np
-from matplotlib.colors import BoundaryNorm, ListedColormap, LogNorm
+from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.patches import Patch
 
-from figures import style
+from figures import palette, style
 from figures.common import AgreementError, log, parse_args
 from selfdistill_cli.progress import progress_bar
 from simulations.features import exact_block_features
@@ -75,17 +78,19 @@ PRESETS = {
         q_eta=0.3,
         nxn=(("pair", 0.3, 0.1, 1e-3, "candidate"), ("sym", 0.3, 0.1, 0.3, "gce")),
     ),
+    # Quick: the asymmetric row is left to the paper preset (at n = 10 its exact counts are those
+    # of the symmetric noise up to rounding, so the row repeats the first); coarser grids.
     "quick": dict(
         n_classes=4,
         per_class=10,
         c=0.4,
         d=0.1,
         q=DEFAULT_Q,
-        kinds=("sym", "pair", "asym"),
-        etas=tuple(np.round(np.arange(0.0, 0.71, 0.1), 2)),
-        lams=tuple(np.geomspace(1e-4, 1e-1, 6)),
-        ds=tuple(np.round(np.linspace(-0.1, 0.2, 7), 3)),
-        qs=(0.1, 0.3, 0.5, 0.7, 1.0),
+        kinds=("sym", "pair"),
+        etas=tuple(np.round(np.arange(0.0, 0.61, 0.1), 2)),
+        lams=(1e-4, 1e-3, 1e-2, 1e-1),
+        ds=(-0.1, 0.0, 0.1, 0.2),
+        qs=(0.1, 0.7, 1.0),
         q_eta=0.3,
         nxn=(
             ("pair", 0.3, 0.1, 1e-3, "candidate"),
@@ -119,13 +124,6 @@ PRESETS = {
 LOSSES = THEORY_LOSSES  # the losses with a group-level theory (theory.names)
 #: Outcome categories of a cell (colour index).
 OUTCOMES = ("train & pop 100%", "train 100% only", "pop 100% only", "neither", "tie")
-_COLORS = (
-    style.OKABE_ITO["green"],
-    style.OKABE_ITO["skyblue"],
-    style.OKABE_ITO["yellow"],
-    style.OKABE_ITO["vermillion"],
-    "#BBBBBB",
-)
 #: Residual of the group student in the N x N fixed point: the group solve is certified to
 #: ~1e-12 relative; evaluating it through an N x N product adds ~N eps |L| (N <= 100 here).
 NXN_RESIDUAL_TOL = 1e-8
@@ -147,8 +145,18 @@ def _counts(kind, k, n, eta):
     return exact_counts(transition_matrix(kind, k, eta), n)
 
 
-def _cell(model, counts, lam, loss, q, teacher):
-    """Outcome of one loss at one cell: the reported student and the engine's answer."""
+def _cell(model, counts, lam, loss, q, teacher, cache=None):
+    """Outcome of one loss at one cell: the reported student and the engine's answer.
+
+    ``cache`` (a dict) memoises cells by ``(c, d, counts, lam, loss, q)``: the panels share some
+    cells (the noise-free panel at the figure's ``d`` is the symmetric row at ``eta = 0``; the
+    ``q`` panel at the figure's ``q`` is the pair row), and a cell is a pure function of these.
+    """
+    if cache is not None:
+        key = (model.c, model.d, np.asarray(counts).tobytes(), float(lam), loss, float(q))
+        if key not in cache:
+            cache[key] = _cell(model, counts, lam, loss, q, teacher)
+        return dict(cache[key])
     if loss == "ce":
         pred = predict_pll(model, counts, lam, method="exact", loss="ce", teacher=teacher)
         return dict(
@@ -279,6 +287,7 @@ def compute(preset: str = "quick", seed: int = 0, workers: int = 1) -> dict:
         len(LOSSES) * (len(p["kinds"]) * etas.size + len(p["ds"])) + len(p["qs"])
     )
     bar = progress_bar(total=n_cells, desc=NAME, unit="cell")  # stderr, terminals only
+    cache = {}  # shared cells (see _cell)
     for kind in p["kinds"]:
         for loss in LOSSES:
             grids[(kind, loss)] = np.zeros((lams.size, etas.size), dtype=int)
@@ -290,7 +299,7 @@ def compute(preset: str = "quick", seed: int = 0, workers: int = 1) -> dict:
                 t_min = min_rounds_linear(model, counts, lam)
                 grids[(kind, "sd")][i, e] = np.nan if t_min is None else t_min
                 for loss in LOSSES:
-                    cell = _cell(model, counts, lam, loss, q, teacher)
+                    cell = _cell(model, counts, lam, loss, q, teacher, cache)
                     bar.update()
                     grids[(kind, loss)][i, e] = _outcome(cell["train"], cell["pop"], cell["ties"])
                     rows.append(
@@ -317,7 +326,7 @@ def compute(preset: str = "quick", seed: int = 0, workers: int = 1) -> dict:
         for i, lam in enumerate(lams):
             teacher = predict_exact(m, clean, lam, 0).teacher
             for loss in LOSSES:
-                cell = _cell(m, clean, lam, loss, q, teacher)
+                cell = _cell(m, clean, lam, loss, q, teacher, cache)
                 bar.update()
                 grids[("clean", loss)][i, j] = _outcome(cell["train"], cell["pop"], cell["ties"])
                 rows.append(
@@ -328,10 +337,10 @@ def compute(preset: str = "quick", seed: int = 0, workers: int = 1) -> dict:
     qs = np.asarray(p["qs"], dtype=float)
     pair = _counts("pair", k, n, p["q_eta"])
     grids[("q", "gce")] = np.zeros((lams.size, qs.size), dtype=int)
+    teachers = [predict_exact(model, pair, lam, 0).teacher for lam in lams]
     for j, qq in enumerate(qs):
         for i, lam in enumerate(lams):
-            teacher = predict_exact(model, pair, lam, 0).teacher
-            cell = _cell(model, pair, lam, "gce", qq, teacher)
+            cell = _cell(model, pair, lam, "gce", qq, teachers[i], cache)
             bar.update()
             grids[("q", "gce")][i, j] = _outcome(cell["train"], cell["pop"], cell["ties"])
             rows.append(
@@ -373,16 +382,6 @@ def compute(preset: str = "quick", seed: int = 0, workers: int = 1) -> dict:
     )
 
 
-def _grid_panel(ax, x, lams, grid, title, xlabel):
-    cmap = ListedColormap(_COLORS)
-    norm = BoundaryNorm(np.arange(-0.5, len(_COLORS) + 0.5), cmap.N)
-    ax.pcolormesh(_edges(x, log=False), _edges(lams, log=True), grid, cmap=cmap, norm=norm)
-    ax.set_yscale("log")
-    ax.set_title(title, fontsize=8)
-    ax.set_xlabel(xlabel, fontsize=7)
-    ax.tick_params(labelsize=6)
-
-
 def _edges(v, log):
     v = np.asarray(v, dtype=float)
     if v.size == 1:
@@ -393,122 +392,187 @@ def _edges(v, log):
     return np.exp(e) if log else e
 
 
+def _grid_panel(ax, x, lams, grid):
+    """Outcome categories of one loss over ``x`` (columns) and ``lams`` (rows, log scale)."""
+    cmap = ListedColormap(palette.OUTCOME_COLORS)
+    norm = BoundaryNorm(np.arange(-0.5, len(OUTCOMES) + 0.5), cmap.N)
+    ax.pcolormesh(_edges(x, log=False), _edges(lams, log=True), grid, cmap=cmap, norm=norm)
+    ax.set_yscale("log")
+    ax.grid(False)
+
+
 def _marks(ax, rows, panel, loss, xkey, noise=None):
+    """``x``: saddle-side dependent outcome; ``o``: the Newton engine finds another point."""
+    seen = set()
     for r in rows:
         if r["panel"] != panel or r["loss"] != loss or (noise and r["noise"] != noise):
             continue
         if r["ambiguous"]:
-            ax.plot(r[xkey], r["lam"], "x", color="black", ms=3.5, mew=0.8)
+            ax.plot(r[xkey], r["lam"], "x", color="black", ms=4, mew=0.9)
+            seen.add("ambiguous")
         elif not r["engine_agrees"]:
-            ax.plot(r[xkey], r["lam"], "o", mfc="none", color="black", ms=3.0, mew=0.6)
+            ax.plot(r[xkey], r["lam"], "o", mfc="none", color="black", ms=3.5, mew=0.7)
+            seen.add("engine")
+    return seen
 
 
-def _hline(ax, y, **kw):
+def _hline(ax, y, **kw) -> bool:
     if y is not None and np.isfinite(y):
         ax.axhline(y, **kw)
+        return True
+    return False
 
 
-UNIQUE_STYLE = dict(color="black", lw=0.9, ls="--")
-LINEAR_STYLE = dict(color="black", lw=0.9, ls=":")
-TIE_STYLE = dict(color=style.OKABE_ITO["blue"], lw=1.4, ls="-")
+UNIQUE_STYLE = dict(color="black", lw=1.0, ls="-")
+LINEAR_STYLE = dict(color="black", lw=1.0, ls=":")
+TIE_STYLE = dict(color="black", lw=1.2, ls="-.")
+#: Bins of the SD column's minimum number of rounds (linearised theory).
+SD_BINS = (0, 1, 2, 3, 5, 10, 20, 50, 1000)
+SD_BIN_LABELS = ("0", "1", "2", "3-4", "5-9", "10-19", "20-49", "≥ 50")
 
 
 def plot(data: dict):
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Rectangle
+
     p = data["params"]
     kinds = p["kinds"]
     lams, etas = data["lams"], data["etas"]
     nrows = len(kinds) + 1
-    fig, axes = style.figure(4, nrows, width=2.0, height=1.75, squeeze=False)
+    fig, axes = style.figure(4, nrows, width=1.8, height=1.45, squeeze=False, sharey=True)
     titles = {loss: LOSS_LABELS[loss] for loss in LOSSES} | {
-        "gce": f"{LOSS_LABELS['gce']} q={p['q']:g}"
+        "gce": f"{LOSS_LABELS['gce']}, q={p['q']:g}"
     }
     lines = data["lines"]
+    used = {"outcomes": set(), "marks": set(), "lines": set(), "never": False}
+    sd_cmap = mpl.colormaps[style.CMAP].resampled(len(SD_BINS) - 1)
+    sd_norm = BoundaryNorm(SD_BINS, sd_cmap.N)
+    sd_mesh = None
     for r, kind in enumerate(kinds):
         for j, loss in enumerate(LOSSES):
             ax = axes[r, j]
-            _grid_panel(
-                ax,
-                etas,
-                lams,
-                data["grids"][(kind, loss)],
-                f"{kind}: {titles[loss]}",
-                "noise rate η",
-            )
-            _marks(ax, data["rows"], kind, loss, "eta")
+            grid = data["grids"][(kind, loss)]
+            used["outcomes"] |= set(np.unique(grid).tolist())
+            _grid_panel(ax, etas, lams, grid)
+            used["marks"] |= _marks(ax, data["rows"], kind, loss, "eta")
             if loss != "ce":
-                _hline(ax, lines["unique"][loss], **UNIQUE_STYLE)
-                _hline(ax, lines["linear"][loss], **LINEAR_STYLE)
-                if kind == "pair":
-                    _hline(ax, lines["tie_pair"][loss], **TIE_STYLE)
+                if _hline(ax, lines["unique"][loss], **UNIQUE_STYLE):
+                    used["lines"].add("unique")
+                if _hline(ax, lines["linear"][loss], **LINEAR_STYLE):
+                    used["lines"].add("linear")
+                if kind == "pair" and _hline(ax, lines["tie_pair"][loss], **TIE_STYLE):
+                    used["lines"].add("tie")
         ax = axes[r, 3]
         sd = data["grids"][(kind, "sd")]
-        mesh = ax.pcolormesh(
+        # Hatched background: where the linearised theory never reaches 100% (masked cells).
+        ax.add_patch(
+            Rectangle(
+                (0, 0),
+                1,
+                1,
+                transform=ax.transAxes,
+                facecolor="white",
+                edgecolor="0.6",
+                hatch="////",
+                lw=0,
+                zorder=0,
+            )
+        )
+        used["never"] |= bool(np.isnan(sd).any())
+        sd_mesh = ax.pcolormesh(
             _edges(etas, log=False),
             _edges(lams, log=True),
-            np.ma.masked_invalid(sd + 1),
-            cmap=style.CMAP,
-            norm=LogNorm(vmin=1, vmax=max(2.0, np.nanmax(sd + 1))),
+            np.ma.masked_invalid(sd),
+            cmap=sd_cmap,
+            norm=sd_norm,
+            zorder=1,
         )
         ax.set_yscale("log")
-        ax.set_title(f"{kind}: SD t_min + 1 (linear)", fontsize=8)
-        ax.set_xlabel("noise rate η", fontsize=7)
-        ax.tick_params(labelsize=6)
-        cb = fig.colorbar(mesh, ax=ax, pad=0.02)
-        cb.ax.tick_params(labelsize=6)
+        ax.grid(False)
+        axes[r, 0].set_ylabel(f"{kind} noise\nλ")
+        for ax in axes[r]:
+            ax.set_xlabel("noise rate η" if r == len(kinds) - 1 else "")
+            if r < len(kinds) - 1:
+                ax.tick_params(labelbottom=False)
+            ax.set_xticks([0.0, 0.3, 0.6] if etas.max() >= 0.6 else [etas.min(), etas.max()])
+    for j, loss in enumerate(LOSSES):
+        axes[0, j].set_title(titles[loss])
+    axes[0, 3].set_title("SD, linearised $t_{min}$")
     r = nrows - 1
     for j, loss in enumerate(LOSSES):
         ax = axes[r, j]
-        _grid_panel(
-            ax,
-            data["ds"],
-            lams,
-            data["grids"][("clean", loss)],
-            f"noise-free: {titles[loss]}",
-            "d (between-class correlation)",
-        )
-        _marks(ax, data["rows"], "clean", loss, "d")
-        ax.axvline(0.0, color="white", lw=0.6)
+        grid = data["grids"][("clean", loss)]
+        used["outcomes"] |= set(np.unique(grid).tolist())
+        _grid_panel(ax, data["ds"], lams, grid)
+        used["marks"] |= _marks(ax, data["rows"], "clean", loss, "d")
+        ax.set_xlabel("d (noise-free)")
         if loss != "ce":
             y = lines["tie_clean_d0"][loss]
             if y is not None:
-                ax.plot([0.0], [y], "_", color=TIE_STYLE["color"], ms=12, mew=2.0)
+                ax.plot([0.0], [y], "_", color="black", ms=10, mew=1.6)
+                used["lines"].add("tie")
+    axes[r, 0].set_ylabel("noise-free\nλ")
     ax = axes[r, 3]
-    _grid_panel(
-        ax,
-        data["qs"],
-        lams,
-        data["grids"][("q", "gce")],
-        f"pair η={p['q_eta']:g}: GCE over q",
-        "GCE exponent q",
-    )
-    _marks(ax, data["rows"], "q", "gce", "q")
-    ax.plot(data["qs"], lines["tie_q"], **TIE_STYLE)
+    grid = data["grids"][("q", "gce")]
+    used["outcomes"] |= set(np.unique(grid).tolist())
+    _grid_panel(ax, data["qs"], lams, grid)
+    used["marks"] |= _marks(ax, data["rows"], "q", "gce", "q")
+    tie_q = np.array([np.nan if v is None else v for v in lines["tie_q"]], dtype=float)
+    if np.isfinite(tie_q).any():
+        ax.plot(data["qs"], tie_q, **TIE_STYLE)
+        used["lines"].add("tie")
     ax.plot(data["qs"], lines["unique_q"], **UNIQUE_STYLE)
-    for ax in axes[:, 0]:
-        ax.set_ylabel("λ", fontsize=7)
-    handles = [Patch(color=col, label=lab) for col, lab in zip(_COLORS, OUTCOMES, strict=True)]
-    handles += [
-        style.plt.Line2D([], [], label="unique student above", **UNIQUE_STYLE),
-        style.plt.Line2D([], [], label="linearised student exists above", **LINEAR_STYLE),
-        style.plt.Line2D([], [], label="tied point stable above (closed form)", **TIE_STYLE),
-        style.plt.Line2D(
-            [], [], marker="x", ls="none", color="black", label="outcome depends on saddle side"
-        ),
-        style.plt.Line2D(
-            [],
-            [],
-            marker="o",
-            mfc="none",
-            ls="none",
-            color="black",
-            label="Newton engine finds another point",
-        ),
+    used["lines"].add("unique")
+    ax.set_xlabel("GCE exponent q")
+    ax.set_title(f"GCE, pair noise η={p['q_eta']:g}")
+    cb = fig.colorbar(sd_mesh, ax=axes[: len(kinds), 3], shrink=0.9, pad=0.04)
+    centres = [0.5 * (a + b) for a, b in zip(SD_BINS[:-1], SD_BINS[1:], strict=True)]
+    cb.set_ticks(centres, labels=SD_BIN_LABELS)
+    cb.ax.tick_params(length=0)
+    cb.set_label("SD: rounds to 100%")
+    handles = [
+        Patch(facecolor=palette.OUTCOME_COLORS[i], label=OUTCOMES[i])
+        for i in range(len(OUTCOMES))
+        if i in used["outcomes"]
     ]
-    fig.legend(handles=handles, loc="outside lower center", fontsize=6.5, ncol=5)
+    if used["never"]:
+        handles.append(
+            Patch(facecolor="white", edgecolor="0.6", hatch="////", label="SD: never 100%")
+        )
+    line_entries = (
+        ("unique", UNIQUE_STYLE, "unique student above"),
+        ("linear", LINEAR_STYLE, "linearised student exists above"),
+        ("tie", TIE_STYLE, "tied point stable above"),
+    )
+    handles += [
+        Line2D([], [], label=lab, **st) for key, st, lab in line_entries if key in used["lines"]
+    ]
+    if "ambiguous" in used["marks"]:
+        handles.append(
+            Line2D(
+                [], [], marker="x", ls="none", color="black", label="flow: saddle-side dependent"
+            )
+        )
+    if "engine" in used["marks"]:
+        handles.append(
+            Line2D(
+                [],
+                [],
+                marker="o",
+                mfc="none",
+                ls="none",
+                color="black",
+                label="Newton engine: another point",
+            )
+        )
+    decades = np.arange(np.floor(np.log10(lams.min())), np.ceil(np.log10(lams.max())) + 1)
+    axes[0, 0].set_yticks(10.0**decades)  # shared by every panel (sharey)
+    axes[0, 0].yaxis.set_minor_locator(mpl.ticker.NullLocator())
+    fig.legend(handles=handles, loc="outside lower center", ncol=3, handlelength=1.6)
     fig.suptitle(
-        f"PLL students, 100% accuracy by loss: K={p['n_classes']}, n={p['per_class']}, "
-        f"c={p['c']}, d={p['d']} (rows 1-{len(kinds)}); set losses: gradient flow from the teacher",
-        fontsize=8.5,
+        f"PLL students: 100% accuracy by loss (block model K={p['n_classes']}, "
+        f"n={p['per_class']}, c={p['c']}, d={p['d']} in the noisy rows)\n"
+        "set losses: the student gradient flow reaches from the teacher"
     )
     return fig
 
@@ -526,7 +590,7 @@ def main(argv=None) -> int:
         f"  {NAME}: {len(data['rows'])} cells; Newton engine differs from the flow in {disagree},"
         f" saddle-side dependent in {ambiguous}; {len(data['nxn'])} N x N checks passed"
     )
-    style.save_figure(plot(data), args.out, NAME)
+    style.save_figure(plot(data), args.out, NAME, dpi=style.preset_dpi(args.preset))
     style.write_csv(table(data), args.out, NAME)
     style.write_csv(data["nxn"], args.out, f"{NAME}_nxn")
     return 0

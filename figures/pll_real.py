@@ -1,7 +1,8 @@
 """Why two-hot CE loses and the candidate-set losses gain on real features (digits by default).
 
-Evidence for docs/theory.md section 12, one panel each, against the noise rate ``eta``
-(symmetric noise, fixed ``lam``), mean and 95% Student-t interval over seeds:
+Evidence for docs/theory.md section 12, one panel each (2 x 2), panels 1-3 against the noise rate
+``eta`` (symmetric noise, fixed ``lam``), mean and 95% Student-t interval over seeds (markers of
+one noise rate dodged sideways); the PLL students share the PLL colour and differ by marker:
 
 1. **Gain** -- test accuracy of the PLL student minus the teacher's (same seed), for the four
    losses of :mod:`simulations.pll_losses` (two-hot CE, ``-log s``, the candidate-set GCE and the
@@ -32,8 +33,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from figures import palette, style
 from figures.common import log, mean_ci95, parse_args
-from figures.style import OKABE_ITO, figure, save_figure, write_csv
 from simulations.datasets import load_dataset, preprocess, validate_dataset
 from simulations.distill import self_distill
 from simulations.noise import sample_noisy_labels
@@ -60,11 +61,12 @@ PRESETS = {
 }
 #: Round of self-distillation shown for scale.
 SD_ROUND = 3
+#: PLL students: all in the PLL accent, told apart by their marker.
 STYLE = {
-    "ce": (LOSS_LABELS["ce"], OKABE_ITO["skyblue"], "s"),
-    "candidate": (LOSS_LABELS["candidate"], OKABE_ITO["green"], "^"),
-    "gce": (LOSS_LABELS["gce"], OKABE_ITO["purple"], "D"),
-    "gce-reference": (LOSS_LABELS["gce-reference"], OKABE_ITO["orange"], "o"),
+    "ce": (f"PLL, {LOSS_LABELS['ce']}", "s"),
+    "candidate": (f"PLL, {LOSS_LABELS['candidate']}", "^"),
+    "gce": (f"PLL, {LOSS_LABELS['gce']}", "v"),
+    "gce-reference": (f"PLL, {LOSS_LABELS['gce-reference']}", "D"),
 }
 
 
@@ -180,41 +182,49 @@ def _spectrum(x_tr, y_tr, k, lam):
 
 
 def plot(rows, spectrum, name):
-    fig, axes = figure(ncols=4, width=3.3, height=2.9)
+    """2 x 2 panels: (a) gain, (b) the teacher's candidates, (c) the split, (d) the spectrum."""
+    fig, axes = style.figure(2, 2, width=3.6, height=2.45)
+    axes = axes.ravel()
     etas = np.array([r["eta"] for r in rows])
+    step = float(np.min(np.diff(etas))) if etas.size > 1 else 0.1
 
-    def line(ax, key, label, color, marker, **kw):
+    def points(ax, key, label, color, marker, i, n, **kw):
         y = np.array([r[f"{key}_mean"] for r in rows])
         e = np.array([r[f"{key}_ci95"] for r in rows])
-        ax.errorbar(etas, y, yerr=e, color=color, marker=marker, capsize=2, label=label, **kw)
+        x = etas + (i - (n - 1) / 2) * 0.09 * step  # dodged: the intervals stay apart
+        kw.setdefault("markersize", 5.5)
+        style.sim_errorbar(ax, x, y, e, color=color, marker=marker, label=label, **kw)
 
     ax = axes[0]
-    for loss, (label, color, marker) in STYLE.items():
-        line(ax, f"{loss}_gain", label, color, marker)
-    line(ax, "sd_gain", f"SD round {SD_ROUND}", "#888888", "x", linestyle="--")
-    ax.axhline(0.0, color=OKABE_ITO["black"], linewidth=0.8)
-    ax.set_xlabel("noise rate $\\eta$")
-    ax.set_ylabel("test acc. gain over teacher")
-    ax.set_title(f"{name}: PLL student by loss")
+    n = len(STYLE) + 1
+    for i, (loss, (label, marker)) in enumerate(STYLE.items()):
+        points(ax, f"{loss}_gain", label, palette.PLL, marker, i, n)
+    sd_col = palette.sd_color(SD_ROUND, SD_ROUND)
+    points(ax, "sd_gain", f"SD round {SD_ROUND}", sd_col, "o", n - 1, n)
+    ax.axhline(0.0, color=palette.THEORY, linewidth=0.8, zorder=1)
+    ax.set_ylabel("gain in test accuracy")
+    ax.set_title("(a) PLL student − teacher")
 
     ax = axes[1]
-    line(ax, "coverage_train", "top-2 coverage (train)", OKABE_ITO["blue"], "o")
-    line(ax, "coverage_test", "top-2 coverage (test)", OKABE_ITO["skyblue"], "s")
-    line(ax, "runner_up_concentration", "runner-up concentration", OKABE_ITO["vermillion"], "D")
-    ax.axhline(1.0 / (spectrum["n_classes"] - 1), color=OKABE_ITO["vermillion"], ls=":", lw=1.0)
-    ax.set_ylim(0, 1.02)
-    ax.set_xlabel("noise rate $\\eta$")
-    ax.set_title("teacher's candidates (dotted: even runner-ups)")
-    ax.legend(fontsize=6.5, loc="center left")
+    points(ax, "coverage_train", "top-2 coverage, train", palette.TEACHER, "s", 0, 3)
+    points(ax, "coverage_test", "top-2 coverage, test", palette.TEACHER, "P", 1, 3)
+    points(ax, "runner_up_concentration", "runner-up concentration", palette.THEORY, "o", 2, 3)
+    style.reference_line(ax, 1.0 / (spectrum["n_classes"] - 1), "even runner-ups 1/(K−1)")
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("fraction")
+    ax.set_title("(b) the teacher's candidates")
+    ax.legend(loc="center left", borderaxespad=0.2, handletextpad=0.3)
 
     ax = axes[2]
-    for loss, (label, color, marker) in STYLE.items():
-        line(ax, f"{loss}_split", label, color, marker)
-    ax.axhline(0.5, color=OKABE_ITO["skyblue"], ls=":", lw=1.0)
-    ax.set_ylim(0, 0.55)
-    ax.set_xlabel("noise rate $\\eta$")
+    for i, (loss, (label, marker)) in enumerate(STYLE.items()):
+        points(ax, f"{loss}_split", label, palette.PLL, marker, i, len(STYLE))
+    style.reference_line(ax, 0.5, "two-hot target ½", pos=0.98)
+    ax.set_ylim(0, 0.58)
     ax.set_ylabel("median min$(p_a,p_b)/(p_a+p_b)$")
-    ax.set_title("split of the candidate mass (train)")
+    ax.set_title("(c) split of the candidate mass (train)")
+    for ax in axes[:3]:
+        ax.set_xlabel("noise rate $\\eta$ (symmetric)")
+        ax.set_xticks(etas)
 
     ax = axes[3]
     # Eigenvalues below 1e-8 mu_max are round-off-level and carry no filter weight; leaving them
@@ -224,34 +234,29 @@ def plot(rows, spectrum, name):
     ax.semilogy(
         np.arange(1, mu.size + 1),
         mu,
-        color=OKABE_ITO["black"],
-        marker=".",
-        ms=3,
-        lw=0.8,
+        "o",
+        color=palette.THEORY,
+        ms=2.2,
+        ls="none",
         label=f"features (p={spectrum['dim']}, N={spectrum['n_samples']})",
     )
-    for j, val in enumerate(sorted(set(np.round(spectrum["block"], 12)), reverse=True)):
+    levels = sorted(set(np.round(spectrum["block"], 12)), reverse=True)
+    for j, val in enumerate(levels[:3]):
         if val > 0:
-            ax.axhline(
-                val,
-                color=OKABE_ITO["orange"],
-                ls="--",
-                lw=1.0,
-                label="fitted block model" if j == 0 else None,
-            )
-    ax.axhline(
-        spectrum["half_point"],
-        color=OKABE_ITO["vermillion"],
-        ls=":",
-        lw=1.2,
-        label="$K\\lambda N$ (filter half-point)",
-    )
-    ax.set_xlabel("eigenvalue index $j$")
-    ax.set_ylabel("$\\mu_j$")
-    ax.set_title("Gram spectrum")
-    ax.legend(fontsize=6.5, loc="lower left")
+            head = "block model fit: " if j == 0 else ""
+            ax.axhline(val, color=palette.EIGEN[j], lw=1.4, zorder=1, label=f"{head}μ{'₁₂₃'[j]}")
+    style.reference_line(ax, spectrum["half_point"], "KλN (filter half-point)", pos=0.02)
+    ax.set_xlabel("eigenvalue index $j$ (training Gram matrix)")
+    ax.set_ylabel("eigenvalue $\\mu_j$")
+    ax.set_title("(d) Gram spectrum (one seed)")
+    ax.legend(loc="lower left", borderaxespad=0.2, handletextpad=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels))
+    fig.legend(handles, labels, loc="outside lower center", ncol=3, handletextpad=0.3)
+    n_trials = rows[0]["n_trials"] if rows else 0
+    fig.suptitle(
+        f"Why the PLL loss matters on real features ({name}, λ={rows[0]['lam']:g}): "
+        f"mean of {n_trials} seeds ± 95% Student-t CI"
+    )
     return fig
 
 
@@ -273,8 +278,9 @@ def main(argv=None) -> int:
     with single_thread_blas():
         rows, spectrum = compute(ds, preset, args.seed, args.lam)
     spectrum["n_classes"] = ds.n_classes
-    write_csv(rows, args.out, NAME)
-    paths = save_figure(plot(rows, spectrum, ds.name), args.out, NAME)
+    style.write_csv(rows, args.out, NAME)
+    fig = plot(rows, spectrum, ds.name)
+    paths = style.save_figure(fig, args.out, NAME, dpi=style.preset_dpi(args.preset))
     log(f"[{NAME}] wrote {', '.join(str(p) for p in paths)} and {NAME}.csv")
     return 0
 

@@ -1,20 +1,22 @@
-"""Distillation gain on real features in the paper's layout: SD rounds 1-3 and the PLL student.
+"""Distillation gain on real features in the paper's layout: SD rounds 1-4 and the PLL student.
 
 The paper's real-data figures (its Figure 2; Figures 6-8 in its appendix, drawn by the public
-reference code's ``plot.py``) show, per dataset, bars of the *distillation gain* -- test accuracy of
-the student minus that of the teacher (same seed) -- for self-distillation rounds ``t = 1, 2, 3``
-and for the PLL student, at noise rates ``eta = 0.5 ... 0.9``, for superclass noise (main text),
-symmetric and asymmetric noise (appendix C), and for a smaller and a larger weight decay
-(appendix G.1: 0.4x and 2x the base value). This module draws the same layout for one dataset:
-one column per noise family, one row per weight-decay regime, grouped bars per ``eta``.
+reference code's ``plot.py``) show, per dataset, five bars per noise rate ``eta = 0.5 ... 0.9``:
+the *distillation gain* -- **test** accuracy of the student minus that of the teacher, same seed --
+of self-distillation rounds ``t = 1, 2, 3, 4`` and of the PLL student (the reference code's
+per-candidate GCE, ``gce-reference``), averaged over **3 seeds** (0, 1, 2 in ``train.sh``), for
+superclass noise (main text), symmetric and asymmetric noise (appendix C), and for a smaller and a
+larger weight decay (appendix G.1: 0.4x and 2x the base value). This module draws the same layout
+for one dataset: one column per noise family, one row per weight-decay regime, five bars per
+``eta`` (more PLL bars with ``--pll-losses``), one y-range for every panel.
 
-Each bar is the mean over seeds of the per-seed gain, with its 95% Student-t interval; each seed
-runs :func:`simulations.probe.run_probe`'s experiment (seeded stratified split, training-mean
-centring + L2 normalisation, noisy training *and validation* labels, clean test labels, exact
-teacher / SD rounds / certified PLL students started from the teacher). The PLL student is shown
-for every loss in the preset: the paper's (the reference code's per-candidate GCE, q = 0.7,
-``gce-reference``), the theory's two-hot cross-entropy (``ce``) and, in the paper preset, the
-candidate log-likelihood and the candidate-set GCE (:mod:`simulations.pll_losses`).
+Each bar is the mean over seeds of the per-seed gain. Error bars: the 95% Student-t interval of
+that mean (default, ``--error-bars ci95``; with 3 seeds it is ``+-2.48`` sample standard
+deviations wide) or, as the reference ``plot.py`` draws them, ``+-1`` standard deviation of the
+per-seed gains (``np.std``, ``ddof = 0``; ``--error-bars sd``). The figure states which and the
+number of seeds. Each seed runs :func:`simulations.probe.run_probe`'s experiment (seeded stratified
+split, training-mean centring + L2 normalisation, noisy training *and validation* labels, clean
+test labels, exact teacher / SD rounds / certified PLL students started from the teacher).
 
 Model selection. Rows with a fixed weight decay involve no selection. The row "selected" picks,
 per seed and per model (teacher, each round, each PLL loss), the weight decay among the rows'
@@ -52,10 +54,10 @@ regime, noise, eta, method and round: mean gain, 95% half-width, standard deviat
 accuracies of student and teacher, teacher top-2 coverage, the weight decay(s) used, whether every
 solve was certified, how many non-convex PLL solves were verified local minima).
 
-Presets: ``quick`` (superclass and symmetric noise, eta 0.5/0.7/0.9, base weight decay, 3 seeds,
-PLL with the reference GCE and two-hot CE), ``paper`` (the paper's layout: three noise families,
-eta 0.5-0.9, three weight decays plus the validation-selected row, 5 seeds, all four PLL losses),
-``tiny`` (a 300-sample subset, for smoke tests).
+Presets: ``quick`` (superclass and symmetric noise, eta 0.5/0.7/0.9, base weight decay, 3 seeds),
+``paper`` (the paper's layout: three noise families, eta 0.5-0.9, three weight decays plus the
+validation-selected row, 3 seeds), both with SD ``t = 1..4`` and the reference GCE PLL student;
+``tiny`` (a 300-sample subset, one round, the reference GCE and the two-hot CE, for smoke tests).
 """
 
 from __future__ import annotations
@@ -63,9 +65,10 @@ from __future__ import annotations
 import contextlib
 
 import numpy as np
+from matplotlib.lines import Line2D
 
+from figures import palette, style
 from figures.common import log, mean_ci95, parse_args
-from figures.style import OKABE_ITO, figure, save_figure, write_csv
 from selfdistill_cli import add_deprecated_alias
 from simulations.cli_probe import SMALL_P
 from simulations.datasets import load_dataset, validate_dataset
@@ -84,20 +87,20 @@ PRESETS = {
         "noises": ("superclass", "sym"),
         "etas": (0.5, 0.7, 0.9),
         "seeds": 3,
-        "rounds": 3,
+        "rounds": 4,
         "regimes": ("base",),
         "selected_row": False,
-        "pll_losses": ("gce-reference", "ce"),
+        "pll_losses": ("gce-reference",),
         "per_class": None,
     },
     "paper": {
         "noises": ("superclass", "sym", "asym"),
         "etas": (0.5, 0.6, 0.7, 0.8, 0.9),
-        "seeds": 5,
-        "rounds": 3,
+        "seeds": 3,
+        "rounds": 4,
         "regimes": ("smaller", "base", "larger"),
         "selected_row": True,
-        "pll_losses": ("gce-reference", "ce", "candidate", "gce"),
+        "pll_losses": ("gce-reference",),
         "per_class": None,
     },
     "tiny": {
@@ -112,15 +115,17 @@ PRESETS = {
     },
 }
 
-#: Bars: SD rounds in greys (light to dark, as the paper), PLL losses in distinct Okabe-Ito
-#: colours with hatching; no colour is shared by two series.
-SD_COLORS = ("#BBBBBB", "#888888", "#444444", "#222222", "#000000")
+#: Bars: SD rounds on the SD ramp (light to dark, as the paper's greys), PLL students in the PLL
+#: accent, told apart by hatching when several losses are drawn.
 PLL_STYLE = {
-    "gce-reference": (METHOD_LABELS[method_of("gce-reference")], OKABE_ITO["orange"], ""),
-    "ce": (METHOD_LABELS[method_of("ce")], OKABE_ITO["skyblue"], "//"),
-    "candidate": (METHOD_LABELS[method_of("candidate")], OKABE_ITO["green"], "\\\\"),
-    "gce": (METHOD_LABELS[method_of("gce")], OKABE_ITO["purple"], "xx"),
+    "gce-reference": (METHOD_LABELS[method_of("gce-reference")], ""),
+    "ce": (METHOD_LABELS[method_of("ce")], "//"),
+    "candidate": (METHOD_LABELS[method_of("candidate")], "\\\\"),
+    "gce": (METHOD_LABELS[method_of("gce")], "xx"),
 }
+#: Error bars: 95% Student-t interval of the mean, or +-1 SD of the per-seed gains (ddof = 0,
+#: the reference plot.py's np.std).
+ERROR_BARS = {"ci95": "95% Student-t CI of the mean", "sd": "±1 SD over seeds (np.std)"}
 NOISE_TITLES = {
     "superclass": "superclass",
     "sym": "symmetric",
@@ -155,8 +160,14 @@ def _extra_args(parser) -> None:
         choices=("val", "test"),
         default="val",
         help="weight decay of the 'selected' row picked on validation, or on test (an optimistic "
-        "diagnostic; the reference code never picks the weight decay on test: it keeps each "
+        "bound; the reference code never picks the weight decay on test: it keeps each "
         "model's best test epoch at a fixed weight decay)",
+    )
+    parser.add_argument(
+        "--error-bars",
+        choices=tuple(ERROR_BARS),
+        default="ci95",
+        help="ci95: 95%% Student-t CI of the mean (default); sd: +-1 SD as the reference plot.py",
     )
     parser.add_argument(
         "--pll-losses",
@@ -262,6 +273,7 @@ def compute(
                             "gain_mean": float(mean),
                             "gain_ci95": float(half),
                             "gain_std": float(np.std(gains, ddof=1)) if len(gains) > 1 else 0.0,
+                            "gain_sd_ref": float(np.std(gains)),
                             "test_acc_mean": float(np.mean(tests)),
                             "teacher_test_acc_mean": float(np.mean(teachers)),
                             "teacher_top2_coverage_test": float(np.mean(cover)),
@@ -273,15 +285,27 @@ def compute(
     return out
 
 
-def plot(rows: list[dict], preset: dict, dataset_name: str, selection: str):
-    """Grid: rows = weight-decay regimes (+ selected), columns = noise families; grouped bars."""
+def plot(rows: list[dict], preset: dict, dataset_name: str, selection: str, error_bars="ci95"):
+    """Grid: rows = weight-decay regimes (+ selected), columns = noise families; grouped bars.
+
+    Five bars per noise rate (SD ``t = 1..R`` and each PLL loss), one y-range for all panels;
+    ``error_bars`` is ``'ci95'`` or ``'sd'`` (:data:`ERROR_BARS`).
+    """
     regimes = list(dict.fromkeys(r["regime"] for r in rows))
     noises = list(dict.fromkeys(r["noise"] for r in rows))
     series = _series(preset)
     etas = np.asarray(preset["etas"], dtype=float)
     step = float(np.min(np.diff(etas))) if etas.size > 1 else 0.1
-    width = 0.8 * step / len(series)
-    fig, axes = figure(ncols=len(noises), nrows=len(regimes), width=3.9, height=2.9, squeeze=False)
+    width = 0.85 * step / len(series)
+    err_key = "gain_ci95" if error_bars == "ci95" else "gain_sd_ref"
+    fig, axes = style.figure(
+        ncols=len(noises),
+        nrows=len(regimes),
+        width=3.5,
+        height=2.8 if len(regimes) == 1 else 2.3,
+        squeeze=False,
+        sharey=True,
+    )
     for i, regime in enumerate(regimes):
         for j, noise in enumerate(noises):
             ax = axes[i][j]
@@ -290,38 +314,47 @@ def plot(rows: list[dict], preset: dict, dataset_name: str, selection: str):
                 pts = [r for r in sub if r["method"] == method and r["round"] == rnd]
                 x = np.array([r["eta"] for r in pts]) + (b - (len(series) - 1) / 2) * width
                 y = np.array([r["gain_mean"] for r in pts])
-                e = np.array([r["gain_ci95"] for r in pts])
+                e = np.array([r[err_key] for r in pts])
                 if method == "sd":
-                    label, color, hatch = f"SD t={rnd}", SD_COLORS[rnd - 1], ""
+                    label, hatch = f"SD t={rnd}", ""
+                    color = palette.sd_color(rnd, preset["rounds"])
                 else:
-                    label, color, hatch = PLL_STYLE[loss]
+                    (label, hatch), color = PLL_STYLE[loss], palette.PLL
                 ax.bar(
                     x,
                     y,
                     width,
                     color=color,
                     hatch=hatch,
-                    edgecolor=OKABE_ITO["black"] if hatch else color,
+                    edgecolor="white" if not hatch else "black",
                     linewidth=0.4,
                     label=label,
                     zorder=2,
                 )
-                ax.errorbar(x, y, yerr=e, fmt="none", ecolor="#555555", capsize=1.5, lw=0.7)
-            ax.axhline(0.0, color=OKABE_ITO["vermillion"], linewidth=1.0, zorder=3)
+                ax.errorbar(x, y, yerr=e, fmt="none", ecolor="0.25", capsize=1.5, lw=0.8, zorder=3)
+            ax.axhline(0.0, color=palette.THEORY, linewidth=0.8, zorder=1)
             ax.set_xticks(etas)
             ax.set_xticklabels([f"{100 * v:.0f}" for v in etas])
             if i == len(regimes) - 1:
                 ax.set_xlabel("noise rate $\\eta$ (%)")
+            if i == 0:
+                ax.set_title(f"{NOISE_TITLES.get(noise, noise)} noise")
             if j == 0:
-                ax.set_ylabel("distillation gain (test acc.)")
-            if regime == "selected":
-                what = "validation" if selection == "val" else "TEST set (diagnostic)"
-                lam_txt = f"$\\lambda$ selected on {what}"
-            else:
-                lam_txt = f"$\\lambda$={sub[0]['lam']:g} ({regime})"
-            ax.set_title(f"{dataset_name}, {NOISE_TITLES.get(noise, noise)} noise\n{lam_txt}")
+                if regime == "selected":
+                    what = "validation" if selection == "val" else "TEST (optimistic)"
+                    row = f"$\\lambda$ selected on {what}"
+                else:
+                    row = f"$\\lambda$={sub[0]['lam']:g} ({regime})"
+                ax.set_ylabel(f"{row}\ngain in test accuracy")
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(series), 4))
+    handles.append(Line2D([], [], color=palette.THEORY, lw=0.8))
+    labels.append("teacher (gain 0)")
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 3))
+    n_trials = rows[0]["n_trials"] if rows else 0
+    fig.suptitle(
+        f"{dataset_name}: distillation gain = test accuracy of student − teacher (same seed)\n"
+        f"bars: mean of {n_trials} seeds; error bars: {ERROR_BARS[error_bars]}"
+    )
     return fig
 
 
@@ -347,7 +380,7 @@ def main(argv=None) -> int:
         return 2
     if args.selection == "test":
         preset["selected_row"] = True
-        log(f"[{NAME}] --selection test: the 'selected' row picks lam on the TEST set (diagnostic)")
+        log(f"[{NAME}] --selection test: the 'selected' row picks lam on the TEST set (optimistic)")
     log(f"[{NAME}] {ds.name}: N={ds.n_samples}, p={ds.n_features}, K={ds.n_classes}")
     # Small p (digits: 64): multi-threaded BLAS only adds synchronisation overhead, and on a busy
     # machine its spinning threads slow the run down 10-20x. One thread is faster there; large
@@ -363,8 +396,9 @@ def main(argv=None) -> int:
             superclass_rule=args.superclass_rule,
             preprocess=args.preprocess,
         )
-    write_csv(rows, args.out, NAME)
-    paths = save_figure(plot(rows, preset, ds.name, args.selection), args.out, NAME)
+    style.write_csv(rows, args.out, NAME)
+    fig = plot(rows, preset, ds.name, args.selection, args.error_bars)
+    paths = style.save_figure(fig, args.out, NAME, dpi=style.preset_dpi(args.preset))
     log(f"[{NAME}] wrote {', '.join(str(p) for p in paths)} and {NAME}.csv")
     return 0
 

@@ -12,12 +12,14 @@ Per dimension (one colour each), rounds ``t = 0..R``:
 
 * dashed line: the finite-``p`` theory (:func:`theory.finite.predict_finite`), deterministic
   equivalents of the *linearised* dynamics ``P_t - 1/K = (Y - 1/K) (G/(G + K lam N))^(t+1)`` on the
-  mixture's random Gram matrix;
-* filled markers: Monte Carlo of the same linearised dynamics on exactly sampled Gram matrices
+  mixture's random Gram matrix (:data:`CURVES` lists the theory curves; each is a function
+  returning per-round accuracies);
+* hollow markers: Monte Carlo of the same linearised dynamics on exactly sampled Gram matrices
   (:mod:`simulations.linear_trials`), mean and 95% CI over trials;
-* hollow markers: exact self-distillation (every round trained to a certificate,
+* filled markers: exact self-distillation (every round trained to a certificate,
   :mod:`simulations.gram_trials`), mean and 95% CI;
-* thin grey line: the exact block theory (``p → ∞``, :func:`theory.groups.predict_exact`).
+* thin black step line: the exact block theory (``p → ∞``, :func:`theory.groups.predict_exact`;
+  rounds are integers, so it is drawn as steps).
 
 (a) Population accuracy (exact conditional accuracy of each trained probe on the mixture,
 :mod:`theory.population`); (b) accuracy on the mislabeled training points w.r.t. their true labels.
@@ -36,9 +38,8 @@ from __future__ import annotations
 
 import numpy as np
 from matplotlib.lines import Line2D
-from matplotlib.ticker import MaxNLocator
 
-from figures import style
+from figures import palette, style
 from figures.common import (
     FINITE_THEORY_ATOL,
     check_mc_agreement,
@@ -77,8 +78,8 @@ PRESETS = {
         eta=0.5,
         rounds=6,
         ratios=(0.5, 1.0, 4.0),
-        trials=10,
-        trials_linear=24,
+        trials=6,
+        trials_linear=20,
         n_test=25,
     ),
     "paper": dict(
@@ -97,14 +98,35 @@ PRESETS = {
 }
 METRICS = ("pop_acc", "train_acc_mislabeled")
 _THEORY_KEY = THEORY_FIELDS  # simulation metric -> theory field (theory.names)
-#: One colour per dimension (Okabe-Ito).
-COLORS = (style.OKABE_ITO["vermillion"], style.OKABE_ITO["blue"], style.OKABE_ITO["green"])
 
 
 def dims_of(params) -> np.ndarray:
     """Feature dimensions ``p = ratio * N`` (rounded; ``p >= K``)."""
     big_n = params["n_classes"] * params["per_class"]
     return np.array([max(int(round(r * big_n)), params["n_classes"]) for r in params["ratios"]])
+
+
+def finite_linear_curves(params, counts, dims) -> dict:
+    """The finite-``p`` theory of the linearised dynamics: ``{metric: (P, R+1)}`` accuracies.
+
+    A theory curve of this figure is a function ``(params, counts, dims) -> {metric: array of
+    shape (len(dims), rounds + 1)}`` (``metric`` in :data:`METRICS`); :data:`CURVES` lists the
+    ones drawn, each with its line style, so another theory at finite ``N/p`` is one more entry.
+    """
+    k, n, c, d = (params[x] for x in ("n_classes", "per_class", "c", "d"))
+    preds = [
+        predict_finite(MixtureModel(k, n, int(dim), c, d), counts, params["lam"], params["rounds"])
+        for dim in dims
+    ]
+    return {m: np.array([getattr(x, _THEORY_KEY[m]) for x in preds]) for m in METRICS}
+
+
+#: Theory curves at finite p: name -> (function, legend label, line style). ``compute`` stores
+#: each under ``data["curves"][name]``; the agreement check uses ``"finite"`` (what the
+#: linearised Monte Carlo simulates).
+CURVES = {
+    "finite": (finite_linear_curves, "finite-p theory (linearised)", "--"),
+}
 
 
 def compute(preset: str = "quick", seed: int = 0, workers: int = 1) -> dict:
@@ -115,10 +137,7 @@ def compute(preset: str = "quick", seed: int = 0, workers: int = 1) -> dict:
     counts = exact_counts(transition, n)
     dims = dims_of(p)
     # theory[metric]: (P, R+1) finite-p; limit[metric]: (R+1,) exact block theory (p -> inf).
-    preds = [
-        predict_finite(MixtureModel(k, n, int(dim), c, d), counts, lam, rounds) for dim in dims
-    ]
-    theory = {m: np.array([getattr(x, _THEORY_KEY[m]) for x in preds]) for m in METRICS}
+    theory = finite_linear_curves(p, counts, dims)
     block = predict_exact(BlockModel(k, n, c, d), counts, lam, rounds)
     limit = {m: np.asarray(getattr(block, _THEORY_KEY[m]), dtype=float) for m in METRICS}
     lin_specs = [LinearTrial(k, n, int(dim), c, d, lam, rounds, tr) for dim in dims]
@@ -148,7 +167,10 @@ def compute(preset: str = "quick", seed: int = 0, workers: int = 1) -> dict:
         theory_atol=FINITE_THEORY_ATOL,
     )
     gap = max(float(np.nanmax(np.abs(np.nanmean(sim[m], axis=0) - theory[m]))) for m in METRICS)
+    curves = {"finite": theory}
+    curves |= {name: fn(p, counts, dims) for name, (fn, _, _) in CURVES.items() if name != "finite"}
     return dict(
+        curves=curves,
         params=p,
         dims=dims,
         counts=counts,
@@ -166,59 +188,59 @@ def plot(data: dict):
     dims = data["dims"]
     rounds = np.arange(p["rounds"] + 1)
     big_n = p["n_classes"] * p["per_class"]
-    fig, axes = style.figure(2, 1, width=3.6, height=3.1)
-    shift = 0.09  # horizontal offsets so that the CIs of the series stay apart
+    fig, axes = style.figure(2, 1, width=3.6, height=3.0)
+    order = np.argsort(big_n / dims)  # colour ramp: light = small N/p (large p)
+    colors = {int(i): palette.dim_color(r, len(dims)) for r, i in enumerate(order)}
+    shift = 0.08  # horizontal offsets so that the CIs of the series stay apart
     for ax, m, title in zip(
         axes,
         METRICS,
-        ("(a) population accuracy", "(b) accuracy on mislabeled training points"),
+        ("(a) population accuracy", "(b) mislabeled training points (true labels)"),
         strict=True,
     ):
-        ax.plot(rounds, data["limit"][m], color="0.55", lw=0.8, zorder=1)
+        style.theory_line(
+            ax, rounds, data["limit"][m], color=palette.THEORY, lw=1.0, drawstyle="steps-mid"
+        )
         for i in range(len(dims)):
-            col = COLORS[i % len(COLORS)]
+            col = colors[i]
             off = (i - (len(dims) - 1) / 2) * 2 * shift
-            style.theory_line(ax, rounds, data["theory"][m][i], color=col, linear=True)
-            mean, half = mean_ci95(data["lin"][m][:, i])
-            style.sim_errorbar(ax, rounds + off - shift / 2, mean, half, color=col, marker="o")
+            for name, (_, _, ls) in CURVES.items():
+                ax.plot(rounds, data["curves"][name][m][i], color=col, ls=ls, lw=1.4, zorder=2)
             mean, half = mean_ci95(data["sim"][m][:, i])
+            style.sim_errorbar(ax, rounds + off - shift / 2, mean, half, color=col, marker="o")
+            mean, half = mean_ci95(data["lin"][m][:, i])
             style.sim_errorbar(
-                ax,
-                rounds + off + shift / 2,
-                mean,
-                half,
-                color=col,
-                marker="o",
-                markerfacecolor="white",
-                markeredgecolor=col,
-                markeredgewidth=1.0,
+                ax, rounds + off + shift / 2, mean, half, color=col, marker="o", hollow=True
             )
         ax.set_xlabel("round $t$ (0 = teacher)")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylabel("accuracy")
+        style.integer_ticks(ax)
         ax.set_ylim(-0.03, 1.05)
         ax.set_title(title)
+    axes[0].set_ylabel("accuracy")
     handles = [
+        Line2D([], [], color=colors[i], lw=3, label=f"p = {dim} (N/p = {big_n / dim:.2g})")
+        for i, dim in enumerate(dims)
+    ]
+    handles += [Line2D([], [], color="0.15", ls=ls, label=lab) for _, lab, ls in CURVES.values()]
+    handles += [
+        Line2D([], [], color=palette.THEORY, lw=1.0, label="p→∞ exact theory"),
+        Line2D([], [], color="0.15", marker="o", ls="none", ms=5, label="exact sim. ± 95% CI"),
         Line2D(
             [],
             [],
-            color=COLORS[i % len(COLORS)],
-            lw=4,
-            label=f"p = {dim} (N/p = {big_n / dim:.2g})",
-        )
-        for i, dim in enumerate(dims)
-    ] + [
-        Line2D([], [], color="0.2", ls="--", label="finite-p theory (linearised)"),
-        Line2D([], [], color="0.2", marker="o", ls="none", label="linearised sim. (checked)"),
-        Line2D([], [], color="0.2", marker="o", mfc="white", ls="none", label="exact SD sim."),
-        Line2D([], [], color="0.55", lw=0.8, label="p→∞ exact theory"),
+            color="0.15",
+            marker="o",
+            ls="none",
+            ms=5,
+            **palette.hollow("0.15"),
+            label="linearised sim. ± 95% CI (checked)",
+        ),
     ]
-    axes[1].legend(handles=handles, loc="lower right", fontsize=6.5)
+    fig.legend(handles=handles, loc="outside lower center", ncol=3, handlelength=1.8)
     fig.suptitle(
-        f"SD's generalisation gain at finite p: mixture K={p['n_classes']}, n={p['per_class']} "
-        f"(N={big_n}), c={p['c']}, d={p['d']}, λ={p['lam']:g}, sym. noise η={p['eta']}\n"
-        f"exact {p['trials']} / linearised {p['trials_linear']} trials, 95% CI",
-        fontsize=9,
+        f"SD's generalisation gain at finite p (mixture K={p['n_classes']}, n={p['per_class']}, "
+        f"N={big_n}, c={p['c']}, d={p['d']}, λ={p['lam']:g}, sym. noise η={p['eta']})\n"
+        f"exact {p['trials']} / linearised {p['trials_linear']} trials per p"
     )
     return fig
 
@@ -263,7 +285,7 @@ def main(argv=None) -> int:
         f"{data['params']['rounds']} (theory): {gains}; exact SD vs finite-p theory (not "
         f"checked): max |difference| {data['exact_gap']:.3f}"
     )
-    style.save_figure(plot(data), args.out, NAME)
+    style.save_figure(plot(data), args.out, NAME, dpi=style.preset_dpi(args.preset))
     style.write_csv(table(data), args.out, NAME)
     return 0
 

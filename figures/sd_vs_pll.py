@@ -9,10 +9,16 @@ mean and 95% CI over trials.
 
 (a) Training accuracy w.r.t. the TRUE labels (how much label noise the model undoes): the teacher
 memorises the noise (accuracy ``1 - η``); each round shrinks the own-label part, and after enough
-rounds every mislabeled point is corrected, up to the plurality limit ``η < (K-1)/K``; one PLL round
-reaches what many SD rounds reach. (b) Population accuracy (exact conditional accuracy of each
-trained probe, :mod:`theory.population`). (c) The "distillation gain" of the paper: student minus
-teacher training accuracy, simulation bars with 95% CI and the theory as black ticks.
+rounds every mislabeled point is corrected, up to the plurality limit ``η < (K-1)/K`` (the labelled
+vertical line); one PLL round reaches what many SD rounds reach. (b) Population accuracy (exact
+conditional accuracy of each trained probe, :mod:`theory.population`): 1 for every model below the
+plurality limit in this block limit. (c) Simulation minus theory of panel (a) (the distance to the
+admissible interval where the theory has exact ties), so that the markers hidden under the lines at
+1.0 are visible (markers of the models are also dodged sideways in (a) and (b)). (d) Gain in
+*training* accuracy (true labels) of each student over the teacher, simulation bars with 95% CI and
+the theory as black ticks. This is not the paper's "distillation gain", which is the gain in *test*
+accuracy on real data (figure ``real_gain``); in the block limit the population (test) accuracy is
+already 1 for every model, so the training accuracy is where the models differ.
 
 Check (fails loudly): every simulated mean agrees with the exact theory within Monte Carlo error
 (:func:`figures.common.check_mc_agreement`; where the theory has EXACT ties between the true class
@@ -37,8 +43,9 @@ against the finite-``p`` theory are in the figures ``finite_dimension`` and ``sd
 from __future__ import annotations
 
 import numpy as np
+from matplotlib.lines import Line2D
 
-from figures import style
+from figures import palette, style
 from figures.common import (
     check_mc_agreement,
     log,
@@ -75,9 +82,9 @@ PRESETS = {
         d=0.1,
         lam=1e-3,
         rounds=5,
-        etas=tuple(np.round(np.arange(0.0, 0.81, 0.05), 2)),
+        etas=tuple(np.round(np.arange(0.0, 0.81, 0.1), 2)),
         dim=10**8,
-        trials=10,
+        trials=8,
         n_test=10,
         gain_etas=(0.2, 0.4, 0.5, 0.6),
     ),
@@ -170,96 +177,146 @@ def _label(j: int, rounds: int) -> str:
     return "PLL student" if j == rounds + 1 else ("teacher" if j == 0 else f"SD round {j}")
 
 
+def _color(j: int, rounds: int) -> str:
+    return palette.PLL if j == rounds + 1 else palette.sd_color(j, rounds)
+
+
+def _marker(j: int, rounds: int) -> str:
+    return palette.MARKERS["pll"] if j == rounds + 1 else palette.model_marker("sd", j)
+
+
 def plot(data: dict):
     p = data["params"]
     rounds = p["rounds"]
     etas = data["etas"]
-    fig, axes = style.figure(3, 1, width=3.3, height=3.0)
-    pll_color = style.OKABE_ITO["purple"]
+    n_models = rounds + 2
+    step = float(np.min(np.diff(etas))) if etas.size > 1 else 0.1
+    dodges = (np.arange(n_models) - (n_models - 1) / 2) * (0.55 * step / n_models)
+    fig, axes = style.figure(2, 2, width=3.6, height=2.35)
+    axes = axes.ravel()
+    plurality = (p["n_classes"] - 1) / p["n_classes"]
+    tied = data["tied"]
     for ax, m, title in zip(
         axes[:2],
         METRICS,
         ("(a) training accuracy (true labels)", "(b) population accuracy"),
         strict=False,
     ):
-        for j in range(rounds + 2):
-            col = pll_color if j == rounds + 1 else style.round_color(j)
-            lw = 2.4 if j == rounds + 1 else 1.4
+        for j in range(n_models):
+            col, mk = _color(j, rounds), _marker(j, rounds)
             curve = data["theory"][m][:, j].copy()
-            if j == rounds + 1 and data["tied"].any():
-                # Tie-rule dependent theory: thin dotted, so it is not mistaken for a prediction.
-                style.theory_line(ax, etas, curve, color=col, lw=0.9, linestyle=":")
-                curve[data["tied"]] = np.nan
-            style.theory_line(ax, etas, curve, color=col, lw=lw, label=_label(j, rounds), alpha=0.9)
-            # Ranges of the rounds side by side (at the plurality boundary all of them span 0..1).
-            dodge = (j - (rounds + 1) / 2) * 0.004
+            if j == rounds + 1:
+                curve[tied] = np.nan  # tie-rule dependent theory: not a prediction, not drawn
+            lw = 2.2 if j == rounds + 1 else 1.3
+            style.theory_line(ax, etas, curve, color=col, lw=lw, alpha=0.9)
             style.tie_ranges(
-                ax, etas, data["theory"][m][:, j], data["upper"][m][:, j], color=col, offset=dodge
+                ax,
+                etas,
+                data["theory"][m][:, j],
+                data["upper"][m][:, j],
+                color=col,
+                offset=dodges[j],
             )
             mean, half = mean_ci95(data["sim"][m][:, :, j])
-            marker = "D" if j == rounds + 1 else "o"
-            if j == rounds + 1:
-                ok = ~data["tied"]
-                style.sim_errorbar(ax, etas[ok], mean[ok], half[ok], color=col, marker=marker)
-                if (~ok).any():
-                    ax.plot(
-                        etas[~ok],
-                        mean[~ok],
-                        marker,
-                        mfc="white",
-                        color=col,
-                        ls="none",
-                        ms=5,
-                        zorder=4,
-                        label="PLL sim. (theory tie-dependent, ⋯)",
-                    )
-            else:
-                style.sim_errorbar(ax, etas, mean, half, color=col, marker=marker)
-        ax.axvline((p["n_classes"] - 1) / p["n_classes"], color="grey", ls=":", lw=1)
+            ok = ~tied if j == rounds + 1 else np.ones(etas.size, dtype=bool)
+            style.sim_errorbar(
+                ax, etas[ok] + dodges[j], mean[ok], half[ok], color=col, marker=mk, markersize=3.6
+            )
+            if (~ok).any():
+                style.sim_errorbar(
+                    ax,
+                    etas[~ok] + dodges[j],
+                    mean[~ok],
+                    half[~ok],
+                    color=col,
+                    marker=mk,
+                    markersize=3.6,
+                    hollow=True,
+                )
+        style.reference_line(ax, plurality, "plurality limit", axis="x", pos=0.38)
         ax.set_xlabel("noise rate η (symmetric)")
         ax.set_ylabel("accuracy")
         ax.set_title(title)
-        ax.set_ylim(-0.03, 1.03)
-    axes[0].plot([], [], "o", color="grey", label="markers: simulation ±95% CI")
-    tie_label = "theory with exact ties: range"
-    axes[0].plot([], [], color="grey", **style.TIE_RANGE_STYLE, label=tie_label)
-    handles, labels = axes[0].get_legend_handles_labels()
-    # Below the panels, so that no legend box hides data.
-    axes[0].figure.legend(handles, labels, loc="outside lower center", fontsize=6.5, ncol=5)
+        ax.set_ylim(-0.03, 1.06)
 
+    # (c) simulation - theory of the training accuracy: the distance to the admissible interval
+    # [theory, theory + tied fraction] (0 inside it), which is what the check tests.
     ax = axes[2]
+    for j in range(n_models):
+        col, mk = _color(j, rounds), _marker(j, rounds)
+        mean, half = mean_ci95(data["sim"]["train_acc"][:, :, j])
+        lo, hi = data["theory"]["train_acc"][:, j], data["upper"]["train_acc"][:, j]
+        diff = mean - np.clip(mean, lo, hi)
+        ok = ~tied if j == rounds + 1 else np.ones(etas.size, dtype=bool)
+        style.sim_errorbar(
+            ax, etas[ok] + dodges[j], diff[ok], half[ok], color=col, marker=mk, markersize=3.2
+        )
+    ax.axhline(0.0, color=palette.THEORY, lw=0.8, zorder=1)
+    ax.set_xlabel("noise rate η (symmetric)")
+    ax.set_ylabel("simulation − theory")
+    ax.set_title("(c) panel (a): simulation − theory")
+    span = max(0.02, 1.3 * float(np.nanmax(np.abs(ax.dataLim.get_points()[:, 1]))))
+    ax.set_ylim(-span, span)
+
+    # (d) gain in training accuracy over the teacher.
+    ax = axes[3]
     gain_etas = [eta for eta in p["gain_etas"] if np.any(np.isclose(etas, eta))]
     idx = [int(np.flatnonzero(np.isclose(etas, eta))[0]) for eta in gain_etas]
-    models = list(range(1, rounds + 2))
+    models = list(range(1, n_models))
     width = 0.8 / len(models)
     for i, j in enumerate(models):
-        col = pll_color if j == rounds + 1 else style.round_color(j)
+        col = _color(j, rounds)
         g_sim = data["sim"]["train_acc"][:, idx, j] - data["sim"]["train_acc"][:, idx, 0]
         mean, half = mean_ci95(g_sim)
         g_th = data["theory"]["train_acc"][idx, j] - data["theory"]["train_acc"][idx, 0]
         x = np.arange(len(idx)) + (i - (len(models) - 1) / 2) * width
-        ax.bar(
-            x,
-            mean,
-            width * 0.9,
-            yerr=half,
-            color=col,
-            label=_label(j, rounds),
-            error_kw=dict(lw=0.8, capsize=1.5),
-        )
-        ax.plot(x, g_th, "_", color="black", ms=7, mew=1.6, zorder=4)
-    ax.plot([], [], "_", color="black", ms=7, mew=1.6, label="theory")
+        ax.bar(x, mean, width * 0.9, yerr=half, color=col, error_kw=dict(lw=0.8, capsize=1.5))
+        ax.plot(x, g_th, "_", color=palette.THEORY, ms=6, mew=1.6, zorder=4)
     ax.set_xticks(np.arange(len(idx)), [f"η={eta:g}" for eta in gain_etas])
-    ax.set_ylabel("gain: student − teacher train. acc.")
-    ax.set_title("(c) distillation gain")
-    ax.axhline(0, color="black", lw=0.6)
-    ax.set_ylim(top=ax.get_ylim()[1] * 1.3)  # head-room for the legend above the bars
-    ax.legend(loc="upper left", fontsize=6.5, ncol=2)
+    ax.set_ylabel("student − teacher")
+    ax.set_title("(d) gain in training accuracy")
+    ax.axhline(0, color=palette.THEORY, lw=0.6)
+
+    handles = style.role_handles(
+        [("teacher", "teacher")]
+        + [("sd", t, rounds, f"SD round {t}") for t in range(1, rounds + 1)]
+        + [("pll", "PLL student")]
+    )
+    handles += style.encoding_handles(exact=True, linear=False, sim=True)
+    handles.append(
+        Line2D(
+            [],
+            [],
+            color=palette.THEORY,
+            marker="_",
+            ms=7,
+            mew=1.6,
+            ls="none",
+            label="theory (panel d)",
+        )
+    )
+    if tied.any():
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color=palette.PLL,
+                marker=palette.MARKERS["pll"],
+                ls="none",
+                ms=4.5,
+                **palette.hollow(palette.PLL),
+                label="PLL sim.: theory tie-rule dependent",
+            )
+        )
+    if any(np.any(data["upper"][m] > data["theory"][m]) for m in METRICS):
+        handles.append(
+            Line2D([], [], color="0.3", **style.TIE_RANGE_STYLE, label="exact tie: range")
+        )
+    fig.legend(handles=handles, loc="outside lower center", ncol=4, handlelength=1.6)
     fig.suptitle(
-        f"SD vs PLL: K={p['n_classes']}, n={p['per_class']}, c={p['c']}, d={p['d']}, "
-        f"λ={p['lam']:g}; lines: exact theory (p→∞); markers/bars: simulation, mixture "
-        f"p={style.fmt_count(p['dim'])}, {p['trials']} trials",
-        fontsize=9,
+        f"SD vs PLL (K={p['n_classes']}, n={p['per_class']}, c={p['c']}, d={p['d']}, "
+        f"λ={p['lam']:g}): exact theory (p→∞) and simulation (mixture "
+        f"p={style.fmt_count(p['dim'])}, {p['trials']} trials)"
     )
     return fig
 
@@ -301,7 +358,7 @@ def main(argv=None) -> int:
         f"  {NAME}: {data['check']['n_comparisons']} sim-vs-theory comparisons agree; PLL theory "
         f"tie-dependent at η = {tied}, of which simulation disagrees at η = {bad}"
     )
-    style.save_figure(plot(data), args.out, NAME)
+    style.save_figure(plot(data), args.out, NAME, dpi=style.preset_dpi(args.preset))
     style.write_csv(table(data), args.out, NAME)
     return 0
 

@@ -25,9 +25,8 @@ the block model's filter ratios; the crossing rounds in (c) equal
 from __future__ import annotations
 
 import numpy as np
-from matplotlib.ticker import MaxNLocator
 
-from figures import style
+from figures import palette, style
 from figures.common import AgreementError, check_close, log, parse_args
 from simulations.features import mixture_gram
 from theory.averaging import eigen_weights, gram_spectrum
@@ -132,85 +131,91 @@ def compute(preset: str = "quick", seed: int = 0) -> dict:
 def plot(data: dict):
     p = data["params"]
     mu, mult = data["mu"], data["mult"]
-    fig, axes = style.figure(3, 1, width=3.2, height=2.9)
+    big_n = p["n_classes"] * p["per_class"]
+    fig, axes = style.figure(3, 1, width=2.4, height=2.6)
     ax = axes[0]
-    idx = np.arange(1, data["numeric"].size + 1)
-    markers = ("o", "s", "^")
-    colors = (style.OKABE_ITO["skyblue"], style.OKABE_ITO["orange"], style.OKABE_ITO["purple"])
-    for (dim, ev), mk, col in zip(data["sampled"].items(), markers, colors, strict=False):
+    dims = sorted(data["sampled"], reverse=True)  # small N/p first (light)
+    for i, dim in enumerate(dims):
+        ev = data["sampled"][dim]
         ax.plot(
             np.arange(1, ev.size + 1),
             np.clip(ev, 1e-3, None),
-            mk,
-            ms=2.5,
-            color=col,
+            "o",
+            ms=2.2,
+            color=palette.dim_color(i, len(dims)),
             ls="none",
-            label=f"simulation: mixture, p={style.fmt_count(dim)}",
+            label=f"sampled, p={style.fmt_count(dim)}",
             zorder=3,
         )
-    style.theory_line(
-        ax,
-        idx,
-        np.repeat(mu, mult),
-        color="black",
-        drawstyle="steps-mid",
-        label="theory: block model",
-    )
-    names = ("μ₁ global", f"μ₂ class ×{mult[1]}", f"μ₃ within ×{mult[2]}")
-    for m, name, x in zip(mu, names, (1.5, 1.5, idx.size * 0.35), strict=False):
-        ax.annotate(name, (x, m), textcoords="offset points", xytext=(6, 3), fontsize=7.5)
+    # Theory: one horizontal segment per eigenvalue group, in its colour (the key for (b)).
+    edges = np.concatenate([[0.75], np.cumsum(mult) + 0.5])
+    ax.vlines(edges[1:-1], mu[1:], mu[:-1], color=palette.THEORY, lw=0.8, zorder=2)
+    names = ("μ₁", f"μ₂ ×{mult[1]}", f"μ₃ ×{mult[2]}")
+    for j in range(3):
+        ax.hlines(mu[j], edges[j], edges[j + 1], color=palette.EIGEN[j], lw=2.2, zorder=2)
+        x = edges[j] if j < 2 else edges[j] * 1.3
+        ax.annotate(
+            names[j],
+            (x, mu[j]),
+            xytext=(1, -3),
+            textcoords="offset points",
+            va="top",
+            color=palette.EIGEN[j],
+        )
+    ax.plot([], [], color=palette.THEORY, lw=2.2, label="theory")
     ax.set_yscale("log")
     ax.set_xscale("log")
     ax.set_xlabel("eigenvalue index $j$")
     ax.set_ylabel("eigenvalue $\\mu_j$ of $G$")
     ax.set_title("(a) three eigenvalue groups")
-    ax.legend(loc="lower left")
+    ax.legend(loc="lower left", handletextpad=0.2, borderaxespad=0.1, labelspacing=0.25)
 
     ax = axes[1]
     t = np.arange(p["rounds"] + 1)
-    labels = ("μ₁ (global mean)", "μ₂ (class means)", "μ₃ (within class)")
-    cols = (style.OKABE_ITO["black"], style.OKABE_ITO["blue"], style.OKABE_ITO["vermillion"])
+    widths = (1.8, 0.9)
     for i, (_lam, w) in enumerate(data["weights"].items()):
         for j in range(3):
-            style.theory_line(
-                ax,
-                t,
-                w[:, j],
-                color=cols[j],
-                linear=i > 0,
-                label=f"{labels[j]}" if i == 0 else None,
-            )
-    ax.plot([], [], color="grey", ls="-", label=f"λ={p['lams'][0]:g}")
-    ax.plot([], [], color="grey", ls="--", label=f"λ={p['lams'][1]:g}")
+            style.theory_line(ax, t, w[:, j], color=palette.EIGEN[j], lw=widths[i])
+    for i, lam in enumerate(p["lams"][:2]):
+        ax.plot([], [], color="0.4", lw=widths[i], label=f"λ={lam:g}")
+    for j, name in enumerate(("μ₁ global", "μ₂ class", "μ₃ within")):
+        ax.plot([], [], color=palette.EIGEN[j], lw=1.8, label=name)
     ax.set_yscale("log")
     ax.set_xlabel("round $t$")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel("weight $(\\mu_j/(\\mu_j+K\\lambda N))^{t+1}$")
-    ax.set_title("(b) eigen-weights per round")
-    ax.legend(loc="lower left", ncol=1)
+    style.integer_ticks(ax)
+    ax.set_ylabel("eigen-weight $a_j^{t+1}$")
+    ax.set_title("(b) weights per round")
+    ax.legend(loc="lower left", ncol=1, handlelength=1.4, borderaxespad=0.1, labelspacing=0.25)
 
     ax = axes[2]
     rho = data["rho"]
-    style.theory_line(ax, t, rho ** (t + 1), color="black", label="$\\rho^{t+1}$, $\\rho=a_2/a_3$")
+    style.theory_line(ax, t, rho ** (t + 1), color=palette.THEORY, label="$\\rho^{t+1}$")
     items = list(data["margins"].items())
-    for i, ((eta, (dstar, t_min)), col) in enumerate(
-        zip(items, style.ROUND_COLORS[1:], strict=False)
-    ):
+    for i, (eta, (dstar, t_min)) in enumerate(items):
+        col = palette.eta_color(i, len(items))
         thr = 1 + 1 / dstar
-        ax.axhline(thr, color=col, ls="--", lw=1.2, label=f"$1+1/\\Delta^*$, η={eta:g}")
+        ax.axhline(thr, color=col, ls="-", lw=1.0, zorder=1)
+        ax.plot([], [], color=col, marker="o", ms=4, label=f"η={eta:g}: $t_{{min}}$={t_min}")
         if t_min is not None and t_min <= t[-1]:
-            # Decreasing sizes keep coinciding minimum rounds visible (concentric markers).
-            ax.plot(t_min, rho ** (t_min + 1), "o", color=col, ms=9 - 2 * i, zorder=4 + i)
+            # The minimum round, marked on its own threshold: markers of equal rounds stay apart.
+            ax.plot(t_min, thr, "o", color=col, ms=5, mec="black", mew=0.5, zorder=4)
+            ax.vlines(t_min, thr, rho ** (t_min + 1), color=col, lw=0.8, ls=":", zorder=2)
     ax.set_yscale("log")
     ax.set_xlabel("round $t$")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel("own-label suppression $w_2/w_3$")
-    ax.set_title(f"(c) when labels are fixed (λ={data['lam0']:g})")
-    ax.legend(loc="upper left")
+    style.integer_ticks(ax)
+    ax.set_ylabel("own-label suppression $\\rho^{t+1}$")
+    ax.set_title(f"(c) labels fixed (λ={data['lam0']:g})")
+    ax.legend(
+        loc="upper left",
+        title="lines: 1 + 1/Δ*",
+        handlelength=1.2,
+        borderaxespad=0.2,
+        alignment="left",
+    )
     fig.suptitle(
-        f"Block Gram spectrum: K={p['n_classes']}, n={p['per_class']}, c={p['c']}, d={p['d']} "
-        "(lines: theory; markers: sampled mixture Gram; ● minimum round)",
-        fontsize=9,
+        f"Block Gram spectrum (K={p['n_classes']}, n={p['per_class']}, N={big_n}, c={p['c']}, "
+        f"d={p['d']}): $a_j = \\mu_j/(\\mu_j+K\\lambda N)$, $\\rho = a_2/a_3$,\n"
+        "Δ* = smallest class-wise margin of the true label over a wrong label"
     )
     return fig
 
@@ -244,7 +249,7 @@ def main(argv=None) -> int:
     args = parse_args(argv, "Gram spectrum and eigen-weights figure", PRESETS)
     data = compute(args.preset, args.seed)
     log(f"  {NAME}: spectrum, eigen-weights and min-round crossings checked")
-    style.save_figure(plot(data), args.out, NAME)
+    style.save_figure(plot(data), args.out, NAME, dpi=style.preset_dpi(args.preset))
     style.write_csv(table(data), args.out, NAME)
     return 0
 

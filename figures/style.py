@@ -1,14 +1,20 @@
-"""One consistent figure style: Okabe-Ito colours, theory = lines, simulation = markers with CIs.
+"""One consistent figure style: the shared palette, theory = lines, simulation = markers with CIs.
 
 Conventions used by every figure module
 ---------------------------------------
-* Colours come from the Okabe-Ito palette (Okabe & Ito, 2008), which stays distinguishable under the
-  common colour-vision deficiencies; sequential maps use ``cividis`` (perceptually uniform and
+* Colours, markers and line styles have one meaning across all figures (:mod:`figures.palette`):
+  teacher grey, SD rounds a blue ramp, the PLL student a vermillion accent, clean / mislabeled
+  points green / orange; heat maps of an accuracy use ``cividis`` (perceptually uniform and
   colour-blind safe).
-* Theory is drawn as lines (solid for the exact group-level theory, dashed for the linearisation),
-  simulation as markers with 95% confidence bars. Legends say which is which.
-* :func:`save_figure` writes ``NAME.png`` and ``NAME.pdf``; :func:`write_csv` writes ``NAME.csv``
-  with the data behind the figure.
+* Theory is drawn as lines (solid for the exact group-level theory, dashed for the linearisation
+  and the finite-``p`` theory), simulation as markers with 95% confidence bars. A shared legend
+  says so once (:func:`encoding_handles`).
+* Printed size: figures are made at the size they are printed (at most :data:`PAGE_WIDTH` inches
+  wide) with every font at least :data:`MIN_FONT_PT` points (:func:`check_paper_rules`); rounds
+  get integer ticks (:func:`integer_ticks`); reference lines are labelled where drawn
+  (:func:`reference_line`).
+* :func:`save_figure` writes ``NAME.png`` and ``NAME.pdf`` (the paper preset at 300 dpi,
+  :func:`preset_dpi`); :func:`write_csv` writes ``NAME.csv`` with the data behind the figure.
 * Outputs are reproducible: the same figure gives the same bytes in every run. The PDF carries no
   creation date (``metadata={'CreationDate': None}``; matplotlib would otherwise stamp the current
   time); the PNG's only metadata is the matplotlib version (``Software``) and its resolution.
@@ -30,9 +36,20 @@ from pathlib import Path
 import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
+
+from figures import palette
 
 __all__ = [
     "CMAP",
+    "MIN_FONT_PT",
+    "PAGE_WIDTH",
+    "check_paper_rules",
+    "encoding_handles",
+    "integer_ticks",
+    "preset_dpi",
+    "reference_line",
     "OKABE_ITO",
     "ROUND_COLORS",
     "apply_style",
@@ -59,20 +76,29 @@ OKABE_ITO = {
     "vermillion": "#D55E00",
     "purple": "#CC79A7",
 }
-#: Colours for teacher, round 1, 2, ... (black first: the teacher is the reference).
-ROUND_COLORS = ("#000000", "#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7")
+#: Colours for teacher, rounds 1..6 (:func:`figures.palette.sd_color`; kept for old callers).
+ROUND_COLORS = tuple(palette.sd_color(t, 6) for t in range(7))
 #: Sequential colour map for heatmaps (colour-blind safe, monotone lightness).
-CMAP = "cividis"
+CMAP = palette.CMAP
+#: Widest printed figure (inches): a full page width; figures are drawn at their printed size.
+PAGE_WIDTH = 7.2
+#: Smallest font at the printed size (points).
+MIN_FONT_PT = 8.0
+#: Resolution of the PNG per preset (the PDF is vector).
+DPI = {"paper": 300}
+DEFAULT_DPI = 150
 
 _RC = {
     "figure.dpi": 100,
-    "savefig.dpi": 150,
-    "font.size": 9,
-    "axes.titlesize": 9.5,
-    "axes.labelsize": 9,
-    "legend.fontsize": 7.5,
+    "savefig.dpi": DEFAULT_DPI,
+    "font.size": 8.5,
+    "axes.titlesize": 9,
+    "axes.labelsize": 8.5,
+    "legend.fontsize": 8,
+    "legend.title_fontsize": 8,
     "xtick.labelsize": 8,
     "ytick.labelsize": 8,
+    "figure.titlesize": 9,
     "axes.spines.top": False,
     "axes.spines.right": False,
     "axes.grid": True,
@@ -107,16 +133,146 @@ def apply_style() -> None:
     plt.rcParams.update(_RC)
 
 
-def figure(ncols: int = 1, nrows: int = 1, *, width: float = 3.3, height: float = 2.7, **kw):
-    """``plt.subplots`` with the project style, ``width``/``height`` inches per panel."""
+def figure(ncols: int = 1, nrows: int = 1, *, width: float = 2.3, height: float = 2.2, **kw):
+    """``plt.subplots`` with the project style, ``width``/``height`` inches per panel.
+
+    The total width is capped at :data:`PAGE_WIDTH` (panels shrink): a figure is drawn at the size
+    it is printed, so its fonts keep their point sizes on the page.
+    """
     apply_style()
     kw.setdefault("layout", "constrained")
-    return plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), **kw)
+    total = min(width * ncols, PAGE_WIDTH)
+    return plt.subplots(nrows, ncols, figsize=(total, height * nrows), **kw)
 
 
-def round_color(t: int) -> str:
-    """Colour of round ``t`` (teacher = 0); cycles after the palette is exhausted."""
-    return ROUND_COLORS[int(t) % len(ROUND_COLORS)]
+def round_color(t: int, rounds: int = 6) -> str:
+    """Colour of round ``t`` (teacher = 0, grey; rounds ``1..rounds`` on the SD ramp)."""
+    return palette.sd_color(min(int(t), max(int(rounds), 1)), rounds)
+
+
+def preset_dpi(preset: str) -> int:
+    """PNG resolution of a preset: 300 dpi for ``paper``, else :data:`DEFAULT_DPI`."""
+    return DPI.get(preset, DEFAULT_DPI)
+
+
+def integer_ticks(ax, axis: str = "x") -> None:
+    """Integer major ticks on ``axis`` (rounds are integers)."""
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    target.set_major_locator(MaxNLocator(integer=True))
+
+
+def reference_line(
+    ax, value, label: str, *, axis: str = "y", pos: float = 0.98, rotate: bool = True, **kw
+):
+    """A labelled thin reference line at ``value`` (text at the line, ``pos`` along the axis).
+
+    ``axis='y'``: horizontal line, text right-aligned at ``pos`` of the axis width, just above it;
+    ``axis='x'``: vertical line, text along it (``rotate``) or beside it at ``pos`` of the axis
+    height.
+    """
+    style = {**palette.REFERENCE_STYLE, **kw}
+    color = style["color"]
+    if axis == "y":
+        line = ax.axhline(value, **style)
+        ax.annotate(
+            label,
+            (pos, value),
+            xycoords=("axes fraction", "data"),
+            xytext=(0, 2),
+            textcoords="offset points",
+            ha="right" if pos > 0.5 else "left",
+            va="bottom",
+            color=color,
+            fontsize=MIN_FONT_PT,
+        )
+    else:
+        line = ax.axvline(value, **style)
+        ax.annotate(
+            label,
+            (value, pos),
+            xycoords=("data", "axes fraction"),
+            xytext=(-2, 0) if rotate else (2, 0),
+            textcoords="offset points",
+            ha="right" if rotate else "left",
+            va="top" if pos > 0.5 else "bottom",
+            rotation=90 if rotate else 0,
+            color=color,
+            fontsize=MIN_FONT_PT,
+        )
+    return line
+
+
+def encoding_handles(*, exact=True, linear=False, sim=True, sim_linear=False, ci=True):
+    """Legend entries that say once how theory and simulation are drawn (black, role-free).
+
+    ``exact``/``linear``: solid / dashed theory lines; ``sim``: filled marker with its 95% CI
+    (trained exactly); ``sim_linear``: hollow marker (Monte Carlo of the linearised dynamics).
+    """
+    out = []
+    if exact:
+        out.append(Line2D([], [], color="0.15", ls="-", label="exact theory"))
+    if linear:
+        out.append(Line2D([], [], color="0.15", ls="--", label="linearised theory"))
+    if sim:
+        label = "simulation ± 95% CI" if ci else "simulation"
+        out.append(_marker_handle("0.15", "o", label, filled=True))
+    if sim_linear:
+        out.append(_marker_handle("0.15", "o", "linearised sim. ± 95% CI", filled=False))
+    return out
+
+
+def _marker_handle(color, marker, label, *, filled=True):
+    kw = {} if filled else palette.hollow(color)
+    return Line2D([], [], color=color, marker=marker, ls="none", ms=5, label=label, **kw)
+
+
+def role_handles(roles):
+    """Legend entries for model roles: ``[('teacher', label), ('sd', t, rounds, label), ...]``.
+
+    Each is a coloured line with the role's marker (used for both theory and simulation).
+    """
+    out = []
+    for role in roles:
+        kind, label = role[0], role[-1]
+        if kind == "sd":
+            t, rounds = role[1], role[2]
+            color, marker = palette.sd_color(t, rounds), palette.model_marker("sd", t)
+        else:
+            color, marker = palette.model_color(kind), palette.model_marker(kind)
+        out.append(Line2D([], [], color=color, marker=marker, ms=4.5, label=label))
+    return out
+
+
+def check_paper_rules(fig) -> list[str]:
+    """Problems of ``fig`` against the paper rules; an empty list when it complies.
+
+    Checked: the width is at most :data:`PAGE_WIDTH` inches (the figure is its printed size);
+    every visible, non-empty text is at least :data:`MIN_FONT_PT` points; an axis labelled as a
+    round (``round``) has integer major ticks; every legend entry has a non-empty label.
+    """
+    from matplotlib.text import Text
+
+    problems = []
+    width = fig.get_size_inches()[0]
+    if width > PAGE_WIDTH + 1e-9:
+        problems.append(f"figure is {width:.2f} in wide (> {PAGE_WIDTH} in)")
+    for text in fig.findobj(Text):
+        if text.get_visible() and text.get_text().strip() and text.get_fontsize() < MIN_FONT_PT:
+            problems.append(f"text {text.get_text()[:30]!r} at {text.get_fontsize():.1f} pt")
+    for ax in fig.axes:
+        for axis, label in ((ax.xaxis, ax.get_xlabel()), (ax.yaxis, ax.get_ylabel())):
+            if "round" in label.lower() and axis.get_scale() == "linear":
+                ticks = [v for v in axis.get_majorticklocs() if np.isfinite(v)]
+                lo, hi = axis.get_view_interval()
+                shown = [v for v in ticks if min(lo, hi) - 1e-9 <= v <= max(lo, hi) + 1e-9]
+                if any(abs(v - round(v)) > 1e-9 for v in shown):
+                    problems.append(f"axis {label!r} has non-integer ticks {shown}")
+    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None] + fig.legends
+    for leg in legends:
+        for t in leg.get_texts():
+            if not t.get_text().strip():
+                problems.append("legend entry without a label")
+    return problems
 
 
 def theory_line(ax, x, y, *, color, label=None, linear: bool = False, **kw):
@@ -158,8 +314,14 @@ def tie_ranges(ax, x, theory, upper, *, color, offset: float = 0.0, **kw):
     )
 
 
-def sim_errorbar(ax, x, mean, half_width, *, color, label=None, marker="o", **kw):
-    """Draw simulation means as markers with (95% CI) error bars, no connecting line."""
+def sim_errorbar(ax, x, mean, half_width, *, color, label=None, marker="o", hollow=False, **kw):
+    """Draw simulation means as markers with (95% CI) error bars, no connecting line.
+
+    ``hollow=True``: a white-filled marker (Monte Carlo of the linearised dynamics).
+    """
+    if hollow:
+        for key, value in palette.hollow(color).items():
+            kw.setdefault(key, value)
     kw.setdefault("zorder", 3)
     kw.setdefault("capsize", 2)
     kw.setdefault("markersize", 4.5)

@@ -1,0 +1,139 @@
+"""Benchmark: CPU seconds and wall time of every figure, as ``python -m figures`` produces them.
+
+Runs the figure runner's own steps in this process, one figure after the other (same arguments
+as ``python -m figures --preset P``: ``--workers`` defaults to ``min(2, CPUs)``, single-threaded
+BLAS), into a temporary directory, and prints per figure
+
+* ``cpu_s``  CPU seconds of this process *and* of its finished child processes (the Monte Carlo
+  worker pools end with each figure and are waited for, so ``resource.getrusage(RUSAGE_CHILDREN)``
+  counts them), user + system;
+* ``wall_s`` elapsed time.
+
+The first line is the one-time start-up (importing numpy, scipy, matplotlib and the toolkit),
+which ``python -m figures`` pays once. Budgets (issue 24): the quick preset in at most 45 s of CPU,
+``pll_conditions`` at most 15 s. On a shared machine wall time depends on the load; CPU seconds
+much less (read the ratio CPU / wall to see how much of the run was waiting).
+
+Usage (from the repository root)::
+
+    python -m benchmarks.figures [--preset quick|paper|tiny] [--only NAME,...] [--workers W]
+                                 [--seed S] [--json] [--out DIR]
+
+``--json`` prints one JSON object: ``{"preset": ..., "figures": {name: {"cpu_s", "wall_s"}},
+"startup": {...}, "total": {...}, "budget": {...}}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+
+
+def _cpu() -> float:
+    """CPU seconds (user + system) of this process and its waited-for descendants."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+#: Issue 24's budgets for the quick preset (CPU seconds).
+BUDGETS = {"quick": {"total": 45.0, "pll_conditions": 15.0}}
+
+
+def run(preset: str, names, workers: int, seed: int, out_dir) -> dict:
+    """Time every figure in ``names``; returns ``{name: {"cpu_s", "wall_s"}}``."""
+    import importlib
+    from types import SimpleNamespace
+
+    from figures.__main__ import _figure_argv
+    from theory.blas import single_thread_blas
+
+    args = SimpleNamespace(out=out_dir, seed=seed, preset=preset, workers=workers)
+    out = {}
+    for name in names:
+        cpu0, wall0 = _cpu(), time.perf_counter()
+        module = importlib.import_module(f"figures.{name}")
+        with single_thread_blas():
+            status = module.main(_figure_argv(name, args))
+        if status:
+            raise RuntimeError(f"figure {name} failed with status {status}")
+        out[name] = {"cpu_s": _cpu() - cpu0, "wall_s": time.perf_counter() - wall0}
+        print(
+            f"  {name}: {out[name]['cpu_s']:.1f} s CPU, {out[name]['wall_s']:.1f} s wall",
+            file=sys.stderr,
+            flush=True,
+        )
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", choices=("quick", "paper", "tiny"), default="quick")
+    ap.add_argument("--only", default=None, help="comma-separated figure names (default: all)")
+    ap.add_argument("--workers", type=int, default=None, help="default min(2, CPUs)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument(
+        "--out", default=None, help="keep the figures in this folder (default: a temporary one)"
+    )
+    args = ap.parse_args(argv)
+    cpu0, wall0 = _cpu(), time.perf_counter()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import figures
+    import figures.__main__  # noqa: F401  (the runner and, through it, numpy/scipy/matplotlib)
+    from figures import style  # noqa: F401
+
+    startup = {"cpu_s": _cpu() - cpu0, "wall_s": time.perf_counter() - wall0}
+    names = list(figures.FIGURES)
+    if args.only:
+        names = [x.strip() for x in args.only.split(",") if x.strip()]
+        bad = [x for x in names if x not in figures.FIGURES]
+        if bad:
+            ap.error(f"--only: unknown figure(s) {bad}; valid: {', '.join(figures.FIGURES)}")
+    workers = args.workers or max(1, min(2, os.cpu_count() or 1))
+    if args.out is not None:
+        per = run(args.preset, names, workers, args.seed, args.out)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            per = run(args.preset, names, workers, args.seed, tmp)
+    total = {
+        "cpu_s": startup["cpu_s"] + sum(v["cpu_s"] for v in per.values()),
+        "wall_s": startup["wall_s"] + sum(v["wall_s"] for v in per.values()),
+    }
+    budget = dict(BUDGETS.get(args.preset, {}))
+    result = {
+        "preset": args.preset,
+        "workers": workers,
+        "cpu_count": os.cpu_count(),
+        "startup": startup,
+        "figures": per,
+        "total": total,
+        "budget": budget,
+    }
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return 0
+    print(f"figures, preset {args.preset}, workers {workers}, {os.cpu_count()} CPUs")
+    print(f"{'figure':<20} {'CPU s':>8} {'wall s':>8}")
+    print(f"{'(start-up)':<20} {startup['cpu_s']:>8.1f} {startup['wall_s']:>8.1f}")
+    for name, v in per.items():
+        mark = ""
+        if name in budget:
+            mark = "  ok" if v["cpu_s"] <= budget[name] else f"  OVER {budget[name]:g} s"
+        print(f"{name:<20} {v['cpu_s']:>8.1f} {v['wall_s']:>8.1f}{mark}")
+    mark = ""
+    if "total" in budget and len(names) == len(figures.FIGURES):
+        mark = "  ok" if total["cpu_s"] <= budget["total"] else f"  OVER {budget['total']:g} s"
+    print(f"{'total':<20} {total['cpu_s']:>8.1f} {total['wall_s']:>8.1f}{mark}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,123 @@
+"""What the explorer shows (issue 22 item 7) and its partial redraws (issue 24 item 1), headless.
+
+Legends list only what is drawn; the Monte Carlo says when its dimension is not the theory's;
+SD and PLL Monte Carlo markers differ; the current point is visible; the eigen-weight axis keeps
+every drawn curve in view; and a blitted update paints exactly what a full redraw paints.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+from figures import explorer_model as em
+from figures import palette
+from figures.explorer import ExplorerApp
+
+BASE = {"n_classes": 3, "per_class": 6, "c": 0.5, "d": 0.1, "lam": 1e-2, "noise": "sym",
+        "eta": 0.3, "rounds": 2, "n_over_p": 0.0, "dim": 60, "trials": 2}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def _shared_app():
+    a = ExplorerApp(BASE, fig=plt.figure(figsize=(15, 9)))
+    yield a
+    plt.close(a.fig)
+
+
+@pytest.fixture
+def app(_shared_app):
+    _shared_app.cancel_simulation("")
+    _shared_app.set_params(**BASE)
+    yield _shared_app
+    _shared_app.cancel_simulation("")
+
+
+def legend(app):
+    return [t.get_text() for t in app.panels.legend.get_texts()]
+
+
+def eig_legend(app):
+    return [t.get_text() for t in app.panels.eig_legend.get_texts()]
+
+
+def test_legends_list_only_what_is_drawn(app):
+    assert not any("bulk" in t for t in eig_legend(app))  # p = inf: no bulk curve
+    assert not any("Monte Carlo" in t for t in legend(app))  # nothing simulated yet
+    app.set_params(n_over_p=1.0)
+    assert any("bulk" in t for t in eig_legend(app))
+    app.set_params(n_over_p=0.0, eta=0.1)
+    fails = ~app.state.phase.plurality
+    assert ("plurality fails" in legend(app)) == bool(fails.any())
+
+
+def test_monte_carlo_says_when_its_dimension_is_not_the_theorys(app):
+    app.start_simulation(blocking=True)
+    note = app.panels.mc_note
+    assert note.get_visible() and "p = 60" in note.get_text() and "p = ∞" in note.get_text()
+    assert any("Monte Carlo SD (p = 60" in t for t in legend(app))
+    app.set_params(n_over_p=18 / 60)  # the theory at p = N/(N/p) = 60, as the Monte Carlo
+    app.start_simulation(blocking=True)
+    assert app.state.finite_dim == 60 and not app.panels.mc_note.get_visible()
+
+
+def test_sd_and_pll_monte_carlo_markers_differ(app):
+    sd, pll = app.panels.lines["train_mc"], app.panels.lines["train_mc_pll"]
+    assert sd.get_marker() != pll.get_marker()
+    assert sd.get_color() != pll.get_color() and pll.get_color() == palette.PLL
+
+
+def test_current_point_is_visible_above_everything(app):
+    star = app.panels.lines["phase_point"]
+    others = [a.get_zorder() for a in app.panels.ax_phase.get_children() if a is not star]
+    assert star.get_zorder() > max(others) and not star.get_clip_on()
+    assert star.get_markersize() >= 16
+    assert star.get_markerfacecolor() != app.panels.lines["phase_plurality"].get_color()
+
+
+def test_eigen_weight_axis_keeps_every_drawn_curve_in_view(app):
+    # At K = 3, N/p = 0.25, lam = 0.1 the bulk weights reach round-off from round ~12 on.
+    app.set_params(n_over_p=0.25, lam=0.1, rounds=15, per_class=20)
+    lo, hi = app.panels.ax_eig.get_ylim()
+    for j in range(3):
+        y = app.panels.lines[f"eig{j}"].get_ydata()
+        assert np.all((y >= lo) & (y <= hi))
+    bulk = np.asarray(app.panels.lines["eig_bulk"].get_ydata(), dtype=float)
+    shown = bulk[np.isfinite(bulk)]
+    assert shown.size and np.all((shown >= lo) & (shown <= hi))
+    raw = app.state.finite.bulk_weights
+    np.testing.assert_array_equal(shown, raw[: shown.size])  # kept values are the theory's
+
+
+def test_reliable_bulk_weights_cuts_round_off_only():
+    w = np.array([0.5, 0.1, 1e-3, 1e-9, -1e-12, 1e-11])
+    out = em.reliable_bulk_weights(w)
+    np.testing.assert_array_equal(out[:3], w[:3])
+    assert np.isnan(out[3:]).all()
+
+
+def _pixels(app):
+    return np.asarray(app.fig.canvas.buffer_rgba()).copy()
+
+
+def test_blitted_update_paints_what_a_full_redraw_paints():
+    app = ExplorerApp(BASE, fig=plt.figure(figsize=(15, 9)), blit=True)
+    try:
+        app.refresh()
+        drawn = []
+        real = app.fig.canvas.draw
+        app.fig.canvas.draw = lambda: drawn.append(1) or real()
+        app.sliders["lam"].set_val(np.log10(1.1e-2))  # data change only: a partial redraw
+        assert not drawn
+        partial = _pixels(app)
+        app.fig.canvas.draw = real
+        app._bg = None
+        app.refresh()  # full redraw of the same state
+        np.testing.assert_array_equal(partial, _pixels(app))
+        app.sliders["rounds"].set_val(4)  # the x-range changes: a full redraw
+        app.fig.canvas.draw = lambda: drawn.append(1) or real()
+        app.sliders["rounds"].set_val(5)
+        assert drawn
+    finally:
+        plt.close(app.fig)
