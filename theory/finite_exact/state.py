@@ -5,12 +5,13 @@ Notation (docs/theory.md §16). Rounds ``t = 0..R`` stack into ``D = (R+1) K`` l
 given label; ``tau_t = softmax(z_{t-1})``). A training point of group ``g`` (true class ``k``,
 label ``l``) has training logits
 
-.. math::  z = b_k - U_k \bar\psi_g + \eta_k + \omega + (\mathbf V + U_k)\, \psi(z),
+.. math::  z = b_k - U_k \bar\psi_g + \eta_k + \omega + (\mathbf V + U_k + \Omega)\, \psi(z),
 
-round by round a cross-entropy prox (``V``, ``U_k`` block lower triangular): ``omega ~ N(0,
-Sigma)`` is its cavity noise (``Sigma = Q + sigma^2 B Gamma^+ B^T``, bulk plus mean-subspace
-noise), ``V`` the bulk self-response, ``U_k`` the self-response through its class's means and
-``eta_k ~ N(0, C_k)`` the training set's fluctuation of those means
+round by round a cross-entropy prox (``V``, ``U_k``, ``Omega`` block lower triangular):
+``omega ~ N(0, Sigma)`` is its cavity noise (``Sigma = Q + sigma^2 B Gamma^+ B^T``, bulk plus
+mean-subspace noise), ``V`` the bulk self-response, ``U_k`` and ``Omega`` the self-response
+through its class's means and through its own noise in the mean directions, and
+``eta_k ~ N(0, C_k)`` the training set's fluctuation of the class means
 (:mod:`theory.finite_exact.fluctuations`), ``psi-bar_g = E_g[psi]``. The order parameters solve,
 with ``alpha = N/p'``, ``p' = p - K``, ``v_0 = sigma^2 p'/(lam N)``, ``<.>`` the average over all
 ``N`` training points and ``A = I - alpha v_0 <d psi/d h>``,
@@ -25,11 +26,15 @@ round ``t``'s row is a fixed point given rounds ``< t``.
 
 Expectations are averages over :func:`theory.finite_exact.quadrature.gauss_points` with
 ``h - (b_k - U_k psi-bar_g) = L_k xi`` (``L_k`` the block-lower-triangular Cholesky factor of
-``Sigma + C_k`` in zero-sum coordinates). The diagonal derivative
-``d psi_t/d h_t = -H (I + R_tt H)^{-1}`` (``R = V + U_k``) is evaluated pathwise; the cross-round
-derivatives ``d psi_t / d h_r`` (``r < t``) from the Stein (score) identity
-``E[psi_t xi^T] = E[d psi_t / d h] L_k``, which needs no per-point Jacobians of earlier rounds
-(their storage would be ``O(M K^2 R^2)``).
+``Sigma + C_k`` in zero-sum coordinates). The derivatives are pathwise: ``d psi_t/d h_t =
+-H (I + R_tt H)^{-1}`` (``R = V + U_k + Omega``) and the cross-round ones ``d psi_t / d h_r``
+(``r < t``, the rounds' coupling through the data) by forward-mode tangents kept per point
+(float32, ``O(M K^2 R^2)`` storage). The PLL student's target is discontinuous in the teacher's
+logits; its cross-round derivative is the distributional one, from the Stein (score) identity
+``E[psi_t xi^T] = E[d psi_t / d h] L_k`` (well conditioned there: two rounds with different
+targets). The score identity is not used for self-distillation: when successive rounds are nearly
+collinear (small ``lam``, many rounds) the diagonal blocks of ``L_k`` are ~1e-4 and dividing by
+them made the iteration cycle.
 """
 
 from __future__ import annotations
@@ -49,12 +54,13 @@ from theory.partial_labels import top2_indices
 
 __all__ = ["FixedPointNotConverged", "RoundStats", "StateProblem", "solve_state"]
 
-#: Default stopping rule of each round's fixed point: the largest relative change of ``V`` (in
-#: units of ``v_0``), ``Q`` (relative to its largest entry) and the class-sum residual (relative
-#: to ``1 + max|b|``). 1e-6 is far below the quadrature's own error (~1e-3 in accuracy) and above
-#: the map's evaluation noise when successive rounds are nearly collinear (small lam, many
-#: rounds): the cavity covariance's Cholesky factor then has condition ~1e9 and its round-off
-#: makes the map rough at the ~1e-7 level (measured: a 4-cycle at 2e-7 with tol 1e-7).
+#: Default stopping rule of each round's fixed point: the largest relative change of ``V``, ``U``
+#: and ``Omega`` (in units of ``v_0``), of ``Q`` and ``C`` (relative to the largest cavity
+#: variance) and of ``B``, and the class-sum residual (both relative to ``1 + max|b|``). 1e-6 is
+#: far below the quadrature's own error (~1e-3 in accuracy) and above the map's evaluation
+#: noise when successive rounds are nearly collinear (small lam, many rounds): the cavity
+#: covariance's Cholesky factor then has condition ~1e9 and its round-off makes the map rough at
+#: the ~1e-7 level (measured: a 4-cycle at 2e-7 with tol 1e-7).
 STATE_TOL = 1e-6
 #: Iteration cap per round (measured: 12-25 iterations from the warm start).
 MAX_ITER = 300
