@@ -96,14 +96,15 @@ def linearised_regime(n_classes: int, lam: float, ratio: float) -> tuple[bool, s
     """Whether the measured regime map validates the linearised theory (``N/p = ratio``).
 
     From docs §16.7 (linearised theory vs exact SD on the 90-cell grid, c = 0.4, d = 0.1,
-    symmetric and pair noise): within 0.03 only for ``lam >= 1e-2`` with ``K <= 4``.
+    symmetric and pair noise): within 0.03 only for ``lam >= 1e-2`` with ``K <= 4`` and
+    ``N/p <= 1``.
     """
-    if lam >= 1e-2 and n_classes <= 4:
-        return True, "inside the validated regime (lam >= 1e-2, K <= 4)"
+    if lam >= 1e-2 and n_classes <= 4 and ratio <= 1.0:
+        return True, "inside the validated regime (lam >= 1e-2, K <= 4, N/p <= 1)"
     return False, (
-        f"outside the validated regime of the linearised theory (lam >= 1e-2 and K <= 4; "
-        f"here lam = {lam:g}, K = {n_classes}, N/p = {ratio:.3g}): it predicts the linearised "
-        "dynamics, which exact cross-entropy SD leaves at small lam and many classes"
+        f"outside the validated regime of the linearised theory (lam >= 1e-2, K <= 4 and "
+        f"N/p <= 1; here lam = {lam:g}, K = {n_classes}, N/p = {ratio:.3g}): it predicts the "
+        "linearised dynamics, which exact cross-entropy SD leaves at small lam and many classes"
     )
 
 
