@@ -40,6 +40,7 @@ import sys
 import numpy as np
 
 from selfdistill_cli import ArgumentParser
+from selfdistill_cli.limits import check_time, parse_max_time
 from simulations.memory import (
     check_memory,
     finite_theory_bytes,
@@ -52,12 +53,16 @@ from simulations.pipelines import (
     FEATURE_MODELS,
     METHODS,
     PLL_LOSSES,
+    TEMPERATURE_RANGE,
     TrialConfig,
     run_trial,
     trial_seed,
 )
+from simulations.runtime import DEFAULT_MAX_SECONDS, trial_seconds
+from simulations.solver import ConvergenceError
 from simulations.sweep import mean_ci
 from theory.noise import NOISE_KINDS
+from theory.validation import LAM_MAX, LAM_MIN
 
 __all__ = ["build_parser", "main", "run_with_theory"]
 
@@ -104,14 +109,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--c", type=float, default=d.c, help="within-class inner product")
     p.add_argument("--d", type=float, default=d.d, help="across-class inner product")
     p.add_argument("--eta", type=float, default=d.eta, help="noise rate in [0, 1]")
-    p.add_argument("--lam", type=float, default=d.lam, help="L2 regularisation > 0")
+    p.add_argument(
+        "--lam",
+        type=float,
+        default=d.lam,
+        help=f"L2 regularisation in [{LAM_MIN:g}, {LAM_MAX:g}], the range the solvers support",
+    )
     p.add_argument("--rounds", type=int, default=d.rounds, help="SD rounds after the teacher")
     p.add_argument("--noise", choices=NOISE_KINDS, default=d.noise)
     p.add_argument("--sampling", choices=SAMPLING_MODES, default=d.sampling)
     p.add_argument("--features", choices=FEATURE_MODELS, default=d.features)
-    p.add_argument("--method", choices=METHODS, default=d.method)
+    p.add_argument(
+        "--method", choices=METHODS, default=d.method, help="the PLL methods need K >= 3"
+    )
     p.add_argument("--n-test", type=int, default=d.n_test, help="fresh test draws per class")
-    p.add_argument("--temperature", type=float, default=d.temperature)
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=d.temperature,
+        help=f"soft-target temperature in [{TEMPERATURE_RANGE[0]:g}, {TEMPERATURE_RANGE[1]:g}]",
+    )
     p.add_argument(
         "--groups", default=None, help='superclass partition as JSON, e.g. "[[0,1],[2]]"'
     )
@@ -126,6 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="GB",
         help="refuse runs estimated above this many GB (default: the memory available now)",
+    )
+    p.add_argument(
+        "--max-time",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help=f"refuse runs estimated to take longer (default {DEFAULT_MAX_SECONDS:g} s); checked "
+        "with the memory before anything runs",
     )
     return p
 
@@ -178,7 +203,10 @@ def _finite_model(cfg: TrialConfig):
         )
     from theory.finite import MixtureModel
 
-    return MixtureModel(cfg.n_classes, cfg.per_class, cfg.dim, cfg.c, cfg.d), None
+    try:
+        return MixtureModel(cfg.n_classes, cfg.per_class, cfg.dim, cfg.c, cfg.d), None
+    except ValueError as exc:  # p = K: the simulation runs, the theory has no bulk to describe
+        return None, f"finite-p theory not available: {exc}"
 
 
 def _theory(cfg: TrialConfig, counts) -> tuple[dict, list[str]]:
@@ -198,7 +226,10 @@ def _theory(cfg: TrialConfig, counts) -> tuple[dict, list[str]]:
     if mixture is not None:
         from theory.finite import predict_finite
 
-        preds["finite"] = predict_finite(mixture, counts, cfg.lam, rounds)
+        try:
+            preds["finite"] = predict_finite(mixture, counts, cfg.lam, rounds)
+        except ValueError as exc:  # e.g. FiniteResolutionError at very small lam or N/p
+            notes.append(f"finite-p theory not available: {' '.join(str(exc).split())}")
     elif note is not None:
         notes.append(note)
     out = {name: _by_round(pred, range(rounds + 1)) for name, pred in preds.items()}
@@ -349,16 +380,28 @@ def main(argv=None) -> int:
             raise ValueError(f"--seeds must be an integer >= 1, got {args.seeds}")
         if args.seed < 0:
             raise ValueError(f"--seed must be an integer >= 0, got {args.seed}")
-        # Before any allocation: one trial's arrays plus the group theory printed alongside.
+        # Before any allocation: one trial's arrays plus the group theory printed alongside,
+        # and the time of all the trials.
         need = trial_bytes(cfg) + group_theory_bytes(cfg.n_classes, cfg.rounds)
         mixture, _ = _finite_model(cfg)
         if mixture is not None:
             need += finite_theory_bytes(mixture, cfg.lam, cfg.rounds)
         check_memory(need, "this run", parse_max_memory(args.max_memory))
+        limit = parse_max_time(args.max_time) or DEFAULT_MAX_SECONDS
+        what = f"{args.seeds} trial(s) of {cfg.rounds} round(s) at K={cfg.n_classes}"
+        check_time(args.seeds * trial_seconds(cfg), what, limit)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    result = run_with_theory(cfg, args.seeds, args.seed)
+    try:
+        result = run_with_theory(cfg, args.seeds, args.seed)
+    except ConvergenceError as exc:  # inputs the exact solver cannot certify: no partial rows
+        print(
+            f"error: {' '.join(str(exc).split())} (an uncertified solve is never reported; "
+            "see docs/reliability.md)",
+            file=sys.stderr,
+        )
+        return 2
     if args.json:
         print(json.dumps(result, indent=1, allow_nan=False))
     else:

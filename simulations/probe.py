@@ -46,6 +46,7 @@ JSON and CSV by :func:`write_results`.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import sys
@@ -56,18 +57,20 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
+from selfdistill_cli.files import atomic_write_text
 from simulations.datasets import Dataset, preprocess
 from simulations.estimator import PLL_LOSSES, SelfDistillationClassifier
 from simulations.noise import class_mean_groups, sample_noisy_labels
 from simulations.pll_losses import DEFAULT_Q, LOSSES
 from theory.metrics import accuracy
 from theory.noise import NOISE_KINDS, transition_matrix
-from theory.partial_labels import top2_indices
-from theory.validation import check_int, check_positive
+from theory.partial_labels import check_pll_classes, top2_indices
+from theory.validation import check_int, check_lam, check_positive
 
 __all__ = [
     "ProbeConfig",
     "ProbeResult",
+    "check_probe_classes",
     "run_probe",
     "stratified_split",
     "superclass_groups",
@@ -156,7 +159,7 @@ class ProbeConfig:
         if len(self.lams) == 0:
             raise ValueError("lams must contain at least one value > 0")
         for lam in self.lams:
-            check_positive(lam, "lam")
+            check_lam(lam, "lam")
         for name in ("val_fraction", "test_fraction"):
             v = float(getattr(self, name))
             if not (0.0 < v < 1.0):
@@ -175,6 +178,13 @@ class ProbeConfig:
                 f"pll_losses must be distinct losses among {LOSSES}, got {self.pll_losses!r}"
             )
         return self
+
+
+def check_probe_classes(config: ProbeConfig, n_classes: int) -> None:
+    """Refuse PLL students with ``K < 3`` before any work, in the words of every entry point
+    (:func:`theory.partial_labels.check_pll_classes`, naming the estimator's method)."""
+    for loss in config.pll_losses:
+        check_pll_classes(_ESTIMATOR_METHOD[loss], n_classes)
 
 
 def stratified_split(labels, n_classes, val_fraction, test_fraction, rng) -> dict:
@@ -463,6 +473,7 @@ def run_probe(dataset: Dataset, config: ProbeConfig, *, progress=_stderr_progres
     ProbeResult
     """
     config = config.validated()
+    check_probe_classes(config, dataset.n_classes)
     start = time.perf_counter()
     groups = None
     if config.noise == "superclass":
@@ -505,40 +516,49 @@ def run_probe(dataset: Dataset, config: ProbeConfig, *, progress=_stderr_progres
 def write_results(result: ProbeResult, out_dir) -> dict:
     """Write ``probe.json`` (everything) and ``probe.csv`` (summary, one row per configuration).
 
-    Returns a dict with the two paths.
+    Both go through :func:`selfdistill_cli.files.atomic_write`: a failed write (a full disk)
+    leaves the previous files as they were, and a symbolic link planted at either name is
+    replaced, never followed. Returns a dict with the two paths.
+
+    Raises
+    ------
+    selfdistill_cli.files.WriteError
+        One line naming the file that could not be written.
     """
     os.makedirs(out_dir, exist_ok=True)
     json_path = os.path.join(out_dir, "probe.json")
     csv_path = os.path.join(out_dir, "probe.csv")
-    with open(json_path, "w", encoding="utf-8") as fh:
-        json.dump(result.to_json(), fh, indent=1, allow_nan=False)
+    # Both texts are formed first: nothing is written unless both exist.
+    json_text = json.dumps(result.to_json(), indent=1, allow_nan=False)
     fields = ["lam", "method", "round"]
     metrics = ("train_acc", "val_acc", "test_acc", "gain", "coverage_train", "coverage_test")
     for m in metrics:
         fields += [f"{m}_mean", f"{m}_std"]
     fields += ["n_trials", "all_converged"]
-    with open(csv_path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)
-        writer.writeheader()
-        for e in result.summary["per_config"]:
-            row = {"lam": e["lam"], "method": e["method"], "round": e["round"]}
-            for m in metrics:
-                row[f"{m}_mean"] = e[m]["mean"]
-                row[f"{m}_std"] = "" if e[m]["std"] is None else e[m]["std"]
-            row["n_trials"] = e["test_acc"]["n"]
-            row["all_converged"] = e["all_converged"]
-            writer.writerow(row)
-        for s in result.summary["selected"]:
-            writer.writerow(
-                {
-                    "lam": "",
-                    "method": f"selected:{s['family']}",
-                    "round": "",
-                    "test_acc_mean": s["test_acc"]["mean"],
-                    "test_acc_std": "" if s["test_acc"]["std"] is None else s["test_acc"]["std"],
-                    "val_acc_mean": s["val_acc"]["mean"],
-                    "val_acc_std": "" if s["val_acc"]["std"] is None else s["val_acc"]["std"],
-                    "n_trials": s["test_acc"]["n"],
-                }
-            )
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields)
+    writer.writeheader()
+    for e in result.summary["per_config"]:
+        row = {"lam": e["lam"], "method": e["method"], "round": e["round"]}
+        for m in metrics:
+            row[f"{m}_mean"] = e[m]["mean"]
+            row[f"{m}_std"] = "" if e[m]["std"] is None else e[m]["std"]
+        row["n_trials"] = e["test_acc"]["n"]
+        row["all_converged"] = e["all_converged"]
+        writer.writerow(row)
+    for s in result.summary["selected"]:
+        writer.writerow(
+            {
+                "lam": "",
+                "method": f"selected:{s['family']}",
+                "round": "",
+                "test_acc_mean": s["test_acc"]["mean"],
+                "test_acc_std": "" if s["test_acc"]["std"] is None else s["test_acc"]["std"],
+                "val_acc_mean": s["val_acc"]["mean"],
+                "val_acc_std": "" if s["val_acc"]["std"] is None else s["val_acc"]["std"],
+                "n_trials": s["test_acc"]["n"],
+            }
+        )
+    atomic_write_text(json_path, json_text)
+    atomic_write_text(csv_path, buf.getvalue())
     return {"json": json_path, "csv": csv_path}
