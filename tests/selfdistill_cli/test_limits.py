@@ -55,7 +55,13 @@ def test_check_time_message_has_estimate_limit_and_override():
 
 @pytest.mark.parametrize(
     "seconds, text",
-    [(45, "45 s"), (600, "10 min"), (7200, "2 h"), (3 * 86400, "3 days"), (float("inf"), "forever")],
+    [
+        (45, "45 s"),
+        (600, "10 min"),
+        (7200, "2 h"),
+        (3 * 86400, "3 days"),
+        (float("inf"), "forever"),
+    ],
 )
 def test_format_seconds(seconds, text):
     assert format_seconds(seconds) == text

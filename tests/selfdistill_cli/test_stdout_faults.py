@@ -56,15 +56,15 @@ def _check(code, err, *words):
 
 def test_full_stdout_is_one_line_and_exit_2():
     with open("/dev/full", "w") as full:
-        procs = {name: _start(argv, stdout=full) for name, argv in COMMANDS.items()}
-        results = {name: _finish(p) for name, p in procs.items()}
-    for name, (code, err) in results.items():
+        procs = [_start(argv, stdout=full) for argv in COMMANDS.values()]
+        results = [_finish(p) for p in procs]
+    for code, err in results:
         _check(code, err, "cannot write to standard output", "No space left on device")
 
 
 def test_closed_stdout_is_one_line_and_exit_2():
-    procs = {name: _start(argv, close_stdout=True) for name, argv in COMMANDS.items()}
-    for name, proc in procs.items():
+    procs = [_start(argv, close_stdout=True) for argv in COMMANDS.values()]
+    for proc in procs:
         code, err = _finish(proc)
         _check(code, err, "standard output is closed")
 

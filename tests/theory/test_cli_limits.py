@@ -63,7 +63,8 @@ def test_sizes_are_refused_before_anything_is_built():
             _predict(*SYM, "--lam", "0.1", "--rounds", "100000"),
             _predict(*SYM, "--lam", "0.1", "--dim", "3"),
             _predict(*SYM, "--lam", "0.1", "--dim", str(10**21)),
-            [*BASE[:2], "--classes", "3", "--per-class", str(10**21), *BASE[4:], *SYM, "--lam", "1"],
+            [*BASE[:2], "--classes", "3", "--per-class", str(10**21), *BASE[4:], *SYM]
+            + ["--lam", "1"],
             [*_predict("--lam", "0.1"), "--counts", f"{10**20},1,1;1,3,1;1,1,3"],
             [*_predict("--lam", "0.1"), "--counts", "3,1;1,3"],  # 2 x 2 with --classes 3
         ]
@@ -124,8 +125,10 @@ def _solve(lam, k=3, n=5):
     counts = exact_counts(transition_matrix("sym", k, 0.3), n)
     dev = np.full((k, k, k), -1.0 / k)
     dev[:, np.arange(k), np.arange(k)] += 1.0
-    return model, counts, solve_groups(
-        model, counts, None, lam, target_deviations=dev, raise_on_failure=False
+    return (
+        model,
+        counts,
+        solve_groups(model, counts, None, lam, target_deviations=dev, raise_on_failure=False),
     )
 
 
