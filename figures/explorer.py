@@ -58,7 +58,8 @@ from figures.explorer_model import (
     normalise_params,
     theory_dim,
 )
-from selfdistill_cli import ArgumentParser
+from selfdistill_cli import ArgumentParser, nonempty_path
+from selfdistill_cli.files import save_figure
 
 __all__ = ["ExplorerApp", "ExplorerPanels", "main", "parse_assignments"]
 
@@ -688,6 +689,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--snapshot",
         "--out",
         dest="snapshot",
+        type=nonempty_path,
         metavar="PATH",
         help="render one frame to PNG and exit (Agg unless --backend)",
     )
@@ -830,12 +832,11 @@ def main(argv=None) -> int:
     if snapshot is not None:
         if args.simulate:
             app.start_simulation(blocking=True)
-        try:
-            app.fig.savefig(snapshot, dpi=100)
+        try:  # rendered in memory, written atomically (selfdistill_cli.files)
+            save_figure(app.fig, snapshot, dpi=100)
         except OSError as exc:  # checked above; e.g. the disk filled up meanwhile
-            msg = f"error: could not write {str(snapshot)!r}: {exc.strerror or exc}"
-            print(msg, file=sys.stderr)
-            return 1
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         finally:
             plt.close(app.fig)
         print(snapshot)

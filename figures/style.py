@@ -8,7 +8,9 @@ Conventions used by every figure module
 * Theory is drawn as lines (solid for the exact group-level theory, dashed for the linearisation),
   simulation as markers with 95% confidence bars. Legends say which is which.
 * :func:`save_figure` writes ``NAME.png`` and ``NAME.pdf``; :func:`write_csv` writes ``NAME.csv``
-  with the data behind the figure.
+  with the data behind the figure. Every file is written atomically
+  (:mod:`selfdistill_cli.files`): a full disk leaves the previous file intact and a symbolic link
+  planted at the name is replaced, never followed.
 * Outputs are reproducible: the same figure gives the same bytes in every run. The PDF carries no
   creation date (``metadata={'CreationDate': None}``; matplotlib would otherwise stamp the current
   time); the PNG's only metadata is the matplotlib version (``Software``) and its resolution.
@@ -24,12 +26,16 @@ interactive tool (the explorer) can share the palette without losing its window.
 from __future__ import annotations
 
 import csv
+import io
 import math
 from pathlib import Path
 
 import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
+
+from selfdistill_cli.files import atomic_write_text
+from selfdistill_cli.files import save_figure as atomic_save_figure
 
 __all__ = [
     "CMAP",
@@ -183,9 +189,11 @@ def save_figure(fig, out_dir, name: str, *, dpi: int | None = None) -> list[Path
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}.png", out / f"{name}.pdf"]
-    fig.savefig(paths[0], dpi=dpi or _RC["savefig.dpi"])
-    fig.savefig(paths[1], metadata=PDF_METADATA)
-    plt.close(fig)
+    try:  # rendered in memory, then written atomically (selfdistill_cli.files)
+        atomic_save_figure(fig, paths[0], dpi=dpi or _RC["savefig.dpi"])
+        atomic_save_figure(fig, paths[1], metadata=PDF_METADATA)
+    finally:
+        plt.close(fig)
     return paths
 
 
@@ -212,10 +220,9 @@ def write_csv(rows: list[dict], out_dir, name: str) -> Path:
         cols.extend(k for k in row if k not in cols)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{name}.csv"
-    with open(path, "w", newline="") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(cols)
-        for row in rows:
-            writer.writerow([_fmt(row.get(c)) for c in cols])
-    return path
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(cols)
+    for row in rows:
+        writer.writerow([_fmt(row.get(c)) for c in cols])
+    return atomic_write_text(out / f"{name}.csv", buf.getvalue())

@@ -43,7 +43,7 @@ ROOT = {root!r}
 class EditableFinder:
     @classmethod
     def find_spec(cls, name, path=None, target=None):
-        if name in ("figures", "simulations", "theory"):
+        if name in ("figures", "simulations", "theory", "selfdistill_cli"):
             pkg = f"{{ROOT}}/{{name}}"
             return importlib.util.spec_from_file_location(
                 name, pkg + "/__init__.py", submodule_search_locations=[pkg]
