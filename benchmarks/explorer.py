@@ -28,7 +28,6 @@ Run from the repository root:
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
@@ -41,6 +40,7 @@ import numpy as np  # noqa: E402
 
 from figures.explorer import ExplorerApp  # noqa: E402
 from figures.explorer_model import PhaseCache, compute_state  # noqa: E402
+from selfdistill_cli import ArgumentParser, int_in
 from simulations.distill import self_distill, train_pll  # noqa: E402
 from theory.blas import single_thread_blas  # noqa: E402
 from theory.gram import block_gram  # noqa: E402
@@ -103,10 +103,10 @@ def bench(k, per_class, repeats):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="K in {2, 5} and 3 repeats")
-    ap.add_argument("--per-class", type=int, default=50)
-    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--per-class", type=int_in(1, 10**5), default=50)
+    ap.add_argument("--repeats", type=int_in(1, 1000), default=7)
     args = ap.parse_args(argv)
     ks = (2, 5) if args.quick else (2, 5, 10)
     repeats = 3 if args.quick else args.repeats
