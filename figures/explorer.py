@@ -751,9 +751,15 @@ def check_start(params: dict, simulate: bool = False, max_memory=None) -> dict:
     if not state.ok:
         raise ValueError(" ".join(str(state.error).split()))
     if simulate:
+        from selfdistill_cli.limits import check_time
+        from simulations.runtime import DEFAULT_MAX_SECONDS, trial_seconds
+
         run = MonteCarloRun(p)
         need = max(trial_bytes(c) for c in run.configs.values())
         check_memory(need, "the Monte Carlo (one trial)", max_memory, option=None)
+        seconds = run.total * sum(trial_seconds(c) for c in run.configs.values())
+        what = f"the Monte Carlo ({run.total} trials; reduce --trials)"
+        check_time(seconds, what, DEFAULT_MAX_SECONDS, None)
     return p
 
 

@@ -34,8 +34,7 @@ import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 
-from selfdistill_cli.files import atomic_write_text
-from selfdistill_cli.files import save_figure as atomic_save_figure
+from selfdistill_cli.files import atomic_write_many, atomic_write_text, render_figure
 
 __all__ = [
     "CMAP",
@@ -189,11 +188,12 @@ def save_figure(fig, out_dir, name: str, *, dpi: int | None = None) -> list[Path
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}.png", out / f"{name}.pdf"]
-    try:  # rendered in memory, then written atomically (selfdistill_cli.files)
-        atomic_save_figure(fig, paths[0], dpi=dpi or _RC["savefig.dpi"])
-        atomic_save_figure(fig, paths[1], metadata=PDF_METADATA)
+    try:  # rendered in memory, then both written atomically together (selfdistill_cli.files)
+        png = render_figure(fig, paths[0], dpi=dpi or _RC["savefig.dpi"])
+        pdf = render_figure(fig, paths[1], metadata=PDF_METADATA)
     finally:
         plt.close(fig)
+    atomic_write_many({paths[0]: png, paths[1]: pdf})
     return paths
 
 

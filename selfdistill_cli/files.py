@@ -39,11 +39,13 @@ __all__ = [
     "WriteError",
     "atomic_write",
     "atomic_write_bytes",
+    "atomic_write_many",
     "atomic_write_text",
     "check_input_file",
     "check_writable_dir",
     "file_kind",
     "read_bytes_capped",
+    "render_figure",
     "save_figure",
 ]
 
@@ -149,6 +151,69 @@ def atomic_write(path, write) -> Path:
     return path
 
 
+def atomic_write_many(contents: dict) -> list[Path]:
+    """Write several files that belong together (``{path: bytes}``): all or, as far as a file
+    system allows, none.
+
+    Every new content is first written, flushed and ``fsync``-ed to its temporary file; only when
+    all of them are on disk are they renamed into place. A full disk therefore leaves *every*
+    previous file intact (``probe.json`` is never new while ``probe.csv`` is old); only a failure
+    between two renames, which need no space, could split the set.
+
+    Raises
+    ------
+    WriteError
+        As :func:`atomic_write`; no temporary file is left behind.
+    """
+    staged: list[tuple[str, Path]] = []
+    try:
+        for path, data in contents.items():
+            path = Path(path)
+            staged.append((_stage(path, data), path))
+        for tmp, path in staged:
+            os.replace(tmp, path)
+    except BaseException as exc:
+        for tmp, _ in staged:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        if isinstance(exc, OSError) and not isinstance(exc, WriteError):
+            raise WriteError(exc.errno, f"cannot write: {_describe(exc)}") from None
+        raise
+    for folder in {path.parent for _, path in staged}:
+        _fsync_dir(folder)
+    return [path for _, path in staged]
+
+
+def _stage(path: Path, data: bytes) -> str:
+    """The name of a complete, fsync-ed temporary copy of ``data`` next to ``path``."""
+    if not path.name or path.name in (".", ".."):
+        raise WriteError(errno.EINVAL, f"cannot write {str(path)!r}: not a file name")
+    if path.is_dir() and not path.is_symlink():
+        raise WriteError(errno.EISDIR, f"cannot write {str(path)!r}: it is a directory")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise WriteError(exc.errno, f"cannot write {str(path)!r}: {_describe(exc)}") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, _file_mode())
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise WriteError(
+            exc.errno,
+            f"cannot write {str(path)!r}: {_describe(exc)} (any previous file is unchanged)",
+        ) from None
+    return tmp
+
+
 def atomic_write_bytes(path, data: bytes) -> Path:
     """:func:`atomic_write` of ``data``."""
     return atomic_write(path, lambda fh: fh.write(data))
@@ -159,17 +224,21 @@ def atomic_write_text(path, text: str, encoding: str = "utf-8") -> Path:
     return atomic_write_bytes(path, text.encode(encoding))
 
 
+def render_figure(fig, path, **savefig_kw) -> bytes:
+    """The bytes of ``fig`` saved as ``path`` would be (format from ``format`` or the suffix)."""
+    fmt = savefig_kw.pop("format", None) or Path(path).suffix.lstrip(".").lower() or None
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, **savefig_kw)
+    return buf.getvalue()
+
+
 def save_figure(fig, path, **savefig_kw) -> Path:
     """Render a matplotlib figure into memory, then :func:`atomic_write` it to ``path``.
 
     The format comes from ``savefig_kw['format']`` or the file's suffix (``.png``, ``.pdf``...).
     Rendering first means a figure that fails to render leaves no file at all.
     """
-    path = Path(path)
-    fmt = savefig_kw.pop("format", None) or path.suffix.lstrip(".").lower() or None
-    buf = io.BytesIO()
-    fig.savefig(buf, format=fmt, **savefig_kw)
-    return atomic_write_bytes(path, buf.getvalue())
+    return atomic_write_bytes(path, render_figure(fig, path, **savefig_kw))
 
 
 def check_writable_dir(path, option: str = "--out") -> Path:

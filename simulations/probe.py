@@ -57,7 +57,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
-from selfdistill_cli.files import atomic_write_text
+from selfdistill_cli.files import atomic_write_many
 from simulations.datasets import Dataset, preprocess
 from simulations.estimator import PLL_LOSSES, SelfDistillationClassifier
 from simulations.noise import class_mean_groups, sample_noisy_labels
@@ -516,8 +516,8 @@ def run_probe(dataset: Dataset, config: ProbeConfig, *, progress=_stderr_progres
 def write_results(result: ProbeResult, out_dir) -> dict:
     """Write ``probe.json`` (everything) and ``probe.csv`` (summary, one row per configuration).
 
-    Both go through :func:`selfdistill_cli.files.atomic_write`: a failed write (a full disk)
-    leaves the previous files as they were, and a symbolic link planted at either name is
+    Both go through :func:`selfdistill_cli.files.atomic_write_many`: a failed write (a full disk)
+    leaves *both* previous files as they were, and a symbolic link planted at either name is
     replaced, never followed. Returns a dict with the two paths.
 
     Raises
@@ -559,6 +559,7 @@ def write_results(result: ProbeResult, out_dir) -> dict:
                 "n_trials": s["test_acc"]["n"],
             }
         )
-    atomic_write_text(json_path, json_text)
-    atomic_write_text(csv_path, buf.getvalue())
+    # Both on disk before either replaces its previous version: never a new probe.json beside
+    # an old probe.csv.
+    atomic_write_many({json_path: json_text.encode(), csv_path: buf.getvalue().encode()})
     return {"json": json_path, "csv": csv_path}

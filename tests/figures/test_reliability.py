@@ -59,6 +59,7 @@ def test_unwritable_targets_are_refused_before_any_figure_is_computed(tmp_path):
             ["figures", "explore", "--set", "N/p=1e308", "--snapshot", str(tmp_path / "x.png")],
             ["figures", "explore", "--set", "rounds=1e9", "--snapshot", str(tmp_path / "x.png")],
             ["figures", "explore", "--set", "lam=1e300", "--snapshot", str(tmp_path / "x.png")],
+            ["figures", "explore", "--simulate", "--trials", "100000", "--snapshot", "x.png"],
         ]
     )
     assert time.perf_counter() - start < 60
@@ -69,6 +70,7 @@ def test_unwritable_targets_are_refused_before_any_figure_is_computed(tmp_path):
     assert_one_line_error(procs[3], "n_over_p must lie in")
     assert_one_line_error(procs[4], "rounds must lie in")
     assert_one_line_error(procs[5], "lam must lie in")
+    assert_one_line_error(procs[6], "100000 trials", "estimate", "reduce --trials")
 
 
 @pytest.mark.parametrize("k", [2])

@@ -190,3 +190,26 @@ def test_size_cap_names_both_sizes_and_the_override(tmp_path):
     msg = str(exc.value)
     assert "5 kB" in msg and "1 kB" in msg and "split the spec" in msg
     assert read_bytes_capped(big, "spec file", 5000) == b"#" * 5000
+
+
+def test_files_written_together_stay_together_on_a_full_disk(tmp_path, monkeypatch):
+    """probe.json and probe.csv: if the second cannot be written, neither is replaced (a new
+    probe.json beside the previous run's probe.csv was the state a full disk used to leave)."""
+    pair = {tmp_path / "probe.json": b"old json", tmp_path / "probe.csv": b"old csv"}
+    files.atomic_write_many(pair)
+    calls = []
+    real_fsync = files.os.fsync
+
+    def fsync_then_full(fd):
+        calls.append(fd)
+        if len(calls) == 2:  # the second file's data
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    monkeypatch.setattr(files.os, "fsync", fsync_then_full)
+    with pytest.raises(WriteError, match="probe.csv.*No space left"):
+        files.atomic_write_many({tmp_path / "probe.json": b"new", tmp_path / "probe.csv": b"new"})
+    monkeypatch.undo()
+    assert (tmp_path / "probe.json").read_bytes() == b"old json"
+    assert (tmp_path / "probe.csv").read_bytes() == b"old csv"
+    assert _no_temporaries(tmp_path)
