@@ -20,6 +20,11 @@ averaged over trials:
   note (its cost grows like ``K^4``). One evaluation per distinct count matrix (exact counts: one
   for all seeds).
 
+Before anything runs, the configuration is validated (``--lam`` in ``[1e-12, 1e12]``,
+``--temperature`` in ``[1e-3, 1e3]``, PLL methods need ``K >= 3``) and the memory and time of all
+trials are estimated and refused above ``--max-memory`` / ``--max-time`` (docs/reliability.md). A
+solve the exact solver cannot certify stops the run with one line (exit 2).
+
 ``pop_acc`` is the exact conditional population accuracy of each trained probe on the mixture
 (``pop_acc_sampled``: on ``--n-test`` fresh points per class; see :mod:`simulations.pipelines`).
 ``exact`` and ``linear`` are the ``p -> inf`` limit (block Gram matrix exactly); for exact-block

@@ -214,11 +214,15 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
     Parameters
     ----------
     lam : float, default=1e-3
-        Regularisation ``lam > 0`` of ``(lam / 2) ||W||_F^2`` (the loss is the *mean*
-        cross-entropy), the same in every round. ``C = 1 / (lam N)`` in ``LogisticRegression``.
+        Regularisation in ``[1e-12, 1e12]`` (:func:`theory.validation.check_lam`, the range the
+        solvers support) of ``(lam / 2) ||W||_F^2`` (the loss is the *mean* cross-entropy), the
+        same in every round. ``C = 1 / (lam N)`` in ``LogisticRegression``. Like every
+        hyper-parameter it must have the documented type: ``lam='0.1'`` or ``lam=True`` raise
+        :class:`InvalidParameterError` (a ``ValueError`` and a ``TypeError``).
     rounds : int or 'auto', default=1
         ``method='sd'``: number of self-distillation rounds after the teacher (``>= 0``; 0 is the
-        teacher alone). ``method='pll-*'``: 1 (the PLL student) or 0 (the teacher alone).
+        teacher alone; a fit estimated above :data:`MAX_FIT_SECONDS` or the available memory is
+        refused before it starts). ``method='pll-*'``: 1 (the PLL student) or 0 (the teacher alone).
         ``'auto'``: chosen on an internal stratified validation split (module docstring).
     method : {'sd', 'pll-ce', 'pll-candidate', 'pll-gce', 'pll-gce-ref'}, default='sd'
         Self-distillation, or one PLL student on the teacher's top-2 labels with the given loss

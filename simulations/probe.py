@@ -107,7 +107,8 @@ class ProbeConfig:
     seeds : int
         Number of trials ``>= 1``.
     lams : tuple of float
-        Regularisation strengths (each ``> 0``); selection over them uses validation only.
+        Regularisation strengths (each in ``[1e-12, 1e12]``, :func:`theory.validation.check_lam`);
+        selection over them uses validation only.
     seed : int
         Root seed of the ``SeedSequence``.
     val_fraction, test_fraction : float
