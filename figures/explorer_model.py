@@ -68,7 +68,7 @@ import numpy as np
 from theory.averaging import eigen_weights
 from theory.blas import single_thread_blas
 from theory.conditions import eigen_ratio_rho, plurality_condition, window_linear
-from theory.finite import MixtureModel, predict_finite
+from theory.finite import FINITE_MAX_ROUNDS, MixtureModel, predict_finite
 from theory.groups import BlockModel, GroupConvergenceError, predict_exact, predict_linear
 from theory.noise import NOISE_KINDS, exact_counts, transition_matrix
 from theory.partial_labels import PLL_MIN_CLASSES
@@ -463,10 +463,11 @@ def compute_state(params=None, *, cache: PhaseCache | None = None) -> ExplorerSt
         state.phase = (cache or PhaseCache()).get(p, model)
         state.finite_dim = theory_dim(p)
         if state.finite_dim is not None:
-            if p["n_classes"] > FINITE_MAX_CLASSES:
+            if p["n_classes"] > FINITE_MAX_CLASSES or r > FINITE_MAX_ROUNDS:
                 state.notes.append(
-                    f"finite-p theory only for K <= {FINITE_MAX_CLASSES} here (its cost grows "
-                    f"like K^4): showing the block model (p = inf)"
+                    f"finite-p theory only for K <= {FINITE_MAX_CLASSES} and R <= "
+                    f"{FINITE_MAX_ROUNDS} here (its cost grows like K^4 and steeply in R): "
+                    "showing the block model (p = inf)"
                 )
             else:
                 try:

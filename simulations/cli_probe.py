@@ -33,7 +33,7 @@ from simulations.datasets import load_dataset
 from simulations.memory import check_memory, parse_max_memory, probe_bytes
 from simulations.outdir import check_out_dir
 from simulations.probe import ProbeConfig, check_probe_classes, run_probe, write_results
-from simulations.runtime import DEFAULT_MAX_SECONDS, probe_seconds
+from simulations.runtime import DEFAULT_MAX_SECONDS, group_theory_seconds, probe_seconds
 from simulations.solver import ConvergenceError
 from theory.blas import blas_threads
 from theory.noise import NOISE_KINDS
@@ -135,7 +135,7 @@ def _time_estimate(dataset, config) -> float:
     n_train = dataset.n_samples
     if dataset.splits is not None:
         n_train = len(dataset.splits["train_idx"])
-    return probe_seconds(
+    seconds = probe_seconds(
         dataset.n_samples,
         dataset.n_features,
         dataset.n_classes,
@@ -146,6 +146,10 @@ def _time_estimate(dataset, config) -> float:
         len(config.pll_losses),
         config.theory,
     )
+    if config.theory:  # the block model fitted to every trial and lam
+        runs = config.seeds * len(config.lams)
+        seconds += runs * group_theory_seconds(dataset.n_classes, config.rounds)
+    return seconds
 
 
 def _fmt(stat, width=13) -> str:

@@ -63,7 +63,7 @@ from simulations.pipelines import (
     run_trial,
     trial_seed,
 )
-from simulations.runtime import DEFAULT_MAX_SECONDS, trial_seconds
+from simulations.runtime import DEFAULT_MAX_SECONDS, run_theory_seconds, trial_seconds
 from simulations.solver import ConvergenceError
 from simulations.sweep import mean_ci
 from theory.noise import NOISE_KINDS
@@ -206,7 +206,13 @@ def _finite_model(cfg: TrialConfig):
             f"finite-p theory skipped: K = {cfg.n_classes} > {FINITE_MAX_CLASSES} (its cost grows "
             "like K^4)"
         )
-    from theory.finite import MixtureModel
+    from theory.finite import FINITE_MAX_ROUNDS, MixtureModel
+
+    if cfg.rounds > FINITE_MAX_ROUNDS:
+        return None, (
+            f"finite-p theory skipped: {cfg.rounds} rounds > {FINITE_MAX_ROUNDS} (its covariance "
+            "contour grows to thousands of points beyond that)"
+        )
 
     try:
         return MixtureModel(cfg.n_classes, cfg.per_class, cfg.dim, cfg.c, cfg.d), None
@@ -394,7 +400,9 @@ def main(argv=None) -> int:
         check_memory(need, "this run", parse_max_memory(args.max_memory))
         limit = parse_max_time(args.max_time) or DEFAULT_MAX_SECONDS
         what = f"{args.seeds} trial(s) of {cfg.rounds} round(s) at K={cfg.n_classes}"
-        check_time(args.seeds * trial_seconds(cfg), what, limit)
+        seconds = args.seeds * trial_seconds(cfg)
+        seconds += run_theory_seconds(cfg, args.seeds, mixture is not None)
+        check_time(seconds, f"{what} with the theory alongside", limit)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

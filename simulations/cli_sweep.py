@@ -111,9 +111,9 @@ def main(argv=None) -> int:
             raise ValueError(f"--workers must be an integer >= 1, got {args.workers}")
         if args.limit is not None and args.limit < 0:
             raise ValueError(f"--limit must be an integer >= 0, got {args.limit}")
-        if not args.scheduler_timeout > 0:
+        if not 0 < args.scheduler_timeout <= 3600:  # also NaN; an hour is the longest wait
             raise ValueError(
-                f"--scheduler-timeout must be > 0 seconds, got {args.scheduler_timeout}"
+                f"--scheduler-timeout must lie in (0, 3600] seconds, got {args.scheduler_timeout}"
             )
         result = run_sweep(
             spec,

@@ -33,7 +33,9 @@ __all__ = [
     "SOLVE_SECONDS",
     "factor_seconds",
     "fit_seconds",
+    "group_theory_seconds",
     "probe_seconds",
+    "run_theory_seconds",
     "solve_seconds",
     "trial_seconds",
 ]
@@ -116,3 +118,26 @@ def probe_seconds(
     per_lam = (int(rounds) + 1 + int(n_students)) * solve_seconds(n, min(n, p), n_classes)
     per_trial = factor_seconds(n, p) * (2 if theory else 1) + int(n_lams) * per_lam
     return int(seeds) * (TRIAL_SECONDS + per_trial)
+
+
+def group_theory_seconds(n_classes: int, rounds: int) -> float:
+    """Seconds of the group-level theory printed next to a run or probe (every group non-empty):
+    :func:`theory.cli.estimated_seconds` of :func:`theory.cli.worst_case_estimate`."""
+    from theory.cli import estimated_seconds, worst_case_estimate
+
+    _, flops = worst_case_estimate(int(n_classes), int(rounds))
+    return estimated_seconds(flops, int(rounds))
+
+
+def run_theory_seconds(config, seeds: int, finite: bool) -> float:
+    """Seconds of the theory ``python -m simulations run`` prints: the group-level theory (and,
+    with ``finite``, the finite-p theory, :func:`theory.finite.finite_resource_estimate`) once
+    per distinct count matrix: once with exact counts, up to once per seed with random noise."""
+    from theory.cli import FLOP_RATE
+    from theory.finite import finite_resource_estimate
+
+    k, r = int(config.n_classes), int(config.rounds)
+    per = group_theory_seconds(k, r)
+    if finite:
+        per += finite_resource_estimate(k, r)[1] / FLOP_RATE
+    return per * (1 if config.sampling == "exact-count" else int(seeds))

@@ -523,13 +523,13 @@ def _table(rep: dict) -> str:
 def _check_args(args) -> None:
     """Validate every scalar option (nothing is allocated); ``ValueError`` naming the option."""
     check_lam(args.lam, "lam")
-    if args.classes < 2:
-        raise ValueError(f"classes (K) must be >= 2, got {args.classes}")
+    if not 2 <= args.classes <= MAX_SAMPLES:
+        raise ValueError(f"classes (K) must be an integer in [2, 2^53], got {args.classes}")
     if args.per_class < 1:
         raise ValueError(f"per_class (n) must be an integer >= 1, got {args.per_class}")
-    if args.classes > MAX_SAMPLES or args.per_class > MAX_SAMPLES // args.classes:
+    if args.per_class > MAX_SAMPLES // args.classes:
         raise ValueError(
-            f"per_class must be an integer in [1, {MAX_SAMPLES // min(args.classes, MAX_SAMPLES)}]"
+            f"per_class must be an integer in [1, {MAX_SAMPLES // args.classes}]"
             f" for K={args.classes} (N = K n at most 2^53, exactly representable in float64), "
             f"got {args.per_class}"
         )
@@ -551,6 +551,15 @@ def _check_args(args) -> None:
         raise ValueError(
             f"dim (p) must be an integer in (K, 2^53] = ({args.classes}, {MAX_SAMPLES}] (the "
             f"finite-p theory's noise bulk has p - K dimensions), got {args.dim}"
+        )
+    from theory.finite import FINITE_MAX_ROUNDS  # lazy: the finite-p theory is optional
+
+    if args.dim is not None and args.rounds > FINITE_MAX_ROUNDS and args.max_time is None:
+        raise ValueError(
+            f"the finite-p theory (--dim) runs up to --rounds {FINITE_MAX_ROUNDS} by default: "
+            f"beyond, its covariance contour grows to thousands of points and its time to minutes "
+            f"or hours (theory.finite.FINITE_MAX_ROUNDS); got {args.rounds}: reduce --rounds, "
+            "drop --dim, or pass --max-time SECONDS to allow it"
         )
     if (args.counts is None) == (args.noise is None):
         raise ValueError("pass exactly one of --counts or --noise (with --eta)")

@@ -52,6 +52,7 @@ from theory.orthant import win_probability
 from theory.validation import check_int, check_positive
 
 __all__ = [
+    "FINITE_MAX_ROUNDS",
     "FinitePrediction",
     "FiniteResolutionError",
     "PopulationRounds",
@@ -913,6 +914,15 @@ def _predict_finite(model, cnt, lam, r, abs_tol):
         lam=float(lam),
         model=model,
     )
+
+
+#: Largest number of rounds for which the command lines evaluate the finite-p theory by default.
+#: Beyond about 50 rounds the covariance contour (built for round ``2t + 1``) switches to the
+#: circle around the spectrum and grows from ~200 to ~3000 points (K = 3, n = 20, p = 400,
+#: lam = 1e-3, measured: 0.3 s at R = 30, 3-9 s at R = 50, over 3 minutes and 6.6 GB at
+#: R = 100), so its cost is no longer predictable from :func:`finite_resource_estimate`
+#: (issue 21).
+FINITE_MAX_ROUNDS = 40
 
 
 def finite_resource_estimate(n_classes: int, rounds: int) -> tuple[int, float]:

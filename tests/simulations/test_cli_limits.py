@@ -164,3 +164,9 @@ def test_probe_replaces_a_planted_symlink_and_never_writes_through_it(tmp_path, 
     assert outside.read_text() == "precious"
     assert not (out / "probe.json").is_symlink() and (out / "probe.json").read_text()[0] == "{"
     assert not (out / "probe.csv").is_symlink() and not (tmp_path / "missing.csv").exists()
+
+
+def test_run_skips_the_finite_theory_beyond_its_rounds_with_a_note():
+    proc = run("simulations", "run", *SMALL[:-4], "--rounds", "45", "--n-test", "5")
+    assert proc.returncode == 0, proc.stderr
+    assert "note: finite-p theory skipped: 45 rounds > 40" in proc.stdout

@@ -157,3 +157,10 @@ def test_exact_teacher_vs_linear_at_large_lam():
     a, b = exa.deviations[0][kk, ll], lin.deviations[0][kk, ll]
     assert sol.converged and np.max(np.abs(a - b)) <= 1e-9 * np.max(np.abs(b))
     assert exa.train_acc[0] == lin.train_acc[0] == 1.0
+
+
+def test_finite_theory_rounds_are_bounded_unless_max_time(capsys):
+    args = _predict(*SYM, "--lam", "1e-3", "--dim", "400", "--rounds", "60")[1:]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "--rounds 40" in err and "--max-time" in err and len(err.strip().splitlines()) == 1
