@@ -30,6 +30,7 @@ import sys
 from selfdistill_cli import ArgumentParser
 from selfdistill_cli.limits import check_time, parse_max_time
 from simulations.datasets import load_dataset
+from simulations.estimator import check_raw_scale
 from simulations.memory import check_memory, parse_max_memory, probe_bytes
 from simulations.outdir import check_out_dir
 from simulations.probe import ProbeConfig, check_probe_classes, run_probe, write_results
@@ -304,6 +305,9 @@ def main(argv=None) -> int:
             preprocess=not args.no_preprocess,
         ).validated()
         check_probe_classes(config, dataset.n_classes)
+        if not config.preprocess:  # raw features: their scale moves lam (estimator's rule)
+            for lam in config.lams:
+                check_raw_scale(dataset.features, lam)
         threads = args.blas_threads
         if threads is None and dataset.n_features <= SMALL_P:
             threads = 1

@@ -50,6 +50,7 @@ before allocating (:func:`fit_memory_bytes`).
 
 from __future__ import annotations
 
+import math
 import numbers
 import sys
 import time
@@ -71,7 +72,7 @@ from simulations.runtime import fit_seconds
 from simulations.solver import factorize, log_softmax
 from theory.metrics import accuracy
 from theory.partial_labels import check_pll_classes
-from theory.validation import check_int, check_lam, check_positive
+from theory.validation import LAM_MAX, LAM_MIN, check_int, check_lam, check_positive
 
 __all__ = [
     "METHODS",
@@ -81,6 +82,7 @@ __all__ = [
     "InvalidParameterError",
     "MAX_FIT_SECONDS",
     "fit_memory_bytes",
+    "check_raw_scale",
     "fit_seconds",
     "validation_mask",
 ]
@@ -162,6 +164,29 @@ def _param(check):
         raise
     except ValueError as exc:
         raise InvalidParameterError(str(exc)) from None
+
+
+def check_raw_scale(x: np.ndarray, lam: float) -> None:
+    """Refuse raw features (``preprocess=None``) whose scale puts ``lam`` outside its range.
+
+    The probe depends on ``lam`` and the features only through ``lam / ||x||^2``: the supported
+    range ``[LAM_MIN, LAM_MAX]`` (:func:`theory.validation.check_lam`) is stated for unit-norm
+    features, so ``lam / max_i ||x_i||^2`` must lie in it. Features times 1e200 (squares beyond
+    float64) or 1e-300 (squares below it) are refused in one line instead of overflowing in the
+    solver or fitting a trivial model; ``preprocess='center-l2'`` is scale-free.
+    """
+    scale = power_of_two_scale(x)
+    top = float(np.max(np.einsum("ij,ij->i", x / scale, x / scale))) if x.size else 0.0
+    if top == 0.0:
+        return  # all-zero features: the solver's own checks apply
+    log_eff = math.log10(lam) - 2.0 * math.log10(scale) - math.log10(top)
+    if not math.log10(LAM_MIN) <= log_eff <= math.log10(LAM_MAX):
+        raise ValueError(
+            f"with preprocess=None, lam / max ||x||^2 = 1e{log_eff:.0f} must lie in "
+            f"[{LAM_MIN:g}, {LAM_MAX:g}] (the range the solvers support for unit-norm features; "
+            f"X has rows of norm up to 1e{math.log10(scale) + 0.5 * math.log10(top):.0f}); "
+            "rescale X or use preprocess='center-l2'"
+        )
 
 
 #: Longest estimated fit (seconds, :func:`simulations.runtime.fit_seconds`) that ``fit`` starts;
@@ -413,6 +438,8 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         k = classes.size
         if self.method != "sd":
             check_pll_classes(self.method, k)
+        if self.preprocess is None:
+            check_raw_scale(X, params["lam"])
         n, p = X.shape
         rounds = params["max_rounds"] if params["rounds"] == "auto" else params["rounds"]
         need = fit_memory_bytes(n, p, k, rounds, store_outputs=bool(self.store_outputs))

@@ -1095,7 +1095,7 @@ def solve_probe(
                 if math.isfinite(change) and change <= 1e-4 * alpha * slope + 8 * eps * magnitude:
                     break
                 alpha *= 0.5
-        if slope >= 0 or alpha < 1e-10:  # only round-off can cause either
+        if not slope < 0 or alpha < 1e-10:  # only round-off (or an overflow: NaN) causes these
             stalls += 1
             certify_next = True
             continue

@@ -51,6 +51,10 @@ def check_block_params(n_classes, per_class, c, d) -> tuple[int, int, float, flo
         raise ValueError(f"c and d must be finite, got c={c}, d={d}")
     if c > 1:
         raise ValueError(f"c must be <= 1 (diagonal of G is 1, |c| <= 1), got c={c}")
+    if not (-1 <= c and -1 <= d <= 1):  # else n (c - d) overflows and the PSD test sees NaN
+        raise ValueError(
+            f"c and d must lie in [-1, 1] (inner products of unit-norm features), got c={c}, d={d}"
+        )
     mu1, mu2, mu3 = _eigs(k, n, c, d)
     if mu3 < 0:
         raise ValueError(f"c must be <= 1 for a PSD block Gram matrix, got c={c}")

@@ -213,3 +213,12 @@ def test_files_written_together_stay_together_on_a_full_disk(tmp_path, monkeypat
     assert (tmp_path / "probe.json").read_bytes() == b"old json"
     assert (tmp_path / "probe.csv").read_bytes() == b"old csv"
     assert _no_temporaries(tmp_path)
+
+
+def test_unreadable_file_is_one_line(tmp_path, monkeypatch):
+    """(As root every file is readable, so the permission check is simulated.)"""
+    path = tmp_path / "features.csv"
+    path.write_text("1,0\n")
+    monkeypatch.setattr(files.os, "access", lambda *a, **k: False)
+    with pytest.raises(ValueError, match="cannot be read: permission denied"):
+        check_input_file(path, "features file")

@@ -153,3 +153,21 @@ def test_csv_is_read_with_byte_and_line_caps(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets, "MAX_CSV_LINE", 8)
     with pytest.raises(ValueError, match="line 1 is longer than"):
         load_csv(path)
+
+
+@pytest.mark.parametrize("factor", [1e200, 1e-300])
+def test_raw_features_whose_scale_moves_lam_out_of_range_are_refused(factor):
+    """Without preprocessing only lam / ||x||^2 matters: x 1e200 overflowed inside the solver
+    (an UnboundLocalError traceback), x 1e-300 fitted a trivial model silently."""
+    x, y = _data()
+    with pytest.raises(ValueError, match="lam / max .*preprocess='center-l2'"):
+        SelfDistillationClassifier(preprocess=None).fit(x * factor, y)
+
+
+def test_raw_features_at_another_scale_with_lam_scaled_alike_fit_the_same():
+    x, y = _data()
+    ref = SelfDistillationClassifier(preprocess=None, lam=1e-2).fit(x, y)
+    est = SelfDistillationClassifier(preprocess=None, lam=1e-2 * 1e6).fit(x * 1e3, y)
+    # The same problem: both solves are certified to the default tol = 1e-9 relative residual
+    # of outputs within 1 of 1/K, so they agree to ~1e-9.
+    np.testing.assert_allclose(est.predict_proba(x * 1e3), ref.predict_proba(x), atol=1e-9)

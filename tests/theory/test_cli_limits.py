@@ -30,7 +30,9 @@ def test_lam_outside_the_supported_range_is_one_line():
             _predict(*SYM, "--lam", lam)
             for lam in ("1e308", "1e-300", "1e300", "1e-13", "2e12", "nan", "inf")
         ]
+        + [[*BASE[:6], "--d", "-1e308", "--classes", "3", *SYM, "--lam", "1"]]
     )
+    assert_one_line_error(procs.pop(), "c and d must lie in [-1, 1]")  # n (c - d) overflowed
     for proc in procs:
         assert_one_line_error(proc, "lam")
     for proc in procs[:5]:
