@@ -6,10 +6,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
-import subprocess
-import sys
-import uuid
 from pathlib import Path
 
 import pytest
@@ -103,26 +99,6 @@ def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch, where):
     assert "No space left on device" in msg and "probe.json" in msg and "\n" not in msg
     assert exc.value.errno == errno.ENOSPC
     assert path.read_text() == "old content" and _no_temporaries(tmp_path)
-
-
-@pytest.fixture
-def small_tmpfs():
-    """A 64 kB tmpfs (root on Linux); skipped where mounting is not allowed."""
-    if not sys.platform.startswith("linux") or shutil.which("mount") is None:
-        pytest.skip("mounting a tmpfs needs Linux and mount(8)")
-    root = Path("/tmp") / f"selfdistill-full-{uuid.uuid4().hex[:8]}"
-    root.mkdir()
-    proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(root)], capture_output=True
-    )
-    if proc.returncode != 0:
-        root.rmdir()
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode().strip() or 'not root'}")
-    try:
-        yield root
-    finally:
-        subprocess.run(["umount", str(root)], capture_output=True)
-        root.rmdir()
 
 
 def test_full_disk_on_a_real_tmpfs_keeps_the_previous_file(small_tmpfs):

@@ -171,3 +171,22 @@ def test_run_skips_the_finite_theory_beyond_its_rounds_with_a_note():
     proc = run("simulations", "run", *SMALL[:-4], "--rounds", "45", "--n-test", "5")
     assert proc.returncode == 0, proc.stderr
     assert "note: finite-p theory skipped: 45 rounds > 40" in proc.stdout
+
+
+def test_probe_on_a_full_disk_keeps_the_previous_results(small_tmpfs):
+    """A real full file system: the up-front check passes (an empty file fits), the results do
+    not; both previous files stay as they were, one error line, exit 2."""
+    out = small_tmpfs / "out"
+    out.mkdir()
+    (out / "probe.json").write_text('{"previous": true}')
+    (out / "probe.csv").write_text("previous\n")
+    filler = small_tmpfs / "filler"
+    free = os.statvfs(small_tmpfs)
+    filler.write_bytes(b"x" * max(free.f_bavail * free.f_frsize - 8192, 0))
+    proc = run(*_probe("--out", out))
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error")]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert len(errors) == 1 and "No space left on device" in errors[0]
+    assert (out / "probe.json").read_text() == '{"previous": true}'
+    assert (out / "probe.csv").read_text() == "previous\n"
+    assert sorted(p.name for p in out.iterdir()) == ["probe.csv", "probe.json"]
