@@ -17,11 +17,11 @@ Run: ``python -m benchmarks.blas_orientation`` (about 1 minute) or ``--quick`` (
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
 
+from selfdistill_cli import ArgumentParser, int_in
 from simulations.solver import _basis_t_times, _basis_times
 
 FULL_SHAPES = ((2_000, 64), (10_000, 128), (10_000, 512), (20_000, 1024), (50_000, 2048))
@@ -73,10 +73,12 @@ def compare(n: int, p: int, k: int, dtype, repeat: int, rng) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="two small shapes: seconds")
-    parser.add_argument("--repeat", type=int, default=5, help="timings per product (best kept)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--repeat", type=int_in(1, 1000), default=5, help="timings per product (best kept)"
+    )
+    parser.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0)
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error(f"--repeat must be >= 1, got {args.repeat}")

@@ -34,7 +34,6 @@ Run: ``python -m benchmarks.certified_bound`` (about 1.5 minutes on 2 idle cores
 
 from __future__ import annotations
 
-import argparse
 import math
 import time
 
@@ -42,6 +41,7 @@ import numpy as np
 
 from benchmarks.blas_orientation import best_time
 from benchmarks.solver_large_k import mixture, sklearn_teacher
+from selfdistill_cli import ArgumentParser, float_in, int_in
 from simulations.solver import (
     _basis_t_times,
     _basis_times,
@@ -50,7 +50,7 @@ from simulations.solver import (
     factorize,
     solve_probe,
 )
-from theory.validation import one_hot
+from theory.validation import LAM_MAX, LAM_MIN, one_hot
 
 FULL_SIZES = ((10_000, 512), (50_000, 2048))
 QUICK_SIZES = ((2_000, 128),)
@@ -172,11 +172,15 @@ def bound_cell(x, noisy, k, lam, costs, repeat) -> dict[str, float]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="N = 2,000, p = 128, K = 20: seconds")
-    parser.add_argument("--lams", type=float, nargs="+", default=None, help="default 1e-3 1e-4")
-    parser.add_argument("--repeat", type=int, default=2, help="runs per timing (best kept)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--lams", type=float_in(LAM_MIN, LAM_MAX), nargs="+", default=None, help="default 1e-3 1e-4"
+    )
+    parser.add_argument(
+        "--repeat", type=int_in(1, 1000), default=2, help="runs per timing (best kept)"
+    )
+    parser.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0)
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error(f"--repeat must be >= 1, got {args.repeat}")

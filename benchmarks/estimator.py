@@ -29,7 +29,6 @@ the large workload.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 import warnings
@@ -39,6 +38,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
 from benchmarks.probe import mixture_features, sym_noise
+from selfdistill_cli import ArgumentParser, int_in
 from simulations.datasets import load_digits_dataset, preprocess
 from simulations.estimator import SelfDistillationClassifier
 from theory.blas import blas_threads
@@ -115,14 +115,16 @@ def run_workload(name, x, y, x_test, lam, repeats, auto):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="N = 10,000, p = 256 (seconds)")
-    parser.add_argument("--repeats", type=int, default=3, help="runs per timing on digits")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--repeats", type=int_in(1, 1000), default=3, help="runs per timing on digits"
+    )
+    parser.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0)
     parser.add_argument("--auto-large", action="store_true", help="also time 'auto' at large N")
     parser.add_argument(
         "--threads",
-        type=int,
+        type=int_in(0, 1024),
         default=1,
         help="BLAS threads for both models (default 1: stable timings on a shared machine; "
         "0 = the library default)",

@@ -34,7 +34,6 @@ Run from the repository root:
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import time
@@ -49,6 +48,7 @@ import numpy as np  # noqa: E402
 from figures import explorer_model  # noqa: E402
 from figures.explorer import ExplorerApp  # noqa: E402
 from figures.explorer_model import PhaseCache, compute_state  # noqa: E402
+from selfdistill_cli import ArgumentParser, int_in
 from simulations.distill import self_distill, train_pll  # noqa: E402
 from theory.blas import single_thread_blas  # noqa: E402
 from theory.gram import block_gram  # noqa: E402
@@ -150,10 +150,10 @@ def bench_finite(k, per_class, repeats) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="K in {2, 5}, finite K = 10 only, 3 reps")
-    ap.add_argument("--per-class", type=int, default=50)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--per-class", type=int_in(1, 10**5), default=50)
+    ap.add_argument("--repeats", type=int_in(1, 1000), default=5)
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args(argv)
     ks = (2, 5) if args.quick else (2, 5, 10)

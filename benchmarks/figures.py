@@ -25,13 +25,15 @@ Usage (from the repository root)::
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import resource
 import sys
 import tempfile
 import time
+
+from selfdistill_cli import ArgumentParser, int_in, nonempty_path
+from selfdistill_cli.limits import cap_workers, usable_cores
 
 
 def _cpu() -> float:
@@ -72,16 +74,31 @@ def run(preset: str, names, workers: int, seed: int, out_dir) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", choices=("quick", "paper", "tiny"), default="quick")
     ap.add_argument("--only", default=None, help="comma-separated figure names (default: all)")
-    ap.add_argument("--workers", type=int, default=None, help="default min(2, CPUs)")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--workers",
+        type=int_in(1, 10**4),
+        default=None,
+        help="default min(2, usable cores); capped at the usable cores, with a note",
+    )
+    ap.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0)
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument(
-        "--out", default=None, help="keep the figures in this folder (default: a temporary one)"
+        "--out",
+        type=nonempty_path,
+        default=None,
+        help="keep the figures in this folder (default: a temporary one)",
     )
     args = ap.parse_args(argv)
+    if args.out is not None:  # before any figure is computed, not after all of them
+        from simulations.outdir import check_out_dir
+
+        try:
+            check_out_dir(args.out)
+        except ValueError as exc:
+            ap.error(str(exc))
     cpu0, wall0 = _cpu(), time.perf_counter()
     import matplotlib
 
@@ -97,7 +114,10 @@ def main(argv=None) -> int:
         bad = [x for x in names if x not in figures.FIGURES]
         if bad:
             ap.error(f"--only: unknown figure(s) {bad}; valid: {', '.join(figures.FIGURES)}")
-    workers = args.workers or max(1, min(2, os.cpu_count() or 1))
+    if args.workers is None:
+        workers = max(1, min(2, usable_cores()))
+    else:  # the Monte Carlo pools never start more processes than usable cores
+        workers = cap_workers(args.workers, override=None)
     if args.out is not None:
         per = run(args.preset, names, workers, args.seed, args.out)
     else:

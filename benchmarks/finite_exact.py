@@ -15,7 +15,6 @@ noisy; CPU seconds are process time (single-threaded BLAS, as the theory runs).
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -30,6 +29,7 @@ if _ROOT not in sys.path:
 
 import numpy as np  # noqa: E402
 
+from selfdistill_cli import ArgumentParser, int_in  # noqa: E402
 from simulations.pipelines import TrialConfig, run_trial, trial_seed  # noqa: E402
 from theory.finite import MixtureModel  # noqa: E402
 from theory.finite_exact import exact_resource_estimate, predict_finite_exact  # noqa: E402
@@ -78,17 +78,18 @@ def _monte_carlo(k, n, p, lam, rounds, trials):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m benchmarks.finite_exact",
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    ap = ArgumentParser(  # one-line usage errors, defaults in --help
+        prog="python -m benchmarks.finite_exact", description=__doc__.splitlines()[0]
     )
     ap.add_argument("--quick", action="store_true", help="one lam, smaller scaling sweep")
-    ap.add_argument("--trials", type=int, default=16, help="Monte Carlo trials of the baseline")
+    ap.add_argument(
+        "--trials",
+        type=int_in(2, 10**4),
+        default=16,
+        help="Monte Carlo trials of the baseline (>= 2: a standard error)",
+    )
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args(argv)
-    if args.trials < 2:
-        ap.error("--trials must be >= 2")
     out = {"target": [], "scaling_k": [], "scaling_rounds": []}
     lams = (1e-3,) if args.quick else (1e-2, 1e-3, 1e-4)
     k, n, rounds = 10, 20, 4

@@ -24,13 +24,13 @@ All timings use single-threaded BLAS. Run from the repository root:
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
 import numpy as np
 from scipy.stats import multivariate_normal
 
+from selfdistill_cli import ArgumentParser, int_in
 from simulations.distill import self_distill
 from simulations.features import GaussianMixture
 from theory.blas import single_thread_blas
@@ -126,9 +126,9 @@ def bench_population(per_class):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="K in {3, 5, 10}, 5 cases")
-    parser.add_argument("--cases", type=int, default=None, help="problems per K")
+    parser.add_argument("--cases", type=int_in(1, 10**5), default=None, help="problems per K")
     args = parser.parse_args(argv)
     cases = args.cases if args.cases is not None else (5 if args.quick else 20)
     if cases < 1:

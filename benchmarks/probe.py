@@ -25,15 +25,16 @@ few minutes) or ``python -m benchmarks.probe --quick`` (N = 1,000 and 10,000, p 
 
 from __future__ import annotations
 
-import argparse
 import resource
 import time
 import tracemalloc
 
 import numpy as np
 
+from selfdistill_cli import ArgumentParser, float_in, int_in
+from simulations.memory import check_memory
 from simulations.solver import factorize, solve_probe
-from theory.validation import one_hot
+from theory.validation import LAM_MAX, LAM_MIN, one_hot
 
 
 def mixture_features(n, p, k, rng):
@@ -116,16 +117,29 @@ def _report(r):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="N = 1,000 / 10,000, p = 256")
-    parser.add_argument("--n", type=int, default=None, help="large N (default 50,000)")
-    parser.add_argument("--p", type=int, default=None, help="feature dimension (default 2,048)")
-    parser.add_argument("--lam", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--threads", type=int, default=None, help="BLAS threads (default: library default)"
+        "--n", type=int_in(10, 10**7), default=None, help="large N (default 50,000)"
+    )
+    parser.add_argument(
+        "--p", type=int_in(1, 10**5), default=None, help="feature dimension (default 2,048)"
+    )
+    parser.add_argument("--lam", type=float_in(LAM_MIN, LAM_MAX), default=1e-3)
+    parser.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0)
+    parser.add_argument(
+        "--threads",
+        type=int_in(1, 1024),
+        default=None,
+        help="BLAS threads (default: library default)",
     )
     args = parser.parse_args(argv)
+    n_big = args.n or (10_000 if args.quick else 50_000)
+    p = args.p or (256 if args.quick else 2048)
+    try:  # the features, their preprocessed copy and the solver's work (~6 N p numbers)
+        check_memory(8 * 6 * n_big * p, f"N={n_big}, p={p}", option=None)
+    except ValueError as exc:
+        parser.error(str(exc))
     if args.threads is not None:
         from theory.blas import blas_threads
 

@@ -32,16 +32,16 @@ epsilon, so an interrupted run keeps what it finished. Run:
 
 from __future__ import annotations
 
-import argparse
 import csv
+import io
 import math
-import os
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
+from selfdistill_cli import ArgumentParser, float_in, int_in, nonempty_path
+from selfdistill_cli.files import atomic_write_text, check_writable_dir
 from simulations.features import exact_block_features
 from simulations.reference_loop import (
     REFERENCE_DEFAULTS,
@@ -84,12 +84,11 @@ def within_class_share(outputs, truth) -> float:
 def _write_csv(rows, path):
     if not rows:
         return
-    tmp = Path(str(path) + ".tmp")
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buf.getvalue())  # atomic, link-safe (selfdistill_cli.files)
 
 
 def _fmt(x, spec):
@@ -266,19 +265,25 @@ def part_tmin(cfg, out) -> list[dict]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="N=400, 1 round, 4 epsilons")
-    parser.add_argument("--epsilon", type=float, default=0.0, help="perturbation for part 1")
+    parser.add_argument(
+        "--epsilon", type=float_in(0.0, 1.0), default=0.0, help="perturbation for part 1"
+    )
     parser.add_argument(
         "--rounds",
-        type=int,
+        type=int_in(0, 1000),
         default=None,
         help="rounds after the teacher (default 9: the reference's 10 solves; 1 with --quick)",
     )
-    parser.add_argument("--max-iter", type=int, default=REFERENCE_DEFAULTS["max_iter"])
-    parser.add_argument("--max-rounds", type=int, default=200, help="t_min search limit")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=None, help="write rounds.csv and tmin.csv")
+    parser.add_argument("--max-iter", type=int_in(1, 10**7), default=REFERENCE_DEFAULTS["max_iter"])
+    parser.add_argument(
+        "--max-rounds", type=int_in(0, 10**4), default=200, help="t_min search limit"
+    )
+    parser.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0)
+    parser.add_argument(
+        "--out", type=nonempty_path, default=None, help="write rounds.csv and tmin.csv"
+    )
     parser.add_argument("--skip-rounds", action="store_true", help="only part 2 (t_min)")
     parser.add_argument(
         "--sklearn", action="store_true", help="also check the teacher with scikit-learn (eps=0)"
@@ -311,7 +316,10 @@ def main(argv=None) -> int:
         "epsilons": (0.0, 0.02, 0.05, 0.1) if args.quick else (0.0, 0.005, 0.01, 0.02, 0.05, 0.1),
     }
     if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
+        try:  # before any work: the results must not be lost at the end
+            check_writable_dir(args.out)
+        except ValueError as exc:
+            parser.error(str(exc))
     with single_thread_blas():
         if not args.skip_rounds:
             part_rounds(cfg, args.out)

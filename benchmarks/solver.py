@@ -23,18 +23,18 @@ stopped). Run: ``python -m benchmarks.solver [--quick] [--max-iter M] [--lams ..
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
 import numpy as np
 
+from selfdistill_cli import ArgumentParser, float_in, int_in
 from simulations.reference_loop import REFERENCE_DEFAULTS, reference_loop
 from simulations.solver import factorize, fixed_point_residual, solve_probe
 from theory.blas import single_thread_blas
 from theory.gram import block_gram
 from theory.metrics import accuracy
-from theory.validation import one_hot
+from theory.validation import LAM_MAX, LAM_MIN, one_hot
 
 #: Our certified residual for the comparison (max-abs, float64).
 OUR_TOL = 1e-8
@@ -138,16 +138,20 @@ def main(argv=None) -> int:
         from benchmarks import solver_large_k
 
         return solver_large_k.main([a for a in argv if a != "--large-k"])
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="N=400 instead of N=2000")
     parser.add_argument(
         "--max-iter",
-        type=int,
+        type=int_in(1, 10**7),
         default=REFERENCE_DEFAULTS["max_iter"],
         help="reference loop budget (its default 100,000)",
     )
-    parser.add_argument("--lams", type=float, nargs="+", default=[1e-3, 1e-4, 1e-5])
-    parser.add_argument("--seed", type=int, default=0, help="seed of the reference's random start")
+    parser.add_argument(
+        "--lams", type=float_in(LAM_MIN, LAM_MAX), nargs="+", default=[1e-3, 1e-4, 1e-5]
+    )
+    parser.add_argument(
+        "--seed", type=int_in(0, 2**32 - 1), default=0, help="seed of the reference's random start"
+    )
     args = parser.parse_args(argv)
     if args.max_iter < 1 or any(lam <= 0 for lam in args.lams) or args.seed < 0:
         print("error: --max-iter must be >= 1, --lams > 0 and --seed >= 0", file=sys.stderr)

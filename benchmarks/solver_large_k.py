@@ -40,15 +40,16 @@ machine) or ``python -m benchmarks.solver --large-k``; ``--quick`` for a smoke r
 
 from __future__ import annotations
 
-import argparse
 import resource
 import time
 import tracemalloc
 
 import numpy as np
 
+from selfdistill_cli import ArgumentParser, float_in, int_in
+from simulations.memory import check_memory
 from simulations.solver import _available_memory, factorize, solve_probe
-from theory.validation import one_hot
+from theory.validation import LAM_MAX, LAM_MIN, one_hot
 
 #: (N, p) sizes of the full run; the SD-round comparison uses the first (replication is N K rows).
 FULL_SIZES = ((10_000, 512), (50_000, 2048))
@@ -262,21 +263,31 @@ def memory_run(x, noisy, k, lam):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, K = 20: seconds")
-    parser.add_argument("--lams", type=float, nargs="+", default=None, help="default 1e-3 1e-4")
-    parser.add_argument("--classes", type=int, default=None, help="K (default 100; quick 20)")
     parser.add_argument(
-        "--threads", type=int, default=None, help="threads of every pool (BLAS and OpenMP)"
+        "--lams", type=float_in(LAM_MIN, LAM_MAX), nargs="+", default=None, help="default 1e-3 1e-4"
+    )
+    parser.add_argument(
+        "--classes", type=int_in(2, 10**4), default=None, help="K (default 100; quick 20)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int_in(1, 1024),
+        default=None,
+        help="threads of every pool (BLAS and OpenMP)",
     )
     parser.add_argument(
         "--sizes", default=None, help="comma-separated NxP, e.g. 10000x512,50000x2048 (default)"
     )
     parser.add_argument("--no-sd", action="store_true", help="skip the SD-round comparison")
     parser.add_argument("--workload", choices=(*WORKLOADS, "both"), default="both")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0)
     parser.add_argument(
-        "--repeat", type=int, default=2, help="runs per teacher timing, best kept (default 2)"
+        "--repeat",
+        type=int_in(1, 1000),
+        default=2,
+        help="runs per teacher timing, best kept (default 2)",
     )
     args = parser.parse_args(argv)
     if args.repeat < 1:
@@ -286,10 +297,19 @@ def main(argv=None) -> int:
             args.sizes = tuple(
                 tuple(int(v) for v in item.lower().split("x")) for item in args.sizes.split(",")
             )
-            if any(len(s) != 2 or min(s) < 1 for s in args.sizes):
+            if any(len(s) != 2 or min(s) < 1 or s[0] > 10**7 or s[1] > 10**5 for s in args.sizes):
                 raise ValueError
         except ValueError:
-            parser.error(f"--sizes must look like 10000x512,50000x2048, got {args.sizes!r}")
+            parser.error(
+                f"--sizes must look like 10000x512,50000x2048 (N <= 10^7, p <= 10^5), got "
+                f"{args.sizes!r}"
+            )
+    k = args.classes or (20 if args.quick else 100)
+    for n, p in args.sizes or ():
+        try:  # features, replicated rows for scikit-learn (N K) and the solver's work
+            check_memory(8 * (4 * n * p + 4 * n * k), f"--sizes {n}x{p}", option=None)
+        except ValueError as exc:
+            parser.error(str(exc))
     if args.threads is not None:
         # Every thread pool (BLAS and OpenMP: scikit-learn's loss loops are OpenMP): with BLAS
         # alone pinned, scikit-learn's OpenMP threads still contend on a busy machine.

@@ -13,7 +13,6 @@ symmetric noise, teacher + ``--rounds`` SD rounds, ``--seeds`` trials.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -22,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from selfdistill_cli import ArgumentParser, int_in
 from simulations.sweep import parse_spec, run_sweep  # noqa: E402
 
 
@@ -36,11 +36,11 @@ def _spec(n_configs: int, seeds: int, rounds: int):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--configs", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--seeds", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--configs", type=int_in(1, 10**4), default=8)
+    parser.add_argument("--workers", type=int_in(1, 1024), default=2)
+    parser.add_argument("--seeds", type=int_in(1, 10**4), default=1)
+    parser.add_argument("--rounds", type=int_in(0, 100), default=2)
     args = parser.parse_args(argv)
     spec = _spec(args.configs, args.seeds, args.rounds)
     n = len(spec.configs)

@@ -25,7 +25,6 @@ shared machine are noisy; CPU seconds are printed beside wall seconds.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import os
@@ -45,6 +44,7 @@ if _ROOT not in sys.path:
 import numpy as np  # noqa: E402
 
 from benchmarks.dense_group_newton import dense_newton_bytes, dense_predict_exact_outputs  # noqa: E402
+from selfdistill_cli import ArgumentParser  # noqa: E402
 from simulations.distill import self_distill, train_pll  # noqa: E402
 from simulations.solver import factorize  # noqa: E402
 from theory.cli import main as theory_main  # noqa: E402
@@ -258,7 +258,7 @@ def _verdict(ok: bool) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer cases, no K = 200")
     args = parser.parse_args(argv)
     part_one(args.quick)

@@ -28,7 +28,8 @@ from pathlib import Path
 
 from figures import FIGURES
 from figures.common import DEFAULT_OUT_NAME, default_out, log, set_quiet
-from selfdistill_cli import ArgumentParser, progress
+from selfdistill_cli import ArgumentParser, nonempty_path, progress
+from selfdistill_cli.limits import cap_workers, usable_cores
 from simulations.outdir import check_out_dir
 from theory.blas import single_thread_blas
 
@@ -64,7 +65,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--preset", choices=PRESETS, default="quick", help=PRESET_HELP)
     parser.add_argument(
-        "--out", type=Path, default=None, help=f"output directory (default ./{DEFAULT_OUT_NAME})"
+        "--out",
+        type=nonempty_path,
+        default=None,
+        help=f"output directory (default ./{DEFAULT_OUT_NAME})",
     )
     parser.add_argument(
         "--only", default=None, help=f"comma-separated subset of: {', '.join(FIGURES)}"
@@ -74,7 +78,8 @@ def _parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         default=None,
-        help="processes for Monte Carlo trials (default: min(2, CPUs))",
+        help="processes for Monte Carlo trials (default: min(2, usable cores); capped at the "
+        "usable cores, i.e. the CPU affinity and cgroup quota, with a note)",
     )
     parser.add_argument(
         "--gallery",
@@ -118,13 +123,17 @@ def main(argv=None) -> int:
     if args.seed < 0:
         parser.error("--seed must be >= 0")
     if args.workers is None:
-        args.workers = max(1, min(2, os.cpu_count() or 1))
+        args.workers = max(1, min(2, usable_cores()))
     elif args.workers < 1:
         parser.error("--workers must be >= 1")
+    else:  # the Monte Carlo pools never start more processes than usable cores
+        args.workers = cap_workers(args.workers, override=None)
     args.out = Path(args.out) if args.out is not None else default_out()
     names = _select(args.only, parser)
     try:
         check_out_dir(args.out)
+        if args.gallery is not None:  # before any figure is computed, not after all of them
+            check_out_dir(args.gallery, "--gallery")
     except ValueError as exc:
         parser.error(str(exc))
     if args.quiet:  # the figures' own progress bars and lines too

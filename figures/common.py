@@ -49,7 +49,8 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from selfdistill_cli import ArgumentParser
+from selfdistill_cli import ArgumentParser, nonempty_path
+from selfdistill_cli.limits import cap_workers
 from simulations.outdir import check_out_dir
 from simulations.stats import mean_ci
 from theory.metrics import correct_and_tied
@@ -110,7 +111,10 @@ def parse_args(argv, description: str, presets, extra=None) -> argparse.Namespac
     """
     parser = ArgumentParser(description=description)
     parser.add_argument(
-        "--out", type=Path, default=None, help=f"output directory (default ./{DEFAULT_OUT_NAME})"
+        "--out",
+        type=nonempty_path,
+        default=None,
+        help=f"output directory (default ./{DEFAULT_OUT_NAME})",
     )
     parser.add_argument("--seed", type=int, default=0, help="base seed (>= 0)")
     parser.add_argument(
@@ -120,7 +124,12 @@ def parse_args(argv, description: str, presets, extra=None) -> argparse.Namespac
         help="quick: fast and readable; paper: publication quality (more trials, finer grids); "
         "tiny: the smallest problem, for smoke tests",
     )
-    parser.add_argument("--workers", type=int, default=1, help="processes for Monte Carlo trials")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes for Monte Carlo trials (capped at the usable cores, with a note)",
+    )
     if extra is not None:
         extra(parser)
     args = parser.parse_args(argv)
@@ -128,6 +137,7 @@ def parse_args(argv, description: str, presets, extra=None) -> argparse.Namespac
         parser.error("--seed must be >= 0")
     if args.workers < 1:
         parser.error("--workers must be >= 1")
+    args.workers = cap_workers(args.workers, override=None)  # at most the usable cores
     if args.out is None:
         args.out = default_out()
     try:

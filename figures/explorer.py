@@ -69,7 +69,8 @@ from figures.explorer_model import (
     reliable_bulk_weights,
     theory_dim,
 )
-from selfdistill_cli import ArgumentParser
+from selfdistill_cli import ArgumentParser, nonempty_path
+from selfdistill_cli.files import save_figure
 
 __all__ = ["ExplorerApp", "ExplorerPanels", "main", "parse_assignments"]
 
@@ -614,12 +615,17 @@ class ExplorerApp:
         self.last_draw_seconds = time.perf_counter() - start
 
     def save(self, path, **kwargs) -> None:
-        """``savefig`` with every artist drawn (a saved figure skips animated artists)."""
+        """``savefig`` with every artist drawn (a saved figure skips animated artists).
+
+        The file is rendered in memory and written atomically
+        (:func:`selfdistill_cli.files.save_figure`): never through a link planted at ``path``,
+        and a failed write leaves the previous file intact.
+        """
         animated = [a for a in self._animated() if a.get_animated()]
         for artist in animated:
             artist.set_animated(False)
         try:
-            self.fig.savefig(path, **kwargs)
+            save_figure(self.fig, path, **kwargs)
         finally:
             for artist in animated:
                 artist.set_animated(True)
@@ -915,6 +921,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--snapshot",
         "--out",
         dest="snapshot",
+        type=nonempty_path,
         metavar="PATH",
         help="render one frame to PNG and exit (Agg unless --backend)",
     )
@@ -991,9 +998,15 @@ def check_start(params: dict, simulate: bool = False, max_memory=None) -> dict:
     if not state.ok:
         raise ValueError(" ".join(str(state.error).split()))
     if simulate:
+        from selfdistill_cli.limits import check_time
+        from simulations.runtime import DEFAULT_MAX_SECONDS, trial_seconds
+
         run = MonteCarloRun(p)
         need = max(trial_bytes(c) for c in run.configs.values())
         check_memory(need, "the Monte Carlo (one trial)", max_memory, option=None)
+        seconds = run.total * sum(trial_seconds(c) for c in run.configs.values())
+        what = f"the Monte Carlo ({run.total} trials; reduce --trials)"
+        check_time(seconds, what, DEFAULT_MAX_SECONDS, None)
     return p
 
 
@@ -1072,12 +1085,11 @@ def main(argv=None) -> int:
     if snapshot is not None:
         if args.simulate:
             app.start_simulation(blocking=True)
-        try:
+        try:  # rendered in memory, written atomically (selfdistill_cli.files)
             app.save(snapshot, dpi=100)
         except OSError as exc:  # checked above; e.g. the disk filled up meanwhile
-            msg = f"error: could not write {str(snapshot)!r}: {exc.strerror or exc}"
-            print(msg, file=sys.stderr)
-            return 1
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         finally:
             plt.close(app.fig)
         print(snapshot)

@@ -68,10 +68,12 @@ import numpy as np
 from theory.averaging import eigen_weights
 from theory.blas import single_thread_blas
 from theory.conditions import eigen_ratio_rho, plurality_condition, window_linear
-from theory.finite import MixtureModel, predict_finite
+from theory.finite import FINITE_MAX_ROUNDS, MixtureModel, predict_finite
 from theory.groups import BlockModel, GroupConvergenceError, predict_exact, predict_linear
 from theory.noise import NOISE_KINDS, exact_counts, transition_matrix
+from theory.partial_labels import PLL_MIN_CLASSES
 from theory.pll import pll_condition, predict_pll
+from theory.validation import LAM_MAX, LAM_MIN
 
 __all__ = [
     "DEFAULT_PARAMS",
@@ -138,6 +140,17 @@ FINITE_MAX_CLASSES = 10
 #: Monte Carlo settings (not sliders): feature dimension, number of trials, base seed.
 MC_DEFAULTS = {"dim": 400, "trials": 12, "seed": 0}
 DEFAULT_PARAMS = {name: spec.default for name, spec in PARAM_SPECS.items()} | MC_DEFAULTS
+#: Bounds of the values ``--set`` (or a notebook) may give, checked before anything is allocated
+#: or looped over (issue 21: ``N/p=1e308`` overflowed the slider, ``rounds`` sizes
+#: ``(R + 1) K^3`` arrays recomputed on every move, ``trials`` the Monte Carlo).
+SIZE_LIMITS = {
+    "per_class": (1, 10**9),
+    "rounds": (0, 200),
+    "n_over_p": (0.0, 1e6),
+    "dim": (2, 10**9),
+    "trials": (2, 10**5),
+    "lam": (LAM_MIN, LAM_MAX),
+}
 #: Number of ``eta`` grid values in the phase diagram (from 0 to the slider maximum).
 PHASE_POINTS = 24
 
@@ -224,6 +237,9 @@ def normalise_params(params=None, **overrides) -> dict:
         )
     if out["seed"] < 0:
         raise ValueError(f"seed must be >= 0, got {out['seed']}")
+    for name, (low, high) in SIZE_LIMITS.items():  # before anything is sized by them
+        if not low <= out[name] <= high:
+            raise ValueError(f"{name} must lie in [{low:g}, {high:g}] here, got {out[name]:g}")
     return out
 
 
@@ -471,10 +487,11 @@ def compute_state(params=None, *, cache: PhaseCache | None = None) -> ExplorerSt
         state.phase = (cache or PhaseCache()).get(p, model)
         state.finite_dim = theory_dim(p)
         if state.finite_dim is not None:
-            if p["n_classes"] > FINITE_MAX_CLASSES:
+            if p["n_classes"] > FINITE_MAX_CLASSES or r > FINITE_MAX_ROUNDS:
                 state.notes.append(
-                    f"finite-p theory only for K <= {FINITE_MAX_CLASSES} here (its cost grows "
-                    f"like K^4): showing the block model (p = inf)"
+                    f"finite-p theory only for K <= {FINITE_MAX_CLASSES} and R <= "
+                    f"{FINITE_MAX_ROUNDS} here (its cost grows like K^4 and steeply in R): "
+                    "showing the block model (p = inf)"
                 )
             else:
                 try:
@@ -601,10 +618,9 @@ class MonteCarloRun:
             features="mixture",
             groups=superclass_groups(p["n_classes"]) if p["noise"] == "superclass" else None,
         )
-        self.configs = {
-            "sd": TrialConfig(rounds=p["rounds"], method="sd", **common),
-            "pll-ce": TrialConfig(rounds=1, method="pll-ce", **common),
-        }
+        self.configs = {"sd": TrialConfig(rounds=p["rounds"], method="sd", **common)}
+        if p["n_classes"] >= PLL_MIN_CLASSES:  # K = 2: the PLL student is undefined (NaN)
+            self.configs["pll-ce"] = TrialConfig(rounds=1, method="pll-ce", **common)
         self.total = p["trials"]
         self._rows: list[dict] = []  # one dict per finished trial
         self._errors: list[str] = []
@@ -635,12 +651,12 @@ class MonteCarloRun:
         try:
             with single_thread_blas():
                 sd = run_trial(self.configs["sd"], seed)
-                pll = run_trial(self.configs["pll-ce"], seed)
+                pll = run_trial(self.configs["pll-ce"], seed) if "pll-ce" in self.configs else None
             row = {
                 "sd_train": [r["train_acc"] for r in sd.rows],
                 "sd_pop": [r["pop_acc"] for r in sd.rows],
-                "pll_train": pll.rows[-1]["train_acc"],
-                "pll_pop": pll.rows[-1]["pop_acc"],
+                "pll_train": np.nan if pll is None else pll.rows[-1]["train_acc"],
+                "pll_pop": np.nan if pll is None else pll.rows[-1]["pop_acc"],
             }
             err = None
         except ConvergenceError as exc:  # reported in the window; the other trials continue

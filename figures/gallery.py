@@ -8,13 +8,15 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 from PIL import Image  # pillow is a dependency of matplotlib
 
 from figures import FIGURES
 from figures.common import default_out, log
-from selfdistill_cli import ArgumentParser
+from selfdistill_cli import ArgumentParser, nonempty_path
+from selfdistill_cli.files import atomic_write_bytes, check_writable_dir
 
 #: Target width of gallery images in pixels.
 WIDTH = 900
@@ -29,9 +31,10 @@ def shrink_png(src: Path, dest: Path, width: int = WIDTH) -> Path:
         if im.width > width:
             im = im.resize((width, round(im.height * width / im.width)), Image.LANCZOS)
         im = im.quantize(colors=COLORS, method=Image.Quantize.FASTOCTREE)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        im.save(dest, optimize=True)
-    return dest
+        buf = io.BytesIO()
+        im.save(buf, format="PNG", optimize=True)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write_bytes(dest, buf.getvalue())  # selfdistill_cli.files: atomic, link-safe
 
 
 def make_gallery(src_dir, dest_dir, names=FIGURES, width: int = WIDTH) -> list[Path]:
@@ -49,12 +52,18 @@ def make_gallery(src_dir, dest_dir, names=FIGURES, width: int = WIDTH) -> list[P
 
 def main(argv=None) -> int:
     parser = ArgumentParser(description="Write small README gallery PNGs.")
-    parser.add_argument("--src", type=Path, default=None, help="default ./selfdistill-figures")
-    parser.add_argument("--dest", type=Path, default=Path("docs/gallery"))
+    parser.add_argument(
+        "--src", type=nonempty_path, default=None, help="default ./selfdistill-figures"
+    )
+    parser.add_argument("--dest", type=nonempty_path, default=Path("docs/gallery"))
     parser.add_argument("--width", type=int, default=WIDTH)
     args = parser.parse_args(argv)
     if args.width < 100:
         parser.error("--width must be >= 100 pixels")
+    try:
+        check_writable_dir(args.dest, "--dest")
+    except ValueError as exc:
+        parser.error(str(exc))
     paths = make_gallery(args.src or default_out(), args.dest, FIGURES, args.width)
     for p in paths:
         log(f"gallery: {p} ({p.stat().st_size / 1024:.0f} KB)")

@@ -15,6 +15,8 @@ Conventions used by every figure module
   (:func:`reference_line`).
 * :func:`save_figure` writes ``NAME.png`` and ``NAME.pdf`` (the paper preset at 300 dpi,
   :func:`preset_dpi`); :func:`write_csv` writes ``NAME.csv`` with the data behind the figure.
+  Every file is written atomically (:mod:`selfdistill_cli.files`): a full disk leaves the
+  previous file intact and a symbolic link planted at the name is replaced, never followed.
 * Outputs are reproducible: the same figure gives the same bytes in every run. The PDF carries no
   creation date (``metadata={'CreationDate': None}``; matplotlib would otherwise stamp the current
   time); the PNG's only metadata is the matplotlib version (``Software``) and its resolution.
@@ -30,6 +32,7 @@ interactive tool (the explorer) can share the palette without losing its window.
 from __future__ import annotations
 
 import csv
+import io
 import math
 from pathlib import Path
 
@@ -40,6 +43,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from figures import palette
+from selfdistill_cli.files import atomic_write_many, atomic_write_text, render_figure
 
 __all__ = [
     "CMAP",
@@ -345,9 +349,12 @@ def save_figure(fig, out_dir, name: str, *, dpi: int | None = None) -> list[Path
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}.png", out / f"{name}.pdf"]
-    fig.savefig(paths[0], dpi=dpi or _RC["savefig.dpi"])
-    fig.savefig(paths[1], metadata=PDF_METADATA)
-    plt.close(fig)
+    try:  # rendered in memory, then both written atomically together (selfdistill_cli.files)
+        png = render_figure(fig, paths[0], dpi=dpi or _RC["savefig.dpi"])
+        pdf = render_figure(fig, paths[1], metadata=PDF_METADATA)
+    finally:
+        plt.close(fig)
+    atomic_write_many({paths[0]: png, paths[1]: pdf})
     return paths
 
 
@@ -374,10 +381,9 @@ def write_csv(rows: list[dict], out_dir, name: str) -> Path:
         cols.extend(k for k in row if k not in cols)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{name}.csv"
-    with open(path, "w", newline="") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(cols)
-        for row in rows:
-            writer.writerow([_fmt(row.get(c)) for c in cols])
-    return path
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(cols)
+    for row in rows:
+        writer.writerow([_fmt(row.get(c)) for c in cols])
+    return atomic_write_text(out / f"{name}.csv", buf.getvalue())

@@ -31,6 +31,8 @@ import re
 import sys
 from pathlib import Path
 
+from selfdistill_cli.files import WriteError
+
 __all__ = [
     "EXIT_BROKEN_PIPE",
     "NEGATIVE_NUMBER",
@@ -39,6 +41,9 @@ __all__ = [
     "add_deprecated_alias",
     "available_bytes",
     "deprecation_note",
+    "float_in",
+    "int_in",
+    "nonempty_path",
     "run_cli",
 ]
 
@@ -127,6 +132,57 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"error: {' '.join(str(message).split())}\n")
 
 
+def int_in(low: int, high: int | None = None):
+    """An argparse ``type``: an integer in ``[low, high]`` (``high=None``: no upper bound).
+
+    A value outside is a usage error (one line, exit status 2) naming the range, before the
+    command allocates or loops over anything sized by it.
+    """
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            where = f">= {low}" if high is None else f"in [{low}, {high}]"
+            raise argparse.ArgumentTypeError(f"must be an integer {where}, got {text}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def float_in(low: float, high: float, *, low_open: bool = False):
+    """An argparse ``type``: a finite number in ``[low, high]`` (``(low, high]``: ``low_open``)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+        ok = (low < value if low_open else low <= value) and value <= high
+        if not ok:  # also NaN
+            left = "(" if low_open else "["
+            raise argparse.ArgumentTypeError(
+                f"must be a number in {left}{low:g}, {high:g}], got {text}"
+            )
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+def nonempty_path(text: str) -> Path:
+    """An argparse ``type`` for output paths: ``Path(text)``, refusing an empty string.
+
+    ``Path('')`` is ``Path('.')``: ``--out ''`` would silently mean the working directory.
+    """
+    if text.strip() == "":
+        raise argparse.ArgumentTypeError("must name a file or folder, got an empty string")
+    return Path(text)
+
+
 def _read_int(path: Path) -> int | None:
     try:
         text = path.read_text().split()[0]
@@ -180,31 +236,132 @@ def available_bytes() -> tuple[int | None, str]:
 
 
 def run_cli(main, argv=None) -> int:
-    """Run a command's ``main(argv)`` and return its exit status; a closed stdout is not an error.
+    """Run a command's ``main(argv)`` and return its exit status; standard output faults are
+    one line, never a traceback.
 
-    Python ignores SIGPIPE, so writing to a pipe whose reader has exited (``| head``) raises
-    ``BrokenPipeError`` wherever the command happened to print, and the interpreter's final
-    flush of stdout raises it once more. Both are caught here: stdout is pointed at ``os.devnull``
-    (the recipe of the ``signal`` module's documentation, "Note on SIGPIPE") and the status is
-    :data:`EXIT_BROKEN_PIPE`, with nothing on stderr. Work already finished (CSV files, figures)
-    was written by the command itself before it printed, so nothing is lost.
+    * A reader that went away (``| head``): Python ignores SIGPIPE, so writing to a pipe whose
+      reader has exited raises ``BrokenPipeError`` wherever the command happened to print, and
+      the interpreter's final flush of stdout raises it once more. Both are caught here: stdout is
+      pointed at ``os.devnull`` (the recipe of the ``signal`` module's documentation, "Note on
+      SIGPIPE") and the status is :data:`EXIT_BROKEN_PIPE`, with nothing on stderr.
+    * Standard output closed (``>&-``; Python then has ``sys.stdout = None``): refused before any
+      work with one line and exit status 2 -- the report could not be printed, and a file the
+      command opens would otherwise get descriptor 1 and receive whatever is printed.
+    * Standard output that fails (``> /dev/full``: ``ENOSPC``; an I/O error): one line ``error:
+      cannot write to standard output: ...`` and exit status 2.
+    * A result file that cannot be written (:class:`selfdistill_cli.files.WriteError`, e.g. a
+      full disk): its one-line message and exit status 2; the previous file is intact.
+
+    Work already finished (CSV files, figures) was written by the command itself before it
+    printed, so nothing is lost.
     """
+    if sys.stdout is None or _fd_closed(1):
+        _point_stdout_at_devnull()
+        _error_line("standard output is closed; redirect it to a file or /dev/null instead")
+        return 2
+    guarded = sys.stdout = _GuardedStdout(sys.stdout)
     try:
-        status = main(argv)
-        sys.stdout.flush()  # a broken pipe shows here when the output fitted the pipe's buffer
-    except SystemExit:  # argparse's --help and usage errors exit from inside main
         try:
-            sys.stdout.flush()
+            status = main(argv)
+            sys.stdout.flush()  # a broken pipe shows here when the output fitted the buffer
+        except SystemExit:  # argparse's --help and usage errors exit from inside main
+            try:
+                sys.stdout.flush()
+            except BrokenPipeError:
+                return _quiet_broken_pipe()
+            except StdoutError as exc:
+                return _stdout_failed(exc)
+            if guarded.failure is not None:
+                return _stdout_failed(guarded.failure)
+            raise
         except BrokenPipeError:
             return _quiet_broken_pipe()
-        raise
-    except BrokenPipeError:
-        return _quiet_broken_pipe()
+        except StdoutError as exc:
+            return _stdout_failed(exc)
+        except WriteError as exc:  # a result file could not be written: the old one is intact
+            _error_line(str(exc))
+            return 2
+        if guarded.failure is not None:  # a failure that the command caught and ignored
+            return _stdout_failed(guarded.failure)
+    finally:
+        if sys.stdout is guarded:
+            sys.stdout = guarded.stream
     return int(status or 0)
+
+
+class StdoutError(OSError):
+    """Writing standard output failed (not a broken pipe): e.g. ``ENOSPC`` on ``/dev/full``."""
+
+
+class _GuardedStdout:
+    """``sys.stdout`` whose write failures are recognisable as such (:class:`StdoutError`).
+
+    A full or failing standard output raises a plain ``OSError`` from whichever ``print``
+    happened to fill the buffer; wrapping it lets :func:`run_cli` tell it apart from the
+    command's own file errors. Everything else is delegated to the real stream.
+    """
+
+    def __init__(self, stream):
+        self.stream = stream
+        #: The first failure, kept because some callers swallow it (argparse's ``--help``).
+        self.failure: StdoutError | None = None
+
+    def _guard(self, method, *args):
+        try:
+            return method(*args)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            err = StdoutError(exc.errno, exc.strerror or str(exc))
+            self.failure = self.failure or err
+            raise err from None
+
+    def write(self, text):
+        return self._guard(self.stream.write, text)
+
+    def writelines(self, lines):
+        return self._guard(self.stream.writelines, lines)
+
+    def flush(self):
+        return self._guard(self.stream.flush)
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+def _fd_closed(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return True
+    return False
+
+
+def _error_line(message: str) -> None:
+    try:
+        print(f"error: {message}", file=sys.stderr, flush=True)
+    except (OSError, AttributeError, ValueError):  # stderr is gone too: nothing left to tell
+        pass
+
+
+def _stdout_failed(exc: OSError) -> int:
+    _point_stdout_at_devnull()  # the interpreter's final flush must not fail a second time
+    reason = exc.strerror or os.strerror(exc.errno or 0) or str(exc)
+    _error_line(f"cannot write to standard output: {reason}")
+    return 2
+
+
+def _point_stdout_at_devnull() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    if devnull != 1:
+        os.dup2(devnull, 1)
+        os.close(devnull)
+    # A fresh text stream on descriptor 1 (the old one may hold unwritable buffered text).
+    sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115 - lives as long as the process
 
 
 def _quiet_broken_pipe() -> int:
     devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
+    os.dup2(devnull, 1)
     os.close(devnull)
     return EXIT_BROKEN_PIPE

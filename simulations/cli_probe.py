@@ -10,10 +10,13 @@ configuration selected on validation with its test gain and 95% CI, and whether 
 fits these features (with a ``warning:`` line and the numbers when it does not).
 A progress bar goes to stderr on a terminal (not with ``--quiet``); ``--json`` prints the full
 result as JSON on stdout instead of tables (with a ``verdict`` object);
-``--out DIR`` writes ``probe.json`` and ``probe.csv``. ``--out`` is checked for writability before
-any work; if writing still fails at the end, the results are printed anyway and the exit status is
-1. The peak memory is estimated before the run (:func:`simulations.memory.probe_bytes`) and a run
-above the limit (``--max-memory GB``, default the memory available now) is refused.
+``--out DIR`` writes ``probe.json`` and ``probe.csv`` atomically (:mod:`selfdistill_cli.files`).
+``--out`` is checked for writability before any work; if writing still fails at the end, the
+previous files are left intact, the results are printed anyway and the exit status is 2. The peak
+memory and the time are estimated before the run (:func:`simulations.memory.probe_bytes`,
+:func:`simulations.runtime.probe_seconds`) and a run above the limit (``--max-memory GB``, default
+the memory available now; ``--max-time SECONDS``) is refused; so are PLL students with fewer than
+three classes.
 
 Examples
 --------
@@ -30,10 +33,14 @@ import math
 import sys
 
 from selfdistill_cli import ArgumentParser, add_deprecated_alias
+from selfdistill_cli.limits import check_time, parse_max_time
 from simulations.datasets import load_dataset
+from simulations.estimator import check_raw_scale
 from simulations.memory import check_memory, parse_max_memory, probe_bytes
 from simulations.outdir import check_out_dir
-from simulations.probe import ProbeConfig, run_probe, write_results
+from simulations.probe import ProbeConfig, check_probe_classes, run_probe, write_results
+from simulations.runtime import DEFAULT_MAX_SECONDS, group_theory_seconds, probe_seconds
+from simulations.solver import ConvergenceError
 from theory.blas import blas_threads
 from theory.names import (
     LOSSES,
@@ -45,6 +52,7 @@ from theory.names import (
     SUPERCLASS_RULES,
 )
 from theory.noise import NOISE_KINDS
+from theory.validation import LAM_MAX, LAM_MIN
 
 __all__ = ["build_parser", "format_report", "main"]
 
@@ -80,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         nargs="+",
         default=[1e-4],
-        help="regularisation(s) lam > 0; several values are selected on validation",
+        help=f"regularisation(s) lam in [{LAM_MIN:g}, {LAM_MAX:g}]; several values are selected "
+        "on validation",
     )
     p.add_argument("--seed", type=int, default=0, help="root seed (>= 0)")
     p.add_argument(
@@ -138,7 +147,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         metavar="GB",
-        help="refuse runs estimated above this many GB (default: the memory available now)",
+        help="refuse runs estimated above this many GB (default: the memory available now); "
+        "also bounds the size of the features file",
+    )
+    p.add_argument(
+        "--max-time",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help=f"refuse runs estimated to take longer (default {DEFAULT_MAX_SECONDS:g} s)",
     )
     return p
 
@@ -156,6 +173,27 @@ def _memory_estimate(dataset, config) -> int:
         config.rounds,
         config.theory,
     )
+
+
+def _time_estimate(dataset, config) -> float:
+    n_train = dataset.n_samples
+    if dataset.splits is not None:
+        n_train = len(dataset.splits["train_idx"])
+    seconds = probe_seconds(
+        dataset.n_samples,
+        dataset.n_features,
+        dataset.n_classes,
+        n_train,
+        config.rounds,
+        config.trials,
+        len(config.lams),
+        len(config.pll_losses),
+        config.theory,
+    )
+    if config.theory:  # the block model fitted to every trial and lam
+        runs = config.trials * len(config.lams)
+        seconds += runs * group_theory_seconds(dataset.n_classes, config.rounds)
+    return seconds
 
 
 def _fmt(stat, width=13) -> str:
@@ -344,7 +382,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         max_memory = parse_max_memory(args.max_memory)
-        dataset = load_dataset(args.features, args.labels)
+        max_time = parse_max_time(args.max_time) or DEFAULT_MAX_SECONDS
+        dataset = load_dataset(args.features, args.labels, max_memory=max_memory)
         config = ProbeConfig(
             noise=args.noise,
             eta=args.eta,
@@ -362,13 +401,18 @@ def main(argv=None) -> int:
             theory=not args.no_theory,
             preprocess=args.preprocess,
         ).validated()
+        check_probe_classes(config, dataset.n_classes)
+        if config.preprocess == "raw":  # raw features: their scale moves lam (estimator's rule)
+            for lam in config.lams:
+                check_raw_scale(dataset.features, lam)
         threads = args.blas_threads
         if threads is None and dataset.n_features <= SMALL_P:
             threads = 1
         if threads is not None and threads < 1:
             raise ValueError(f"--blas-threads must be >= 1, got {threads}")
         check_memory(_memory_estimate(dataset, config), "this probe", max_memory)
-        if args.out:
+        check_time(_time_estimate(dataset, config), "this probe", max_time)
+        if args.out is not None:
             check_out_dir(args.out)  # before any work: results must not be lost at the end
         if not args.quiet:
             print(
@@ -381,18 +425,21 @@ def main(argv=None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except ConvergenceError as exc:  # inputs the exact solver cannot certify: no partial rows
+        print(
+            f"error: {' '.join(str(exc).split())} (an uncertified solve is never reported; "
+            "see docs/reliability.md)",
+            file=sys.stderr,
+        )
+        return 2
     status = 0
-    if args.out:
+    if args.out is not None:
         try:
             paths = write_results(result, args.out)
             print(f"[probe] wrote {paths['json']} and {paths['csv']}", file=sys.stderr)
-        except OSError as exc:  # e.g. disk full: still print the results below
-            print(
-                f"error: could not write the results to {args.out!r} "
-                f"({exc.strerror or exc}); printing them instead",
-                file=sys.stderr,
-            )
-            status = 1
+        except OSError as exc:  # e.g. disk full: the previous files are intact; print instead
+            print(f"error: {exc}; printing the results instead", file=sys.stderr)
+            status = 2
     if args.json:
         print(json.dumps(result.to_json(), indent=1, allow_nan=False))
     else:

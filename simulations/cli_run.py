@@ -20,6 +20,14 @@ averaged over trials:
   note (its cost grows like ``K^4``). One evaluation per distinct count matrix (exact counts: one
   for all trials).
 
+Before anything runs, the configuration is validated (``--lam`` in ``[1e-12, 1e12]``,
+``--temperature`` in ``[1e-3, 1e3]``, PLL methods need ``K >= 3``) and the memory and time of all
+trials are estimated and refused above ``--max-memory`` / ``--max-time`` (docs/reliability.md),
+the theory printed alongside included (the exact finite-ratio theory per count matrix:
+:func:`_finite_exact_budget`). A solve the exact solver cannot certify stops the run with one line
+(exit 2); a theory that cannot be evaluated (e.g. its fixed point does not converge at
+``lam = 1e-12``) becomes a note.
+
 ``pop_acc`` is the exact conditional population accuracy of each trained probe on the mixture
 (``pop_acc_sampled``: on ``--n-test`` fresh points per class; see :mod:`simulations.pipelines`).
 ``exact`` and ``linear`` are the ``p -> inf`` limit (block Gram matrix exactly); for exact-block
@@ -40,6 +48,7 @@ import sys
 import numpy as np
 
 from selfdistill_cli import ArgumentParser, add_deprecated_alias
+from selfdistill_cli.limits import check_time, parse_max_time
 from selfdistill_cli.progress import progress_bar
 from simulations.memory import (
     check_memory,
@@ -53,12 +62,16 @@ from simulations.pipelines import (
     FEATURE_MODELS,
     METHODS,
     PLL_LOSSES,
+    TEMPERATURE_RANGE,
     TrialConfig,
     run_trial,
     trial_seed,
 )
+from simulations.runtime import DEFAULT_MAX_SECONDS, run_theory_seconds, trial_seconds
+from simulations.solver import ConvergenceError
 from simulations.sweep import mean_ci
 from theory.names import METRICS, NOISE_KINDS, ROUNDS_HELP, THEORY_FIELDS
+from theory.validation import LAM_MAX, LAM_MIN
 
 __all__ = ["build_parser", "main", "run_with_theory"]
 
@@ -98,7 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--c", type=float, default=d.c, help="within-class inner product, d < c <= 1")
     p.add_argument("--d", type=float, default=d.d, help="across-class inner product, d < c")
     p.add_argument("--eta", type=float, default=d.eta, help="noise rate in [0, 1]")
-    p.add_argument("--lam", type=float, default=d.lam, help="L2 regularisation > 0")
+    p.add_argument(
+        "--lam",
+        type=float,
+        default=d.lam,
+        help=f"L2 regularisation in [{LAM_MIN:g}, {LAM_MAX:g}], the range the solvers support",
+    )
     p.add_argument("--rounds", type=int, default=d.rounds, help=ROUNDS_HELP)
     p.add_argument("--noise", choices=NOISE_KINDS, default=d.noise, help="label-noise model")
     p.add_argument(
@@ -107,10 +125,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--features", choices=FEATURE_MODELS, default=d.features, help="feature construction"
     )
-    p.add_argument("--method", choices=METHODS, default=d.method, help="SD or a PLL student")
+    p.add_argument(
+        "--method",
+        choices=METHODS,
+        default=d.method,
+        help="SD or a PLL student (the PLL methods need K >= 3)",
+    )
     p.add_argument("--n-test", type=int, default=d.n_test, help="fresh test draws per class")
     p.add_argument(
-        "--temperature", type=float, default=d.temperature, help="temperature of the SD targets"
+        "--temperature",
+        type=float,
+        default=d.temperature,
+        help=f"temperature of the SD targets, in [{TEMPERATURE_RANGE[0]:g}, "
+        f"{TEMPERATURE_RANGE[1]:g}]",
     )
     p.add_argument(
         "--groups", default=None, help='superclass partition as JSON, e.g. "[[0,1],[2]]"'
@@ -133,6 +160,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="GB",
         help="refuse runs estimated above this many GB (default: the memory available now)",
+    )
+    p.add_argument(
+        "--max-time",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help=f"refuse runs estimated to take longer (default {DEFAULT_MAX_SECONDS:g} s); checked "
+        "with the memory before anything runs",
     )
     return p
 
@@ -183,9 +218,18 @@ def _finite_model(cfg: TrialConfig):
             f"finite-p theory skipped: K = {cfg.n_classes} > {FINITE_MAX_CLASSES} (its cost grows "
             "like K^4)"
         )
-    from theory.finite import MixtureModel
+    from theory.finite import FINITE_MAX_ROUNDS, MixtureModel
 
-    return MixtureModel(cfg.n_classes, cfg.per_class, cfg.dim, cfg.c, cfg.d), None
+    if cfg.rounds > FINITE_MAX_ROUNDS:
+        return None, (
+            f"finite-p theory skipped: {cfg.rounds} rounds > {FINITE_MAX_ROUNDS} (its covariance "
+            "contour grows to thousands of points beyond that)"
+        )
+
+    try:
+        return MixtureModel(cfg.n_classes, cfg.per_class, cfg.dim, cfg.c, cfg.d), None
+    except ValueError as exc:  # p = K: the simulation runs, the theory has no bulk to describe
+        return None, f"finite-p theory not available: {exc}"
 
 
 def _theory(cfg: TrialConfig, counts) -> tuple[dict, list[str]]:
@@ -212,7 +256,10 @@ def _theory(cfg: TrialConfig, counts) -> tuple[dict, list[str]]:
 
         refused = random_matrix_failure(cfg.lam, mixture.ratio)
         if refused is None:
-            preds["finite"] = predict_finite(mixture, counts, cfg.lam, rounds)
+            try:
+                preds["finite"] = predict_finite(mixture, counts, cfg.lam, rounds)
+            except ValueError as exc:  # e.g. FiniteResolutionError at very small lam or N/p
+                notes.append(f"finite-p theory not available: {' '.join(str(exc).split())}")
         else:
             notes.append(refused)
         exact_pred, exact_note = _finite_exact(mixture, counts, cfg.lam, rounds)
@@ -243,8 +290,13 @@ def _theory(cfg: TrialConfig, counts) -> tuple[dict, list[str]]:
         if cfg.method == "pll-ce" and cfg.n_classes >= 3:
             from theory.finite import MixtureModel
 
-            mix = MixtureModel(cfg.n_classes, cfg.per_class, cfg.dim, cfg.c, cfg.d)
-            exact_pred, exact_note = _finite_exact(mix, counts, cfg.lam, 1, student="pll")
+            try:
+                mix = MixtureModel(cfg.n_classes, cfg.per_class, cfg.dim, cfg.c, cfg.d)
+            except ValueError as exc:  # p = K: the simulation runs, the theory has no bulk
+                mix, exact_note = None, f"finite-exact theory not available: {exc}"
+            exact_pred = None
+            if mix is not None:
+                exact_pred, exact_note = _finite_exact(mix, counts, cfg.lam, 1, student="pll")
             if exact_pred is not None:
                 out["finite_exact"] = _by_round(exact_pred, [0, 1])
             if exact_note is not None:
@@ -295,7 +347,12 @@ def _saddle_note(student, loss: str):
 def _finite_exact(mixture, counts, lam, rounds, student="sd"):
     """``(prediction, None)`` of the exact finite-ratio theory, or ``(None, note)`` when it does
     not apply (``p <= K``) or would exceed :data:`FINITE_EXACT_SECONDS` for this count matrix."""
-    from theory.finite_exact import exact_resource_estimate, predict_finite_exact
+    from theory.finite_exact import (
+        FixedPointNotConverged,
+        exact_resource_estimate,
+        predict_finite_exact,
+    )
+    from theory.finite_exact.prox import ProxNotConverged
 
     if mixture.dim <= mixture.n_classes:
         return None, "finite-exact theory needs p > K (its bulk has p - K dimensions)"
@@ -306,10 +363,63 @@ def _finite_exact(mixture, counts, lam, rounds, student="sd"):
             f"({est['groups']} groups integrated, symmetry {est['symmetry']}; exact-count "
             "sampling makes the count matrix circulant and cheap)"
         )
-    pred = predict_finite_exact(
-        mixture, counts, lam, rounds, points=FINITE_EXACT_POINTS, student=student
-    )
+    try:
+        pred = predict_finite_exact(
+            mixture, counts, lam, rounds, points=FINITE_EXACT_POINTS, student=student
+        )
+    except (FixedPointNotConverged, ProxNotConverged, np.linalg.LinAlgError, ValueError) as exc:
+        # e.g. lam = 1e-12: a note, never numbers from an unconverged fixed point
+        return None, f"finite-exact theory not available: {' '.join(str(exc).split())}"
     return pred, None
+
+
+def _finite_exact_budget(cfg: TrialConfig) -> tuple[float, float]:
+    """``(seconds, bytes)`` of the exact finite-ratio theory for one count matrix, before any
+    trial has drawn one (0 where :func:`_theory` does not compute it).
+
+    The count matrix is estimated from the noise's transition matrix ``T``: with exact counts it
+    is :func:`theory.noise.exact_counts` itself; with random sampling, group ``(k, l)`` is nonempty
+    with probability ``1 - (1 - T[k, l])^n`` and the drawn matrices have no class symmetry, so
+    :func:`theory.finite_exact.exact_resource_estimate` (linear in the number of groups) is scaled
+    to the expected number of groups. A matrix estimated above :data:`FINITE_EXACT_SECONDS` is
+    skipped by :func:`_finite_exact` and costs nothing. Superclass noise clustered per trial
+    (``--n-groups``) is taken at its densest: every class in one group.
+    """
+    from theory.finite import MixtureModel
+    from theory.finite_exact import exact_resource_estimate
+    from theory.noise import exact_counts, transition_matrix
+
+    if cfg.temperature != 1.0 or cfg.features != "mixture":
+        return 0.0, 0.0
+    if cfg.method == "sd":
+        if _finite_model(cfg)[0] is None:
+            return 0.0, 0.0
+        rounds = cfg.rounds
+    elif cfg.method == "pll-ce" and cfg.n_classes >= 3:
+        rounds = 1
+    else:
+        return 0.0, 0.0
+    k, n = cfg.n_classes, cfg.per_class
+    if cfg.dim <= k:
+        return 0.0, 0.0
+    groups = cfg.groups
+    if cfg.noise == "superclass" and groups is None:
+        groups = [list(range(k))]
+    trans = transition_matrix(cfg.noise, k, cfg.eta, groups=groups)
+    mixture = MixtureModel(k, n, cfg.dim, cfg.c, cfg.d)
+    if cfg.sampling == "exact-count":
+        est = exact_resource_estimate(
+            mixture, exact_counts(trans, n), rounds, points=FINITE_EXACT_POINTS
+        )
+    else:
+        # Every group nonempty, no symmetry (distinct entries), then scaled to the expected groups.
+        dense = 1 + np.arange(k * k, dtype=np.int64).reshape(k, k)
+        est = exact_resource_estimate(mixture, dense, rounds, points=FINITE_EXACT_POINTS)
+        share = float(np.sum(1.0 - (1.0 - trans) ** n)) / (k * k)
+        est = {"seconds": est["seconds"] * share, "bytes": est["bytes"] * share}
+    if est["seconds"] > FINITE_EXACT_SECONDS:
+        return 0.0, 0.0
+    return float(est["seconds"]), float(est["bytes"])
 
 
 def _pll_theory(model, counts, lam, loss: str, q: float, method: str):
@@ -458,17 +568,38 @@ def main(argv=None) -> int:
             raise ValueError(f"--trials must be an integer >= 1, got {args.trials}")
         if args.seed < 0:
             raise ValueError(f"--seed must be an integer >= 0, got {args.seed}")
-        # Before any allocation: one trial's arrays plus the group theory printed alongside.
+        # Before any allocation: one trial's arrays plus the group theory printed alongside,
+        # and the time of all the trials.
         nonconvex = PLL_LOSSES.get(cfg.method) in ("candidate", "gce")
         need = trial_bytes(cfg) + group_theory_bytes(cfg.n_classes, cfg.rounds, escape=nonconvex)
         mixture, _ = _finite_model(cfg)
         if mixture is not None:
             need += finite_theory_bytes(mixture, cfg.lam, cfg.rounds)
-        check_memory(need, "this run", parse_max_memory(args.max_memory))
+        max_memory = parse_max_memory(args.max_memory)
+        check_memory(need, "this run", max_memory)
+        # After that check: the estimate builds K x K count matrices.
+        exact_seconds, exact_bytes = _finite_exact_budget(cfg)
+        if exact_bytes:
+            check_memory(need + exact_bytes, "this run", max_memory)
+        limit = parse_max_time(args.max_time) or DEFAULT_MAX_SECONDS
+        what = f"{args.trials} trial(s) of {cfg.rounds} round(s) at K={cfg.n_classes}"
+        seconds = args.trials * trial_seconds(cfg)
+        seconds += run_theory_seconds(cfg, args.trials, mixture is not None)
+        # The exact finite-ratio theory: once per distinct count matrix, as the theory above.
+        seconds += exact_seconds * (1 if cfg.sampling == "exact-count" else args.trials)
+        check_time(seconds, f"{what} with the theory alongside", limit)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    result = run_with_theory(cfg, args.trials, args.seed, quiet=args.quiet)
+    try:
+        result = run_with_theory(cfg, args.trials, args.seed, quiet=args.quiet)
+    except ConvergenceError as exc:  # inputs the exact solver cannot certify: no partial rows
+        print(
+            f"error: {' '.join(str(exc).split())} (an uncertified solve is never reported; "
+            "see docs/reliability.md)",
+            file=sys.stderr,
+        )
+        return 2
     if args.json:
         print(json.dumps(result, indent=1, allow_nan=False))
     else:

@@ -51,6 +51,7 @@ before allocating (:func:`fit_memory_bytes`).
 from __future__ import annotations
 
 import math
+import numbers
 import sys
 import time
 import warnings
@@ -63,21 +64,28 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from selfdistill_cli import available_bytes
-from simulations.datasets import preprocess
+from selfdistill_cli.limits import format_seconds
+from simulations.datasets import normalise_rows, power_of_two_scale, preprocess
 from simulations.distill import self_distill
 from simulations.features import as_generator
+from simulations.runtime import fit_seconds
 from simulations.solver import factorize, log_softmax
 from theory.metrics import accuracy
 from theory.names import DEFAULT_Q, METHOD_LOSS
 from theory.names import METHODS as NAMED_METHODS
-from theory.validation import check_int, check_positive
+from theory.partial_labels import check_pll_classes
+from theory.validation import LAM_MAX, LAM_MIN, check_int, check_lam, check_positive
 
 __all__ = [
     "METHODS",
     "PLL_LOSSES",
     "PREPROCESS",
     "SelfDistillationClassifier",
+    "InvalidParameterError",
+    "MAX_FIT_SECONDS",
     "fit_memory_bytes",
+    "check_raw_scale",
+    "fit_seconds",
     "validation_mask",
 ]
 
@@ -90,18 +98,23 @@ METHODS = NAMED_METHODS
 PREPROCESS = ("center-l2", "raw", None)
 
 
-def fit_memory_bytes(n_samples: int, n_features: int, n_classes: int) -> int:
+def fit_memory_bytes(
+    n_samples: int, n_features: int, n_classes: int, rounds: int = 1, store_outputs=False
+) -> int:
     """Estimated peak memory (bytes) of one ``fit`` on an (N, p) float64 matrix with K classes.
 
     Counts the input and its preprocessed copy (``2 N p``), the spectral features and their squares
     (``2 N m`` with ``m = min(N, p)``), the ``m x m`` matrix being eigendecomposed with LAPACK's
-    workspace and eigenvectors (``~4 m^2``, plus ``N^2`` for the Gram matrix when ``p > N``) and
-    the solver's (K, N) work arrays (``~16 K N``), in float64.
+    workspace and eigenvectors (``~4 m^2``, plus ``N^2`` for the Gram matrix when ``p > N``), the
+    solver's (K, N) work arrays (``~16 K N``) and, for every one of the ``rounds + 1`` models kept
+    (self-distillation keeps each round's solution), its outputs, logits, duals and weights
+    (``3 K N + 2 K p``; ``K N`` more with ``store_outputs``), in float64.
     """
-    n, p, k = int(n_samples), int(n_features), int(n_classes)
+    n, p, k, r = int(n_samples), int(n_features), int(n_classes), int(rounds)
     m = min(n, p)
     gram = n * n if p > n else 0
-    return 8 * (2 * n * p + 2 * n * m + 4 * m * m + gram + 16 * k * n)
+    per_round = 3 * k * n + 2 * k * p + (k * n if store_outputs else 0)
+    return 8 * (2 * n * p + 2 * n * m + 4 * m * m + gram + 16 * k * n + (r + 1) * per_round)
 
 
 def _available_memory_bytes() -> int | None:
@@ -112,12 +125,74 @@ def _available_memory_bytes() -> int | None:
 def _center_l2(x: np.ndarray, mean: np.ndarray) -> np.ndarray:
     """``(x - mean) / ||x - mean||_2`` row-wise; rows equal to ``mean`` stay zero (new array).
 
-    The operations of :func:`simulations.datasets.preprocess` (used in ``fit``) with a given mean.
+    The operations of :func:`simulations.datasets.preprocess` (used in ``fit``) with a given mean,
+    equally scale-free: ``x`` and ``mean`` are divided by one power of two near their largest
+    entry (exact) and the rows normalised without overflow.
     """
-    out = x - mean
-    norms = np.linalg.norm(out, axis=1)
-    out /= np.where(norms == 0, 1.0, norms)[:, None]
+    scale = max(power_of_two_scale(x), power_of_two_scale(mean))
+    out = x / scale
+    out -= mean / scale
+    normalise_rows(out)
     return out
+
+
+class InvalidParameterError(ValueError, TypeError):
+    """A hyper-parameter of the wrong type or outside its range, named in the message.
+
+    Both a ``ValueError`` and a ``TypeError``, like scikit-learn's own ``InvalidParameterError``:
+    ``lam='0.1'`` and ``lam=True`` are refused (not converted), as scikit-learn refuses
+    ``C='0.1'``.
+    """
+
+
+def _real(value, name: str) -> float:
+    """``value`` as a float if it is a real number (not a bool, a string or a complex number)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise InvalidParameterError(
+            f"{name} must be a real number, got {value!r} of type {type(value).__name__}"
+        )
+    return float(value)
+
+
+def _param(check):
+    """Run a validation; its ``ValueError`` becomes :class:`InvalidParameterError`."""
+    try:
+        return check()
+    except InvalidParameterError:
+        raise
+    except ValueError as exc:
+        raise InvalidParameterError(str(exc)) from None
+
+
+def check_raw_scale(x: np.ndarray, lam: float) -> None:
+    """Refuse raw features (``preprocess='raw'`` or ``None``) whose scale puts ``lam`` outside its
+    range.
+
+    The probe depends on ``lam`` and the features only through ``lam / ||x||^2``: the supported
+    range ``[LAM_MIN, LAM_MAX]`` (:func:`theory.validation.check_lam`) is stated for unit-norm
+    features, so ``lam / max_i ||x_i||^2`` must lie in it. Features times 1e200 (squares beyond
+    float64) or 1e-300 (squares below it) are refused in one line instead of overflowing in the
+    solver or fitting a trivial model; ``preprocess='center-l2'`` is scale-free.
+    """
+    scale = power_of_two_scale(x)
+    top = float(np.max(np.einsum("ij,ij->i", x / scale, x / scale))) if x.size else 0.0
+    if top == 0.0:
+        return  # all-zero features: the solver's own checks apply
+    log_eff = math.log10(lam) - 2.0 * math.log10(scale) - math.log10(top)
+    if not math.log10(LAM_MIN) <= log_eff <= math.log10(LAM_MAX):
+        raise ValueError(
+            f"with raw features (preprocess='raw' or None), lam / max ||x||^2 = 1e{log_eff:.0f} "
+            f"must lie in [{LAM_MIN:g}, {LAM_MAX:g}] (the range the solvers support for unit-norm "
+            f"features; X has rows of norm up to "
+            f"1e{math.log10(scale) + 0.5 * math.log10(top):.0f}); rescale X or use "
+            "preprocess='center-l2'"
+        )
+
+
+#: Longest estimated fit (seconds, :func:`simulations.runtime.fit_seconds`) that ``fit`` starts;
+#: a longer one (e.g. ``rounds=10**6``) is refused at once instead of failing minutes later.
+#: Raise it (module attribute) to allow longer fits.
+MAX_FIT_SECONDS = 600.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -164,11 +239,15 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
     Parameters
     ----------
     lam : float, default=1e-3
-        Regularisation ``lam > 0`` of ``(lam / 2) ||W||_F^2`` (the loss is the *mean*
-        cross-entropy), the same in every round. ``C = 1 / (lam N)`` in ``LogisticRegression``.
+        Regularisation in ``[1e-12, 1e12]`` (:func:`theory.validation.check_lam`, the range the
+        solvers support) of ``(lam / 2) ||W||_F^2`` (the loss is the *mean* cross-entropy), the
+        same in every round. ``C = 1 / (lam N)`` in ``LogisticRegression``. Like every
+        hyper-parameter it must have the documented type: ``lam='0.1'`` or ``lam=True`` raise
+        :class:`InvalidParameterError` (a ``ValueError`` and a ``TypeError``).
     rounds : int or 'auto', default=1
         ``method='sd'``: number of self-distillation rounds after the teacher (``>= 0``; 0 is the
-        teacher alone). ``method='pll-*'``: 1 (the PLL student) or 0 (the teacher alone).
+        teacher alone; a fit estimated above :data:`MAX_FIT_SECONDS` or the available memory is
+        refused before it starts). ``method='pll-*'``: 1 (the PLL student) or 0 (the teacher alone).
         ``'auto'``: chosen on an internal stratified validation split (module docstring).
     method : {'sd', 'pll-ce', 'pll-candidate', 'pll-gce', 'pll-gce-ref'}, default='sd'
         Self-distillation, or one PLL student on the teacher's top-2 labels with the given loss
@@ -289,43 +368,46 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------ validation
     def _checked_params(self) -> dict:
         """All hyper-parameters validated; ``ValueError`` naming the parameter and its range."""
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if not (isinstance(self.method, str) and self.method in METHODS):
+            raise InvalidParameterError(f"method must be one of {METHODS}, got {self.method!r}")
         if not (
             self.preprocess is None
             or (isinstance(self.preprocess, str) and self.preprocess in PREPROCESS)
         ):
-            raise ValueError(
+            raise InvalidParameterError(
                 f"preprocess must be 'center-l2', 'raw' or None, got {self.preprocess!r}"
             )
-        lam = check_positive(self.lam, "lam")
-        q = check_positive(self.q, "q")
+        lam = _param(lambda: check_lam(_real(self.lam, "lam"), "lam"))
+        q = _param(lambda: check_positive(_real(self.q, "q"), "q"))
         if q > 1:
-            raise ValueError(f"q must lie in (0, 1] (GCE exponent), got {self.q!r}")
-        tol = check_positive(self.tol, "tol")
+            raise InvalidParameterError(f"q must lie in (0, 1] (GCE exponent), got {self.q!r}")
+        tol = _param(lambda: check_positive(_real(self.tol, "tol"), "tol"))
         pll = self.method != "sd"
         if isinstance(self.rounds, str):
             if self.rounds != "auto":
-                raise ValueError(f"rounds must be an integer >= 0 or 'auto', got {self.rounds!r}")
+                raise InvalidParameterError(
+                    f"rounds must be an integer >= 0 or 'auto', got {self.rounds!r}"
+                )
             rounds = "auto"
         else:
-            rounds = check_int(self.rounds, "rounds", 0)
+            rounds = _param(lambda: check_int(self.rounds, "rounds", 0))
             if pll and rounds > 1:
-                raise ValueError(
+                raise InvalidParameterError(
                     f"rounds must be 0, 1 or 'auto' for method={self.method!r} (the teacher, then "
                     f"one PLL student), got {rounds}"
                 )
-        try:
-            val_fraction = float(self.val_fraction)
-        except (TypeError, ValueError):
-            val_fraction = math.nan
+        val_fraction = _param(lambda: _real(self.val_fraction, "val_fraction"))
         if not (0.0 < val_fraction < 1.0):
-            raise ValueError(f"val_fraction must lie in (0, 1), got {self.val_fraction!r}")
-        max_rounds = check_int(self.max_rounds, "max_rounds", 1)
+            raise InvalidParameterError(
+                f"val_fraction must lie in (0, 1), got {self.val_fraction!r}"
+            )
+        max_rounds = _param(lambda: check_int(self.max_rounds, "max_rounds", 1))
         for name in ("store_outputs", "warm_start", "verbose"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        as_generator(self.random_state, "random_state")
+                raise InvalidParameterError(
+                    f"{name} must be True or False, got {getattr(self, name)!r}"
+                )
+        _param(lambda: as_generator(self.random_state, "random_state"))
         return {
             "lam": lam,
             "q": q,
@@ -355,19 +437,27 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         check_classification_targets(y)
         classes, y_idx = self._encode(y)
         k = classes.size
-        if self.method != "sd" and k < 3:
-            raise ValueError(
-                f"method={self.method!r} needs at least 3 classes: with K={k} the teacher's top-2 "
-                "candidate set is every class and the PLL student learns nothing; use method='sd'"
-            )
+        if self.method != "sd":
+            check_pll_classes(self.method, k)
+        if self.preprocess in (None, "raw"):
+            check_raw_scale(X, params["lam"])
         n, p = X.shape
-        need = fit_memory_bytes(n, p, k)
+        rounds = params["max_rounds"] if params["rounds"] == "auto" else params["rounds"]
+        need = fit_memory_bytes(n, p, k, rounds, store_outputs=bool(self.store_outputs))
         avail = _available_memory_bytes()
         if avail is not None and need > avail:
             raise ValueError(
-                f"X of shape ({n}, {p}) with K={k} classes needs about {need / 1e9:.1f} GB for "
-                f"the exact fit, more than the {avail / 1e9:.1f} GB of memory available; use "
-                "fewer samples or reduce the feature dimension"
+                f"X of shape ({n}, {p}) with K={k} classes and {rounds} round(s) needs about "
+                f"{need / 1e9:.1f} GB for the exact fit, more than the {avail / 1e9:.1f} GB of "
+                "memory available; use fewer samples or rounds, or reduce the feature dimension"
+            )
+        seconds = fit_seconds(n, p, k, 2 * rounds if params["rounds"] == "auto" else rounds)
+        if seconds > MAX_FIT_SECONDS:
+            raise ValueError(
+                f"X of shape ({n}, {p}) with K={k} classes and {rounds} round(s) would take "
+                f"about {format_seconds(seconds)} to fit (estimate), above the limit of "
+                f"{format_seconds(MAX_FIT_SECONDS)}; use fewer rounds, or raise "
+                "simulations.estimator.MAX_FIT_SECONDS"
             )
         self.classes_ = classes
         for name in ("validation_accuracy_", "outputs_", "mean_"):

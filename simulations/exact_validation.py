@@ -23,8 +23,8 @@ where it stopped; the summary table is printed and, with ``--out``, written as C
 
 from __future__ import annotations
 
-import argparse
 import csv
+import io
 import math
 import os
 import sys
@@ -33,6 +33,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from selfdistill_cli import ArgumentParser, int_in, nonempty_path
+from selfdistill_cli.files import atomic_write_text
+from simulations.outdir import check_out_dir
 from simulations.pipelines import TrialConfig, run_trial, trial_seed
 from theory.finite import MixtureModel, predict_finite
 from theory.finite_exact import predict_finite_exact
@@ -175,19 +178,36 @@ def agreement(theory, mc_mean, mc_se):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(
+    ap = ArgumentParser(  # one-line usage errors, defaults in --help
         prog="python -m simulations.exact_validation",
         description="Exact finite-ratio theory vs certified exact-SD Monte Carlo (issue 20).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    ap.add_argument("--trials", type=int, default=24, help="Monte Carlo trials per cell")
-    ap.add_argument("--log", default=None, help="CSV log of trials (resume); none: keep in memory")
-    ap.add_argument("--out", default=None, help="write the per-value summary CSV here")
+    ap.add_argument(
+        "--trials",
+        type=int_in(2, 10**5),
+        default=24,
+        help="Monte Carlo trials per cell (>= 2: a standard error needs two trials)",
+    )
+    ap.add_argument(
+        "--log",
+        type=nonempty_path,
+        default=None,
+        help="CSV log of trials (resume); none: keep in memory",
+    )
+    ap.add_argument(
+        "--out",
+        type=nonempty_path,
+        default=None,
+        help="write the per-value summary CSV here (atomically, selfdistill_cli.files)",
+    )
     ap.add_argument("--quick", action="store_true", help="8 cells instead of 90")
     ap.add_argument("--mc-only", action="store_true", help="run the Monte Carlo only")
     args = ap.parse_args(argv)
-    if args.trials < 2:
-        ap.error("--trials must be >= 2 (a standard error needs two trials)")
+    if args.out is not None:  # before hours of Monte Carlo, not after them
+        try:
+            check_out_dir(args.out.parent)
+        except ValueError as exc:
+            ap.error(f"--out: {exc}")
     cells = grid(args.quick)
     rows = []
     for ci, cell in enumerate(cells):
@@ -233,11 +253,12 @@ def main(argv=None) -> int:
     if args.mc_only:
         return 0
     _summary(rows)
-    if args.out:
-        with open(args.out, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
+    if args.out is not None:
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+        atomic_write_text(args.out, buf.getvalue())  # never through a planted link
     return 0
 
 

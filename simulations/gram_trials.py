@@ -24,12 +24,12 @@ pinned to one BLAS thread, :mod:`theory.blas`); trial ``i`` gets the ``i``-th ch
 from __future__ import annotations
 
 import math
-import os
 import sys
 from dataclasses import dataclass
 
 import numpy as np
 
+from selfdistill_cli.limits import usable_cores
 from simulations.distill import self_distill, train_pll
 from simulations.features import mixture_gram
 from simulations.noise import sample_noisy_labels
@@ -65,7 +65,7 @@ def parallel_map(fn, items, workers: int = 1, label: str | None = None) -> list:
     With a ``label``, progress (every quarter of the items) is logged to stderr.
     """
     items = list(items)
-    workers = min(check_int(workers, "workers", 1), len(items), os.cpu_count() or 1)
+    workers = min(check_int(workers, "workers", 1), len(items), usable_cores())
     total = len(items)
     marks = {max(1, round(total * q)) for q in (0.25, 0.5, 0.75, 1.0)} if label else set()
     out = []

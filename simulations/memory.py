@@ -38,13 +38,12 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from selfdistill_cli import available_bytes
 
 __all__ = [
     "GB",
     "OVERHEAD",
+    "WORKER_BYTES",
     "MemoryLimitError",
     "available_bytes",
     "check_memory",
@@ -61,6 +60,15 @@ _F8 = 8  # bytes of a float64
 #: Added to every estimate: small arrays, Python objects and caches of one run (measured peaks of
 #: tiny runs are 0.1-2 MB above their arrays).
 OVERHEAD = 4 * 2**20
+
+
+#: Up to this many rounds :func:`finite_theory_bytes` asks the theory for its exact number of
+#: contour points (which allocates ``(R + 1) m`` complex numbers, 18 MB at R = 1000); above, the
+#: bound ``m <= R + 147`` of :func:`theory.finite.contour_weights` is used.
+_CONTOUR_ROUNDS = 1000
+#: Memory of one worker process before it allocates anything: the interpreter with numpy, scipy
+#: and the toolkit imported (~100-150 MB resident, measured).
+WORKER_BYTES = 150 * 2**20
 
 
 class MemoryLimitError(ValueError):
@@ -94,6 +102,7 @@ def trial_bytes(config) -> int:
     else:  # exact-block: [mu_y, sqrt(1-c) e_i] features, one kernel row per class for testing
         p, n_test = k + n, k
         draw = 2 * n * p
+    draw += 3 * k * k  # the transition matrix, its cumulative rows and the realised counts
     solve = _solve_numbers(n, p, k, int(config.rounds), n_test)
     if config.method in ("pll-candidate", "pll-gce", "pll-gce-ref"):
         solve += _second_order_numbers(k, min(n, p))
@@ -122,12 +131,16 @@ def group_theory_bytes(n_classes: int, rounds: int, *, escape: bool = False) -> 
     ``escape=True`` (a non-convex PLL student: ``candidate``, ``gce``) adds the escape from a
     saddle point (:func:`theory.group_descent.descent_memory_bytes`).
     """
-    from theory.groups import BlockModel, prediction_memory_bytes
+    from theory.group_descent import descent_memory_bytes
+    from theory.group_engine import engine_memory_bytes
 
-    k = int(n_classes)
-    full = np.ones((k, k), dtype=np.int64)  # every group non-empty: the largest working set
-    model = BlockModel(k, k, 0.5, 0.1)
-    return OVERHEAD + prediction_memory_bytes(model, full, int(rounds), rank=3, escape=escape)
+    k, r = int(n_classes), int(rounds)
+    # theory.groups.prediction_memory_bytes with G = K^2 non-empty groups (the largest working
+    # set), in arithmetic: building the K x K count matrix to ask would itself be 80 GB at
+    # K = 10^5.
+    stored = 8 * (r + 1) * (k**3 + k**2)
+    extra = descent_memory_bytes(k, k * k) if escape else 0
+    return OVERHEAD + stored + engine_memory_bytes(k, k * k, 3) + 8 * 6 * k**3 + extra
 
 
 def finite_theory_bytes(model, lam: float, rounds: int) -> int:
@@ -144,9 +157,13 @@ def finite_theory_bytes(model, lam: float, rounds: int) -> int:
     """
     from theory.finite import contour_weights, spectrum_top
 
-    k = int(model.n_classes)
+    k, r = int(model.n_classes), int(rounds)
+    if r > _CONTOUR_ROUNDS:
+        # contour_weights itself holds (R + 1) x m complex powers (14.6 TiB at R = 10^6): use its
+        # documented bound m <= R + 147 instead of building them.
+        return OVERHEAD + 16 * 48 * (r + 147) * k**3
     kappa = k * float(lam) * model.n_samples
-    m = contour_weights(kappa, int(rounds), spectrum_top(model)).z.size
+    m = contour_weights(kappa, r, spectrum_top(model)).z.size
     return OVERHEAD + 16 * 48 * m * k**3
 
 

@@ -72,14 +72,15 @@ from theory.gram import check_block_params
 from theory.metrics import correct_and_tied
 from theory.names import DEFAULT_Q, METHOD_LOSS, MODEL_DEFAULTS
 from theory.names import METHODS as NAMED_METHODS
-from theory.noise import NOISE_KINDS, check_groups, transition_matrix
-from theory.partial_labels import top2_indices
+from theory.noise import NOISE_KINDS, check_eta, check_groups, transition_matrix
+from theory.partial_labels import check_pll_classes, top2_indices
 from theory.population import mixture_population_accuracy
-from theory.validation import check_int, check_positive
+from theory.validation import check_int, check_lam, check_positive
 
 __all__ = [
     "FEATURE_MODELS",
     "METHODS",
+    "TEMPERATURE_RANGE",
     "TrialConfig",
     "TrialResult",
     "run_trial",
@@ -92,6 +93,14 @@ METHODS = NAMED_METHODS
 #: (:data:`theory.names.METHOD_LOSS`).
 PLL_LOSSES = METHOD_LOSS
 FEATURE_MODELS = ("mixture", "exact-block")
+#: Accepted temperatures of the soft targets between SD rounds, ``softmax(z / tau)``. Tempered
+#: targets are formed from probabilities: their deviations from ``1/K`` (``~|z| / tau``) must stay
+#: far above the float64 round-off of a probability (``~1e-16``), or the next round cannot be
+#: certified -- measured: every round certified for ``tau`` up to ``1e6`` with logits ``|z| ~ 1``,
+#: none from ``1e8`` (issue 21: ``--temperature 1e308`` ended in a traceback). Small ``tau``
+#: (one-hot-like targets) works down to ``1e-300``; the range keeps three decades of margin on
+#: both sides of every practical choice (distillation uses ``tau`` of 1 to ~20).
+TEMPERATURE_RANGE = (1e-3, 1e3)
 
 
 @dataclass(frozen=True)
@@ -110,17 +119,20 @@ class TrialConfig:
     eta : float
         Noise rate in ``[0, 1]``.
     lam : float
-        Regularisation ``lam > 0``.
+        Regularisation in ``[1e-12, 1e12]`` (:data:`theory.validation.LAM_MIN`, ``LAM_MAX``:
+        the range the solvers support).
     rounds : int
         SD rounds ``R >= 0`` (normalised to 1 for the PLL methods, which train one student).
     noise : {'sym', 'pair', 'asym', 'superclass'}
     sampling : {'random', 'exact-count'}
     features : {'mixture', 'exact-block'}
     method : {'sd', 'pll-ce', 'pll-candidate', 'pll-gce', 'pll-gce-ref'}
+        The PLL methods need ``K >= 3`` (:func:`theory.partial_labels.check_pll_classes`).
     n_test : int
         Fresh test draws per class for the population accuracy.
     temperature : float
-        Temperature on soft targets between SD rounds (1 = the paper's setting).
+        Temperature on soft targets between SD rounds (1 = the paper's setting), in
+        :data:`TEMPERATURE_RANGE`.
     groups : tuple of tuples of int, optional
         Superclass partition; if ``None`` with ``noise='superclass'``, ``n_groups`` groups are
         found by clustering the class means of the training draw (true labels).
@@ -177,13 +189,18 @@ class TrialConfig:
         set_(self, "per_class", n)
         set_(self, "c", c)
         set_(self, "d", d)
-        transition_matrix("sym", k, self.eta)  # validates eta in [0, 1]
-        set_(self, "eta", float(self.eta))
-        set_(self, "lam", check_positive(self.lam, "lam"))
+        set_(self, "eta", check_eta(self.eta))  # in [0, 1]; no K x K matrix is built here
+        set_(self, "lam", check_lam(self.lam, "lam"))
+        if self.method != "sd":
+            check_pll_classes(self.method, k)
         rounds = check_int(self.rounds, "rounds", 0)
         set_(self, "rounds", 1 if self.method != "sd" else rounds)
         set_(self, "n_test", check_int(self.n_test, "n_test", 1))
-        set_(self, "temperature", check_positive(self.temperature, "temperature"))
+        tau = check_positive(self.temperature, "temperature")
+        if not TEMPERATURE_RANGE[0] <= tau <= TEMPERATURE_RANGE[1]:
+            lo, hi = TEMPERATURE_RANGE
+            raise ValueError(f"temperature must lie in [{lo:g}, {hi:g}], got {self.temperature!r}")
+        set_(self, "temperature", tau)
         set_(self, "tol", check_positive(self.tol, "tol"))
         q = check_positive(self.q, "q")
         if q > 1:

@@ -108,7 +108,12 @@ from simulations.solver import (
 from theory.names import DEFAULT_Q
 from theory.names import LOSSES as NAMED_LOSSES
 from theory.partial_labels import top2_indices
-from theory.validation import check_finite_matrix, check_int, check_positive
+from theory.validation import (
+    CERTIFICATE_RTOL_CAP,
+    check_finite_matrix,
+    check_int,
+    check_positive,
+)
 
 __all__ = [
     "DEFAULT_Q",
@@ -349,7 +354,8 @@ class PLLCertificate:
         ``residual <= target`` (a stationary point to the requested accuracy).
     method : str
     target, floor : float
-        Certified residual level ``max(tol, floor)`` and the round-off floor.
+        Certified residual level ``max(tol, min(floor, CERTIFICATE_RTOL_CAP))``
+        (:data:`theory.validation.CERTIFICATE_RTOL_CAP`) and the round-off floor.
     iterations, cg_iterations : int
         Newton steps and conjugate-gradient iterations.
     objective, initial_objective : float
@@ -650,7 +656,9 @@ def _solve_nonconvex(loss, factor, lam, theta, tol, max_iter, hessian, max_escap
         grad = problem.gradient(theta, st)
         gnorm = float(np.linalg.norm(grad))
         res, logit_res, floor = _residuals(loss, st, z, lam, factor)
-        target = max(tol, floor)
+        # The round-off floor raises the target, never above CERTIFICATE_RTOL_CAP (outputs are
+        # O(1) from uniform here): a residual round-off does not resolve is not certified.
+        target = max(tol, min(floor, CERTIFICATE_RTOL_CAP))
         if res <= target:
             min_eig, how, vec = _second_order(problem, st, (k, r), hessian)
             kind = _classify(min_eig, how, _eig_tolerance(problem))

@@ -54,6 +54,7 @@ JSON and CSV by :func:`write_results`.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import time
@@ -63,6 +64,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
+from selfdistill_cli.files import atomic_write_many
 from selfdistill_cli.progress import progress_bar
 from simulations.datasets import Dataset, preprocess
 from simulations.estimator import SelfDistillationClassifier
@@ -75,12 +77,13 @@ from simulations.probe_verdict import probe_verdict
 from theory.metrics import accuracy
 from theory.names import DEFAULT_Q, LOSS_METHOD, LOSSES, PREPROCESSING, SUPERCLASS_RULES
 from theory.noise import NOISE_KINDS, transition_matrix
-from theory.partial_labels import top2_indices
-from theory.validation import check_int, check_positive
+from theory.partial_labels import check_pll_classes, top2_indices
+from theory.validation import check_int, check_lam, check_positive
 
 __all__ = [
     "ProbeConfig",
     "ProbeResult",
+    "check_probe_classes",
     "run_probe",
     "stratified_split",
     "superclass_groups",
@@ -112,7 +115,8 @@ class ProbeConfig:
     trials : int
         Number of trials ``>= 1`` (seeded independently from ``seed``).
     lams : tuple of float
-        Regularisation strengths (each ``> 0``); selection over them uses validation only.
+        Regularisation strengths (each in ``[1e-12, 1e12]``, :func:`theory.validation.check_lam`);
+        selection over them uses validation only.
     seed : int
         Root seed of the ``SeedSequence``.
     val_fraction, test_fraction : float
@@ -193,7 +197,7 @@ class ProbeConfig:
         if len(self.lams) == 0:
             raise ValueError("lams must contain at least one value > 0")
         for lam in self.lams:
-            check_positive(lam, "lam")
+            check_lam(lam, "lam")
         for name in ("val_fraction", "test_fraction"):
             v = float(getattr(self, name))
             if not (0.0 < v < 1.0):
@@ -212,6 +216,13 @@ class ProbeConfig:
                 f"pll_losses must be distinct losses among {LOSSES}, got {self.pll_losses!r}"
             )
         return self
+
+
+def check_probe_classes(config: ProbeConfig, n_classes: int) -> None:
+    """Refuse PLL students with ``K < 3`` before any work, in the words of every entry point
+    (:func:`theory.partial_labels.check_pll_classes`, naming the estimator's method)."""
+    for loss in config.pll_losses:
+        check_pll_classes(LOSS_METHOD[loss], n_classes)
 
 
 def stratified_split(labels, n_classes, val_fraction, test_fraction, rng) -> dict:
@@ -521,6 +532,7 @@ def run_probe(
     ProbeResult
     """
     config = config.validated()
+    check_probe_classes(config, dataset.n_classes)
     start = time.perf_counter()
     groups = None
     if config.noise == "superclass":
@@ -571,40 +583,50 @@ def run_probe(
 def write_results(result: ProbeResult, out_dir) -> dict:
     """Write ``probe.json`` (everything) and ``probe.csv`` (summary, one row per configuration).
 
-    Returns a dict with the two paths.
+    Both go through :func:`selfdistill_cli.files.atomic_write_many`: a failed write (a full disk)
+    leaves *both* previous files as they were, and a symbolic link planted at either name is
+    replaced, never followed. Returns a dict with the two paths.
+
+    Raises
+    ------
+    selfdistill_cli.files.WriteError
+        One line naming the file that could not be written.
     """
     os.makedirs(out_dir, exist_ok=True)
     json_path = os.path.join(out_dir, "probe.json")
     csv_path = os.path.join(out_dir, "probe.csv")
-    with open(json_path, "w", encoding="utf-8") as fh:
-        json.dump(result.to_json(), fh, indent=1, allow_nan=False)
+    # Both texts are formed first: nothing is written unless both exist.
+    json_text = json.dumps(result.to_json(), indent=1, allow_nan=False)
     fields = ["lam", "method", "round"]
     metrics = ("train_acc", "val_acc", "test_acc", "gain", "coverage_train", "coverage_test")
     for m in metrics:
         fields += [f"{m}_mean", f"{m}_std"]
     fields += ["n_trials", "all_converged"]
-    with open(csv_path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)
-        writer.writeheader()
-        for e in result.summary["per_config"]:
-            row = {"lam": e["lam"], "method": e["method"], "round": e["round"]}
-            for m in metrics:
-                row[f"{m}_mean"] = e[m]["mean"]
-                row[f"{m}_std"] = "" if e[m]["std"] is None else e[m]["std"]
-            row["n_trials"] = e["test_acc"]["n"]
-            row["all_converged"] = e["all_converged"]
-            writer.writerow(row)
-        for s in result.summary["selected"]:
-            writer.writerow(
-                {
-                    "lam": "",
-                    "method": f"selected:{s['family']}",
-                    "round": "",
-                    "test_acc_mean": s["test_acc"]["mean"],
-                    "test_acc_std": "" if s["test_acc"]["std"] is None else s["test_acc"]["std"],
-                    "val_acc_mean": s["val_acc"]["mean"],
-                    "val_acc_std": "" if s["val_acc"]["std"] is None else s["val_acc"]["std"],
-                    "n_trials": s["test_acc"]["n"],
-                }
-            )
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields)
+    writer.writeheader()
+    for e in result.summary["per_config"]:
+        row = {"lam": e["lam"], "method": e["method"], "round": e["round"]}
+        for m in metrics:
+            row[f"{m}_mean"] = e[m]["mean"]
+            row[f"{m}_std"] = "" if e[m]["std"] is None else e[m]["std"]
+        row["n_trials"] = e["test_acc"]["n"]
+        row["all_converged"] = e["all_converged"]
+        writer.writerow(row)
+    for s in result.summary["selected"]:
+        writer.writerow(
+            {
+                "lam": "",
+                "method": f"selected:{s['family']}",
+                "round": "",
+                "test_acc_mean": s["test_acc"]["mean"],
+                "test_acc_std": "" if s["test_acc"]["std"] is None else s["test_acc"]["std"],
+                "val_acc_mean": s["val_acc"]["mean"],
+                "val_acc_std": "" if s["val_acc"]["std"] is None else s["val_acc"]["std"],
+                "n_trials": s["test_acc"]["n"],
+            }
+        )
+    # Both on disk before either replaces its previous version: never a new probe.json beside
+    # an old probe.csv.
+    atomic_write_many({json_path: json_text.encode(), csv_path: buf.getvalue().encode()})
     return {"json": json_path, "csv": csv_path}

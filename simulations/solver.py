@@ -94,6 +94,7 @@ from simulations.softmax import (
 )
 from theory.blas import single_thread_blas
 from theory.validation import (
+    CERTIFICATE_RTOL_CAP,
     SIMPLEX_ATOL,
     check_finite_matrix,
     check_int,
@@ -424,7 +425,8 @@ class Certificate:
     iterations, cg_iterations : int
         Newton steps and total conjugate-gradient iterations (Hessian products).
     target : float
-        The residual level certified, ``max(tol * scale, floor)``.
+        The residual level certified, ``max(tol * scale, min(floor, CERTIFICATE_RTOL_CAP *
+        scale))`` (:data:`theory.validation.CERTIFICATE_RTOL_CAP`).
     floor : float
         Round-off floor of the residual evaluation (module docstring; an upper bound, exact when
         it decides).
@@ -1024,7 +1026,9 @@ def solve_probe(
                 factor, dev_p, dev_t, lam, tol_abs=tol * scale, fixed_logits=fixed
             )
             passes += 1 if factor.gram is not None or features_route else 2
-            target = max(tol * scale, floor)
+            # The floor raises the target, never above CERTIFICATE_RTOL_CAP * scale: a residual
+            # that round-off does not resolve (lam = 1e-300: floor >> 1) is not certified.
+            target = max(tol * scale, min(floor, CERTIFICATE_RTOL_CAP * scale))
             if res <= target:
                 break
             if it >= max_iter or stalls >= 3:
@@ -1091,7 +1095,7 @@ def solve_probe(
                 if math.isfinite(change) and change <= 1e-4 * alpha * slope + 8 * eps * magnitude:
                     break
                 alpha *= 0.5
-        if slope >= 0 or alpha < 1e-10:  # only round-off can cause either
+        if not slope < 0 or alpha < 1e-10:  # only round-off (or an overflow: NaN) causes these
             stalls += 1
             certify_next = True
             continue

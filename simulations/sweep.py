@@ -22,17 +22,23 @@ Output directory
     The spec's seeds / base_seed / name and the ordered list of config keys. A restart with a
     different ``seeds`` or ``base_seed`` in the same directory is refused (results would mix), and
     so is a spec with configs the directory does not hold unless ``extend=True`` (``--extend``),
-    which adds them to it (a spec within the directory's grid resumes as usual).
+    which adds them to it (a spec within the directory's grid resumes as usual). A damaged
+    manifest (truncated, not JSON) is kept as ``sweep.json.invalid`` and rebuilt from the intact
+    result files, with a note (the base seed, which result files do not record, is the spec's).
 ``results/<key>.csv``
-    All rows of one config (one per seed x round x method), written atomically (temporary file +
-    ``os.replace``) as soon as the config finishes: a finished config is never lost or redone,
-    an unfinished one leaves no file. ``key`` is a hash of the config's normalised parameters.
+    All rows of one config (one per seed x round x method), written atomically
+    (:func:`selfdistill_cli.files.atomic_write`: temporary file, fsync, ``os.replace``; a link
+    planted at the name is replaced, not followed) as soon as the config finishes: a finished
+    config is never lost or redone, an unfinished one leaves no file. ``key`` is a hash of the
+    config's normalised parameters. ``results`` itself must not be a symbolic link.
     ``pop_acc`` is the exact conditional population accuracy for mixture features (with
     quadrature error estimate ``pop_acc_err``), ``pop_acc_sampled`` the accuracy on sampled
     fresh points (:mod:`simulations.pipelines`).
-    On resume every existing file is validated (header, one row per seed x round, the config's
-    key, numeric fields); a damaged one (disk full, manual edit) is renamed ``<key>.csv.invalid``
-    and its config is run again.
+    On resume every existing file is validated before it is read (a regular file of plausible
+    size) and then row by row (header, one row per seed x round, the config's key, numeric fields,
+    accuracies in ``[0, 1]``, finite residuals, boolean ``converged``); a damaged one (disk full,
+    manual edit, a link to ``/dev/zero``) is renamed ``<key>.csv.invalid``, named in a progress
+    line, and its config is run again.
 ``results.csv``
     Tidy table of all finished configs of the spec (spec order, then seed, then round).
 ``summary.csv``
@@ -42,13 +48,17 @@ Output directory
     Configs whose trial raised (e.g. a solver ``ConvergenceError``); they are retried next run.
 
 Execution: serial (``workers=1``), local processes (:func:`simulations.workers.worker_pool`, the
-default with ``os.cpu_count()`` workers; they end with the coordinating process even when it is
-killed) or a Dask distributed scheduler (``scheduler=ADDRESS`` or a ``dask.distributed.Client``;
-an unreachable address fails after ``scheduler_timeout`` seconds). Workers only compute and return
-rows; the coordinating process writes every file, so remote workers need no shared filesystem.
-Before any work the peak memory of the local workers is estimated (:mod:`simulations.memory`) and
-a sweep that cannot fit is refused. Progress goes to stderr: a summary line before and after, a
-line per failed config, and a progress bar with an ETA on a terminal.
+default with one worker per usable core, :func:`selfdistill_cli.limits.usable_cores`; a larger
+request is capped there unless ``allow_oversubscribe``, and there are never more workers than
+configs; they end with the coordinating process even when it is killed) or a Dask distributed
+scheduler (``scheduler=ADDRESS`` or a ``dask.distributed.Client``; an unreachable address fails
+after ``scheduler_timeout`` seconds). Workers only compute and return rows; the coordinating
+process writes every file, so remote workers need no shared filesystem. Before any work the grid
+size (:data:`MAX_GRID_POINTS`), the peak memory of the local workers (:mod:`simulations.memory`,
+with :data:`simulations.memory.WORKER_BYTES` per process) and the wall time
+(:mod:`simulations.runtime`) are estimated and a sweep that cannot fit is refused. Progress goes to
+stderr: a summary line before and after, a line per failed config, and a progress bar with an ETA
+on a terminal.
 """
 
 from __future__ import annotations
@@ -59,7 +69,7 @@ import itertools
 import json
 import math
 import os
-import tempfile
+import stat
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -67,9 +77,17 @@ from pathlib import Path
 import numpy as np
 
 from selfdistill_cli import deprecation_note
+from selfdistill_cli.files import (
+    atomic_write_text,
+    check_input_file,
+    file_kind,
+    read_bytes_capped,
+)
+from selfdistill_cli.limits import cap_workers, check_time, usable_cores
 from selfdistill_cli.progress import progress_bar, write
-from simulations.memory import check_memory, trial_bytes
+from simulations.memory import WORKER_BYTES, check_memory, trial_bytes
 from simulations.pipelines import TrialConfig, run_trial, trial_seed
+from simulations.runtime import DEFAULT_SWEEP_MAX_SECONDS, trial_seconds
 from simulations.stats import mean_ci as _mean_ci
 from simulations.workers import worker_pool
 from theory.blas import blas_threads as blas_threads_limit
@@ -88,6 +106,7 @@ __all__ = [
     "SweepResult",
     "SweepSpec",
     "atomic_write_text",
+    "MAX_GRID_POINTS",
     "check_result_file",
     "load_spec",
     "mean_ci",
@@ -160,8 +179,22 @@ class SweepSpec:
         )
 
 
-def parse_spec(spec: dict) -> SweepSpec:
-    """Validate a spec dict (parsed TOML) into a :class:`SweepSpec`; ``ValueError`` if bad."""
+#: Largest grid (Cartesian product of the ``[grid]`` lists, before deduplication) that
+#: :func:`parse_spec` enumerates; each point is validated and hashed (~50 microseconds) and kept
+#: (~2 kB with its key, manifest entry and summary rows), so 10^5 points take seconds and
+#: ~200 MB. A larger grid is refused before it is enumerated (``max_grid_points`` /
+#: ``--max-grid-points`` raises the limit; splitting the spec is usually better).
+MAX_GRID_POINTS = 100_000
+#: Largest spec file read (a spec is a few hundred bytes; 1 MB holds ~10^5 grid values).
+MAX_SPEC_BYTES = 2**20
+
+
+def parse_spec(spec: dict, *, max_grid_points: int = MAX_GRID_POINTS) -> SweepSpec:
+    """Validate a spec dict (parsed TOML) into a :class:`SweepSpec`; ``ValueError`` if bad.
+
+    The grid's size (the product of its list lengths) is checked against ``max_grid_points``
+    before any point is built.
+    """
     if not isinstance(spec, dict):
         raise ValueError("spec must be a table with [sweep] and [grid] sections")
     unknown = sorted(set(spec) - {"sweep", "grid"})
@@ -213,6 +246,13 @@ def parse_spec(spec: dict) -> SweepSpec:
         if not values:
             raise ValueError(f"[grid] {raw} must be a value or a non-empty list")
         axes[key] = values
+    points_total = math.prod(len(v) for v in axes.values())
+    if points_total > max_grid_points:
+        sizes = " x ".join(f"{len(v)} {k}" for k, v in axes.items() if len(v) > 1)
+        raise ValueError(
+            f"[grid] has {points_total:,} points ({sizes}), above the limit of "
+            f"{max_grid_points:,} grid points; split the spec or pass --max-grid-points N"
+        )
     configs, first = [], {}
     ignored: list[str] = []
     names = list(axes)
@@ -233,16 +273,16 @@ def parse_spec(spec: dict) -> SweepSpec:
     return SweepSpec(tuple(configs), seeds, base_seed, name, points, tuple(ignored))
 
 
-def load_spec(path) -> SweepSpec:
-    """Read and validate a TOML spec file (``tomllib``); ``ValueError`` naming the problem."""
+def load_spec(path, *, max_grid_points: int = MAX_GRID_POINTS) -> SweepSpec:
+    """Read and validate a TOML spec file (``tomllib``); ``ValueError`` naming the problem.
+
+    The file must be a regular file of at most :data:`MAX_SPEC_BYTES` (a symbolic link to
+    ``/dev/zero`` is named as a device, not read).
+    """
     p = Path(path)
-    if not p.is_file():
-        what = "is a directory" if p.is_dir() else "does not exist"
-        raise ValueError(f"spec file {str(p)!r} {what}")
+    data = read_bytes_capped(p, "spec file", MAX_SPEC_BYTES, "a sweep spec is a small TOML file")
     try:
-        text = p.read_bytes().decode("utf-8")
-    except OSError as exc:
-        raise ValueError(f"spec file {str(p)!r} cannot be read: {exc.strerror}") from None
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:  # TOML is UTF-8 by definition
         raise ValueError(
             f"spec file {str(p)!r} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
@@ -252,7 +292,7 @@ def load_spec(path) -> SweepSpec:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"spec file {str(p)!r} is not valid TOML: {exc}") from None
-    return parse_spec(data)
+    return parse_spec(data, max_grid_points=max_grid_points)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,27 +333,6 @@ def _task(params: dict, seeds: int, base_seed: int) -> dict:
 # files
 
 
-def atomic_write_text(path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temporary file in the same directory, fsync, rename).
-
-    Readers see either the old file or the complete new one, never a partial write.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are ordinary readable files
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _fmt(value) -> str:
     if value is None:
         return ""
@@ -336,9 +355,14 @@ def _to_csv(rows: list[dict], columns=COLUMNS) -> str:
     return buf.getvalue()
 
 
-def read_csv(path) -> list[dict]:
-    """Read a tidy results CSV written by this module (values as strings)."""
-    with open(path, newline="") as fh:
+def read_csv(path, max_bytes: int | None = None) -> list[dict]:
+    """Read a tidy results CSV written by this module (values as strings).
+
+    ``max_bytes``: refuse (``ValueError``) a file larger than this, or one that is not a regular
+    file, before reading it.
+    """
+    check_input_file(path, "results file", max_bytes, "it is not a result this sweep wrote")
+    with open(path, newline="", encoding="utf-8") as fh:
         return list(csv.DictReader(fh))
 
 
@@ -406,29 +430,82 @@ class SweepResult:
     seconds: float
 
 
-def _prepare_out(spec: SweepSpec, out: Path, extend: bool = False) -> Path:
+#: Largest ``sweep.json`` read (a manifest lists 17 bytes per config: 10^5 configs fit in 2 MB).
+MAX_MANIFEST_BYTES = 64 * 2**20
+
+
+def _read_manifest(manifest: Path):
+    """The manifest's dict, or ``None`` if it is damaged (unreadable, not JSON, wrong fields)."""
+    try:
+        old = json.loads(read_bytes_capped(manifest, "sweep manifest", MAX_MANIFEST_BYTES))
+        keys = [str(k) for k in old["keys"]]
+        seeds, base_seed = old["seeds"], old["base_seed"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not (isinstance(seeds, int) and isinstance(base_seed, int)):
+        return None
+    return {"name": old.get("name"), "seeds": seeds, "base_seed": base_seed, "keys": keys}
+
+
+def _rebuild_manifest(spec: SweepSpec, out: Path, quiet: bool) -> dict:
+    """A manifest for a directory whose ``sweep.json`` is damaged, from its intact results.
+
+    The damaged file is kept as ``sweep.json.invalid``. The keys are this spec's configs plus
+    every ``results/<key>.csv`` of another config (so that ``--extend`` still sees them). A
+    result file of this spec's configs with the wrong number of seeds is damaged and will be
+    redone. The base seed is not stored in the result files: the spec's is assumed, and the note
+    says so.
+    """
+    manifest = out / "sweep.json"
+    os.replace(manifest, manifest.with_name("sweep.json.invalid"))
+    res = out / "results"
+    found = sorted(p.stem for p in res.glob("*.csv")) if res.is_dir() else []
+    intact = sum(
+        1
+        for c in spec.configs
+        if c.key() in found and check_result_file(res / f"{c.key()}.csv", c, spec.seeds) is None
+    )
+    others = [k for k in found if k not in set(spec.keys)]
+    _log(
+        f"note: {str(manifest)!r} was damaged (kept as sweep.json.invalid); rebuilt from "
+        f"{intact} intact result file(s) of this spec and {len(others)} of other configs, "
+        f"assuming seeds={spec.seeds}, base_seed={spec.base_seed} (result files do not record "
+        "the base seed)",
+        quiet,
+    )
+    return {
+        "name": spec.name,
+        "seeds": spec.seeds,
+        "base_seed": spec.base_seed,
+        "keys": list(dict.fromkeys(spec.keys + others)),
+    }
+
+
+def _prepare_out(spec: SweepSpec, out: Path, extend: bool = False, quiet: bool = True) -> Path:
     """Create ``out`` and ``out/results``, check or write ``sweep.json``; return ``out/results``.
 
-    Raises ``ValueError`` (one line) when ``out`` is a file, cannot be created or written, or holds
-    a sweep with other seeds, or another grid without ``extend``.
+    Raises ``ValueError`` (one line) when ``out`` is a file, cannot be created or written, holds
+    a sweep with other seeds, or another grid without ``extend``, or when ``out/results`` is a
+    symbolic link (the sweep creates that folder itself; a planted link would send the results
+    elsewhere). A damaged ``sweep.json`` is rebuilt from the intact result files
+    (:func:`_rebuild_manifest`).
     """
     if out.exists() and not out.is_dir():
         raise ValueError(f"output directory {str(out)!r} is a file; give a directory for --out")
+    res = out / "results"
+    if res.is_symlink():
+        raise ValueError(
+            f"{str(res)!r} is a symbolic link; the sweep creates this folder itself and writes "
+            "only inside --out: remove the link"
+        )
     manifest = out / "sweep.json"
-    old = None
-    if manifest.exists():
-        try:
-            old = json.loads(manifest.read_text(encoding="utf-8"))
-            old_keys = list(old["keys"])
-        except (OSError, ValueError, KeyError, TypeError):
+    if manifest.exists() or manifest.is_symlink():  # a link to a device is a damaged manifest
+        old = _read_manifest(manifest) or _rebuild_manifest(spec, out, quiet)
+        old_keys = old["keys"]
+        if (old["seeds"], old["base_seed"]) != (spec.seeds, spec.base_seed):
             raise ValueError(
-                f"{str(manifest)!r} is not a sweep manifest this version wrote; use a new --out "
-                "directory"
-            ) from None
-        if (old.get("seeds"), old.get("base_seed")) != (spec.seeds, spec.base_seed):
-            raise ValueError(
-                f"output directory {str(out)!r} holds a sweep with seeds={old.get('seeds')}, "
-                f"base_seed={old.get('base_seed')}; this spec has seeds={spec.seeds}, "
+                f"output directory {str(out)!r} holds a sweep with seeds={old['seeds']}, "
+                f"base_seed={old['base_seed']}; this spec has seeds={spec.seeds}, "
                 f"base_seed={spec.base_seed}. Use a new --out directory."
             )
         new = len(set(spec.keys) - set(old_keys))
@@ -443,7 +520,6 @@ def _prepare_out(spec: SweepSpec, out: Path, extend: bool = False) -> Path:
         keys = spec.keys
     try:
         out.mkdir(parents=True, exist_ok=True)
-        res = out / "results"
         res.mkdir(exist_ok=True)
         for stale in res.glob(".*.tmp"):  # temporaries of a killed run are never valid results
             stale.unlink()
@@ -457,16 +533,73 @@ def _prepare_out(spec: SweepSpec, out: Path, extend: bool = False) -> Path:
     return res
 
 
+#: Metrics that are fractions of points (accuracies, coverage): values in [0, 1].
+_FRACTIONS = (
+    "train_acc",
+    "train_acc_clean",
+    "train_acc_mislabeled",
+    "pop_acc",
+    "pop_acc_sampled",
+    "top2_coverage",
+)
+#: Metrics that may be undefined (NaN or empty): the mislabeled accuracy without mislabeled points.
+_MAY_BE_NAN = ("train_acc_mislabeled",)
+#: Upper bound on the bytes of one result row (a row is ~400 bytes: 35 short fields); a result
+#: file larger than ``(rows + 1) * _MAX_ROW_BYTES`` is damaged and is not read.
+_MAX_ROW_BYTES = 4096
+
+
+def result_file_bytes(config: TrialConfig, seeds: int) -> int:
+    """Largest size of an intact result file of ``config`` (:data:`_MAX_ROW_BYTES` per row)."""
+    return (int(seeds) * (int(config.rounds) + 1) + 1) * _MAX_ROW_BYTES
+
+
+def _check_row(row: list, col: dict) -> str | None:
+    """Why one parsed result row is not valid (None if it is): numbers, ranges, flags."""
+    try:
+        if int(row[col["seed"]]) < 0 or int(row[col["round"]]) < 0:
+            return "a negative seed or round"
+        if int(row[col["n_mislabeled"]]) < 0 or int(row[col["iterations"]]) < 0:
+            return "a negative count"
+        for metric in _FRACTIONS:
+            value = _num(row[col[metric]])
+            if math.isnan(value) and metric in _MAY_BE_NAN:
+                continue
+            if not 0.0 <= value <= 1.0:  # also refuses NaN and inf
+                return f"{metric} = {row[col[metric]]!r} outside [0, 1]"
+        for name in ("residual", "target", "gradient_norm"):
+            value = _num(row[col[name]])
+            if not (value >= 0.0 and math.isfinite(value)):
+                return f"{name} = {row[col[name]]!r} is not a finite number >= 0"
+    except ValueError:
+        return "a field does not parse as a number"
+    if row[col["converged"]] not in ("true", "false"):
+        return f"converged = {row[col['converged']]!r} is not true or false"
+    return None
+
+
 def check_result_file(path, config: TrialConfig, seeds: int) -> str | None:
     """Why the per-config file ``path`` is not a complete result of ``config`` (None if it is).
 
-    Complete: the header :data:`COLUMNS`, exactly one row per seed ``0..seeds-1`` and round
-    ``0..config.rounds`` (PLL methods: teacher and student), every row of ``config``'s key and
-    method with all fields present and numeric fields parsing as numbers.
+    Complete: a regular file (not a device, a FIFO or a link to one) of plausible size
+    (:func:`result_file_bytes`, checked before it is read), the header :data:`COLUMNS`, exactly
+    one row per seed ``0..seeds-1`` and round ``0..config.rounds`` (PLL methods: teacher and
+    student), every row of ``config``'s key and method with all fields present, numeric fields
+    parsing as numbers, accuracies and coverage in ``[0, 1]`` (the mislabeled accuracy may be
+    undefined), residuals finite and ``>= 0`` and ``converged`` a boolean.
     """
     try:
+        st = os.stat(path)
+    except OSError as exc:
+        return f"unreadable ({exc.strerror or type(exc).__name__})"
+    if not stat.S_ISREG(st.st_mode):
+        return f"{file_kind(st.st_mode)}, not a regular file"
+    limit = result_file_bytes(config, seeds)
+    if st.st_size > limit:
+        return f"{st.st_size:,} bytes, more than the {limit:,} of {seeds} trial(s)"
+    try:
         with open(path, newline="", encoding="utf-8") as fh:
-            rows = list(csv.reader(fh))
+            rows = list(csv.reader(io.StringIO(fh.read(limit + 1))))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         return f"unreadable ({type(exc).__name__})"
     if not rows or rows[0] != COLUMNS:
@@ -478,17 +611,15 @@ def check_result_file(path, config: TrialConfig, seeds: int) -> str | None:
     col = {c: j for j, c in enumerate(COLUMNS)}
     seen = set()
     key = config.key()
-    for row in body:
+    for number, row in enumerate(body, start=1):
         if len(row) != len(COLUMNS):
-            return "a row has missing or extra fields"
+            return f"row {number} has missing or extra fields"
         if row[col["key"]] != key or row[col["method"]] != config.method:
-            return "rows of another config"
-        try:
-            seen.add((int(row[col["seed"]]), int(row[col["round"]])))
-            for metric in METRICS + ("residual",):
-                _num(row[col[metric]])
-        except ValueError:
-            return "a field does not parse as a number"
+            return f"row {number} belongs to another config"
+        problem = _check_row(row, col)
+        if problem is not None:
+            return f"row {number}: {problem}"
+        seen.add((int(row[col["seed"]]), int(row[col["round"]])))
     if seen != want:
         return "seeds or rounds missing or repeated"
     return None
@@ -564,6 +695,8 @@ def run_sweep(
     extend: bool = False,
     max_memory: float | None = None,
     scheduler_timeout: float = SCHEDULER_TIMEOUT,
+    max_time: float | None = None,
+    allow_oversubscribe: bool = False,
 ) -> SweepResult:
     """Run (or resume) ``spec`` into directory ``out``; see the module docstring for the files.
 
@@ -572,7 +705,10 @@ def run_sweep(
     spec : SweepSpec
     out : path
     workers : int, optional
-        Local worker processes (default ``os.cpu_count()``); 1 runs serially in this process.
+        Local worker processes (default: the usable cores,
+        :func:`selfdistill_cli.limits.usable_cores`); 1 runs serially in this process. A larger
+        request is capped at the usable cores with a note on stderr unless
+        ``allow_oversubscribe``; never more workers than configs to run.
     scheduler : str or dask.distributed.Client, optional
         Dask scheduler address (e.g. ``'tcp://127.0.0.1:8786'``) or client; overrides ``workers``.
     limit : int, optional
@@ -594,6 +730,13 @@ def run_sweep(
         memory available now, :func:`simulations.memory.available_bytes`). Not checked on Dask.
     scheduler_timeout : float
         Seconds to wait for the Dask scheduler.
+    max_time : float, optional
+        Refuse (:class:`selfdistill_cli.limits.TimeLimitError`) a sweep whose estimated wall
+        time (:func:`simulations.runtime.trial_seconds` of every pending trial, divided among
+        the workers) exceeds this many seconds (default
+        :data:`simulations.runtime.DEFAULT_SWEEP_MAX_SECONDS`, a day).
+    allow_oversubscribe : bool
+        Start ``workers`` processes even beyond the usable cores.
 
     Raises
     ------
@@ -603,7 +746,8 @@ def run_sweep(
     """
     if not isinstance(spec, SweepSpec):
         raise ValueError("spec must be a SweepSpec (use load_spec / parse_spec)")
-    n_workers = (os.cpu_count() or 1) if workers is None else check_int(workers, "workers", 1)
+    cores = usable_cores()
+    n_workers = cores if workers is None else check_int(workers, "workers", 1)
     if blas_threads is not None:
         blas_threads = check_int(blas_threads, "blas_threads", 1)
     if limit is not None:
@@ -613,17 +757,37 @@ def run_sweep(
     start = time.perf_counter()
     out = Path(out)
     backend = "dask" if scheduler is not None else ("serial" if n_workers == 1 else "processes")
+    if backend == "processes":  # never more processes than cores (unless asked) or configs
+        n_workers = cap_workers(
+            n_workers,
+            allow_oversubscribe=allow_oversubscribe,
+            note=None if not quiet else (lambda _msg: None),
+        )
+        n_workers = max(1, min(n_workers, len(spec.configs)))
     if backend != "dask" and spec.configs:
-        running = 1 if backend == "serial" else min(n_workers, len(spec.configs))
+        running = 1 if backend == "serial" else n_workers
         need = running * max(trial_bytes(c) for c in spec.configs)
+        need += (running if backend == "processes" else 0) * WORKER_BYTES
         check_memory(need, f"this sweep ({running} config(s) at once)", max_memory)
+    # The configs still to run (a result file, even a damaged one, counts as done here: an
+    # estimate need not read them) and at most `limit` of them.
+    todo = [c for c in spec.configs if not (out / "results" / f"{c.key()}.csv").exists()]
+    todo = todo if limit is None else todo[:limit]
+    if todo:
+        seconds = spec.seeds * sum(trial_seconds(c) for c in todo)
+        parallel = 1 if backend == "serial" else min(n_workers, len(todo))
+        check_time(
+            seconds / parallel,
+            f"this sweep ({len(todo)} config(s) x {spec.seeds} trial(s))",
+            DEFAULT_SWEEP_MAX_SECONDS if max_time is None else float(max_time),
+        )
     if out.exists() and not out.is_dir():  # before connecting to anything
         raise ValueError(f"output directory {str(out)!r} is a file; give a directory for --out")
     client, own_client = (None, False)
     if backend == "dask":
         client, own_client = _dask_client(scheduler, float(scheduler_timeout))
     try:
-        res_dir = _prepare_out(spec, out, extend)
+        res_dir = _prepare_out(spec, out, extend, quiet)
         return _run(
             spec, out, res_dir, backend, n_workers, client, limit, quiet, blas_threads, start
         )
@@ -643,7 +807,11 @@ def _run(spec, out, res_dir, backend, n_workers, client, limit, quiet, blas_thre
         problem = check_result_file(path, c, spec.seeds)
         if problem is not None:  # keep the damaged file for inspection, out of the results
             os.replace(path, path.with_name(path.name + ".invalid"))
-            _log(f"  {c.key()}: results file damaged ({problem}); running it again", quiet)
+            _log(
+                f"  {str(path)!r}: results file refused ({problem}); kept as "
+                f"{path.name}.invalid, running its config again",
+                quiet,
+            )
             pending.append(c)
     skipped = len(spec.configs) - len(pending)
     if limit is not None:
@@ -697,10 +865,10 @@ def _run(spec, out, res_dir, backend, n_workers, client, limit, quiet, blas_thre
 
 def _finalise(spec: SweepSpec, out: Path, res_dir: Path, failed: dict) -> None:
     rows: list[dict] = []
-    for key in spec.keys:
-        path = res_dir / f"{key}.csv"
-        if path.exists():
-            rows.extend(read_csv(path))
+    for config in spec.configs:
+        path = res_dir / f"{config.key()}.csv"
+        if path.exists():  # validated this run (or just written); read with the same size cap
+            rows.extend(read_csv(path, result_file_bytes(config, spec.seeds)))
     atomic_write_text(out / "results.csv", _to_csv(rows))
     atomic_write_text(out / "summary.csv", _summary_csv(summarize(rows)))
     errors = out / "errors.json"

@@ -6,9 +6,16 @@ cross-entropy, and every candidate-set loss of :mod:`theory.losses`), and the co
 (plurality, margin, rho, closed-form minimum round, 100%-window). Cost is independent of ``n``.
 
 Invalid parameters print one line ``error: ...`` naming the parameter to stderr and exit with
-code 2; so does a problem whose estimated memory exceeds the memory available (the message gives
-the memory and time estimates). JSON has no NaN/inf: undefined accuracies (e.g. no mislabeled
-points) and ``rho = inf`` (``c = 1``) are written as ``null``.
+code 2 (``lam`` must lie in ``[1e-12, 1e12]``, :func:`theory.validation.check_lam`; ``K n <= 2^53``;
+``K < p <= 2^53``); so does a problem whose estimated memory exceeds the memory available
+(``--max-memory GB`` overrides) or whose estimated time exceeds ``--max-time`` (default
+:data:`DEFAULT_MAX_SECONDS`). Both are checked from ``K`` and ``R`` alone before anything of size
+``K x K`` is built. With ``--dim`` the exact finite-ratio theory is estimated too
+(:func:`check_finite_exact_resources`: 300 s alone by default, or within ``--max-time``), and a
+fixed point of it that does not converge is one line (:class:`FiniteExactFailed`), never numbers;
+where only the linearised theory cannot be resolved, ``finite.refused`` says why. With ``K = 2``
+the PLL students are undefined and reported as such. JSON has no NaN/inf: undefined accuracies
+(e.g. no mislabeled points) and ``rho = inf`` (``c = 1``) are written as ``null``.
 
 Partial results: an exact solve that misses its certificate (e.g. at ``lam <= 1e-7``) does not
 drop the report. Its entry carries ``"converged": false`` and its residual, the JSON lists it under
@@ -33,33 +40,47 @@ import sys
 import numpy as np
 
 from selfdistill_cli import ArgumentParser, available_bytes
+from selfdistill_cli.limits import check_time, parse_max_time
 from theory.conditions import (
     eigen_ratio_rho,
     min_rounds_linear,
     plurality_condition,
     window_linear,
 )
+from theory.group_descent import descent_memory_bytes
+from theory.group_engine import engine_memory_bytes
 from theory.groups import (
     BlockModel,
     GroupConvergenceError,
     check_counts,
-    newton_build_flops,
     predict_exact,
     predict_linear,
-    prediction_memory_bytes,
 )
 from theory.losses import LOSSES
-from theory.names import CONFIG_KEY, DEFAULT_Q, MODEL_DEFAULTS, NOISE_KINDS, ROUNDS_HELP
+from theory.names import (
+    CONFIG_KEY,
+    DEFAULT_Q,
+    LOSS_METHOD,
+    MODEL_DEFAULTS,
+    NOISE_KINDS,
+    ROUNDS_HELP,
+)
+from theory.partial_labels import PLL_MIN_CLASSES, pll_undefined_reason
 from theory.pll import LinearisationUndefinedError, predict_pll
+from theory.validation import LAM_MAX, LAM_MIN, MAX_SAMPLES, check_lam
 
 __all__ = [
+    "DEFAULT_MAX_SECONDS",
+    "FiniteExactFailed",
     "check_finite_exact_resources",
     "check_finite_resources",
     "check_resources",
+    "estimated_seconds",
     "main",
     "parse_counts",
     "predict_report",
     "resource_estimate",
+    "worst_case_estimate",
 ]
 
 _ACC_KEYS = ("train_acc", "train_acc_clean", "train_acc_mislabeled", "population_acc")
@@ -79,8 +100,13 @@ class _Parser(ArgumentParser):
         raise _UsageError(message)
 
 
-def parse_counts(text: str) -> np.ndarray:
-    """Parse ``"r1;r2;..."`` (rows = true class, comma-separated given-label counts)."""
+def parse_counts(text: str, n_classes: int | None = None) -> np.ndarray:
+    """Parse ``"r1;r2;..."`` (rows = true class, comma-separated given-label counts).
+
+    Every entry must be an integer in ``[0, 2^53]`` (:data:`theory.validation.MAX_SAMPLES`; larger
+    numbers are refused before any array is built) and, with ``n_classes``, the matrix must be
+    ``n_classes x n_classes``.
+    """
     try:
         rows = [[int(v) for v in row.split(",")] for row in text.strip().strip(";").split(";")]
     except ValueError:
@@ -89,6 +115,17 @@ def parse_counts(text: str) -> np.ndarray:
         ) from None
     if len({len(r) for r in rows}) != 1:
         raise ValueError(f"counts rows must all have the same length, got {text!r}")
+    if n_classes is not None and (len(rows) != n_classes or len(rows[0]) != n_classes):
+        raise ValueError(
+            f"counts must be a {n_classes} x {n_classes} matrix (--classes {n_classes}), got "
+            f"{len(rows)} x {len(rows[0])}"
+        )
+    for row in rows:
+        for v in row:
+            if not 0 <= v <= MAX_SAMPLES:
+                raise ValueError(
+                    f"counts entries must be integers in [0, 2^53] (points per group), got {v}"
+                )
     return np.array(rows, dtype=np.int64)
 
 
@@ -117,7 +154,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--per-class",
         type=int,
         default=MODEL_DEFAULTS["per_class"],
-        help="points per class n >= 1",
+        help="points per class n >= 1 (K n <= 2^53)",
     )
     q.add_argument(
         "--c",
@@ -129,7 +166,11 @@ def _build_parser() -> argparse.ArgumentParser:
         "--d", type=float, default=MODEL_DEFAULTS["d"], help="across-class correlation, d < c"
     )
     q.add_argument(
-        "--lam", type=float, default=MODEL_DEFAULTS["lam"], help="regularisation lam > 0"
+        "--lam",
+        type=float,
+        default=MODEL_DEFAULTS["lam"],
+        help=f"regularisation lam in [{LAM_MIN:g}, {LAM_MAX:g}], the range the solvers support "
+        "(docs/reliability.md)",
     )
     q.add_argument("--rounds", type=int, default=MODEL_DEFAULTS["rounds"], help=ROUNDS_HELP)
     q.add_argument(
@@ -157,9 +198,9 @@ def _build_parser() -> argparse.ArgumentParser:
     q.add_argument(
         "--dim",
         type=int,
-        help="feature dimension p >= K: add the finite-p theories on the Gaussian mixture: the "
-        "exact finite-ratio theory of cross-entropy SD (p > K; docs/theory.md section 16) and the "
-        "linearised one (section 11), flagged where it departs from the exact one",
+        help="feature dimension p > K (up to 2^53): add the finite-p theories on the Gaussian "
+        "mixture: the exact finite-ratio theory of cross-entropy SD (docs/theory.md section 16) "
+        "and the linearised one (section 11), flagged where it departs from the exact one",
     )
     q.add_argument(
         "--delta",
@@ -180,6 +221,21 @@ def _build_parser() -> argparse.ArgumentParser:
         help="with --dim: skip the exact finite-ratio theory (docs/theory.md section 16)",
     )
     q.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    q.add_argument(
+        "--max-memory",
+        type=float,
+        default=None,
+        metavar="GB",
+        help="refuse reports estimated above this many GB (default: the memory available now)",
+    )
+    q.add_argument(
+        "--max-time",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help=f"refuse reports estimated to take longer (default {DEFAULT_MAX_SECONDS:g} s); "
+        "the estimate and this limit are checked before anything is computed",
+    )
     return p
 
 
@@ -257,6 +313,19 @@ def _unconverged(entry, pred, t=0):
     ]
 
 
+def _estimate(n_classes: int, n_groups: int, rounds: int) -> tuple[int, float]:
+    """``(bytes, flops)`` of a report with ``G`` non-empty groups (arithmetic only)."""
+    k, g, r = int(n_classes), int(n_groups), int(rounds)
+    stored = 8 * (r + 1) * (k**3 + k**2)  # theory.groups.prediction_memory_bytes, rank 3
+    mem = stored + engine_memory_bytes(k, g, 3) + 8 * 6 * k**3
+    mem += 8 * (r + 1) * k**3  # the linear prediction
+    mem += 8 * 3 * k * k  # the transition matrix, its scaled copy and the counts (--noise)
+    # The escape from a saddle of a non-convex PLL student (prediction_memory_bytes(escape=True)).
+    mem += descent_memory_bytes(k, g)
+    flops = (r + 12) * float(2 * 3 * k * k * g + 4 * k**4)  # newton_build_flops, rank 3
+    return int(mem), float(flops)
+
+
 def resource_estimate(model: BlockModel, counts, rounds) -> tuple[int, float]:
     """``(bytes, flops)`` estimated for :func:`predict_report` (before anything is allocated).
 
@@ -264,11 +333,31 @@ def resource_estimate(model: BlockModel, counts, rounds) -> tuple[int, float]:
     working set of one rank-3 (GCE) structured Newton solve. Time: about ``R + 12`` structured
     inverse builds (one or two per exact solve; the preconditioner is shared between rounds).
     """
-    rounds = int(rounds)
-    mem = prediction_memory_bytes(model, counts, rounds, rank=3, escape=True)
-    mem += 8 * (rounds + 1) * model.n_classes**3  # the linear prediction
-    flops = (rounds + 12) * newton_build_flops(model, counts, rank=3)
-    return int(mem), float(flops)
+    g = int(np.count_nonzero(np.asarray(counts) > 0))
+    return _estimate(model.n_classes, g, rounds)
+
+
+def worst_case_estimate(n_classes: int, rounds: int) -> tuple[int, float]:
+    """:func:`resource_estimate` with every group non-empty (``G = K^2``), from ``K`` and ``R``
+    alone: checked before the count matrix (itself ``K x K``) is built."""
+    return _estimate(n_classes, int(n_classes) ** 2, rounds)
+
+
+#: Default limit of ``--max-time``: ``theory predict`` is a calculator (the README's K = 200
+#: report takes ~20-50 s); a longer report is refused unless asked for.
+DEFAULT_MAX_SECONDS = 120.0
+#: Fixed cost of one round (Python, certificate, table row): measured 0.4 ms CPU and 1.1 ms wall
+#: per round at K = 3 on the loaded 2-core development machine; 2 ms is the slow side.
+ROUND_SECONDS = 2e-3
+#: Floating-point rate of the structured Newton builds: K = 100 took 3.3 s and K = 200 21 s CPU
+#: for ~2e10 and ~3.5e11 operations (README), i.e. 0.7-1.7e10 per second; 5e9 is the slow side.
+FLOP_RATE = 5e9
+
+
+def estimated_seconds(flops: float, rounds: int, finite_flops: float = 0.0) -> float:
+    """Seconds of a report: its operations at :data:`FLOP_RATE` plus :data:`ROUND_SECONDS` per
+    solve (``R + 12``: rounds, students and conditions)."""
+    return (flops + finite_flops) / FLOP_RATE + (int(rounds) + 12) * ROUND_SECONDS
 
 
 def _available_memory() -> int | None:
@@ -276,35 +365,45 @@ def _available_memory() -> int | None:
     return available_bytes()[0]
 
 
-#: Operations above which the finite-p theory is refused (minutes on a laptop core).
-FINITE_MAX_FLOPS = 2e11
-
-
 def check_finite_resources(n_classes, rounds, available=None) -> None:
-    """Refuse (one-line ``ValueError`` with the estimates) a finite-p theory that cannot run."""
+    """Refuse (one-line ``ValueError`` with the estimate) a finite-p theory that cannot fit in
+    memory; its time counts in the report's estimate (:func:`estimated_seconds`)."""
     from theory.finite import finite_resource_estimate
 
     mem, flops = finite_resource_estimate(n_classes, rounds)
     avail = _available_memory() if available is None else available
-    if (avail is not None and mem > avail) or flops > FINITE_MAX_FLOPS:
+    if avail is not None and mem > avail:
         raise ValueError(
             f"the finite-p theory at K={n_classes} with {rounds} rounds needs an estimated "
-            f"{mem / 1e9:.3g} GB and about {flops:.2g} floating-point operations (limit "
-            f"{FINITE_MAX_FLOPS:.0e}); it is meant for K up to about 30: reduce --classes or "
-            "--rounds, or drop --dim"
+            f"{mem / 1e9:.3g} GB (> {avail / 1e9:.3g} GB available) and about {flops:.2g} "
+            "floating-point operations; reduce --classes or --rounds, drop --dim, or pass "
+            "--max-memory GB to override"
         )
 
 
-def check_resources(model: BlockModel, counts, rounds, available=None) -> None:
-    """Raise ``ValueError`` (one line, with both estimates) if the report cannot fit in memory."""
+def check_resources(
+    model: BlockModel, counts, rounds, available=None, max_seconds=None, finite_flops=0.0
+) -> None:
+    """Raise ``ValueError`` (one line, with the estimates) if the report cannot fit in memory or
+    would take longer than ``max_seconds`` (default :data:`DEFAULT_MAX_SECONDS`)."""
     mem, flops = resource_estimate(model, counts, rounds)
+    _check_estimates(model.n_classes, rounds, mem, flops, available, max_seconds, finite_flops)
+
+
+def _check_estimates(k, rounds, mem, flops, available=None, max_seconds=None, finite_flops=0.0):
     avail = _available_memory() if available is None else available
     if avail is not None and mem > avail:
         raise ValueError(
-            f"K={model.n_classes} with {rounds} rounds needs an estimated {mem / 1e9:.3g} GB "
+            f"K={k} with {rounds} rounds needs an estimated {mem / 1e9:.3g} GB "
             f"(> {avail / 1e9:.3g} GB available) and about {flops:.2g} floating-point "
-            "operations; reduce --classes or --rounds"
+            "operations; reduce --classes or --rounds, or pass --max-memory GB to override"
         )
+    limit = DEFAULT_MAX_SECONDS if max_seconds is None else max_seconds
+    seconds = estimated_seconds(flops, rounds, finite_flops)
+    what = f"the report for K={k} with {rounds} rounds"
+    if finite_flops > flops:
+        what = f"the finite-p theory at K={k} with {rounds} rounds (--dim)"
+    check_time(seconds, what, limit, "--max-time")
 
 
 def _finite_report(model: BlockModel, counts, lam, rounds, dim, delta):
@@ -334,44 +433,104 @@ def _finite_report(model: BlockModel, counts, lam, rounds, dim, delta):
     return per_round, summary
 
 
+def _finite_unresolved(model: BlockModel, rounds, dim, delta):
+    """:func:`_finite_report`'s shape where the linearised theory cannot be computed (its
+    accuracies and conditions ``None``; the report then says why, under ``finite.refused``)."""
+    from theory.finite import MixtureModel
+
+    mix = MixtureModel(model.n_classes, model.per_class, dim, model.c, model.d)
+    per_round = [dict.fromkeys(_ACC_KEYS) for _ in range(rounds + 1)]
+    keys = ("best_population_round", "best_population_acc", "population_gain")
+    summary = {
+        "dim": int(dim),
+        "ratio": mix.ratio,
+        "linearised": True,
+        "quadrature_err": None,
+        "bulk_eigen_weights": None,
+        "conditions": dict.fromkeys(keys) | {"first_round_population_above": None, "delta": delta},
+    }
+    return per_round, summary
+
+
 #: Typical seconds above which the exact finite-ratio theory is refused up front (minutes).
 FINITE_EXACT_SECONDS = 300.0
 #: Default lattice points per shift and group of the exact finite-ratio theory in the CLI.
 FINITE_EXACT_POINTS = 64
 
 
-def check_finite_exact_resources(model: BlockModel, counts, rounds, dim, points) -> None:
+def check_finite_exact_resources(
+    model: BlockModel,
+    counts,
+    rounds,
+    dim,
+    points,
+    *,
+    available=None,
+    max_seconds=None,
+    other_seconds=0.0,
+) -> None:
     """Refuse (one-line ``ValueError`` with the estimates) an exact finite-ratio theory that would
-    take minutes or not fit in memory."""
+    take minutes or not fit in memory.
+
+    Limits: memory ``available`` (``--max-memory``; default the memory available now); time
+    :data:`FINITE_EXACT_SECONDS` for the exact theory alone, or, with ``max_seconds``
+    (``--max-time``), that many seconds for the whole report (``other_seconds``: the rest of it,
+    :func:`estimated_seconds`).
+    """
     from theory.finite import MixtureModel
     from theory.finite_exact import exact_resource_estimate
 
     mix = MixtureModel(model.n_classes, model.per_class, dim, model.c, model.d)
     est = exact_resource_estimate(mix, counts, rounds, points=points)
-    avail = _available_memory()
-    if est["seconds"] > FINITE_EXACT_SECONDS or (avail is not None and est["bytes"] > avail):
+    avail = _available_memory() if available is None else available
+    if max_seconds is None:
+        too_slow = est["seconds"] > FINITE_EXACT_SECONDS
+    else:
+        too_slow = est["seconds"] + other_seconds > max_seconds
+    if too_slow or (avail is not None and est["bytes"] > avail):
         raise ValueError(
             f"the exact finite-ratio theory at K={model.n_classes} with {rounds} rounds would "
             f"take about {est['seconds']:.3g} s and {est['bytes'] / 1e9:.3g} GB "
             f"({est['groups']} groups integrated, {est['points']} points each; count matrix "
-            f"symmetry: {est['symmetry']}); pass --no-finite-exact, fewer --points or --rounds"
+            f"symmetry: {est['symmetry']}); pass --no-finite-exact, fewer --points or --rounds, "
+            "or --max-time SECONDS / --max-memory GB to override"
         )
 
 
+class FiniteExactFailed(RuntimeError):
+    """The exact finite-ratio theory's fixed point (or a proximal step of it) did not converge:
+    no numbers are reported from it (one line on the command line, exit status 2)."""
+
+
 def _finite_exact_report(model: BlockModel, counts, lam, rounds, dim, delta, points, log):
-    """Exact finite-ratio theory (:func:`theory.finite_exact.predict_finite_exact`); JSON-able."""
+    """Exact finite-ratio theory (:func:`theory.finite_exact.predict_finite_exact`); JSON-able.
+
+    Raises :class:`FiniteExactFailed` where it does not converge (e.g. ``lam <= 1e-11``).
+    """
     from theory.finite import MixtureModel
-    from theory.finite_exact import predict_finite_exact
+    from theory.finite_exact import FixedPointNotConverged, predict_finite_exact
+    from theory.finite_exact.prox import ProxNotConverged
     from theory.finite_exact.report import exact_rows, exact_summary
 
     mix = MixtureModel(model.n_classes, model.per_class, dim, model.c, model.d)
-    pred = predict_finite_exact(
-        mix, counts, lam, rounds, points=points, progress=lambda t: log(f"finite-exact round {t}")
-    )
-    student = None
-    if model.n_classes >= 3:  # the cross-entropy PLL student (top-2 of the teacher)
-        pll = predict_finite_exact(mix, counts, lam, 1, points=points, student="pll")
-        student = exact_rows(pll)[1]
+    try:
+        pred = predict_finite_exact(
+            mix,
+            counts,
+            lam,
+            rounds,
+            points=points,
+            progress=lambda t: log(f"finite-exact round {t}"),
+        )
+        student = None
+        if model.n_classes >= 3:  # the cross-entropy PLL student (top-2 of the teacher)
+            pll = predict_finite_exact(mix, counts, lam, 1, points=points, student="pll")
+            student = exact_rows(pll)[1]
+    except (FixedPointNotConverged, ProxNotConverged, np.linalg.LinAlgError) as exc:
+        raise FiniteExactFailed(
+            f"the exact finite-ratio theory did not converge ({' '.join(str(exc).split())}); "
+            "pass --no-finite-exact for the other theories"
+        ) from None
     return exact_rows(pred), exact_summary(pred, delta), student
 
 
@@ -424,7 +583,7 @@ def predict_report(
     teacher = exa.teacher
     del lin, exa  # release the (R + 1) K^3 arrays before the students are solved
     losses: dict = {}
-    for loss in LOSSES:
+    for loss in LOSSES if model.n_classes >= PLL_MIN_CLASSES else ():
         entry: dict = {}
         try:
             entry["linear"] = _student(
@@ -451,13 +610,21 @@ def predict_report(
     window = window_linear(model, counts, lam)  # never clipped to ``rounds``
     finite = None
     if dim is not None:
+        from theory.finite import FiniteResolutionError
         from theory.finite_exact.report import (
             linearised_flags,
             linearised_regime,
             random_matrix_failure,
         )
 
-        per_round, finite = _finite_report(model, counts, lam, rounds, dim, delta)
+        unresolved = None
+        try:
+            per_round, finite = _finite_report(model, counts, lam, rounds, dim, delta)
+        except FiniteResolutionError as exc:  # e.g. very small lam: h1's one line, or refused
+            if not finite_exact:
+                raise  # nothing else to report at this --dim
+            unresolved = f"linearised finite-p theory not available: {' '.join(str(exc).split())}"
+            per_round, finite = _finite_unresolved(model, rounds, dim, delta)
         say("finite-p theory done")
         exact_rows = exact_sum = exact_pll = None
         if finite_exact:
@@ -468,7 +635,7 @@ def predict_report(
             say("finite-exact theory done")
         regime = linearised_regime(model.n_classes, float(lam), finite["ratio"])
         flags = linearised_flags(per_round, exact_rows, regime)
-        refused = random_matrix_failure(float(lam), finite["ratio"])
+        refused = unresolved or random_matrix_failure(float(lam), finite["ratio"])
         for t, (row, entry, flag) in enumerate(zip(rows, per_round, flags, strict=True)):
             row["finite"] = entry | flag
             if refused is not None:  # no numbers where the theory is known to fail
@@ -497,9 +664,18 @@ def predict_report(
             "counts": np.asarray(counts).tolist(),
         },
         "rounds": rows,
-        # Today's PLL student (two-hot cross-entropy) = pll_losses.ce.
-        "pll": {m: losses["ce"][m] for m in ("linear", "exact")},
-        "pll_losses": losses,
+        # Today's PLL student (two-hot cross-entropy) = pll_losses.ce; with K = 2 the students
+        # are undefined (theory.partial_labels.pll_undefined_reason) and say so instead.
+        "pll": (
+            {m: losses["ce"][m] for m in ("linear", "exact")}
+            if losses
+            else {"undefined": pll_undefined_reason(LOSS_METHOD["ce"], model.n_classes)}
+        ),
+        "pll_losses": losses
+        or {
+            loss: {"undefined": pll_undefined_reason(LOSS_METHOD[loss], model.n_classes)}
+            for loss in LOSSES
+        },
         "conditions": {
             "plurality": bool(holds),
             "margin": float(margin),
@@ -588,7 +764,9 @@ def _table(rep: dict) -> str:
             line += " | " + " ".join(_fmt(row["finite"][k]) for k in _ACC_KEYS)
             line += "" if row["finite"]["validated"] else " !"
         lines.append(line)
-    for m in ("linear", "exact"):
+    if "undefined" in rep["pll"]:
+        lines.append(f"PLL students: undefined: {rep['pll']['undefined']}")
+    for m in ("linear", "exact") if "undefined" not in rep["pll"] else ():
         lines.append(f"PLL {m:<6}: " + _cells(rep["pll"][m]))
     if "finite_exact" in rep["pll"]:
         pll = rep["pll"]["finite_exact"]
@@ -597,7 +775,7 @@ def _table(rep: dict) -> str:
             + " ".join(_fmt(pll[k]) for k in _ACC_KEYS)
         )
     saddle_notes = []
-    for loss, entry in rep["pll_losses"].items():
+    for loss, entry in rep["pll_losses"].items() if "undefined" not in rep["pll"] else ():
         lin = _cells(entry["linear"]) if "linear" in entry else f"{'(linearisation undefined)':<28}"
         name = f"{loss} (q={p['q']:g})" if loss == "gce" else loss
         exact = entry["exact"]
@@ -686,11 +864,19 @@ def _parse_groups(text):
     return groups
 
 
-def _model_and_counts(args):
-    if args.lam is None or not math.isfinite(args.lam) or args.lam <= 0:
-        raise ValueError(f"lam must be a finite number > 0, got {args.lam}")
-    if args.classes < 2:
-        raise ValueError(f"classes (K) must be >= 2, got {args.classes}")
+def _check_args(args) -> None:
+    """Validate every scalar option (nothing is allocated); ``ValueError`` naming the option."""
+    check_lam(args.lam, "lam")
+    if not 2 <= args.classes <= MAX_SAMPLES:
+        raise ValueError(f"classes (K) must be an integer in [2, 2^53], got {args.classes}")
+    if args.per_class < 1:
+        raise ValueError(f"per_class (n) must be an integer >= 1, got {args.per_class}")
+    if args.per_class > MAX_SAMPLES // args.classes:
+        raise ValueError(
+            f"per_class must be an integer in [1, {MAX_SAMPLES // args.classes}]"
+            f" for K={args.classes} (N = K n at most 2^53, exactly representable in float64), "
+            f"got {args.per_class}"
+        )
     if not (math.isfinite(args.c) and math.isfinite(args.d)):
         raise ValueError("c and d must be finite")
     if args.c > 1:
@@ -705,17 +891,36 @@ def _model_and_counts(args):
         raise ValueError(f"q (GCE exponent) must lie in (0, 1], got {args.q}")
     if not (math.isfinite(args.delta) and 0 < args.delta < 1):
         raise ValueError(f"delta must lie in (0, 1), got {args.delta}")
-    if args.dim is not None:
-        from theory.finite import MixtureModel
+    if args.dim is not None and not args.classes < args.dim <= MAX_SAMPLES:
+        raise ValueError(
+            f"dim (p) must be an integer in (K, 2^53] = ({args.classes}, {MAX_SAMPLES}] (the "
+            f"finite-p theory's noise bulk has p - K dimensions), got {args.dim}"
+        )
+    from theory.finite import FINITE_MAX_ROUNDS  # lazy: the finite-p theory is optional
 
-        if args.dim < args.classes:
-            raise ValueError(f"dim (p) must be an integer >= K = {args.classes}, got {args.dim}")
-        MixtureModel(args.classes, args.per_class, args.dim, args.c, args.d)  # mixture exists
-    model = BlockModel(args.classes, args.per_class, args.c, args.d)
+    if args.dim is not None and args.rounds > FINITE_MAX_ROUNDS and args.max_time is None:
+        raise ValueError(
+            f"the finite-p theory (--dim) runs up to --rounds {FINITE_MAX_ROUNDS} by default: "
+            f"beyond, its covariance contour grows to thousands of points and its time to minutes "
+            f"or hours (theory.finite.FINITE_MAX_ROUNDS); got {args.rounds}: reduce --rounds, "
+            "drop --dim, or pass --max-time SECONDS to allow it"
+        )
+    if args.points is not None and args.points < 16:
+        raise ValueError(f"points must be an integer >= 16, got {args.points}")
     if args.counts is not None:
         if args.noise is not None or args.eta is not None or args.groups is not None:
             raise ValueError("pass either --counts or --noise/--eta/--groups, not both")
-        counts = parse_counts(args.counts)
+
+
+def _model_and_counts(args):
+    """The block model and the validated count matrix (after :func:`_check_args`)."""
+    if args.dim is not None:
+        from theory.finite import MixtureModel
+
+        MixtureModel(args.classes, args.per_class, args.dim, args.c, args.d)  # mixture exists
+    model = BlockModel(args.classes, args.per_class, args.c, args.d)
+    if args.counts is not None:
+        counts = parse_counts(args.counts, args.classes)
         args.labels = {"noise": None, "eta": None, "groups": None}  # given by --counts
     else:
         from theory.noise import exact_counts, transition_matrix
@@ -733,25 +938,55 @@ def _model_and_counts(args):
     return model, check_counts(counts, model)
 
 
+def _max_memory(value) -> int | None:
+    """``--max-memory GB`` in bytes (``None``: the memory available now)."""
+    if value is None:
+        return None
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"--max-memory must be a positive number of GB, got {value!r}")
+    return int(value * 1e9)
+
+
+def _finite_flops(args) -> float:
+    if args.dim is None:
+        return 0.0
+    from theory.finite import finite_resource_estimate
+
+    return finite_resource_estimate(args.classes, args.rounds)[1]
+
+
 def main(argv=None) -> int:
     parser = _build_parser()
     try:
         args = parser.parse_args(argv)
-        model, counts = _model_and_counts(args)
-        check_resources(model, counts, args.rounds)
+        max_seconds = parse_max_time(args.max_time)
+        avail = _max_memory(args.max_memory)
+        _check_args(args)
+        # Before anything of size K x K is built (the count matrix of --noise at K = 100000 is
+        # 80 GB): the worst case of every group non-empty, from K and R alone.
+        mem, flops = worst_case_estimate(args.classes, args.rounds)
+        if args.counts is None:  # --noise (the default): the count matrix is built from K
+            _check_estimates(
+                args.classes, args.rounds, mem, flops, avail, max_seconds, _finite_flops(args)
+            )
         if args.dim is not None:
-            check_finite_resources(model.n_classes, args.rounds)
-            if args.points is not None and args.points < 16:
-                raise ValueError(f"points must be an integer >= 16, got {args.points}")
-            if not args.no_finite_exact:
-                if args.dim <= args.classes:
-                    raise ValueError(
-                        f"the exact finite-ratio theory needs dim > K = {args.classes} (its bulk "
-                        f"has p - K dimensions), got {args.dim}; pass --no-finite-exact"
-                    )
-                check_finite_exact_resources(
-                    model, counts, args.rounds, args.dim, args.points or FINITE_EXACT_POINTS
-                )
+            check_finite_resources(args.classes, args.rounds, avail)
+        model, counts = _model_and_counts(args)
+        check_resources(model, counts, args.rounds, avail, max_seconds, _finite_flops(args))
+        if args.dim is not None and not args.no_finite_exact:
+            report_seconds = estimated_seconds(
+                resource_estimate(model, counts, args.rounds)[1], args.rounds, _finite_flops(args)
+            )
+            check_finite_exact_resources(
+                model,
+                counts,
+                args.rounds,
+                args.dim,
+                args.points or FINITE_EXACT_POINTS,
+                available=avail,
+                max_seconds=max_seconds,
+                other_seconds=report_seconds,
+            )
     except (_UsageError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -775,6 +1010,12 @@ def main(argv=None) -> int:
             finite_exact=not args.no_finite_exact,
             points=args.points,
         )
+    except ValueError as exc:  # e.g. the finite-p theory cannot resolve these parameters
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    except FiniteExactFailed as exc:  # never a number from an unconverged fixed point
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except GroupConvergenceError as exc:  # pragma: no cover - every solve allows partial results
         print(f"error: {exc}", file=sys.stderr)
         return 1

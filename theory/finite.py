@@ -52,7 +52,9 @@ from theory.orthant import win_probability
 from theory.validation import check_int, check_positive
 
 __all__ = [
+    "FINITE_MAX_ROUNDS",
     "FinitePrediction",
+    "FiniteResolutionError",
     "PopulationRounds",
     "finite_phase_diagram",
     "finite_resource_estimate",
@@ -87,8 +89,9 @@ class MixtureModel:
     """Gaussian mixture of dimension ``dim``: ``K = n_classes`` classes of ``n = per_class`` points.
 
     ``dim = math.inf`` is the block limit (Gram matrix exactly the block model). Validated with
-    :func:`theory.gram.check_mixture_params` (``p >= K``, ``0 <= c <= 1``, ``d <= c``,
-    ``c + (K - 1) d >= 0``).
+    :func:`theory.gram.check_mixture_params` (``0 <= c <= 1``, ``d <= c``,
+    ``c + (K - 1) d >= 0``) and ``p > K`` (the theory's noise bulk has ``p - K`` dimensions; a
+    simulation may use ``p = K``, the theory has nothing to describe there).
     """
 
     n_classes: int
@@ -105,6 +108,11 @@ class MixtureModel:
             if isinstance(dim, float) and dim.is_integer():
                 dim = int(dim)
             k, dim, c, d = check_mixture_params(self.n_classes, dim, self.c, self.d)
+            if dim <= k:  # no noise outside the means' span: the bulk spectrum does not exist
+                raise ValueError(
+                    f"dim (p) must be > K = {k} for the finite-p theory (its noise bulk has p - K "
+                    f"dimensions), got {dim}"
+                )
         n = check_int(self.per_class, "per_class", 1)
         for name, value in (("n_classes", k), ("per_class", n), ("dim", dim), ("c", c), ("d", d)):
             object.__setattr__(self, name, value)
@@ -784,6 +792,15 @@ def _population_moments(rv: _Resolvent, weights, rv_cov: _Resolvent, weights_cov
     return mean.real, 0.5 * (cov + cov.T)
 
 
+class FiniteResolutionError(ValueError):
+    """The finite-p theory's contour sums cannot resolve a covariance at these parameters.
+
+    Found at very small ``lam`` (``<= 1e-8``) or ``N/p`` (``<= 1e-6``), issue 21: the double
+    contour sums lose the covariance's small eigenvalues to round-off. A ``ValueError``: the
+    parameters lie outside what the theory computes, so every entry point reports one line.
+    """
+
+
 def _clean_covariance(cov):
     r"""Remove round-off from covariances (..., K, K) of outputs or logits.
 
@@ -794,7 +811,7 @@ def _clean_covariance(cov):
     ``<= 1e-7``, :func:`contour_weights`) times the dynamic range of the terms; directions below
     ``1e-3`` of the largest eigenvalue that come out negative are set to 0 (they are below the
     resolution of the rule; the orthant rule then treats them as deterministic), anything more
-    negative is a bug and raises.
+    negative raises :class:`FiniteResolutionError` (a ``ValueError``).
     """
     k = cov.shape[-1]
     proj = np.eye(k) - 1.0 / k
@@ -803,7 +820,11 @@ def _clean_covariance(cov):
     ev, vec = np.linalg.eigh(c)
     top = np.max(np.abs(ev), axis=-1, keepdims=True)
     if np.any(ev < -1e-3 * top - 1e-300):
-        raise RuntimeError("finite-p covariance is not positive semidefinite beyond round-off")
+        raise FiniteResolutionError(
+            "the finite-p theory cannot resolve these parameters: its output covariance is not "
+            "positive semidefinite beyond round-off (very small lam or N/p); use a larger lam or "
+            "N/p, or the block limit p = inf"
+        )
     ev = np.clip(ev, 0.0, None)
     return (vec * ev[..., None, :]) @ np.swapaxes(vec, -1, -2)
 
@@ -895,6 +916,15 @@ def _predict_finite(model, cnt, lam, r, abs_tol):
     )
 
 
+#: Largest number of rounds for which the command lines evaluate the finite-p theory by default.
+#: Beyond about 50 rounds the covariance contour (built for round ``2t + 1``) switches to the
+#: circle around the spectrum and grows from ~200 to ~3000 points (K = 3, n = 20, p = 400,
+#: lam = 1e-3, measured: 0.3 s at R = 30, 3-9 s at R = 50, over 3 minutes and 6.6 GB at
+#: R = 100), so its cost is no longer predictable from :func:`finite_resource_estimate`
+#: (issue 21).
+FINITE_MAX_ROUNDS = 40
+
+
 def finite_resource_estimate(n_classes: int, rounds: int) -> tuple[int, float]:
     """``(bytes, flops)`` of :func:`predict_finite` for ``K`` classes and ``R`` rounds (worst case).
 
@@ -966,7 +996,7 @@ def finite_phase_diagram(n_classes, per_class, c, d, counts, lam, ratios, rounds
     ----------
     ratios : sequence of float
         ``N/p`` values; ``0`` means the block limit ``p = inf``. ``p = round(N/ratio)`` must be
-        ``>= K``.
+        ``> K``.
 
     Returns
     -------

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from theory.validation import check_int
+from theory.validation import MAX_SAMPLES, check_int
 
 __all__ = [
     "block_eigenvalues",
@@ -34,16 +34,27 @@ __all__ = [
 def check_block_params(n_classes, per_class, c, d) -> tuple[int, int, float, float]:
     """Validate block-model parameters; ``ValueError`` naming the parameter otherwise.
 
-    Requires ``K >= 2``, ``n >= 1``, finite ``c <= 1`` and ``d``, and all three eigenvalues of the
-    block Gram matrix ``>= 0`` (positive semidefinite, so that features realising it exist).
+    Requires ``K >= 2``, ``1 <= n`` with ``N = K n <= 2^53``
+    (:data:`theory.validation.MAX_SAMPLES`), finite ``c <= 1`` and ``d``, and all three eigenvalues
+    of the block Gram matrix ``>= 0`` (positive semidefinite, so that features realising it exist).
     """
     k = check_int(n_classes, "n_classes", 2)
     n = check_int(per_class, "per_class", 1)
+    if k > MAX_SAMPLES or n > MAX_SAMPLES // k:
+        raise ValueError(
+            f"per_class must be an integer in [1, {MAX_SAMPLES // max(min(k, MAX_SAMPLES), 1)}] "
+            f"for n_classes={k} (N = K n at most 2^53, exactly representable in float64), "
+            f"got per_class={n}"
+        )
     c, d = float(c), float(d)
     if not (np.isfinite(c) and np.isfinite(d)):
         raise ValueError(f"c and d must be finite, got c={c}, d={d}")
     if c > 1:
         raise ValueError(f"c must be <= 1 (diagonal of G is 1, |c| <= 1), got c={c}")
+    if not (-1 <= c and -1 <= d <= 1):  # else n (c - d) overflows and the PSD test sees NaN
+        raise ValueError(
+            f"c and d must lie in [-1, 1] (inner products of unit-norm features), got c={c}, d={d}"
+        )
     mu1, mu2, mu3 = _eigs(k, n, c, d)
     if mu3 < 0:
         raise ValueError(f"c must be <= 1 for a PSD block Gram matrix, got c={c}")

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from theory.losses import softmax_deviation
+from theory.validation import CERTIFICATE_RTOL_CAP
 
 __all__ = [
     "EngineResult",
@@ -580,7 +581,8 @@ class EngineResult:
     residual : float
         ``max |delta(z) - delta(L f(z))|`` (outputs vs the outputs the fixed point maps them to).
     target : float
-        Certified tolerance ``max(tol * scale, floor)``.
+        Certified tolerance ``max(tol * s, min(floor, CERTIFICATE_RTOL_CAP * s))`` with ``s`` the
+        smaller of ``scale`` and the outputs' deviation from uniform (:func:`_certify`).
     floor : float
         Round-off floor of the residual evaluation,
         ``eps [64 (max|delta| + max|z|) + 8 max(|L| m_f)]`` with ``m_f`` the magnitudes of the
@@ -619,16 +621,36 @@ class _State:
         self._cp, self._loss = coupling, loss
 
     def certificate(self):
-        """``(residual, floor)``: see :class:`EngineResult`."""
+        """``(residual, floor, size)``: see :class:`EngineResult`; ``size`` is the outputs'
+        deviation from uniform, ``max(max|delta(z)|, max|delta(L f(z))|)``."""
         dev = self.dev
-        res = float(np.abs(dev - softmax_deviation(self.lz)).max())
+        mapped = softmax_deviation(self.lz)
+        res = float(np.abs(dev - mapped).max())
+        size = max(float(np.abs(dev).max()), float(np.abs(mapped).max())) if dev.size else 0.0
         # f is a difference of terms of size force_magnitude, so it carries an absolute error
         # ~ eps force_magnitude, which L amplifies (|L| ~ mu_1 / (lam N) at small lam).
         amplified = float(self._cp.apply_abs(self._loss.force_magnitude(self.z, dev)).max())
         floor = _EPS * (
             64 * (float(np.abs(dev).max()) + float(np.abs(self.z).max())) + 8 * amplified
         )
-        return res, floor
+        return res, floor, size
+
+
+def _certify(res, floor, scale, size, tol):
+    """``(target, converged)`` of a residual: relative to the outputs' own size, capped floor.
+
+    The residual is measured on output deviations, so it is judged relative to
+    ``s = min(scale, size)``: the force's size at zero logits (``max|t - 1/K|``) *and* the
+    outputs' actual deviation from uniform, which is far smaller at large ``lam`` (outputs within
+    1e-14 of ``1/K``: a residual of 1e-14 there is 100% of the answer, not 1e-14 of ``scale``).
+    The round-off floor raises the target, but never above
+    :data:`theory.validation.CERTIFICATE_RTOL_CAP` ``* s``: a residual the floor does not let us
+    resolve to that relative accuracy (e.g. ``lam = 1e-16``, where ``|L| ~ 1 / (lam N)`` makes
+    the floor exceed the outputs themselves) is reported as not converged, never certified.
+    """
+    s = min(scale, size)
+    target = max(tol * s, min(floor, CERTIFICATE_RTOL_CAP * s))
+    return target, bool(res <= target)
 
 
 def _forcing(norm, scale):
@@ -657,12 +679,13 @@ def newton_solve(
     system = system or NewtonSystem(coupling)
     scale = float(np.abs(loss.force0()).max()) if z0.size else 0.0
     st = _State(coupling, loss, np.array(z0, dtype=float))
-    res, floor = st.certificate()
-    best = (res, floor, st.z)
+    res, floor, size = st.certificate()
+    best = (res, floor, size, st.z)
     it = stalls = 0
-    # Iterate to the requested tolerance; if round-off prevents that, continue while progress is
-    # made (the floor is a worst-case bound), then certify against max(tol * scale, floor).
-    while res > tol * scale and it < max_iter and stalls < 5:
+    # Iterate to the requested tolerance (relative to the outputs' size, _certify); if round-off
+    # prevents that, continue while progress is made (the floor is a worst-case bound), then
+    # certify against max(tol * s, capped floor).
+    while res > tol * min(scale, size) and it < max_iter and stalls < 5:
         it += 1
         step = system.solve(loss.hessian(st.z), -st.fz, rtol=_forcing(st.norm, scale))
         if step is None:
@@ -679,16 +702,16 @@ def newton_solve(
         if not np.isfinite(trial.norm):
             break
         st = trial
-        res, floor = st.certificate()
+        res, floor, size = st.certificate()
         # A stall is an iteration that neither decreases max|F| (far from the solution the output
         # residual may grow while |F| falls by orders of magnitude) nor halves the best residual:
         # five in a row mean round-off has won.
         stalls = 0 if (decreased and res > floor) or res < 0.5 * best[0] else stalls + 1
         if res < best[0]:
-            best = (res, floor, st.z)
-    res, floor, z = best
-    target = max(tol * scale, floor)
-    return EngineResult(z, res, target, floor, bool(res <= target), it, 0, system)
+            best = (res, floor, size, st.z)
+    res, floor, size, z = best
+    target, converged = _certify(res, floor, scale, size, tol)
+    return EngineResult(z, res, target, floor, converged, it, 0, system)
 
 
 def force_to_logits_inverse(coupling, z):
@@ -738,10 +761,10 @@ def minimise_objective(
     r = np.array(r0, dtype=float)
     st = _State(coupling, loss, coupling.apply(r), r)
     obj = _objective(coupling, loss, st)
-    res, floor = st.certificate()
-    best = (res, floor, st.z)
+    res, floor, size = st.certificate()
+    best = (res, floor, size, st.z)
     it = fallbacks = stalls = 0
-    while res > tol * scale and it < max_iter and stalls < 5:
+    while res > tol * min(scale, size) and it < max_iter and stalls < 5:
         it += 1
         grad_r = r - st.force  # (N / S) times the gradient
         l_grad = coupling.apply(grad_r)  # L (r - f): the gradient is Omega L (r - f) / N
@@ -788,17 +811,17 @@ def minimise_objective(
         st, obj_new, fallback = accepted
         r = st.r
         fallbacks += int(fallback)
-        res, floor = st.certificate()
+        res, floor, size = st.certificate()
         # Progress is a decrease of the objective beyond round-off (far from the solution the
         # residual may grow while the descent leaves a saddle region) or a halved residual.
         progressed = (obj_new < obj - slack and res > floor) or res < 0.5 * best[0]
         stalls = 0 if progressed else stalls + 1
         obj = obj_new
         if res < best[0]:
-            best = (res, floor, st.z)
-    res, floor, z = best
-    target = max(tol * scale, floor)
-    return EngineResult(z, res, target, floor, bool(res <= target), it, fallbacks, system)
+            best = (res, floor, size, st.z)
+    res, floor, size, z = best
+    target, converged = _certify(res, floor, scale, size, tol)
+    return EngineResult(z, res, target, floor, converged, it, fallbacks, system)
 
 
 def linear_solve(coupling, hess, rhs):

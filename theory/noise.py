@@ -49,6 +49,7 @@ __all__ = [
     "COUNT_ATOL",
     "NOISE_KINDS",
     "ROW_ATOL",
+    "check_eta",
     "check_groups",
     "check_transition",
     "exact_counts",
@@ -62,6 +63,11 @@ ROW_ATOL = 1e-9
 #: Tolerance on ``per_class * T[k, l]`` for counting (see module docstring); far above the
 #: round-off of a product of two doubles (~1e-16 relative) and far below a count step of 1.
 COUNT_ATOL = 1e-9
+
+
+def check_eta(eta) -> float:
+    """``eta`` as a float in ``[0, 1]`` (``ValueError`` otherwise); nothing is allocated."""
+    return _check_eta(eta)
 
 
 def _check_eta(eta) -> float:

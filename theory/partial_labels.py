@@ -18,7 +18,37 @@ import numpy as np
 from theory.metrics import TIE_RTOL, tie_tolerance
 from theory.validation import check_finite_matrix
 
-__all__ = ["top2_indices", "top2_targets"]
+__all__ = [
+    "PLL_MIN_CLASSES",
+    "check_pll_classes",
+    "pll_undefined_reason",
+    "top2_indices",
+    "top2_targets",
+]
+
+#: Fewest classes for which a PLL student on the teacher's top-2 candidates is defined.
+PLL_MIN_CLASSES = 3
+
+
+def pll_undefined_reason(method: str, n_classes: int) -> str:
+    """Why ``method`` (a PLL student) is undefined with ``n_classes < 3``: the same words at every
+    entry point (estimator, ``run``, sweep specs, ``probe``, ``theory predict``)."""
+    return (
+        f"method={method!r} needs at least {PLL_MIN_CLASSES} classes: with K={n_classes} the "
+        "teacher's top-2 candidate set is every class and the PLL student learns nothing; use "
+        "method='sd'"
+    )
+
+
+def check_pll_classes(method: str, n_classes: int) -> None:
+    """Raise ``ValueError`` (:func:`pll_undefined_reason`) if a PLL method gets ``K < 3``.
+
+    With two classes the top-2 candidate set of every point is {0, 1}: the two-hot target is
+    uniform, the student's optimum is ``W = 0`` (every output ``1/2``, every decision a tie) and
+    its accuracy 0 says nothing about the method.
+    """
+    if int(n_classes) < PLL_MIN_CLASSES:
+        raise ValueError(pll_undefined_reason(method, int(n_classes)))
 
 
 def top2_indices(scores, tie_rtol: float = TIE_RTOL) -> np.ndarray:

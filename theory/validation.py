@@ -17,6 +17,41 @@ SYM_RTOL = 1e-10
 PSD_RTOL = 1e-8
 #: Absolute tolerance for targets lying on the simplex (entries >= -tol, columns summing to 1).
 SIMPLEX_ATOL = 1e-9
+#: Largest fixed-point residual, relative to the outputs' deviation from uniform, that any solver
+#: reports as certified (converged), whatever its round-off floor: a certified solution has at
+#: least six correct digits of every output's deviation from ``1/K``. Where round-off does not
+#: allow that (``lam`` so small that ``1 / (lam N)`` amplifies the rounding of the force beyond
+#: the outputs themselves) the solve is reported as *not* converged: residual 0.67 with a floor
+#: of 2.4 at ``lam = 1e-16`` used to read as certified (issue 21).
+CERTIFICATE_RTOL_CAP = 1e-6
+
+#: Range of the regularisation strength ``lam`` that every entry point accepts (command lines,
+#: :class:`simulations.pipelines.TrialConfig`, the probe, the estimator): :func:`check_lam`.
+#: Both ends were found by experiment (issue 21; K = 2..100, n = 1..10^9, lam = 1e-300..1e308) and
+#: follow from the filter ratios ``a_j = mu_j / (mu_j + K lam N)`` of the eigenvalues ``mu_j`` of
+#: a Gram matrix of unit-norm features (``mu_j <= N``, the trace):
+#:
+#: * lower end: ``1 - a_j ~ K lam N / mu_j >= K lam`` must stay far above the float64 spacing
+#:   ``eps = 2.2e-16`` near 1. At ``lam = 1e-12`` it is ``>= 2e-12`` (four decades of margin);
+#:   around ``lam = 1e-20`` ``a_j`` rounds to 1 and the probe solver divides by zero, at
+#:   ``lam = 1e-200`` the eigensolver fails. Between ``1e-12`` and ``~1e-10`` the round-off floor
+#:   of the certificates (``~eps mu_1 / (lam N)``) can exceed
+#:   :data:`CERTIFICATE_RTOL_CAP`: such a solve is reported as *not converged*, never as certified.
+#: * upper end: the group-level coupling ``(c - d) / (lam N)`` and its square must stay far above
+#:   the smallest normal double (``2.2e-308``): with ``lam <= 1e12`` and ``N <= MAX_SAMPLES ~ 9e15``
+#:   they are ``>= 1e-56``; at ``lam = 1e200`` (N = 15) they underflow and the structured Newton
+#:   step divides by zero. Outputs then sit within ``~1 / (K lam N)`` of ``1/K``; every solver
+#:   certifies *relative* to that distance, so the decisions (taken from logits) keep their digits.
+#:   Self-distillation rounds after the teacher shrink the deviations by ``a_j`` per round; the
+#:   probe solver resolves a round only while ``K lam N / mu_2`` stays below ``~tol / eps``
+#:   (``~4e6`` at its default ``tol = 1e-9``), beyond which it stops with a one-line
+#:   ``ConvergenceError`` instead of returning an uncertified point.
+LAM_MIN = 1e-12
+LAM_MAX = 1e12
+#: Largest number of training points ``N = K n`` of a model: every count is then an integer
+#: exactly representable in float64 (``2^53``); larger values lose integers in the eigenvalues
+#: ``n (c - d)``, ``K n d`` (``--per-class 10**21`` used to overflow int64 with a traceback).
+MAX_SAMPLES = 2**53
 
 
 def check_positive(value, name: str) -> float:
@@ -30,6 +65,30 @@ def check_positive(value, name: str) -> float:
     return val
 
 
+def check_lam(value, name: str = "lam") -> float:
+    """Return ``lam`` as a float in ``[LAM_MIN, LAM_MAX]`` (the supported range, see there).
+
+    Raises ``ValueError`` naming the parameter and the range otherwise (also for booleans and
+    strings: ``lam=True`` or ``lam='0.1'`` are refused, not converted).
+    """
+    if isinstance(value, (bool, np.bool_, str, bytes)) or not isinstance(
+        value, (int, float, np.integer, np.floating)
+    ):
+        raise ValueError(
+            f"{name} must be a number in [{LAM_MIN:g}, {LAM_MAX:g}], got {value!r} "
+            f"({type(value).__name__})"
+        )
+    val = float(value)
+    if not np.isfinite(val) or val <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    if not LAM_MIN <= val <= LAM_MAX:
+        raise ValueError(
+            f"{name} must lie in [{LAM_MIN:g}, {LAM_MAX:g}], the range the solvers support "
+            f"(docs/reliability.md), got {value!r}"
+        )
+    return val
+
+
 def check_int(value, name: str, minimum: int) -> int:
     """Return ``value`` as an int, raising ``ValueError`` unless it is an integer >= ``minimum``."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
@@ -40,7 +99,12 @@ def check_int(value, name: str, minimum: int) -> int:
 
 
 def check_finite_matrix(array, name: str, ndim: int = 2) -> np.ndarray:
-    """Return ``array`` as a float64 array of dimension ``ndim`` with only finite entries."""
+    """Return ``array`` as a float64 array of dimension ``ndim`` with only finite entries.
+
+    Complex input is refused (casting would drop the imaginary part with only a warning).
+    """
+    if np.iscomplexobj(array):
+        raise ValueError(f"{name} must hold real numbers, got complex values")
     arr = np.asarray(array, dtype=float)
     if arr.ndim != ndim:
         raise ValueError(f"{name} must be a {ndim}-D array, got shape {arr.shape}")

@@ -251,6 +251,9 @@ def test_cli_probe_prints_results_when_writing_fails(tmp_path):
         timeout=120,
         preexec_fn=limit_file_size,
     )
-    assert proc.returncode == 1, proc.stderr
-    assert "could not write the results" in proc.stderr and "Traceback" not in proc.stderr
+    # One error line and exit status 2 (issue 21); no partial or temporary file is left.
+    assert proc.returncode == 2, proc.stderr
+    assert "cannot write" in proc.stderr and "probe.json" in proc.stderr
+    assert "printing the results instead" in proc.stderr and "Traceback" not in proc.stderr
     assert "selected on VALIDATION" in proc.stdout  # the results were printed anyway
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == []

@@ -170,10 +170,15 @@ def test_block_gram_reference_config_small_lam():
 
 
 def test_large_scale_features_no_overflow():
-    """Feature norms ~1e4 (logits in the thousands at the start of Newton) raise no FP warnings."""
+    """Feature norms ~1e4 (logits in the thousands at the start of Newton) raise no FP warnings.
+
+    lam = 1e-2 on features of norm 1e4 is lam = 1e-10 on unit-norm features. (At lam = 1e-4, i.e.
+    1e-12 on unit norms, round-off leaves a residual of 3e-3 of the outputs' scale, which is no
+    longer reported as certified: theory.validation.CERTIFICATE_RTOL_CAP, issue 21.)
+    """
     x, _, t = _problem(9, n=30, p=3)
     with np.errstate(over="raise", invalid="raise", divide="raise"):
-        sol = solve_probe(t, 1e-4, features=1e4 * x)
+        sol = solve_probe(t, 1e-2, features=1e4 * x)
     assert sol.certificate.converged
     assert np.all(np.isfinite(sol.outputs))
 

@@ -199,9 +199,9 @@ def test_disk_full_while_writing_results_is_one_line_and_resumable(tmp_path, ref
         timeout=120,
         preexec_fn=limit_file_size,
     )
-    assert proc.returncode == 1, proc.stderr
+    assert proc.returncode == 2, proc.stderr  # one line, exit 2 (issue 21)
     err = proc.stderr.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("error: could not write")
+    assert len(err.splitlines()) == 1 and err.startswith("error: cannot write")
     assert "resume" in err and "Traceback" not in proc.stderr
     assert not list((out / "results").iterdir())  # no partial file, no stray temporary
     run_sweep(load_spec(spec_file), out, workers=1, quiet=True)
