@@ -128,23 +128,38 @@ def group_theory_bytes(n_classes: int, rounds: int) -> int:
     return OVERHEAD + prediction_memory_bytes(model, full, int(rounds), rank=3)
 
 
-def finite_theory_bytes(model, lam: float, rounds: int) -> int:
+def finite_theory_bytes(model, lam: float, rounds: int, counts=None) -> int:
     """Estimated peak bytes of :func:`theory.finite.predict_finite` (module docstring).
 
     ``16 * 48 m K^3`` with ``m`` the number of contour points the theory will use
-    (:func:`theory.finite.contour_weights`, computed here without the theory's work).
+    (:func:`theory.finite.contour_weights`, computed here without the theory's work). With
+    ``counts`` that have a class symmetry (:func:`theory.class_symmetry.class_symmetry`) the
+    theory takes its orbit path instead, estimated by
+    :func:`theory.finite_symmetric.symmetric_cost` (``12 m^2 K`` numbers plus the orthant
+    rule's chunked work space).
 
     Parameters
     ----------
     model : theory.finite.MixtureModel
     lam : float
     rounds : int
+    counts : array_like of int, shape (K, K), optional
+        The count matrix (unknown before sampling: then the general path, the larger estimate).
     """
+    from theory.class_symmetry import class_symmetry
     from theory.finite import contour_weights, spectrum_top
 
     k = int(model.n_classes)
     kappa = k * float(lam) * model.n_samples
-    m = contour_weights(kappa, int(rounds), spectrum_top(model)).z.size
+    top = spectrum_top(model)
+    m = contour_weights(kappa, int(rounds), top).z.size
+    sym = None if counts is None else class_symmetry(np.asarray(counts))
+    if sym is not None:
+        from theory.finite_symmetric import symmetric_cost
+
+        m_cov = contour_weights(kappa, 2 * int(rounds) + 1, top).z.size
+        numbers, _ = symmetric_cost(k, int(rounds), len(sym.group_reps), m, m_cov)
+        return OVERHEAD + _F8 * numbers
     return OVERHEAD + 16 * 48 * m * k**3
 
 

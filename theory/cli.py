@@ -181,18 +181,24 @@ def _available_memory() -> int | None:
 FINITE_MAX_FLOPS = 2e11
 
 
-def check_finite_resources(n_classes, rounds, available=None) -> None:
-    """Refuse (one-line ``ValueError`` with the estimates) a finite-p theory that cannot run."""
+def check_finite_resources(n_classes, rounds, available=None, counts=None) -> None:
+    """Refuse (one-line ``ValueError`` with the estimates) a finite-p theory that cannot run.
+
+    ``counts``: the count matrix; with a class symmetry (equal diagonal and equal off-diagonal
+    counts, or a circulant matrix) the theory's orbit path is estimated instead of the general
+    one (:func:`theory.finite.finite_resource_estimate`).
+    """
     from theory.finite import finite_resource_estimate
 
-    mem, flops = finite_resource_estimate(n_classes, rounds)
+    mem, flops = finite_resource_estimate(n_classes, rounds, counts)
     avail = _available_memory() if available is None else available
     if (avail is not None and mem > avail) or flops > FINITE_MAX_FLOPS:
         raise ValueError(
             f"the finite-p theory at K={n_classes} with {rounds} rounds needs an estimated "
             f"{mem / 1e9:.3g} GB and about {flops:.2g} floating-point operations (limit "
-            f"{FINITE_MAX_FLOPS:.0e}); it is meant for K up to about 30: reduce --classes or "
-            "--rounds, or drop --dim"
+            f"{FINITE_MAX_FLOPS:.0e}); it is meant for K up to about 25 with general counts and "
+            "a few hundred with symmetric or circulant counts: reduce --classes or --rounds, or "
+            "drop --dim"
         )
 
 
@@ -466,10 +472,12 @@ def main(argv=None) -> int:
         model, counts = _model_and_counts(args)
         check_resources(model, counts, args.rounds)
         if args.dim is not None:
-            check_finite_resources(model.n_classes, args.rounds)
+            check_finite_resources(model.n_classes, args.rounds, counts=counts)
     except (_UsageError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    from theory.finite import FinitePrecisionError
+
     log = None
     _, flops = resource_estimate(model, counts, args.rounds)
     if flops > PROGRESS_FLOPS:  # long run (about K >= 150): progress lines on stderr
@@ -482,6 +490,9 @@ def main(argv=None) -> int:
             model, counts, args.lam, args.rounds, q=args.q, log=log, dim=args.dim, delta=args.delta
         )
     except GroupConvergenceError as exc:  # pragma: no cover - every solve allows partial results
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except FinitePrecisionError as exc:  # --dim: many rounds at large K (theory.finite)
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(rep, indent=2) if args.json else _table(rep))

@@ -339,11 +339,58 @@ def test_dim_bad_input(extra, word, capsys):
     assert code == 2 and out == "" and err.startswith("error:") and word in err
 
 
+def _general_counts(k, n):
+    """Counts without a class symmetry: n - 2 clean, one flip to k + 1, one to k + 2 + (k % 3)."""
+    counts = np.zeros((k, k), dtype=int)
+    for row in range(k):
+        counts[row, row] = n - 2
+        counts[row, (row + 1) % k] += 1
+        counts[row, (row + 2 + row % 3) % k] += 1
+    return counts
+
+
 def test_dim_refused_up_front_at_large_k(capsys):
-    argv = ["predict", "--classes", "60", "--per-class", "2", "--c", "0.4", "--d", "0.1"]
-    code, out, err = run([*argv, "--lam", "1e-3", "--noise", "sym", "--eta", "0.5"], capsys)
+    """General counts: the K^4 path is refused at K = 60; symmetric counts take the orbit path."""
+    from theory.class_symmetry import class_symmetry
+
+    argv = ["predict", "--classes", "60", "--per-class", "4", "--c", "0.4", "--d", "0.1"]
+    counts = _general_counts(60, 4)
+    assert class_symmetry(counts) is None
+    text = ";".join(",".join(map(str, row)) for row in counts)
+    code, out, err = run([*argv, "--lam", "1e-3", "--counts", text], capsys)
     assert code == 0  # the block-model report alone is fine at K = 60
-    code, out, err = run(
-        [*argv, "--lam", "1e-3", "--noise", "sym", "--eta", "0.5", "--dim", "500"], capsys
-    )
+    code, out, err = run([*argv, "--lam", "1e-3", "--counts", text, "--dim", "500"], capsys)
     assert code == 2 and out == "" and "finite-p theory at K=60" in err and "GB" in err
+    assert "general counts" in err
+
+
+def test_check_finite_resources_symmetric_counts():
+    """K = 100 with exchangeable (or circulant) counts is accepted, K = 1000 refused up front."""
+    from theory.cli import check_finite_resources
+    from theory.noise import exact_counts, transition_matrix
+
+    sym = exact_counts(transition_matrix("sym", 100, 0.5), 198)  # 1 count per other label
+    pair = exact_counts(transition_matrix("pair", 100, 0.3), 20)
+    for counts in (sym, pair):
+        check_finite_resources(100, 10, available=4e9, counts=counts)
+    with pytest.raises(ValueError, match="finite-p theory at K=100"):
+        check_finite_resources(100, 10, available=4e9, counts=_general_counts(100, 4))
+    with pytest.raises(ValueError, match="finite-p theory at K=100"):
+        check_finite_resources(100, 10, available=4e9)  # counts unknown: the general path
+    big = exact_counts(transition_matrix("sym", 1000, 0.5), 1998)
+    with pytest.raises(ValueError, match="finite-p theory at K=1000"):
+        check_finite_resources(1000, 10, available=4e9, counts=big)
+
+
+def test_finite_precision_error_is_one_line(monkeypatch, capsys):
+    """A finite-p covariance below the contour rule's round-off: exit 1, one line, no traceback."""
+    import theory.cli as cli
+    from theory.finite import FinitePrecisionError
+
+    def spent(*args, **kwargs):
+        raise FinitePrecisionError("finite-p covariance is not positive semidefinite; use fewer")
+
+    monkeypatch.setattr(cli, "predict_report", spent)
+    code, out, err = run([*BASE, "--counts", COUNTS, "--dim", "40"], capsys)
+    assert code == 1 and out == "" and err.startswith("error: finite-p covariance")
+    assert len(err.strip().splitlines()) == 1
