@@ -42,7 +42,7 @@ ratios, not the seconds.
 Every teacher time is the best of ``--repeat`` runs (default 2: the machine's memory and load
 make single timings vary by ~30%).
 
-Run: ``python -m benchmarks.solver_large_k`` (about 10 minutes on 2 idle cores, up to 40 on a busy
+Run: ``python -m benchmarks.solver_large_k`` (about 15 minutes on 2 idle cores, an hour on a busy
 machine) or ``python -m benchmarks.solver --large-k``; ``--quick`` for a smoke run in seconds.
 """
 
