@@ -38,6 +38,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from selfdistill_cli import available_bytes
 
 __all__ = [
@@ -143,18 +145,25 @@ def group_theory_bytes(n_classes: int, rounds: int, *, escape: bool = False) -> 
     return OVERHEAD + stored + engine_memory_bytes(k, k * k, 3) + 8 * 6 * k**3 + extra
 
 
-def finite_theory_bytes(model, lam: float, rounds: int) -> int:
+def finite_theory_bytes(model, lam: float, rounds: int, counts=None) -> int:
     """Estimated peak bytes of :func:`theory.finite.predict_finite` (module docstring).
 
     ``16 * 48 m K^3`` with ``m`` the number of contour points the theory will use
-    (:func:`theory.finite.contour_weights`, computed here without the theory's work).
+    (:func:`theory.finite.contour_weights`, computed here without the theory's work). With
+    ``counts`` that have a class symmetry (:func:`theory.class_symmetry.class_symmetry`) the
+    theory takes its orbit path instead, estimated by
+    :func:`theory.finite_symmetric.symmetric_cost` (``12 m^2 K`` numbers plus the orthant
+    rule's chunked work space).
 
     Parameters
     ----------
     model : theory.finite.MixtureModel
     lam : float
     rounds : int
+    counts : array_like of int, shape (K, K), optional
+        The count matrix (unknown before sampling: then the general path, the larger estimate).
     """
+    from theory.class_symmetry import class_symmetry
     from theory.finite import contour_weights, spectrum_top
 
     k, r = int(model.n_classes), int(rounds)
@@ -163,7 +172,15 @@ def finite_theory_bytes(model, lam: float, rounds: int) -> int:
         # documented bound m <= R + 147 instead of building them.
         return OVERHEAD + 16 * 48 * (r + 147) * k**3
     kappa = k * float(lam) * model.n_samples
-    m = contour_weights(kappa, r, spectrum_top(model)).z.size
+    top = spectrum_top(model)
+    m = contour_weights(kappa, r, top).z.size
+    sym = None if counts is None else class_symmetry(np.asarray(counts))
+    if sym is not None:
+        from theory.finite_symmetric import symmetric_cost
+
+        m_cov = contour_weights(kappa, 2 * r + 1, top).z.size
+        numbers, _ = symmetric_cost(k, r, len(sym.group_reps), m, m_cov)
+        return OVERHEAD + _F8 * numbers
     return OVERHEAD + 16 * 48 * m * k**3
 
 

@@ -442,6 +442,9 @@ class Certificate:
     passes : int
         Products with the data matrix (N x r, double or single precision) during the solve, the
         unit of its cost.
+    single_passes : int
+        How many of those ``passes`` were single-precision products (about half the time of a
+        double-precision one).
     """
 
     residual: float
@@ -454,6 +457,7 @@ class Certificate:
     method: str
     scale: float = 1.0
     passes: int = 0
+    single_passes: int = 0
 
     @property
     def converged(self) -> bool:
@@ -953,10 +957,11 @@ def solve_probe(
         # persist and bound the relative accuracy. In the float32 phase this happens at the switch.
         logits = _basis_times(b_hvp, coef.astype(dtype))
         passes = 1
+        passes32 = int(single)
     else:
         coef = np.zeros((q, k))
         logits = np.zeros((n, k), dtype)
-        passes = 0
+        passes = passes32 = 0
     dev_t_low = dev_t.astype(np.float32) if single else None
     # (N, K) work arrays, allocated once per solve and overwritten in place (each iteration's
     # outputs are dead once the next softmax is formed; see _BLOCK_ELEMENTS for why).
@@ -985,6 +990,7 @@ def solve_probe(
             resid = np.subtract(dev_p, dev_t, out=buffer("r64", float))
             btr = _basis_t_times(basis, resid) / n  # (q, K)
         passes += 1
+        passes32 += int(low)
         # Iterates and the optimum satisfy sum_k C_jk = 0, where the Hessian is positive definite;
         # the class-mean part of the computed gradient is round-off, which CG cannot remove.
         grad = btr + lam * coef
@@ -1071,11 +1077,12 @@ def solve_probe(
         image = buffer("image32", np.float32) if low else None
         step, n_cg, image = _pcg(hvp, -grad, pre, rtol, cg_maxiter, image)
         cg_total += n_cg
+        passes += 2 * n_cg
+        passes32 += 2 * n_cg if b_hvp.dtype == np.float32 else 0
         if not low and single and n_cg >= cg_maxiter and b_hvp is b32:
             # Float32 Hessian products cannot deliver this CG accuracy (tiny lam: condition
             # numbers ~1/lam): the remaining Newton steps use float64 products.
             b_hvp = basis
-        passes += 2 * n_cg
         if low:
             y = image  # float32-accurate logit change, accumulated inside CG
         else:
@@ -1125,6 +1132,7 @@ def solve_probe(
         method=f"newton-cg ({factor.route})",
         scale=scale,
         passes=passes,
+        single_passes=passes32,
     )
     # (K, N) views of the row-major (N, K) arrays: no copies (transposing costs ~30 ms each at
     # N = 10,000, K = 100).

@@ -365,19 +365,25 @@ def _available_memory() -> int | None:
     return available_bytes()[0]
 
 
-def check_finite_resources(n_classes, rounds, available=None) -> None:
+def check_finite_resources(n_classes, rounds, available=None, counts=None) -> None:
     """Refuse (one-line ``ValueError`` with the estimate) a finite-p theory that cannot fit in
-    memory; its time counts in the report's estimate (:func:`estimated_seconds`)."""
+    memory; its time counts in the report's estimate (:func:`estimated_seconds`).
+
+    ``counts``: the count matrix; with a class symmetry (equal diagonal and equal off-diagonal
+    counts, or a circulant matrix) the theory's orbit path is estimated instead of the general
+    one (:func:`theory.finite.finite_resource_estimate`).
+    """
     from theory.finite import finite_resource_estimate
 
-    mem, flops = finite_resource_estimate(n_classes, rounds)
+    mem, flops = finite_resource_estimate(n_classes, rounds, counts)
     avail = _available_memory() if available is None else available
     if avail is not None and mem > avail:
         raise ValueError(
             f"the finite-p theory at K={n_classes} with {rounds} rounds needs an estimated "
             f"{mem / 1e9:.3g} GB (> {avail / 1e9:.3g} GB available) and about {flops:.2g} "
-            "floating-point operations; reduce --classes or --rounds, drop --dim, or pass "
-            "--max-memory GB to override"
+            "floating-point operations (general counts cost ~K^4, symmetric or circulant ones "
+            "far less); reduce --classes or --rounds, drop --dim, or pass --max-memory GB to "
+            "override"
         )
 
 
@@ -947,12 +953,12 @@ def _max_memory(value) -> int | None:
     return int(value * 1e9)
 
 
-def _finite_flops(args) -> float:
+def _finite_flops(args, counts=None) -> float:
     if args.dim is None:
         return 0.0
     from theory.finite import finite_resource_estimate
 
-    return finite_resource_estimate(args.classes, args.rounds)[1]
+    return finite_resource_estimate(args.classes, args.rounds, counts)[1]
 
 
 def main(argv=None) -> int:
@@ -966,16 +972,16 @@ def main(argv=None) -> int:
         # 80 GB): the worst case of every group non-empty, from K and R alone.
         mem, flops = worst_case_estimate(args.classes, args.rounds)
         if args.counts is None:  # --noise (the default): the count matrix is built from K
-            _check_estimates(
-                args.classes, args.rounds, mem, flops, avail, max_seconds, _finite_flops(args)
-            )
-        if args.dim is not None:
-            check_finite_resources(args.classes, args.rounds, avail)
+            _check_estimates(args.classes, args.rounds, mem, flops, avail, max_seconds)
         model, counts = _model_and_counts(args)
-        check_resources(model, counts, args.rounds, avail, max_seconds, _finite_flops(args))
+        # The finite-p theory's cost depends on the counts' class symmetry (theory.finite).
+        finite_flops = _finite_flops(args, counts)
+        if args.dim is not None:
+            check_finite_resources(model.n_classes, args.rounds, avail, counts=counts)
+        check_resources(model, counts, args.rounds, avail, max_seconds, finite_flops)
         if args.dim is not None and not args.no_finite_exact:
             report_seconds = estimated_seconds(
-                resource_estimate(model, counts, args.rounds)[1], args.rounds, _finite_flops(args)
+                resource_estimate(model, counts, args.rounds)[1], args.rounds, finite_flops
             )
             check_finite_exact_resources(
                 model,

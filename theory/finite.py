@@ -46,6 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from theory.blas import single_thread_blas
+from theory.class_symmetry import class_symmetry
 from theory.gram import check_mixture_params, mean_coordinates
 from theory.groups import BlockModel, check_counts
 from theory.orthant import win_probability
@@ -53,6 +54,7 @@ from theory.validation import check_int, check_positive
 
 __all__ = [
     "FINITE_MAX_ROUNDS",
+    "FinitePrecisionError",
     "FinitePrediction",
     "FiniteResolutionError",
     "PopulationRounds",
@@ -693,6 +695,12 @@ class FinitePrediction:
     counts : ndarray, shape (K, K)
     lam : float
     model : MixtureModel
+    symmetry : str
+        ``'none'`` (every group computed), or the class symmetry of ``counts`` that the
+        computation used (``'exchangeable'``, ``'cyclic'``; :mod:`theory.class_symmetry`). Then
+        ``group_means``, ``group_covs`` and ``population_covs`` are
+        :class:`theory.finite_symmetric.OrbitArray`, which index like the ndarrays (one entry
+        stored per orbit of groups or classes).
     """
 
     train_acc: np.ndarray
@@ -709,6 +717,7 @@ class FinitePrediction:
     counts: np.ndarray
     lam: float
     model: MixtureModel
+    symmetry: str = "none"
 
     @property
     def rounds(self) -> int:
@@ -801,6 +810,17 @@ class FiniteResolutionError(ValueError):
     """
 
 
+class FinitePrecisionError(FiniteResolutionError):
+    """A covariance came out indefinite beyond round-off: the contour rule's resolution is spent
+    (a :class:`FiniteResolutionError`: one line from every entry point).
+
+    The contour sums of :func:`contour_weights` carry an absolute round-off that grows like
+    ``eps q^(t+1)`` with the round, while the class-level outputs and covariances shrink like the
+    class eigen-weights' ``(t+1)``-th power; with many rounds at large ``K`` (whose global spike
+    sets the contour's scale) a round's covariance can fall below that round-off.
+    """
+
+
 def _clean_covariance(cov):
     r"""Remove round-off from covariances (..., K, K) of outputs or logits.
 
@@ -820,16 +840,19 @@ def _clean_covariance(cov):
     ev, vec = np.linalg.eigh(c)
     top = np.max(np.abs(ev), axis=-1, keepdims=True)
     if np.any(ev < -1e-3 * top - 1e-300):
-        raise FiniteResolutionError(
+        raise FinitePrecisionError(
             "the finite-p theory cannot resolve these parameters: its output covariance is not "
-            "positive semidefinite beyond round-off (very small lam or N/p); use a larger lam or "
-            "N/p, or the block limit p = inf"
+            f"positive semidefinite beyond round-off (eigenvalues down to {ev.min():.3g}, largest "
+            f"{np.max(ev):.3g}; docs/theory.md §11.2): use fewer rounds, a larger lam or N/p, or "
+            "the block limit p = inf"
         )
     ev = np.clip(ev, 0.0, None)
     return (vec * ev[..., None, :]) @ np.swapaxes(vec, -1, -2)
 
 
-def predict_finite(model: MixtureModel, counts, lam, rounds, *, abs_tol=ORTHANT_TOL):
+def predict_finite(
+    model: MixtureModel, counts, lam, rounds, *, abs_tol=ORTHANT_TOL, symmetry: str = "auto"
+):
     r"""Finite-``p`` deterministic-equivalent prediction of the linearised SD rounds.
 
     Parameters
@@ -845,6 +868,12 @@ def predict_finite(model: MixtureModel, counts, lam, rounds, *, abs_tol=ORTHANT_
         Last round ``R >= 0``.
     abs_tol : float
         Target of the orthant quadrature.
+    symmetry : {'auto', 'none'}
+        ``'auto'``: if ``counts`` is invariant under a transitive group of class relabellings
+        (:func:`theory.class_symmetry.class_symmetry`: equal diagonal and equal off-diagonal
+        entries, or circulant), compute one group per orbit and one class
+        (:mod:`theory.finite_symmetric`, ``O(m^2 K^2)`` per round instead of ``O(m^2 K^4)``;
+        the same prediction to round-off). ``'none'``: compute every group.
 
     Notes
     -----
@@ -855,7 +884,14 @@ def predict_finite(model: MixtureModel, counts, lam, rounds, *, abs_tol=ORTHANT_
     lam = check_positive(lam, "lam")
     r = check_int(rounds, "rounds", 0)
     abs_tol = check_positive(abs_tol, "abs_tol")
+    if symmetry not in ("auto", "none"):
+        raise ValueError(f"symmetry must be 'auto' or 'none', got {symmetry!r}")
+    sym = class_symmetry(cnt) if symmetry == "auto" else None
     with single_thread_blas():  # K x K and m x m algebra: threads only add overhead (theory.blas)
+        if sym is not None:
+            from theory.finite_symmetric import predict_finite_symmetric
+
+            return predict_finite_symmetric(model, cnt, lam, r, abs_tol, sym, _FIRST_POINTS)
         return _predict_finite(model, cnt, lam, r, abs_tol)
 
 
@@ -925,17 +961,34 @@ def _predict_finite(model, cnt, lam, r, abs_tol):
 FINITE_MAX_ROUNDS = 40
 
 
-def finite_resource_estimate(n_classes: int, rounds: int) -> tuple[int, float]:
-    """``(bytes, flops)`` of :func:`predict_finite` for ``K`` classes and ``R`` rounds (worst case).
+def finite_resource_estimate(n_classes: int, rounds: int, counts=None) -> tuple[int, float]:
+    """``(bytes, flops)`` of :func:`predict_finite` for ``K`` classes and ``R`` rounds.
 
+    Without ``counts`` (or for counts without a class symmetry) the general path, worst case:
     ``m <= R + 147`` contour points (:func:`contour_weights`; ``m ~ R + 26`` in most regimes, the
     estimate takes ``R + 40``). Memory: the chunked group work arrays (``_CHUNK_NUMBERS``), the
     ``(m, m, K, K)`` kernels and the stored moments ``(R + 1) K^5``. Time: per round
     ``~8 m^2 K^4`` for the group fluctuations (all ``K^2`` groups non-empty) plus the orthant
     quadrature, ``~2 10^4 K^2`` per group.
+
+    With ``counts`` that have a class symmetry (:func:`theory.class_symmetry.class_symmetry`)
+    the orbit path of :mod:`theory.finite_symmetric`
+    (:func:`theory.finite_symmetric.symmetric_cost`, ``O(m^2 K^2)`` per round), with
+    ``m = R + 80`` (``R + 66`` measured at ``K = 100``, ``lam = 1e-3``, ``p = 2N``).
     """
     k = check_int(n_classes, "n_classes", 2)
     r = check_int(rounds, "rounds", 0)
+    sym = None
+    if counts is not None:
+        cnt = np.asarray(counts)
+        if cnt.shape != (k, k):
+            raise ValueError(f"counts must have shape (K, K) = ({k}, {k}), got {cnt.shape}")
+        sym = class_symmetry(cnt)
+    if sym is not None:
+        from theory.finite_symmetric import symmetric_cost
+
+        numbers, flops = symmetric_cost(k, r, len(sym.group_reps), r + 80, 2 * r + 81)
+        return 8 * numbers, flops
     m = r + 40
     stored = (r + 1) * (k**5 + 2 * k**4 + k**3)
     numbers = min(_CHUNK_NUMBERS, 4 * k**4 * m) + 3 * m * m * k * k + stored

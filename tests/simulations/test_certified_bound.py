@@ -77,6 +77,7 @@ def test_certified_bound_quick_smoke(capsys):
     assert cb.main(["--quick", "--repeat", "1"]) == 0
     out = capsys.readouterr().out
     assert "lower bound" in out and "ours (certified, direct)" in out
+    assert "ours / lower bound" in out and "alone cost" in out
     for bad in (["--repeat", "0"], ["--quick", "--lams", "-1"]):
         with pytest.raises(SystemExit) as info:
             cb.main(bad)

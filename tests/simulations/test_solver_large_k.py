@@ -35,6 +35,11 @@ def test_routes_and_precisions_agree(lam):
     ]
     for sol in sols:
         assert sol.certificate.converged
+    # Single-precision passes are counted apart: none in a double-precision solve; in a
+    # single-precision one the float64 finish (logits, gradient, certificate) adds at least three.
+    single, double = sols[3].certificate, sols[4].certificate
+    assert double.single_passes == 0 and double.passes > 0
+    assert 0 < single.single_passes <= single.passes - 3
     ref = sols[0]
     for sol in sols[1:]:
         tol = solve_agreement_tol(ref, sol)
@@ -114,7 +119,8 @@ def test_benchmark_quick_smoke(capsys):
 
     assert bench_solver.main(["--large-k", "--quick", "--sizes", "300x16", "--classes", "6"]) == 0
     out = capsys.readouterr().out
-    for text in ("sklearn lbfgs", "ours direct", "SD round", "tracemalloc peak", "replication"):
+    texts = ("sklearn lbfgs", "ours direct", "SD round", "tracemalloc peak", "replication")
+    for text in (*texts, "at equal KKT accuracy: lbfgs tol 1e-12"):
         assert text in out
 
 

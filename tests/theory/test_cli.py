@@ -389,14 +389,29 @@ def test_dim_bad_input(extra, word, capsys):
     assert code == 2 and out == "" and err.startswith("error:") and word in err
 
 
+def _general_counts(k, n):
+    """Counts without a class symmetry: n - 2 clean, one flip to k + 1, one to k + 2 + (k % 3)."""
+    counts = np.zeros((k, k), dtype=int)
+    for row in range(k):
+        counts[row, row] = n - 2
+        counts[row, (row + 1) % k] += 1
+        counts[row, (row + 2 + row % 3) % k] += 1
+    return counts
+
+
 def test_dim_refused_up_front_at_large_k(capsys):
-    argv = ["predict", "--classes", "60", "--per-class", "2", "--c", "0.4", "--d", "0.1"]
-    code, out, err = run([*argv, "--lam", "1e-3", "--noise", "sym", "--eta", "0.5"], capsys)
+    """General counts: the K^4 path is refused at K = 60; symmetric counts take the orbit path."""
+    from theory.class_symmetry import class_symmetry
+
+    argv = ["predict", "--classes", "60", "--per-class", "4", "--c", "0.4", "--d", "0.1"]
+    counts = _general_counts(60, 4)
+    assert class_symmetry(counts) is None
+    text = ";".join(",".join(map(str, row)) for row in counts)
+    code, out, err = run([*argv, "--lam", "1e-3", "--counts", text], capsys)
     assert code == 0  # the block-model report alone is fine at K = 60
-    code, out, err = run(
-        [*argv, "--lam", "1e-3", "--noise", "sym", "--eta", "0.5", "--dim", "500"], capsys
-    )
-    # Refused by its memory or (here) its time estimate, with the override (issue 21).
+    code, out, err = run([*argv, "--lam", "1e-3", "--counts", text, "--dim", "500"], capsys)
+    # Refused by its memory or its time estimate, with the override (issues 21, 24): general
+    # counts take the K^4 path.
     assert code == 2 and out == "" and "finite-p theory at K=60" in err
     assert ("GB" in err and "--max-memory" in err) or "--max-time" in err
 
@@ -463,3 +478,38 @@ def test_dim_refuses_the_linearised_theory_where_its_random_matrix_part_fails(ca
         assert all(0 <= row["finite_exact"][key] <= 1 for key in ACC if row["finite_exact"][key])
     code, table, _ = run(argv[:-1], capsys)
     assert code == 0 and "refused" in table
+
+
+def test_check_finite_resources_symmetric_counts(capsys):
+    """K = 100 with exchangeable (or circulant) counts is accepted, K = 1000 refused up front
+    (memory here; its time counts in the report's estimate, checked by the command)."""
+    from theory.cli import check_finite_resources
+    from theory.noise import exact_counts, transition_matrix
+
+    sym = exact_counts(transition_matrix("sym", 100, 0.5), 198)  # 1 count per other label
+    pair = exact_counts(transition_matrix("pair", 100, 0.3), 20)
+    for counts in (sym, pair):
+        check_finite_resources(100, 10, available=4e9, counts=counts)
+    with pytest.raises(ValueError, match="finite-p theory at K=100"):
+        check_finite_resources(100, 10, available=4e9, counts=_general_counts(100, 4))
+    with pytest.raises(ValueError, match="finite-p theory at K=100"):
+        check_finite_resources(100, 10, available=4e9)  # counts unknown: the general path
+    argv = ["predict", "-K", "1000", "-n", "1998", "--noise", "sym", "--eta", "0.5"]
+    code, out, err = run([*argv, "--rounds", "10", "--dim", "4000"], capsys)
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "--max-time" in err or "--max-memory" in err
+
+
+def test_finite_precision_error_is_one_line(monkeypatch, capsys):
+    """A finite-p covariance below the contour rule's round-off: one line, exit 2 (a
+    FiniteResolutionError: the parameters are outside what the theory resolves), no traceback."""
+    import theory.cli as cli
+    from theory.finite import FinitePrecisionError
+
+    def spent(*args, **kwargs):
+        raise FinitePrecisionError("finite-p covariance is not positive semidefinite; use fewer")
+
+    monkeypatch.setattr(cli, "predict_report", spent)
+    code, out, err = run([*BASE, "--counts", COUNTS, "--dim", "40"], capsys)
+    assert code == 2 and out == "" and err.startswith("error: finite-p covariance")
+    assert len(err.strip().splitlines()) == 1

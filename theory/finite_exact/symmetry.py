@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from theory.class_symmetry import class_symmetry as detect_symmetry
+
 __all__ = ["ClassSymmetry", "class_symmetry"]
 
 
@@ -68,7 +70,9 @@ class ClassSymmetry:
 
 
 def class_symmetry(counts: np.ndarray, *, allow: bool = True) -> ClassSymmetry:
-    """Detect the cyclic symmetry of ``counts`` (exact integer comparison).
+    """How to integrate ``counts``: ``'cyclic'`` when :func:`theory.class_symmetry.class_symmetry`
+    finds an exchangeable or circulant count matrix (an exchangeable one is circulant too), else
+    ``'none'``.
 
     Parameters
     ----------
@@ -77,8 +81,6 @@ def class_symmetry(counts: np.ndarray, *, allow: bool = True) -> ClassSymmetry:
         ``False`` forces ``'none'`` (every class integrated; used by tests of the reduction).
     """
     k = counts.shape[0]
-    if allow:
-        rows = np.stack([np.roll(counts[0], i) for i in range(k)])
-        if np.array_equal(rows, counts):
-            return ClassSymmetry("cyclic", np.array([0]), k)
+    if allow and detect_symmetry(counts) is not None:
+        return ClassSymmetry("cyclic", np.array([0]), k)
     return ClassSymmetry("none", np.arange(k), k)
