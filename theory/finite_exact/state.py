@@ -238,9 +238,16 @@ def _target(t, label, st, g, k, m, student="sd"):
     return softmax(st.z[t - 1, g])
 
 
-def _response_row(t, st, cls, k):
-    """Block row ``t`` of ``R = V + U_cls + Omega`` ((t+1) blocks K x K), diagonal block
-    symmetrised."""
+def _response_row(t, st, cls, k, v0):
+    """Block row ``t`` of ``R = V + U_cls + Omega`` ((t+1) blocks K x K).
+
+    The diagonal block enters the prox ``z + R_tt softmax(z) = a``, which needs it symmetric
+    positive definite. Only its action on zero-sum vectors matters (``R`` multiplies gradients
+    ``psi``, which sum to zero; a component along ``1`` only shifts all logits of a round by one
+    constant), so it is symmetrised and its ``1``-direction set to ``v0`` (as ``V``'s own):
+    ``R_tt <- P R_tt P + v0 11^T/K``. Its zero-sum part must be positive definite; an
+    extrapolated (Anderson) iterate that is not raises :class:`_NotPSD` (restart).
+    """
     rows = slice(t * k, (t + 1) * k)
     row = np.stack(
         [
@@ -248,7 +255,11 @@ def _response_row(t, st, cls, k):
             for s in range(t + 1)
         ]
     )
-    row[t] = 0.5 * (row[t] + row[t].T)
+    proj = np.eye(k) - 1.0 / k
+    diag = proj @ (0.5 * (row[t] + row[t].T)) @ proj
+    if np.linalg.eigvalsh(diag)[1] <= 1e-12 * v0:  # [0] is the 1-direction (exactly 0)
+        raise _NotPSD("self-response is not positive definite")
+    row[t] = diag + v0 / k
     return row
 
 
@@ -263,7 +274,7 @@ def _group_pass(t, g, cls, label, prob, st, pts, noise_t, warm, m, store=False):
     at the converged state), the per-point tangents are kept for the next rounds.
     """
     k = prob.n_classes
-    resp = _response_row(t, st, cls, k)
+    resp = _response_row(t, st, cls, k, prob.v0)
     r_tt = resp[t]
     # Cavity mean b_k - U_k psi-bar_g (the group's own expected share of its class means).
     shift = st.u[cls, t * k : (t + 1) * k, : (t + 1) * k] @ st.psi_mean[: t + 1, g].ravel()
