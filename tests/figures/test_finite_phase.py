@@ -78,3 +78,16 @@ def test_exact_map_configs_follow_sd_generalization():
         for cfg, row in zip(cfgs, rows, strict=False):
             big_n = row["n_classes"] * row["per_class"]
             assert sorted(round(big_n / r) for r in cfg["ratios"][1:]) == sorted(sdg.dims_of(row))
+
+
+def test_check_trials_of_t_rounds_vs_trials_of_all_rounds():
+    """The checks simulate rounds 0..t only: round t of such a trial is, bit for bit, round t of a
+    trial of all R rounds with the same seed."""
+    from simulations.linear_trials import LinearTrial, run_linear_trials
+    from theory.noise import transition_matrix
+
+    tr = tuple(map(tuple, transition_matrix("sym", 3, 0.4)))
+    full = run_linear_trials(LinearTrial(3, 10, 30, 0.4, 0.1, 1e-3, 6, tr), 3, base_seed=2)
+    short = run_linear_trials(LinearTrial(3, 10, 30, 0.4, 0.1, 1e-3, 2, tr), 3, base_seed=2)
+    for key in ("pop_acc", "train_acc", "train_acc_mislabeled"):
+        np.testing.assert_array_equal(short[key], full[key][:, :3])
