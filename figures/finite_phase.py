@@ -122,7 +122,7 @@ PRESETS = {
                 points=32,
                 ratios=(0.0, 0.5, 1.0, 2.0),
             ),
-        ),  # fmt: skip
+        ),
     ),
 }
 
@@ -543,7 +543,7 @@ def _plot_exact_maps(sub, maps, norm, outline, eta, hatch_handle=True) -> list:
                 path_effects=outline,
                 label="linearised > 0.03 from exact theory",
                 **palette.FLAG_MARKER,
-            )  # fmt: skip
+            )
         )
     if any_refused and hatch_handle:
         handles.append(_refused_handle())
