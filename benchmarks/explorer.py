@@ -23,6 +23,10 @@ is recomputed for every new ``lam``, at K = 10 and K = 20. K = 20 is above the w
 :data:`figures.explorer_model.FINITE_MAX_CLASSES`; the benchmark lifts that limit for the
 measurement only, to show what the window would cost.
 
+The exact finite-ratio theory (seconds per point) is never part of an update: the window looks
+it up in its cache or takes its up-front estimate, and an interactive window computes it in a
+background thread once the point stays put; under Agg (this benchmark) that thread never starts.
+
 All timings use single-threaded BLAS (as the explorer does); ratios are ``baseline / update``.
 
 Run from the repository root:

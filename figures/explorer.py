@@ -13,10 +13,19 @@ update):
 
 The ``N/p`` slider (0 = ``p = inf``) switches the linearised curves to the finite-``p`` theory of
 the Gaussian mixture (:func:`theory.finite.predict_finite`) and adds the bulk's average
-eigen-weight; the exact-softmax and PLL curves exist only for ``p = inf`` and are then drawn faded,
-labelled ``p→∞`` (legend and panel titles say which theory is shown). Above
-:data:`figures.explorer_model.FINITE_MAX_CLASSES` classes the finite theory is not computed (a
-note says so): it costs ~0.5 s per update at K = 10.
+eigen-weight. Above :data:`figures.explorer_model.FINITE_MAX_CLASSES` classes the finite theory is
+not computed (a note says so): it costs ~0.5 s per update at K = 10. The solid curves become the
+exact finite-ratio theory at that ``p`` (:mod:`theory.finite_exact`), which takes seconds: an
+interactive window computes it in a background thread once the point has stayed put for
+``EXACT_DEBOUNCE_MS`` (:class:`figures.explorer_model.ExactFiniteJob`; a note in the population
+panel says "computing", moving on cancels it after the round in progress) and redraws when it is
+done; results are cached per point; it is skipped with a note for ``K > 10``, ``p <= K`` and
+estimates above :data:`figures.explorer_model.EXACT_MAX_SECONDS`. Until then the solid curves are
+the block model's. Curves at ``p = inf`` next to finite-``p`` ones are drawn faded, labelled
+``p→∞`` (legend and panel titles say which theory is shown); the PLL curves are ``p = inf`` only.
+Linearised finite-``p`` values are flagged with a cross (:data:`figures.palette.FLAG_MARKER`) where
+they are more than 0.03 from the exact theory (before it is computed: on every round of a point
+outside the measured regime map) and not drawn where the theory is refused (a note says why).
 
 Drawing: an interactive window redraws by blitting (:meth:`ExplorerApp.refresh`): a slider move
 repaints only the data artists and the widgets' moving parts over a cached background, and the
@@ -59,12 +68,15 @@ from figures.explorer_model import (
     DEFAULT_PARAMS,
     PARAM_SPECS,
     PRESETS,
+    ExactFiniteJob,
     ExplorerState,
     MonteCarloRun,
     MonteCarloSummary,
     PhaseCache,
+    attach_finite_exact,
     compute_state,
     describe,
+    job_key,
     normalise_params,
     reliable_bulk_weights,
     theory_dim,
@@ -177,6 +189,16 @@ class ExplorerPanels:
                 [], [], "*", color=pll, mec="black", mew=0.6, ms=12, zorder=5,
                 label="PLL student, exact",
             )[0]  # fmt: skip
+            # Linearised finite-p values outside their validated regime (palette.FLAG_MARKER).
+            self.lines[f"{kind}_flag"] = ax.plot(
+                [], [], color=black, zorder=3.5, label="linearised > 0.03 from exact",
+                **palette.FLAG_MARKER,
+            )[0]  # fmt: skip
+            if kind == "train":
+                self.lines["mis_flag"] = ax.plot(
+                    [], [], color=mis, zorder=3.5, label="mislabeled, > 0.03 from exact",
+                    **palette.FLAG_MARKER,
+                )[0]  # fmt: skip
             self.lines[f"{kind}_mc"] = ax.plot(
                 [], [], "o", color=black, mec="white", mew=0.6, ms=5, label="Monte Carlo SD"
             )[0]
@@ -190,6 +212,12 @@ class ExplorerPanels:
         self.mc_note = self.ax_train.text(
             0.02, 0.03, "", transform=self.ax_train.transAxes, fontsize=9, color="darkred",
             va="bottom", ha="left", bbox={"boxstyle": "round", "fc": "white", "ec": "darkred"},
+        )  # fmt: skip
+        # The exact finite-ratio theory's state: computing, skipped (and why), unavailable.
+        self.exact_note = self.ax_pop.text(
+            0.02, 0.03, "", transform=self.ax_pop.transAxes, fontsize=8, color="0.2",
+            va="bottom", ha="left", wrap=True, visible=False,
+            bbox={"boxstyle": "round", "fc": "white", "ec": "0.5"},
         )  # fmt: skip
 
         self.ax_eig.set_title("eigen-weights a_j(t) = (μ_j/(μ_j+KλN))^(t+1)", fontsize=10)
@@ -239,6 +267,7 @@ class ExplorerPanels:
             "train_linear",
             "mis_exact",
             "mis_linear",
+            "train_flag",
             "train_pll_exact",
             "train_pll_linear",
             "train_mc",
@@ -271,9 +300,14 @@ class ExplorerPanels:
     # ------------------------------------------------------------------------------------------
     def data_artists(self) -> list:
         """Artists whose data change on an update (blitted by an interactive window)."""
-        return [*self.lines.values(), self.image, self.mc_note, self.error_text]
+        return [*self.lines.values(), self.image, self.mc_note, self.exact_note, self.error_text]
 
     def _drawn(self, key) -> bool:
+        if key == "train_flag":  # one legend entry for the crosses of all three curves
+            return any(self._drawn_artist(k) for k in ("train_flag", "mis_flag", "pop_flag"))
+        return self._drawn_artist(key)
+
+    def _drawn_artist(self, key) -> bool:
         art = self.lines[key]
         if key.endswith("_mc_ci"):
             return len(art.get_segments()) > 0
@@ -333,6 +367,7 @@ class ExplorerPanels:
                 if not name.endswith("_mc_ci"):
                     _empty(line)
             self.image.set_data(np.full((2, 2), np.nan))
+            self.exact_note.set_visible(False)
             self.error_text.set_text(f"Invalid parameters:\n{state.error}")
             self.error_text.set_visible(True)
             self._relegend({})
@@ -340,9 +375,11 @@ class ExplorerPanels:
             return
         self.error_text.set_visible(False)
         t = state.rounds
-        ex = state.exact
-        # Linearised curves: the finite-p theory when the N/p slider selects one, else the block
-        # model's; exact and PLL curves are p = inf only (faded, relabelled, when finite is shown).
+        # Solid curves: the exact finite-ratio theory when computed at the slider's p, else the
+        # block model's exact theory; dashed: the linearised finite-p theory when computed (not
+        # refused), else the block model's. Curves at p = inf are faded and relabelled when a
+        # finite-p curve is shown (_label_theory); PLL curves are p = inf only.
+        ex = state.finite_exact if state.finite_exact is not None else state.exact
         lin = state.finite if state.finite is not None else state.linear
         self.lines["train_linear"].set_data(t, lin.train_acc)
         self.lines["mis_linear"].set_data(t, lin.train_acc_mislabeled)
@@ -354,6 +391,19 @@ class ExplorerPanels:
         else:
             for name in ("train_exact", "mis_exact", "pop_exact"):
                 _empty(self.lines[name])
+        off = state.linear_off if state.finite is not None else None
+        for key, values in (
+            ("train_flag", lin.train_acc),
+            ("mis_flag", lin.train_acc_mislabeled),
+            ("pop_flag", lin.population_acc),
+        ):
+            mask = None if off is None else off[key.split("_")[0]]
+            if mask is None or not mask.any():
+                _empty(self.lines[key])
+            else:
+                self.lines[key].set_data(t[mask], np.asarray(values)[mask])
+        self.exact_note.set_text(state.exact_note)
+        self.exact_note.set_visible(bool(state.exact_note))
         for method, pred in (("linear", state.pll_linear), ("exact", state.pll_exact)):
             for kind, values in (("train", "train_acc"), ("pop", "population_acc")):
                 line = self.lines[f"{kind}_pll_{method}"]
@@ -412,27 +462,42 @@ class ExplorerPanels:
 
     def _label_theory(self, state: ExplorerState) -> None:
         """Legend labels, titles and fading saying which theory (block / finite p) is drawn."""
-        finite = state.finite is not None
+        lin_fin = state.finite is not None
+        ex_fin = state.finite_exact is not None
+        finite = lin_fin or ex_fin
         where = f"p = {state.finite_dim}" if finite else "p = ∞"
         self.ax_train.set_title(f"training accuracy (true labels), {where}", fontsize=10)
         self.ax_pop.set_title(f"population accuracy, {where}", fontsize=10)
         phase = "(η, t) phase: linearised train acc." + (" (p→∞)" if finite else "")
         self.ax_phase.set_title(phase, fontsize=10)
-        labels = {}
+        at_p = f", finite p = {state.finite_dim}"
+        flag = (
+            "linearised > 0.03 from exact"
+            if state.linear_off_reason == "exact"
+            else "linearised, outside validated regime"
+        )
+        labels, alpha = {}, {}
         for key in self.legend_keys:
             label = self.block_labels[key]
-            if finite and key in ("train_linear", "mis_linear"):
-                label += f", finite p = {state.finite_dim}"
-            elif finite and ("exact" in key or "pll_linear" in key):
-                label += " (p→∞)"
+            if key in ("train_linear", "mis_linear"):
+                label += at_p if lin_fin else (" (p→∞)" if finite else "")
+                alpha[key] = 0.35 if finite and not lin_fin else 1.0
+            elif key in ("train_exact", "mis_exact"):
+                label += at_p if ex_fin else (" (p→∞)" if finite else "")
+                alpha[key] = 0.35 if finite and not ex_fin else 1.0
+            elif "pll" in key and "mc" not in key:
+                label += " (p→∞)" if finite else ""
+                alpha[key] = 0.35 if finite else 1.0
+            elif key == "train_flag":
+                label = flag
             elif key in ("train_mc", "train_mc_pll") and self._mc_label:
                 label += f" ({self._mc_label}, 95% CI)"
             labels[key] = label
-        faded = 0.35 if finite else 1.0
-        for kind in ("train", "pop"):
-            for key in (f"{kind}_exact", f"{kind}_pll_exact", f"{kind}_pll_linear"):
-                self.lines[key].set_alpha(faded)
-        self.lines["mis_exact"].set_alpha(faded)
+        for key, a in alpha.items():
+            self.lines[key].set_alpha(a)
+            partner = key.replace("train_", "pop_")
+            if partner != key and partner in self.lines:
+                self.lines[partner].set_alpha(a)
         self._relegend(labels)
 
     def clear_mc(self) -> None:
@@ -696,16 +761,19 @@ class ExplorerApp:
         self._mc_cancel: threading.Event | None = None
         self._mc_thread: threading.Thread | None = None
         self._timer = None
+        self._exact_job: ExactFiniteJob | None = None
+        self._exact_timer = None  # debounce, then poll, of the exact finite-ratio theory
         self.last_update_seconds = float("nan")
         self.state: ExplorerState | None = None
         fig.canvas.mpl_connect("close_event", lambda _e: self._stop_worker())
 
     def _stop_worker(self) -> None:
-        """Window closed: let the worker thread finish its current trial and exit."""
+        """Window closed: let the worker threads finish their current step and exit."""
         if self._mc_cancel is not None:
             self._mc_cancel.set()
         if self._timer is not None:
             self._timer.stop()
+        self._cancel_exact()
 
     def _request_draw(self) -> None:
         if self.blit:
@@ -788,9 +856,117 @@ class ExplorerApp:
             f"theory {1e3 * state.seconds:.0f} ms{draw}; previous update "
             + ("-" if np.isnan(previous) else f"{1e3 * previous:.0f} ms")
         )
+        self._schedule_exact(state)
         self._request_draw()
         self.last_update_seconds = time.perf_counter() - start
         return state
+
+    # ------------------------------------------------------------------------------------------
+    # exact finite-ratio theory: seconds per point, so computed lazily in a background thread
+    #: Milliseconds a point must stay put before its exact theory is started (a slider drag
+    #: passes through many points; only the one the user stops at is computed).
+    EXACT_DEBOUNCE_MS = 400
+    #: Milliseconds between two checks of a running computation.
+    EXACT_POLL_MS = 250
+
+    def _cancel_exact(self) -> None:
+        if self._exact_timer is not None:
+            self._exact_timer.stop()
+            self._exact_timer = None
+        if self._exact_job is not None:
+            self._exact_job.cancel()
+            self._exact_job = None
+
+    def _schedule_exact(self, state: ExplorerState) -> None:
+        """Keep, cancel or (after the debounce) start the exact theory for the new point.
+
+        Only an interactive window computes it on its own; a snapshot, the notebook and the tests
+        call :meth:`compute_exact_now`.
+        """
+        job = self._exact_job
+        key = job_key(state.params) if state.ok and state.finite_dim is not None else None
+        if job is not None and (job.key != key or state.exact_status != "pending"):
+            self._cancel_exact()
+            job = None
+        if not state.ok or state.exact_status != "pending" or not self.interactive:
+            return
+        where = state.exact_message.split(":")[0]
+        est = f"~{max(state.exact_seconds, 1.0):.0f} s"
+        state.exact_message = f"{where}: computing in the background ({est})…"
+        state.exact_note = f"exact finite-p theory: computing ({est})…"
+        self._exact_note(state.exact_note)
+        self.info_text.set_text(describe(state))
+        if job is not None:  # already computing this point
+            return
+        if self._exact_timer is not None:
+            self._exact_timer.stop()
+        timer = self.fig.canvas.new_timer(interval=self.EXACT_DEBOUNCE_MS)
+        timer.single_shot = True
+        timer.add_callback(self._start_exact)
+        timer.start()
+        self._exact_timer = timer
+
+    def _exact_note(self, text: str) -> None:
+        self.panels.exact_note.set_text(text)
+        self.panels.exact_note.set_visible(bool(text))
+
+    def _start_exact(self):
+        state = self.state
+        self._exact_timer = None
+        if state is None or not state.ok or state.exact_status != "pending":
+            return False
+        job = ExactFiniteJob(state.params, state.counts)
+        job.start()
+        self._exact_job = job
+        timer = self.fig.canvas.new_timer(interval=self.EXACT_POLL_MS)
+        timer.add_callback(self._poll_exact)
+        timer.start()
+        self._exact_timer = timer
+        return False
+
+    def _poll_exact(self):
+        job = self._exact_job
+        if job is None:
+            return False
+        if not job.done:
+            return True
+        if self._exact_timer is not None:
+            self._exact_timer.stop()
+            self._exact_timer = None
+        self._exact_job = None
+        self._apply_exact(job)
+        return False
+
+    def _apply_exact(self, job: ExactFiniteJob) -> None:
+        """Show a finished computation if it belongs to the point on screen."""
+        state = self.state
+        if job.cancelled or state is None or not state.ok or job_key(state.params) != job.key:
+            return
+        if job.result is not None:
+            attach_finite_exact(state, job.result)
+        else:
+            state.exact_status = "unavailable"
+            state.exact_message = (
+                f"exact finite-p theory at p = {state.finite_dim}: unavailable ({job.error})"
+            )
+            state.exact_note = "exact finite-p theory: unavailable (see below)"
+        self.panels.render(state)
+        if self._mc is not None:  # render() cleared the overlay: it belongs to this point
+            self._mc_drawn = -1
+            self._poll()
+        self.info_text.set_text(describe(state))
+        self._request_draw()
+
+    def compute_exact_now(self) -> ExplorerState:
+        """Compute the exact finite-ratio theory at the current point in this thread (blocking;
+        snapshots and tests) and show it; a no-op unless its status is ``'pending'``."""
+        state = self.state
+        if state is not None and state.ok and state.exact_status == "pending":
+            self._cancel_exact()
+            job = ExactFiniteJob(state.params, state.counts)
+            job.run()
+            self._apply_exact(job)
+        return self.state
 
     # ------------------------------------------------------------------------------------------
     # Monte Carlo
@@ -1083,6 +1259,7 @@ def main(argv=None) -> int:
         return 2
     app = ExplorerApp(params)
     if snapshot is not None:
+        app.compute_exact_now()  # a snapshot shows the exact finite-ratio theory when affordable
         if args.simulate:
             app.start_simulation(blocking=True)
         try:  # rendered in memory, written atomically (selfdistill_cli.files)

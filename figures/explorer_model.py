@@ -38,6 +38,25 @@ Model of the explorer (assumptions, named)
   grows like ``K^4``), so it is computed only for ``K <= FINITE_MAX_CLASSES`` (a note in the window
   otherwise, and the block curves are shown) and cached per point (:func:`finite_prediction`).
   Points the mixture cannot realise (``p < K``, ``c + (K-1) d < 0``) give a note, not an error.
+* Exact finite-ratio theory (``n_over_p > 0``): :func:`theory.finite_exact.predict_finite_exact`
+  predicts exact self-distillation -- what the Monte Carlo simulates -- at ``p = round(N /
+  n_over_p)``. It takes seconds (:data:`EXACT_POINTS` lattice points per shift, quadrature error
+  ~1e-2), far above an update's budget, so :func:`compute_state` never computes it: it takes it
+  from the shared cache of :mod:`figures.finite_theories` when there (keyed by every parameter),
+  and otherwise says ``exact_status = 'pending'`` with the up-front estimate
+  (:func:`theory.finite_exact.exact_resource_estimate`); the window computes it in the background
+  (:class:`ExactFiniteJob`) and redraws when it is done. It is skipped, with a note saying why,
+  for ``K > EXACT_MAX_CLASSES``, for ``p <= K`` (the theory needs ``p > K``) and when the
+  estimate exceeds :data:`EXACT_MAX_SECONDS` (e.g. many rounds at ``K = 10``). When it is there,
+  the solid ("exact") curves are the exact finite-ratio theory at ``p`` instead of the block
+  model's ``p = inf`` curves.
+* Where the linearised finite-p theory is flagged (:mod:`figures.finite_theories`): refused where
+  its random-matrix part fails (:func:`theory.finite_exact.report.random_matrix_failure`; then the
+  block model's linearised curves are shown, labelled ``p→∞``, with a note); a value more than
+  ``LINEARISED_TOL = 0.03`` from the exact finite-ratio theory is flagged per round
+  (``linear_off``); without the exact theory the measured regime map
+  (:func:`theory.finite_exact.report.linearised_regime`: validated for ``lam >= 1e-2, K <= 4``)
+  flags every round of a point outside it.
 * Phase diagram: linearised training accuracy (w.r.t. the true labels) on :data:`PHASE_POINTS`
   values of ``eta`` (evenly spaced over the ``eta`` slider range) times rounds ``0..R``, one
   :func:`theory.groups.predict_linear` call per distinct count matrix on that grid.
@@ -65,6 +84,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from figures import finite_theories as ft
 from theory.averaging import eigen_weights
 from theory.blas import single_thread_blas
 from theory.conditions import eigen_ratio_rho, plurality_condition, window_linear
@@ -77,6 +97,10 @@ from theory.validation import LAM_MAX, LAM_MIN
 
 __all__ = [
     "DEFAULT_PARAMS",
+    "EXACT_MAX_CLASSES",
+    "EXACT_MAX_SECONDS",
+    "EXACT_POINTS",
+    "ExactFiniteJob",
     "FINITE_MAX_CLASSES",
     "MC_DEFAULTS",
     "PARAM_SPECS",
@@ -89,7 +113,10 @@ __all__ = [
     "PhaseCache",
     "PhaseDiagram",
     "compute_phase",
+    "attach_finite_exact",
     "compute_state",
+    "exact_inputs",
+    "job_key",
     "describe",
     "finite_prediction",
     "noise_counts",
@@ -137,6 +164,16 @@ PARAM_SPECS: dict[str, ParamSpec] = {
 #: Largest K for which the finite-p theory is computed on a slider move: ~0.5 s at K = 10, R = 8
 #: (2-core development machine), growing like K^4 (3 s at K = 20).
 FINITE_MAX_CLASSES = 10
+#: Largest K for which the exact finite-ratio theory is computed (its cost grows like K^3).
+EXACT_MAX_CLASSES = 10
+#: Lattice points per shift of the exact finite-ratio theory in the explorer (quadrature error
+#: ~1e-2 in accuracy at K = 3-10, figures.finite_theories; 4x fewer than the library default).
+EXACT_POINTS = 32
+#: Largest up-front estimate (seconds, theory.finite_exact.exact_resource_estimate) for which the
+#: window computes the exact finite-ratio theory in the background: K = 10 with R = 8 at 32
+#: points is ~20 s on the 2-core development machine; beyond 60 s a slider position is rarely
+#: kept that long.
+EXACT_MAX_SECONDS = 60.0
 #: Monte Carlo settings (not sliders): feature dimension, number of trials, base seed.
 MC_DEFAULTS = {"dim": 400, "trials": 12, "seed": 0}
 DEFAULT_PARAMS = {name: spec.default for name, spec in PARAM_SPECS.items()} | MC_DEFAULTS
@@ -266,6 +303,10 @@ def finite_prediction(params: dict, counts):
     dim = theory_dim(params)
     if dim is None:
         raise ValueError("n_over_p = 0 is the block model (p = inf): no finite-p theory")
+    if dim == params["n_classes"]:
+        # theory.finite divides by the bulk's p - K degrees of freedom (ZeroDivisionError at
+        # p = K): refuse here with the reason, as for p < K.
+        raise ValueError(f"p = K = {dim} leaves the bulk no dimension (p - K = 0); need p > K")
     key = np.ascontiguousarray(counts, dtype=np.int64).tobytes()
     return _finite_cached(
         params["n_classes"],
@@ -418,6 +459,26 @@ class ExplorerState:
         ``p = finite_dim``; ``None`` for ``n_over_p = 0`` or when unavailable (see ``notes``).
     finite_dim : int or None
         Its dimension (``None``: ``p = inf``).
+    finite_refused : str or None
+        Why the linearised finite-p theory is refused at this point (then ``finite`` is ``None``).
+    finite_exact : figures.finite_theories.ExactAccuracies or None
+        The exact finite-ratio theory at ``p = finite_dim`` (rounds ``0..R``), when computed.
+    exact_status : str or None
+        ``None`` (``p = inf``), ``'done'``, ``'pending'`` (affordable, not computed yet),
+        ``'skipped'`` (too costly or ``K`` too large) or ``'unavailable'`` (the theory refuses
+        the point, e.g. ``p <= K``, or its fixed point failed).
+    exact_message : str
+        What the window says about the exact finite-ratio theory (empty for ``p = inf``).
+    exact_note : str
+        The same, short (the note in the population panel; empty when it is drawn).
+    exact_seconds : float
+        Up-front estimate of its cost (0 when cached).
+    linear_off : dict or None
+        ``{'train', 'mis', 'pop'}`` -> bool array (R + 1,): linearised finite-p values flagged
+        (more than 0.03 from the exact theory; without it, every round of a point outside the
+        measured regime map).
+    linear_off_reason : str
+        ``'exact'`` (distance to the exact theory) or ``'regime'`` (the regime map).
     phase : PhaseDiagram
     conditions : dict
         ``rho``, ``plurality``, ``plurality_margin``, ``min_rounds`` (first round of 100%
@@ -443,6 +504,14 @@ class ExplorerState:
     weights: np.ndarray | None = None
     finite: object = None
     finite_dim: int | None = None
+    finite_refused: str | None = None
+    finite_exact: object = None
+    exact_status: str | None = None
+    exact_message: str = ""
+    exact_note: str = ""
+    exact_seconds: float = 0.0
+    linear_off: dict | None = None
+    linear_off_reason: str = ""
     phase: PhaseDiagram | None = None
     conditions: dict | None = None
     seconds: float = 0.0
@@ -450,6 +519,196 @@ class ExplorerState:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+def exact_inputs(params: dict, counts) -> tuple:
+    """``(model, counts, lam, rounds)`` of the exact finite-ratio theory at an explorer point.
+
+    ``params`` normalised with ``n_over_p > 0``; ``ValueError`` if the mixture cannot realise it.
+    """
+    dim = theory_dim(params)
+    if dim is None:
+        raise ValueError("n_over_p = 0 is the block model (p = inf): no finite-p theory")
+    model = MixtureModel(params["n_classes"], params["per_class"], dim, params["c"], params["d"])
+    return model, np.asarray(counts), params["lam"], params["rounds"]
+
+
+def _plan_finite_exact(state: ExplorerState) -> None:
+    """Set the exact theory's status: from the cache, pending (with its estimate) or skipped."""
+    p, dim = state.params, state.finite_dim
+    k = p["n_classes"]
+    where = f"exact finite-p theory at p = {dim}"
+    if k > EXACT_MAX_CLASSES:
+        state.exact_status = "skipped"
+        state.exact_message = (
+            f"{where}: not computed for K > {EXACT_MAX_CLASSES} (cost ~K^3); solid: p = inf"
+        )
+        state.exact_note = f"exact finite-p theory: not computed for K > {EXACT_MAX_CLASSES}"
+    elif dim <= k:
+        state.exact_status = "unavailable"
+        state.exact_message = f"{where}: unavailable (it needs p > K = {k})"
+        state.exact_note = f"exact finite-p theory: unavailable (needs p > K = {k})"
+    else:
+        try:
+            model, counts, lam, rounds = exact_inputs(p, state.counts)
+        except ValueError as exc:
+            state.exact_status = "unavailable"
+            state.exact_message = f"{where}: unavailable ({exc})"
+            state.exact_note = "exact finite-p theory: unavailable (see below)"
+        else:
+            if ft.is_cached(model, counts, lam, rounds, points=EXACT_POINTS):
+                acc = ft.exact_accuracies(model, counts, lam, rounds, points=EXACT_POINTS)
+                attach_finite_exact(state, acc)
+            else:
+                est = ft.exact_estimate(model, counts, lam, rounds, points=EXACT_POINTS)
+                state.exact_seconds = est
+                if est > EXACT_MAX_SECONDS:
+                    state.exact_status = "skipped"
+                    state.exact_message = (
+                        f"{where}: not computed, ~{est:.0f} s > {EXACT_MAX_SECONDS:.0f} s "
+                        f"(fewer rounds bring it in reach); solid: p = inf"
+                    )
+                    state.exact_note = (
+                        f"exact finite-p theory: not computed (~{est:.0f} s > "
+                        f"{EXACT_MAX_SECONDS:.0f} s)"
+                    )
+                else:
+                    state.exact_status = "pending"
+                    state.exact_message = f"{where}: not computed yet (~{max(est, 1):.0f} s)"
+                    state.exact_note = (
+                        f"exact finite-p theory: not computed yet (~{max(est, 1):.0f} s)"
+                    )
+    _flag_linear(state)
+
+
+def attach_finite_exact(state: ExplorerState, acc) -> ExplorerState:
+    """Put a computed exact finite-ratio prediction into ``state`` (status, message, flags)."""
+    state.finite_exact = acc
+    state.exact_status = "done"
+    state.exact_seconds = 0.0
+    err = float(np.max(acc.quadrature_err)) if acc.quadrature_err.size else 0.0
+    state.exact_message = (
+        f"exact finite-p theory at p = {state.finite_dim} (solid; quadrature error ≤ {err:.3f})"
+    )
+    state.exact_note = ""
+    _flag_linear(state)
+    return state
+
+
+def _flag_linear(state: ExplorerState) -> None:
+    """Flag the linearised finite-p values: distance to the exact theory, else the regime map."""
+    fin = state.finite
+    state.linear_off, state.linear_off_reason = None, ""
+    if fin is None:
+        return
+    pairs = {
+        "train": "train_acc",
+        "mis": "train_acc_mislabeled",
+        "pop": "population_acc",
+    }
+    if state.finite_exact is not None:
+        state.linear_off = {
+            key: ft.linearised_off(getattr(fin, f), state.finite_exact.get(f))
+            for key, f in pairs.items()
+        }
+        state.linear_off_reason = "exact"
+        return
+    p = state.params
+    validated, _ = ft.linearised_regime(p["n_classes"], p["lam"], fin.model.ratio)
+    if not validated:
+        r1 = len(fin.train_acc)
+        state.linear_off = {key: np.ones(r1, dtype=bool) for key in pairs}
+        state.linear_off_reason = "regime"
+
+
+class ExactFiniteJob:
+    """The exact finite-ratio theory at one explorer point, computed in a background thread.
+
+    :meth:`start` runs :func:`figures.finite_theories.exact_accuracies` (so the result lands in
+    the shared cache) in a daemon thread; :meth:`cancel` stops it after the round in progress
+    (the theory calls back after each round, and the callback raises). ``key`` identifies the
+    point (every parameter the theory depends on). Thread-safe.
+    """
+
+    class Cancelled(Exception):
+        """Raised from the progress callback to stop the computation."""
+
+    def __init__(self, params: dict, counts):
+        self.params = dict(params)
+        self.inputs = exact_inputs(self.params, counts)
+        self.key = job_key(self.params)
+        self._cancel = threading.Event()
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self.result = None
+        self.error: str | None = None
+        self.seconds = 0.0
+        self._thread: threading.Thread | None = None
+
+    def _progress(self, _round) -> None:
+        if self._cancel.is_set():
+            raise ExactFiniteJob.Cancelled
+
+    def run(self) -> None:
+        """Compute in the calling thread (blocking)."""
+        from theory.finite_exact import FixedPointNotConverged
+
+        model, counts, lam, rounds = self.inputs
+        start = time.perf_counter()
+        try:
+            acc = ft.exact_accuracies(
+                model, counts, lam, rounds, points=EXACT_POINTS, progress=self._progress
+            )
+            with self._lock:
+                self.result = acc
+        except ExactFiniteJob.Cancelled:
+            pass
+        except (ValueError, FixedPointNotConverged) as exc:
+            with self._lock:
+                self.error = " ".join(str(exc).split())
+        finally:
+            self.seconds = time.perf_counter() - start
+            self._done.set()
+
+    def start(self) -> None:
+        """Compute in a daemon thread (BLAS pinned to one thread for the process first)."""
+        from theory.blas import pin_process_blas_threads
+
+        # The window computes with single-threaded BLAS throughout; pinning the process keeps
+        # the two threads' nested thread-limit contexts from restoring each other's settings.
+        pin_process_blas_threads(1)
+        self._thread = threading.Thread(target=self.run, name="explorer-exact", daemon=True)
+        self._thread.start()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._done.wait(timeout)
+
+
+def job_key(params: dict) -> tuple:
+    """Every parameter the exact finite-ratio theory depends on (K, n, p, c, d, lam, noise, eta,
+    rounds)."""
+    return (
+        params["n_classes"],
+        params["per_class"],
+        theory_dim(params),
+        params["c"],
+        params["d"],
+        params["lam"],
+        params["noise"],
+        params["eta"],
+        params["rounds"],
+    )
 
 
 def compute_state(params=None, *, cache: PhaseCache | None = None) -> ExplorerState:
@@ -487,11 +746,18 @@ def compute_state(params=None, *, cache: PhaseCache | None = None) -> ExplorerSt
         state.phase = (cache or PhaseCache()).get(p, model)
         state.finite_dim = theory_dim(p)
         if state.finite_dim is not None:
+            ratio = p["n_classes"] * p["per_class"] / state.finite_dim
+            state.finite_refused = ft.refusal(lam, ratio)
             if p["n_classes"] > FINITE_MAX_CLASSES or r > FINITE_MAX_ROUNDS:
                 state.notes.append(
                     f"finite-p theory only for K <= {FINITE_MAX_CLASSES} and R <= "
                     f"{FINITE_MAX_ROUNDS} here (its cost grows like K^4 and steeply in R): "
                     "showing the block model (p = inf)"
+                )
+            elif state.finite_refused is not None:
+                state.notes.append(
+                    f"linearised finite-p theory refused at N/p = {ratio:.3g} "
+                    f"({ft.refusal_rule(lam, ratio)}); dashed: p = inf"
                 )
             else:
                 try:
@@ -500,6 +766,7 @@ def compute_state(params=None, *, cache: PhaseCache | None = None) -> ExplorerSt
                     state.notes.append(
                         f"finite-p theory unavailable at p = {state.finite_dim}: {exc}"
                     )
+            _plan_finite_exact(state)
         holds, margin = plurality_condition(counts)
         # One call for both numbers: min_rounds_linear is the first round of this window and
         # collapse_window_linear its clip to 0..R (each would recompute the window, ~40 ms at K=10).
@@ -543,12 +810,25 @@ def describe(state: ExplorerState) -> str:
         lines[1] = lines[1].replace("linearised SD:", "linearised SD (p=∞):", 1)
     if state.finite is not None:
         fin = state.finite
+        flag = ""
+        if state.linear_off_reason == "exact" and any(v.any() for v in state.linear_off.values()):
+            flag = " (× rounds > 0.03 from exact)"
+        elif state.linear_off_reason == "regime":
+            flag = " (× outside validated regime)"
         lines += [
-            f"finite p = {state.finite_dim} (N/p = {fin.model.ratio:.3g}), linearised theory, "
-            f"rounds 0 -> {fin.rounds}:",
+            f"finite p = {state.finite_dim} (N/p = {fin.model.ratio:.3g}), linearised theory"
+            f"{flag}, rounds 0 -> {fin.rounds}:",
             f"  train acc. {fin.train_acc[0]:.3f} -> {fin.train_acc[-1]:.3f}, population acc. "
-            f"{fin.population_acc[0]:.3f} -> {fin.population_acc[-1]:.3f} (exact, PLL: p = ∞)",
+            f"{fin.population_acc[0]:.3f} -> {fin.population_acc[-1]:.3f}",
         ]
+    if state.finite_exact is not None:
+        ex = state.finite_exact
+        lines += [
+            f"exact finite-p theory: train acc. {ex.train_acc[0]:.3f} -> {ex.train_acc[-1]:.3f}, "
+            f"pop. acc. {ex.population_acc[0]:.3f} -> {ex.population_acc[-1]:.3f}"
+        ]
+    elif state.exact_message:
+        lines.append(state.exact_message)
     return "\n".join(lines + list(state.notes))
 
 

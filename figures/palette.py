@@ -22,11 +22,15 @@ grey ``REFERENCE``     reference lines (``1/K``, ``p = N``, plurality boundary):
 ``OUTCOME_COLORS``     categorical maps (pll_conditions' outcomes; light tints, never lines)
 =====================  ============================================================================
 
-Encodings: **theory is a line** (solid: exact theory; dashed: linearised theory, which includes the
-finite-``p`` theory), **simulation is a marker with its 95% confidence interval** (filled: trained
-exactly; hollow: Monte Carlo of the linearised dynamics). Markers name the model: teacher square,
-SD round circle, PLL diamond (:data:`MARKERS`). Colour-blind safety: the hues are the Okabe-Ito
-set (Okabe & Ito, 2008) and ramps vary in lightness.
+Encodings: **theory is a line** (solid: exact theory, which includes the exact finite-ratio theory;
+dashed: linearised theory, which includes the linearised finite-``p`` theory), **simulation is a
+marker with its 95% confidence interval** (filled: trained exactly; hollow: Monte Carlo of the
+linearised dynamics). A linearised finite-``p`` value more than 0.03 from the exact finite-ratio
+theory (outside the regime where it was validated) carries a cross (:data:`FLAG_MARKER`, in the
+line's colour); where the linearised theory is refused (its random-matrix part fails) it is not
+drawn, and heat-map cells are hatched (:data:`REFUSED_HATCH`). Markers name the model: teacher
+square, SD round circle, PLL diamond (:data:`MARKERS`). Colour-blind safety: the hues are the
+Okabe-Ito set (Okabe & Ito, 2008) and ramps vary in lightness.
 """
 
 from __future__ import annotations
@@ -39,12 +43,14 @@ __all__ = [
     "DIM_CMAP",
     "EIGEN",
     "ETA_CMAP",
+    "FLAG_MARKER",
     "LINESTYLES",
     "MARKERS",
     "MISLABELED",
     "OUTCOME_COLORS",
     "PLL",
     "REFERENCE",
+    "REFUSED_HATCH",
     "REFERENCE_STYLE",
     "SD_CMAP",
     "TEACHER",
@@ -77,6 +83,12 @@ EIGEN = ("#000000", "#882255", "#999933")
 OUTCOME_COLORS = ("#44BB99", "#99DDFF", "#EEDD88", "#EE8866", "#DDDDDD")
 MARKERS = {"teacher": "s", "sd": "o", "pll": "D"}
 LINESTYLES = {"exact": "-", "linear": "--"}
+#: A linearised finite-p value more than LINEARISED_TOL (0.03) from the exact finite-ratio theory
+#: (figures.finite_theories.linearised_off): a cross on the dashed line, in the line's colour.
+FLAG_MARKER = {"marker": "x", "markersize": 5.5, "markeredgewidth": 1.3, "linestyle": "none"}
+#: Hatch of heat-map cells where a theory is refused (the linearised finite-p theory where its
+#: random-matrix part fails) or not computed; drawn in REFERENCE grey.
+REFUSED_HATCH = "////"
 
 #: Lightness range of the ramps (the lightest end must stay visible on white).
 _RAMP = (0.42, 0.95)
