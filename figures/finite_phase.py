@@ -434,7 +434,8 @@ def plot(data: dict):
         f"linearised finite-p theory (K={p['n_classes']}, n={p['per_class']}): population error, "
         "best round"
         + (
-            "\n† outside the regime where it was validated against exact SD (λ ≥ 10⁻² with K ≤ 4)"
+            "\n† outside the regime where it was validated against exact SD "
+            "(λ ≥ 10⁻², K ≤ 4, N/p ≤ 1)"
             if any_outside
             else ""
         )
