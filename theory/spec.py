@@ -1,0 +1,389 @@
+r"""One spec and one result type for the theory and the Monte Carlo (issue 23, item 2).
+
+A :class:`Spec` names one experiment: the model (``K, n, c, d``), the noise (a noise model and
+rate, or an explicit count matrix), ``lam``, the last round ``R``, the dimension (``p`` or
+``inf`` for the block limit) and the method (``'sd'`` or a PLL student ``'pll-<loss>'``).
+:func:`predict` turns it into a :class:`Result` from the theory; the Monte Carlo counterpart is
+:func:`simulations.simulate.simulate`, which returns the same type with a mean, a standard error
+and a 95% interval per round and metric. Analytic and sampled numbers therefore sit behind one
+interface (as in neural-tangents' ``predict`` / ``empirical`` pair)::
+
+    from theory.spec import Spec, predict
+    from simulations.simulate import simulate
+
+    spec = Spec(n_classes=4, per_class=25, lam=1e-3, rounds=3, eta=0.5, dim=200)
+    theory = predict(spec)             # exact finite-ratio theory (docs/theory.md §16)
+    mc = simulate(spec, trials=8)      # certified exact SD, 8 trials
+    theory.value("pop_acc"), mc.value("pop_acc"), mc.se("pop_acc")
+
+Theories (``source``)
+---------------------
+=================  ==========  ===========================================================
+source             dimension   what
+=================  ==========  ===========================================================
+``'exact'``        ``inf``     exact cross-entropy SD in the block limit (§4–§5)
+``'linear'``       ``inf``     the label-averaging closed form (§2)
+``'finite_exact'`` finite      exact finite-ratio theory, cross-entropy, every round (§16)
+``'finite'``       finite      linearised finite-p theory (§11)
+=================  ==========  ===========================================================
+
+``source='auto'`` picks the exact theory of the spec's dimension. PLL students (``R = 1``: round
+0 is the teacher, round 1 the student) exist in the block limit for the losses of
+:data:`theory.names.THEORY_LOSSES`, and at finite ``p`` for ``'pll-ce'`` (``'finite_exact'``
+only). Anything else raises a ``ValueError`` that names the valid choices.
+
+Metrics use the simulations' spelling (:data:`METRICS`: ``pop_acc``, not ``population_acc``;
+:data:`theory.names.THEORY_FIELDS` is the map). Pure: no RNG, no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from theory.names import (
+    DEFAULT_Q,
+    METHOD_LOSS,
+    METHODS,
+    MODEL_DEFAULTS,
+    THEORY_FIELDS,
+    THEORY_LOSSES,
+)
+from theory.noise import check_eta, exact_counts, transition_matrix
+from theory.partial_labels import check_pll_classes
+from theory.validation import check_int, check_lam, check_positive
+
+__all__ = ["METRICS", "SOURCES", "Result", "Spec", "predict"]
+
+#: Metrics of a :class:`Result`, in column order (the simulations' names).
+METRICS = tuple(THEORY_FIELDS)
+#: Theories :func:`predict` can use; ``'monte_carlo'`` and ``'linearised_monte_carlo'`` are the
+#: sources of :func:`simulations.simulate.simulate`.
+SOURCES = ("exact", "linear", "finite_exact", "finite")
+#: Noise models with a transition matrix the theory can build (superclass noise needs groups,
+#: which the Monte Carlo finds by clustering sampled features: pass ``counts`` instead).
+THEORY_NOISE = ("sym", "pair", "asym")
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One experiment, for :func:`predict` and :func:`simulations.simulate.simulate`.
+
+    Attributes
+    ----------
+    n_classes, per_class : int
+        ``K >= 2`` classes of ``n >= 1`` training points.
+    c, d : float
+        Within- and across-class inner products of the block model (``c``, ``d`` of the
+        Gaussian mixture at finite ``p``).
+    lam : float
+        Regularisation in ``[1e-12, 1e12]``.
+    rounds : int
+        Last SD round ``R >= 0`` (normalised to 1 for a PLL student: round 0 is the teacher).
+    noise : {'sym', 'pair', 'asym'}
+        Noise model; the count matrix is ``exact_counts(transition_matrix(noise, K, eta), n)``,
+        which the Monte Carlo reproduces with ``sampling='exact-count'``.
+    eta : float
+        Noise rate in ``[0, 1]``.
+    counts : tuple of tuples of int, optional
+        An explicit count matrix ``C[k, l]`` (rows sum to ``n``); overrides ``noise``/``eta``
+        (theory only: the Monte Carlo samples labels from a noise model).
+    dim : float
+        Feature dimension ``p > K``, or ``math.inf`` (default) for the block limit.
+    method : str
+        ``'sd'`` or a PLL student of :data:`theory.names.METHODS`.
+    q : float
+        GCE exponent in ``(0, 1]`` (``'pll-gce'`` only).
+    """
+
+    n_classes: int = MODEL_DEFAULTS["n_classes"]
+    per_class: int = MODEL_DEFAULTS["per_class"]
+    c: float = MODEL_DEFAULTS["c"]
+    d: float = MODEL_DEFAULTS["d"]
+    lam: float = MODEL_DEFAULTS["lam"]
+    rounds: int = MODEL_DEFAULTS["rounds"]
+    noise: str = MODEL_DEFAULTS["noise"]
+    eta: float = MODEL_DEFAULTS["eta"]
+    counts: tuple | None = None
+    dim: float = math.inf
+    method: str = "sd"
+    q: float = DEFAULT_Q
+
+    def __post_init__(self):
+        set_ = object.__setattr__  # frozen: normalise once
+        k = check_int(self.n_classes, "n_classes", 2)
+        n = check_int(self.per_class, "per_class", 1)
+        set_(self, "n_classes", k)
+        set_(self, "per_class", n)
+        set_(self, "c", float(self.c))
+        set_(self, "d", float(self.d))
+        set_(self, "lam", check_lam(self.lam, "lam"))
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.method != "sd":
+            check_pll_classes(self.method, k)  # top-2 candidates need K >= 3
+        rounds = check_int(self.rounds, "rounds", 0)
+        set_(self, "rounds", 1 if self.method != "sd" else rounds)
+        if self.noise not in THEORY_NOISE:
+            raise ValueError(
+                f"noise must be one of {THEORY_NOISE}, got {self.noise!r} (superclass noise: "
+                "pass counts, or use simulations.pipelines.TrialConfig directly)"
+            )
+        set_(self, "eta", check_eta(self.eta))
+        if self.counts is not None:
+            cnt = np.asarray(self.counts)
+            if cnt.shape != (k, k) or not np.issubdtype(cnt.dtype, np.integer):
+                raise ValueError(f"counts must be a ({k}, {k}) matrix of integers")
+            if np.any(cnt < 0) or np.any(cnt.sum(axis=1) != n):
+                raise ValueError(f"counts must be >= 0 with every row summing to per_class={n}")
+            set_(self, "counts", tuple(tuple(int(v) for v in row) for row in cnt))
+        dim = float(self.dim)
+        if not (math.isinf(dim) and dim > 0):
+            if not math.isfinite(dim) or dim != int(dim) or dim <= k:
+                raise ValueError(
+                    f"dim must be an integer > n_classes={k}, or math.inf, got {self.dim!r}"
+                )
+            dim = int(dim)
+        set_(self, "dim", dim)
+        q = check_positive(self.q, "q")
+        if q > 1:
+            raise ValueError(f"q must lie in (0, 1], got {self.q!r}")
+        set_(self, "q", q)
+
+    @property
+    def finite(self) -> bool:
+        """Whether the dimension is finite (``p < inf``)."""
+        return not math.isinf(self.dim)
+
+    def count_matrix(self) -> np.ndarray:
+        """``C[k, l]``: training points of true class ``k`` with given label ``l``, shape (K, K)."""
+        if self.counts is not None:
+            return np.array(self.counts, dtype=np.int64)
+        t = transition_matrix(self.noise, self.n_classes, self.eta)
+        return exact_counts(t, self.per_class)
+
+    def to_dict(self) -> dict:
+        """JSON-compatible dict (``dim`` is ``None`` for the block limit)."""
+        out = asdict(self)
+        out["dim"] = None if not self.finite else int(self.dim)
+        if self.counts is not None:
+            out["counts"] = [list(row) for row in self.counts]
+        return out
+
+    @classmethod
+    def from_dict(cls, params: dict) -> Spec:
+        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError`` naming them."""
+        names = set(cls.__dataclass_fields__)
+        unknown = sorted(set(params) - names)
+        if unknown:
+            raise ValueError(f"unknown spec parameter(s) {unknown}; valid: {sorted(names)}")
+        params = dict(params)
+        if params.get("dim") is None:
+            params["dim"] = math.inf
+        if params.get("counts") is not None:
+            params["counts"] = tuple(tuple(row) for row in params["counts"])
+        return cls(**params)
+
+
+@dataclass(frozen=True, eq=False)
+class Result:
+    """Per round and metric: a theory's value, or a Monte Carlo mean with its errors.
+
+    Attributes
+    ----------
+    spec : Spec
+    source : str
+        One of :data:`SOURCES`, or ``'monte_carlo'`` / ``'linearised_monte_carlo'``.
+    values : ndarray, shape (R + 1, len(METRICS))
+        ``[round, metric]``; ``NaN`` where a metric is undefined (no mislabeled points).
+    se : ndarray, shape (R + 1, len(METRICS)), or None
+        Monte Carlo standard error of the mean (``None`` for a theory).
+    ci95 : ndarray, shape (R + 1, len(METRICS)), or None
+        Half-width of the Student-t 95% interval of the mean (``None`` for a theory).
+    trials : int or None
+        Monte Carlo trials (``None`` for a theory).
+    notes : tuple of str
+        What the source says about itself: convergence, validity, refusals.
+    extra : dict
+        Source-specific diagnostics (JSON-compatible), e.g. the fixed point's residual.
+    """
+
+    spec: Spec
+    source: str
+    values: np.ndarray
+    se: np.ndarray | None = None
+    ci95: np.ndarray | None = None
+    trials: int | None = None
+    notes: tuple = ()
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def rounds(self) -> np.ndarray:
+        """Round indices ``0..R``."""
+        return np.arange(self.values.shape[0])
+
+    def _column(self, array, metric):
+        if metric not in METRICS:
+            raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+        return None if array is None else array[:, METRICS.index(metric)]
+
+    def value(self, metric: str) -> np.ndarray:
+        """Values (or Monte Carlo means) of ``metric`` per round, shape (R + 1,)."""
+        return self._column(self.values, metric)
+
+    def stderr(self, metric: str) -> np.ndarray | None:
+        """Monte Carlo standard error of ``metric`` per round (``None`` for a theory)."""
+        return self._column(self.se, metric)
+
+    def to_rows(self) -> list[dict]:
+        """Long format, one dict per (round, metric): ``source, round, metric, value, se, ci95``
+        (``None`` where undefined), ready for ``csv.DictWriter`` or JSON."""
+        rows = []
+        for t in range(self.values.shape[0]):
+            for j, metric in enumerate(METRICS):
+                rows.append(
+                    {
+                        "source": self.source,
+                        "round": t,
+                        "metric": metric,
+                        "value": _num(self.values[t, j]),
+                        "se": None if self.se is None else _num(self.se[t, j]),
+                        "ci95": None if self.ci95 is None else _num(self.ci95[t, j]),
+                    }
+                )
+        return rows
+
+    def to_dict(self) -> dict:
+        """JSON-compatible: the spec, the source, ``trials``, ``notes``, ``extra`` and ``rows``."""
+        return {
+            "spec": self.spec.to_dict(),
+            "source": self.source,
+            "trials": self.trials,
+            "notes": list(self.notes),
+            "extra": self.extra,
+            "rows": self.to_rows(),
+        }
+
+
+def _num(x) -> float | None:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _table(pred, rows=None) -> np.ndarray:
+    """``(R + 1, len(METRICS))`` from a prediction object's accuracy arrays."""
+    cols = [np.asarray(getattr(pred, THEORY_FIELDS[m]), dtype=float) for m in METRICS]
+    table = np.column_stack(cols)
+    return table if rows is None else table[rows]
+
+
+def _auto_source(spec: Spec, source: str) -> str:
+    if source == "auto":
+        return "finite_exact" if spec.finite else "exact"
+    if source not in SOURCES:
+        raise ValueError(f"source must be 'auto' or one of {SOURCES}, got {source!r}")
+    finite_sources = ("finite_exact", "finite")
+    if spec.finite != (source in finite_sources):
+        where = "a finite dim" if spec.finite else "dim = inf (the block limit)"
+        valid = finite_sources if spec.finite else ("exact", "linear")
+        raise ValueError(f"source {source!r} does not apply to {where}; use one of {valid}")
+    return source
+
+
+def predict(spec: Spec, source: str = "auto", *, points: int | None = None) -> Result:
+    r"""The theory's accuracies for ``spec``, rounds ``0..R``.
+
+    Parameters
+    ----------
+    spec : Spec
+    source : {'auto', 'exact', 'linear', 'finite_exact', 'finite'}
+        Which theory (module docstring); ``'auto'``: ``'exact'`` for ``dim = inf``,
+        ``'finite_exact'`` otherwise.
+    points : int, optional
+        Quadrature points per shift of the exact finite-ratio theory (its default if omitted).
+
+    Returns
+    -------
+    Result
+        ``values[t, j]`` = metric ``METRICS[j]`` after round ``t`` (``se``, ``ci95`` ``None``).
+        ``notes`` carry the fixed point's convergence for ``'finite_exact'`` and the measured
+        validity of the linearised finite-p theory for ``'finite'`` (docs/theory.md §11.9, §16.7).
+
+    Raises
+    ------
+    ValueError
+        A source that does not apply to the spec (dimension, PLL loss), with the valid choices.
+    """
+    if not isinstance(spec, Spec):
+        raise ValueError(f"spec must be a theory.spec.Spec, got {type(spec).__name__}")
+    source = _auto_source(spec, source)
+    counts = spec.count_matrix()
+    loss = METHOD_LOSS.get(spec.method)
+    if spec.finite:
+        return _predict_finite(spec, source, counts, loss, points)
+    from theory.groups import BlockModel, predict_exact, predict_linear
+
+    model = BlockModel(spec.n_classes, spec.per_class, spec.c, spec.d)
+    run = predict_exact if source == "exact" else predict_linear
+    if loss is None:
+        return Result(spec, source, _table(run(model, counts, spec.lam, spec.rounds)))
+    if loss not in THEORY_LOSSES:
+        raise ValueError(
+            f"method {spec.method!r} has no group-level theory; theory covers the losses "
+            f"{THEORY_LOSSES} (simulate it with simulations.simulate.simulate)"
+        )
+    from theory.pll import predict_pll
+
+    teacher = run(model, counts, spec.lam, 0)
+    student = predict_pll(
+        model, counts, spec.lam, method=source, loss=loss, q=spec.q, allow_unconverged=True
+    )
+    notes = ()
+    if not bool(np.all(getattr(student, "converged", [True]))):
+        notes = ("the exact PLL student was not certified (see theory.pll.predict_pll)",)
+    return Result(spec, source, np.vstack([_table(teacher), _table(student)]), notes=notes)
+
+
+def _predict_finite(spec, source, counts, loss, points) -> Result:
+    from theory.finite import MixtureModel
+
+    model = MixtureModel(spec.n_classes, spec.per_class, spec.dim, spec.c, spec.d)
+    ratio = spec.n_classes * spec.per_class / spec.dim
+    if source == "finite_exact":
+        from theory.finite_exact import predict_finite_exact
+
+        if loss not in (None, "ce"):
+            raise ValueError(
+                f"method {spec.method!r}: the exact finite-ratio theory covers 'sd' and 'pll-ce' "
+                "only (the candidate-set losses' per-point problem is not convex; docs §16.6)"
+            )
+        kw = {} if points is None else {"points": check_int(points, "points", 1)}
+        # student='pll' returns rows [teacher, student] for R = 1 (spec.rounds is 1 for PLL)
+        student = "sd" if loss is None else "pll"
+        pred = predict_finite_exact(model, counts, spec.lam, spec.rounds, student=student, **kw)
+        values = _table(pred)
+        res = float(np.max(pred.residuals))
+        notes = (
+            f"fixed point converged={bool(pred.converged)} (max residual {res:.1e})",
+            "quadrature error (train / population) "
+            f"{float(np.max(pred.train_quadrature_err)):.1e} / "
+            f"{float(np.max(pred.population_quadrature_err)):.1e}",
+        )
+        extra = {"converged": bool(pred.converged), "max_residual": res, "points": pred.points}
+        return Result(spec, source, values, notes=notes, extra=extra)
+    if loss is not None:
+        raise ValueError(
+            f"method {spec.method!r}: the linearised finite-p theory covers 'sd' only; use "
+            "source='finite_exact' for 'pll-ce'"
+        )
+    from theory.finite import predict_finite
+    from theory.finite_exact.report import linearised_regime, random_matrix_failure
+
+    refused = random_matrix_failure(spec.lam, ratio)
+    if refused is not None:
+        raise ValueError(refused)
+    ok, why = linearised_regime(spec.n_classes, spec.lam, ratio)
+    pred = predict_finite(model, counts, spec.lam, spec.rounds)
+    return Result(spec, source, _table(pred), notes=(why,), extra={"validated_regime": ok})
