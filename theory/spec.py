@@ -4,12 +4,12 @@ A :class:`Spec` names one experiment: the model (``K, n, c, d``), the noise (a n
 rate, or an explicit count matrix), ``lam``, the last round ``R``, the dimension (``p`` or
 ``inf`` for the block limit) and the method (``'sd'`` or a PLL student ``'pll-<loss>'``).
 :func:`predict` turns it into a :class:`Result` from the theory; the Monte Carlo counterpart is
-:func:`simulations.simulate.simulate`, which returns the same type with a mean, a standard error
+:func:`simulations.monte_carlo.simulate`, which returns the same type with a mean, a standard error
 and a 95% interval per round and metric. Analytic and sampled numbers therefore sit behind one
 interface (as in neural-tangents' ``predict`` / ``empirical`` pair)::
 
     from theory.spec import Spec, predict
-    from simulations.simulate import simulate
+    from simulations.monte_carlo import simulate
 
     spec = Spec(n_classes=4, per_class=25, lam=1e-3, rounds=3, eta=0.5, dim=200)
     theory = predict(spec)             # exact finite-ratio theory (docs/theory.md §16)
@@ -60,7 +60,7 @@ __all__ = ["METRICS", "SOURCES", "Result", "Spec", "predict"]
 #: Metrics of a :class:`Result`, in column order (the simulations' names).
 METRICS = tuple(THEORY_FIELDS)
 #: Theories :func:`predict` can use; ``'monte_carlo'`` and ``'linearised_monte_carlo'`` are the
-#: sources of :func:`simulations.simulate.simulate`.
+#: sources of :func:`simulations.monte_carlo.simulate`.
 SOURCES = ("exact", "linear", "finite_exact", "finite")
 #: Noise models with a transition matrix the theory can build (superclass noise needs groups,
 #: which the Monte Carlo finds by clustering sampled features: pass ``counts`` instead).
@@ -69,7 +69,7 @@ THEORY_NOISE = ("sym", "pair", "asym")
 
 @dataclass(frozen=True)
 class Spec:
-    """One experiment, for :func:`predict` and :func:`simulations.simulate.simulate`.
+    """One experiment, for :func:`predict` and :func:`simulations.monte_carlo.simulate`.
 
     Attributes
     ----------
@@ -332,7 +332,7 @@ def predict(spec: Spec, source: str = "auto", *, points: int | None = None) -> R
     if loss not in THEORY_LOSSES:
         raise ValueError(
             f"method {spec.method!r} has no group-level theory; theory covers the losses "
-            f"{THEORY_LOSSES} (simulate it with simulations.simulate.simulate)"
+            f"{THEORY_LOSSES} (simulate it with simulations.monte_carlo.simulate)"
         )
     from theory.pll import predict_pll
 

@@ -1,4 +1,4 @@
-"""simulations.simulate: the Monte Carlo behind theory.spec's interface."""
+"""simulations.monte_carlo.simulate: the Monte Carlo behind theory.spec's interface."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 from simulations.linear_trials import LinearTrial, run_linear_trial
 from simulations.pipelines import TrialConfig, run_trial, trial_seed
-from simulations.simulate import simulate
+from simulations.monte_carlo import simulate
 from theory.noise import transition_matrix
 from theory.spec import METRICS, Spec, predict
 
