@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from simulations.linear_trials import LinearTrial, run_linear_trial
-from simulations.pipelines import TrialConfig, run_trial, trial_seed
 from simulations.monte_carlo import simulate
+from simulations.pipelines import TrialConfig, run_trial, trial_seed
 from theory.noise import transition_matrix
 from theory.spec import METRICS, Spec, predict
 
