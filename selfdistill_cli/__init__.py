@@ -17,10 +17,18 @@ builds its parser from :class:`ArgumentParser`, so that
 It also answers the one question about the machine every command asks before allocating:
 how much memory is available now (:func:`available_bytes`), and runs every entry point through
 :func:`run_cli`, so that a reader that stops early (``python -m theory predict ... | head``) ends
-the command quietly instead of with Python's ``BrokenPipeError`` traceback. This package is the
-command-line shell of the toolkit: it reads ``/proc/meminfo`` and cgroup files and redirects file
-descriptors, so it stands outside ``theory/`` (which stays free of I/O) and depends on none of
-the three layers; every layer (figures -> simulations -> theory) may import it.
+the command quietly instead of with Python's ``BrokenPipeError`` traceback.
+
+This package is the command-line home of the toolkit, in two parts:
+
+* the shell (this module, :mod:`~selfdistill_cli.files`, :mod:`~selfdistill_cli.limits`,
+  :mod:`~selfdistill_cli.progress`) reads ``/proc/meminfo`` and cgroup files and redirects file
+  descriptors, so it stands outside ``theory/`` (which stays free of I/O) and depends on none of
+  the three layers; every layer (figures -> simulations -> theory) may import it;
+* the commands sit above the layers and import them: :mod:`selfdistill_cli.predict` (``python -m
+  theory predict``: argument checks, resource refusals, the table and JSON of
+  :func:`theory.report.predict_report`). No layer imports a command module;
+  ``theory/__main__.py`` runs one as the program's entry point.
 """
 
 from __future__ import annotations
