@@ -29,8 +29,9 @@ This package is the command-line home of the toolkit, in two parts:
   the three layers; every layer (figures -> simulations -> theory) may import it;
 * the commands sit above the layers and import them: :mod:`selfdistill_cli.predict` (``python -m
   theory predict``: argument checks, resource refusals, the table and JSON of
-  :func:`theory.report.predict_report`). No layer imports a command module;
-  ``theory/__main__.py`` runs one as the program's entry point.
+  :func:`theory.report.predict_report`) and :mod:`selfdistill_cli.main` (the ``selfdistill``
+  console script, whose sub-commands run each layer's command line). No layer imports a command
+  module; ``theory/__main__.py`` runs one as the program's entry point.
 """
 
 from __future__ import annotations
