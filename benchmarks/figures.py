@@ -49,19 +49,12 @@ BUDGETS = {"quick": {"total": 45.0, "pll_conditions": 15.0}}
 
 def run(preset: str, names, workers: int, seed: int, out_dir) -> dict:
     """Time every figure in ``names``; returns ``{name: {"cpu_s", "wall_s"}}``."""
-    import importlib
-    from types import SimpleNamespace
+    from figures.__main__ import run_figure
 
-    from figures.__main__ import _figure_argv
-    from theory.blas import single_thread_blas
-
-    args = SimpleNamespace(out=out_dir, seed=seed, preset=preset, workers=workers)
     out = {}
     for name in names:
         cpu0, wall0 = _cpu(), time.perf_counter()
-        module = importlib.import_module(f"figures.{name}")
-        with single_thread_blas():
-            status = module.main(_figure_argv(name, args))
+        status = run_figure(name, preset=preset, out=out_dir, seed=seed, workers=workers)
         if status:
             raise RuntimeError(f"figure {name} failed with status {status}")
         out[name] = {"cpu_s": _cpu() - cpu0, "wall_s": time.perf_counter() - wall0}

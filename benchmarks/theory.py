@@ -51,9 +51,9 @@ import numpy as np  # noqa: E402
 
 from benchmarks.dense_group_newton import dense_newton_bytes, dense_predict_exact_outputs  # noqa: E402
 from selfdistill_cli import ArgumentParser  # noqa: E402
+from selfdistill_cli.predict import main as theory_main  # noqa: E402
 from simulations.distill import self_distill, train_pll  # noqa: E402
 from simulations.solver import factorize  # noqa: E402
-from theory.cli import main as theory_main  # noqa: E402
 from theory.conditions import (  # noqa: E402
     collapse_window_linear,
     min_rounds_linear,

@@ -103,14 +103,26 @@ def _select(only: str | None, parser) -> list[str]:
     return names
 
 
-def _figure_argv(name: str, args) -> list[str]:
-    argv = ["--out", str(args.out), "--seed", str(args.seed), "--preset", args.preset]
+def run_figure(name: str, *, preset: str, out, seed: int, workers: int) -> int:
+    """Produce figure ``name`` with the runner's options: its ``run(...)``, one BLAS thread.
+
+    Parameters
+    ----------
+    name : str
+        A figure among :data:`figures.FIGURES`.
+    preset, out, seed, workers
+        As for every figure's ``run(...)`` (``python -m figures.<name>``'s options), already
+        checked by the caller (``out`` writable, ``workers`` capped at the usable cores).
+
+    Returns
+    -------
+    int
+        The figure's exit status (0 on success).
+    """
     module = importlib.import_module(f"figures.{name}")
-    # real_gain, pll_real (and any figure without Monte Carlo workers) take the three standard
-    # options only.
-    if name not in ("real_gain", "pll_real") and hasattr(module, "compute"):
-        argv += ["--workers", str(args.workers)]
-    return argv
+    with single_thread_blas():  # small problems: threads only add overhead (common.py)
+        status = module.run(preset=preset, out=out, seed=seed, workers=workers)
+    return int(status or 0)
 
 
 def main(argv=None) -> int:
@@ -154,9 +166,9 @@ def main(argv=None) -> int:
         log(f"[{i}/{len(names)}] {name} ...")
         bar.set_description(f"figures ({name})")
         t0 = time.perf_counter()
-        module = importlib.import_module(f"figures.{name}")
-        with single_thread_blas():  # small problems: threads only add overhead (common.py)
-            status = module.main(_figure_argv(name, args))
+        status = run_figure(
+            name, preset=args.preset, out=args.out, seed=args.seed, workers=args.workers
+        )
         if status:
             bar.close()
             log(f"[{i}/{len(names)}] {name} FAILED with status {status}", force=True)

@@ -80,6 +80,7 @@ __all__ = [
     "nan_mean",
     "parse_args",
     "prediction_bounds",
+    "prepare_output",
     "set_quiet",
     "tie_fractions",
 ]
@@ -115,6 +116,33 @@ DEFAULT_OUT_NAME = "selfdistill-figures"
 def default_out() -> Path:
     """``./selfdistill-figures`` relative to the current working directory."""
     return Path.cwd() / DEFAULT_OUT_NAME
+
+
+def prepare_output(out=None) -> Path:
+    """The output directory of a figure's ``run(...)``, ready for files; the ``Agg`` backend.
+
+    Parameters
+    ----------
+    out : path-like, optional
+        Output directory; ``None``: ``./selfdistill-figures`` (:func:`default_out`).
+
+    Returns
+    -------
+    pathlib.Path
+        ``out``, created if needed and checked for writability before any work (a figure must
+        not be lost at the end).
+
+    Raises
+    ------
+    ValueError
+        One line naming ``--out`` and the problem (:func:`simulations.outdir.check_out_dir`).
+    """
+    out = default_out() if out is None else Path(out)
+    check_out_dir(out)
+    from figures.style import use_file_backend  # lazy: keep common.py free of matplotlib
+
+    use_file_backend()  # figure scripts write files; never open windows
+    return out
 
 
 def parse_args(argv, description: str, presets, extra=None) -> argparse.Namespace:

@@ -58,6 +58,7 @@ from figures.common import (
     mean_ci95,
     parse_args,
     prediction_bounds,
+    prepare_output,
 )
 from simulations.gram_trials import MixtureTrial, run_mc_many
 from simulations.linear_trials import LinearTrial, run_linear_many
@@ -386,9 +387,35 @@ def table(data: dict) -> list[dict]:
     return rows
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv, "Finite-dimension figure", PRESETS)
-    data = compute(args.preset, args.seed, args.workers)
+def run(*, preset: str = "quick", out=None, seed: int = 0, workers: int = 1) -> int:
+    """Compute the figure, check it, and write ``finite_dimension`` (PNG, PDF and CSV) to ``out``.
+
+    What ``python -m figures.finite_dimension`` does after reading its options, and what the runner
+    (``python -m figures``) calls for this figure.
+
+    Parameters
+    ----------
+    preset : {"quick", "paper", "tiny"}
+        Problem sizes (:data:`PRESETS`).
+    out : path-like, optional
+        Output directory (default ``./selfdistill-figures``), checked for writability first.
+    seed : int
+        Base seed (>= 0) of every random stream.
+    workers : int
+        Processes for the Monte Carlo trials (the runner caps them at the usable cores).
+
+    Returns
+    -------
+    int
+        Exit status, 0.
+
+    Raises
+    ------
+    figures.common.AgreementError
+        Theory and simulation (or two computations of the theory) disagree beyond tolerance.
+    """
+    out = prepare_output(out)
+    data = compute(preset, seed, workers)
     dims = data["dims"][data["checked"]]
     log(
         f"  {NAME}: linearised simulation agrees with the finite-p theory at p = "
@@ -397,9 +424,14 @@ def main(argv=None) -> int:
         f"({data['check_limit']['n_comparisons']} comparisons); exact SD vs finite-p theory "
         f"(not checked): max |difference| {data['exact_gap']:.3f}"
     )
-    style.save_figure(plot(data), args.out, NAME, dpi=style.preset_dpi(args.preset))
-    style.write_csv(table(data), args.out, NAME)
+    style.save_figure(plot(data), out, NAME, dpi=style.preset_dpi(preset))
+    style.write_csv(table(data), out, NAME)
     return 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv, "Finite-dimension figure", PRESETS)
+    return run(preset=args.preset, out=args.out, seed=args.seed, workers=args.workers)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ import numpy as np
 
 from figures import palette, style
 from figures import sd_generalization as sdg
-from figures.common import FINITE_THEORY_ATOL, check_mc_agreement, log, parse_args
+from figures.common import FINITE_THEORY_ATOL, check_mc_agreement, log, parse_args, prepare_output
 from figures.finite_theories import (
     LINEARISED_TOL,
     exact_accuracies,
@@ -641,9 +641,35 @@ def table(data: dict) -> list[dict]:
     return rows
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv, "Finite-p phase diagram over (N/p, t)", PRESETS)
-    data = compute(args.preset, args.seed, args.workers)
+def run(*, preset: str = "quick", out=None, seed: int = 0, workers: int = 1) -> int:
+    """Compute the figure, check it, and write ``finite_phase`` (PNG, PDF and CSV) to ``out``.
+
+    What ``python -m figures.finite_phase`` does after reading its options, and what the runner
+    (``python -m figures``) calls for this figure.
+
+    Parameters
+    ----------
+    preset : {"quick", "paper", "tiny"}
+        Problem sizes (:data:`PRESETS`).
+    out : path-like, optional
+        Output directory (default ``./selfdistill-figures``), checked for writability first.
+    seed : int
+        Base seed (>= 0) of every random stream.
+    workers : int
+        Processes for the Monte Carlo trials (the runner caps them at the usable cores).
+
+    Returns
+    -------
+    int
+        Exit status, 0.
+
+    Raises
+    ------
+    figures.common.AgreementError
+        Theory and simulation (or two computations of the theory) disagree beyond tolerance.
+    """
+    out = prepare_output(out)
+    data = compute(preset, seed, workers)
     flagged = [
         f"K={m['params']['n_classes']}, λ={m['params']['lam']:g}: "
         f"{int(sum(m['off'][f].sum() for f in EXACT_FIELDS))} of "
@@ -655,9 +681,14 @@ def main(argv=None) -> int:
         f"({data['check']['n_comparisons']} comparisons); exact-map cells where the linearised "
         f"theory is > {LINEARISED_TOL:g} from the exact one: {'; '.join(flagged)}"
     )
-    style.save_figure(plot(data), args.out, NAME, dpi=style.preset_dpi(args.preset))
-    style.write_csv(table(data), args.out, NAME)
+    style.save_figure(plot(data), out, NAME, dpi=style.preset_dpi(preset))
+    style.write_csv(table(data), out, NAME)
     return 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv, "Finite-p phase diagram over (N/p, t)", PRESETS)
+    return run(preset=args.preset, out=args.out, seed=args.seed, workers=args.workers)
 
 
 if __name__ == "__main__":

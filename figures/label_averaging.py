@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from figures import palette, style
-from figures.common import check_close, log, parse_args
+from figures.common import check_close, log, parse_args, prepare_output
 from simulations.distill import self_distill
 from simulations.noise import sample_noisy_labels
 from theory.averaging import linearised_outputs
@@ -202,16 +202,47 @@ def table(data: dict) -> list[dict]:
     return rows
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv, "Label-averaging figure: exact vs linearised outputs", PRESETS)
-    data = compute(args.preset, args.seed)
+def run(*, preset: str = "quick", out=None, seed: int = 0, workers: int = 1) -> int:
+    """Compute the figure, check it, and write ``label_averaging`` (PNG, PDF and CSV) to ``out``.
+
+    What ``python -m figures.label_averaging`` does after reading its options, and what the runner
+    (``python -m figures``) calls for this figure.
+
+    Parameters
+    ----------
+    preset : {"quick", "paper", "tiny"}
+        Problem sizes (:data:`PRESETS`).
+    out : path-like, optional
+        Output directory (default ``./selfdistill-figures``), checked for writability first.
+    seed : int
+        Base seed (>= 0) of every random stream.
+    workers : int
+        Unused (this figure has no Monte Carlo trials); accepted as by every figure.
+
+    Returns
+    -------
+    int
+        Exit status, 0.
+
+    Raises
+    ------
+    figures.common.AgreementError
+        Theory and simulation (or two computations of the theory) disagree beyond tolerance.
+    """
+    out = prepare_output(out)
+    data = compute(preset, seed)
     log(
         f"  {NAME}: N x N exact vs group theory max diff {data['err_exact']:.2g}; closed form vs "
         f"group linearisation {data['err_linear']:.2g}; exact vs linearised {data['max_gap']:.3f}"
     )
-    style.save_figure(plot(data), args.out, NAME, dpi=style.preset_dpi(args.preset))
-    style.write_csv(table(data), args.out, NAME)
+    style.save_figure(plot(data), out, NAME, dpi=style.preset_dpi(preset))
+    style.write_csv(table(data), out, NAME)
     return 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv, "Label-averaging figure: exact vs linearised outputs", PRESETS)
+    return run(preset=args.preset, out=args.out, seed=args.seed, workers=args.workers)
 
 
 if __name__ == "__main__":

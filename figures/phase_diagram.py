@@ -46,6 +46,7 @@ from figures.common import (
     nan_mean,
     parse_args,
     prediction_bounds,
+    prepare_output,
 )
 from simulations.gram_trials import MixtureTrial, run_mc_many
 from theory.conditions import window_linear
@@ -349,13 +350,44 @@ def table(data: dict) -> list[dict]:
     return rows
 
 
+def run(*, preset: str = "quick", out=None, seed: int = 0, workers: int = 1) -> int:
+    """Compute the figure, check it, and write ``phase_diagram`` (PNG, PDF and CSV) to ``out``.
+
+    What ``python -m figures.phase_diagram`` does after reading its options, and what the runner
+    (``python -m figures``) calls for this figure.
+
+    Parameters
+    ----------
+    preset : {"quick", "paper", "tiny"}
+        Problem sizes (:data:`PRESETS`).
+    out : path-like, optional
+        Output directory (default ``./selfdistill-figures``), checked for writability first.
+    seed : int
+        Base seed (>= 0) of every random stream.
+    workers : int
+        Processes for the Monte Carlo trials (the runner caps them at the usable cores).
+
+    Returns
+    -------
+    int
+        Exit status, 0.
+
+    Raises
+    ------
+    figures.common.AgreementError
+        Theory and simulation (or two computations of the theory) disagree beyond tolerance.
+    """
+    out = prepare_output(out)
+    data = compute(preset, seed, workers)
+    log(f"  {NAME}: {data['check']['n_comparisons']} cells agree with the exact theory")
+    style.save_figure(plot(data), out, NAME, dpi=style.preset_dpi(preset))
+    style.write_csv(table(data), out, NAME)
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv, "Phase diagram of self-distillation", PRESETS)
-    data = compute(args.preset, args.seed, args.workers)
-    log(f"  {NAME}: {data['check']['n_comparisons']} cells agree with the exact theory")
-    style.save_figure(plot(data), args.out, NAME, dpi=style.preset_dpi(args.preset))
-    style.write_csv(table(data), args.out, NAME)
-    return 0
+    return run(preset=args.preset, out=args.out, seed=args.seed, workers=args.workers)
 
 
 if __name__ == "__main__":

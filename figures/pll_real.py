@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 
 from figures import palette, style
-from figures.common import log, mean_ci95, parse_args
+from figures.common import log, mean_ci95, parse_args, prepare_output
 from simulations.datasets import load_dataset, preprocess, validate_dataset
 from simulations.distill import self_distill
 from simulations.noise import sample_noisy_labels
@@ -260,29 +260,79 @@ def plot(rows, spectrum, name):
     return fig
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv, __doc__.splitlines()[0], PRESETS, extra=_extra_args)
-    preset = PRESETS[args.preset]
+def run(
+    *,
+    preset: str = "quick",
+    out=None,
+    seed: int = 0,
+    workers: int = 1,
+    features=None,
+    labels=None,
+    lam: float = 1e-4,
+) -> int:
+    """Compute the figure and write ``pll_real`` (PNG, PDF and CSV) to ``out``.
+
+    What ``python -m figures.pll_real`` does after reading its options (same names, same
+    defaults), and what the runner (``python -m figures``) calls for this figure.
+
+    Parameters
+    ----------
+    preset : {"quick", "paper", "tiny"}
+        Problem sizes (:data:`PRESETS`).
+    out : path-like, optional
+        Output directory (default ``./selfdistill-figures``), checked for writability first.
+    seed : int
+        Base seed (>= 0) of every random stream.
+    workers : int
+        Unused (no Monte Carlo pool: the trials run in this process); accepted as by every
+        figure.
+    features : str, optional
+        ``.npz``/``.csv``/``.npy`` features (default: the bundled digits).
+    labels : str, optional
+        Labels ``.npy`` (with ``.npy`` features).
+    lam : float
+        ``lam`` of ``(lam/2) ||W||^2`` (> 0).
+
+    Returns
+    -------
+    int
+        Exit status: 0, or 2 after one line ``error: ...`` for an invalid value or data set.
+    """
+    out = prepare_output(out)
+    sizes = PRESETS[preset]
     try:
-        if not (np.isfinite(args.lam) and args.lam > 0):
-            raise ValueError(f"--lam must be a finite number > 0, got {args.lam!r}")
-        ds = load_dataset(args.features, args.labels)
+        if not (np.isfinite(lam) and lam > 0):
+            raise ValueError(f"--lam must be a finite number > 0, got {lam!r}")
+        ds = load_dataset(features, labels)
     except ValueError as exc:
         log(f"error: {exc}")
         return 2
-    if preset["per_class"] is not None:
+    if sizes["per_class"] is not None:
         idx = np.concatenate(
-            [np.flatnonzero(ds.labels == c)[: preset["per_class"]] for c in range(ds.n_classes)]
+            [np.flatnonzero(ds.labels == c)[: sizes["per_class"]] for c in range(ds.n_classes)]
         )
         ds = validate_dataset(ds.features[idx], ds.labels[idx], name=f"{ds.name}[{idx.size}]")
     with single_thread_blas():
-        rows, spectrum = compute(ds, preset, args.seed, args.lam)
+        rows, spectrum = compute(ds, sizes, seed, lam)
     spectrum["n_classes"] = ds.n_classes
-    style.write_csv(rows, args.out, NAME)
+    style.write_csv(rows, out, NAME)
     fig = plot(rows, spectrum, ds.name)
-    paths = style.save_figure(fig, args.out, NAME, dpi=style.preset_dpi(args.preset))
+    paths = style.save_figure(fig, out, NAME, dpi=style.preset_dpi(preset))
     log(f"[{NAME}] wrote {', '.join(str(p) for p in paths)} and {NAME}.csv")
     return 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv, __doc__.splitlines()[0], PRESETS, extra=_extra_args)
+    return run(
+        preset=args.preset,
+        out=args.out,
+        seed=args.seed,
+        workers=args.workers,
+        features=args.features,
+        labels=args.labels,
+        lam=args.lam,
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -68,7 +68,7 @@ import numpy as np
 from matplotlib.lines import Line2D
 
 from figures import palette, style
-from figures.common import log, mean_ci95, parse_args
+from figures.common import log, mean_ci95, parse_args, prepare_output
 from selfdistill_cli import add_deprecated_alias
 from simulations.cli_probe import SMALL_P
 from simulations.datasets import load_dataset, validate_dataset
@@ -358,28 +358,84 @@ def plot(rows: list[dict], preset: dict, dataset_name: str, selection: str, erro
     return fig
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv, __doc__.splitlines()[0], PRESETS, extra=_extra_args)
-    preset = dict(PRESETS[args.preset])
+def run(
+    *,
+    preset: str = "quick",
+    out=None,
+    seed: int = 0,
+    workers: int = 1,
+    features=None,
+    labels=None,
+    lam: float = 1e-4,
+    superclass_rule: str | None = None,
+    n_groups: int | None = None,
+    preprocess: str = "center-l2",
+    selection: str = "val",
+    error_bars: str = "ci95",
+    pll_losses: str | None = None,
+) -> int:
+    """Compute the figure and write ``real_gain`` (PNG, PDF and CSV) to ``out``.
+
+    What ``python -m figures.real_gain`` does after reading its options (same names, same
+    defaults), and what the runner (``python -m figures``) calls for this figure.
+
+    Parameters
+    ----------
+    preset : {"quick", "paper", "tiny"}
+        Problem sizes (:data:`PRESETS`).
+    out : path-like, optional
+        Output directory (default ``./selfdistill-figures``), checked for writability first.
+    seed : int
+        Base seed (>= 0) of every random stream.
+    workers : int
+        Unused (no Monte Carlo pool: the trials run in this process); accepted as by every
+        figure.
+    features : str, optional
+        ``.npz``/``.csv``/``.npy`` features (default: the bundled digits).
+    labels : str, optional
+        Labels ``.npy`` (with ``.npy`` features).
+    lam : float
+        Base weight decay ``lam`` (> 0).
+    superclass_rule : {"reference", "correlation"}, optional
+        Superclass groups: the reference code's rule, or class-mean correlation into
+        ``n_groups`` groups (default: reference, or correlation when ``n_groups`` is given).
+    n_groups : int, optional
+        Superclass groups of the correlation rule (>= 1).
+    preprocess : {"center-l2", "raw"}
+        Centred + L2-normalised rows, or the features as given (the reference code's).
+    selection : {"val", "test"}
+        Weight decay of the 'selected' row picked on validation, or on test (optimistic).
+    error_bars : {"ci95", "sd"}
+        95% Student-t CI of the mean, or +-1 SD as the reference plot.py.
+    pll_losses : str, optional
+        Comma-separated PLL losses among :data:`theory.names.LOSSES` (default: the preset's).
+
+    Returns
+    -------
+    int
+        Exit status: 0, or 2 after one line ``error: ...`` for an invalid value or data set.
+    """
+    out = prepare_output(out)
+    sizes = dict(PRESETS[preset])
     try:
-        if not (np.isfinite(args.lam) and args.lam > 0):
-            raise ValueError(f"--lam must be a finite number > 0, got {args.lam!r}")
-        if args.n_groups is not None and args.n_groups < 1:
-            raise ValueError(f"--n-groups must be an integer >= 1, got {args.n_groups}")
-        if args.superclass_rule == "reference" and args.n_groups is not None:
+        if not (np.isfinite(lam) and lam > 0):
+            raise ValueError(f"--lam must be a finite number > 0, got {lam!r}")
+        if n_groups is not None and n_groups < 1:
+            raise ValueError(f"--n-groups must be an integer >= 1, got {n_groups}")
+        if superclass_rule == "reference" and n_groups is not None:
             raise ValueError("--n-groups applies to --superclass-rule correlation")
-        if args.pll_losses is not None:
-            losses = tuple(x.strip() for x in args.pll_losses.split(",") if x.strip())
+        if pll_losses is not None:
+            losses = tuple(x.strip() for x in pll_losses.split(",") if x.strip())
             bad = [x for x in losses if x not in LOSSES]
             if bad or not losses or len(set(losses)) != len(losses):
                 raise ValueError(f"--pll-losses must be distinct names among {LOSSES}")
-            preset["pll_losses"] = losses
-        ds = _dataset(args.features, args.labels, preset["per_class"])
+            sizes["pll_losses"] = losses
+        ds = _dataset(features, labels, sizes["per_class"])
     except ValueError as exc:
         log(f"error: {exc}")
         return 2
-    if args.selection == "test":
-        preset["selected_row"] = True
+    if selection == "test":
+        sizes["selected_row"] = True
         log(f"[{NAME}] --selection test: the 'selected' row picks lam on the TEST set (optimistic)")
     log(f"[{NAME}] {ds.name}: N={ds.n_samples}, p={ds.n_features}, K={ds.n_classes}")
     # Small p (digits: 64): multi-threaded BLAS only adds synchronisation overhead, and on a busy
@@ -388,19 +444,38 @@ def main(argv=None) -> int:
     with single_thread_blas() if ds.n_features <= SMALL_P else contextlib.nullcontext():
         rows = compute(
             ds,
-            preset,
-            args.seed,
-            args.lam,
-            args.selection,
-            args.n_groups,
-            superclass_rule=args.superclass_rule,
-            preprocess=args.preprocess,
+            sizes,
+            seed,
+            lam,
+            selection,
+            n_groups,
+            superclass_rule=superclass_rule,
+            preprocess=preprocess,
         )
-    style.write_csv(rows, args.out, NAME)
-    fig = plot(rows, preset, ds.name, args.selection, args.error_bars)
-    paths = style.save_figure(fig, args.out, NAME, dpi=style.preset_dpi(args.preset))
+    style.write_csv(rows, out, NAME)
+    fig = plot(rows, sizes, ds.name, selection, error_bars)
+    paths = style.save_figure(fig, out, NAME, dpi=style.preset_dpi(preset))
     log(f"[{NAME}] wrote {', '.join(str(p) for p in paths)} and {NAME}.csv")
     return 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv, __doc__.splitlines()[0], PRESETS, extra=_extra_args)
+    return run(
+        preset=args.preset,
+        out=args.out,
+        seed=args.seed,
+        workers=args.workers,
+        features=args.features,
+        labels=args.labels,
+        lam=args.lam,
+        superclass_rule=args.superclass_rule,
+        n_groups=args.n_groups,
+        preprocess=args.preprocess,
+        selection=args.selection,
+        error_bars=args.error_bars,
+        pll_losses=args.pll_losses,
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

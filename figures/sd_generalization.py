@@ -60,6 +60,7 @@ from figures.common import (
     log,
     mean_ci95,
     parse_args,
+    prepare_output,
 )
 from figures.finite_theories import (
     exact_accuracies,
@@ -527,9 +528,35 @@ def table(data: dict) -> list[dict]:
     return out
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv, "SD generalisation gain at finite dimension", PRESETS)
-    data = compute(args.preset, args.seed, args.workers)
+def run(*, preset: str = "quick", out=None, seed: int = 0, workers: int = 1) -> int:
+    """Compute the figure, check it, and write ``sd_generalization`` (PNG, PDF and CSV) to ``out``.
+
+    What ``python -m figures.sd_generalization`` does after reading its options, and what the runner
+    (``python -m figures``) calls for this figure.
+
+    Parameters
+    ----------
+    preset : {"quick", "paper", "tiny"}
+        Problem sizes (:data:`PRESETS`).
+    out : path-like, optional
+        Output directory (default ``./selfdistill-figures``), checked for writability first.
+    seed : int
+        Base seed (>= 0) of every random stream.
+    workers : int
+        Processes for the Monte Carlo trials (the runner caps them at the usable cores).
+
+    Returns
+    -------
+    int
+        Exit status, 0.
+
+    Raises
+    ------
+    figures.common.AgreementError
+        Theory and simulation (or two computations of the theory) disagree beyond tolerance.
+    """
+    out = prepare_output(out)
+    data = compute(preset, seed, workers)
     parts = []
     for row in data["rows"]:
         pop = row["curves"]["exact"]["pop_acc"]
@@ -551,9 +578,14 @@ def main(argv=None) -> int:
         f"last round (exact theory): {'; '.join(parts)}; linearised vs exact theory: max "
         f"|difference| {data['linearised_gap']:.3f} where not refused"
     )
-    style.save_figure(plot(data), args.out, NAME, dpi=style.preset_dpi(args.preset))
-    style.write_csv(table(data), args.out, NAME)
+    style.save_figure(plot(data), out, NAME, dpi=style.preset_dpi(preset))
+    style.write_csv(table(data), out, NAME)
     return 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv, "SD generalisation gain at finite dimension", PRESETS)
+    return run(preset=args.preset, out=args.out, seed=args.seed, workers=args.workers)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from figures import palette, style
-from figures.common import AgreementError, check_close, log, parse_args
+from figures.common import AgreementError, check_close, log, parse_args, prepare_output
 from simulations.features import mixture_gram
 from theory.averaging import eigen_weights, gram_spectrum
 from theory.conditions import eigen_ratio_rho, min_rounds_linear, mislabeled_margin
@@ -245,13 +245,44 @@ def table(data: dict) -> list[dict]:
     return rows
 
 
+def run(*, preset: str = "quick", out=None, seed: int = 0, workers: int = 1) -> int:
+    """Compute the figure, check it, and write ``spectrum`` (PNG, PDF and CSV) to ``out``.
+
+    What ``python -m figures.spectrum`` does after reading its options, and what the runner
+    (``python -m figures``) calls for this figure.
+
+    Parameters
+    ----------
+    preset : {"quick", "paper", "tiny"}
+        Problem sizes (:data:`PRESETS`).
+    out : path-like, optional
+        Output directory (default ``./selfdistill-figures``), checked for writability first.
+    seed : int
+        Base seed (>= 0) of every random stream.
+    workers : int
+        Unused (this figure has no Monte Carlo trials); accepted as by every figure.
+
+    Returns
+    -------
+    int
+        Exit status, 0.
+
+    Raises
+    ------
+    figures.common.AgreementError
+        Theory and simulation (or two computations of the theory) disagree beyond tolerance.
+    """
+    out = prepare_output(out)
+    data = compute(preset, seed)
+    log(f"  {NAME}: spectrum, eigen-weights and min-round crossings checked")
+    style.save_figure(plot(data), out, NAME, dpi=style.preset_dpi(preset))
+    style.write_csv(table(data), out, NAME)
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv, "Gram spectrum and eigen-weights figure", PRESETS)
-    data = compute(args.preset, args.seed)
-    log(f"  {NAME}: spectrum, eigen-weights and min-round crossings checked")
-    style.save_figure(plot(data), args.out, NAME, dpi=style.preset_dpi(args.preset))
-    style.write_csv(table(data), args.out, NAME)
-    return 0
+    return run(preset=args.preset, out=args.out, seed=args.seed, workers=args.workers)
 
 
 if __name__ == "__main__":

@@ -3,11 +3,13 @@
 Every command line (``python -m theory``, ``python -m simulations ...``, ``python -m figures ...``)
 builds its parser from :class:`ArgumentParser`, so that
 
-* a negative number is always a *value*: ``--lam -1e-3`` reaches the parameter's validation (and is
-  rejected there for being negative) instead of failing with "expected one argument". The standard
-  library only recognises ``-1`` and ``-0.5`` as numbers (its pattern ``^-\\d+$|^-\\d*\\.\\d+$``,
-  unchanged from Python 3.10 to 3.13); scientific notation (``-1e-3``), ``-1.`` and ``-inf`` /
-  ``-nan`` were taken for option names;
+* a negative number after an option is always its *value*: ``--lam -1e-3`` reaches the
+  parameter's validation (and is rejected there for being negative) instead of failing with
+  "expected one argument". The standard library only recognises ``-1`` and ``-0.5`` as numbers
+  (its pattern ``^-\\d+$|^-\\d*\\.\\d+$``, unchanged from Python 3.10 to 3.13); scientific
+  notation (``-1e-3``), ``-1.`` and ``-inf`` / ``-nan`` were taken for option names. The argument
+  list is rewritten before parsing, with argparse's public interface only
+  (:mod:`selfdistill_cli.numbers`);
 * a usage error is one line ``error: ...`` on stderr with exit status 2 (the project's rule for bad
   input), not the usage text followed by the message;
 * every ``--help`` shows each option's default (:class:`HelpFormatter`) and its choices;
@@ -17,21 +19,31 @@ builds its parser from :class:`ArgumentParser`, so that
 It also answers the one question about the machine every command asks before allocating:
 how much memory is available now (:func:`available_bytes`), and runs every entry point through
 :func:`run_cli`, so that a reader that stops early (``python -m theory predict ... | head``) ends
-the command quietly instead of with Python's ``BrokenPipeError`` traceback. This package is the
-command-line shell of the toolkit: it reads ``/proc/meminfo`` and cgroup files and redirects file
-descriptors, so it stands outside ``theory/`` (which stays free of I/O) and depends on none of
-the three layers; every layer (figures -> simulations -> theory) may import it.
+the command quietly instead of with Python's ``BrokenPipeError`` traceback.
+
+This package is the command-line home of the toolkit, in two parts:
+
+* the shell (this module, :mod:`~selfdistill_cli.files`, :mod:`~selfdistill_cli.limits`,
+  :mod:`~selfdistill_cli.progress`) reads ``/proc/meminfo`` and cgroup files and redirects file
+  descriptors, so it stands outside ``theory/`` (which stays free of I/O) and depends on none of
+  the three layers; every layer (figures -> simulations -> theory) may import it;
+* the commands sit above the layers and import them: :mod:`selfdistill_cli.predict` (``python -m
+  theory predict``: argument checks, resource refusals, the table and JSON of
+  :func:`theory.report.predict_report`) and :mod:`selfdistill_cli.main` (the ``selfdistill``
+  console script, whose sub-commands run each layer's command line). No layer imports a command
+  module; ``theory/__main__.py`` runs one as the program's entry point.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
-import re
 import sys
 from pathlib import Path
 
 from selfdistill_cli.files import WriteError
+from selfdistill_cli.numbers import NEGATIVE_NUMBER, OptionKinds
 
 __all__ = [
     "EXIT_BROKEN_PIPE",
@@ -44,6 +56,7 @@ __all__ = [
     "float_in",
     "int_in",
     "nonempty_path",
+    "prog_alias",
     "run_cli",
 ]
 
@@ -51,11 +64,36 @@ __all__ = [
 #: for a command that a closed pipe stopped (so ``set -o pipefail`` sees the same status).
 EXIT_BROKEN_PIPE = 141
 
-#: A number with a leading minus sign, as ``float()`` would accept it: ``-1``, ``-0.5``, ``-.5``,
-#: ``-1.``, ``-1e-3``, ``-2.5E+04``, ``-inf``, ``-infinity``, ``-nan`` (case-insensitive).
-NEGATIVE_NUMBER = re.compile(
-    r"^-(?:(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?|inf(?:inity)?|nan)$", re.IGNORECASE
-)
+
+#: Active parser names (:func:`prog_alias`): ``prog`` given to the constructor -> name shown.
+_PROG_ALIASES: dict[str, str] = {}
+
+
+@contextlib.contextmanager
+def prog_alias(prog: str, alias: str):
+    """Name every :class:`ArgumentParser` built with ``prog`` as ``alias`` while in the block.
+
+    The ``selfdistill`` console script runs each command's own ``main(argv)``, whose parser is
+    built inside it with ``prog="python -m ..."``; within this block its usage and ``--help``
+    read ``selfdistill <command>`` instead (its sub-parsers' names follow, as argparse derives
+    them from the parent's).
+
+    Parameters
+    ----------
+    prog : str
+        The name a command gives its parser (``"python -m simulations run"``).
+    alias : str
+        The name to show (``"selfdistill run"``).
+    """
+    previous = _PROG_ALIASES.get(prog)
+    _PROG_ALIASES[prog] = alias
+    try:
+        yield
+    finally:
+        if previous is None:
+            _PROG_ALIASES.pop(prog, None)
+        else:
+            _PROG_ALIASES[prog] = previous
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -118,14 +156,57 @@ class ArgumentParser(argparse.ArgumentParser):
 
     Sub-parsers created with ``add_subparsers()`` inherit the class (argparse's default
     ``parser_class`` is the parent's type). ``--help`` states defaults (:class:`HelpFormatter`).
+    Every option is recorded as it is declared (:class:`selfdistill_cli.numbers.OptionKinds`),
+    here or in an argument group, and :meth:`parse_known_args` (which ``parse_args`` and a
+    sub-command's parsing go through) rewrites negative numbers after an option into values.
+    Within :func:`prog_alias`, a parser is named by its alias (``selfdistill predict``).
     """
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("formatter_class", HelpFormatter)
+        if kwargs.get("prog") in _PROG_ALIASES:
+            kwargs["prog"] = _PROG_ALIASES[kwargs["prog"]]
+        # Before argparse's __init__, which declares -h/--help through add_argument.
+        self._option_kinds = OptionKinds(kwargs.get("allow_abbrev", True))
+        for parent in kwargs.get("parents", ()):
+            if isinstance(parent, ArgumentParser):  # its options are copied, not re-declared
+                self._option_kinds.update(parent._option_kinds)
         super().__init__(*args, **kwargs)
-        # argparse decides "option or value?" with this pattern (ArgumentParser._parse_optional);
-        # no option of this project looks like a number, so every number-like token is a value.
-        self._negative_number_matcher = NEGATIVE_NUMBER
+
+    def add_argument(self, *args, **kwargs):
+        """:meth:`argparse.ArgumentParser.add_argument`, recording the option's kind."""
+        action = super().add_argument(*args, **kwargs)
+        self._option_kinds.declare(action)
+        return action
+
+    def add_argument_group(self, *args, **kwargs):
+        """:meth:`argparse.ArgumentParser.add_argument_group` whose options are recorded too."""
+        return self._recording(super().add_argument_group(*args, **kwargs))
+
+    def add_mutually_exclusive_group(self, *args, **kwargs):
+        """:meth:`argparse.ArgumentParser.add_mutually_exclusive_group`, options recorded."""
+        return self._recording(super().add_mutually_exclusive_group(*args, **kwargs))
+
+    def _recording(self, group):
+        """``group`` with ``add_argument`` (and nested groups) recording into this parser."""
+        add_argument = group.add_argument
+
+        def recorded(*args, **kwargs):
+            action = add_argument(*args, **kwargs)
+            self._option_kinds.declare(action)
+            return action
+
+        group.add_argument = recorded
+        if hasattr(group, "add_mutually_exclusive_group"):
+            nested = group.add_mutually_exclusive_group
+            group.add_mutually_exclusive_group = lambda *a, **k: self._recording(nested(*a, **k))
+        return group
+
+    def parse_known_args(self, args=None, namespace=None):
+        """:meth:`argparse.ArgumentParser.parse_known_args` after making every negative number
+        that follows an option its value (:meth:`selfdistill_cli.numbers.OptionKinds.rewrite`)."""
+        args = sys.argv[1:] if args is None else list(args)
+        return super().parse_known_args(self._option_kinds.rewrite(args), namespace)
 
     def error(self, message: str):
         """Print ``error: MESSAGE`` (one line) to stderr and exit with status 2."""

@@ -122,8 +122,8 @@ def probe_seconds(
 
 def group_theory_seconds(n_classes: int, rounds: int) -> float:
     """Seconds of the group-level theory printed next to a run or probe (every group non-empty):
-    :func:`theory.cli.estimated_seconds` of :func:`theory.cli.worst_case_estimate`."""
-    from theory.cli import estimated_seconds, worst_case_estimate
+    :func:`theory.report.estimated_seconds` of :func:`theory.report.worst_case_estimate`."""
+    from theory.report import estimated_seconds, worst_case_estimate
 
     _, flops = worst_case_estimate(int(n_classes), int(rounds))
     return estimated_seconds(flops, int(rounds))
@@ -133,8 +133,8 @@ def run_theory_seconds(config, seeds: int, finite: bool) -> float:
     """Seconds of the theory ``python -m simulations run`` prints: the group-level theory (and,
     with ``finite``, the finite-p theory, :func:`theory.finite.finite_resource_estimate`) once
     per distinct count matrix: once with exact counts, up to once per seed with random noise."""
-    from theory.cli import FLOP_RATE
     from theory.finite import finite_resource_estimate
+    from theory.report import FLOP_RATE
 
     k, r = int(config.n_classes), int(config.rounds)
     per = group_theory_seconds(k, r)

@@ -23,10 +23,10 @@ def _help(parser) -> str:
 def _parsers():
     from figures.__main__ import _parser as figures_parser
     from figures.explorer import _build_parser as explorer_parser
+    from selfdistill_cli.predict import build_parser as theory_parser
     from simulations.cli_probe import build_parser as probe_parser
     from simulations.cli_run import build_parser as run_parser
     from simulations.cli_sweep import build_parser as sweep_parser
-    from theory.cli import _build_parser as theory_parser
 
     predict = theory_parser()._subparsers._group_actions[0].choices["predict"]
     return {

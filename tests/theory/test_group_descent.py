@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 
 import theory.group_descent as gd
+from selfdistill_cli.predict import main as predict_main
 from simulations.features import exact_block_features
 from simulations.pll_losses import train_pll_student
 from simulations.solver import solve_probe
 from theory.blas import single_thread_blas
-from theory.cli import main as predict_main
 from theory.group_descent import (
     dense_hessians,
     dense_objective_hessian,

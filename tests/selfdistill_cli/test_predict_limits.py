@@ -9,11 +9,12 @@ import time
 import numpy as np
 import pytest
 
+from selfdistill_cli.predict import main
 from tests.cli import assert_one_line_error, run_many
-from theory.cli import estimated_seconds, main, worst_case_estimate
 from theory.groups import BlockModel, predict_exact, predict_linear, solve_groups
 from theory.noise import exact_counts, transition_matrix
 from theory.partial_labels import pll_undefined_reason
+from theory.report import estimated_seconds, worst_case_estimate
 from theory.validation import CERTIFICATE_RTOL_CAP, LAM_MAX, LAM_MIN, check_lam
 
 BASE = ["theory", "predict", "--per-class", "5", "--c", "0.5", "--d", "0.1"]
@@ -103,7 +104,7 @@ def test_max_time_overrides_the_time_limit():
 def test_worst_case_estimate_bounds_the_real_one():
     model = BlockModel(6, 10, 0.5, 0.1)
     counts = exact_counts(transition_matrix("pair", 6, 0.3), 10)  # 12 of 36 groups
-    from theory.cli import resource_estimate
+    from theory.report import resource_estimate
 
     real, worst = resource_estimate(model, counts, 4), worst_case_estimate(6, 4)
     assert real[0] <= worst[0] and real[1] <= worst[1]

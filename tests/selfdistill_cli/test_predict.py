@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from theory.cli import main, parse_counts
+from selfdistill_cli.predict import main, parse_counts
 from theory.finite_exact.state import STATE_TOL
 from theory.groups import BlockModel, predict_exact, predict_linear
 from theory.noise import exact_counts, transition_matrix
@@ -250,7 +250,8 @@ def test_partial_results_are_marked_not_dropped(capsys, monkeypatch):
 
 
 def test_resource_refusal_one_line_with_estimates(capsys):
-    from theory.cli import check_resources, resource_estimate
+    from selfdistill_cli.predict import check_resources
+    from theory.report import resource_estimate
 
     model = BlockModel(100, 50, 0.4, 0.1)
     counts = exact_counts(transition_matrix("sym", 100, 0.3), 50)
@@ -277,7 +278,7 @@ def test_resource_refusal_one_line_with_estimates(capsys):
 
 
 def test_long_runs_print_progress_on_stderr(capsys, monkeypatch):
-    import theory.cli as cli
+    import selfdistill_cli.predict as cli
 
     monkeypatch.setattr(cli, "PROGRESS_FLOPS", 0.0)  # treat this small problem as a long run
     code, out, err = run([*BASE, "--counts", COUNTS, "--rounds", "2", "--json"], capsys)
@@ -436,8 +437,8 @@ def test_window_is_never_clipped_to_rounds(capsys):
 
 
 def test_predict_has_the_defaults_of_simulations_run(capsys):
+    from selfdistill_cli.predict import build_parser as _build_parser
     from simulations.cli_run import build_parser as run_parser
-    from theory.cli import _build_parser
 
     pred = _build_parser().parse_args(["predict"])
     sim = run_parser().parse_args([])
@@ -483,7 +484,7 @@ def test_dim_refuses_the_linearised_theory_where_its_random_matrix_part_fails(ca
 def test_check_finite_resources_symmetric_counts(capsys):
     """K = 100 with exchangeable (or circulant) counts is accepted, K = 1000 refused up front
     (memory here; its time counts in the report's estimate, checked by the command)."""
-    from theory.cli import check_finite_resources
+    from selfdistill_cli.predict import check_finite_resources
     from theory.noise import exact_counts, transition_matrix
 
     sym = exact_counts(transition_matrix("sym", 100, 0.5), 198)  # 1 count per other label
@@ -503,7 +504,7 @@ def test_check_finite_resources_symmetric_counts(capsys):
 def test_finite_precision_error_is_one_line(monkeypatch, capsys):
     """A finite-p covariance below the contour rule's round-off: one line, exit 2 (a
     FiniteResolutionError: the parameters are outside what the theory resolves), no traceback."""
-    import theory.cli as cli
+    import selfdistill_cli.predict as cli
     from theory.finite import FinitePrecisionError
 
     def spent(*args, **kwargs):
