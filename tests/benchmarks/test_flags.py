@@ -6,6 +6,8 @@ from __future__ import annotations
 import pkgutil
 import time
 
+import pytest
+
 import benchmarks
 from tests.cli import assert_one_line_error, run_many
 
@@ -34,6 +36,7 @@ def test_every_script_has_a_bad_value_case():
     assert sorted(BAD_VALUES) == SCRIPTS
 
 
+@pytest.mark.slow
 def test_bad_flags_and_values_are_one_line_exit_2():
     commands = [[f"benchmarks.{name}", "--no-such-flag"] for name in SCRIPTS]
     commands += [[f"benchmarks.{name}", *BAD_VALUES[name]] for name in SCRIPTS]

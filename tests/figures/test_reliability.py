@@ -17,6 +17,7 @@ from tests.cli import assert_one_line_error, run_many
 TINY = ["--only", "spectrum", "--preset", "tiny"]
 
 
+@pytest.mark.slow
 def test_planted_links_are_replaced_and_never_written_through(tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
@@ -32,6 +33,7 @@ def test_planted_links_are_replaced_and_never_written_through(tmp_path, capsys):
     assert f"note: --workers 64 capped at {usable_cores()}" in err  # never more than the cores
 
 
+@pytest.mark.slow
 def test_full_disk_while_saving_keeps_the_previous_figure(tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
     out.mkdir()
@@ -49,6 +51,7 @@ def test_full_disk_while_saving_keeps_the_previous_figure(tmp_path, monkeypatch,
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
 
 
+@pytest.mark.slow
 def test_unwritable_targets_are_refused_before_any_figure_is_computed(tmp_path):
     start = time.perf_counter()
     procs = run_many(

@@ -56,6 +56,7 @@ def _expected_failures(est):
     return dict.fromkeys(_BINARY_CHECKS, reason)
 
 
+@pytest.mark.slow
 @parametrize_with_checks(
     [
         SelfDistillationClassifier(),
@@ -147,6 +148,7 @@ def test_sd_fit_vs_self_distill(digits):
     assert_close(np.exp(log_softmax(logits.T)).T, staged[-1], atol=1e-15)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", sorted(PLL_LOSSES))
 def test_pll_fit_vs_train_pll_student(digits, method):
     """Round 1 of a PLL method is train_pll_student from the self_distill teacher, same loss."""
@@ -221,6 +223,7 @@ def test_validation_mask_is_stratified_and_keeps_a_training_sample():
     np.testing.assert_array_equal(mask, again)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["sd", "pll-ce"])
 def test_auto_rounds_select_on_validation_then_refit(digits, method):
     """'auto' = the best validation round of a fit on the inner split, then a refit on all data."""
@@ -246,6 +249,7 @@ def test_auto_rounds_errors_without_validation_samples():
         est.fit(x, [0, 0, 1, 1])
 
 
+@pytest.mark.slow
 def test_warm_start_reuses_work_and_matches_cold_fits(digits):
     x_all, y_all = digits
     x, y = x_all[:300], _noisy(y_all[:300], 10, 0.3, 4)
@@ -270,6 +274,7 @@ def test_warm_start_reuses_work_and_matches_cold_fits(digits):
     assert not hasattr(warm.set_params(warm_start=False).fit(x, y), "_warm_state")
 
 
+@pytest.mark.slow
 def test_pipeline_and_grid_search(digits):
     x_all, y_all = digits
     x, y = x_all[:300], _noisy(y_all[:300], 10, 0.3, 5)

@@ -21,6 +21,7 @@ def _mixture(n, p, k, seed):
     return x, y, noisy
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lam", [1e-2, 1e-4])
 def test_routes_and_precisions_agree(lam):
     """Spectral, direct and Gram routes, float32 or float64 Hessian products: one optimum."""
@@ -113,6 +114,7 @@ def test_predict_logits_consistent_with_predict():
     assert_close(sol.predict_logits(kernel_rows=new @ x.T), z, atol=tol, rtol=0)
 
 
+@pytest.mark.slow
 def test_benchmark_quick_smoke(capsys):
     """The benchmark runs end to end at a tiny size (no timing assertions)."""
     from benchmarks import solver as bench_solver
@@ -155,6 +157,7 @@ def test_basis_products_vs_plain_matmul(monkeypatch, dtype, orient_min_work):
     assert np.all(np.abs(got_t - ref_t) <= 2 * n * eps * (np.abs(b).T @ np.abs(r)).astype(float))
 
 
+@pytest.mark.slow
 def test_orientation_benchmark_quick_smoke(capsys):
     """``python -m benchmarks.blas_orientation --quick`` runs; its helpers match plain NumPy."""
     from benchmarks import blas_orientation

@@ -103,6 +103,7 @@ def _wait_until_ended(pids, timeout=5.0) -> list[int]:
     return [p for p in pids if _running(p)]
 
 
+@pytest.mark.slow
 def test_killed_parallel_sweep_leaves_no_process_and_resumes_identically(tmp_path, reference):
     # SIGTERM and SIGKILL, each at a seeded random point of its own 2-worker sweep: after a random
     # number of finished configs (0 = while the first configs run) plus a random delay. Both
@@ -178,6 +179,7 @@ def test_workers_end_with_their_parent_process(tmp_path):
     assert not left
 
 
+@pytest.mark.slow
 def test_disk_full_while_writing_results_is_one_line_and_resumable(tmp_path, reference):
     # Every file write beyond 1 kB fails (RLIMIT_FSIZE, as on a full disk): sweep.json fits, the
     # first per-config file does not. One line, exit 1, nothing half-written; a rerun resumes.
