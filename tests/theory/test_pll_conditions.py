@@ -529,6 +529,7 @@ def test_flow_follows_teacher_plurality_vs_tie_margin(eta, d):
 
 @pytest.mark.xfail(
     strict=True,
+    raises=AssertionError,
     reason="Conjecture 15.8 fails for pair noise with d > 0 near the threshold: modes that pair "
     "up neighbouring classes are unstable before the class-wide one, and the flow ends at a 50% "
     "minimum (two classes share one output) although the margin is negative.",
