@@ -5,7 +5,6 @@ input files, a planted symbolic link at an output."""
 from __future__ import annotations
 
 import os
-import time
 
 import numpy as np
 import pytest
@@ -20,7 +19,8 @@ SMALL = ["-K", "3", "-n", "5", "-p", "30", "--rounds", "1", "--n-test", "5"]
 
 @pytest.mark.slow
 def test_run_refuses_out_of_range_and_oversized_input_at_once():
-    start = time.perf_counter()
+    # No allocation, no loop: a command that started the work would not end within run_many's
+    # per-command limit (tests.cli.TIMEOUT), which turns it into a failure; no clock is read.
     procs = run_many(
         [
             ["simulations", "run", "--lam", "1e300"],
@@ -33,7 +33,6 @@ def test_run_refuses_out_of_range_and_oversized_input_at_once():
             ["simulations", "run", "-K", "100000", "-p", "100000", "-n", "1"],
         ]
     )
-    assert time.perf_counter() - start < 60  # no allocation, no loop: all at once
     assert_one_line_error(procs[0], "lam must lie in [1e-12, 1e+12]")
     assert_one_line_error(procs[1], "lam must lie in [1e-12, 1e+12]")
     assert_one_line_error(procs[2], "temperature must lie in [0.001, 1000]")
@@ -104,7 +103,7 @@ def bad_files(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
 def test_probe_input_files_are_checked_before_reading(bad_files):
-    start = time.perf_counter()
+    # Nothing endless is read: /dev/zero would not end within run_many's per-command limit.
     r = bad_files
     procs = run_many(
         [
@@ -119,7 +118,6 @@ def test_probe_input_files_are_checked_before_reading(bad_files):
             _probe("--features", r / "label_1e300.csv"),
         ]
     )
-    assert time.perf_counter() - start < 60  # nothing endless is read
     assert_one_line_error(procs[0], "character device (through a symbolic link)")
     assert_one_line_error(procs[1], "character device (through a symbolic link)")
     assert_one_line_error(procs[2], "line 1 is longer than 64 MB")

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import simulations.sweep as sweep_mod
 from simulations.cli_sweep import main as sweep_main
 from simulations.pipelines import TrialConfig
 from simulations.sweep import load_spec, mean_ci, parse_spec, read_csv, run_sweep, summarize
+from tests.simulations._helpers import start_held_sweep
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -163,31 +162,23 @@ def test_interrupted_sweep_resumes_without_redoing(tmp_path):
 @pytest.mark.slow
 def test_killed_sweep_process_resumes(tmp_path):
     spec_file = tmp_path / "spec.toml"
-    # 8 configs of ~0.2-0.5 s each so that a kill lands mid-sweep.
+    # 8 configs of ~0.2-0.5 s each, killed after the first result file.
     spec_file.write_text(_spec_text(seeds=3, etas="[0.0, 0.1, 0.2, 0.3]", n=20, p=200))
     out = tmp_path / "k"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = [
-        sys.executable,
-        "-m",
-        "simulations",
-        "sweep",
-        str(spec_file),
-        "--out",
-        str(out),
-        "--workers",
-        "1",
-        "--quiet",
-    ]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
+    # The last config is held back, so the kill lands mid-sweep however slow this loop is.
+    held = [load_spec(spec_file).configs[-1].key()]
+    proc = start_held_sweep(spec_file, out, held, workers=1, env=env)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 60  # bounds a hang only: the held config never finishes
         while time.monotonic() < deadline and proc.poll() is None:
             if len(list((out / "results").glob("*.csv"))) >= 1:
                 break
             time.sleep(0.01)
+        assert proc.poll() is None, "the sweep ended before it was killed"
         os.kill(proc.pid, signal.SIGKILL)
     finally:
+        proc.kill()  # a no-op after the SIGKILL; ends the sweep if an assertion came first
         proc.wait()
     before = _files(out)
     assert 1 <= len(before) < 8, "the kill should land mid-sweep"

@@ -136,9 +136,9 @@ def test_oversized_and_invalid_specs_are_refused_at_once(tmp_path):
         argv.append(_sweep_cli(tmp_path / f"{name}.toml", tmp_path / f"o-{name}"))
     (tmp_path / "zero.toml").symlink_to("/dev/zero")
     argv.append(_sweep_cli(tmp_path / "zero.toml", tmp_path / "o-zero"))
-    start = time.perf_counter()
+    # Refused at once: reading /dev/zero or running 1e8 trials would not end within run_many's
+    # per-command limit (tests.cli.TIMEOUT), which turns it into a failure.
     procs = run_many(argv)
-    assert time.perf_counter() - start < 60
     assert_one_line_error(procs[0], "100000000 trial(s)", "estimate", "--max-time")
     assert_one_line_error(procs[1], "1,000,000,000 points", "--max-grid-points")
     assert_one_line_error(procs[2], pll_undefined_reason("pll-ce", 2))

@@ -4,7 +4,6 @@ from K and R alone before anything is built, time limits, K = 2 PLL students, ce
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -59,7 +58,8 @@ def test_the_ends_of_the_lam_range_work(capsys):
 def test_sizes_are_refused_before_anything_is_built():
     """K = 100000 used to die allocating 74.5 GiB; K = 20000 peaked at 18.8 GB over 103 s;
     10**21 points overflowed; p = K divided by zero; huge counts overflowed int64."""
-    start = time.perf_counter()
+    # No clock: a command that started the work would not end within run_many's per-command
+    # limit (tests.cli.TIMEOUT), or would not print the one-line refusal checked below.
     procs = run_many(
         [
             [*BASE[:2], "--classes", "100000", *BASE[2:], *SYM, "--lam", "0.1"],
@@ -74,7 +74,6 @@ def test_sizes_are_refused_before_anything_is_built():
             [*_predict("--lam", "0.1"), "--counts", "3,1;1,3"],  # 2 x 2 with --classes 3
         ]
     )
-    assert time.perf_counter() - start < 60  # all refused at once, not after minutes
     assert_one_line_error(procs[0], "GB", "--max-memory")
     assert_one_line_error(procs[1], "GB", "--max-memory")
     assert_one_line_error(procs[2], "1000000 rounds", "estimate", "--max-time")
@@ -179,7 +178,8 @@ def test_the_exact_finite_ratio_theory_is_bounded_and_never_unconverged():
     not converge (lam = 1e-12) is one line, not a traceback, and --no-finite-exact keeps the
     linearised theory's own one-line refusal there."""
     sym = ["--classes", "3", "--per-class", "5", "--c", "0.5", "--d", "0.1", *SYM]
-    start = time.perf_counter()
+    # No clock: a command that started the work would not end within run_many's per-command
+    # limit (tests.cli.TIMEOUT), or would not print the one-line refusal checked below.
     procs = run_many(
         [
             [
@@ -208,7 +208,6 @@ def test_the_exact_finite_ratio_theory_is_bounded_and_never_unconverged():
             ],
         ]
     )
-    assert time.perf_counter() - start < 60
     assert_one_line_error(procs[0], "exact finite-ratio theory", "--max-time", "--no-finite-exact")
     assert_one_line_error(
         procs[1], "exact finite-ratio theory did not converge", "--no-finite-exact"
