@@ -52,7 +52,7 @@ def run(preset: str, names, workers: int, seed: int, out_dir) -> dict:
     import importlib
     from types import SimpleNamespace
 
-    from figures.__main__ import _figure_argv
+    from figures.__main__ import figure_argv
     from theory.blas import single_thread_blas
 
     args = SimpleNamespace(out=out_dir, seed=seed, preset=preset, workers=workers)
@@ -61,7 +61,7 @@ def run(preset: str, names, workers: int, seed: int, out_dir) -> dict:
         cpu0, wall0 = _cpu(), time.perf_counter()
         module = importlib.import_module(f"figures.{name}")
         with single_thread_blas():
-            status = module.main(_figure_argv(name, args))
+            status = module.main(figure_argv(name, args))
         if status:
             raise RuntimeError(f"figure {name} failed with status {status}")
         out[name] = {"cpu_s": _cpu() - cpu0, "wall_s": time.perf_counter() - wall0}

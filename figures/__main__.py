@@ -103,7 +103,7 @@ def _select(only: str | None, parser) -> list[str]:
     return names
 
 
-def _figure_argv(name: str, args) -> list[str]:
+def figure_argv(name: str, args) -> list[str]:
     argv = ["--out", str(args.out), "--seed", str(args.seed), "--preset", args.preset]
     module = importlib.import_module(f"figures.{name}")
     # real_gain, pll_real (and any figure without Monte Carlo workers) take the three standard
@@ -156,7 +156,7 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         module = importlib.import_module(f"figures.{name}")
         with single_thread_blas():  # small problems: threads only add overhead (common.py)
-            status = module.main(_figure_argv(name, args))
+            status = module.main(figure_argv(name, args))
         if status:
             bar.close()
             log(f"[{i}/{len(names)}] {name} FAILED with status {status}", force=True)

@@ -84,7 +84,7 @@ def test_no_n_by_k_by_k_arrays():
 
 def test_memory_refused_up_front(monkeypatch):
     x, _, noisy = _mixture(300, 20, 10, 3)
-    monkeypatch.setattr(solver_mod, "_available_memory", lambda: 1e3)
+    monkeypatch.setattr(solver_mod, "available_memory", lambda: 1e3)
     with pytest.raises(ValueError, match="GB"):
         solve_probe(one_hot(noisy, 10), 1e-2, features=x)
     with pytest.raises(ValueError, match="GB"):
@@ -127,8 +127,8 @@ def test_benchmark_quick_smoke(capsys):
 
 
 # --------------------------------------------------------------------------------------------
-# Products with the data matrix and the row-blocked kernels (solver.py: '_basis_times',
-# '_basis_t_times', '_row_blocks', '_BLOCK_ELEMENTS')
+# Products with the data matrix and the row-blocked kernels (solver.py: 'basis_times',
+# 'basis_t_times', '_row_blocks', '_BLOCK_ELEMENTS')
 # --------------------------------------------------------------------------------------------
 
 
@@ -147,11 +147,11 @@ def test_basis_products_vs_plain_matmul(monkeypatch, dtype, orient_min_work):
     eps = float(np.finfo(dtype).eps)
     ref = b.astype(float) @ m.astype(dtype).astype(float)
     out = np.full((n, k), np.nan, dtype)
-    got = solver_mod._basis_times(b, m, out=out)
+    got = solver_mod.basis_times(b, m, out=out)
     assert got is out and got.dtype == dtype and got.flags.c_contiguous
     bound = 2 * q * eps * (np.abs(b).astype(float) @ np.abs(m))
     assert np.all(np.abs(got - ref) <= bound)
-    got_t = solver_mod._basis_t_times(b, r)
+    got_t = solver_mod.basis_t_times(b, r)
     ref_t = b.T.astype(float) @ r.astype(float)
     assert got_t.shape == (q, k)
     assert np.all(np.abs(got_t - ref_t) <= 2 * n * eps * (np.abs(b).T @ np.abs(r)).astype(float))
