@@ -4,7 +4,7 @@ The probe solver multiplies the (N, q) data matrix ``B`` by (q, K) coefficients 
 transpose by (N, K) residuals (gradients). BLAS libraries do not run the two orientations of the
 same product equally fast: with OpenBLAS, float64 ``(M^T B^T)^T`` and ``(R^T B)^T`` beat the
 plain ``B M`` and ``B^T R`` at the solver's large shapes, while float32 is level.
-:func:`simulations.solver._basis_times` and :func:`simulations.solver._basis_t_times` choose the
+:func:`simulations.solver.basis_times` and :func:`simulations.solver.basis_t_times` choose the
 orientation from these measurements; this script re-measures them on the current machine.
 
 For each shape and dtype it prints the best of ``--repeat`` timed batches of the plain product
@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 from selfdistill_cli import ArgumentParser, int_in
-from simulations.solver import _basis_t_times, _basis_times
+from simulations.solver import basis_t_times, basis_times
 
 FULL_SHAPES = ((2_000, 64), (10_000, 128), (10_000, 512), (20_000, 1024), (50_000, 2048))
 QUICK_SHAPES = ((2_000, 64), (10_000, 512))
@@ -54,16 +54,14 @@ def compare(n: int, p: int, k: int, dtype, repeat: int, rng) -> None:
     m = rng.standard_normal((p, k)).astype(dtype)
     r = rng.standard_normal((n, k)).astype(dtype)
     t_plain = best_time(lambda: b @ m, repeat)
-    t_ours = best_time(lambda: _basis_times(b, m), repeat)
+    t_ours = best_time(lambda: basis_times(b, m), repeat)
     tt_plain = best_time(lambda: b.T @ r, repeat)
-    tt_ours = best_time(lambda: _basis_t_times(b, r), repeat)
+    tt_ours = best_time(lambda: basis_t_times(b, r), repeat)
     # Two evaluations of a length-L dot product differ by at most 2 L eps (|b| . |m|)
     # (the standard bound gamma_L ~ L eps / 2 on each, any summation order).
     eps = np.finfo(dtype).eps
-    same = np.all(np.abs(_basis_times(b, m) - b @ m) <= 2 * p * eps * (np.abs(b) @ np.abs(m)))
-    same &= np.all(
-        np.abs(_basis_t_times(b, r) - b.T @ r) <= 2 * n * eps * (np.abs(b).T @ np.abs(r))
-    )
+    same = np.all(np.abs(basis_times(b, m) - b @ m) <= 2 * p * eps * (np.abs(b) @ np.abs(m)))
+    same &= np.all(np.abs(basis_t_times(b, r) - b.T @ r) <= 2 * n * eps * (np.abs(b).T @ np.abs(r)))
     print(
         f"  N={n:>6,} p={p:>5,} K={k:>3} {np.dtype(dtype).name:7s}  "
         f"B@M {t_plain * 1e3:8.2f} ms / ours {t_ours * 1e3:8.2f} ms = {t_plain / t_ours:4.2f}x   "

@@ -43,11 +43,11 @@ from benchmarks.blas_orientation import best_time
 from benchmarks.solver_large_k import mixture, sklearn_teacher
 from selfdistill_cli import ArgumentParser, float_in, int_in
 from simulations.solver import (
-    _basis_t_times,
-    _basis_times,
-    _pcg,
-    _softmax64,
+    basis_t_times,
+    basis_times,
     factorize,
+    pcg,
+    softmax64,
     solve_probe,
 )
 from theory.validation import LAM_MAX, LAM_MIN, one_hot
@@ -81,7 +81,7 @@ def linearised_hessian(x: np.ndarray, s: np.ndarray, lam: float) -> np.ndarray:
 def cg_pairs(x, rhs, lam, rtol, precond=None, max_pairs=10_000) -> tuple[int, np.ndarray]:
     """Conjugate gradients on ``H0 S = rhs`` (:func:`linearised_hessian`) from ``S = 0``.
 
-    The solver's own CG (:func:`simulations.solver._pcg`). Returns the number ``m`` of Hessian
+    The solver's own CG (:func:`simulations.solver.pcg`). Returns the number ``m`` of Hessian
     products (each one pair ``X S``, ``X^T Y``) after which ``||rhs - H0 S||_F <= rtol ||rhs||_F``
     first holds, and ``S``. ``precond`` (p,) divides the residual row-wise (Jacobi) when given.
     """
@@ -89,8 +89,8 @@ def cg_pairs(x, rhs, lam, rtol, precond=None, max_pairs=10_000) -> tuple[int, np
         pre = lambda r: r  # noqa: E731
     else:
         pre = lambda r: r / precond[:, None]  # noqa: E731
-    sol, m, _ = _pcg(lambda d: (linearised_hessian(x, d, lam), None), rhs, pre, rtol, max_pairs)
-    # _pcg returns after max_pairs products whether or not it converged: check that case.
+    sol, m, _ = pcg(lambda d: (linearised_hessian(x, d, lam), None), rhs, pre, rtol, max_pairs)
+    # pcg returns after max_pairs products whether or not it converged: check that case.
     target = rtol * float(np.linalg.norm(rhs))
     if m >= max_pairs and np.linalg.norm(rhs - linearised_hessian(x, sol, lam)) > target:
         raise RuntimeError(f"CG did not reach rtol={rtol:g} in {max_pairs} products")
@@ -107,11 +107,11 @@ def component_costs(x: np.ndarray, k: int, repeat: int, rng) -> dict[str, float]
     probs, dev = np.empty((n, k)), np.empty((n, k))
     costs = {
         "copy32": best_time(lambda: x.astype(np.float32), repeat),
-        "pair32": best_time(lambda: _basis_times(x32, w32), repeat)
-        + best_time(lambda: _basis_t_times(x32, r32), repeat),
-        "xw64": best_time(lambda: _basis_times(x, w, out=logits), repeat),
-        "xtr64": best_time(lambda: _basis_t_times(x, r), repeat),
-        "softmax64": best_time(lambda: _softmax64(logits, probs, dev), repeat),
+        "pair32": best_time(lambda: basis_times(x32, w32), repeat)
+        + best_time(lambda: basis_t_times(x32, r32), repeat),
+        "xw64": best_time(lambda: basis_times(x, w, out=logits), repeat),
+        "xtr64": best_time(lambda: basis_t_times(x, r), repeat),
+        "softmax64": best_time(lambda: softmax64(logits, probs, dev), repeat),
     }
     costs["certificate"] = 2 * costs["xw64"] + costs["xtr64"] + 2 * costs["softmax64"]
     return costs

@@ -518,20 +518,19 @@ def _orthogonal(factor: ProbeFactor):
     Gram route's basis ``U diag(sqrt(mu))`` is already orthogonal; from features ``F = X V`` with
     ``X^T X = V diag(s) V^T`` (reusing the solver's ``V`` when it has one). Cached on the factor.
     """
-    cache = factor._cache
-    if "pll_orthogonal" not in cache:
+
+    def compute():
         if factor.route == "dual":
-            f, sq, rot = factor.basis, np.asarray(factor.col_sq_norms, dtype=float), None
+            return factor.basis, np.asarray(factor.col_sq_norms, dtype=float), None
+        x = factor.features
+        if factor.route == "spectral" and factor.rotation is not None:
+            rot, sq = factor.rotation, np.asarray(factor.col_sq_norms, dtype=float)
         else:
-            x = factor.features
-            if factor.route == "spectral" and factor.rotation is not None:
-                rot, sq = factor.rotation, np.asarray(factor.col_sq_norms, dtype=float)
-            else:
-                sq, rot = np.linalg.eigh(x.T @ x)
-                sq, rot = np.clip(sq[::-1], 0.0, None), rot[:, ::-1]
-            f = x @ rot
-        cache["pll_orthogonal"] = (f, sq, rot)
-    return cache["pll_orthogonal"]
+            sq, rot = np.linalg.eigh(x.T @ x)
+            sq, rot = np.clip(sq[::-1], 0.0, None), rot[:, ::-1]
+        return x @ rot, sq, rot
+
+    return factor.cached("pll_orthogonal", compute)
 
 
 class _Problem:

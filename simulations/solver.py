@@ -28,7 +28,7 @@ Internally samples are rows: logits ``Z = B C`` (N, K) for a data matrix ``B`` (
 coefficients ``C`` (q, K); the row-wise work (softmax, line search, certificate, the Jacobian part
 of Hessian products) runs in row blocks of ~2 MB (:data:`_BLOCK_ELEMENTS`) on (N, K) work arrays
 allocated once per solve. In float64 the products are formed in the orientation OpenBLAS runs
-fastest (:func:`_basis_times`, :func:`_basis_t_times`; ``python -m benchmarks.blas_orientation``).
+fastest (:func:`basis_times`, :func:`basis_t_times`; ``python -m benchmarks.blas_orientation``).
 Three routes (:func:`factorize`):
 
 ``'spectral'``
@@ -140,7 +140,7 @@ _STAGNATION_RTOL = 1e-4
 #: Try the certificate once the rigorous residual bound is within this factor of the target.
 _SPECULATE = 100.0
 #: Work ``N q K`` from which float64 products ``B @ M`` are formed as ``(M^T B^T)^T``
-#: (:func:`_basis_times`).
+#: (:func:`basis_times`).
 _ORIENT_MIN_WORK = 2e8
 #: Elements per block of the row-wise kernels (softmax, line search, certificate, the Jacobian
 #: part of Hessian products): 2 MB in float64. A block's temporaries stay in cache and come back
@@ -164,14 +164,14 @@ class ConvergenceError(RuntimeError):
     """Raised when the solver cannot certify the KKT fixed point within its iteration budget."""
 
 
-def _available_memory() -> float:
+def available_memory() -> float:
     """Bytes of memory available now (``selfdistill_cli.available_bytes``; inf if unknown)."""
     avail = available_bytes()[0]
     return math.inf if avail is None else float(avail)
 
 
 def _check_memory(nbytes: float, what: str) -> None:
-    avail = _available_memory()
+    avail = available_memory()
     if nbytes > avail:
         raise ValueError(
             f"{what} needs ~{nbytes / 1e9:.2f} GB but only {avail / 1e9:.2f} GB are available; "
@@ -303,6 +303,16 @@ class ProbeFactor:
             self._cache["sample_norms"] = np.sqrt(sq)
         return self._cache["sample_norms"]
 
+    def cached(self, key: str, compute):
+        """``compute()``, computed once per factor and kept under ``key``.
+
+        For quantities derived from the factorisation by other modules (e.g. the PLL students'
+        orthogonal features, :mod:`simulations.pll_losses`), which live as long as the factor.
+        """
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
+
     def basis32(self) -> np.ndarray:
         """Single-precision copy of the basis (cached; 4 N q bytes)."""
         if "basis32" not in self._cache:
@@ -313,7 +323,7 @@ class ProbeFactor:
         """``G @ m`` for ``m`` of shape (N, K), from the original features or Gram matrix."""
         if self.gram is not None:
             return self.gram @ m
-        return _basis_times(self.features, _basis_t_times(self.features, m))
+        return basis_times(self.features, basis_t_times(self.features, m))
 
     def abs_gram_apply_max(self, m: np.ndarray) -> float:
         """``max(|G| |m|)`` (``|X| |X|^T |m|`` for features), in row blocks of bounded memory."""
@@ -619,7 +629,7 @@ def _row_blocks(n: int, k: int) -> list[slice]:
     return [slice(a, min(a + rows, n)) for a in range(0, n, rows)]
 
 
-def _basis_times(b: np.ndarray, m: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+def basis_times(b: np.ndarray, m: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``B @ M``, C-contiguous (N, K), for the basis ``B`` (N, q) and ``M`` (q, K).
 
     In float64, OpenBLAS forms the transposed product ``(M^T B^T)^T`` (computed in row blocks
@@ -638,7 +648,7 @@ def _basis_times(b: np.ndarray, m: np.ndarray, out: np.ndarray | None = None) ->
     return b @ m if out is None else np.matmul(b, m, out=out)
 
 
-def _basis_t_times(b: np.ndarray, r: np.ndarray) -> np.ndarray:
+def basis_t_times(b: np.ndarray, r: np.ndarray) -> np.ndarray:
     """``B^T @ R`` (q, K) for ``R`` (N, K): in float64 formed as ``(R^T B)^T``, which OpenBLAS
     runs 1.0-1.6x faster on every shape ``python -m benchmarks.blas_orientation`` measures."""
     if b.dtype == np.float64:
@@ -736,7 +746,7 @@ def _softmax32(logits: np.ndarray, probs=None, dev=None) -> tuple[np.ndarray, np
     return probs, dev
 
 
-def _softmax64(logits: np.ndarray, probs: np.ndarray, dev: np.ndarray) -> None:
+def softmax64(logits: np.ndarray, probs: np.ndarray, dev: np.ndarray) -> None:
     """:func:`simulations.softmax.softmax_with_deviation` of (N, K) rows into ``probs`` and
     ``dev``, in row blocks (:data:`_BLOCK_ELEMENTS`)."""
     for rows in _row_blocks(*logits.shape):
@@ -819,7 +829,7 @@ class _KronPreconditioner:
         return out - out.mean(axis=1, keepdims=True)
 
 
-def _pcg(hvp, rhs, precond, rtol, maxiter, image=None):
+def pcg(hvp, rhs, precond, rtol, maxiter, image=None):
     """Preconditioned CG on (q, K) arrays.
 
     ``hvp(d)`` returns ``(H d, B d)``; with an ``image`` buffer (N, K) the images ``B d`` are
@@ -955,7 +965,7 @@ def solve_probe(
         # The logits are recomputed, not taken from init: updates that shrink them (rounds at
         # large lam) leave an absolute error ~eps * (earlier logits), which would otherwise
         # persist and bound the relative accuracy. In the float32 phase this happens at the switch.
-        logits = _basis_times(b_hvp, coef.astype(dtype))
+        logits = basis_times(b_hvp, coef.astype(dtype))
         passes = 1
         passes32 = int(single)
     else:
@@ -986,9 +996,9 @@ def solve_probe(
             btr = (b32.T @ resid).astype(np.float64) / n
         else:
             probs, dev_p = buffer("p64", float), buffer("d64", float)
-            _softmax64(logits, probs, dev_p)
+            softmax64(logits, probs, dev_p)
             resid = np.subtract(dev_p, dev_t, out=buffer("r64", float))
-            btr = _basis_t_times(basis, resid) / n  # (q, K)
+            btr = basis_t_times(basis, resid) / n  # (q, K)
         passes += 1
         passes32 += int(low)
         # Iterates and the optimum satisfy sum_k C_jk = 0, where the Hessian is positive definite;
@@ -1009,7 +1019,7 @@ def solve_probe(
             if ratio <= _SWITCH_RTOL or stagnant or stalls or it >= max_iter:
                 low, stalls = False, 0
                 # Drop the float32 drift of the accumulated updates.
-                logits = _basis_times(basis, coef)
+                logits = basis_times(basis, coef)
                 passes += 1
                 continue
         scale = 0.0 if low else _max_abs(dev_p)
@@ -1027,7 +1037,7 @@ def solve_probe(
         if not low and (est <= _SPECULATE * goal or certify_next or it >= max_iter or stalls >= 3):
             fixed = None
             if features_route:  # Z' = X W' with W' = X^T (T - P) / (lam N), from the gradient
-                fixed = _basis_times(basis, -btr / lam, out=buffer("y64", float))
+                fixed = basis_times(basis, -btr / lam, out=buffer("y64", float))
             res, floor = _certify(
                 factor, dev_p, dev_t, lam, tol_abs=tol * scale, fixed_logits=fixed
             )
@@ -1066,16 +1076,16 @@ def solve_probe(
         hvp_m = buffer(f"hvp_m{b_hvp.dtype}", b_hvp.dtype)
 
         def hvp(s, p_h=p_h, b=b_hvp, y=hvp_y, m=hvp_m):
-            _basis_times(b, s, out=y)
+            basis_times(b, s, out=y)
             for rows in _row_blocks(n, k):  # D_i y_i = p_i * (y_i - p_i . y_i)
                 pb, yb = p_h[rows], y[rows]
                 mb = np.subtract(yb, np.einsum("ik,ik->i", pb, yb)[:, None], out=m[rows])
                 mb *= pb
-            return _basis_t_times(b, m).astype(np.float64) / n + lam * s, y
+            return basis_t_times(b, m).astype(np.float64) / n + lam * s, y
 
         cg_maxiter = max(50, 10 * k)
         image = buffer("image32", np.float32) if low else None
-        step, n_cg, image = _pcg(hvp, -grad, pre, rtol, cg_maxiter, image)
+        step, n_cg, image = pcg(hvp, -grad, pre, rtol, cg_maxiter, image)
         cg_total += n_cg
         passes += 2 * n_cg
         passes32 += 2 * n_cg if b_hvp.dtype == np.float32 else 0
@@ -1087,7 +1097,7 @@ def solve_probe(
             y = image  # float32-accurate logit change, accumulated inside CG
         else:
             step -= step.mean(axis=1, keepdims=True)  # stay on sum_k C_jk = 0 (round-off)
-            y = _basis_times(basis, step, out=buffer("y64", float))
+            y = basis_times(basis, step, out=buffer("y64", float))
             passes += 1
         slope = float(np.sum(grad * step))
         alpha, change = 1.0, 0.0

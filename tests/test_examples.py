@@ -3,9 +3,12 @@
 import subprocess
 import sys
 
+import pytest
+
 from tests.cli import ROOT, TIMEOUT, cli_env
 
 
+@pytest.mark.slow
 def test_property_condition_example_runs_with_pytest():
     # Exactly the command of docs/property_testing.md, from the repository root.
     proc = subprocess.run(
@@ -28,6 +31,7 @@ def test_property_condition_example_runs_with_pytest():
     assert "1 passed, 1 xfailed" in proc.stdout
 
 
+@pytest.mark.slow
 def test_hypothesis_profile_takes_effect():
     # HYPOTHESIS_PROFILE selects the settings (tests/conftest.py loads it for the suite).
     code = "from theory.strategies import load_profile; print(load_profile().max_examples)"

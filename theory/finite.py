@@ -496,7 +496,7 @@ class _Resolvent:
     beta: np.ndarray = None
 
 
-def _label_grams(counts, n_classes, per_class):
+def label_grams(counts, n_classes, per_class):
     """``Chat = Yc J`` (K, K) and ``Yc Yc^T`` (K, K) from the count matrix (exact)."""
     k, n = n_classes, per_class
     cnt = np.asarray(counts, dtype=float)
@@ -567,7 +567,7 @@ def _resolvent(
     s, ds = bulk_stieltjes(z, model)
     var = bulk_variance_kernel(s[:, None], s[None, :], model)
     mu = model.means()
-    chat, yy = _label_grams(counts, k, n)
+    chat, yy = label_grams(counts, k, n)
     tt = n * mu.T @ mu + big_n * model.noise_var * np.eye(k)
     cm = chat @ mu
     abar = np.linalg.inv(np.eye(k)[None] + s[:, None, None] * tt[None])
@@ -821,7 +821,7 @@ class FinitePrecisionError(FiniteResolutionError):
     """
 
 
-def _clean_covariance(cov):
+def clean_covariance(cov):
     r"""Remove round-off from covariances (..., K, K) of outputs or logits.
 
     Deviations and logits sum to zero over the classes (``1^T Yc = 0``), so ``1`` is an exact null
@@ -917,7 +917,7 @@ def _predict_finite(model, cnt, lam, r, abs_tol):
         for start in range(0, kk_all.size, chunk):
             kk, ll = kk_all[start : start + chunk], ll_all[start : start + chunk]
             mean, cov = _training_moments(rv, weights[t], kk, ll, rv.identity)
-            cov = _clean_covariance(cov + glob[kk])
+            cov = clean_covariance(cov + glob[kk])
             res = win_probability(mean, cov, kk, abs_tol=abs_tol, first_points=_FIRST_POINTS)
             g_means[t, kk, ll], g_covs[t, kk, ll], g_acc[t, kk, ll] = mean, cov, res.prob
             qerr = max(qerr, float(np.max(res.err)))
@@ -929,7 +929,7 @@ def _predict_finite(model, cnt, lam, r, abs_tol):
 
         train[t] = frac(np.ones_like(clean)), frac(clean), frac(~clean)
         pm, pc = _population_moments(rv, weights[t], rv_cov, weights_cov[2 * t + 1])
-        pc = _clean_covariance(pc[None] + _global_covariance(rv, weights[t]))
+        pc = clean_covariance(pc[None] + _global_covariance(rv, weights[t]))
         p_means[t], p_covs[t] = pm, pc
         pres = win_probability(pm, pc, np.arange(k), abs_tol=abs_tol, first_points=_FIRST_POINTS)
         pop[t] = float(np.mean(pres.prob))

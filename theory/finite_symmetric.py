@@ -436,11 +436,11 @@ class OrbitArray(NDArrayOperatorsMixin):
 
 def _base_terms(model, cnt):
     """Class-level circulant matrices (dense) and their eigenvalues."""
-    from theory.finite import _label_grams
+    from theory.finite import label_grams
 
     k, n, big_n = model.n_classes, model.per_class, model.n_samples
     mu = model.means()
-    chat, yy = _label_grams(cnt, k, n)
+    chat, yy = label_grams(cnt, k, n)
     tt = n * mu.T @ mu + big_n * model.noise_var * np.eye(k)
     cm = chat @ mu
     return {
@@ -458,7 +458,7 @@ def _base_terms(model, cnt):
 
 def predict_finite_symmetric(model, cnt, lam, r, abs_tol, sym: ClassSymmetry, first_points):
     """:func:`theory.finite.predict_finite` by orbits (inputs validated by the caller)."""
-    from theory.finite import FinitePrediction, _clean_covariance, contour_weights, spectrum_top
+    from theory.finite import FinitePrediction, clean_covariance, contour_weights, spectrum_top
 
     k, big_n = model.n_classes, model.n_samples
     kappa = k * lam * big_n
@@ -486,7 +486,7 @@ def predict_finite_symmetric(model, cnt, lam, r, abs_tol, sym: ClassSymmetry, fi
         glob = _global_covariance(pts, base, cls, nu * pts.s, model)
         for g, grp in enumerate(groups):
             mean, cov = _training_moments(pts, base, grp, nu, shared, model)
-            rep_means[t, g], rep_covs[t, g] = mean, _clean_covariance(cov + glob)
+            rep_means[t, g], rep_covs[t, g] = mean, clean_covariance(cov + glob)
         if n_rep:
             res = win_probability(
                 rep_means[t], rep_covs[t], reps[:, 0], abs_tol=abs_tol, first_points=first_points
@@ -501,7 +501,7 @@ def predict_finite_symmetric(model, cnt, lam, r, abs_tol, sym: ClassSymmetry, fi
         else:
             pc = model.noise_var * _dense(cont_cov.weights[2 * t + 1] @ pts_cov.ncal).real
             pc = 0.5 * (pc + pc.T)
-        p_cov0[t] = _clean_covariance(pc + _global_covariance(pts, base, cls, wt, model))
+        p_cov0[t] = clean_covariance(pc + _global_covariance(pts, base, cls, wt, model))
         pres = win_probability(
             p_means[t, 0], p_cov0[t], 0, abs_tol=abs_tol, first_points=first_points
         )

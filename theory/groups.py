@@ -350,7 +350,7 @@ def one_hot_group_targets(n_classes: int) -> np.ndarray:
     return np.broadcast_to(eye[None, :, :], (n_classes,) * 3).copy()
 
 
-def _one_hot_deviations(n_classes: int) -> np.ndarray:
+def one_hot_deviations(n_classes: int) -> np.ndarray:
     """``e_l - 1/K`` for every group, shape (K, K, K)."""
     k = n_classes
     return np.broadcast_to(np.eye(k) - 1.0 / k, (k, k, k)).copy()
@@ -453,7 +453,7 @@ def linear_population_outputs(model: BlockModel, counts, targets, lam) -> np.nda
     return 1.0 / model.n_classes + linear_population_deviations(model, counts, centred, lam)
 
 
-def _assemble(model, cnt, lam, deviations, pop, method, *, rows=None, pops=None, **extra):
+def assemble_prediction(model, cnt, lam, deviations, pop, method, *, rows=None, pops=None, **extra):
     """The prediction, with accuracies computed from the deviations unless given.
 
     ``rows`` / ``pops``: per-round results of :func:`group_accuracies` /
@@ -558,7 +558,7 @@ def predict_linear(model: BlockModel, counts, lam, rounds) -> GroupPrediction:
         pop_score = pop_coef[0] * wp[0] * glob[None, :] + pop_coef[1] * wp[1] * cls_glob
         pops.append(population_accuracy(pop_score))
         pop[t] = pop_score * np.exp(ptop)
-    return _assemble(model, cnt, lam, dev, pop, "linear", rows=rows, pops=pops)
+    return assemble_prediction(model, cnt, lam, dev, pop, "linear", rows=rows, pops=pops)
 
 
 # --------------------------------------------------------------------------------------------
@@ -612,7 +612,12 @@ def _softmax(z):
     return softmax(z)
 
 
-def _pad_groups(coupling, rows):
+def pad_groups(coupling, rows):
+    """Per-group rows (G, K) of the non-empty groups as a (K, K, K) array, NaN on empty groups.
+
+    ``coupling`` (:class:`theory.group_engine.GroupCoupling`) lists the non-empty groups
+    ``(kk, ll)`` in the order of ``rows``.
+    """
     k = coupling.k
     out = np.full((k, k, k), np.nan)
     out[coupling.kk, coupling.ll] = rows
@@ -684,11 +689,11 @@ def solve_loss_groups(
                 res = alt
     pop_logits = coupling.population_logits(loss.force(res.z))
     return GroupSolution(
-        logits=_pad_groups(coupling, res.z),
+        logits=pad_groups(coupling, res.z),
         residual=res.residual,
         iterations=res.iterations,
         population_logits=pop_logits,
-        deviations=_pad_groups(coupling, softmax_deviation(res.z)),
+        deviations=pad_groups(coupling, softmax_deviation(res.z)),
         population_deviations=softmax_deviation(pop_logits),
         converged=res.converged,
         target=res.target,
@@ -697,7 +702,12 @@ def solve_loss_groups(
     )
 
 
-def _convergence_error(sol, model, lam, what="group-level Newton"):
+def convergence_error(sol, model, lam, what="group-level Newton"):
+    """The :class:`GroupConvergenceError` for an unconverged group-level solve ``sol``.
+
+    Shared by the group solvers here and in :mod:`theory.pll`, so that every such error names
+    the iterations, the residual against its target and the model the same way.
+    """
     return GroupConvergenceError(
         f"{what} did not converge in {sol.iterations} iterations: residual {sol.residual:.3g} > "
         f"target {sol.target:.3g} (K={model.n_classes}, n={model.per_class}, c={model.c}, "
@@ -765,7 +775,7 @@ def solve_groups(
         system=system,
     )
     if raise_on_failure and not sol.converged:
-        raise _convergence_error(sol, model, lam)
+        raise convergence_error(sol, model, lam)
     return sol
 
 
@@ -798,7 +808,7 @@ def predict_exact(
     lam = check_positive(lam, "lam")
     r = check_int(rounds, "rounds", 0)
     k = model.n_classes
-    target_dev = _one_hot_deviations(k)
+    target_dev = one_hot_deviations(k)
     dev = np.empty((r + 1, k, k, k))
     pop = np.empty((r + 1, k, k))
     residuals = np.empty(r + 1)
@@ -831,7 +841,7 @@ def predict_exact(
             teacher = sol  # keeps its Newton system: the PLL students reuse its preconditioner
         if progress is not None:
             progress(t, sol)
-    return _assemble(
+    return assemble_prediction(
         model,
         cnt,
         lam,

@@ -47,14 +47,14 @@ from theory.groups import (
     GROUP_TOL,
     BlockModel,
     GroupSolution,
-    _assemble,
-    _convergence_error,
-    _one_hot_deviations,
-    _pad_groups,
+    assemble_prediction,
     check_counts,
+    convergence_error,
     group_accuracies,
     linear_group_deviations,
     linear_population_deviations,
+    one_hot_deviations,
+    pad_groups,
     population_accuracy,
     solve_groups,
     solve_loss_groups,
@@ -115,7 +115,7 @@ def group_top2(outputs, counts, tie_rtol: float = TIE_RTOL):
     return top2, tied
 
 
-def _two_hot_deviations(top2, n_classes):
+def two_hot_deviations(top2, n_classes):
     """``(e_a + e_b)/2 - 1/K`` per group (K, K, K); ``0`` on empty groups (ignored downstream)."""
     k = n_classes
     t = np.full((k, k, k), -1.0 / k)
@@ -126,7 +126,11 @@ def _two_hot_deviations(top2, n_classes):
     return t
 
 
-def _check_loss(loss, q):
+def check_pll_loss(loss, q) -> float:
+    """Validate a PLL student's loss name (one of :data:`LOSSES`) and GCE exponent ``q``.
+
+    Returns ``q`` as a float in ``(0, 1]``; raises ``ValueError`` otherwise.
+    """
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
     q = float(q)
@@ -194,23 +198,23 @@ def predict_pll(
     """
     cnt = check_counts(counts, model)
     lam = check_positive(lam, "lam")
-    q = _check_loss(loss, q)
+    q = check_pll_loss(loss, q)
     if method not in ("linear", "exact"):
         raise ValueError(f"method must be 'linear' or 'exact', got {method!r}")
     max_escapes = check_int(max_escapes, "max_escapes", 0)
     k = model.n_classes
-    onehot = _one_hot_deviations(k)
+    onehot = one_hot_deviations(k)
     kk, ll = np.nonzero(cnt > 0)
     if method == "linear":
         teacher_dev = linear_group_deviations(model, cnt, onehot, lam)
         top2, tied = group_top2(teacher_dev, cnt)
         if loss == "ce":
-            targets = _two_hot_deviations(top2, k)
+            targets = two_hot_deviations(top2, k)
             student = linear_group_deviations(model, cnt, targets, lam)
             pop = linear_population_deviations(model, cnt, targets, lam)
         else:
             student, pop = _linear_candidate_student(model, cnt, lam, top2, loss, q)
-        return _assemble(
+        return assemble_prediction(
             model, cnt, lam, student[None], pop[None], "linear", candidate_ties=tied, loss=loss
         )
     if teacher is None:
@@ -227,7 +231,7 @@ def predict_pll(
         raise ValueError(f"teacher must be a GroupSolution of shape (K, K, K) = {(k, k, k)}")
     top2, tied = group_top2(teacher.deviations, cnt)
     if loss == "ce":
-        student_loss = make_loss("ce", k, target_deviation=_two_hot_deviations(top2, k)[kk, ll])
+        student_loss = make_loss("ce", k, target_deviation=two_hot_deviations(top2, k)[kk, ll])
     else:
         student_loss = make_loss(loss, k, candidates=top2[kk, ll], q=q)
     # Start from the teacher: its logits and (for the representer form) its force T - p.
@@ -247,9 +251,9 @@ def predict_pll(
         system=system,
     )
     if not sol.converged and not allow_unconverged:
-        raise _convergence_error(sol, model, lam, what=f"PLL student ({loss})")
+        raise convergence_error(sol, model, lam, what=f"PLL student ({loss})")
     if student_loss.convex:
-        return _assemble(
+        return assemble_prediction(
             model,
             cnt,
             lam,
@@ -282,7 +286,7 @@ def _descended_student(model, cnt, lam, sol, student_loss, teacher, tied, loss, 
     )
 
     def classify(z):
-        dev = _pad_groups(coupling, softmax_deviation(z))
+        dev = pad_groups(coupling, softmax_deviation(z))
         pop = softmax_deviation(coupling.population_logits(student_loss.force(z)))
         acc = group_accuracies(dev, cnt)
         pop_acc = population_accuracy(pop)
@@ -294,11 +298,11 @@ def _descended_student(model, cnt, lam, sol, student_loss, teacher, tied, loss, 
         )
     end = descent.end
     pop_logits = coupling.population_logits(student_loss.force(end.z))
-    pred = _assemble(
+    pred = assemble_prediction(
         model,
         cnt,
         lam,
-        _pad_groups(coupling, softmax_deviation(end.z))[None],
+        pad_groups(coupling, softmax_deviation(end.z))[None],
         softmax_deviation(pop_logits)[None],
         "exact",
         residuals=np.array([end.residual]),
@@ -345,7 +349,7 @@ def _linear_candidate_student(model, cnt, lam, top2, loss, q):
         f0 = student_loss.force0()
         z = inverse.apply(coupling.apply(f0))
     force = f0 - apply_hessian(hess0, z)
-    student = _pad_groups(coupling, z / k)
+    student = pad_groups(coupling, z / k)
     pop = coupling.population_logits(force) / k
     return student, pop
 
@@ -395,9 +399,9 @@ def pll_condition(model: BlockModel, counts, lam) -> PLLCondition:
     cnt = check_counts(counts, model)
     lam = check_positive(lam, "lam")
     k, n = model.n_classes, model.per_class
-    teacher = linear_group_deviations(model, cnt, _one_hot_deviations(k), lam)
+    teacher = linear_group_deviations(model, cnt, one_hot_deviations(k), lam)
     top2, _ = group_top2(teacher, cnt)
-    target_dev = _two_hot_deviations(top2, k)
+    target_dev = two_hot_deviations(top2, k)
     student = linear_group_deviations(model, cnt, target_dev, lam)
     kk, ll = np.nonzero(cnt > 0)
     scores = student[kk, ll]  # (G, K) deviations: exact gaps, however close to uniform

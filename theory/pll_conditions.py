@@ -59,17 +59,17 @@ from theory.groups import (
     GROUP_TOL,
     BlockModel,
     GroupPrediction,
-    _assemble,
-    _one_hot_deviations,
+    assemble_prediction,
     check_counts,
     group_accuracies,
+    one_hot_deviations,
     population_accuracy,
     solve_groups,
     solve_loss_groups,
 )
 from theory.losses import make_loss, softmax_deviation
 from theory.names import DEFAULT_Q
-from theory.pll import _check_loss, _two_hot_deviations, group_top2, predict_pll
+from theory.pll import check_pll_loss, group_top2, predict_pll, two_hot_deviations
 from theory.validation import check_int, check_positive
 
 __all__ = [
@@ -116,7 +116,7 @@ def curvature_bound(loss: str, q: float = DEFAULT_Q) -> float:
       ``pi = 1`` or at a root of ``(2q + 4) pi^2 - (4q + 4) pi + (2q + 1/2) = 0`` (the stationarity
       of ``pi^q (1/2 + 2 q (1 - pi)^2)``); e.g. ``0.529`` at ``q = 0.7``, ``0.5`` as ``q -> 0``.
     """
-    q = _check_loss(loss, q)
+    q = check_pll_loss(loss, q)
     if loss == "ce":
         return 0.0
     if loss == "candidate":
@@ -152,7 +152,7 @@ def linear_defined_lam(model: BlockModel, loss: str, q: float = DEFAULT_Q) -> fl
     ``1 - w_0 (1/2 - 1/K) mu_max / (lam N)`` (Theorem 15.2c). A sufficient condition: the exact
     boundary is decided by the inertia (:func:`theory.pll.predict_pll`). ``0`` for ``ce``.
     """
-    q = _check_loss(loss, q)
+    q = check_pll_loss(loss, q)
     if loss == "ce":
         return 0.0
     k = model.n_classes
@@ -163,7 +163,7 @@ def linear_defined_lam(model: BlockModel, loss: str, q: float = DEFAULT_Q) -> fl
 def tie_weight(pi, loss: str, q: float = DEFAULT_Q):
     """``w(pi) = -phi'(pi) pi``: ``1`` (``candidate``), ``pi^q`` (``gce``), as in the force
     ``w(pi) (pt - p)`` of the set losses. ``ce`` has no such factor (returns ``1``)."""
-    q = _check_loss(loss, q)
+    q = check_pll_loss(loss, q)
     pi = np.asarray(pi, dtype=float)
     return pi**q if loss == "gce" else np.ones_like(pi)
 
@@ -178,7 +178,7 @@ def tie_margin(model: BlockModel, lam, pi, loss: str = "candidate", q: float = D
     ``2 lam N`` (convex).
     """
     lam = check_positive(lam, "lam")
-    q = _check_loss(loss, q)
+    q = check_pll_loss(loss, q)
     pi = np.atleast_1d(np.asarray(pi, dtype=float))
     if np.any((pi <= 0) | (pi > 1)) or not np.all(np.isfinite(pi)):
         raise ValueError("pi (candidate mass) must lie in (0, 1]")
@@ -365,11 +365,11 @@ def _problem(model, counts, lam, loss, q, teacher, tol) -> _Problem:
     cnt = check_counts(counts, model)
     lam = check_positive(lam, "lam")
     check_positive(tol, "tol")
-    q = _check_loss(loss, q)
+    q = check_pll_loss(loss, q)
     k = model.n_classes
     if teacher is None:
         teacher = solve_groups(
-            model, cnt, None, lam, target_deviations=_one_hot_deviations(k), tol=tol
+            model, cnt, None, lam, target_deviations=one_hot_deviations(k), tol=tol
         )
     elif teacher.deviations.shape != (k, k, k):
         raise ValueError(f"teacher must be a GroupSolution of shape (K, K, K) = {(k, k, k)}")
@@ -377,7 +377,7 @@ def _problem(model, counts, lam, loss, q, teacher, tol) -> _Problem:
     coupling = GroupCoupling(model, cnt, lam)
     kk, ll = coupling.kk, coupling.ll
     if loss == "ce":
-        fn = make_loss("ce", k, target_deviation=_two_hot_deviations(top2, k)[kk, ll])
+        fn = make_loss("ce", k, target_deviation=two_hot_deviations(top2, k)[kk, ll])
     else:
         fn = make_loss(loss, k, candidates=top2[kk, ll], q=q)
     return _Problem(model, cnt, lam, loss, q, teacher, top2, tied, coupling, fn)
@@ -610,13 +610,13 @@ def flow_student(
         )
     prob = _problem(model, cnt, lam, loss, q, teacher, tol)
     kk, ll = prob.rows
-    r0 = (_one_hot_deviations(model.n_classes) - prob.teacher.deviations)[kk, ll]
+    r0 = (one_hot_deviations(model.n_classes) - prob.teacher.deviations)[kk, ll]
     with single_thread_blas():
         z, res, s_tot, escapes, outcomes, ambiguous = _run_flow(prob, r0, tol, s_max, max_escapes)
         second = None if prob.loss.convex else second_order(prob.coupling, prob.loss.hessian(z))
     cp = prob.coupling
     pop = softmax_deviation(cp.population_logits(prob.loss.force(z)))
-    pred = _assemble(
+    pred = assemble_prediction(
         model,
         cnt,
         prob.lam,
@@ -694,14 +694,14 @@ def tied_point(
         If the two-hot student is not tied in every group (relative gap above ``1e-9``), or
         ``loss='ce'``.
     """
-    q = _check_loss(loss, q)
+    q = check_pll_loss(loss, q)
     if loss == "ce":
         raise ValueError("tied_point is for the set losses 'candidate' and 'gce'")
     prob = _problem(model, counts, lam, loss, q, teacher, tol)
     cp = prob.coupling
     kk, ll = prob.rows
     k = model.n_classes
-    ce_loss = make_loss("ce", k, target_deviation=_two_hot_deviations(prob.top2, k)[kk, ll])
+    ce_loss = make_loss("ce", k, target_deviation=two_hot_deviations(prob.top2, k)[kk, ll])
     ce = solve_loss_groups(model, prob.counts, ce_loss, prob.lam, tol=tol)
     z = ce.logits[kk, ll]
     g = np.arange(kk.size)
@@ -814,7 +814,7 @@ def loss_condition(
     tol: float = GROUP_TOL,
 ) -> LossCondition:
     """Evaluate the proved conditions of Section 15 and the measured student for one loss."""
-    q = _check_loss(loss, q)
+    q = check_pll_loss(loss, q)
     prob = _problem(model, counts, lam, loss, q, teacher, tol)
     kk, ll = prob.rows
     lam = prob.lam

@@ -6,6 +6,7 @@ import json
 import pytest
 
 
+@pytest.mark.slow
 def test_figures_benchmark_reports_cpu_and_wall_per_figure(capsys):
     from benchmarks import figures as bench
 
@@ -23,6 +24,7 @@ def test_figures_benchmark_rejects_unknown_figure():
         bench.main(["--preset", "tiny", "--only", "nope"])
 
 
+@pytest.mark.slow
 def test_explorer_benchmark_measures_a_blitted_update():
     import matplotlib
 

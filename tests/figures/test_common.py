@@ -119,6 +119,7 @@ def test_write_csv_numpy_scalars_read_back_as_numbers(tmp_path):
     assert float(back["a"]) == 0.025 and float(back["g"]) == 1e-300
 
 
+@pytest.mark.slow
 def test_save_figure_is_byte_reproducible(tmp_path):
     def draw():
         fig, axes = style.figure(2, 1)

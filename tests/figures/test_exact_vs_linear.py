@@ -5,6 +5,7 @@ from figures.common import AgreementError
 from tests.figures._helpers import assert_outputs, corrupted
 
 
+@pytest.mark.slow
 def test_exact_vs_linear_smoke(tmp_path):
     assert fig.main(["--preset", "tiny", "--out", str(tmp_path), "--workers", "1"]) == 0
     assert_outputs(tmp_path, fig.NAME)

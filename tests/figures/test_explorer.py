@@ -160,6 +160,7 @@ def test_eta_change_reuses_cached_phase(app):
     assert app.state.phase is not phase
 
 
+@pytest.mark.slow
 def test_invalid_combination_shows_message_then_recovers(app):
     app.set_params(c=0.2, d=0.3)
     assert app.panels.error_text.get_visible()
@@ -172,6 +173,7 @@ def test_invalid_combination_shows_message_then_recovers(app):
     assert_drawn_theory(app, BASE)
 
 
+@pytest.mark.slow
 def test_non_psd_combination_shows_message(app):
     app.set_params(n_classes=10, per_class=100, c=0.9, d=-0.3)
     assert app.panels.error_text.get_visible()
@@ -197,6 +199,7 @@ def _mc_reference(params, trials):
 MC_POINT = {"n_classes": 3, "per_class": 6, "dim": 60, "rounds": 2, "trials": 3, "lam": 1e-2}
 
 
+@pytest.mark.slow
 def test_simulate_blocking_overlays_means_and_cis(app):
     app.set_params(**MC_POINT)
     run = app.start_simulation(blocking=True)
@@ -296,6 +299,7 @@ def test_normalise_params_rejects(params, match):
     assert match.split()[0] in em.compute_state(params).error
 
 
+@pytest.mark.slow
 def test_main_snapshot_writes_png(tmp_path):
     out = tmp_path / "frame.png"
     before = plt.get_fignums()
@@ -311,6 +315,7 @@ def test_main_rejects_bad_assignment(capsys):
     assert "--snapshot" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_main_bad_values_are_one_line_errors_in_a_subprocess(tmp_path):
     from tests.cli import assert_one_line_error, run_many
 

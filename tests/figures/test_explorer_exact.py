@@ -59,6 +59,7 @@ def _theories(params):
     return exact, predict_finite(model, counts, p["lam"], p["rounds"])
 
 
+@pytest.mark.slow
 def test_exact_theory_pending_then_drawn_vs_predict_finite_exact(app):
     state = app.state
     assert state.exact_status == "pending" and state.finite_exact is None
@@ -88,6 +89,7 @@ def test_exact_theory_pending_then_drawn_vs_predict_finite_exact(app):
     assert state.linear_off_reason == "exact"
 
 
+@pytest.mark.slow
 def test_exact_theory_comes_from_the_cache_when_revisited(app):
     app.compute_exact_now()
     app.set_params(eta=0.2)
@@ -115,6 +117,7 @@ def test_exact_theory_unavailable_for_p_not_above_k(app):
     assert "p > K" in app.panels.exact_note.get_text()
 
 
+@pytest.mark.slow
 def test_refused_linearised_theory_is_not_drawn(app):
     app.set_params(lam=1e-4, n_over_p=2.0)
     state = app.state
@@ -133,6 +136,7 @@ def test_refused_linearised_theory_is_not_drawn(app):
     assert len(app.panels.lines["train_flag"].get_xdata()) == 0  # nothing to flag: not drawn
 
 
+@pytest.mark.slow
 def test_background_job_is_applied_only_to_its_own_point(app):
     app.interactive = True  # schedule as a window would (Agg timers never fire: call by hand)
     app.set_params(eta=0.25)

@@ -101,6 +101,7 @@ def _pixels(app):
     return np.asarray(app.fig.canvas.buffer_rgba()).copy()
 
 
+@pytest.mark.slow
 def test_blitted_update_paints_what_a_full_redraw_paints():
     app = ExplorerApp(BASE, fig=plt.figure(figsize=(15, 9)), blit=True)
     try:

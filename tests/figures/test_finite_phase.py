@@ -14,6 +14,7 @@ def _fresh_cache():
     ft.clear_cache()
 
 
+@pytest.mark.slow
 def test_finite_phase_smoke(tmp_path):
     assert fig.main(["--preset", "tiny", "--out", str(tmp_path)]) == 0
     rows = assert_outputs(tmp_path, fig.NAME)
@@ -36,6 +37,7 @@ def test_finite_phase_check_fails_on_wrong_theory(monkeypatch):
         fig.compute("tiny", 0)
 
 
+@pytest.mark.slow
 def test_exact_maps_vs_theories():
     """Each exact map holds the exact and linearised theories at its points, its crosses are
     the distance rule and its hatched rows the refusal rule (wiring checked value by value)."""

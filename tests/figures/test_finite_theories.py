@@ -34,6 +34,7 @@ def test_exact_accuracies_vs_predict_finite_exact():
     assert got.converged and got.points == 16 and got.seconds > 0
 
 
+@pytest.mark.slow
 def test_exact_cache_prefix_vs_fresh_prediction():
     """A cached prediction with more rounds answers a request with fewer: bit for bit what a
     fresh prediction of those rounds gives (round t depends on rounds <= t only)."""

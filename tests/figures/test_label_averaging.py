@@ -6,6 +6,7 @@ from figures.common import AgreementError
 from tests.figures._helpers import assert_outputs
 
 
+@pytest.mark.slow
 def test_label_averaging_smoke(tmp_path):
     assert fig.main(["--preset", "tiny", "--out", str(tmp_path)]) == 0
     rows = assert_outputs(tmp_path, fig.NAME)

@@ -49,6 +49,7 @@ def _poll_shell_in_slices(client, slice_seconds: float = 1.0) -> None:
     channel.get_msg = sliced_get_msg
 
 
+@pytest.mark.slow
 def test_explore_notebook_executes():
     nb = nbformat.read(NOTEBOOK, as_version=4)
     client = nbclient.NotebookClient(

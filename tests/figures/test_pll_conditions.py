@@ -10,6 +10,7 @@ from figures.common import AgreementError
 from tests.figures._helpers import assert_csv_reads_back, assert_outputs
 
 
+@pytest.mark.slow
 def test_pll_conditions_tiny_preset_writes_png_pdf_csv(tmp_path):
     assert fig.main(["--preset", "tiny", "--out", str(tmp_path)]) == 0
     rows = assert_outputs(tmp_path, fig.NAME)

@@ -9,6 +9,7 @@ from figures import pll_real
 from tests.figures._helpers import assert_outputs
 
 
+@pytest.mark.slow
 def test_pll_real_tiny_preset_writes_png_pdf_csv(tmp_path):
     assert pll_real.main(["--out", str(tmp_path), "--preset", "tiny", "--seed", "2"]) == 0
     rows = assert_outputs(tmp_path, "pll_real")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 
 import numpy as np
+import pytest
 
 from figures import real_gain
 from simulations.datasets import load_digits_dataset
@@ -16,6 +17,7 @@ def _rows(path):
         return list(csv.DictReader(fh))
 
 
+@pytest.mark.slow
 def test_real_gain_tiny_preset_writes_png_pdf_csv(tmp_path):
     assert real_gain.main(["--out", str(tmp_path), "--preset", "tiny", "--seed", "1"]) == 0
     assert_outputs(tmp_path, real_gain.NAME)  # PNG, PDF, CSV; every numeric cell reads back

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import errno
 import os
-import time
 
 import pytest
 
@@ -17,6 +16,7 @@ from tests.cli import assert_one_line_error, run_many
 TINY = ["--only", "spectrum", "--preset", "tiny"]
 
 
+@pytest.mark.slow
 def test_planted_links_are_replaced_and_never_written_through(tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
@@ -32,6 +32,7 @@ def test_planted_links_are_replaced_and_never_written_through(tmp_path, capsys):
     assert f"note: --workers 64 capped at {usable_cores()}" in err  # never more than the cores
 
 
+@pytest.mark.slow
 def test_full_disk_while_saving_keeps_the_previous_figure(tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
     out.mkdir()
@@ -49,8 +50,10 @@ def test_full_disk_while_saving_keeps_the_previous_figure(tmp_path, monkeypatch,
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
 
 
+@pytest.mark.slow
 def test_unwritable_targets_are_refused_before_any_figure_is_computed(tmp_path):
-    start = time.perf_counter()
+    # Refused before any work: 1e9 rounds or 1e5 trials would not end within run_many's
+    # per-command limit (tests.cli.TIMEOUT); the empty output directories show nothing was drawn.
     procs = run_many(
         [
             ["figures", *TINY, "--out", str(tmp_path / "o"), "--gallery", "/proc/no-gallery"],
@@ -62,7 +65,6 @@ def test_unwritable_targets_are_refused_before_any_figure_is_computed(tmp_path):
             ["figures", "explore", "--simulate", "--trials", "100000", "--snapshot", "x.png"],
         ]
     )
-    assert time.perf_counter() - start < 60
     assert_one_line_error(procs[0], "--gallery", "not writable")
     assert not list((tmp_path / "o").glob("*.png"))  # nothing computed before the refusal
     assert_one_line_error(procs[1], "--out", "empty string")

@@ -15,6 +15,7 @@ from tests.cli import ROOT, assert_one_line_error, run_many
 from tests.figures._helpers import assert_outputs
 
 
+@pytest.mark.slow
 def test_runner_only_one_figure_with_gallery(tmp_path, capsys):
     out, gallery = tmp_path / "out", tmp_path / "gallery"
     argv = ["--preset", "tiny", "--out", str(out), "--only", "label_averaging"]
@@ -26,6 +27,7 @@ def test_runner_only_one_figure_with_gallery(tmp_path, capsys):
     assert "[1/1] label_averaging done" in err  # progress on stderr
 
 
+@pytest.mark.slow
 def test_runner_default_output_is_relative_to_cwd(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert runner.main(["--preset", "tiny", "--only", "spectrum", "--workers", "1"]) == 0
@@ -57,6 +59,7 @@ runpy.run_module("figures", run_name="__main__", alter_sys=True)
 """
 
 
+@pytest.mark.slow
 def test_runner_twice_outside_the_repo_with_editable_install_is_reproducible(tmp_path):
     # Run twice from a directory outside the repo: the first run's default output folder must not
     # shadow the package, and the second run must write the same bytes (PNG, PDF and CSV).
@@ -81,6 +84,7 @@ def test_runner_twice_outside_the_repo_with_editable_install_is_reproducible(tmp
     assert b"CreationDate" not in outputs[0]["label_averaging.pdf"]
 
 
+@pytest.mark.slow
 def test_runner_and_modules_refuse_an_out_that_is_a_file(tmp_path):
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
@@ -131,6 +135,7 @@ def test_gallery_skips_missing_png(tmp_path):
     assert make_gallery(tmp_path, tmp_path / "g", ["spectrum"]) == []
 
 
+@pytest.mark.slow
 def test_runner_progress_bar_forced_on_off_and_quiet(tmp_path):
     # SELFDISTILL_PROGRESS=1 stands for a terminal: a weighted bar with elapsed<remaining on
     # stderr; without it (stderr is a pipe) only the per-figure lines; --quiet: nothing.

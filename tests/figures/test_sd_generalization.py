@@ -15,6 +15,7 @@ def _fresh_cache():
     ft.clear_cache()
 
 
+@pytest.mark.slow
 def test_sd_generalization_smoke(tmp_path):
     assert fig.NAME in FIGURES
     assert fig.main(["--preset", "tiny", "--out", str(tmp_path), "--workers", "1"]) == 0
@@ -26,6 +27,7 @@ def test_sd_generalization_smoke(tmp_path):
     assert refused == {"16"}  # lam = 1e-4 with p = N/2: the random-matrix part fails
 
 
+@pytest.mark.slow
 def test_sd_generalization_checks_every_round_dimension_panel_and_row():
     data = fig.compute("tiny", 0)
     rows = fig.PRESETS["tiny"]["rows"]
@@ -41,6 +43,7 @@ def test_sd_generalization_checks_every_round_dimension_panel_and_row():
     assert data["check_exact"]["theory_atol"] > fig.FINITE_EXACT_THEORY_ATOL
 
 
+@pytest.mark.slow
 def test_sd_generalization_flags_vs_theory_distance():
     data = fig.compute("tiny", 0)
     for row in data["rows"]:
@@ -53,6 +56,7 @@ def test_sd_generalization_flags_vs_theory_distance():
     assert [r is not None for r in data["rows"][1]["refused"]] == [True, False, False]
 
 
+@pytest.mark.slow
 def test_sd_generalization_check_fails_on_wrong_linearised_theory(monkeypatch):
     real = ft.predict_finite
     monkeypatch.setattr(ft, "predict_finite", lambda *a, **k: corrupted(real(*a, **k)))
@@ -60,6 +64,7 @@ def test_sd_generalization_check_fails_on_wrong_linearised_theory(monkeypatch):
         fig.compute("tiny", 0)
 
 
+@pytest.mark.slow
 def test_sd_generalization_check_fails_on_wrong_exact_theory(monkeypatch):
     real = ft.predict_finite_exact
     monkeypatch.setattr(ft, "predict_finite_exact", lambda *a, **k: corrupted(real(*a, **k)))
@@ -67,6 +72,7 @@ def test_sd_generalization_check_fails_on_wrong_exact_theory(monkeypatch):
         fig.compute("tiny", 0)
 
 
+@pytest.mark.slow
 def test_sd_generalization_shares_its_predictions_with_finite_phase():
     from figures import finite_phase
 

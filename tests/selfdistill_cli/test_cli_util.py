@@ -48,6 +48,7 @@ def test_subparsers_inherit_the_number_rule():
     assert parser.parse_args(["q", "--lam", "-1e-3"]).lam == -1e-3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "command",
     [

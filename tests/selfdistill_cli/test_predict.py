@@ -159,6 +159,7 @@ def test_invalid_counts_and_options(extra, word, capsys):
     assert code == 2 and len(err.strip().splitlines()) == 1 and word in err
 
 
+@pytest.mark.slow
 def test_module_entry_point():
     proc = subprocess.run(
         [sys.executable, "-m", "theory", *BASE, "--counts", COUNTS, "--rounds", "1", "--json"],
@@ -249,6 +250,7 @@ def test_partial_results_are_marked_not_dropped(capsys, monkeypatch):
     assert round0.rstrip().endswith("*")  # round 0's exact cells are marked
 
 
+@pytest.mark.slow
 def test_resource_refusal_one_line_with_estimates(capsys):
     from selfdistill_cli.predict import check_resources
     from theory.report import resource_estimate
@@ -289,6 +291,7 @@ def test_long_runs_print_progress_on_stderr(capsys, monkeypatch):
     assert lines[-1] == "progress: PLL student gce done"
 
 
+@pytest.mark.slow
 def test_negative_numbers_reach_validation_in_a_subprocess():
     from tests.cli import assert_one_line_error, run_many
 
@@ -303,6 +306,7 @@ def test_negative_numbers_reach_validation_in_a_subprocess():
     assert neg_d.returncode == 0 and "d=-0.01" in neg_d.stdout  # a valid negative value
 
 
+@pytest.mark.slow
 def test_dim_adds_the_finite_p_theory(capsys):
     """--dim P: rounds[t].finite (linearised, with its error indicator) and rounds[t].finite_exact
     with their summaries, equal to theory.finite.predict_finite and
@@ -465,6 +469,7 @@ def test_help_shows_defaults_and_choices(capsys):
     assert "(default: sym unless --counts is given)" in out
 
 
+@pytest.mark.slow
 def test_dim_refuses_the_linearised_theory_where_its_random_matrix_part_fails(capsys):
     """lam = 1e-4 with p <= N/2 (docs §11.9): no linearised numbers, the reason instead; the
     exact finite-ratio theory is still reported."""

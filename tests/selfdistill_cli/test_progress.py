@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 
+import pytest
+
 from selfdistill_cli import progress
 from tests.cli import run_many
 
@@ -25,6 +27,7 @@ def test_progress_enabled_rules(monkeypatch):
     assert progress.progress_enabled(stream=_Tty()) is False
 
 
+@pytest.mark.slow
 def test_long_commands_draw_a_bar_with_an_eta_only_when_asked():
     # Forced on (SELFDISTILL_PROGRESS=1 stands for a terminal): a tqdm bar with elapsed<remaining
     # on stderr, and stdout identical to the run without it; piped (no terminal): no bar.

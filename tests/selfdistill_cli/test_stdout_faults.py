@@ -54,6 +54,7 @@ def _check(code, err, *words):
         assert w in err, err
 
 
+@pytest.mark.slow
 def test_full_stdout_is_one_line_and_exit_2():
     with open("/dev/full", "w") as full:
         procs = [_start(argv, stdout=full) for argv in COMMANDS.values()]
@@ -62,6 +63,7 @@ def test_full_stdout_is_one_line_and_exit_2():
         _check(code, err, "cannot write to standard output", "No space left on device")
 
 
+@pytest.mark.slow
 def test_closed_stdout_is_one_line_and_exit_2():
     procs = [_start(argv, close_stdout=True) for argv in COMMANDS.values()]
     for proc in procs:
@@ -69,6 +71,7 @@ def test_closed_stdout_is_one_line_and_exit_2():
         _check(code, err, "standard output is closed")
 
 
+@pytest.mark.slow
 def test_full_stdout_of_probe_and_sweep(tmp_path):
     spec = tmp_path / "s.toml"
     spec.write_text("[sweep]\ntrials = 1\n[grid]\nK = 3\nn = 4\np = 20\nrounds = 0\nn_test = 4\n")

@@ -82,6 +82,7 @@ def test_deprecated_alias_stores_the_new_option_and_notes_it(capsys):
     assert "--seeds" not in p.format_help()  # hidden from --help
 
 
+@pytest.mark.slow
 def test_old_spellings_and_one_json_key_across_commands(tmp_path):
     point = ["--classes", "3", "--per-class", "4", "--rounds", "1"]
     probe = ["simulations", "probe", "--rounds", "1", "--lam", "1e-2", "--no-theory", "--json"]

@@ -72,6 +72,7 @@ def test_cg_pairs_reports_failure():
         cb.cg_pairs(x, rhs, 1e-3, 1e-30, max_pairs=2)
 
 
+@pytest.mark.slow
 def test_certified_bound_quick_smoke(capsys):
     """``python -m benchmarks.certified_bound --quick`` prints a bound and our certified time."""
     assert cb.main(["--quick", "--repeat", "1"]) == 0

@@ -5,7 +5,6 @@ input files, a planted symbolic link at an output."""
 from __future__ import annotations
 
 import os
-import time
 
 import numpy as np
 import pytest
@@ -18,8 +17,10 @@ from theory.partial_labels import pll_undefined_reason
 SMALL = ["-K", "3", "-n", "5", "-p", "30", "--rounds", "1", "--n-test", "5"]
 
 
+@pytest.mark.slow
 def test_run_refuses_out_of_range_and_oversized_input_at_once():
-    start = time.perf_counter()
+    # No allocation, no loop: a command that started the work would not end within run_many's
+    # per-command limit (tests.cli.TIMEOUT), which turns it into a failure; no clock is read.
     procs = run_many(
         [
             ["simulations", "run", "--lam", "1e300"],
@@ -32,7 +33,6 @@ def test_run_refuses_out_of_range_and_oversized_input_at_once():
             ["simulations", "run", "-K", "100000", "-p", "100000", "-n", "1"],
         ]
     )
-    assert time.perf_counter() - start < 60  # no allocation, no loop: all at once
     assert_one_line_error(procs[0], "lam must lie in [1e-12, 1e+12]")
     assert_one_line_error(procs[1], "lam must lie in [1e-12, 1e+12]")
     assert_one_line_error(procs[2], "temperature must lie in [0.001, 1000]")
@@ -44,6 +44,7 @@ def test_run_refuses_out_of_range_and_oversized_input_at_once():
     assert_one_line_error(procs[7], "GB", "--max-memory")
 
 
+@pytest.mark.slow
 def test_run_degenerate_but_valid_inputs_work_with_notes():
     """p = K (the simulation is fine; the finite-p theory has no bulk) and lam = 1e-12 (its
     covariance cannot be resolved): notes, not tracebacks."""
@@ -58,6 +59,7 @@ def test_run_degenerate_but_valid_inputs_work_with_notes():
     assert "finite-p theory not available: dim (p) must be > K" in procs[0].stdout
 
 
+@pytest.mark.slow
 def test_run_uncertifiable_solve_is_one_line():
     """lam = 1e8: the SD round's outputs sit within 1e-25 of 1/K, beyond what float64 gradients
     resolve; the solver refuses to certify, the command says so in one line (exit 2)."""
@@ -98,9 +100,10 @@ def bad_files(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
 def test_probe_input_files_are_checked_before_reading(bad_files):
-    start = time.perf_counter()
+    # Nothing endless is read: /dev/zero would not end within run_many's per-command limit.
     r = bad_files
     procs = run_many(
         [
@@ -115,7 +118,6 @@ def test_probe_input_files_are_checked_before_reading(bad_files):
             _probe("--features", r / "label_1e300.csv"),
         ]
     )
-    assert time.perf_counter() - start < 60  # nothing endless is read
     assert_one_line_error(procs[0], "character device (through a symbolic link)")
     assert_one_line_error(procs[1], "character device (through a symbolic link)")
     assert_one_line_error(procs[2], "line 1 is longer than 64 MB")
@@ -127,6 +129,7 @@ def test_probe_input_files_are_checked_before_reading(bad_files):
     assert_one_line_error(procs[8], "got maximum 1e+300")
 
 
+@pytest.mark.slow
 def test_probe_refusals_before_any_work():
     procs = run_many(
         [
@@ -142,6 +145,7 @@ def test_probe_refusals_before_any_work():
     assert_one_line_error(procs[3], "this probe would take", "--max-time")
 
 
+@pytest.mark.slow
 def test_probe_refuses_pll_at_two_classes_before_starting(tmp_path):
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "k2.npz", features=rng.standard_normal((40, 3)), labels=np.arange(40) % 2)
@@ -167,12 +171,14 @@ def test_probe_replaces_a_planted_symlink_and_never_writes_through_it(tmp_path, 
     assert not (out / "probe.csv").is_symlink() and not (tmp_path / "missing.csv").exists()
 
 
+@pytest.mark.slow
 def test_run_skips_the_finite_theory_beyond_its_rounds_with_a_note():
     proc = run("simulations", "run", *SMALL[:-4], "--rounds", "45", "--n-test", "5")
     assert proc.returncode == 0, proc.stderr
     assert "note: finite-p theory skipped: 45 rounds > 40" in proc.stdout
 
 
+@pytest.mark.slow
 def test_probe_on_a_full_disk_keeps_the_previous_results(small_tmpfs):
     """A real full file system: the up-front check passes (an empty file fits), the results do
     not; both previous files stay as they were, one error line, exit 2."""
@@ -192,6 +198,7 @@ def test_probe_on_a_full_disk_keeps_the_previous_results(small_tmpfs):
     assert sorted(p.name for p in out.iterdir()) == ["probe.csv", "probe.json"]
 
 
+@pytest.mark.slow
 def test_run_time_estimate_includes_the_exact_finite_ratio_theory():
     """The exact finite-ratio theory run prints (issue 20) is part of the up-front estimate
     (issue 21): once per distinct count matrix, 0 where it is not computed or skipped."""

@@ -1,8 +1,11 @@
 """``python -m simulations run`` from outside: negative numbers, memory refusal (subprocesses)."""
 
+import pytest
+
 from tests.cli import assert_one_line_error, run_many
 
 
+@pytest.mark.slow
 def test_cli_run_negative_numbers_and_memory_estimate():
     run = ["simulations", "run", "--classes", "3", "--per-class", "4", "--dim", "30"]
     neg_lam, neg_d, huge, capped = run_many(

@@ -33,6 +33,7 @@ def _json(capsys, argv):
     return json.loads(capsys.readouterr().out)
 
 
+@pytest.mark.slow
 def test_finite_column_equals_the_theory_on_the_exact_counts(capsys):
     doc = _json(capsys, [*POINT, "--trials", "2"])
     cfg = TrialConfig.from_dict(doc["config"])
@@ -53,6 +54,7 @@ def test_finite_column_equals_the_theory_on_the_exact_counts(capsys):
     assert len(flagged) == (1 if gap > 0.03 else 0) and len(doc["notes"]) == len(flagged)
 
 
+@pytest.mark.slow
 def test_linearised_column_refused_where_its_random_matrix_part_fails(capsys):
     doc = _json(
         capsys, [*POINT[:4], "--dim", "12", "--eta", "0.4", "--lam", "1e-4", "--trials", "1"]
@@ -69,6 +71,7 @@ def test_finite_exact_is_skipped_with_a_note_when_it_would_take_too_long(capsys,
     assert any("finite-exact theory skipped" in note for note in doc["notes"])
 
 
+@pytest.mark.slow
 def test_random_counts_average_one_evaluation_per_distinct_matrix(capsys, monkeypatch):
     calls = []
     real = theory.finite.predict_finite
@@ -117,6 +120,7 @@ def test_large_k_is_skipped_with_a_note(capsys, monkeypatch):
     assert any("finite-p theory skipped: K = 3 > 2" in n for n in doc["notes"])
 
 
+@pytest.mark.slow
 def test_cli_prints_the_finite_column_in_a_subprocess():
     proc = run("simulations", "run", *POINT, "--trials", "2")
     assert proc.returncode == 0, proc.stderr

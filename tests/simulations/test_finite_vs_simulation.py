@@ -50,6 +50,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("k, big_n, ratio, noise, eta, sampling", CASES)
 def test_finite_theory_vs_linearised_monte_carlo(k, big_n, ratio, noise, eta, sampling):
     n, p = big_n // k, int(ratio * big_n)
@@ -96,6 +97,7 @@ def _exact_runs(lam, rounds=2, trials=12, k=3, n=30, p=90, c=0.4, d=0.1):
     return np.array(acc), np.array(devs), pred, counts
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lam", [3e-2, 1e-3])
 def test_exact_solver_accuracy_vs_finite_theory(lam):
     """Training accuracy of exact SD vs the linearised finite-p theory, max(3 SE, 0.03)."""
@@ -114,6 +116,7 @@ def _output_gap(lam):
     return gap.max(), (gap / se).max()
 
 
+@pytest.mark.slow
 def test_linearisation_error_of_exact_outputs_grows_as_lam_shrinks():
     """Where the theory holds and where saturation breaks it (docs §11.9): the exact probe's mean
     outputs move away from the linearised prediction as lam shrinks (measured 0.005 at lam = 0.1,
@@ -123,8 +126,10 @@ def test_linearisation_error_of_exact_outputs_grows_as_lam_shrinks():
     assert big > 5 * small
 
 
+@pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
+    raises=AssertionError,
     reason="small lam: the exact probe's softmax saturates (Assumption L fails, docs §2, §8, "
     "§11.9), so its mean outputs per group differ from the linearised finite-p prediction by "
     "~20 Monte Carlo standard errors at lam = 1e-4 even where the accuracies still agree",

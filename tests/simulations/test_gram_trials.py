@@ -13,6 +13,7 @@ from simulations.gram_trials import (
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dim", [40, 7])  # Bartlett path (p - K >= N') and explicit path
 def test_mixture_gram_moments_vs_exact_formulas(dim):
     """E and Var of Gram entries of x = mu_y + z, z ~ N(0, (1-c)/p I_p), against closed forms.
@@ -54,6 +55,7 @@ def test_parallel_map_matches_serial():
         np.testing.assert_array_equal(a["counts"], b["counts"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dim", [40, 7])
 def test_mixture_gram_mean_rows_jointly_exact(dim):
     """``<mu_k, x_i>``: same stream as without them, joint PSD realisability, exact moments.
@@ -80,6 +82,7 @@ def test_mixture_gram_mean_rows_jointly_exact(dim):
     assert np.all(np.abs(draws.var(0) / var - 1) <= 5 * np.sqrt(2 / m))
 
 
+@pytest.mark.slow
 def test_run_mixture_trial_exact_vs_sampled_population_accuracy():
     """Kernel-form trials: exact conditional ``pop_acc`` vs ``pop_acc_sampled``, same probes.
 
@@ -115,6 +118,7 @@ def test_exact_pop_off_gives_nan_and_leaves_the_rest_unchanged():
         np.testing.assert_array_equal(a[key], b[key])
 
 
+@pytest.mark.slow
 def test_run_mc_many_is_the_same_in_any_pool_and_equals_run_mc_per_spec():
     # Regression: the specs shared SeedSequence objects, whose spawn counters advance when a trial
     # spawns its streams; in a serial run the second spec then drew other features than with

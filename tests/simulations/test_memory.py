@@ -40,6 +40,7 @@ def _peak(fn, *args, **kw) -> int:
         tracemalloc.stop()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "params",
     [
@@ -78,6 +79,7 @@ def test_group_theory_bytes_vs_tracemalloc_peak(k):
     assert peak <= est and est - OVERHEAD <= SLACK * peak, (peak, est)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("k, per, p, theory", [(10, 300, 64, True), (4, 120, 600, False)])
 def test_probe_bytes_vs_tracemalloc_peak(k, per, p, theory):
     rng = np.random.default_rng(0)
@@ -112,6 +114,7 @@ def test_estimate_grows_like_the_problem():
     assert trial_bytes(TrialConfig(per_class=1_000_000)) > 20 * GB
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("k, rounds", [(6, 3), (10, 3), (6, 20)])
 def test_finite_theory_bytes_vs_tracemalloc_peak(k, rounds):
     """The general path (counts without a class symmetry: rows of different multinomials)."""
@@ -128,6 +131,7 @@ def test_finite_theory_bytes_vs_tracemalloc_peak(k, rounds):
     assert peak <= est and est - OVERHEAD <= SLACK * peak, (peak, est)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("k, noise, rounds", [(60, "sym", 6)])
 def test_finite_theory_bytes_symmetric_vs_tracemalloc_peak(k, noise, rounds):
     """The orbit path (theory.finite_symmetric). Its estimate includes the orthant rule's chunked

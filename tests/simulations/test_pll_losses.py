@@ -443,6 +443,7 @@ def test_dense_hessian_refused_up_front_when_too_large(monkeypatch):
     assert cert.hessian_method in ("lower bound", "lanczos")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss", ["candidate", "gce"])
 def test_teacher_minimum_vs_random_start_minima(loss):
     # docs/theory.md Section 15 (beside Proposition 15.6), measured on the N x N problem: for

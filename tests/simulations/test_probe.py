@@ -69,6 +69,7 @@ def test_selection_uses_validation_not_test():
     assert sel["best"]["method"] == "sd"  # tie in val acc goes to the earlier row, not best test
 
 
+@pytest.mark.slow
 def test_run_probe_structure_and_consistency(small_result):
     r = small_result
     # 2 trials x 2 lams x (3 SD rows + 2 PLL rows)
@@ -89,6 +90,7 @@ def test_run_probe_structure_and_consistency(small_result):
     assert len(th["linearised_train_acc"]["mean"]) == 3
 
 
+@pytest.mark.slow
 def test_run_probe_is_reproducible(small_digits):
     cfg = ProbeConfig(noise="asym", eta=0.2, rounds=1, trials=1, lams=(1e-2,), seed=3, theory=False)
     a = run_probe(small_digits, cfg, progress=None)
@@ -204,6 +206,7 @@ def _features_csv(tmp_path):
     return path
 
 
+@pytest.mark.slow
 def test_cli_probe_bad_out_negative_lam_and_memory_refused_before_work(tmp_path):
     from tests.cli import assert_one_line_error, run_many
 
@@ -225,6 +228,7 @@ def test_cli_probe_bad_out_negative_lam_and_memory_refused_before_work(tmp_path)
     assert_one_line_error(procs[3], "needs about", "GB", "--max-memory")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.name != "posix", reason="needs POSIX resource limits")
 def test_cli_probe_prints_results_when_writing_fails(tmp_path):
     # The output directory passes the up-front check, but every file write beyond 64 bytes then

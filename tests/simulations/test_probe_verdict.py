@@ -86,6 +86,7 @@ def test_verdict_when_the_teacher_wins_names_the_runner_up():
     assert "runner-up SD round 1" in v["text"]
 
 
+@pytest.mark.slow
 def test_cli_verdict_is_the_first_line_and_the_table_is_aligned(capsys):
     # Bundled digits: the block model predicts ~0.69 training accuracy at round 0 where the
     # teacher reaches ~0.93 (issue 22): the verdict must say so.

@@ -21,6 +21,7 @@ def _mixture(n, p, k, seed):
     return x, y, noisy
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lam", [1e-2, 1e-4])
 def test_routes_and_precisions_agree(lam):
     """Spectral, direct and Gram routes, float32 or float64 Hessian products: one optimum."""
@@ -83,7 +84,7 @@ def test_no_n_by_k_by_k_arrays():
 
 def test_memory_refused_up_front(monkeypatch):
     x, _, noisy = _mixture(300, 20, 10, 3)
-    monkeypatch.setattr(solver_mod, "_available_memory", lambda: 1e3)
+    monkeypatch.setattr(solver_mod, "available_memory", lambda: 1e3)
     with pytest.raises(ValueError, match="GB"):
         solve_probe(one_hot(noisy, 10), 1e-2, features=x)
     with pytest.raises(ValueError, match="GB"):
@@ -113,6 +114,7 @@ def test_predict_logits_consistent_with_predict():
     assert_close(sol.predict_logits(kernel_rows=new @ x.T), z, atol=tol, rtol=0)
 
 
+@pytest.mark.slow
 def test_benchmark_quick_smoke(capsys):
     """The benchmark runs end to end at a tiny size (no timing assertions)."""
     from benchmarks import solver as bench_solver
@@ -125,8 +127,8 @@ def test_benchmark_quick_smoke(capsys):
 
 
 # --------------------------------------------------------------------------------------------
-# Products with the data matrix and the row-blocked kernels (solver.py: '_basis_times',
-# '_basis_t_times', '_row_blocks', '_BLOCK_ELEMENTS')
+# Products with the data matrix and the row-blocked kernels (solver.py: 'basis_times',
+# 'basis_t_times', '_row_blocks', '_BLOCK_ELEMENTS')
 # --------------------------------------------------------------------------------------------
 
 
@@ -145,16 +147,17 @@ def test_basis_products_vs_plain_matmul(monkeypatch, dtype, orient_min_work):
     eps = float(np.finfo(dtype).eps)
     ref = b.astype(float) @ m.astype(dtype).astype(float)
     out = np.full((n, k), np.nan, dtype)
-    got = solver_mod._basis_times(b, m, out=out)
+    got = solver_mod.basis_times(b, m, out=out)
     assert got is out and got.dtype == dtype and got.flags.c_contiguous
     bound = 2 * q * eps * (np.abs(b).astype(float) @ np.abs(m))
     assert np.all(np.abs(got - ref) <= bound)
-    got_t = solver_mod._basis_t_times(b, r)
+    got_t = solver_mod.basis_t_times(b, r)
     ref_t = b.T.astype(float) @ r.astype(float)
     assert got_t.shape == (q, k)
     assert np.all(np.abs(got_t - ref_t) <= 2 * n * eps * (np.abs(b).T @ np.abs(r)).astype(float))
 
 
+@pytest.mark.slow
 def test_orientation_benchmark_quick_smoke(capsys):
     """``python -m benchmarks.blas_orientation --quick`` runs; its helpers match plain NumPy."""
     from benchmarks import blas_orientation

@@ -31,6 +31,7 @@ def _gradient(w, x, y, lam):
     return (p - one_hot(y, w.shape[0])) @ x / x.shape[0] + lam * w
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lam", [1e-2, 1e-3])
 def test_solver_vs_sklearn(lam):
     ds = load_digits_dataset()

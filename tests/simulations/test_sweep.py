@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import simulations.sweep as sweep_mod
 from simulations.cli_sweep import main as sweep_main
 from simulations.pipelines import TrialConfig
 from simulations.sweep import load_spec, mean_ci, parse_spec, read_csv, run_sweep, summarize
+from tests.simulations._helpers import start_held_sweep
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -102,6 +101,7 @@ def test_mean_ci_vs_scipy_t_interval():
     assert mean_ci([0.5, 0.5, 0.5])[1] == 0.0
 
 
+@pytest.mark.slow
 def test_mean_ci_coverage_within_binomial_error():
     # Normal data: the t interval covers the true mean with probability exactly 0.95.
     rng = np.random.default_rng(0)
@@ -139,6 +139,7 @@ def test_serial_sweep_outputs_and_summary(tmp_path):
     assert summarize(rows)[0]["n_seeds"] == 2
 
 
+@pytest.mark.slow
 def test_interrupted_sweep_resumes_without_redoing(tmp_path):
     spec = parse_spec(SPEC)
     partial = run_sweep(spec, tmp_path / "r", workers=1, limit=2, quiet=True)
@@ -158,33 +159,26 @@ def test_interrupted_sweep_resumes_without_redoing(tmp_path):
     assert (again.skipped, again.completed) == (4, 0)
 
 
+@pytest.mark.slow
 def test_killed_sweep_process_resumes(tmp_path):
     spec_file = tmp_path / "spec.toml"
-    # 8 configs of ~0.2-0.5 s each so that a kill lands mid-sweep.
+    # 8 configs of ~0.2-0.5 s each, killed after the first result file.
     spec_file.write_text(_spec_text(seeds=3, etas="[0.0, 0.1, 0.2, 0.3]", n=20, p=200))
     out = tmp_path / "k"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = [
-        sys.executable,
-        "-m",
-        "simulations",
-        "sweep",
-        str(spec_file),
-        "--out",
-        str(out),
-        "--workers",
-        "1",
-        "--quiet",
-    ]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
+    # The last config is held back, so the kill lands mid-sweep however slow this loop is.
+    held = [load_spec(spec_file).configs[-1].key()]
+    proc = start_held_sweep(spec_file, out, held, workers=1, env=env)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 60  # bounds a hang only: the held config never finishes
         while time.monotonic() < deadline and proc.poll() is None:
             if len(list((out / "results").glob("*.csv"))) >= 1:
                 break
             time.sleep(0.01)
+        assert proc.poll() is None, "the sweep ended before it was killed"
         os.kill(proc.pid, signal.SIGKILL)
     finally:
+        proc.kill()  # a no-op after the SIGKILL; ends the sweep if an assertion came first
         proc.wait()
     before = _files(out)
     assert 1 <= len(before) < 8, "the kill should land mid-sweep"
@@ -198,6 +192,7 @@ def test_killed_sweep_process_resumes(tmp_path):
     assert (out / "results.csv").read_text() == (tmp_path / "full" / "results.csv").read_text()
 
 
+@pytest.mark.slow
 def test_process_pool_matches_serial(tmp_path):
     spec = parse_spec(SPEC)
     run_sweep(spec, tmp_path / "s", workers=1, quiet=True)
@@ -207,6 +202,7 @@ def test_process_pool_matches_serial(tmp_path):
     ).read_text()
 
 
+@pytest.mark.slow
 def test_dask_local_cluster_matches_serial(tmp_path):
     distributed = pytest.importorskip("dask.distributed")
     spec = parse_spec(SPEC)
@@ -226,6 +222,7 @@ def test_dask_local_cluster_matches_serial(tmp_path):
     assert serial == (tmp_path / "c" / "results.csv").read_text()
 
 
+@pytest.mark.slow
 def test_failed_config_recorded_and_retried(tmp_path, monkeypatch):
     spec = parse_spec(SPEC)
     real = sweep_mod.run_trial
@@ -246,6 +243,7 @@ def test_failed_config_recorded_and_retried(tmp_path, monkeypatch):
     assert not (tmp_path / "f" / "errors.json").exists()
 
 
+@pytest.mark.slow
 def test_blas_threads_validated_and_results_independent_of_it(tmp_path):
     spec = parse_spec(SPEC)
     with pytest.raises(ValueError, match="blas_threads"):
@@ -269,6 +267,7 @@ def test_reusing_out_dir_with_other_seeds_is_refused(tmp_path):
         run_sweep(other, tmp_path / "o", workers=1, quiet=True)
 
 
+@pytest.mark.slow
 def test_result_files_of_another_version_are_redone_not_mixed(tmp_path):
     """A results file with other columns (e.g. from before ``pop_acc`` became the exact
     population accuracy) must not be resumed and mixed with new results: it is set aside as
@@ -285,6 +284,7 @@ def test_result_files_of_another_version_are_redone_not_mixed(tmp_path):
     assert (tmp_path / "results" / (done.name + ".invalid")).exists()
 
 
+@pytest.mark.slow
 def test_cli_sweep(tmp_path, capsys, monkeypatch):
     spec_file = tmp_path / "spec.toml"
     spec_file.write_text(_spec_text())
@@ -336,6 +336,7 @@ def _damage(path: Path, how: str) -> None:
         path.write_text("")
 
 
+@pytest.mark.slow
 def test_damaged_result_files_are_detected_and_redone(tmp_path):
     spec = parse_spec(SPEC)
     run_sweep(spec, tmp_path / "ref", workers=1, quiet=True)
@@ -357,6 +358,7 @@ def test_damaged_result_files_are_detected_and_redone(tmp_path):
         assert sweep_mod.check_result_file(path, cfg, spec.seeds) is None
 
 
+@pytest.mark.slow
 def test_reusing_out_with_another_grid_needs_extend(tmp_path):
     spec = parse_spec(SPEC)
     run_sweep(spec, tmp_path / "o", workers=1, quiet=True)
@@ -379,6 +381,7 @@ def test_sweep_memory_estimate_refuses_before_any_work(tmp_path):
     assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.slow
 def test_cli_sweep_bad_inputs_one_line_errors(tmp_path):
     from tests.cli import assert_one_line_error, run_many
 

@@ -15,6 +15,7 @@ import pytest
 
 from simulations.sweep import load_spec, read_csv, run_sweep
 from tests.cli import ROOT, cli_env
+from tests.simulations._helpers import start_held_sweep
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="finds the worker processes through /proc"
@@ -72,11 +73,6 @@ def reference(tmp_path_factory):
     return spec_file, root / "ref"
 
 
-def _start(spec_file, out):
-    cmd = [sys.executable, "-m", "simulations", "sweep", str(spec_file), "--out", str(out)]
-    return subprocess.Popen(cmd + ["--workers", "2", "--quiet"], cwd=ROOT, env=cli_env())
-
-
 def _wait_for_workers(proc, n=2, timeout=60.0) -> list[int]:
     deadline = time.monotonic() + timeout
     workers: list[int] = []
@@ -95,23 +91,31 @@ def _kill(pids) -> None:
             pass
 
 
-def _wait_until_ended(pids, timeout=5.0) -> list[int]:
-    """Pids still running after ``timeout`` s (the workers poll their parent every 0.25 s)."""
+def _wait_until_ended(pids, timeout=60.0) -> list[int]:
+    """Pids still running after ``timeout`` s.
+
+    The workers end on the parent-death signal (or poll their parent every 0.25 s), so they
+    normally go at once; the generous deadline only bounds a hang on a busy machine.
+    """
     deadline = time.monotonic() + timeout
     while any(_running(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.02)
     return [p for p in pids if _running(p)]
 
 
+@pytest.mark.slow
 def test_killed_parallel_sweep_leaves_no_process_and_resumes_identically(tmp_path, reference):
     # SIGTERM and SIGKILL, each at a seeded random point of its own 2-worker sweep: after a random
     # number of finished configs (0 = while the first configs run) plus a random delay. Both
-    # sweeps run at the same time to keep the test short.
+    # sweeps run at the same time to keep the test short. The last two configs are held back, so
+    # a sweep cannot finish before its kill however the machine's load delays this loop (the
+    # kill comes after at most N_CONFIGS - 4 finished configs, two fewer than can finish).
     spec_file, ref = reference
     rng = np.random.default_rng(20250101)
     cases = {signal.SIGTERM: tmp_path / "term", signal.SIGKILL: tmp_path / "kill"}
     plan = {sig: (int(rng.integers(0, N_CONFIGS - 3)), rng.uniform(0.0, 0.05)) for sig in cases}
-    procs = {sig: _start(spec_file, out) for sig, out in cases.items()}
+    held = [c.key() for c in load_spec(spec_file).configs[-2:]]  # submitted last
+    procs = {sig: start_held_sweep(spec_file, out, held, workers=2) for sig, out in cases.items()}
     workers: dict = {}
     try:
         deadline = time.monotonic() + 90
@@ -178,6 +182,7 @@ def test_workers_end_with_their_parent_process(tmp_path):
     assert not left
 
 
+@pytest.mark.slow
 def test_disk_full_while_writing_results_is_one_line_and_resumable(tmp_path, reference):
     # Every file write beyond 1 kB fails (RLIMIT_FSIZE, as on a full disk): sweep.json fits, the
     # first per-config file does not. One line, exit 1, nothing half-written; a rerun resumes.

@@ -62,6 +62,7 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts children in /proc")
 def test_worker_count_bomb_is_capped_at_the_usable_cores(tmp_path, spec_file):
     """--workers 100000 used to start one process per requested worker (load 285)."""
@@ -85,6 +86,7 @@ def test_worker_count_bomb_is_capped_at_the_usable_cores(tmp_path, spec_file):
     assert "--allow-oversubscribe" in note[0]
 
 
+@pytest.mark.slow
 def test_oversubscription_needs_the_flag(tmp_path, spec_file):
     cores = usable_cores()
     want = cores + 2  # 4 configs: at most 4 workers either way
@@ -119,6 +121,7 @@ def test_oversubscription_needs_the_flag(tmp_path, spec_file):
 # sizes and ranges, before any work
 
 
+@pytest.mark.slow
 def test_oversized_and_invalid_specs_are_refused_at_once(tmp_path):
     specs = {
         "trials": "[sweep]\ntrials = 100000000\n[grid]\nK = 3\n",
@@ -133,9 +136,9 @@ def test_oversized_and_invalid_specs_are_refused_at_once(tmp_path):
         argv.append(_sweep_cli(tmp_path / f"{name}.toml", tmp_path / f"o-{name}"))
     (tmp_path / "zero.toml").symlink_to("/dev/zero")
     argv.append(_sweep_cli(tmp_path / "zero.toml", tmp_path / "o-zero"))
-    start = time.perf_counter()
+    # Refused at once: reading /dev/zero or running 1e8 trials would not end within run_many's
+    # per-command limit (tests.cli.TIMEOUT), which turns it into a failure.
     procs = run_many(argv)
-    assert time.perf_counter() - start < 60
     assert_one_line_error(procs[0], "100000000 trial(s)", "estimate", "--max-time")
     assert_one_line_error(procs[1], "1,000,000,000 points", "--max-grid-points")
     assert_one_line_error(procs[2], pll_undefined_reason("pll-ce", 2))
@@ -162,6 +165,7 @@ def finished(tmp_path, spec_file):
     return spec_file, out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "wrong fields", "link to /dev/zero"])
 def test_damaged_manifest_is_rebuilt_from_intact_results(finished, damage, capsys):
     spec_file, out = finished
@@ -191,6 +195,7 @@ def _edit(path: Path, column: str, value: str) -> None:
         csv.writer(fh, lineterminator="\n").writerows(rows)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "column, value, words",
     [

@@ -139,6 +139,7 @@ def _large_p_runs(case, mult=20, seeds=SEEDS, n_test=50):
     return cfg, out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", LARGE_P)
 def test_large_p_training_predicates_and_population_vs_theory(case):
     cfg, runs = _large_p_runs(case)
@@ -157,6 +158,7 @@ def test_large_p_training_predicates_and_population_vs_theory(case):
 PAIR = dict(n_classes=3, per_class=10, c=0.5, d=0.0, noise="pair", eta=0.6, lam=1e-3, rounds=1)
 
 
+@pytest.mark.slow
 def test_pair_flip_majority_wrong_training_matches_and_population_converges_in_p():
     # eta = 0.6 pair flips: every class is labelled mostly as the next class; the p -> inf
     # population accuracy is 0. Training predicates match at p = 20 N; the population error
@@ -173,8 +175,10 @@ def test_pair_flip_majority_wrong_training_matches_and_population_converges_in_p
     assert pop80 < pop20 / 4
 
 
+@pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
+    raises=AssertionError,
     reason="p = 20 N is not yet the p -> inf regime for this population margin: fresh points' "
     "kernel rows fluctuate by O(1/sqrt(p)) around (c, d), and with the small population margin "
     "of majority-wrong pair noise ~6% of fresh points remain correct (exact conditional "

@@ -19,6 +19,7 @@ PARAMS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("k, n, c, d", PARAMS)
 def test_symbolic_vs_numeric_eigen(k, n, c, d):
     f = bs.numeric()

@@ -47,6 +47,7 @@ def test_contour_weights_vs_closed_form(kappa, rounds):
         assert np.max(np.abs(got - want) / scale) <= 1e-7
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n, p", [(400, 200), (400, 800), (300, 300)])
 def test_bulk_stieltjes_vs_wishart_eigenvalues(n, p):
     """s(z) against (1/N) tr (W + z)^-1 of one sampled Wishart matrix (both half-planes).

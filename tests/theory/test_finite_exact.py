@@ -158,6 +158,7 @@ def test_block_limit_vs_predict_exact(noise, eta, lam):
         assert_close(getattr(fe, key), getattr(ex, key), atol=1e-12, rtol=0, what=key)
 
 
+@pytest.mark.slow
 def test_cyclic_reduction_vs_all_groups():
     """Integrating class 0's groups and rolling gives the same prediction as integrating every
     class (same point set per group): accuracies within the sum of both quadrature error
@@ -188,6 +189,7 @@ def test_solution_is_a_fixed_point():
     assert np.linalg.eigvalsh(pred.q).min() >= -1e-10 * np.abs(pred.q).max()
 
 
+@pytest.mark.slow
 def test_more_points_change_little():
     """The quadrature converges: 4x more points moves the population accuracy by < 5e-3 and
     the training accuracy by less than the reported error estimates (measured ~1e-3)."""

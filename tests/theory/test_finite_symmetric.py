@@ -47,6 +47,7 @@ def _predict(noise, k, n, eta, lam, ratio, c, d, symmetry, rounds=ROUNDS):
     return predict_finite(MixtureModel(k, n, dim, c, d), counts, lam, rounds, symmetry=symmetry)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-K{c[1]}-lam{c[4]:g}-r{c[5]:g}")
 def test_predict_finite_symmetric_vs_general(case):
     """Same moments to MOMENT_RTOL; accuracies within the orthant rule's error estimate.

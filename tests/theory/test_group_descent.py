@@ -123,6 +123,7 @@ def test_descended_student_vs_nxn_student_issue_example(loss):
     assert pred.descent.end.objective < pred.descent.start.objective
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("k, kind, eta, lam", HELD_OUT)
 @pytest.mark.parametrize("loss", SET_LOSSES)
 def test_descended_student_vs_nxn_student_held_out(k, kind, eta, lam, loss):
@@ -136,6 +137,7 @@ def test_descended_student_vs_nxn_student_held_out(k, kind, eta, lam, loss):
     assert (pred.train_acc[0], pred.population_acc[0]) == (train, pop)
 
 
+@pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
     raises=AssertionError,
@@ -154,6 +156,7 @@ def test_descended_student_vs_nxn_student_mirror_minima(kind, eta, lam):
     assert (pred.train_acc[0], pred.population_acc[0]) == (train, pop)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("k, kind, eta, lam", [EXAMPLE, *HELD_OUT[::2]])
 @pytest.mark.parametrize("loss", SET_LOSSES)
 def test_descended_student_vs_gradient_flow(k, kind, eta, lam, loss):

@@ -54,6 +54,7 @@ def test_win_probability_vs_scipy_mvn(n_classes):
         assert res.tie_prob == 0.0
 
 
+@pytest.mark.slow
 def test_win_probability_vs_monte_carlo_including_singular():
     """Sampled wins agree within 4 binomial standard errors plus the reported error."""
     rng = np.random.default_rng(7)
@@ -232,6 +233,7 @@ def test_large_k_sanity():
     assert abs(res.prob - mc) <= 4 * math.sqrt(mc * (1 - mc) / draws) + res.err
 
 
+@pytest.mark.slow
 def test_error_estimate_is_met_at_default_tolerance():
     """Calibration of the QMC error estimate (3 standard errors over 12 shifts, ~99%).
 

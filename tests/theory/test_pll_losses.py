@@ -70,6 +70,7 @@ def _softmax(z):
     return e / e.sum(axis=1, keepdims=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss", ["ce", "candidate", "gce"])
 @pytest.mark.parametrize("counts, c, d, lam", [(ASYM4, 0.4, 0.1, 0.01), (SYM3, 0.5, 0.0, 0.03)])
 def test_exact_student_vs_nxn_optimisation(loss, counts, c, d, lam):

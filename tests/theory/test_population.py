@@ -29,6 +29,7 @@ def _trained(k, n, p, c, d, eta, seed, rounds=2):
     return mix, draw, sd, rng
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("k, p, eta", [(2, 20, 0.3), (3, 30, 0.4), (4, 50, 0.5), (6, 40, 0.3)])
 def test_population_accuracy_vs_sampled_test_points(k, p, eta):
     """Exact conditional accuracy vs the accuracy on M fresh points of the same mixture.
