@@ -36,6 +36,7 @@ def test_real_gain_tiny_preset_writes_png_pdf_csv(tmp_path):
         assert int(r["verified_minima"]) == int(r["n_trials"])
 
 
+@pytest.mark.slow
 def test_real_gain_user_features_and_test_selection_switch(tmp_path):
     """A user's .npz (here a digits subset) and the labelled reference-reproduction switch."""
     ds = load_digits_dataset()

@@ -46,6 +46,7 @@ def test_runner_stops_at_a_failing_run(tmp_path, monkeypatch):
     assert runner.main(argv) == 3
 
 
+@pytest.mark.slow
 def test_run_vs_main_same_csv(tmp_path):
     """Calling ``run`` and running the command line write byte-identical data."""
     module = importlib.import_module("figures.spectrum")

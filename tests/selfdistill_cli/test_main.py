@@ -82,6 +82,7 @@ def predict_main_json(capsys) -> str:
     return capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_sub_commands_are_their_python_m_forms_in_a_subprocess(tmp_path):
     """Byte-identical stdout, stderr and exit status, through ``python -m selfdistill_cli``."""
     run = ["--classes", "3", "--per-class", "4", "--dim", "30", "--rounds", "1", "--trials", "2"]

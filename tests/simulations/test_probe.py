@@ -109,6 +109,7 @@ def test_eta_zero_keeps_labels_and_superclass_groups_partition(small_digits):
     assert all(row["noise_rate_train"] == 0.0 for row in r.rows)
 
 
+@pytest.mark.slow
 def test_predefined_split_is_used(small_digits):
     y = small_digits.labels
     rng = np.random.default_rng(0)
@@ -146,6 +147,7 @@ def test_config_validation():
         ProbeConfig(val_fraction=0.6, test_fraction=0.5).validated()
 
 
+@pytest.mark.slow
 def test_write_results(small_result, tmp_path):
     paths = write_results(small_result, tmp_path)
     data = json.loads(open(paths["json"]).read())

@@ -93,6 +93,7 @@ def test_bulk_density_integrates_to_one():
     assert mass + atom == pytest.approx(1.0, abs=2e-3)  # square-root edges: trapezoid error
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("p", [100, 400, 2000])
 def test_finite_spectrum_spikes_vs_sampled_gram(p):
     """Predicted outliers and bulk edge against the eigenvalues of one sampled Gram matrix.
@@ -113,6 +114,7 @@ def test_finite_spectrum_spikes_vs_sampled_gram(p):
     assert eig[k] <= 1.1 * spec.bulk_edges[1]
 
 
+@pytest.mark.slow
 def test_bulk_eigen_weights_vs_sampled_spectrum():
     """Average of (mu/(mu + kappa))^(t+1) over the bulk vs the sampled bulk eigenvalues."""
     k, n, p, lam = 4, 100, 300, 1e-3
