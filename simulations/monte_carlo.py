@@ -26,9 +26,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from selfdistill_cli.limits import check_time, parse_max_time
 from simulations.gram_trials import parallel_map
 from simulations.linear_trials import LinearTrial, run_linear_trial
+from simulations.memory import check_memory, parse_max_memory, trial_bytes
 from simulations.pipelines import TrialConfig, run_trial, trial_seed
+from simulations.runtime import DEFAULT_MAX_SECONDS, TRIAL_SECONDS, factor_seconds, trial_seconds
 from simulations.stats import mean_ci
 from theory.noise import transition_matrix
 from theory.spec import METRICS, Result, Spec
@@ -59,8 +62,21 @@ def _linear_job(job) -> tuple[np.ndarray, np.ndarray, int, float]:
     return values, out["counts"], 0, 0.0
 
 
+def _cost(spec: Spec, backend: str, config) -> tuple[float, int]:
+    """``(seconds, bytes)`` of one trial (:mod:`simulations.runtime`, :mod:`simulations.memory`).
+
+    Linearised backend: sampling the ``N x N`` Gram matrix and its eigendecomposition,
+    ``factor_seconds(N, p)``, with ~6 ``N x N`` and 2 ``N x p`` float64 arrays alive.
+    """
+    if backend == "exact":
+        return trial_seconds(config), trial_bytes(config)
+    n = spec.n_classes * spec.per_class
+    return TRIAL_SECONDS + factor_seconds(n, int(spec.dim)), 8 * (6 * n * n + 2 * n * spec.dim)
+
+
 def _jobs(spec: Spec, backend: str, trials: int, seed: int, n_test: int, tol: float):
-    seeds = [trial_seed(seed, i) for i in range(trials)]
+    """``(job function, one trial's parameters, seeds)``; the seeds are made lazily."""
+    seeds = (trial_seed(seed, i) for i in range(trials))
     if backend == "exact":
         features = "mixture" if spec.finite else "exact-block"
         config = TrialConfig(
@@ -80,7 +96,7 @@ def _jobs(spec: Spec, backend: str, trials: int, seed: int, n_test: int, tol: fl
             q=spec.q,
             tol=tol,
         )
-        return _exact_job, [(config, s) for s in seeds]
+        return _exact_job, config, seeds
     if spec.method != "sd" or not spec.finite:
         raise ValueError(
             "backend 'linearised' simulates SD at a finite dim only; got "
@@ -98,7 +114,7 @@ def _jobs(spec: Spec, backend: str, trials: int, seed: int, n_test: int, tol: fl
         tuple(map(tuple, transition)),
         "exact-count",
     )
-    return _linear_job, [(trial, s) for s in seeds]
+    return _linear_job, trial, seeds
 
 
 def simulate(
@@ -111,6 +127,8 @@ def simulate(
     n_test: int = 100,
     tol: float = 1e-9,
     label: str | None = None,
+    max_seconds: float | None = DEFAULT_MAX_SECONDS,
+    max_memory: float | None = None,
 ) -> Result:
     r"""Monte Carlo estimate of ``spec``'s accuracies, rounds ``0..R``.
 
@@ -133,6 +151,12 @@ def simulate(
         Certified fixed-point residual of every exact solve.
     label : str, optional
         With a label, progress is logged to stderr every quarter of the trials.
+    max_seconds : float or None
+        Refuse up front (``ValueError``, one line with the estimate) a run whose estimated time
+        (:mod:`simulations.runtime`) exceeds this many seconds; default one hour, ``None``: no
+        limit.
+    max_memory : float, optional
+        Memory limit in GB for the trials running at once; default the available memory.
 
     Returns
     -------
@@ -153,8 +177,16 @@ def simulate(
         )
     t = check_int(trials, "trials", 1)
     base = check_int(seed, "seed", 0)
-    fn, jobs = _jobs(spec, backend, t, base, n_test, tol)
-    out = parallel_map(fn, jobs, workers, label)
+    fn, params, seeds = _jobs(spec, backend, t, base, n_test, tol)
+    seconds, nbytes = _cost(spec, backend, params)
+    at_once = min(check_int(workers, "workers", 1), t)
+    limit = None if max_memory is None else parse_max_memory(max_memory, "max_memory")
+    check_memory(nbytes * at_once, f"{at_once} trial(s) at once", limit, option="max_memory")
+    if max_seconds is not None:
+        what = f"{t} trial(s) of {spec.rounds} round(s) at K={spec.n_classes}"
+        limit = parse_max_time(max_seconds, "max_seconds")
+        check_time(t * seconds / at_once, what, limit, option="max_seconds")
+    out = parallel_map(fn, [(params, s) for s in seeds], workers, label)
     samples = np.stack([o[0] for o in out])  # (trials, R + 1, M)
     mean, half, count = mean_ci(samples, axis=0)
     defined = ~np.isnan(samples)

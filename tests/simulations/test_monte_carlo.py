@@ -94,3 +94,16 @@ def test_simulate_rejects_bad_input(spec, kwargs, match):
     kwargs = {"trials": 2, **kwargs}
     with pytest.raises(ValueError, match=match):
         simulate(spec, **kwargs)
+
+
+def test_simulate_refuses_up_front_what_would_not_finish_or_fit():
+    spec = Spec(**FINITE)
+    # a billion trials: refused from the estimate before any seed or job is made
+    with pytest.raises(ValueError, match=r"would take about .* above the limit of 60 min"):
+        simulate(spec, 10**9)
+    with pytest.raises(ValueError, match="needs about .* GB of memory but the limit"):
+        simulate(spec, 2, max_memory=1e-6)
+    with pytest.raises(ValueError, match="max_seconds must be a positive number"):
+        simulate(spec, 2, max_seconds=-1)
+    with pytest.raises(ValueError, match="max_memory must be a positive number of GB"):
+        simulate(spec, 2, max_memory=float("nan"))
