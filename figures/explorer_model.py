@@ -59,10 +59,11 @@ Model of the explorer (assumptions, named)
   N/p <= 1``)
   flags every round of a point outside it.
 * Phase diagram: linearised training accuracy (w.r.t. the true labels) on :data:`PHASE_POINTS`
-  values of ``eta`` (evenly spaced over the ``eta`` slider range) times rounds ``0..R``, one
-  :func:`theory.groups.predict_linear` call per distinct count matrix on that grid.
+  values of ``eta`` (evenly spaced over the ``eta`` slider range) times rounds ``0..R``: the
+  numbers of :func:`theory.groups.predict_linear` for every distinct count matrix on that grid,
+  computed in one vectorised pass (:func:`theory.groups.linear_accuracy_grid`).
   It does not depend on the current ``eta`` and is cached (:class:`PhaseCache`), so dragging the
-  ``eta`` slider never recomputes it.
+  ``eta`` slider never recomputes it; fewer rounds are a slice of a longer cached diagram.
 * Monte Carlo (:class:`MonteCarloRun`): :func:`simulations.pipelines.run_trial` with
   Gaussian-mixture features of dimension ``p = round(N / n_over_p)`` when the ``N/p`` slider is
   above 0 (the theory's dimension), else ``dim``, and exact-count label noise (so the count matrix
@@ -90,7 +91,13 @@ from theory.averaging import eigen_weights
 from theory.blas import single_thread_blas
 from theory.conditions import eigen_ratio_rho, plurality_condition, window_linear
 from theory.finite import FINITE_MAX_ROUNDS, MixtureModel, predict_finite
-from theory.groups import BlockModel, GroupConvergenceError, predict_exact, predict_linear
+from theory.groups import (
+    BlockModel,
+    GroupConvergenceError,
+    linear_accuracy_grid,
+    predict_exact,
+    predict_linear,
+)
 from theory.noise import NOISE_KINDS, exact_counts, transition_matrix
 from theory.partial_labels import PLL_MIN_CLASSES
 from theory.pll import pll_condition, predict_pll
@@ -125,6 +132,7 @@ __all__ = [
     "reliable_bulk_weights",
     "superclass_groups",
     "theory_dim",
+    "truncate_phase",
 ]
 
 
@@ -393,27 +401,59 @@ class PhaseDiagram:
 
 
 def compute_phase(model: BlockModel, noise, lam, rounds, etas) -> PhaseDiagram:
-    """Phase diagram over ``etas`` (one linearised prediction per distinct count matrix)."""
+    """Phase diagram over ``etas``: the linearised accuracies of every distinct count matrix.
+
+    One :func:`theory.groups.linear_accuracy_grid` pass over the distinct count matrices of the
+    grid (the numbers of :func:`theory.groups.predict_linear`, vectorised; small ``n`` maps many
+    grid values of ``eta`` to the same counts).
+    """
     etas = np.asarray(etas, dtype=float)
     r = int(rounds)
-    train = np.empty((etas.size, r + 1))
-    pop = np.empty((etas.size, r + 1))
-    plur = np.empty(etas.size, dtype=bool)
-    seen: dict[bytes, tuple] = {}
+    index: dict[bytes, int] = {}
+    distinct, where = [], np.empty(etas.size, dtype=np.int64)
     for i, eta in enumerate(etas):
         _, cnt = noise_counts(model.n_classes, model.per_class, noise, eta)
         key = cnt.tobytes()
-        if key not in seen:  # small n: many grid values of eta give the same counts
-            pred = predict_linear(model, cnt, lam, r)
-            seen[key] = (pred.train_acc, pred.population_acc, plurality_condition(cnt)[0])
-        train[i], pop[i], plur[i] = seen[key]
+        if key not in index:
+            index[key] = len(distinct)
+            distinct.append(cnt)
+        where[i] = index[key]
+    k = model.n_classes
+    stack = np.stack(distinct) if distinct else np.empty((0, k, k), dtype=np.int64)
+    train, pop = linear_accuracy_grid(model, stack, lam, r)
+    plur = np.array([plurality_condition(c)[0] for c in distinct], dtype=bool)
+    return _phase_diagram(etas, train[where], pop[where], plur[where])
+
+
+def _phase_diagram(etas, train, pop, plur) -> PhaseDiagram:
     full = train >= 1.0
     first = np.where(full.any(axis=1), full.argmax(axis=1), np.nan).astype(float)
-    return PhaseDiagram(etas, np.arange(r + 1), train, pop, first, plur)
+    return PhaseDiagram(etas, np.arange(train.shape[1]), train, pop, first, plur)
+
+
+def truncate_phase(phase: PhaseDiagram, rounds: int) -> PhaseDiagram:
+    """The phase diagram of rounds ``0..rounds`` (``<=`` its own) read off a longer one.
+
+    Every round of the linearised theory is evaluated in closed form on its own
+    (:func:`theory.groups.predict_linear`), so rounds ``0..R`` do not depend on how many rounds
+    were computed: the slice holds the same numbers; ``first_full_round`` is recomputed within
+    the shorter horizon.
+    """
+    r1 = int(rounds) + 1
+    if r1 > phase.rounds.size:
+        raise ValueError(f"the phase diagram has rounds 0..{phase.rounds.size - 1}, not {rounds}")
+    return _phase_diagram(
+        phase.etas, phase.train_acc[:, :r1], phase.population_acc[:, :r1], phase.plurality
+    )
 
 
 class PhaseCache:
-    """Tiny LRU cache of phase diagrams keyed by every parameter except ``eta``."""
+    """Tiny LRU cache of phase diagrams keyed by every parameter except ``eta`` and the rounds.
+
+    It keeps the diagram with the most rounds computed for a key; fewer rounds are a slice of
+    it (:func:`truncate_phase`), so moving the rounds slider down (or back up to a value seen)
+    recomputes nothing.
+    """
 
     def __init__(self, maxsize: int = 16):
         self.maxsize = maxsize
@@ -421,17 +461,16 @@ class PhaseCache:
 
     def get(self, params: dict, model: BlockModel) -> PhaseDiagram:
         key = tuple(params[k] for k in ("n_classes", "per_class", "c", "d", "lam", "noise"))
-        key += (params["rounds"],)
-        if key in self._store:
-            self._store[key] = self._store.pop(key)  # most recently used last
-            return self._store[key]
-        spec = PARAM_SPECS["eta"]
-        etas = np.linspace(spec.lo, spec.hi, PHASE_POINTS)
-        phase = compute_phase(model, params["noise"], params["lam"], params["rounds"], etas)
-        self._store[key] = phase
+        rounds = int(params["rounds"])
+        phase = self._store.pop(key, None)
+        if phase is None or phase.rounds.size <= rounds:
+            spec = PARAM_SPECS["eta"]
+            etas = np.linspace(spec.lo, spec.hi, PHASE_POINTS)
+            phase = compute_phase(model, params["noise"], params["lam"], rounds, etas)
+        self._store[key] = phase  # most recently used last
         while len(self._store) > self.maxsize:
             self._store.pop(next(iter(self._store)))
-        return phase
+        return phase if phase.rounds.size == rounds + 1 else truncate_phase(phase, rounds)
 
 
 # --------------------------------------------------------------------------------------------
