@@ -106,6 +106,10 @@ MAX_CLASSES = 30
 PROGRESS_COLORS = {"running": "#0072B2", "done": "#009E73", "failed": "#D55E00"}
 #: The eigen-weight axis is narrowed only when it is this many times wider than needed.
 EIG_SLACK = 1e3
+#: When the eigen-weight axis changes, its lower end is set this many times below the smallest
+#: weight drawn, so that a lam drag (the smallest weight scales like lam^-(R+1)) rescales it
+#: rarely: each rescale repaints that panel (~0.1 s of log ticks and grid lines).
+EIG_HEADROOM = 100.0
 #: Horizontal offsets so that theory markers and Monte Carlo error bars do not hide each other.
 _MC_OFFSET = 0.15
 _PLL_ROUND = 1.0
@@ -118,6 +122,11 @@ def _no_draw(*_args, **_kwargs):
 
 def _empty(line):
     line.set_data([], [])
+
+
+def _extent(artist, renderer):
+    """Display-space extent of a top-level artist (ticks, labels and legends included)."""
+    return artist.get_tightbbox(renderer)
 
 
 class ExplorerPanels:
@@ -350,12 +359,17 @@ class ExplorerPanels:
 
         A window redraws everything when it changes and only the data artists otherwise.
         """
-        axes = (self.ax_train, self.ax_pop, self.ax_eig, self.ax_phase)
-        return (
-            tuple((ax.get_xlim(), ax.get_ylim(), ax.get_title()) for ax in axes),
-            self._legend_sig,
-            getattr(self, "_eig_sig", None),
-        )
+        return (*self.axes_signatures().items(), self._legend_sig)
+
+    def axes_signatures(self) -> dict:
+        """Per panel, what an update can change in its static parts: limits, title (and the
+        eigen-weight panel's legend). A window repaints only the panels whose entry changed
+        (:meth:`ExplorerApp.refresh`); the shared legend (``_legend_sig``) is figure-level."""
+        out = {}
+        for ax in (self.ax_train, self.ax_pop, self.ax_eig, self.ax_phase):
+            sig = (ax.get_xlim(), ax.get_ylim(), ax.get_title())
+            out[ax] = sig + ((getattr(self, "_eig_sig", None),) if ax is self.ax_eig else ())
+        return out
 
     # ------------------------------------------------------------------------------------------
     def render(self, state: ExplorerState) -> None:
@@ -450,15 +464,15 @@ class ExplorerPanels:
         """Log y-range that keeps every drawn weight in view, changed only when it must be.
 
         It is widened when a curve would leave it and narrowed when it is more than
-        :data:`EIG_SLACK` times too wide, so small slider moves keep the axis (and the window can
-        redraw only the curves).
+        :data:`EIG_SLACK` times too wide, each time to :data:`EIG_HEADROOM` below the smallest
+        weight, so small slider moves keep the axis (and the window can redraw only the curves).
         """
         vals = np.asarray(w, dtype=float)
         vals = vals[np.isfinite(vals) & (vals > 0)]
         need = max(float(vals.min()) if vals.size else 1e-12, 1e-300)
         lo, _ = self.ax_eig.get_ylim()
         if not (need / EIG_SLACK <= lo <= need / 1.5):
-            self.ax_eig.set_ylim(need / 10.0, 1.5)
+            self.ax_eig.set_ylim(need / EIG_HEADROOM, 1.5)
 
     def _label_theory(self, state: ExplorerState) -> None:
         """Legend labels, titles and fading saying which theory (block / finite p) is drawn."""
@@ -610,8 +624,12 @@ class ExplorerApp:
             (self.interactive and getattr(canvas, "supports_blit", False)) if blit is None else blit
         )
         self._bg = None  # background without the data artists (blitting)
-        self._sig = None  # static signature of the last full draw
+        self._sig = None  # static signature of the background: {axes or "figure": signature}
+        self._extents: dict = {}  # static top-level artist -> its extent in the background
         self.last_draw_seconds = float("nan")
+        #: How the last :meth:`refresh` drew: ``'full'``, ``'axes'`` (some panels' static parts
+        #: repainted) or ``'blit'`` (data artists only).
+        self.last_draw_kind = ""
         canvas.draw_idle = _no_draw  # Slider.__init__ calls draw_idle; restored below
         try:
             self._build(params)
@@ -649,35 +667,103 @@ class ExplorerApp:
         """After a full draw: keep the background, then paint the data artists over it."""
         canvas = self.fig.canvas
         self._bg = canvas.copy_from_bbox(self.fig.bbox)
+        # Extents of the axes a later update may repaint (their "before"); the other static
+        # artists' are taken when first needed (_repaint_axes): each costs ~10 ms of tick layout.
+        renderer = canvas.get_renderer()
+        self._extents = {a: _extent(a, renderer) for a in self._static_signature() if a != "figure"}
         for artist in self._animated():
             self.fig.draw_artist(artist)
 
-    def _static_signature(self) -> tuple:
-        sliders = tuple(s.label.get_text() for s in self.sliders.values())
-        return (self.panels.static_signature(), sliders)
+    def _static_children(self) -> list:
+        """The figure's top-level artists that make up the background (not animated)."""
+        children = [*self.fig.axes, *self.fig.legends, *self.fig.texts, *self.fig.patches]
+        return [a for a in children if not a.get_animated()]
+
+    def _static_signature(self) -> dict:
+        """``{panel axes: signature}`` (:meth:`ExplorerPanels.axes_signatures`), ``{slider axes:
+        label}`` and ``'figure'``: the shared legend's entries."""
+        out = dict(self.panels.axes_signatures())
+        out.update({s.ax: s.label.get_text() for s in self.sliders.values()})
+        out["figure"] = self.panels._legend_sig
+        return out
 
     def refresh(self) -> None:
-        """Show the current artists: a partial redraw (blit) unless the static parts changed.
+        """Show the current artists, repainting as little of the background as possible.
 
-        The background (axes, ticks, labels, legends, widgets) is drawn in full only when an
-        update changed one of them (:meth:`ExplorerPanels.static_signature`: axis limits,
-        titles, legend entries; a slider's label); otherwise the cached background is restored,
-        the widget axes that moved are repainted (and kept in the background) and only the data
-        artists are drawn and blitted.
+        * Nothing static changed: the cached background is restored and only the data artists
+          (and the widgets' moving parts) are drawn and blitted.
+        * Some axes' static parts changed (:meth:`ExplorerPanels.axes_signatures`: a panel's
+          limits or title, the eigen-weight legend; a slider's label): only those axes are
+          repainted into the background (:meth:`_repaint_axes`), then as above. A slider move
+          that rescales the eigen-weight axis costs one panel, not the window (~0.3 s).
+        * The shared legend changed (or no background yet): a full ``canvas.draw()``.
         """
         start = time.perf_counter()
         canvas = self.fig.canvas
         sig = self._static_signature()
-        if self._bg is None or sig != self._sig:
+        old = self._sig
+        changed = None if old is None else [a for a in sig if a != "figure" and sig[a] != old[a]]
+        if self._bg is None or old is None or sig["figure"] != old["figure"]:
             self._sig = sig
             canvas.draw()  # -> _on_draw: background + data artists
             canvas.blit(self.fig.bbox)
+            self.last_draw_kind = "full"
         else:
+            if changed:
+                self._repaint_axes(changed)
+                self._sig = sig
             canvas.restore_region(self._bg)
             for artist in self._animated():
                 self.fig.draw_artist(artist)
             canvas.blit(self.fig.bbox)
+            self.last_draw_kind = "axes" if changed else "blit"
         self.last_draw_seconds = time.perf_counter() - start
+
+    def _repaint_axes(self, axes) -> None:
+        """Repaint the static parts of ``axes`` into the background (no full draw).
+
+        The region painted is the union of their extents before and after, grown until it
+        contains every static artist it touches (each is redrawn whole, so no antialiased edge is
+        blended twice); it is cleared to the figure colour, the static artists in it are drawn in
+        z-order (animated ones skip themselves) and the result becomes the new background.
+        Pixel-identical to a full redraw (``tests/figures/test_explorer_view.py``).
+        """
+        from matplotlib.patches import Rectangle
+        from matplotlib.transforms import Bbox, IdentityTransform
+
+        canvas = self.fig.canvas
+        renderer = canvas.get_renderer()
+        canvas.restore_region(self._bg)
+        members = set(axes)
+        # Before (recorded when last drawn) and after; unchanged artists keep their extent.
+        after = {a: _extent(a, renderer) for a in members}
+        boxes = [self._extents.get(a) for a in members] + list(after.values())
+        region = Bbox.union([b for b in boxes if b is not None])
+        grown = True
+        while grown:
+            grown = False
+            for a in self._static_children():
+                if a in members:
+                    continue
+                if a not in self._extents:
+                    self._extents[a] = _extent(a, renderer)
+                ext = self._extents[a]
+                if ext is not None and ext.overlaps(region):
+                    members.add(a)
+                    region = Bbox.union([region, ext])
+                    grown = True
+        x0, y0 = np.floor(region.p0) - 2
+        x1, y1 = np.ceil(region.p1) + 2
+        clear = Rectangle(
+            (x0, y0), x1 - x0, y1 - y0, transform=IdentityTransform(), linewidth=0,
+            facecolor=self.fig.patch.get_facecolor(), edgecolor="none", antialiased=False,
+        )  # fmt: skip
+        clear.set_figure(self.fig)
+        clear.draw(renderer)
+        for a in sorted(members, key=lambda a: a.get_zorder()):
+            a.draw(renderer)
+        self._extents.update(after)  # the closure's other members did not change
+        self._bg = canvas.copy_from_bbox(self.fig.bbox)
 
     def save(self, path, **kwargs) -> None:
         """``savefig`` with every artist drawn (a saved figure skips animated artists).
