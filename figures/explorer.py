@@ -28,9 +28,11 @@ they are more than 0.03 from the exact theory (before it is computed: on every r
 outside the measured regime map) and not drawn where the theory is refused (a note says why).
 
 Drawing: an interactive window redraws by blitting (:meth:`ExplorerApp.refresh`): a slider move
-repaints only the data artists and the widgets' moving parts over a cached background, and the
-whole window only when axis limits, titles or legend entries change. Legends list only what is
-drawn; colours and markers follow :mod:`figures.palette`.
+repaints the data artists and the widgets' moving parts over a cached background; a panel whose
+limits, title or legend changed, a slider's value and each line of the summary text that changed
+are repainted into that background alone (pixel-identical to a full redraw); the whole window
+only when the shared legend's entries change. Legends list only what is drawn; colours and
+markers follow :mod:`figures.palette`.
 
 "simulate" runs a quick Monte Carlo (:class:`figures.explorer_model.MonteCarloRun`) in a background
 thread, one trial at a time; a timer on the GUI thread polls it, draws the progress bar and
@@ -125,8 +127,65 @@ def _empty(line):
 
 
 def _extent(artist, renderer):
-    """Display-space extent of a top-level artist (ticks, labels and legends included)."""
+    """Display-space extent of a top-level artist (ticks, labels and legends included); ``None``
+    for a text that draws nothing."""
+    from matplotlib.text import Text
+
+    if isinstance(artist, Text) and not (artist.get_visible() and artist.get_text()):
+        return None
     return artist.get_tightbbox(renderer)
+
+
+def _pixel_box(box):
+    """``box`` grown by 2 pixels (antialiasing) and out to whole pixels."""
+    from matplotlib.transforms import Bbox
+
+    return Bbox([np.floor(box.p0) - 2, np.ceil(box.p1) + 2])
+
+
+class TextLines:
+    """A multi-line figure text drawn as one :class:`~matplotlib.text.Text` per line.
+
+    Matplotlib (3.11) renders text glyph by glyph, ~0.1 ms per character: the explorer's
+    five-line summary cost ~45 ms on every update. One artist per line lets a window repaint
+    only the lines that changed (:meth:`ExplorerApp.refresh`), usually one. ``set_text`` /
+    ``get_text`` / ``get_window_extent`` behave as for a single text anchored at its top left
+    (``va='top'``); lines beyond ``max_lines`` go into the last artist.
+    """
+
+    def __init__(self, fig, x, y, *, max_lines=12, **kwargs):
+        # Where matplotlib's multi-line layout puts the lines: a block of two lines is two
+        # pitches high, one line is a pitch less the line gap, and the first baseline of a block
+        # sits half a gap lower than a single line's.
+        probe = fig.text(x, y, "lp\nlp", va="top", **kwargs)
+        two = probe.get_window_extent().height
+        probe.set_text("lp")
+        one = probe.get_window_extent().height
+        probe.remove()
+        pitch = 0.5 * two / fig.bbox.height
+        gap = pitch - one / fig.bbox.height
+        self.lines = [
+            fig.text(x, y - 0.5 * gap - i * pitch, "", va="top", **kwargs) for i in range(max_lines)
+        ]
+        self._text = ""
+
+    def set_text(self, text: str) -> None:
+        self._text = str(text)
+        parts = self._text.split("\n")
+        n = len(self.lines)
+        parts = parts[: n - 1] + ["\n".join(parts[n - 1 :])] if len(parts) > n else parts
+        parts += [""] * (n - len(parts))
+        for line, part in zip(self.lines, parts, strict=True):
+            line.set_text(part)
+
+    def get_text(self) -> str:
+        return self._text
+
+    def get_window_extent(self, renderer=None):
+        from matplotlib.transforms import Bbox
+
+        boxes = [t.get_window_extent(renderer) for t in self.lines if t.get_text()]
+        return Bbox.union(boxes) if boxes else self.lines[0].get_window_extent(renderer)
 
 
 class ExplorerPanels:
@@ -646,22 +705,17 @@ class ExplorerApp:
     def _animated(self) -> list:
         """Artists redrawn on every update (everything else is the cached background).
 
-        Besides the panels' data: the texts, the progress bar and the moving parts of the widgets
-        (slider fill, handle and value; the radio buttons' marks; the simulate button's label).
+        Besides the panels' data: the progress bar and the moving parts of the widgets (slider
+        fill and handle; the radio buttons' marks). The texts outside the panels (summary lines,
+        status, Monte Carlo line, slider values, button label) are part of the background and
+        repainted only when they change (:meth:`_static_signature`).
         """
-        widgets = [self.button_sim.label]
+        widgets = []
         for slider in self.sliders.values():
-            widgets += [slider.poly, slider._handle, slider.valtext]
+            widgets += [slider.poly, slider._handle]
         marks = getattr(self.radio, "_buttons", None)  # matplotlib >= 3.7
         widgets += [marks] if marks is not None else list(getattr(self.radio, "circles", []))
-        return [
-            *self.panels.data_artists(),
-            self.info_text,
-            self.status_text,
-            self.mc_text,
-            self.progress_bar,
-            *widgets,
-        ]
+        return [*self.panels.data_artists(), self.progress_bar, *widgets]
 
     def _on_draw(self, _event) -> None:
         """After a full draw: keep the background, then paint the data artists over it."""
@@ -680,10 +734,18 @@ class ExplorerApp:
         return [a for a in children if not a.get_animated()]
 
     def _static_signature(self) -> dict:
-        """``{panel axes: signature}`` (:meth:`ExplorerPanels.axes_signatures`), ``{slider axes:
-        label}`` and ``'figure'``: the shared legend's entries."""
+        """What can change in the background, per top-level artist (repainted alone when its
+        entry changes): ``{panel axes: signature}`` (:meth:`ExplorerPanels.axes_signatures`),
+        ``{slider axes: (label, value text)}``, the simulate button's label, the texts outside
+        the panels; and ``'figure'``: the shared legend's entries (a full draw)."""
         out = dict(self.panels.axes_signatures())
-        out.update({s.ax: s.label.get_text() for s in self.sliders.values()})
+        out.update(
+            {s.ax: (s.label.get_text(), s.valtext.get_text()) for s in self.sliders.values()}
+        )
+        label = self.button_sim.label
+        out[self.button_sim.ax] = (label.get_text(), str(label.get_color()))
+        for text in (*self.info_text.lines, self.status_text, self.mc_text):
+            out[text] = text.get_text()
         out["figure"] = self.panels._legend_sig
         return out
 
@@ -692,10 +754,11 @@ class ExplorerApp:
 
         * Nothing static changed: the cached background is restored and only the data artists
           (and the widgets' moving parts) are drawn and blitted.
-        * Some axes' static parts changed (:meth:`ExplorerPanels.axes_signatures`: a panel's
-          limits or title, the eigen-weight legend; a slider's label): only those axes are
-          repainted into the background (:meth:`_repaint_axes`), then as above. A slider move
-          that rescales the eigen-weight axis costs one panel, not the window (~0.3 s).
+        * Some static parts changed (:meth:`_static_signature`: a panel's limits or title, the
+          eigen-weight legend; a slider's label or value; a line of text): only those are
+          repainted into the background (:meth:`_repaint_axes`, one region each), then as
+          above. A slider move that rescales the eigen-weight axis costs one panel, not the
+          window (~0.3 s); a changed summary line costs that line, not the whole summary.
         * The shared legend changed (or no background yet): a full ``canvas.draw()``.
         """
         start = time.perf_counter()
@@ -720,7 +783,7 @@ class ExplorerApp:
         self.last_draw_seconds = time.perf_counter() - start
 
     def _repaint_axes(self, axes) -> None:
-        """Repaint the static parts of ``axes`` into the background (no full draw).
+        """Repaint the static top-level artists ``axes`` (axes or texts) into the background.
 
         The region painted is the union of their extents before and after, grown until it
         contains every static artist it touches (each is redrawn whole, so no antialiased edge is
@@ -728,42 +791,78 @@ class ExplorerApp:
         z-order (animated ones skip themselves) and the result becomes the new background.
         Pixel-identical to a full redraw (``tests/figures/test_explorer_view.py``).
         """
+        canvas = self.fig.canvas
+        canvas.restore_region(self._bg)
+        for artist in axes:  # one region each: far-apart changes must not merge into one box
+            self._repaint_region([artist])
+        self._bg = canvas.copy_from_bbox(self.fig.bbox)
+
+    def _repaint_region(self, artists) -> None:
+        """Repaint ``artists`` (static, top-level) over their extents before and after.
+
+        The region is grown until it contains every static axes or legend it touches (each is
+        redrawn whole, so no antialiased edge is blended twice); figure texts it touches are
+        redrawn clipped to it (the summary's line boxes overlap their neighbours'). The region
+        is cleared to the figure colour and its artists are drawn in z-order (animated ones
+        skip themselves).
+        """
         from matplotlib.patches import Rectangle
+        from matplotlib.text import Text
         from matplotlib.transforms import Bbox, IdentityTransform
 
-        canvas = self.fig.canvas
-        renderer = canvas.get_renderer()
-        canvas.restore_region(self._bg)
-        members = set(axes)
+        renderer = self.fig.canvas.get_renderer()
+        members = set(artists)
         # Before (recorded when last drawn) and after; unchanged artists keep their extent.
         after = {a: _extent(a, renderer) for a in members}
         boxes = [self._extents.get(a) for a in members] + list(after.values())
-        region = Bbox.union([b for b in boxes if b is not None])
+        boxes = [b for b in boxes if b is not None]
+        if not boxes:  # an empty text stays empty
+            self._extents.update(after)
+            return
+        region = _pixel_box(Bbox.union(boxes))
+        statics = self._static_children()
+        for a in statics:
+            if a not in self._extents:
+                self._extents[a] = _extent(a, renderer)
         grown = True
         while grown:
             grown = False
-            for a in self._static_children():
-                if a in members:
-                    continue
-                if a not in self._extents:
-                    self._extents[a] = _extent(a, renderer)
+            for a in statics:
                 ext = self._extents[a]
-                if ext is not None and ext.overlaps(region):
+                if a in members or isinstance(a, Text) or ext is None:
+                    continue
+                if ext.overlaps(region):
                     members.add(a)
-                    region = Bbox.union([region, ext])
+                    region = _pixel_box(Bbox.union([region, ext]))
                     grown = True
-        x0, y0 = np.floor(region.p0) - 2
-        x1, y1 = np.ceil(region.p1) + 2
+        clipped = [
+            a
+            for a in statics
+            if isinstance(a, Text)
+            and a not in members
+            and self._extents[a] is not None
+            and self._extents[a].overlaps(region)
+        ]
+        (x0, y0), (x1, y1) = region.get_points()
         clear = Rectangle(
             (x0, y0), x1 - x0, y1 - y0, transform=IdentityTransform(), linewidth=0,
             facecolor=self.fig.patch.get_facecolor(), edgecolor="none", antialiased=False,
         )  # fmt: skip
         clear.set_figure(self.fig)
         clear.draw(renderer)
-        for a in sorted(members, key=lambda a: a.get_zorder()):
-            a.draw(renderer)
-        self._extents.update(after)  # the closure's other members did not change
-        self._bg = canvas.copy_from_bbox(self.fig.bbox)
+        for a in sorted([*members, *clipped], key=lambda a: a.get_zorder()):
+            if a in members:
+                a.draw(renderer)
+                continue
+            box, on = a.get_clip_box(), a.get_clip_on()
+            a.set_clip_box(region)
+            a.set_clip_on(True)
+            try:
+                a.draw(renderer)
+            finally:
+                a.set_clip_box(box)
+                a.set_clip_on(on)
+        self._extents.update(after)  # the other members did not change
 
     def save(self, path, **kwargs) -> None:
         """``savefig`` with every artist drawn (a saved figure skips animated artists).
@@ -840,7 +939,7 @@ class ExplorerApp:
             [0.5], [0.0], height=1.0, color=PROGRESS_COLORS["running"]
         )[0]
         self.mc_text = fig.text(0.79, y - 0.012, "", fontsize=8, va="top", wrap=True)
-        self.info_text = fig.text(0.05, 0.14, "", fontsize=9, va="top", family="monospace")
+        self.info_text = TextLines(fig, 0.05, 0.14, fontsize=9, family="monospace")
         self.status_text = fig.text(0.05, 0.015, "", fontsize=8, color="0.35")
         self._mc: MonteCarloRun | None = None
         self._mc_drawn = -1  # trials attempted at the last overlay redraw
