@@ -483,7 +483,7 @@ def predict_finite_symmetric(model, cnt, lam, r, abs_tol, sym: ClassSymmetry, fi
         glob = _global_covariance(pts, base, cls, nu * pts.s, model)
         for g, grp in enumerate(groups):
             mean, cov = _training_moments(pts, base, grp, nu, shared, model)
-            rep_means[t, g], rep_covs[t, g] = mean, _clean_covariance(cov + glob)
+            rep_means[t, g], rep_covs[t, g] = mean, cov + glob
         # population: mean logits of every class, fresh-noise covariance, class 0's orthant
         l_mcal = wt @ pts.mcal
         p_means[t] = _dense(base["mu"] * _rev(l_mcal)).real
@@ -492,7 +492,11 @@ def predict_finite_symmetric(model, cnt, lam, r, abs_tol, sym: ClassSymmetry, fi
         else:
             pc = model.noise_var * _dense(cont_cov.weights[2 * t + 1] @ pts_cov.ncal).real
             pc = 0.5 * (pc + pc.T)
-        p_cov0[t] = _clean_covariance(pc + _global_covariance(pts, base, cls, wt, model))
+        p_cov0[t] = pc + _global_covariance(pts, base, cls, wt, model)
+    # Cleaned in two stacked calls (eigh loops over the stack: the same numbers as one call per
+    # covariance, without ~100 calls' overhead at K = 10).
+    rep_covs = _clean_covariance(rep_covs)
+    p_cov0 = _clean_covariance(p_cov0)
     rep_acc, pop, qerr = _orthant_all_rounds(
         rep_means, rep_covs, reps[:, 0], p_means[:, 0], p_cov0, abs_tol, first_points
     )
