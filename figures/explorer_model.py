@@ -129,6 +129,7 @@ __all__ = [
     "finite_prediction",
     "noise_counts",
     "normalise_params",
+    "phase_counts",
     "reliable_bulk_weights",
     "superclass_groups",
     "theory_dim",
@@ -405,24 +406,34 @@ def compute_phase(model: BlockModel, noise, lam, rounds, etas) -> PhaseDiagram:
 
     One :func:`theory.groups.linear_accuracy_grid` pass over the distinct count matrices of the
     grid (the numbers of :func:`theory.groups.predict_linear`, vectorised; small ``n`` maps many
-    grid values of ``eta`` to the same counts).
+    grid values of ``eta`` to the same counts). The count matrices and their plurality flags do
+    not depend on ``lam`` or the rounds and are cached (:func:`phase_counts`).
     """
     etas = np.asarray(etas, dtype=float)
-    r = int(rounds)
+    stack, where, plur = phase_counts(model.n_classes, model.per_class, noise, tuple(etas))
+    train, pop = linear_accuracy_grid(model, stack, lam, int(rounds))
+    return _phase_diagram(etas, train[where], pop[where], plur[where])
+
+
+@functools.lru_cache(maxsize=32)
+def phase_counts(n_classes, per_class, noise, etas) -> tuple:
+    """Distinct count matrices of an ``eta`` grid: ``(stack (D, K, K), where (E,), plurality
+    (D,))`` with ``counts(etas[i]) = stack[where[i]]`` (cached; the arrays are read-only)."""
     index: dict[bytes, int] = {}
-    distinct, where = [], np.empty(etas.size, dtype=np.int64)
+    distinct, where = [], np.empty(len(etas), dtype=np.int64)
     for i, eta in enumerate(etas):
-        _, cnt = noise_counts(model.n_classes, model.per_class, noise, eta)
+        _, cnt = noise_counts(n_classes, per_class, noise, eta)
         key = cnt.tobytes()
         if key not in index:
             index[key] = len(distinct)
             distinct.append(cnt)
         where[i] = index[key]
-    k = model.n_classes
+    k = n_classes
     stack = np.stack(distinct) if distinct else np.empty((0, k, k), dtype=np.int64)
-    train, pop = linear_accuracy_grid(model, stack, lam, r)
     plur = np.array([plurality_condition(c)[0] for c in distinct], dtype=bool)
-    return _phase_diagram(etas, train[where], pop[where], plur[where])
+    for arr in (stack, where, plur):
+        arr.flags.writeable = False
+    return stack, where, plur
 
 
 def _phase_diagram(etas, train, pop, plur) -> PhaseDiagram:

@@ -418,3 +418,16 @@ def test_compute_phase_vs_predict_linear_per_eta():
         ref = predict_linear(model, cnt, 1e-3, 5)
         np.testing.assert_array_equal(ph.train_acc[i], ref.train_acc)
         np.testing.assert_array_equal(ph.population_acc[i], ref.population_acc)
+
+
+def test_phase_counts_cached_vs_noise_counts():
+    """The grid's count matrices (independent of lam and the rounds) are computed once."""
+    etas = tuple(np.linspace(0.0, 0.95, em.PHASE_POINTS))
+    stack, where, plur = em.phase_counts(5, 4, "pair", etas)
+    hits = em.phase_counts.cache_info().hits
+    assert em.phase_counts(5, 4, "pair", etas)[0] is stack
+    assert em.phase_counts.cache_info().hits == hits + 1
+    assert len(np.unique(where)) == len(stack) < len(etas)  # n = 4: repeated count matrices
+    for i, eta in enumerate(etas):
+        np.testing.assert_array_equal(stack[where[i]], em.noise_counts(5, 4, "pair", eta)[1])
+    assert not stack.flags.writeable and not plur.flags.writeable
