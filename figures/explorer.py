@@ -14,7 +14,8 @@ update):
 The ``N/p`` slider (0 = ``p = inf``) switches the linearised curves to the finite-``p`` theory of
 the Gaussian mixture (:func:`theory.finite.predict_finite`) and adds the bulk's average
 eigen-weight. Above :data:`figures.explorer_model.FINITE_MAX_CLASSES` classes the finite theory is
-not computed (a note says so): it costs ~0.5 s per update at K = 10. The solid curves become the
+not computed (a note says so): a whole update costs ~0.15 s at K = 10 and ~0.3 s at K = 20
+(docs/explorer.md, "Update time"). The solid curves become the
 exact finite-ratio theory at that ``p`` (:mod:`theory.finite_exact`), which takes seconds: an
 interactive window computes it in a background thread once the point has stayed put for
 ``EXACT_DEBOUNCE_MS`` (:class:`figures.explorer_model.ExactFiniteJob`; a note in the population

@@ -34,8 +34,9 @@ Model of the explorer (assumptions, named)
   Gaussian mixture's random Gram matrix), and the eigen-weight panel adds the Marchenko-Pastur
   bulk average (:attr:`theory.finite.FinitePrediction.bulk_weights`). The exact-softmax theory and
   the PLL student exist only for ``p = inf``: they stay, labelled ``p→∞``. The phase diagram stays
-  the block model's. The finite theory costs ~0.05 s at K = 3 and ~0.5 s at K = 10 (R = 8; it
-  grows like ``K^4``), so it is computed only for ``K <= FINITE_MAX_CLASSES`` (a note in the window
+  the block model's. The finite theory (orbit path, explorer tolerance) costs ~15 ms at K = 3,
+  ~50 ms at K = 10 and ~130 ms at K = 20 (R = 8, quiet 2-core machine), so it is computed only
+  for ``K <= FINITE_MAX_CLASSES`` (a note in the window
   otherwise, and the block curves are shown) and cached per point (:func:`finite_prediction`).
   Points the mixture cannot realise (``p < K``, ``c + (K-1) d < 0``) give a note, not an error.
 * Exact finite-ratio theory (``n_over_p > 0``): :func:`theory.finite_exact.predict_finite_exact`
@@ -171,8 +172,8 @@ PARAM_SPECS: dict[str, ParamSpec] = {
         ParamSpec("n_over_p", "N/p (0: p=∞)", "float", 0.0, 0.0, 4.0, 0.05),
     )
 }
-#: Largest K for which the finite-p theory is computed on a slider move: ~0.5 s at K = 10, R = 8
-#: (2-core development machine), growing like K^4 (3 s at K = 20).
+#: Largest K for which the finite-p theory is computed on a slider move: a whole update then takes
+#: ~0.15 s at K = 10 and ~0.3 s at K = 20, R = 8 (2-core machine under load; docs/explorer.md).
 FINITE_MAX_CLASSES = 20
 #: Largest K for which the exact finite-ratio theory is computed (its cost grows like K^3).
 EXACT_MAX_CLASSES = 10
