@@ -14,7 +14,8 @@ update):
 The ``N/p`` slider (0 = ``p = inf``) switches the linearised curves to the finite-``p`` theory of
 the Gaussian mixture (:func:`theory.finite.predict_finite`) and adds the bulk's average
 eigen-weight. Above :data:`figures.explorer_model.FINITE_MAX_CLASSES` classes the finite theory is
-not computed (a note says so): it costs ~0.5 s per update at K = 10. The solid curves become the
+not computed (a note says so): a whole update costs ~0.15 s at K = 10 and ~0.3 s at K = 20
+(docs/explorer.md, "Update time"). The solid curves become the
 exact finite-ratio theory at that ``p`` (:mod:`theory.finite_exact`), which takes seconds: an
 interactive window computes it in a background thread once the point has stayed put for
 ``EXACT_DEBOUNCE_MS`` (:class:`figures.explorer_model.ExactFiniteJob`; a note in the population
@@ -28,9 +29,11 @@ they are more than 0.03 from the exact theory (before it is computed: on every r
 outside the measured regime map) and not drawn where the theory is refused (a note says why).
 
 Drawing: an interactive window redraws by blitting (:meth:`ExplorerApp.refresh`): a slider move
-repaints only the data artists and the widgets' moving parts over a cached background, and the
-whole window only when axis limits, titles or legend entries change. Legends list only what is
-drawn; colours and markers follow :mod:`figures.palette`.
+repaints the data artists and the widgets' moving parts over a cached background; a panel whose
+limits, title or legend changed, a slider's value and each line of the summary text that changed
+are repainted into that background alone (pixel-identical to a full redraw); the whole window
+only when the shared legend's entries change. Legends list only what is drawn; colours and
+markers follow :mod:`figures.palette`.
 
 "simulate" runs a quick Monte Carlo (:class:`figures.explorer_model.MonteCarloRun`) in a background
 thread, one trial at a time; a timer on the GUI thread polls it, draws the progress bar and
@@ -106,6 +109,10 @@ MAX_CLASSES = 30
 PROGRESS_COLORS = {"running": "#0072B2", "done": "#009E73", "failed": "#D55E00"}
 #: The eigen-weight axis is narrowed only when it is this many times wider than needed.
 EIG_SLACK = 1e3
+#: When the eigen-weight axis changes, its lower end is set this many times below the smallest
+#: weight drawn, so that a lam drag (the smallest weight scales like lam^-(R+1)) rescales it
+#: rarely: each rescale repaints that panel (~0.1 s of log ticks and grid lines).
+EIG_HEADROOM = 100.0
 #: Horizontal offsets so that theory markers and Monte Carlo error bars do not hide each other.
 _MC_OFFSET = 0.15
 _PLL_ROUND = 1.0
@@ -118,6 +125,68 @@ def _no_draw(*_args, **_kwargs):
 
 def _empty(line):
     line.set_data([], [])
+
+
+def _extent(artist, renderer):
+    """Display-space extent of a top-level artist (ticks, labels and legends included); ``None``
+    for a text that draws nothing."""
+    from matplotlib.text import Text
+
+    if isinstance(artist, Text) and not (artist.get_visible() and artist.get_text()):
+        return None
+    return artist.get_tightbbox(renderer)
+
+
+def _pixel_box(box):
+    """``box`` grown by 2 pixels (antialiasing) and out to whole pixels."""
+    from matplotlib.transforms import Bbox
+
+    return Bbox([np.floor(box.p0) - 2, np.ceil(box.p1) + 2])
+
+
+class TextLines:
+    """A multi-line figure text drawn as one :class:`~matplotlib.text.Text` per line.
+
+    Matplotlib (3.11) renders text glyph by glyph, ~0.1 ms per character: the explorer's
+    five-line summary cost ~45 ms on every update. One artist per line lets a window repaint
+    only the lines that changed (:meth:`ExplorerApp.refresh`), usually one. ``set_text`` /
+    ``get_text`` / ``get_window_extent`` behave as for a single text anchored at its top left
+    (``va='top'``); lines beyond ``max_lines`` go into the last artist.
+    """
+
+    def __init__(self, fig, x, y, *, max_lines=12, **kwargs):
+        # Where matplotlib's multi-line layout puts the lines: a block of two lines is two
+        # pitches high, one line is a pitch less the line gap, and the first baseline of a block
+        # sits half a gap lower than a single line's.
+        probe = fig.text(x, y, "lp\nlp", va="top", **kwargs)
+        two = probe.get_window_extent().height
+        probe.set_text("lp")
+        one = probe.get_window_extent().height
+        probe.remove()
+        pitch = 0.5 * two / fig.bbox.height
+        gap = pitch - one / fig.bbox.height
+        self.lines = [
+            fig.text(x, y - 0.5 * gap - i * pitch, "", va="top", **kwargs) for i in range(max_lines)
+        ]
+        self._text = ""
+
+    def set_text(self, text: str) -> None:
+        self._text = str(text)
+        parts = self._text.split("\n")
+        n = len(self.lines)
+        parts = parts[: n - 1] + ["\n".join(parts[n - 1 :])] if len(parts) > n else parts
+        parts += [""] * (n - len(parts))
+        for line, part in zip(self.lines, parts, strict=True):
+            line.set_text(part)
+
+    def get_text(self) -> str:
+        return self._text
+
+    def get_window_extent(self, renderer=None):
+        from matplotlib.transforms import Bbox
+
+        boxes = [t.get_window_extent(renderer) for t in self.lines if t.get_text()]
+        return Bbox.union(boxes) if boxes else self.lines[0].get_window_extent(renderer)
 
 
 class ExplorerPanels:
@@ -350,12 +419,17 @@ class ExplorerPanels:
 
         A window redraws everything when it changes and only the data artists otherwise.
         """
-        axes = (self.ax_train, self.ax_pop, self.ax_eig, self.ax_phase)
-        return (
-            tuple((ax.get_xlim(), ax.get_ylim(), ax.get_title()) for ax in axes),
-            self._legend_sig,
-            getattr(self, "_eig_sig", None),
-        )
+        return (*self.axes_signatures().items(), self._legend_sig)
+
+    def axes_signatures(self) -> dict:
+        """Per panel, what an update can change in its static parts: limits, title (and the
+        eigen-weight panel's legend). A window repaints only the panels whose entry changed
+        (:meth:`ExplorerApp.refresh`); the shared legend (``_legend_sig``) is figure-level."""
+        out = {}
+        for ax in (self.ax_train, self.ax_pop, self.ax_eig, self.ax_phase):
+            sig = (ax.get_xlim(), ax.get_ylim(), ax.get_title())
+            out[ax] = sig + ((getattr(self, "_eig_sig", None),) if ax is self.ax_eig else ())
+        return out
 
     # ------------------------------------------------------------------------------------------
     def render(self, state: ExplorerState) -> None:
@@ -450,15 +524,15 @@ class ExplorerPanels:
         """Log y-range that keeps every drawn weight in view, changed only when it must be.
 
         It is widened when a curve would leave it and narrowed when it is more than
-        :data:`EIG_SLACK` times too wide, so small slider moves keep the axis (and the window can
-        redraw only the curves).
+        :data:`EIG_SLACK` times too wide, each time to :data:`EIG_HEADROOM` below the smallest
+        weight, so small slider moves keep the axis (and the window can redraw only the curves).
         """
         vals = np.asarray(w, dtype=float)
         vals = vals[np.isfinite(vals) & (vals > 0)]
         need = max(float(vals.min()) if vals.size else 1e-12, 1e-300)
         lo, _ = self.ax_eig.get_ylim()
         if not (need / EIG_SLACK <= lo <= need / 1.5):
-            self.ax_eig.set_ylim(need / 10.0, 1.5)
+            self.ax_eig.set_ylim(need / EIG_HEADROOM, 1.5)
 
     def _label_theory(self, state: ExplorerState) -> None:
         """Legend labels, titles and fading saying which theory (block / finite p) is drawn."""
@@ -610,8 +684,12 @@ class ExplorerApp:
             (self.interactive and getattr(canvas, "supports_blit", False)) if blit is None else blit
         )
         self._bg = None  # background without the data artists (blitting)
-        self._sig = None  # static signature of the last full draw
+        self._sig = None  # static signature of the background: {axes or "figure": signature}
+        self._extents: dict = {}  # static top-level artist -> its extent in the background
         self.last_draw_seconds = float("nan")
+        #: How the last :meth:`refresh` drew: ``'full'``, ``'axes'`` (some panels' static parts
+        #: repainted) or ``'blit'`` (data artists only).
+        self.last_draw_kind = ""
         canvas.draw_idle = _no_draw  # Slider.__init__ calls draw_idle; restored below
         try:
             self._build(params)
@@ -628,56 +706,164 @@ class ExplorerApp:
     def _animated(self) -> list:
         """Artists redrawn on every update (everything else is the cached background).
 
-        Besides the panels' data: the texts, the progress bar and the moving parts of the widgets
-        (slider fill, handle and value; the radio buttons' marks; the simulate button's label).
+        Besides the panels' data: the progress bar and the moving parts of the widgets (slider
+        fill and handle; the radio buttons' marks). The texts outside the panels (summary lines,
+        status, Monte Carlo line, slider values, button label) are part of the background and
+        repainted only when they change (:meth:`_static_signature`).
         """
-        widgets = [self.button_sim.label]
+        widgets = []
         for slider in self.sliders.values():
-            widgets += [slider.poly, slider._handle, slider.valtext]
+            widgets += [slider.poly, slider._handle]
         marks = getattr(self.radio, "_buttons", None)  # matplotlib >= 3.7
         widgets += [marks] if marks is not None else list(getattr(self.radio, "circles", []))
-        return [
-            *self.panels.data_artists(),
-            self.info_text,
-            self.status_text,
-            self.mc_text,
-            self.progress_bar,
-            *widgets,
-        ]
+        return [*self.panels.data_artists(), self.progress_bar, *widgets]
 
     def _on_draw(self, _event) -> None:
         """After a full draw: keep the background, then paint the data artists over it."""
         canvas = self.fig.canvas
         self._bg = canvas.copy_from_bbox(self.fig.bbox)
+        # Extents of the axes a later update may repaint (their "before"); the other static
+        # artists' are taken when first needed (_repaint_axes): each costs ~10 ms of tick layout.
+        renderer = canvas.get_renderer()
+        self._extents = {a: _extent(a, renderer) for a in self._static_signature() if a != "figure"}
         for artist in self._animated():
             self.fig.draw_artist(artist)
 
-    def _static_signature(self) -> tuple:
-        sliders = tuple(s.label.get_text() for s in self.sliders.values())
-        return (self.panels.static_signature(), sliders)
+    def _static_children(self) -> list:
+        """The figure's top-level artists that make up the background (not animated)."""
+        children = [*self.fig.axes, *self.fig.legends, *self.fig.texts, *self.fig.patches]
+        return [a for a in children if not a.get_animated()]
+
+    def _static_signature(self) -> dict:
+        """What can change in the background, per top-level artist (repainted alone when its
+        entry changes): ``{panel axes: signature}`` (:meth:`ExplorerPanels.axes_signatures`),
+        ``{slider axes: (label, value text)}``, the simulate button's label, the texts outside
+        the panels; and ``'figure'``: the shared legend's entries (a full draw)."""
+        out = dict(self.panels.axes_signatures())
+        out.update(
+            {s.ax: (s.label.get_text(), s.valtext.get_text()) for s in self.sliders.values()}
+        )
+        label = self.button_sim.label
+        out[self.button_sim.ax] = (label.get_text(), str(label.get_color()))
+        for text in (*self.info_text.lines, self.status_text, self.mc_text):
+            out[text] = text.get_text()
+        out["figure"] = self.panels._legend_sig
+        return out
 
     def refresh(self) -> None:
-        """Show the current artists: a partial redraw (blit) unless the static parts changed.
+        """Show the current artists, repainting as little of the background as possible.
 
-        The background (axes, ticks, labels, legends, widgets) is drawn in full only when an
-        update changed one of them (:meth:`ExplorerPanels.static_signature`: axis limits,
-        titles, legend entries; a slider's label); otherwise the cached background is restored,
-        the widget axes that moved are repainted (and kept in the background) and only the data
-        artists are drawn and blitted.
+        * Nothing static changed: the cached background is restored and only the data artists
+          (and the widgets' moving parts) are drawn and blitted.
+        * Some static parts changed (:meth:`_static_signature`: a panel's limits or title, the
+          eigen-weight legend; a slider's label or value; a line of text): only those are
+          repainted into the background (:meth:`_repaint_axes`, one region each), then as
+          above. A slider move that rescales the eigen-weight axis costs one panel, not the
+          window (~0.3 s); a changed summary line costs that line, not the whole summary.
+        * The shared legend changed (or no background yet): a full ``canvas.draw()``.
         """
         start = time.perf_counter()
         canvas = self.fig.canvas
         sig = self._static_signature()
-        if self._bg is None or sig != self._sig:
+        old = self._sig
+        changed = None if old is None else [a for a in sig if a != "figure" and sig[a] != old[a]]
+        if self._bg is None or old is None or sig["figure"] != old["figure"]:
             self._sig = sig
             canvas.draw()  # -> _on_draw: background + data artists
             canvas.blit(self.fig.bbox)
+            self.last_draw_kind = "full"
         else:
+            if changed:
+                self._repaint_axes(changed)
+                self._sig = sig
             canvas.restore_region(self._bg)
             for artist in self._animated():
                 self.fig.draw_artist(artist)
             canvas.blit(self.fig.bbox)
+            self.last_draw_kind = "axes" if changed else "blit"
         self.last_draw_seconds = time.perf_counter() - start
+
+    def _repaint_axes(self, axes) -> None:
+        """Repaint the static top-level artists ``axes`` (axes or texts) into the background.
+
+        The region painted is the union of their extents before and after, grown until it
+        contains every static artist it touches (each is redrawn whole, so no antialiased edge is
+        blended twice); it is cleared to the figure colour, the static artists in it are drawn in
+        z-order (animated ones skip themselves) and the result becomes the new background.
+        Pixel-identical to a full redraw (``tests/figures/test_explorer_view.py``).
+        """
+        canvas = self.fig.canvas
+        canvas.restore_region(self._bg)
+        for artist in axes:  # one region each: far-apart changes must not merge into one box
+            self._repaint_region([artist])
+        self._bg = canvas.copy_from_bbox(self.fig.bbox)
+
+    def _repaint_region(self, artists) -> None:
+        """Repaint ``artists`` (static, top-level) over their extents before and after.
+
+        The region is grown until it contains every static axes or legend it touches (each is
+        redrawn whole, so no antialiased edge is blended twice); figure texts it touches are
+        redrawn clipped to it (the summary's line boxes overlap their neighbours'). The region
+        is cleared to the figure colour and its artists are drawn in z-order (animated ones
+        skip themselves).
+        """
+        from matplotlib.patches import Rectangle
+        from matplotlib.text import Text
+        from matplotlib.transforms import Bbox, IdentityTransform
+
+        renderer = self.fig.canvas.get_renderer()
+        members = set(artists)
+        # Before (recorded when last drawn) and after; unchanged artists keep their extent.
+        after = {a: _extent(a, renderer) for a in members}
+        boxes = [self._extents.get(a) for a in members] + list(after.values())
+        boxes = [b for b in boxes if b is not None]
+        if not boxes:  # an empty text stays empty
+            self._extents.update(after)
+            return
+        region = _pixel_box(Bbox.union(boxes))
+        statics = self._static_children()
+        for a in statics:
+            if a not in self._extents:
+                self._extents[a] = _extent(a, renderer)
+        grown = True
+        while grown:
+            grown = False
+            for a in statics:
+                ext = self._extents[a]
+                if a in members or isinstance(a, Text) or ext is None:
+                    continue
+                if ext.overlaps(region):
+                    members.add(a)
+                    region = _pixel_box(Bbox.union([region, ext]))
+                    grown = True
+        clipped = [
+            a
+            for a in statics
+            if isinstance(a, Text)
+            and a not in members
+            and self._extents[a] is not None
+            and self._extents[a].overlaps(region)
+        ]
+        (x0, y0), (x1, y1) = region.get_points()
+        clear = Rectangle(
+            (x0, y0), x1 - x0, y1 - y0, transform=IdentityTransform(), linewidth=0,
+            facecolor=self.fig.patch.get_facecolor(), edgecolor="none", antialiased=False,
+        )  # fmt: skip
+        clear.set_figure(self.fig)
+        clear.draw(renderer)
+        for a in sorted([*members, *clipped], key=lambda a: a.get_zorder()):
+            if a in members:
+                a.draw(renderer)
+                continue
+            box, on = a.get_clip_box(), a.get_clip_on()
+            a.set_clip_box(region)
+            a.set_clip_on(True)
+            try:
+                a.draw(renderer)
+            finally:
+                a.set_clip_box(box)
+                a.set_clip_on(on)
+        self._extents.update(after)  # the other members did not change
 
     def save(self, path, **kwargs) -> None:
         """``savefig`` with every artist drawn (a saved figure skips animated artists).
@@ -754,7 +940,7 @@ class ExplorerApp:
             [0.5], [0.0], height=1.0, color=PROGRESS_COLORS["running"]
         )[0]
         self.mc_text = fig.text(0.79, y - 0.012, "", fontsize=8, va="top", wrap=True)
-        self.info_text = fig.text(0.05, 0.14, "", fontsize=9, va="top", family="monospace")
+        self.info_text = TextLines(fig, 0.05, 0.14, fontsize=9, family="monospace")
         self.status_text = fig.text(0.05, 0.015, "", fontsize=8, color="0.35")
         self._mc: MonteCarloRun | None = None
         self._mc_drawn = -1  # trials attempted at the last overlay redraw

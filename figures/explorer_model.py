@@ -34,8 +34,9 @@ Model of the explorer (assumptions, named)
   Gaussian mixture's random Gram matrix), and the eigen-weight panel adds the Marchenko-Pastur
   bulk average (:attr:`theory.finite.FinitePrediction.bulk_weights`). The exact-softmax theory and
   the PLL student exist only for ``p = inf``: they stay, labelled ``p→∞``. The phase diagram stays
-  the block model's. The finite theory costs ~0.05 s at K = 3 and ~0.5 s at K = 10 (R = 8; it
-  grows like ``K^4``), so it is computed only for ``K <= FINITE_MAX_CLASSES`` (a note in the window
+  the block model's. The finite theory (orbit path, explorer tolerance) costs ~15 ms at K = 3,
+  ~50 ms at K = 10 and ~130 ms at K = 20 (R = 8, quiet 2-core machine), so it is computed only
+  for ``K <= FINITE_MAX_CLASSES`` (a note in the window
   otherwise, and the block curves are shown) and cached per point (:func:`finite_prediction`).
   Points the mixture cannot realise (``p < K``, ``c + (K-1) d < 0``) give a note, not an error.
 * Exact finite-ratio theory (``n_over_p > 0``): :func:`theory.finite_exact.predict_finite_exact`
@@ -59,10 +60,11 @@ Model of the explorer (assumptions, named)
   N/p <= 1``)
   flags every round of a point outside it.
 * Phase diagram: linearised training accuracy (w.r.t. the true labels) on :data:`PHASE_POINTS`
-  values of ``eta`` (evenly spaced over the ``eta`` slider range) times rounds ``0..R``, one
-  :func:`theory.groups.predict_linear` call per distinct count matrix on that grid.
+  values of ``eta`` (evenly spaced over the ``eta`` slider range) times rounds ``0..R``: the
+  numbers of :func:`theory.groups.predict_linear` for every distinct count matrix on that grid,
+  computed in one vectorised pass (:func:`theory.groups.linear_accuracy_grid`).
   It does not depend on the current ``eta`` and is cached (:class:`PhaseCache`), so dragging the
-  ``eta`` slider never recomputes it.
+  ``eta`` slider never recomputes it; fewer rounds are a slice of a longer cached diagram.
 * Monte Carlo (:class:`MonteCarloRun`): :func:`simulations.pipelines.run_trial` with
   Gaussian-mixture features of dimension ``p = round(N / n_over_p)`` when the ``N/p`` slider is
   above 0 (the theory's dimension), else ``dim``, and exact-count label noise (so the count matrix
@@ -90,7 +92,13 @@ from theory.averaging import eigen_weights
 from theory.blas import single_thread_blas
 from theory.conditions import eigen_ratio_rho, plurality_condition, window_linear
 from theory.finite import FINITE_MAX_ROUNDS, MixtureModel, predict_finite
-from theory.groups import BlockModel, GroupConvergenceError, predict_exact, predict_linear
+from theory.groups import (
+    BlockModel,
+    GroupConvergenceError,
+    linear_accuracy_grid,
+    predict_exact,
+    predict_linear,
+)
 from theory.noise import NOISE_KINDS, exact_counts, transition_matrix
 from theory.partial_labels import PLL_MIN_CLASSES
 from theory.pll import pll_condition, predict_pll
@@ -122,9 +130,11 @@ __all__ = [
     "finite_prediction",
     "noise_counts",
     "normalise_params",
+    "phase_counts",
     "reliable_bulk_weights",
     "superclass_groups",
     "theory_dim",
+    "truncate_phase",
 ]
 
 
@@ -162,8 +172,8 @@ PARAM_SPECS: dict[str, ParamSpec] = {
         ParamSpec("n_over_p", "N/p (0: p=∞)", "float", 0.0, 0.0, 4.0, 0.05),
     )
 }
-#: Largest K for which the finite-p theory is computed on a slider move: ~0.5 s at K = 10, R = 8
-#: (2-core development machine), growing like K^4 (3 s at K = 20).
+#: Largest K for which the finite-p theory is computed on a slider move: a whole update then takes
+#: ~0.15 s at K = 10 and ~0.3 s at K = 20, R = 8 (2-core machine under load; docs/explorer.md).
 FINITE_MAX_CLASSES = 20
 #: Largest K for which the exact finite-ratio theory is computed (its cost grows like K^3).
 EXACT_MAX_CLASSES = 10
@@ -393,27 +403,69 @@ class PhaseDiagram:
 
 
 def compute_phase(model: BlockModel, noise, lam, rounds, etas) -> PhaseDiagram:
-    """Phase diagram over ``etas`` (one linearised prediction per distinct count matrix)."""
+    """Phase diagram over ``etas``: the linearised accuracies of every distinct count matrix.
+
+    One :func:`theory.groups.linear_accuracy_grid` pass over the distinct count matrices of the
+    grid (the numbers of :func:`theory.groups.predict_linear`, vectorised; small ``n`` maps many
+    grid values of ``eta`` to the same counts). The count matrices and their plurality flags do
+    not depend on ``lam`` or the rounds and are cached (:func:`phase_counts`).
+    """
     etas = np.asarray(etas, dtype=float)
-    r = int(rounds)
-    train = np.empty((etas.size, r + 1))
-    pop = np.empty((etas.size, r + 1))
-    plur = np.empty(etas.size, dtype=bool)
-    seen: dict[bytes, tuple] = {}
+    stack, where, plur = phase_counts(model.n_classes, model.per_class, noise, tuple(etas))
+    train, pop = linear_accuracy_grid(model, stack, lam, int(rounds))
+    return _phase_diagram(etas, train[where], pop[where], plur[where])
+
+
+@functools.lru_cache(maxsize=32)
+def phase_counts(n_classes, per_class, noise, etas) -> tuple:
+    """Distinct count matrices of an ``eta`` grid: ``(stack (D, K, K), where (E,), plurality
+    (D,))`` with ``counts(etas[i]) = stack[where[i]]`` (cached; the arrays are read-only)."""
+    index: dict[bytes, int] = {}
+    distinct, where = [], np.empty(len(etas), dtype=np.int64)
     for i, eta in enumerate(etas):
-        _, cnt = noise_counts(model.n_classes, model.per_class, noise, eta)
+        _, cnt = noise_counts(n_classes, per_class, noise, eta)
         key = cnt.tobytes()
-        if key not in seen:  # small n: many grid values of eta give the same counts
-            pred = predict_linear(model, cnt, lam, r)
-            seen[key] = (pred.train_acc, pred.population_acc, plurality_condition(cnt)[0])
-        train[i], pop[i], plur[i] = seen[key]
+        if key not in index:
+            index[key] = len(distinct)
+            distinct.append(cnt)
+        where[i] = index[key]
+    k = n_classes
+    stack = np.stack(distinct) if distinct else np.empty((0, k, k), dtype=np.int64)
+    plur = np.array([plurality_condition(c)[0] for c in distinct], dtype=bool)
+    for arr in (stack, where, plur):
+        arr.flags.writeable = False
+    return stack, where, plur
+
+
+def _phase_diagram(etas, train, pop, plur) -> PhaseDiagram:
     full = train >= 1.0
     first = np.where(full.any(axis=1), full.argmax(axis=1), np.nan).astype(float)
-    return PhaseDiagram(etas, np.arange(r + 1), train, pop, first, plur)
+    return PhaseDiagram(etas, np.arange(train.shape[1]), train, pop, first, plur)
+
+
+def truncate_phase(phase: PhaseDiagram, rounds: int) -> PhaseDiagram:
+    """The phase diagram of rounds ``0..rounds`` (``<=`` its own) read off a longer one.
+
+    Every round of the linearised theory is evaluated in closed form on its own
+    (:func:`theory.groups.predict_linear`), so rounds ``0..R`` do not depend on how many rounds
+    were computed: the slice holds the same numbers; ``first_full_round`` is recomputed within
+    the shorter horizon.
+    """
+    r1 = int(rounds) + 1
+    if r1 > phase.rounds.size:
+        raise ValueError(f"the phase diagram has rounds 0..{phase.rounds.size - 1}, not {rounds}")
+    return _phase_diagram(
+        phase.etas, phase.train_acc[:, :r1], phase.population_acc[:, :r1], phase.plurality
+    )
 
 
 class PhaseCache:
-    """Tiny LRU cache of phase diagrams keyed by every parameter except ``eta``."""
+    """Tiny LRU cache of phase diagrams keyed by every parameter except ``eta`` and the rounds.
+
+    It keeps the diagram with the most rounds computed for a key; fewer rounds are a slice of
+    it (:func:`truncate_phase`), so moving the rounds slider down (or back up to a value seen)
+    recomputes nothing.
+    """
 
     def __init__(self, maxsize: int = 16):
         self.maxsize = maxsize
@@ -421,17 +473,16 @@ class PhaseCache:
 
     def get(self, params: dict, model: BlockModel) -> PhaseDiagram:
         key = tuple(params[k] for k in ("n_classes", "per_class", "c", "d", "lam", "noise"))
-        key += (params["rounds"],)
-        if key in self._store:
-            self._store[key] = self._store.pop(key)  # most recently used last
-            return self._store[key]
-        spec = PARAM_SPECS["eta"]
-        etas = np.linspace(spec.lo, spec.hi, PHASE_POINTS)
-        phase = compute_phase(model, params["noise"], params["lam"], params["rounds"], etas)
-        self._store[key] = phase
+        rounds = int(params["rounds"])
+        phase = self._store.pop(key, None)
+        if phase is None or phase.rounds.size <= rounds:
+            spec = PARAM_SPECS["eta"]
+            etas = np.linspace(spec.lo, spec.hi, PHASE_POINTS)
+            phase = compute_phase(model, params["noise"], params["lam"], rounds, etas)
+        self._store[key] = phase  # most recently used last
         while len(self._store) > self.maxsize:
             self._store.pop(next(iter(self._store)))
-        return phase
+        return phase if phase.rounds.size == rounds + 1 else truncate_phase(phase, rounds)
 
 
 # --------------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ R. Couillet, Z. Liao, *Random Matrix Methods for Machine Learning*, Cambridge UP
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -318,28 +319,44 @@ def finite_spectrum(model: MixtureModel) -> FiniteSpectrum:
         atom = max(0.0, 1.0 - 1.0 / gamma)
     spikes = np.full(tau.shape, np.nan)
     top = edge[1]
+    # Equal strengths have equal spikes (the same bisection): K - 1 of the K strengths coincide
+    # when the class means are exchangeable, so each distinct value is solved once.
+    solved: dict[float, float] = {}
     for j, t in enumerate(tau):
-        lo = top * (1 + 1e-12) + 1e-300
-        if 1.0 + t * _real_stieltjes_above(lo, model) >= 0:  # below the threshold
+        if float(t) in solved:
+            spikes[j] = solved[float(t)]
             continue
-        hi = max(2 * lo, top + 2 * t + 1.0)
-        while 1.0 + t * _real_stieltjes_above(hi, model) < 0:
-            hi *= 2.0
-        for _ in range(200):
-            mid = 0.5 * (lo + hi)
-            if 1.0 + t * _real_stieltjes_above(mid, model) < 0:
-                lo = mid
-            else:
-                hi = mid
-        spikes[j] = 0.5 * (lo + hi)
+        solved[float(t)] = spikes[j] = _spike(float(t), top, model)
     return FiniteSpectrum(edge, atom, tau, spikes)
 
 
+def _spike(t: float, top: float, model: MixtureModel) -> float:
+    """The spike of strength ``t`` above the bulk edge ``top`` (NaN below the threshold)."""
+    lo = top * (1 + 1e-12) + 1e-300
+    if 1.0 + t * _real_stieltjes_above(lo, model) >= 0:  # below the threshold
+        return math.nan
+    hi = max(2 * lo, top + 2 * t + 1.0)
+    while 1.0 + t * _real_stieltjes_above(hi, model) < 0:
+        hi *= 2.0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if 1.0 + t * _real_stieltjes_above(mid, model) < 0:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+@functools.lru_cache(maxsize=64)
 def spectrum_top(model: MixtureModel) -> float:
     """Upper end of the predicted spectrum (largest spike or bulk edge), with a 10% margin.
 
     The deterministic equivalents are analytic in ``z`` off ``[-top, 0]``; the contour of
     :func:`contour_weights` must keep ``[-top, 0]`` on one side and ``kappa`` on the other.
+
+    It depends on the model only (not on ``lam``, the counts or the rounds), so it is cached
+    per model (LRU of 64; :class:`MixtureModel` is frozen and hashable): a slider move of the
+    explorer in ``lam``, ``eta`` or the rounds reuses it (its bisections cost ~10 ms at K = 10).
     """
     spec = finite_spectrum(model)
     spikes = spec.spikes[np.isfinite(spec.spikes)]

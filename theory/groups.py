@@ -54,6 +54,7 @@ __all__ = [
     "GroupSolution",
     "check_counts",
     "group_accuracies",
+    "linear_accuracy_grid",
     "linear_group_outputs",
     "linear_population_outputs",
     "one_hot_group_targets",
@@ -559,6 +560,96 @@ def predict_linear(model: BlockModel, counts, lam, rounds) -> GroupPrediction:
         pops.append(population_accuracy(pop_score))
         pop[t] = pop_score * np.exp(ptop)
     return assemble_prediction(model, cnt, lam, dev, pop, "linear", rows=rows, pops=pops)
+
+
+def linear_accuracy_grid(model: BlockModel, counts, lam, rounds) -> tuple[np.ndarray, np.ndarray]:
+    r"""Linearised training and population accuracies for a stack of count matrices.
+
+    The numbers of ``predict_linear(model, counts[e], lam, rounds).train_acc`` and
+    ``.population_acc`` for every ``e``, computed with the same floating-point operations (the
+    scores of Proposition 3.3 rescaled by ``max_j a_j^(t+1)``, the tie rule of
+    :func:`theory.metrics.correct_and_tied` with the spread over the non-empty groups, exact
+    integer sums of the counts) but vectorised over the stack: one pass per round instead of
+    one :func:`predict_linear` per count matrix (the explorer's ``(eta, t)`` phase diagram).
+    Tested equal to :func:`predict_linear`.
+
+    Parameters
+    ----------
+    model : BlockModel
+    counts : array_like of int, shape (E, K, K)
+    lam : float
+        ``lam > 0``.
+    rounds : int
+        ``R >= 0``.
+
+    Returns
+    -------
+    train_acc, population_acc : ndarray, shape (E, R + 1)
+        Accuracies w.r.t. the true labels (training: over all non-empty groups).
+    """
+    from theory.metrics import TIE_RTOL
+
+    arr = np.asarray(counts)
+    if arr.ndim != 3:
+        raise ValueError(f"counts must have shape (E, K, K), got {arr.shape}")
+    cnt = np.stack([check_counts(c, model) for c in arr]) if arr.shape[0] else arr
+    lam = check_positive(lam, "lam")
+    r = check_int(rounds, "rounds", 0)
+    k, n, big_n = model.n_classes, model.per_class, model.n_samples
+    e = cnt.shape[0]
+    train = np.empty((e, r + 1))
+    pop = np.empty((e, r + 1))
+    if e == 0:
+        return train, pop
+    a = model.filter_ratios(lam)
+    # _histogram_deviations, stacked: own (K, K), cls (E, K, K), glob (E, K), cls_glob (E, K, K)
+    hist = cnt.sum(axis=1)
+    own = np.eye(k) - 1.0 / k
+    cls = (k * cnt - n) / (k * n)
+    glob = (k * hist - big_n) / (k * big_n)
+    cls_glob = (k * cnt - hist[:, None, :]) / big_n
+    mbar = model.d + (model.c - model.d) / k
+    lam_n = lam * big_n
+    pop_coef = np.array(
+        [(1 - a[0]) * mbar * big_n, (1 - a[1]) * (model.c - model.d) * model.per_class]
+    ) / (lam_n * k)
+    nonempty = cnt > 0  # (E, K, K); empty groups take no part in the spread or the accuracy
+    total = cnt.sum(axis=(1, 2))
+    idx = np.arange(k)
+    score = np.empty((e, k, k, k))  # [e, true class k, label l, output]
+    for t in range(r + 1):
+        logw, top = _log_weights(a, t + 1)
+        w = np.exp(logw - top)  # as in predict_linear: a_j^(t+1) / max_j a_j^(t+1)
+        class_part = (w[1] - w[2]) * cls + (w[0] - w[1]) * glob[:, None, :]  # (E, K, K)
+        np.add(w[2] * own[None, None, :, :], class_part[:, :, None, :], out=score)
+        train[:, t] = _stack_train_accuracy(score, nonempty, cnt, total, idx, TIE_RTOL)
+        logp, ptop = _log_weights(a[:2], t)
+        wp = np.exp(logp - ptop)
+        pop_score = pop_coef[0] * wp[0] * glob[:, None, :] + pop_coef[1] * wp[1] * cls_glob
+        pop[:, t] = _stack_population_accuracy(pop_score, idx, TIE_RTOL)
+    return train, pop
+
+
+def _stack_train_accuracy(score, nonempty, cnt, total, idx, rtol):
+    """:func:`group_accuracies`' overall accuracy for each (K, K, K) score block of a stack."""
+    spread = np.where(nonempty, score.max(axis=3) - score.min(axis=3), -np.inf)
+    tol = rtol * spread.reshape(spread.shape[0], -1).max(axis=1)  # (E,)
+    own = np.moveaxis(score[:, idx, :, idx], 0, 1)  # (E, K, K): score of the true class k
+    other = score.copy()
+    other[:, idx, :, idx] = -np.inf
+    gap = own - other.max(axis=3)
+    correct = (gap > tol[:, None, None]) & nonempty
+    return np.where(correct, cnt, 0).sum(axis=(1, 2)) / total
+
+
+def _stack_population_accuracy(pop_score, idx, rtol):
+    """:func:`population_accuracy` for each (K, K) ``[class, output]`` block of a stack."""
+    spread = (pop_score.max(axis=2) - pop_score.min(axis=2)).max(axis=1)
+    own = pop_score[:, idx, idx]
+    other = pop_score.copy()
+    other[:, idx, idx] = -np.inf
+    gap = own - other.max(axis=2)
+    return np.mean(gap > (rtol * spread)[:, None], axis=1)
 
 
 # --------------------------------------------------------------------------------------------

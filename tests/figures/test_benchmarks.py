@@ -33,3 +33,4 @@ def test_explorer_benchmark_measures_a_blitted_update():
 
     res = bench.app_update_ms(bench._params(3, 5) | {"n_over_p": 1.0}, repeats=1)
     assert res["finite"] and res["update"] > 0 and res["redraw"] > 0
+    assert sum(res["kinds"].values()) == 1 and res["range"][0] <= res["update"] <= res["range"][1]

@@ -393,3 +393,46 @@ def test_exact_failure_becomes_a_note_not_a_crash(app, monkeypatch):
     np.testing.assert_array_equal(
         ydata(app, "train_linear"), theory(BASE | {"eta": 0.25})["linear"].train_acc
     )
+
+
+def test_phase_cache_across_rounds_vs_uncached():
+    """Fewer rounds are a slice of the cached longer diagram: the same numbers as computing them."""
+    params = em.normalise_params(BASE | {"rounds": 9})
+    model = BlockModel(3, 10, 0.5, 0.1)
+    cache = em.PhaseCache()
+    long = cache.get(params, model)
+    etas = long.etas
+    for rounds in (4, 0, 9):
+        got = cache.get(params | {"rounds": rounds}, model)
+        want = em.compute_phase(model, "sym", params["lam"], rounds, etas)
+        for name in ("rounds", "train_acc", "population_acc", "first_full_round", "plurality"):
+            np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
+    assert len(cache._store) == 1  # one entry (the longest) for the three horizons
+    more = cache.get(params | {"rounds": 12}, model)  # more rounds: computed, then kept
+    assert more.rounds.size == 13 and cache.get(params | {"rounds": 9}, model).rounds.size == 10
+    np.testing.assert_array_equal(cache.get(params, model).train_acc, long.train_acc)
+
+
+def test_compute_phase_vs_predict_linear_per_eta():
+    """The vectorised phase diagram vs one predict_linear per grid point (superclass, small n)."""
+    model = BlockModel(4, 3, 0.5, 0.1)
+    etas = np.linspace(0.0, 0.95, em.PHASE_POINTS)
+    ph = em.compute_phase(model, "superclass", 1e-3, 5, etas)
+    for i, eta in enumerate(etas):
+        _, cnt = em.noise_counts(4, 3, "superclass", eta)
+        ref = predict_linear(model, cnt, 1e-3, 5)
+        np.testing.assert_array_equal(ph.train_acc[i], ref.train_acc)
+        np.testing.assert_array_equal(ph.population_acc[i], ref.population_acc)
+
+
+def test_phase_counts_cached_vs_noise_counts():
+    """The grid's count matrices (independent of lam and the rounds) are computed once."""
+    etas = tuple(np.linspace(0.0, 0.95, em.PHASE_POINTS))
+    stack, where, plur = em.phase_counts(5, 4, "pair", etas)
+    hits = em.phase_counts.cache_info().hits
+    assert em.phase_counts(5, 4, "pair", etas)[0] is stack
+    assert em.phase_counts.cache_info().hits == hits + 1
+    assert len(np.unique(where)) == len(stack) < len(etas)  # n = 4: repeated count matrices
+    for i, eta in enumerate(etas):
+        np.testing.assert_array_equal(stack[where[i]], em.noise_counts(5, 4, "pair", eta)[1])
+    assert not stack.flags.writeable and not plur.flags.writeable

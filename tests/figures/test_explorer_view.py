@@ -111,14 +111,72 @@ def test_blitted_update_paints_what_a_full_redraw_paints():
         app.fig.canvas.draw = lambda: drawn.append(1) or real()
         app.sliders["lam"].set_val(np.log10(1.1e-2))  # data change only: a partial redraw
         assert not drawn
-        partial = _pixels(app)
         app.fig.canvas.draw = real
-        app._bg = None
-        app.refresh()  # full redraw of the same state
-        np.testing.assert_array_equal(partial, _pixels(app))
-        app.sliders["rounds"].set_val(4)  # the x-range changes: a full redraw
+        _assert_same_as_full_redraw(app)
+        app.sliders["rounds"].set_val(4)  # the x-range changes: those axes are repainted
+        assert app.last_draw_kind == "axes"
         app.fig.canvas.draw = lambda: drawn.append(1) or real()
         app.sliders["rounds"].set_val(5)
-        assert drawn
+        assert not drawn and app.last_draw_kind == "axes"
+        app.fig.canvas.draw = real
+        _assert_same_as_full_redraw(app)
+    finally:
+        plt.close(app.fig)
+
+
+def _assert_same_as_full_redraw(app):
+    """The window shows, pixel for pixel, what a full redraw shows."""
+    shown = _pixels(app)
+    app._bg = None
+    app.refresh()
+    assert app.last_draw_kind == "full"
+    np.testing.assert_array_equal(shown, _pixels(app))
+
+
+def test_repainted_axes_paint_what_a_full_redraw_paints():
+    """lam moves that rescale the eigen-weight axis (and change its legend: bulk weights below
+    round-off) repaint that panel only, pixel for pixel as a full redraw; the figure legend
+    changing (finite-p curves switched on) redraws everything."""
+    app = ExplorerApp(
+        BASE | {"n_classes": 4, "n_over_p": 1.0}, fig=plt.figure(figsize=(15, 9)), blit=True
+    )
+    try:
+        app.refresh()
+        kinds = []
+        for lam in (2e-2, 5e-2, 0.1, 0.3, 1.0):  # all inside the validated regime (K = 4)
+            lo = app.panels.ax_eig.get_ylim()[0]
+            app.sliders["lam"].set_val(np.log10(lam))
+            kinds.append(app.last_draw_kind)
+            if app.panels.ax_eig.get_ylim()[0] != lo:
+                assert app.last_draw_kind == "axes"
+        assert "axes" in kinds and "full" not in kinds
+        _assert_same_as_full_redraw(app)
+        app.sliders["n_over_p"].set_val(0.0)  # block model: the legend's labels change
+        assert app.last_draw_kind == "full"
+    finally:
+        plt.close(app.fig)
+
+
+def test_changed_summary_line_is_repainted_alone():
+    """A changed line of the summary is repainted with its neighbours clipped to its region; the
+    far lines are not drawn again, and the window shows what a full redraw shows."""
+    app = ExplorerApp(BASE, fig=plt.figure(figsize=(15, 9)), blit=True)
+    try:
+        text = [f"line {i}: {app.info_text.get_text()[:60]}" for i in range(5)]
+        app.info_text.set_text("\n".join(text))
+        app.refresh()
+        lines = app.info_text.lines
+        drawn = []
+        for i, line in enumerate(lines):
+            line.draw = lambda renderer, i=i, real=line.draw: drawn.append(i) or real(renderer)
+        app.info_text.set_text("\n".join(text[:-1] + [text[-1] + " (changed)"]))
+        app.refresh()
+        assert app.last_draw_kind == "axes"
+        last = len(text) - 1
+        assert last in drawn and 0 not in drawn and set(drawn) <= {last - 1, last, last + 1}
+        for line in lines:
+            del line.draw
+        _assert_same_as_full_redraw(app)
+        assert app.info_text.get_text().endswith(" (changed)")
     finally:
         plt.close(app.fig)

@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pytest
 
+import theory.finite as tf
 from tests.tolerances import assert_close
 from theory.finite import (
     MixtureModel,
@@ -21,6 +22,7 @@ from theory.finite import (
     contour_weights,
     finite_spectrum,
     predict_finite,
+    spectrum_top,
 )
 from theory.groups import BlockModel, predict_linear
 from theory.noise import exact_counts, transition_matrix
@@ -112,6 +114,52 @@ def test_finite_spectrum_spikes_vs_sampled_gram(p):
     assert found.size == k  # all three class spikes are above the threshold here
     assert_close(eig[:k], np.sort(found)[::-1], rtol=0.1, what="spikes")
     assert eig[k] <= 1.1 * spec.bulk_edges[1]
+
+
+def _spikes_one_by_one(model, top):
+    """Reference: the bisection for every spike strength, repeated ones included (no reuse)."""
+    out = []
+    for t in np.sort(np.linalg.eigvalsh(_strength_matrix(model)))[::-1]:
+        lo = top * (1 + 1e-12) + 1e-300
+        if 1.0 + t * tf._real_stieltjes_above(lo, model) >= 0:
+            out.append(math.nan)
+            continue
+        hi = max(2 * lo, top + 2 * t + 1.0)
+        while 1.0 + t * tf._real_stieltjes_above(hi, model) < 0:
+            hi *= 2.0
+        for _ in range(200):
+            mid = 0.5 * (lo + hi)
+            if 1.0 + t * tf._real_stieltjes_above(mid, model) < 0:
+                lo = mid
+            else:
+                hi = mid
+        out.append(0.5 * (lo + hi))
+    return np.array(out)
+
+
+def _strength_matrix(model):
+    t = model.per_class * model.means().T @ model.means()
+    t = t + model.n_samples * model.noise_var * np.eye(model.n_classes)
+    return 0.5 * (t + t.T)
+
+
+@pytest.mark.parametrize("k, p, c, d", [(10, 500, 0.5, 0.1), (3, 100, 0.4, 0.1), (6, 60, 0.3, 0.3)])
+def test_finite_spectrum_reused_spikes_vs_one_by_one(k, p, c, d):
+    """Equal spike strengths are solved once and reused: the same floats as solving each."""
+    model = MixtureModel(k, 50, p, c, d)
+    spec = finite_spectrum(model)
+    np.testing.assert_array_equal(spec.spikes, _spikes_one_by_one(model, spec.bulk_edges[1]))
+
+
+def test_spectrum_top_cached_vs_uncached():
+    """spectrum_top is cached per model (it does not depend on lam, counts or rounds)."""
+    model = MixtureModel(10, 50, 500, 0.5, 0.1)
+    first = spectrum_top(model)
+    hits = spectrum_top.cache_info().hits
+    again = spectrum_top(MixtureModel(10, 50, 500, 0.5, 0.1))  # an equal model: a cache hit
+    assert spectrum_top.cache_info().hits == hits + 1
+    assert again == first == spectrum_top.__wrapped__(model)
+    assert spectrum_top(MixtureModel(10, 50, 400, 0.5, 0.1)) != first
 
 
 @pytest.mark.slow

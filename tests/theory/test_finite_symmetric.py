@@ -10,7 +10,7 @@ import pytest
 
 import theory.finite_symmetric as fs
 from tests.tolerances import assert_close
-from theory.finite import MixtureModel, predict_finite
+from theory.finite import ORTHANT_TOL, MixtureModel, predict_finite
 from theory.groups import BlockModel, predict_linear
 from theory.noise import exact_counts, transition_matrix
 
@@ -100,6 +100,63 @@ def test_predict_finite_symmetric_block_limit_vs_predict_linear_at_k60():
         assert np.all(fin.group_covs[:, kk, ll] == 0.0)
     for key in ACCURACIES:
         assert_close(getattr(fin, key), getattr(lin, key), what=key)
+
+
+#: Points per shift of the orthant rule's first pass: theory.finite's (the batched vs per-round
+#: comparison holds for any value; the check against the prediction needs the prediction's).
+FIRST_POINTS = 32
+#: Batched vs per-round orthant probabilities: every batch item is computed as alone except that
+#: the QMC sums are split into chunks by batch size, i.e. summed in another order: round-off of a
+#: mean of ~10^3 terms in [0, 1] (measured <= 3.3e-16 at K = 20).
+BATCH_ATOL = 1e-12
+
+
+@pytest.mark.parametrize(
+    "case, batch_entries",
+    [
+        (("sym", 10, 50, 0.3, 1.3e-3, 1.0, 0.5, 0.1), fs.ORTHANT_BATCH_ENTRIES),
+        (("sym", 20, 50, 0.3, 1e-3, 1.0, 0.5, 0.1), fs.ORTHANT_BATCH_ENTRIES),
+        (("pair", 8, 20, 0.3, 1e-3, 2.0, 0.4, 0.1), 64 * 7),  # 7 items per call: several calls
+        (("sym", 6, 10, 0.0, 1e-2, 1.0, 0.4, 0.1), fs.ORTHANT_BATCH_ENTRIES),  # empty groups
+    ],
+    ids=["sym-K10", "sym-K20", "pair-K8-chunked", "sym-K6-no-noise"],
+)
+def test_orthant_all_rounds_vs_per_round_win_probability(case, batch_entries, monkeypatch):
+    """The orthant probabilities of all rounds in batched calls vs two calls per round.
+
+    On the moments of a real prediction (its representatives, read from the orbit arrays), to
+    BATCH_ATOL; and the prediction holds the batched values.
+    """
+    from theory.class_symmetry import class_symmetry
+    from theory.orthant import win_probability
+
+    monkeypatch.setattr(fs, "ORTHANT_BATCH_ENTRIES", batch_entries)
+    pred = _predict(*case, symmetry="auto", rounds=8)
+    reps = class_symmetry(pred.counts).group_reps
+    a, b = reps[:, 0], reps[:, 1]
+    r1 = len(pred.train_acc)
+    rep_means = np.stack([pred.group_means[t, a, b] for t in range(r1)])
+    rep_covs = np.stack([pred.group_covs[t, a, b] for t in range(r1)])
+    p_mean0 = pred.population_means[:, 0]
+    p_cov0 = np.stack([pred.population_covs[t, 0] for t in range(r1)])
+    tol = 1e-2
+    acc, pop, err = fs._orthant_all_rounds(
+        rep_means, rep_covs, a, p_mean0, p_cov0, tol, FIRST_POINTS
+    )
+    ref_err = 0.0
+    for t in range(r1):
+        one = win_probability(rep_means[t], rep_covs[t], a, abs_tol=tol, first_points=FIRST_POINTS)
+        assert_close(acc[t], one.prob, atol=BATCH_ATOL, rtol=0.0, what=f"groups, round {t}")
+        alone = win_probability(p_mean0[t], p_cov0[t], 0, abs_tol=tol, first_points=FIRST_POINTS)
+        assert abs(pop[t] - alone.prob) <= BATCH_ATOL, (t, pop[t], alone.prob)
+        ref_err = max(ref_err, float(np.max(one.err)), alone.err)
+    assert err == pytest.approx(ref_err, abs=BATCH_ATOL)
+    # the prediction itself (predict_finite's default abs_tol) holds the batched values
+    again = fs._orthant_all_rounds(
+        rep_means, rep_covs, a, p_mean0, p_cov0, ORTHANT_TOL, FIRST_POINTS
+    )
+    np.testing.assert_array_equal(again[0], pred.group_acc[:, a, b])
+    np.testing.assert_array_equal(again[1], pred.population_acc)
 
 
 @pytest.fixture(scope="module")

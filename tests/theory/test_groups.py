@@ -10,12 +10,14 @@ from theory.groups import (
     BlockModel,
     GroupConvergenceError,
     check_counts,
+    linear_accuracy_grid,
     one_hot_group_targets,
     predict_exact,
     predict_linear,
     solve_groups,
 )
 from theory.metrics import correct_and_tied
+from theory.noise import exact_counts, transition_matrix
 
 CASES = [
     # (K, n, c, d, lam, counts)
@@ -209,3 +211,40 @@ def test_partial_results_api():
     # ~ 8 eps mu_1 / (lam N) = 5e-13 here (docs/theory.md, Section 13).
     assert np.all(pred.converged) and np.all(pred.residuals <= pred.residual_targets)
     assert np.all(pred.residual_targets < 1e-11)
+
+
+@pytest.mark.parametrize(
+    "k, n, noise, lam, rounds",
+    [
+        (10, 50, "sym", 1.3e-3, 8),  # the explorer's benchmark point
+        (5, 3, "pair", 1e-2, 15),  # small n: repeated count matrices, whole-class ties
+        (4, 7, "asym", 1e-4, 12),
+        (3, 2, "sym", 10.0, 5),  # large lam: deviations ~1e-20, decided after rescaling
+        (2, 6, "sym", 1e-3, 0),
+    ],
+)
+def test_linear_accuracy_grid_vs_predict_linear(k, n, noise, lam, rounds):
+    """The vectorised grid returns predict_linear's accuracies, float for float.
+
+    Same operations on the same numbers (only batched over the count matrices), so the values are
+    identical, not merely close; the grid includes eta = 0 (empty mislabeled groups) and noise
+    rates with tied scores.
+    """
+    model = BlockModel(k, n, 0.5, 0.1)
+    etas = np.linspace(0.0, 0.95, 13)
+    stack = np.stack([exact_counts(transition_matrix(noise, k, e), n) for e in etas])
+    train, pop = linear_accuracy_grid(model, stack, lam, rounds)
+    for i, cnt in enumerate(stack):
+        ref = predict_linear(model, cnt, lam, rounds)
+        np.testing.assert_array_equal(train[i], ref.train_acc)
+        np.testing.assert_array_equal(pop[i], ref.population_acc)
+
+
+def test_linear_accuracy_grid_bad_input():
+    model = BlockModel(3, 4, 0.5, 0.1)
+    with pytest.raises(ValueError, match=r"\(E, K, K\)"):
+        linear_accuracy_grid(model, np.full((3, 3), 4 / 3), 1e-3, 2)
+    with pytest.raises(ValueError, match="rows|per_class|sum"):
+        linear_accuracy_grid(model, np.ones((1, 3, 3), dtype=int), 1e-3, 2)
+    train, pop = linear_accuracy_grid(model, np.empty((0, 3, 3), dtype=int), 1e-3, 2)
+    assert train.shape == pop.shape == (0, 3)
