@@ -191,6 +191,8 @@ DEFAULT_PARAMS = {name: spec.default for name, spec in PARAM_SPECS.items()} | MC
 #: Bounds of the values ``--set`` (or a notebook) may give, checked before anything is allocated
 #: or looped over (issue 21: ``N/p=1e308`` overflowed the slider, ``rounds`` sizes
 #: ``(R + 1) K^3`` arrays recomputed on every move, ``trials`` the Monte Carlo).
+#: Parameter -> its name as the README and ``--set`` write it (for error messages).
+SET_NAMES = {"n_classes": "K", "per_class": "n", "n_over_p": "N/p", "dim": "p"}
 SIZE_LIMITS = {
     "per_class": (1, 10**9),
     "rounds": (0, 200),
@@ -287,7 +289,8 @@ def normalise_params(params=None, **overrides) -> dict:
         raise ValueError(f"seed must be >= 0, got {out['seed']}")
     for name, (low, high) in SIZE_LIMITS.items():  # before anything is sized by them
         if not low <= out[name] <= high:
-            raise ValueError(f"{name} must lie in [{low:g}, {high:g}] here, got {out[name]:g}")
+            shown = f"{SET_NAMES[name]} ({name})" if name in SET_NAMES else name
+            raise ValueError(f"{shown} must lie in [{low:g}, {high:g}] here, got {out[name]:g}")
     return out
 
 
