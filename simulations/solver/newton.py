@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -135,10 +136,153 @@ def solve_probe(
     ValueError
         For bad input or a problem that would not fit in memory.
     """
+    setup, init = _prepare(
+        targets, lam, features, gram, factor, init, tol, max_iter, single_precision
+    )
+    state = _start(setup, init)
+    if setup.single:
+        _float32_phase(setup, state)
+    grad, scale, verdict = _float64_phase(setup, state)
+    return _assemble(setup, state, grad, scale, verdict)
+
+
+# --------------------------------------------------------------------------------------------
+# The steps of solve_probe
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Setup:
+    """The fixed data of one solve, after argument checking (:func:`_prepare`).
+
+    Attributes
+    ----------
+    factor : ProbeFactor
+    lam, tol : float
+    max_iter : int
+    single : bool
+        Whether the solve starts with the float32 phase (and uses float32 Hessian products).
+    n, q, k : int
+        Samples, basis columns and classes.
+    dev_t : ndarray, shape (N, K)
+        Target deviations ``T - 1/K``, rows are samples.
+    dev_t_low : ndarray of float32, shape (N, K), or None
+        Their float32 copy (float32 phase only).
+    b32 : ndarray of float32, shape (N, q), or None
+        The float32 basis (``factor.basis32()``) when ``single``.
+    rowmax : float
+        ``max_i sqrt(G_ii)``.
+    features_route : bool
+        ``B = X`` (routes ``'spectral'`` and ``'direct'``): ``Z'`` comes from the gradient.
+    work : dict
+        (N, K) work arrays by name (:meth:`buffer`).
+    """
+
+    factor: ProbeFactor
+    lam: float
+    tol: float
+    max_iter: int
+    single: bool
+    n: int
+    q: int
+    k: int
+    dev_t: np.ndarray
+    dev_t_low: np.ndarray | None
+    b32: np.ndarray | None
+    rowmax: float
+    features_route: bool
+    work: dict = field(default_factory=dict)
+
+    @property
+    def basis(self) -> np.ndarray:
+        return self.factor.basis
+
+    def buffer(self, name: str, dt) -> np.ndarray:
+        """The (N, K) work array ``name`` of dtype ``dt``, allocated once per solve.
+
+        Overwritten in place: each iteration's outputs are dead once the next softmax is formed
+        (see ``kernels._BLOCK_ELEMENTS`` for why whole fresh (N, K) arrays are avoided).
+        """
+        if name not in self.work:
+            self.work[name] = np.empty((self.n, self.k), dt)
+        return self.work[name]
+
+
+@dataclass(eq=False)
+class _Iterate:
+    """The mutable state of the Newton iteration.
+
+    Attributes
+    ----------
+    coef : ndarray, shape (q, K)
+        Coefficients ``C`` with ``sum_k C_jk = 0``.
+    logits : ndarray, shape (N, K)
+        ``Z = B C``, float32 in the float32 phase, accumulated from the steps' logit changes.
+    passes, passes32 : int
+        Products with the data matrix so far (:attr:`Certificate.passes`), and the float32 ones.
+    b_hvp : ndarray, shape (N, q)
+        The basis of the Hessian products (float32 until CG cannot reach its accuracy).
+    it, cg_total, stalls : int
+        Newton steps, CG iterations, and steps without progress beyond round-off.
+    certify_next : bool
+        Try the certificate at the next float64 gradient whatever the residual bound says.
+    """
+
+    coef: np.ndarray
+    logits: np.ndarray
+    passes: int
+    passes32: int
+    b_hvp: np.ndarray
+    it: int = 0
+    cg_total: int = 0
+    stalls: int = 0
+    certify_next: bool = False
+
+
+@dataclass(eq=False)
+class _Gradient:
+    """Outputs and gradient at one iterate (:func:`_gradient`).
+
+    Attributes
+    ----------
+    probs, dev_p, resid : ndarray, shape (N, K)
+        ``P``, ``D_P = P - 1/K`` and ``D_P - D_T`` (work arrays of the iterate's precision).
+    btr : ndarray, shape (q, K)
+        ``B^T (D_P - D_T) / N``, float64.
+    grad : ndarray, shape (q, K)
+        The gradient ``btr + lam C``, projected onto ``sum_k = 0``.
+    gnorm, terms, ratio : float
+        ``||grad||``, the norm of its terms (its round-off scale) and ``gnorm / terms``.
+    """
+
+    probs: np.ndarray
+    dev_p: np.ndarray
+    resid: np.ndarray
+    btr: np.ndarray
+    grad: np.ndarray
+    gnorm: float
+    terms: float
+    ratio: float
+
+
+def _prepare(targets, lam, features, gram, factor, init, tol, max_iter, single_precision):
+    """Check and normalise the arguments of :func:`solve_probe`.
+
+    Returns
+    -------
+    setup : _Setup
+    init : ProbeSolution or None
+        The warm start, dropped for uniform targets.
+
+    Raises
+    ------
+    ValueError
+        Bad arguments, or a solve that would not fit in memory.
+    """
     t, lam, factor = _check_inputs(targets, lam, features, gram, factor)
     tol = check_positive(tol, "tol")
     max_iter = check_int(max_iter, "max_iter", 1)
-    basis, n, q = factor.basis, factor.n_samples, factor.rank
+    n, q = factor.n_samples, factor.rank
     k = t.n_classes
     single = n * q * k >= _SINGLE_MIN_WORK if single_precision is None else bool(single_precision)
     check_memory(
@@ -151,195 +295,327 @@ def solve_probe(
         # Start there: a warm start would leave its logits' round-off (~eps * earlier logits),
         # which a certificate relative to the solution's own (zero) scale can never accept.
         init = None
-    b32 = factor.basis32() if single else None
-    b_hvp = b32 if single else basis
-    # In the float32 phase the logits, outputs and every (N, K) array are float32 (half the
-    # memory traffic; that phase needs a few digits relative to the outputs' spread).
-    dtype = np.float32 if single else np.float64
-    if init is not None:
-        if init.factor is not factor or init.coef.shape != (q, k):
-            raise ValueError("init must be a ProbeSolution computed with the same factor")
-        coef = init.coef - init.coef.mean(axis=1, keepdims=True)
-        # The logits are recomputed, not taken from init: updates that shrink them (rounds at
-        # large lam) leave an absolute error ~eps * (earlier logits), which would otherwise
-        # persist and bound the relative accuracy. In the float32 phase this happens at the switch.
-        logits = basis_times(b_hvp, coef.astype(dtype))
-        passes = 1
-        passes32 = int(single)
+    setup = _Setup(
+        factor=factor,
+        lam=lam,
+        tol=tol,
+        max_iter=max_iter,
+        single=single,
+        n=n,
+        q=q,
+        k=k,
+        dev_t=dev_t,
+        # In the float32 phase the logits, outputs and every (N, K) array are float32 (half the
+        # memory traffic; that phase needs a few digits relative to the outputs' spread).
+        dev_t_low=dev_t.astype(np.float32) if single else None,
+        b32=factor.basis32() if single else None,
+        rowmax=float(np.max(factor.sample_norms)),
+        features_route=factor.route in ("spectral", "direct"),  # B = X: Z' from the gradient
+    )
+    return setup, init
+
+
+def _start(setup: _Setup, init) -> _Iterate:
+    """The start point: ``C = 0``, or the warm start ``init`` with its logits recomputed.
+
+    Raises
+    ------
+    ValueError
+        If ``init`` was computed with another factor.
+    """
+    q, k = setup.q, setup.k
+    b_hvp = setup.b32 if setup.single else setup.basis
+    dtype = np.float32 if setup.single else np.float64
+    if init is None:
+        return _Iterate(np.zeros((q, k)), np.zeros((setup.n, k), dtype), 0, 0, b_hvp)
+    if init.factor is not setup.factor or init.coef.shape != (q, k):
+        raise ValueError("init must be a ProbeSolution computed with the same factor")
+    coef = init.coef - init.coef.mean(axis=1, keepdims=True)
+    # The logits are recomputed, not taken from init: updates that shrink them (rounds at
+    # large lam) leave an absolute error ~eps * (earlier logits), which would otherwise
+    # persist and bound the relative accuracy. In the float32 phase this happens at the switch.
+    logits = basis_times(b_hvp, coef.astype(dtype))
+    return _Iterate(coef, logits, 1, int(setup.single), b_hvp)
+
+
+def _gradient(setup: _Setup, state: _Iterate, low: bool) -> _Gradient:
+    """Outputs, residual and gradient at the current iterate, in float32 when ``low`` (one pass).
+
+    Returns
+    -------
+    _Gradient
+    """
+    n, lam, coef = setup.n, setup.lam, state.coef
+    if low:
+        probs, dev_p = softmax32(
+            state.logits, setup.buffer("p32", np.float32), setup.buffer("d32", np.float32)
+        )
+        resid = np.subtract(dev_p, setup.dev_t_low, out=setup.buffer("r32", np.float32))
+        btr = (setup.b32.T @ resid).astype(np.float64) / n
     else:
-        coef = np.zeros((q, k))
-        logits = np.zeros((n, k), dtype)
-        passes = passes32 = 0
-    dev_t_low = dev_t.astype(np.float32) if single else None
-    # (N, K) work arrays, allocated once per solve and overwritten in place (each iteration's
-    # outputs are dead once the next softmax is formed; see kernels._BLOCK_ELEMENTS for why).
-    work: dict[str, np.ndarray] = {}
+        probs, dev_p = setup.buffer("p64", float), setup.buffer("d64", float)
+        softmax64(state.logits, probs, dev_p)
+        resid = np.subtract(dev_p, setup.dev_t, out=setup.buffer("r64", float))
+        btr = basis_t_times(setup.basis, resid) / n  # (q, K)
+    state.passes += 1
+    state.passes32 += int(low)
+    # Iterates and the optimum satisfy sum_k C_jk = 0, where the Hessian is positive definite;
+    # the class-mean part of the computed gradient is round-off, which CG cannot remove.
+    grad = btr + lam * coef
+    grad -= grad.mean(axis=1, keepdims=True)
+    gnorm = float(np.linalg.norm(grad))
+    # Round-off scale of the gradient: float32 products err by ~1e-6 of the terms.
+    terms = float(np.linalg.norm(btr)) + lam * float(np.linalg.norm(coef))
+    ratio = gnorm / terms if terms > 0 else 0.0
+    return _Gradient(probs, dev_p, resid, btr, grad, gnorm, terms, ratio)
 
-    def buffer(name, dt):
-        if name not in work:
-            work[name] = np.empty((n, k), dt)
-        return work[name]
 
-    features_route = factor.route in ("spectral", "direct")  # B = X: Z' from the gradient
-    rowmax = float(np.max(factor.sample_norms))
-    low = single  # float32 gradients / logit updates until close to the optimum
+def _residual_bound(setup: _Setup, g: _Gradient) -> float:
+    """Rigorous bound ``est`` on the basis-form residual.
 
-    cg_total = it = stalls = 0
-    certify_next = False
+    ``|B g / lam|_ik <= |b_i| |g_:k|`` and softmax is 1/2-Lipschitz. It overestimates the
+    residual by ~5-100x on the benchmark problems, so the certificate (one pass) is tried from
+    ``est <= _SPECULATE * goal``: when it passes, a Newton step (~4-10 passes) is saved.
+    """
+    return 0.5 * setup.rowmax * float(np.max(np.linalg.norm(g.grad, axis=0))) / setup.lam
+
+
+def _float32_phase(setup: _Setup, state: _Iterate) -> None:
+    """Float32 Newton steps until float32 round-off, then the logits recomputed in float64.
+
+    Leaves the float32 phase at float32 round-off (``_SWITCH_RTOL``), when its steps stop
+    converging quadratically there (``_STAGNATION_RTOL``), when the line search stalls or at
+    ``max_iter``. (Predicting the switch point from the quadratic model, even with a sharper
+    one-pass residual estimate, cost more passes than it saved on the benchmarks.)
+    """
     prev_ratio = math.inf  # gradient ratio ||g|| / terms at the previous float32 step
     while True:
-        if low:
-            probs, dev_p = softmax32(logits, buffer("p32", np.float32), buffer("d32", np.float32))
-            resid = np.subtract(dev_p, dev_t_low, out=buffer("r32", np.float32))
-            btr = (b32.T @ resid).astype(np.float64) / n
-        else:
-            probs, dev_p = buffer("p64", float), buffer("d64", float)
-            softmax64(logits, probs, dev_p)
-            resid = np.subtract(dev_p, dev_t, out=buffer("r64", float))
-            btr = basis_t_times(basis, resid) / n  # (q, K)
-        passes += 1
-        passes32 += int(low)
-        # Iterates and the optimum satisfy sum_k C_jk = 0, where the Hessian is positive definite;
-        # the class-mean part of the computed gradient is round-off, which CG cannot remove.
-        grad = btr + lam * coef
-        grad -= grad.mean(axis=1, keepdims=True)
-        gnorm = float(np.linalg.norm(grad))
-        # Round-off scale of the gradient: float32 products err by ~1e-6 of the terms.
-        terms = float(np.linalg.norm(btr)) + lam * float(np.linalg.norm(coef))
-        ratio = gnorm / terms if terms > 0 else 0.0
-        if low:
-            # Leave the float32 phase at float32 round-off (_SWITCH_RTOL), when its steps stop
-            # converging quadratically there (_STAGNATION_RTOL), or when the line search stalls.
-            # (Predicting the switch point from the quadratic model, even with a sharper
-            # one-pass residual estimate, cost more passes than it saved on the benchmarks.)
-            stagnant = prev_ratio <= _STAGNATION_RTOL and ratio > 0.1 * prev_ratio
-            prev_ratio = ratio
-            if ratio <= _SWITCH_RTOL or stagnant or stalls or it >= max_iter:
-                low, stalls = False, 0
-                # Drop the float32 drift of the accumulated updates.
-                logits = basis_times(basis, coef)
-                passes += 1
-                continue
-        scale = 0.0 if low else max_abs(dev_p)
-        # Rigorous bound on the basis-form residual: |B g / lam|_ik <= |b_i| |g_:k|; softmax is
-        # 1/2-Lipschitz. It overestimates the residual by ~5-100x on the benchmark problems, so
-        # the certificate (one pass) is tried from est <= _SPECULATE * goal: when it passes, a
-        # Newton step (~4-10 passes) is saved.
-        est = 0.5 * rowmax * float(np.max(np.linalg.norm(grad, axis=0))) / lam
-        goal = 0.0  # the target is irrelevant in the float32 phase
-        if not low:  # the cheap round-off floor (see certify), part of the target at tiny lam
-            abs_r = sum(factor.sample_norms[r] @ np.abs(resid[r]) for r in row_blocks(n, k))
-            cheap = float(np.max(abs_r))
-            floor_bound = 4.0 * math.sqrt(factor.inner_dim()) * _EPS * rowmax * cheap / (lam * n)
-            goal = max(tol * scale, floor_bound)
-        if not low and (est <= _SPECULATE * goal or certify_next or it >= max_iter or stalls >= 3):
-            fixed = None
-            if features_route:  # Z' = X W' with W' = X^T (T - P) / (lam N), from the gradient
-                fixed = basis_times(basis, -btr / lam, out=buffer("y64", float))
-            res, floor = certify(factor, dev_p, dev_t, lam, tol_abs=tol * scale, fixed_logits=fixed)
-            passes += 1 if factor.gram is not None or features_route else 2
-            # The floor raises the target, never above CERTIFICATE_RTOL_CAP * scale: a residual
-            # that round-off does not resolve (lam = 1e-300: floor >> 1) is not certified.
-            target = max(tol * scale, min(floor, CERTIFICATE_RTOL_CAP * scale))
-            if res <= target:
+        g = _gradient(setup, state, low=True)
+        stagnant = prev_ratio <= _STAGNATION_RTOL and g.ratio > 0.1 * prev_ratio
+        prev_ratio = g.ratio
+        if g.ratio <= _SWITCH_RTOL or stagnant or state.stalls or state.it >= setup.max_iter:
+            state.stalls = 0
+            # Drop the float32 drift of the accumulated updates.
+            state.logits = basis_times(setup.basis, state.coef)
+            state.passes += 1
+            return
+        est = _residual_bound(setup, g)
+        state.it += 1
+        _newton_step(setup, state, g, low=True, est=est, goal=0.0)  # no target in float32
+
+
+def _float64_phase(setup: _Setup, state: _Iterate):
+    """Float64 Newton steps until the certificate passes.
+
+    Returns
+    -------
+    g : _Gradient
+        At the certified iterate.
+    scale : float
+        ``max|D_P|`` there.
+    verdict : tuple of float
+        ``(residual, floor, target)`` of the certificate (:func:`_try_certificate`).
+
+    Raises
+    ------
+    ConvergenceError
+        If the certificate fails at ``max_iter`` Newton steps or after three stalls.
+    """
+    n, k, lam, factor = setup.n, setup.k, setup.lam, setup.factor
+    while True:
+        g = _gradient(setup, state, low=False)
+        scale = max_abs(g.dev_p)
+        est = _residual_bound(setup, g)
+        # The cheap round-off floor (see certify), part of the target at tiny lam.
+        abs_r = sum(factor.sample_norms[r] @ np.abs(g.resid[r]) for r in row_blocks(n, k))
+        cheap = float(np.max(abs_r))
+        floor_bound = 4.0 * math.sqrt(factor.inner_dim()) * _EPS * setup.rowmax * cheap / (lam * n)
+        goal = max(setup.tol * scale, floor_bound)
+        if (
+            est <= _SPECULATE * goal
+            or state.certify_next
+            or state.it >= setup.max_iter
+            or state.stalls >= 3
+        ):
+            verdict = _try_certificate(setup, state, g, scale, est)
+            if verdict is not None:
+                return g, scale, verdict
+        state.it += 1
+        _newton_step(setup, state, g, low=False, est=est, goal=goal)
+
+
+def _try_certificate(setup: _Setup, state: _Iterate, g: _Gradient, scale: float, est: float):
+    """Evaluate the certificate at a float64 iterate (one or two passes).
+
+    Returns
+    -------
+    tuple of float or None
+        ``(residual, floor, target)`` if ``residual <= target``, else None (then
+        ``state.certify_next`` says whether round-off dominates ``est``).
+
+    Raises
+    ------
+    ConvergenceError
+        If the certificate fails at ``max_iter`` Newton steps or after three stalls.
+    """
+    factor, lam, tol = setup.factor, setup.lam, setup.tol
+    fixed = None
+    if setup.features_route:  # Z' = X W' with W' = X^T (T - P) / (lam N), from the gradient
+        fixed = basis_times(setup.basis, -g.btr / lam, out=setup.buffer("y64", float))
+    res, floor = certify(factor, g.dev_p, setup.dev_t, lam, tol_abs=tol * scale, fixed_logits=fixed)
+    state.passes += 1 if factor.gram is not None or setup.features_route else 2
+    # The floor raises the target, never above CERTIFICATE_RTOL_CAP * scale: a residual
+    # that round-off does not resolve (lam = 1e-300: floor >> 1) is not certified.
+    target = max(tol * scale, min(floor, CERTIFICATE_RTOL_CAP * scale))
+    if res <= target:
+        return res, floor, target
+    if state.it >= setup.max_iter or state.stalls >= 3:
+        raise ConvergenceError(
+            f"probe solve did not converge: residual {res:.3g} > target {target:.3g} "
+            f"after {state.it} Newton steps (gradient norm {g.gnorm:.3g}, lam={lam:g}); "
+            "try a larger max_iter or a larger lam"
+        )
+    state.certify_next = est <= 4 * floor  # round-off dominated: check after each step
+    return None
+
+
+def _forcing(dtype, low: bool, gnorm: float, terms: float, est: float, goal: float) -> float:
+    """CG's relative tolerance for one Newton step (Hessian products of ``dtype``).
+
+    Loose CG solves far away, tight near the solution (Eisenstat-Walker), never more accurate
+    than the certificate needs (the next gradient is ~rtol * gnorm), and, once the target is
+    within reach of one step, tight enough to finish in that step. The float64 phase after
+    float32 steps starts within reach: there CG is asked (as far as float32 products allow) to
+    bring the rigorous bound ``est`` to the goal in this step (a float64 Newton step costs as
+    many passes as ~6 CG iterations).
+    """
+    rtol_min = _CG_RTOL_MIN if dtype == np.float32 else 1e-12
+    rtol = min(0.5, math.sqrt(gnorm / terms)) if terms > 0 else 0.5
+    if not low and dtype == np.float32:
+        rtol = min(rtol, max(goal / est if est > 0 else 0.5, rtol_min))
+    elif not low:
+        finish = 10.0 * goal / est if est > 0 else 0.5
+        if finish >= 10 * rtol_min:
+            rtol = min(rtol, finish)
+    return max(rtol, 0.1 * goal / est if est > 0 else 0.5, rtol_min)
+
+
+def _hessian_product(setup: _Setup, probs: np.ndarray, b: np.ndarray):
+    """``hvp(S) -> (H S, B S)`` with ``H[S] = B^T D_P[B S] / N + lam S`` in ``b``'s precision.
+
+    The images ``B S`` are written to a work array (returned as the second element, which
+    :func:`pcg` may scale in place).
+    """
+    n, k, lam = setup.n, setup.k, setup.lam
+    p_h = np.asarray(probs, dtype=b.dtype)
+    y = setup.buffer(f"hvp_y{b.dtype}", b.dtype)
+    m = setup.buffer(f"hvp_m{b.dtype}", b.dtype)
+
+    def hvp(s):
+        basis_times(b, s, out=y)
+        for rows in row_blocks(n, k):  # D_i y_i = p_i * (y_i - p_i . y_i)
+            pb, yb = p_h[rows], y[rows]
+            mb = np.subtract(yb, np.einsum("ik,ik->i", pb, yb)[:, None], out=m[rows])
+            mb *= pb
+        return basis_t_times(b, m).astype(np.float64) / n + lam * s, y
+
+    return hvp
+
+
+def _newton_step(setup: _Setup, state: _Iterate, g: _Gradient, *, low, est, goal) -> None:
+    """One Newton step: CG on ``H S = -g`` (:func:`pcg`), then the Armijo line search.
+
+    In the float32 phase (``low``) the step's logit change is CG's accumulated image; in the
+    float64 phase it is formed from the step (one pass). Updates ``state`` in place.
+    """
+    lam, k = setup.lam, setup.k
+    b_hvp = state.b_hvp
+    pre = KronPreconditioner(setup.factor, g.probs, lam)
+    rtol = _forcing(b_hvp.dtype, low, g.gnorm, g.terms, est, goal)
+    hvp = _hessian_product(setup, g.probs, b_hvp)
+    cg_maxiter = max(50, 10 * k)
+    image = setup.buffer("image32", np.float32) if low else None
+    step, n_cg, image = pcg(hvp, -g.grad, pre, rtol, cg_maxiter, image)
+    state.cg_total += n_cg
+    state.passes += 2 * n_cg
+    state.passes32 += 2 * n_cg if b_hvp.dtype == np.float32 else 0
+    if not low and setup.single and n_cg >= cg_maxiter and b_hvp is setup.b32:
+        # Float32 Hessian products cannot deliver this CG accuracy (tiny lam: condition
+        # numbers ~1/lam): the remaining Newton steps use float64 products.
+        state.b_hvp = setup.basis
+    if low:
+        y = image  # float32-accurate logit change, accumulated inside CG
+    else:
+        step -= step.mean(axis=1, keepdims=True)  # stay on sum_k C_jk = 0 (round-off)
+        y = basis_times(setup.basis, step, out=setup.buffer("y64", float))
+        state.passes += 1
+    _line_search(setup, state, g, step, y, low)
+
+
+def _line_search(setup: _Setup, state: _Iterate, g: _Gradient, step, y, low: bool) -> None:
+    """Scale-free Armijo backtracking along ``step`` (logit change ``y``) and the update.
+
+    A failed search (no descent, or only round-off: NaN from an overflow included) counts as a
+    stall and asks for the certificate next; otherwise ``coef`` and ``logits`` move by
+    ``alpha`` times the step, and progress beyond the change's round-off resets the stalls.
+    """
+    slope = float(np.sum(g.grad * step))
+    alpha, change = 1.0, 0.0
+    # Round-off of the objective change: float32 sums in the float32 phase.
+    eps = float(np.finfo(np.float32).eps) if low else _EPS
+    if slope < 0:
+        line_cls = LineObjective32 if low else LineObjective
+        dev_t = setup.dev_t_low if low else setup.dev_t
+        line = line_cls(g.probs, g.dev_p, dev_t, y, state.coef, step, setup.lam)
+        while alpha >= 1e-10:
+            change, magnitude = line(alpha)
+            # A non-finite change (overflow, or log1p(-1) by float32 round-off) rejects.
+            if math.isfinite(change) and change <= 1e-4 * alpha * slope + 8 * eps * magnitude:
                 break
-            if it >= max_iter or stalls >= 3:
-                raise ConvergenceError(
-                    f"probe solve did not converge: residual {res:.3g} > target {target:.3g} "
-                    f"after {it} Newton steps (gradient norm {gnorm:.3g}, lam={lam:g}); "
-                    "try a larger max_iter or a larger lam"
-                )
-            certify_next = est <= 4 * floor  # round-off dominated: check after each step
-        it += 1
-        pre = KronPreconditioner(factor, probs, lam)
-        # Forcing: loose CG solves far away, tight near the solution (Eisenstat-Walker), never
-        # more accurate than the certificate needs (the next gradient is ~rtol * gnorm), and,
-        # once the target is within reach of one step, tight enough to finish in that step. The
-        # float64 phase after float32 steps starts within reach: there CG is asked (as far as
-        # float32 products allow) to bring the rigorous bound ``est`` to the goal in this step (a
-        # float64 Newton step costs as many passes as ~6 CG iterations).
-        rtol_min = _CG_RTOL_MIN if b_hvp.dtype == np.float32 else 1e-12
-        rtol = min(0.5, math.sqrt(gnorm / terms)) if terms > 0 else 0.5
-        if not low and b_hvp.dtype == np.float32:
-            rtol = min(rtol, max(goal / est if est > 0 else 0.5, rtol_min))
-        elif not low:
-            finish = 10.0 * goal / est if est > 0 else 0.5
-            if finish >= 10 * rtol_min:
-                rtol = min(rtol, finish)
-        rtol = max(rtol, 0.1 * goal / est if est > 0 else 0.5, rtol_min)
-        p_h = np.asarray(probs, dtype=b_hvp.dtype)
-        hvp_y = buffer(f"hvp_y{b_hvp.dtype}", b_hvp.dtype)
-        hvp_m = buffer(f"hvp_m{b_hvp.dtype}", b_hvp.dtype)
+            alpha *= 0.5
+    if not slope < 0 or alpha < 1e-10:  # only round-off (or an overflow: NaN) causes these
+        state.stalls += 1
+        state.certify_next = True
+        return
+    coef = state.coef + alpha * step
+    coef -= coef.mean(axis=1, keepdims=True)  # no drift off sum_k C_jk = 0 across rounds
+    state.coef = coef
+    y *= y.dtype.type(alpha)  # y (CG's image or a work array) is dead after this step
+    state.logits += y
+    # Progress beyond the round-off of the change itself resets the stall counter.
+    state.stalls = 0 if change < -64 * eps * magnitude else state.stalls + 1
 
-        def hvp(s, p_h=p_h, b=b_hvp, y=hvp_y, m=hvp_m):
-            basis_times(b, s, out=y)
-            for rows in row_blocks(n, k):  # D_i y_i = p_i * (y_i - p_i . y_i)
-                pb, yb = p_h[rows], y[rows]
-                mb = np.subtract(yb, np.einsum("ik,ik->i", pb, yb)[:, None], out=m[rows])
-                mb *= pb
-            return basis_t_times(b, m).astype(np.float64) / n + lam * s, y
 
-        cg_maxiter = max(50, 10 * k)
-        image = buffer("image32", np.float32) if low else None
-        step, n_cg, image = pcg(hvp, -grad, pre, rtol, cg_maxiter, image)
-        cg_total += n_cg
-        passes += 2 * n_cg
-        passes32 += 2 * n_cg if b_hvp.dtype == np.float32 else 0
-        if not low and single and n_cg >= cg_maxiter and b_hvp is b32:
-            # Float32 Hessian products cannot deliver this CG accuracy (tiny lam: condition
-            # numbers ~1/lam): the remaining Newton steps use float64 products.
-            b_hvp = basis
-        if low:
-            y = image  # float32-accurate logit change, accumulated inside CG
-        else:
-            step -= step.mean(axis=1, keepdims=True)  # stay on sum_k C_jk = 0 (round-off)
-            y = basis_times(basis, step, out=buffer("y64", float))
-            passes += 1
-        slope = float(np.sum(grad * step))
-        alpha, change = 1.0, 0.0
-        # Round-off of the objective change: float32 sums in the float32 phase.
-        eps = float(np.finfo(np.float32).eps) if low else _EPS
-        if slope < 0:
-            line_cls = LineObjective32 if low else LineObjective
-            line = line_cls(probs, dev_p, dev_t_low if low else dev_t, y, coef, step, lam)
-            while alpha >= 1e-10:
-                change, magnitude = line(alpha)
-                # A non-finite change (overflow, or log1p(-1) by float32 round-off) rejects.
-                if math.isfinite(change) and change <= 1e-4 * alpha * slope + 8 * eps * magnitude:
-                    break
-                alpha *= 0.5
-        if not slope < 0 or alpha < 1e-10:  # only round-off (or an overflow: NaN) causes these
-            stalls += 1
-            certify_next = True
-            continue
-        coef = coef + alpha * step
-        coef -= coef.mean(axis=1, keepdims=True)  # no drift off sum_k C_jk = 0 across rounds
-        y *= y.dtype.type(alpha)  # y (CG's image or a work array) is dead after this step
-        logits += y
-        # Progress beyond the round-off of the change itself resets the stall counter.
-        stalls = 0 if change < -64 * eps * magnitude else stalls + 1
+def _assemble(setup: _Setup, state: _Iterate, g: _Gradient, scale: float, verdict):
+    """The :class:`ProbeSolution` of a certified iterate, with its :class:`Certificate`.
 
-    dual = np.divide(resid, -lam * n, out=resid).T  # the work array is free now
+    ``verdict`` is ``(residual, floor, target)`` (:func:`_try_certificate`).
+    """
+    factor, lam, n = setup.factor, setup.lam, setup.n
+    res, floor, target = verdict
+    dual = np.divide(g.resid, -lam * n, out=g.resid).T  # the work array is free now
     if factor.route in ("spectral", "direct"):
-        weights = np.ascontiguousarray(coef.T)
+        weights = np.ascontiguousarray(state.coef.T)
     elif factor.features is not None:
         weights = dual @ factor.features
     else:
         weights = None
-    output_bound = 0.5 * rowmax * gnorm / lam + 64 * _EPS * (scale + max_abs(logits))
+    output_bound = 0.5 * setup.rowmax * g.gnorm / lam + 64 * _EPS * (scale + max_abs(state.logits))
     cert = Certificate(
         residual=res,
-        gradient_norm=gnorm,
-        iterations=it,
-        cg_iterations=cg_total,
+        gradient_norm=g.gnorm,
+        iterations=state.it,
+        cg_iterations=state.cg_total,
         target=target,
         floor=floor,
         output_bound=float(output_bound),
         method=f"newton-cg ({factor.route})",
         scale=scale,
-        passes=passes,
-        single_passes=passes32,
+        passes=state.passes,
+        single_passes=state.passes32,
     )
     # (K, N) views of the row-major (N, K) arrays: no copies (transposing costs ~30 ms each at
     # N = 10,000, K = 100).
-    return ProbeSolution(probs.T, logits.T, dual, weights, cert, lam, factor, coef, dev_p.T)
+    return ProbeSolution(
+        g.probs.T, state.logits.T, dual, weights, cert, lam, factor, state.coef, g.dev_p.T
+    )
