@@ -16,11 +16,11 @@ from scipy.optimize import minimize
 from simulations.distill import self_distill, train_pll
 from simulations.pll_losses import (
     LOSSES,
-    _Loss,
     candidate_set_loss,
     check_candidates,
     train_pll_student,
 )
+from simulations.pll_losses.losses import CandidateSetLoss
 from simulations.solver import ConvergenceError, factorize, log_softmax, solve_probe
 from theory.partial_labels import top2_indices
 
@@ -131,7 +131,7 @@ def test_hessian_action_and_dense_hessians_vs_finite_differences(loss):
     k, n, q = 4, 25, 0.6
     z = rng.standard_normal((k, n))
     cand = np.stack([rng.permutation(k)[:2] for _ in range(n)], axis=1)
-    lf = _Loss(loss, cand, q, k)
+    lf = CandidateSetLoss(loss, cand, q, k)
     st = lf.state(log_softmax(z))
     y = rng.standard_normal((k, n))
     h = 1e-5
@@ -432,7 +432,7 @@ def test_new_factorisation_of_the_same_features_starts_from_the_teacher(loss):
 def test_dense_hessian_refused_up_front_when_too_large(monkeypatch):
     """The (K r)^2 dense Hessian is refused before any work when K r exceeds the limit (here the
     limit is lowered instead of building a large problem)."""
-    import simulations.pll_losses as mod
+    import simulations.pll_losses.stationarity as mod
 
     _, _, teacher = _problem(seed=14, n=20)
     monkeypatch.setattr(mod, "DENSE_HESSIAN_MAX", 10)  # K r = 4 * 5 = 20 > 10
