@@ -32,7 +32,8 @@ Losses (``S = {a, b}`` the candidate set of a row, ``s`` its indicator, ``p = so
 with ``d = pt - p`` (``J(pt) = pt_a pt_b v v^T`` because ``pt`` lives on two classes). ``ce`` with
 two-hot targets ``t = s / 2`` is the PLL student of :mod:`theory.pll`; ``ce`` is convex, the other
 two are not. ``gce`` is the generalised cross-entropy of the candidate-set probability (issue 13),
-NOT the per-candidate form of the public reference code (``simulations/gce.py``); ``q -> 0`` gives
+NOT the per-candidate form of the public reference code (``'gce-reference'`` of
+:mod:`simulations.pll_losses`, and ``tests/simulations/reference_gce.py``); ``q -> 0`` gives
 ``candidate``.
 
 Numerics. Outputs are handled as deviations ``delta = p - 1/K``, computed without cancellation
