@@ -4,6 +4,13 @@ Per sample ``i`` with candidate set ``S_i = {a_i, b_i}``: ``'ce'`` (two-hot cros
 ``'candidate'`` (``-log s_i``), ``'gce'`` (``(1 - s_i^q)/q``) and ``'gce-reference'`` (the
 reference code's per-candidate GCE); gradients and Hessians in the table of the package docstring
 (:mod:`simulations.pll_losses`). Also the argument checks of the PLL student.
+
+The same losses (but ``'gce-reference'``) exist in :mod:`theory.losses` for the group engine,
+by other formulas: rows (M, K) of logits, the force ``-grad`` formed from softmax deviations
+(for near-uniform group-level vectors) and Hessians as a diagonal plus low rank; here columns
+(K, N) from log-probabilities, dense per-sample Hessians for the second-order test. They agree to
+round-off (``tests/theory/test_pll_losses.py``) but not bit for bit, so neither is expressed
+through the other: the students' results and figures would change in their last digits.
 """
 
 from __future__ import annotations

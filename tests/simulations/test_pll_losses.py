@@ -103,6 +103,28 @@ def _agreement_tol(x, grad_a, grad_b, min_eig):
 # --- per-sample losses ------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("loss", ["ce", "candidate", "gce"])
+@pytest.mark.parametrize("spread", [1e-3, 1.0, 8.0])
+def test_candidate_set_loss_vs_theory_losses(loss, spread):
+    """The student's losses and the group engine's (theory/losses.py) are two implementations of
+    the same functions, by different formulas (so not bit-identical): values and gradients agree
+    to round-off, ~eps times their terms (each formula loses <= ~10 ulps of them)."""
+    from theory.losses import make_loss
+
+    rng = np.random.default_rng(4)
+    k, n = 6, 50
+    z = spread * rng.standard_normal((k, n))
+    cand = np.stack([rng.permutation(k)[:2] for _ in range(n)], axis=1)
+    values, grad = candidate_set_loss(z, cand, loss=loss, q=0.7)
+    half = np.zeros((n, k))
+    half[np.arange(n), cand[0]] = half[np.arange(n), cand[1]] = 0.5
+    ref = make_loss(loss, k, candidates=cand.T, target_deviation=half - 1.0 / k, q=0.7)
+    eps = np.finfo(float).eps
+    scale = 1.0 + np.abs(z).max()
+    np.testing.assert_allclose(values, ref.value(z.T), rtol=0, atol=64 * eps * scale)
+    np.testing.assert_allclose(grad, -ref.force(z.T).T, rtol=0, atol=64 * eps)
+
+
 @pytest.mark.parametrize("loss", LOSSES)
 @pytest.mark.parametrize("q", [0.7, 0.3, 1.0])
 def test_candidate_set_loss_values_and_gradient_vs_definitions(loss, q):
