@@ -9,8 +9,8 @@ The same losses (but ``'gce-reference'``) exist in :mod:`theory.losses` for the 
 by other formulas: rows (M, K) of logits, the force ``-grad`` formed from softmax deviations
 (for near-uniform group-level vectors) and Hessians as a diagonal plus low rank; here columns
 (K, N) from log-probabilities, dense per-sample Hessians for the second-order test. They agree to
-round-off (``tests/theory/test_pll_losses.py``) but not bit for bit, so neither is expressed
-through the other: the students' results and figures would change in their last digits.
+round-off (``test_candidate_set_loss_vs_theory_losses``) but not bit for bit, so neither is
+expressed through the other: the students' results and figures would change in their last digits.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Tests of the PLL student with candidate-set losses (simulations/pll_losses.py).
+"""Tests of the PLL student with candidate-set losses (simulations/pll_losses/).
 
 The independent references below are written from the loss definitions directly (no code shared
 with the module): per-sample losses in plain numpy, and ``scipy.optimize.minimize`` on the primal
