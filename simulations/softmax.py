@@ -101,6 +101,15 @@ def softmax_with_deviation(logits, axis: int = -1) -> tuple[np.ndarray, np.ndarr
     Returns
     -------
     probs, deviations : ndarray, same shape as ``logits``
+
+    Notes
+    -----
+    :func:`theory.losses.softmax_deviation` (the group engine's, rows of (M, K)) computes
+    ``D`` as ``expm1(z - m) / K`` with ``m = log mean e^z``: equally accurate (the two agree to
+    ~1e-14 relative) but not bit-identical, and it does not give ``P``. This one is kept for
+    the solver: one pass gives ``P`` and ``D`` along any axis, and the branch on the spread
+    saves a transcendental per entry in the float64 kernels. Replacing either by the other would
+    change every certified result and figure in its last digits (issue 23).
     """
     z = np.asarray(logits, dtype=float)
     k = z.shape[axis]

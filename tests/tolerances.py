@@ -17,7 +17,7 @@ FLOAT_RTOL = 1e-10
 def solve_agreement_tol(*solutions) -> float:
     """Bound on ``max|P1 - P2|`` between solves of the same problem: the sum of their certified
     a-posteriori distances to the exact optimum (``Certificate.output_bound``, derived from strong
-    convexity in ``simulations/solver.py``)."""
+    convexity in ``simulations/solver/types.py``)."""
     return float(sum(s.certificate.output_bound for s in solutions))
 
 

@@ -32,7 +32,8 @@ Losses (``S = {a, b}`` the candidate set of a row, ``s`` its indicator, ``p = so
 with ``d = pt - p`` (``J(pt) = pt_a pt_b v v^T`` because ``pt`` lives on two classes). ``ce`` with
 two-hot targets ``t = s / 2`` is the PLL student of :mod:`theory.pll`; ``ce`` is convex, the other
 two are not. ``gce`` is the generalised cross-entropy of the candidate-set probability (issue 13),
-NOT the per-candidate form of the public reference code (``simulations/gce.py``); ``q -> 0`` gives
+NOT the per-candidate form of the public reference code (``'gce-reference'`` of
+:mod:`simulations.pll_losses`, and ``tests/simulations/reference_gce.py``); ``q -> 0`` gives
 ``candidate``.
 
 Numerics. Outputs are handled as deviations ``delta = p - 1/K``, computed without cancellation
@@ -77,6 +78,16 @@ def softmax_deviation(z) -> np.ndarray:
     accuracy for small arguments, so for logits of size ``eps_z`` the deviations are accurate to a
     few ulps *relative to* ``eps_z`` (the naive ``softmax(z) - 1/K`` loses everything once
     ``eps_z < 1e-16``). Shape (M, K).
+
+    Notes
+    -----
+    :func:`simulations.softmax.softmax_deviation` computes the same quantity by another
+    algorithm (``(expm1(w) - mean expm1(w)) / sum e^w`` near uniform, ``P - mean(P)`` above a
+    logit spread of 1e-3), for the solver's (N, K) arrays along any axis together with ``P``.
+    The two agree to ~1e-14 relative but not bit for bit (about half the entries differ in the
+    last bits), so neither is expressed through the other: every certified result and figure
+    would change in its last digits (issue 23). ``theory`` cannot import ``simulations``; this
+    one, for the group engine's K-vectors, stays here.
     """
     z = np.asarray(z, dtype=float)
     k = z.shape[-1]

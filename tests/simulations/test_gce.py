@@ -1,4 +1,4 @@
-"""Tests of the GCE PLL student (simulations/gce.py)."""
+"""Tests of the reference GCE PLL student (tests/simulations/reference_gce.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from simulations.distill import self_distill, train_pll
-from simulations.gce import gce_objective, predict_proba, train_pll_gce
+from tests.simulations.reference_gce import gce_objective, predict_proba, train_pll_gce
 from theory.partial_labels import top2_indices
 
 

@@ -7,9 +7,9 @@ import pytest
 
 from simulations.distill import self_distill
 from simulations.features import GaussianMixture, exact_block_features, exact_block_kernel_rows
-from simulations.gce import predict_proba, train_pll_gce
 from simulations.pipelines import PLL_LOSSES, TrialConfig, run_trial, trial_seed
 from simulations.pll_losses import train_pll_student
+from tests.simulations.reference_gce import predict_proba, train_pll_gce
 from theory.metrics import accuracy
 from theory.noise import exact_counts, transition_matrix
 from theory.partial_labels import top2_indices
@@ -170,8 +170,9 @@ def test_pll_student_rows_vs_direct_solve(method):
 
 def test_pll_gce_ref_vs_lbfgs_reference_implementation():
     """Two implementations of the reference GCE from the same teacher: the certified Newton solve
-    and simulations.gce (L-BFGS-B to a max-abs gradient of 1e-9). Both are stationary points of
-    the same objective in one basin; |P - P'| <= 0.5 max||x|| (|g| + |g'|) / mu_min (+ slack 2x)."""
+    and tests/simulations/reference_gce.py (L-BFGS-B to a max-abs gradient of 1e-9). Both are
+    stationary points of the same objective in one basin;
+    |P - P'| <= 0.5 max||x|| (|g| + |g'|) / mu_min (+ slack 2x)."""
     cfg = TrialConfig(**SMALL, eta=0.34, method="pll-gce-ref")
     res = run_trial(cfg, 4)
     # run_trial's feature stream: the first of three children of the seed (module docstring).

@@ -1,4 +1,4 @@
-"""Tests of the PLL student with candidate-set losses (simulations/pll_losses.py).
+"""Tests of the PLL student with candidate-set losses (simulations/pll_losses/).
 
 The independent references below are written from the loss definitions directly (no code shared
 with the module): per-sample losses in plain numpy, and ``scipy.optimize.minimize`` on the primal
@@ -16,11 +16,11 @@ from scipy.optimize import minimize
 from simulations.distill import self_distill, train_pll
 from simulations.pll_losses import (
     LOSSES,
-    _Loss,
     candidate_set_loss,
     check_candidates,
     train_pll_student,
 )
+from simulations.pll_losses.losses import CandidateSetLoss
 from simulations.solver import ConvergenceError, factorize, log_softmax, solve_probe
 from theory.partial_labels import top2_indices
 
@@ -103,6 +103,28 @@ def _agreement_tol(x, grad_a, grad_b, min_eig):
 # --- per-sample losses ------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("loss", ["ce", "candidate", "gce"])
+@pytest.mark.parametrize("spread", [1e-3, 1.0, 8.0])
+def test_candidate_set_loss_vs_theory_losses(loss, spread):
+    """The student's losses and the group engine's (theory/losses.py) are two implementations of
+    the same functions, by different formulas (so not bit-identical): values and gradients agree
+    to round-off, ~eps times their terms (each formula loses <= ~10 ulps of them)."""
+    from theory.losses import make_loss
+
+    rng = np.random.default_rng(4)
+    k, n = 6, 50
+    z = spread * rng.standard_normal((k, n))
+    cand = np.stack([rng.permutation(k)[:2] for _ in range(n)], axis=1)
+    values, grad = candidate_set_loss(z, cand, loss=loss, q=0.7)
+    half = np.zeros((n, k))
+    half[np.arange(n), cand[0]] = half[np.arange(n), cand[1]] = 0.5
+    ref = make_loss(loss, k, candidates=cand.T, target_deviation=half - 1.0 / k, q=0.7)
+    eps = np.finfo(float).eps
+    scale = 1.0 + np.abs(z).max()
+    np.testing.assert_allclose(values, ref.value(z.T), rtol=0, atol=64 * eps * scale)
+    np.testing.assert_allclose(grad, -ref.force(z.T).T, rtol=0, atol=64 * eps)
+
+
 @pytest.mark.parametrize("loss", LOSSES)
 @pytest.mark.parametrize("q", [0.7, 0.3, 1.0])
 def test_candidate_set_loss_values_and_gradient_vs_definitions(loss, q):
@@ -131,7 +153,7 @@ def test_hessian_action_and_dense_hessians_vs_finite_differences(loss):
     k, n, q = 4, 25, 0.6
     z = rng.standard_normal((k, n))
     cand = np.stack([rng.permutation(k)[:2] for _ in range(n)], axis=1)
-    lf = _Loss(loss, cand, q, k)
+    lf = CandidateSetLoss(loss, cand, q, k)
     st = lf.state(log_softmax(z))
     y = rng.standard_normal((k, n))
     h = 1e-5
@@ -432,7 +454,7 @@ def test_new_factorisation_of_the_same_features_starts_from_the_teacher(loss):
 def test_dense_hessian_refused_up_front_when_too_large(monkeypatch):
     """The (K r)^2 dense Hessian is refused before any work when K r exceeds the limit (here the
     limit is lowered instead of building a large problem)."""
-    import simulations.pll_losses as mod
+    import simulations.pll_losses.stationarity as mod
 
     _, _, teacher = _problem(seed=14, n=20)
     monkeypatch.setattr(mod, "DENSE_HESSIAN_MAX", 10)  # K r = 4 * 5 = 20 > 10

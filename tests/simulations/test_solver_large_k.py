@@ -9,7 +9,8 @@ import tracemalloc
 import numpy as np
 import pytest
 
-import simulations.solver as solver_mod
+import simulations.solver.factorisation as factorisation_mod
+import simulations.solver.kernels as kernels_mod
 from benchmarks import solver_large_k
 from simulations.solver import factorize, solve_probe
 from tests.tolerances import assert_close, solve_agreement_tol
@@ -84,7 +85,7 @@ def test_no_n_by_k_by_k_arrays():
 
 def test_memory_refused_up_front(monkeypatch):
     x, _, noisy = _mixture(300, 20, 10, 3)
-    monkeypatch.setattr(solver_mod, "available_memory", lambda: 1e3)
+    monkeypatch.setattr(factorisation_mod, "available_memory", lambda: 1e3)
     with pytest.raises(ValueError, match="GB"):
         solve_probe(one_hot(noisy, 10), 1e-2, features=x)
     with pytest.raises(ValueError, match="GB"):
@@ -92,9 +93,9 @@ def test_memory_refused_up_front(monkeypatch):
 
 
 def test_auto_method_choice():
-    assert solver_mod._auto_method(10_000, 64, 100) == "spectral"
-    assert solver_mod._auto_method(50_000, 2048, 100) == "direct"
-    assert solver_mod._auto_method(100, 500, 10) == "spectral"  # p > N: the dual route
+    assert factorisation_mod._auto_method(10_000, 64, 100) == "spectral"
+    assert factorisation_mod._auto_method(50_000, 2048, 100) == "direct"
+    assert factorisation_mod._auto_method(100, 500, 10) == "spectral"  # p > N: the dual route
     with pytest.raises(ValueError, match="method"):
         factorize(features=np.eye(3), method="qr")
 
@@ -127,8 +128,8 @@ def test_benchmark_quick_smoke(capsys):
 
 
 # --------------------------------------------------------------------------------------------
-# Products with the data matrix and the row-blocked kernels (solver.py: 'basis_times',
-# 'basis_t_times', '_row_blocks', '_BLOCK_ELEMENTS')
+# Products with the data matrix and the row-blocked kernels (solver/kernels.py: 'basis_times',
+# 'basis_t_times', 'row_blocks', '_BLOCK_ELEMENTS')
 # --------------------------------------------------------------------------------------------
 
 
@@ -137,8 +138,8 @@ def test_benchmark_quick_smoke(capsys):
 def test_basis_products_vs_plain_matmul(monkeypatch, dtype, orient_min_work):
     """Both orientations (forced with ``_ORIENT_MIN_WORK``) give ``B M`` and ``B^T R`` within the
     round-off bound of two evaluations of a length-L dot product, ``2 L eps (|B| |M|)``."""
-    monkeypatch.setattr(solver_mod, "_ORIENT_MIN_WORK", orient_min_work)
-    monkeypatch.setattr(solver_mod, "_BLOCK_ELEMENTS", 50)  # several blocks, a ragged last one
+    monkeypatch.setattr(kernels_mod, "_ORIENT_MIN_WORK", orient_min_work)
+    monkeypatch.setattr(kernels_mod, "_BLOCK_ELEMENTS", 50)  # several blocks, a ragged last one
     rng = np.random.default_rng(5)
     n, q, k = 203, 17, 7
     b = rng.standard_normal((n, q)).astype(dtype)
@@ -147,11 +148,11 @@ def test_basis_products_vs_plain_matmul(monkeypatch, dtype, orient_min_work):
     eps = float(np.finfo(dtype).eps)
     ref = b.astype(float) @ m.astype(dtype).astype(float)
     out = np.full((n, k), np.nan, dtype)
-    got = solver_mod.basis_times(b, m, out=out)
+    got = kernels_mod.basis_times(b, m, out=out)
     assert got is out and got.dtype == dtype and got.flags.c_contiguous
     bound = 2 * q * eps * (np.abs(b).astype(float) @ np.abs(m))
     assert np.all(np.abs(got - ref) <= bound)
-    got_t = solver_mod.basis_t_times(b, r)
+    got_t = kernels_mod.basis_t_times(b, r)
     ref_t = b.T.astype(float) @ r.astype(float)
     assert got_t.shape == (q, k)
     assert np.all(np.abs(got_t - ref_t) <= 2 * n * eps * (np.abs(b).T @ np.abs(r)).astype(float))
@@ -171,7 +172,7 @@ def test_orientation_benchmark_quick_smoke(capsys):
 
 def test_row_blocks_cover_every_row_once():
     for n, k in [(1, 1), (7, 3), (1000, 100), (5, 10**6)]:
-        rows = np.concatenate([np.arange(n)[s] for s in solver_mod._row_blocks(n, k)])
+        rows = np.concatenate([np.arange(n)[s] for s in kernels_mod.row_blocks(n, k)])
         assert np.array_equal(rows, np.arange(n))
 
 
@@ -193,9 +194,9 @@ def test_row_blocked_kernels_vs_whole_arrays(monkeypatch, single):
         )
         return teacher, student
 
-    monkeypatch.setattr(solver_mod, "_BLOCK_ELEMENTS", 10**9)
+    monkeypatch.setattr(kernels_mod, "_BLOCK_ELEMENTS", 10**9)
     whole = teacher_and_round()
-    monkeypatch.setattr(solver_mod, "_BLOCK_ELEMENTS", 4 * 9 + 5)  # 4 rows per block
+    monkeypatch.setattr(kernels_mod, "_BLOCK_ELEMENTS", 4 * 9 + 5)  # 4 rows per block
     blocked = teacher_and_round()
     for a, b in zip(whole, blocked, strict=True):
         assert a.certificate.converged and b.certificate.converged
@@ -217,15 +218,15 @@ def test_line_objective_blocked_vs_whole(monkeypatch):
     args32 = tuple(a.astype(np.float32) if a.shape[0] == n else a for a in args[:4]) + args[4:]
     values = {}
     for block in (10**9, 13):
-        monkeypatch.setattr(solver_mod, "_BLOCK_ELEMENTS", block)
-        line, line32 = solver_mod._LineObjective(*args), solver_mod._LineObjective32(*args32)
+        monkeypatch.setattr(kernels_mod, "_BLOCK_ELEMENTS", block)
+        line, line32 = kernels_mod.LineObjective(*args), kernels_mod.LineObjective32(*args32)
         values[block] = [line(a) for a in (1.0, 0.3, 1e-6)] + [line32(a) for a in (1.0, 0.3)]
     for whole, blocked in zip(values[10**9], values[13], strict=True):
         assert_close(np.array(blocked), np.array(whole), atol=0, rtol=1e-12)
 
 
 # --------------------------------------------------------------------------------------------
-# The float32 phase (solver.py: '_softmax32', '_LineObjective32')
+# The float32 phase (solver/kernels.py: 'softmax32', 'LineObjective32')
 # --------------------------------------------------------------------------------------------
 
 _EPS32 = float(np.finfo(np.float32).eps)
@@ -239,7 +240,7 @@ def test_softmax32_deviations_vs_float64(spread):
 
     rng = np.random.default_rng(5)
     z = (spread * rng.standard_normal((50, 7))).astype(np.float32)
-    probs32, dev32 = solver_mod._softmax32(z)
+    probs32, dev32 = kernels_mod.softmax32(z)
     probs, dev = softmax_with_deviation(z.astype(np.float64))  # the same (float32) logits
     assert probs32.dtype == dev32.dtype == np.float32
     # Budget: ~10 float32 roundings per entry (shift, expm1, mean, sum, two divisions).
@@ -264,8 +265,8 @@ def test_line_objective32_vs_float64():
     probs, dev_p = softmax_with_deviation(x @ coef)
     y = x @ step
     lam = 1e-2
-    ref = solver_mod._LineObjective(probs, dev_p, dev_t, y, coef, step, lam)
-    low = solver_mod._LineObjective32(
+    ref = kernels_mod.LineObjective(probs, dev_p, dev_t, y, coef, step, lam)
+    low = kernels_mod.LineObjective32(
         *(a.astype(np.float32) for a in (probs, dev_p, dev_t, y)), coef, step, lam
     )
     for alpha in (1.0, 0.3, 1e-3):

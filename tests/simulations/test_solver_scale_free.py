@@ -16,7 +16,8 @@ import pytest
 from simulations.distill import self_distill
 from simulations.features import exact_block_features
 from simulations.pipelines import TrialConfig, run_trial
-from simulations.solver import SoftTargets, _LineObjective, solve_probe
+from simulations.solver import SoftTargets, solve_probe
+from simulations.solver.kernels import LineObjective
 from tests.tolerances import SOLVER_TOL
 from theory.gram import block_gram
 from theory.metrics import correct_and_tied
@@ -152,7 +153,7 @@ def test_line_objective_vs_mpmath_near_uniform():
             reg = sum(c[a][j] ** 2 for a in range(p) for j in range(k))
             return total / n + mpmath.mpf(lam) / 2 * reg
 
-    line = _LineObjective(probs, dev_p, dev_t, y, coef, step, lam)
+    line = LineObjective(probs, dev_p, dev_t, y, coef, step, lam)
     for alpha in (1.0, 0.25):
         with mpmath.workdps(80):
             c0 = [[mpmath.mpf(float(coef[a, j])) for j in range(k)] for a in range(p)]

@@ -1,4 +1,10 @@
-r"""PLL student with the public reference code's generalised cross-entropy (GCE) loss.
+r"""Reference implementation (tests only): PLL student with the per-candidate GCE loss.
+
+An independent implementation of ``loss='gce-reference'`` of
+:func:`simulations.pll_losses.train_pll_student` (SciPy's L-BFGS-B on the primal weights instead
+of the package's truncated Newton method in spectral coordinates), which the tests compare it
+with (``tests/simulations/test_pipelines.py``, ``tests/simulations/test_gce.py``). It lived in
+``simulations/gce.py`` until only tests used it (issue 23).
 
 The theory's PLL student (:func:`simulations.distill.train_pll`) minimises cross-entropy on the
 two-hot top-2 target. The public reference code instead applies the generalised cross-entropy of

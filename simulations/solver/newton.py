@@ -1,0 +1,621 @@
+"""The Newton loop of the probe solver: :func:`solve_probe` (package docstring,
+:mod:`simulations.solver`)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from simulations.solver.certify import certify
+from simulations.solver.factorisation import ProbeFactor, check_memory, factorize
+from simulations.solver.kernels import (
+    LineObjective,
+    LineObjective32,
+    basis_t_times,
+    basis_times,
+    max_abs,
+    row_blocks,
+    softmax32,
+    softmax64,
+)
+from simulations.solver.pcg import KronPreconditioner, pcg
+from simulations.solver.types import (
+    Certificate,
+    ConvergenceError,
+    ProbeSolution,
+    SoftTargets,
+    as_soft_targets,
+)
+from theory.validation import CERTIFICATE_RTOL_CAP, check_int, check_positive
+
+__all__ = ["solve_probe"]
+
+
+_EPS = np.finfo(float).eps
+
+
+#: Smallest CG forcing term: single-precision Hessian products carry relative errors ~1e-7 to
+#: 1e-6 (sums over N terms), so asking CG for more than ~1e-6 is asking for round-off.
+_CG_RTOL_MIN = 1e-6
+
+
+#: Work ``N r K`` above which the Hessian products run in float32 by default.
+_SINGLE_MIN_WORK = 1e7
+
+
+#: Leave the float32 phase once the gradient norm is below this fraction of the norm of its
+#: terms. Float32 products err by ~1e-7 to 1e-6 of them; on the benchmark problems the float32
+#: Newton steps still converge quadratically down to ~1e-7, and from below ~1e-5 one float64
+#: step (with CG forced to finish, see the forcing in :func:`solve_probe`) reaches the
+#: certificate. A float64 Newton step costs ~3 float32 ones (two float64 passes over the data).
+#: Measured at K = 100 (N = 10k and 50k, both workloads): 1e-5 against 1e-4 (two float64 steps)
+#: saved 1-14% in 7 of 8 cells and cost 11% in one; 1e-6 cost 18% there.
+_SWITCH_RTOL = 1e-5
+
+
+#: ... or once float32 steps stop converging quadratically: below this gradient ratio a float32
+#: Newton step that does not reduce the gradient 10-fold is limited by float32 round-off.
+_STAGNATION_RTOL = 1e-4
+
+
+#: Try the certificate once the rigorous residual bound is within this factor of the target.
+_SPECULATE = 100.0
+
+
+def _memory_estimate(n, q, k, single) -> float:
+    """Bytes the solve allocates beyond its inputs: ~14 (N, K) float64 arrays, a few (q, K) ones
+    and, with single-precision Hessian products, the float32 basis (4 N q bytes, cached)."""
+    return 8.0 * 14 * n * k + 8.0 * 10 * q * k + (4.0 * n * q if single else 0.0)
+
+
+def _check_inputs(targets, lam, features, gram, factor):
+    lam = check_positive(lam, "lam")
+    given = sum(v is not None for v in (features, gram, factor))
+    if given != 1:
+        raise ValueError("pass exactly one of features (N, p), gram (N, N) or factor")
+    if factor is None:
+        k = targets.n_classes if isinstance(targets, SoftTargets) else np.shape(targets)[0]
+        factor = factorize(features=features, gram=gram, method="auto", n_classes=k)
+    elif not isinstance(factor, ProbeFactor):
+        raise ValueError("factor must be a ProbeFactor from simulations.solver.factorize")
+    t = as_soft_targets(targets, factor.n_samples)
+    return t, lam, factor
+
+
+def solve_probe(
+    targets,
+    lam,
+    *,
+    features=None,
+    gram=None,
+    factor: ProbeFactor | None = None,
+    init: ProbeSolution | None = None,
+    tol: float = 1e-9,
+    max_iter: int = 200,
+    single_precision: bool | None = None,
+) -> ProbeSolution:
+    r"""Train the L2-regularised softmax probe exactly and certify the KKT fixed point.
+
+    Parameters
+    ----------
+    targets : array_like, shape (K, N), or SoftTargets
+        Soft targets, columns on the simplex; pass :class:`SoftTargets` (e.g.
+        ``solution.soft_targets()``) to keep near-uniform targets exact.
+    lam : float
+        ``lam > 0``.
+    features : array_like, shape (N, p), optional
+    gram : array_like, shape (N, N), optional
+    factor : ProbeFactor, optional
+        Precomputed :func:`factorize` output (reuse across rounds). Exactly one of the three;
+        features alone are prepared with ``factorize(method='auto')``.
+    init : ProbeSolution, optional
+        Warm start from a solution computed with the same ``factor``.
+    tol : float
+        Required fixed-point residual relative to ``max|P - 1/K|`` (raised to the round-off floor
+        where that is larger).
+    max_iter : int
+        Newton iterations before :class:`ConvergenceError`.
+    single_precision : bool or None
+        Use float32 for the Hessian products inside CG, and for gradients and logit updates
+        until the gradient is within ``_SWITCH_RTOL`` of its own round-off scale; then the
+        logits are recomputed and the last Newton steps run in float64. The certificate is
+        always float64, so the certified accuracy is the same. Default: when ``N q K >= 1e7``
+        (smaller products are not BLAS-bound).
+
+    Returns
+    -------
+    ProbeSolution
+        Outputs ``P`` (K, N) with ``max|P - softmax((T - P) G / (lam N))| <= certificate.target``.
+
+    Raises
+    ------
+    ConvergenceError
+        If the fixed point cannot be certified within ``max_iter`` Newton steps.
+    ValueError
+        For bad input or a problem that would not fit in memory.
+    """
+    setup, init = _prepare(
+        targets, lam, features, gram, factor, init, tol, max_iter, single_precision
+    )
+    state = _start(setup, init)
+    if setup.single:
+        _float32_phase(setup, state)
+    grad, scale, verdict = _float64_phase(setup, state)
+    return _assemble(setup, state, grad, scale, verdict)
+
+
+# --------------------------------------------------------------------------------------------
+# The steps of solve_probe
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Setup:
+    """The fixed data of one solve, after argument checking (:func:`_prepare`).
+
+    Attributes
+    ----------
+    factor : ProbeFactor
+    lam, tol : float
+    max_iter : int
+    single : bool
+        Whether the solve starts with the float32 phase (and uses float32 Hessian products).
+    n, q, k : int
+        Samples, basis columns and classes.
+    dev_t : ndarray, shape (N, K)
+        Target deviations ``T - 1/K``, rows are samples.
+    dev_t_low : ndarray of float32, shape (N, K), or None
+        Their float32 copy (float32 phase only).
+    b32 : ndarray of float32, shape (N, q), or None
+        The float32 basis (``factor.basis32()``) when ``single``.
+    rowmax : float
+        ``max_i sqrt(G_ii)``.
+    features_route : bool
+        ``B = X`` (routes ``'spectral'`` and ``'direct'``): ``Z'`` comes from the gradient.
+    work : dict
+        (N, K) work arrays by name (:meth:`buffer`).
+    """
+
+    factor: ProbeFactor
+    lam: float
+    tol: float
+    max_iter: int
+    single: bool
+    n: int
+    q: int
+    k: int
+    dev_t: np.ndarray
+    dev_t_low: np.ndarray | None
+    b32: np.ndarray | None
+    rowmax: float
+    features_route: bool
+    work: dict = field(default_factory=dict)
+
+    @property
+    def basis(self) -> np.ndarray:
+        return self.factor.basis
+
+    def buffer(self, name: str, dt) -> np.ndarray:
+        """The (N, K) work array ``name`` of dtype ``dt``, allocated once per solve.
+
+        Overwritten in place: each iteration's outputs are dead once the next softmax is formed
+        (see ``kernels._BLOCK_ELEMENTS`` for why whole fresh (N, K) arrays are avoided).
+        """
+        if name not in self.work:
+            self.work[name] = np.empty((self.n, self.k), dt)
+        return self.work[name]
+
+
+@dataclass(eq=False)
+class _Iterate:
+    """The mutable state of the Newton iteration.
+
+    Attributes
+    ----------
+    coef : ndarray, shape (q, K)
+        Coefficients ``C`` with ``sum_k C_jk = 0``.
+    logits : ndarray, shape (N, K)
+        ``Z = B C``, float32 in the float32 phase, accumulated from the steps' logit changes.
+    passes, passes32 : int
+        Products with the data matrix so far (:attr:`Certificate.passes`), and the float32 ones.
+    b_hvp : ndarray, shape (N, q)
+        The basis of the Hessian products (float32 until CG cannot reach its accuracy).
+    it, cg_total, stalls : int
+        Newton steps, CG iterations, and steps without progress beyond round-off.
+    certify_next : bool
+        Try the certificate at the next float64 gradient whatever the residual bound says.
+    """
+
+    coef: np.ndarray
+    logits: np.ndarray
+    passes: int
+    passes32: int
+    b_hvp: np.ndarray
+    it: int = 0
+    cg_total: int = 0
+    stalls: int = 0
+    certify_next: bool = False
+
+
+@dataclass(eq=False)
+class _Gradient:
+    """Outputs and gradient at one iterate (:func:`_gradient`).
+
+    Attributes
+    ----------
+    probs, dev_p, resid : ndarray, shape (N, K)
+        ``P``, ``D_P = P - 1/K`` and ``D_P - D_T`` (work arrays of the iterate's precision).
+    btr : ndarray, shape (q, K)
+        ``B^T (D_P - D_T) / N``, float64.
+    grad : ndarray, shape (q, K)
+        The gradient ``btr + lam C``, projected onto ``sum_k = 0``.
+    gnorm, terms, ratio : float
+        ``||grad||``, the norm of its terms (its round-off scale) and ``gnorm / terms``.
+    """
+
+    probs: np.ndarray
+    dev_p: np.ndarray
+    resid: np.ndarray
+    btr: np.ndarray
+    grad: np.ndarray
+    gnorm: float
+    terms: float
+    ratio: float
+
+
+def _prepare(targets, lam, features, gram, factor, init, tol, max_iter, single_precision):
+    """Check and normalise the arguments of :func:`solve_probe`.
+
+    Returns
+    -------
+    setup : _Setup
+    init : ProbeSolution or None
+        The warm start, dropped for uniform targets.
+
+    Raises
+    ------
+    ValueError
+        Bad arguments, or a solve that would not fit in memory.
+    """
+    t, lam, factor = _check_inputs(targets, lam, features, gram, factor)
+    tol = check_positive(tol, "tol")
+    max_iter = check_int(max_iter, "max_iter", 1)
+    n, q = factor.n_samples, factor.rank
+    k = t.n_classes
+    single = n * q * k >= _SINGLE_MIN_WORK if single_precision is None else bool(single_precision)
+    check_memory(
+        _memory_estimate(n, q, k, single and not factor.is_cached("basis32")),
+        f"probe solve (N={n}, q={q}, K={k})",
+    )
+    dev_t = np.ascontiguousarray(t.deviations.T)  # (N, K)
+    if init is not None and not np.any(dev_t):
+        # Uniform targets: the optimum is W = 0 exactly (the gradient X^T (1/K - T)/N vanishes).
+        # Start there: a warm start would leave its logits' round-off (~eps * earlier logits),
+        # which a certificate relative to the solution's own (zero) scale can never accept.
+        init = None
+    setup = _Setup(
+        factor=factor,
+        lam=lam,
+        tol=tol,
+        max_iter=max_iter,
+        single=single,
+        n=n,
+        q=q,
+        k=k,
+        dev_t=dev_t,
+        # In the float32 phase the logits, outputs and every (N, K) array are float32 (half the
+        # memory traffic; that phase needs a few digits relative to the outputs' spread).
+        dev_t_low=dev_t.astype(np.float32) if single else None,
+        b32=factor.basis32() if single else None,
+        rowmax=float(np.max(factor.sample_norms)),
+        features_route=factor.route in ("spectral", "direct"),  # B = X: Z' from the gradient
+    )
+    return setup, init
+
+
+def _start(setup: _Setup, init) -> _Iterate:
+    """The start point: ``C = 0``, or the warm start ``init`` with its logits recomputed.
+
+    Raises
+    ------
+    ValueError
+        If ``init`` was computed with another factor.
+    """
+    q, k = setup.q, setup.k
+    b_hvp = setup.b32 if setup.single else setup.basis
+    dtype = np.float32 if setup.single else np.float64
+    if init is None:
+        return _Iterate(np.zeros((q, k)), np.zeros((setup.n, k), dtype), 0, 0, b_hvp)
+    if init.factor is not setup.factor or init.coef.shape != (q, k):
+        raise ValueError("init must be a ProbeSolution computed with the same factor")
+    coef = init.coef - init.coef.mean(axis=1, keepdims=True)
+    # The logits are recomputed, not taken from init: updates that shrink them (rounds at
+    # large lam) leave an absolute error ~eps * (earlier logits), which would otherwise
+    # persist and bound the relative accuracy. In the float32 phase this happens at the switch.
+    logits = basis_times(b_hvp, coef.astype(dtype))
+    return _Iterate(coef, logits, 1, int(setup.single), b_hvp)
+
+
+def _gradient(setup: _Setup, state: _Iterate, low: bool) -> _Gradient:
+    """Outputs, residual and gradient at the current iterate, in float32 when ``low`` (one pass).
+
+    Returns
+    -------
+    _Gradient
+    """
+    n, lam, coef = setup.n, setup.lam, state.coef
+    if low:
+        probs, dev_p = softmax32(
+            state.logits, setup.buffer("p32", np.float32), setup.buffer("d32", np.float32)
+        )
+        resid = np.subtract(dev_p, setup.dev_t_low, out=setup.buffer("r32", np.float32))
+        btr = (setup.b32.T @ resid).astype(np.float64) / n
+    else:
+        probs, dev_p = setup.buffer("p64", float), setup.buffer("d64", float)
+        softmax64(state.logits, probs, dev_p)
+        resid = np.subtract(dev_p, setup.dev_t, out=setup.buffer("r64", float))
+        btr = basis_t_times(setup.basis, resid) / n  # (q, K)
+    state.passes += 1
+    state.passes32 += int(low)
+    # Iterates and the optimum satisfy sum_k C_jk = 0, where the Hessian is positive definite;
+    # the class-mean part of the computed gradient is round-off, which CG cannot remove.
+    grad = btr + lam * coef
+    grad -= grad.mean(axis=1, keepdims=True)
+    gnorm = float(np.linalg.norm(grad))
+    # Round-off scale of the gradient: float32 products err by ~1e-6 of the terms.
+    terms = float(np.linalg.norm(btr)) + lam * float(np.linalg.norm(coef))
+    ratio = gnorm / terms if terms > 0 else 0.0
+    return _Gradient(probs, dev_p, resid, btr, grad, gnorm, terms, ratio)
+
+
+def _residual_bound(setup: _Setup, g: _Gradient) -> float:
+    """Rigorous bound ``est`` on the basis-form residual.
+
+    ``|B g / lam|_ik <= |b_i| |g_:k|`` and softmax is 1/2-Lipschitz. It overestimates the
+    residual by ~5-100x on the benchmark problems, so the certificate (one pass) is tried from
+    ``est <= _SPECULATE * goal``: when it passes, a Newton step (~4-10 passes) is saved.
+    """
+    return 0.5 * setup.rowmax * float(np.max(np.linalg.norm(g.grad, axis=0))) / setup.lam
+
+
+def _float32_phase(setup: _Setup, state: _Iterate) -> None:
+    """Float32 Newton steps until float32 round-off, then the logits recomputed in float64.
+
+    Leaves the float32 phase at float32 round-off (``_SWITCH_RTOL``), when its steps stop
+    converging quadratically there (``_STAGNATION_RTOL``), when the line search stalls or at
+    ``max_iter``. (Predicting the switch point from the quadratic model, even with a sharper
+    one-pass residual estimate, cost more passes than it saved on the benchmarks.)
+    """
+    prev_ratio = math.inf  # gradient ratio ||g|| / terms at the previous float32 step
+    while True:
+        g = _gradient(setup, state, low=True)
+        stagnant = prev_ratio <= _STAGNATION_RTOL and g.ratio > 0.1 * prev_ratio
+        prev_ratio = g.ratio
+        if g.ratio <= _SWITCH_RTOL or stagnant or state.stalls or state.it >= setup.max_iter:
+            state.stalls = 0
+            # Drop the float32 drift of the accumulated updates.
+            state.logits = basis_times(setup.basis, state.coef)
+            state.passes += 1
+            return
+        est = _residual_bound(setup, g)
+        state.it += 1
+        _newton_step(setup, state, g, low=True, est=est, goal=0.0)  # no target in float32
+
+
+def _float64_phase(setup: _Setup, state: _Iterate):
+    """Float64 Newton steps until the certificate passes.
+
+    Returns
+    -------
+    g : _Gradient
+        At the certified iterate.
+    scale : float
+        ``max|D_P|`` there.
+    verdict : tuple of float
+        ``(residual, floor, target)`` of the certificate (:func:`_try_certificate`).
+
+    Raises
+    ------
+    ConvergenceError
+        If the certificate fails at ``max_iter`` Newton steps or after three stalls.
+    """
+    n, k, lam, factor = setup.n, setup.k, setup.lam, setup.factor
+    while True:
+        g = _gradient(setup, state, low=False)
+        scale = max_abs(g.dev_p)
+        est = _residual_bound(setup, g)
+        # The cheap round-off floor (see certify), part of the target at tiny lam.
+        abs_r = sum(factor.sample_norms[r] @ np.abs(g.resid[r]) for r in row_blocks(n, k))
+        cheap = float(np.max(abs_r))
+        floor_bound = 4.0 * math.sqrt(factor.inner_dim()) * _EPS * setup.rowmax * cheap / (lam * n)
+        goal = max(setup.tol * scale, floor_bound)
+        if (
+            est <= _SPECULATE * goal
+            or state.certify_next
+            or state.it >= setup.max_iter
+            or state.stalls >= 3
+        ):
+            verdict = _try_certificate(setup, state, g, scale, est)
+            if verdict is not None:
+                return g, scale, verdict
+        state.it += 1
+        _newton_step(setup, state, g, low=False, est=est, goal=goal)
+
+
+def _try_certificate(setup: _Setup, state: _Iterate, g: _Gradient, scale: float, est: float):
+    """Evaluate the certificate at a float64 iterate (one or two passes).
+
+    Returns
+    -------
+    tuple of float or None
+        ``(residual, floor, target)`` if ``residual <= target``, else None (then
+        ``state.certify_next`` says whether round-off dominates ``est``).
+
+    Raises
+    ------
+    ConvergenceError
+        If the certificate fails at ``max_iter`` Newton steps or after three stalls.
+    """
+    factor, lam, tol = setup.factor, setup.lam, setup.tol
+    fixed = None
+    if setup.features_route:  # Z' = X W' with W' = X^T (T - P) / (lam N), from the gradient
+        fixed = basis_times(setup.basis, -g.btr / lam, out=setup.buffer("y64", float))
+    res, floor = certify(factor, g.dev_p, setup.dev_t, lam, tol_abs=tol * scale, fixed_logits=fixed)
+    state.passes += 1 if factor.gram is not None or setup.features_route else 2
+    # The floor raises the target, never above CERTIFICATE_RTOL_CAP * scale: a residual
+    # that round-off does not resolve (lam = 1e-300: floor >> 1) is not certified.
+    target = max(tol * scale, min(floor, CERTIFICATE_RTOL_CAP * scale))
+    if res <= target:
+        return res, floor, target
+    if state.it >= setup.max_iter or state.stalls >= 3:
+        raise ConvergenceError(
+            f"probe solve did not converge: residual {res:.3g} > target {target:.3g} "
+            f"after {state.it} Newton steps (gradient norm {g.gnorm:.3g}, lam={lam:g}); "
+            "try a larger max_iter or a larger lam"
+        )
+    state.certify_next = est <= 4 * floor  # round-off dominated: check after each step
+    return None
+
+
+def _forcing(dtype, low: bool, gnorm: float, terms: float, est: float, goal: float) -> float:
+    """CG's relative tolerance for one Newton step (Hessian products of ``dtype``).
+
+    Loose CG solves far away, tight near the solution (Eisenstat-Walker), never more accurate
+    than the certificate needs (the next gradient is ~rtol * gnorm), and, once the target is
+    within reach of one step, tight enough to finish in that step. The float64 phase after
+    float32 steps starts within reach: there CG is asked (as far as float32 products allow) to
+    bring the rigorous bound ``est`` to the goal in this step (a float64 Newton step costs as
+    many passes as ~6 CG iterations).
+    """
+    rtol_min = _CG_RTOL_MIN if dtype == np.float32 else 1e-12
+    rtol = min(0.5, math.sqrt(gnorm / terms)) if terms > 0 else 0.5
+    if not low and dtype == np.float32:
+        rtol = min(rtol, max(goal / est if est > 0 else 0.5, rtol_min))
+    elif not low:
+        finish = 10.0 * goal / est if est > 0 else 0.5
+        if finish >= 10 * rtol_min:
+            rtol = min(rtol, finish)
+    return max(rtol, 0.1 * goal / est if est > 0 else 0.5, rtol_min)
+
+
+def _hessian_product(setup: _Setup, probs: np.ndarray, b: np.ndarray):
+    """``hvp(S) -> (H S, B S)`` with ``H[S] = B^T D_P[B S] / N + lam S`` in ``b``'s precision.
+
+    The images ``B S`` are written to a work array (returned as the second element, which
+    :func:`pcg` may scale in place).
+    """
+    n, k, lam = setup.n, setup.k, setup.lam
+    p_h = np.asarray(probs, dtype=b.dtype)
+    y = setup.buffer(f"hvp_y{b.dtype}", b.dtype)
+    m = setup.buffer(f"hvp_m{b.dtype}", b.dtype)
+
+    def hvp(s):
+        basis_times(b, s, out=y)
+        for rows in row_blocks(n, k):  # D_i y_i = p_i * (y_i - p_i . y_i)
+            pb, yb = p_h[rows], y[rows]
+            mb = np.subtract(yb, np.einsum("ik,ik->i", pb, yb)[:, None], out=m[rows])
+            mb *= pb
+        return basis_t_times(b, m).astype(np.float64) / n + lam * s, y
+
+    return hvp
+
+
+def _newton_step(setup: _Setup, state: _Iterate, g: _Gradient, *, low, est, goal) -> None:
+    """One Newton step: CG on ``H S = -g`` (:func:`pcg`), then the Armijo line search.
+
+    In the float32 phase (``low``) the step's logit change is CG's accumulated image; in the
+    float64 phase it is formed from the step (one pass). Updates ``state`` in place.
+    """
+    lam, k = setup.lam, setup.k
+    b_hvp = state.b_hvp
+    pre = KronPreconditioner(setup.factor, g.probs, lam)
+    rtol = _forcing(b_hvp.dtype, low, g.gnorm, g.terms, est, goal)
+    hvp = _hessian_product(setup, g.probs, b_hvp)
+    cg_maxiter = max(50, 10 * k)
+    image = setup.buffer("image32", np.float32) if low else None
+    step, n_cg, image = pcg(hvp, -g.grad, pre, rtol, cg_maxiter, image)
+    state.cg_total += n_cg
+    state.passes += 2 * n_cg
+    state.passes32 += 2 * n_cg if b_hvp.dtype == np.float32 else 0
+    if not low and setup.single and n_cg >= cg_maxiter and b_hvp is setup.b32:
+        # Float32 Hessian products cannot deliver this CG accuracy (tiny lam: condition
+        # numbers ~1/lam): the remaining Newton steps use float64 products.
+        state.b_hvp = setup.basis
+    if low:
+        y = image  # float32-accurate logit change, accumulated inside CG
+    else:
+        step -= step.mean(axis=1, keepdims=True)  # stay on sum_k C_jk = 0 (round-off)
+        y = basis_times(setup.basis, step, out=setup.buffer("y64", float))
+        state.passes += 1
+    _line_search(setup, state, g, step, y, low)
+
+
+def _line_search(setup: _Setup, state: _Iterate, g: _Gradient, step, y, low: bool) -> None:
+    """Scale-free Armijo backtracking along ``step`` (logit change ``y``) and the update.
+
+    A failed search (no descent, or only round-off: NaN from an overflow included) counts as a
+    stall and asks for the certificate next; otherwise ``coef`` and ``logits`` move by
+    ``alpha`` times the step, and progress beyond the change's round-off resets the stalls.
+    """
+    slope = float(np.sum(g.grad * step))
+    alpha, change = 1.0, 0.0
+    # Round-off of the objective change: float32 sums in the float32 phase.
+    eps = float(np.finfo(np.float32).eps) if low else _EPS
+    if slope < 0:
+        line_cls = LineObjective32 if low else LineObjective
+        dev_t = setup.dev_t_low if low else setup.dev_t
+        line = line_cls(g.probs, g.dev_p, dev_t, y, state.coef, step, setup.lam)
+        while alpha >= 1e-10:
+            change, magnitude = line(alpha)
+            # A non-finite change (overflow, or log1p(-1) by float32 round-off) rejects.
+            if math.isfinite(change) and change <= 1e-4 * alpha * slope + 8 * eps * magnitude:
+                break
+            alpha *= 0.5
+    if not slope < 0 or alpha < 1e-10:  # only round-off (or an overflow: NaN) causes these
+        state.stalls += 1
+        state.certify_next = True
+        return
+    coef = state.coef + alpha * step
+    coef -= coef.mean(axis=1, keepdims=True)  # no drift off sum_k C_jk = 0 across rounds
+    state.coef = coef
+    y *= y.dtype.type(alpha)  # y (CG's image or a work array) is dead after this step
+    state.logits += y
+    # Progress beyond the round-off of the change itself resets the stall counter.
+    state.stalls = 0 if change < -64 * eps * magnitude else state.stalls + 1
+
+
+def _assemble(setup: _Setup, state: _Iterate, g: _Gradient, scale: float, verdict):
+    """The :class:`ProbeSolution` of a certified iterate, with its :class:`Certificate`.
+
+    ``verdict`` is ``(residual, floor, target)`` (:func:`_try_certificate`).
+    """
+    factor, lam, n = setup.factor, setup.lam, setup.n
+    res, floor, target = verdict
+    dual = np.divide(g.resid, -lam * n, out=g.resid).T  # the work array is free now
+    if factor.route in ("spectral", "direct"):
+        weights = np.ascontiguousarray(state.coef.T)
+    elif factor.features is not None:
+        weights = dual @ factor.features
+    else:
+        weights = None
+    output_bound = 0.5 * setup.rowmax * g.gnorm / lam + 64 * _EPS * (scale + max_abs(state.logits))
+    cert = Certificate(
+        residual=res,
+        gradient_norm=g.gnorm,
+        iterations=state.it,
+        cg_iterations=state.cg_total,
+        target=target,
+        floor=floor,
+        output_bound=float(output_bound),
+        method=f"newton-cg ({factor.route})",
+        scale=scale,
+        passes=state.passes,
+        single_passes=state.passes32,
+    )
+    # (K, N) views of the row-major (N, K) arrays: no copies (transposing costs ~30 ms each at
+    # N = 10,000, K = 100).
+    return ProbeSolution(
+        g.probs.T, state.logits.T, dual, weights, cert, lam, factor, state.coef, g.dev_p.T
+    )
