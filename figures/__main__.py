@@ -4,7 +4,7 @@ Usage::
 
     python -m figures [--preset quick|paper|tiny] [--out DIR] [--only NAME[,NAME...]] [--seed S]
                       [--workers W] [--gallery [DIR]] [--quiet]
-    python -m figures explore [...]          # interactive explorer (figures.explorer)
+    python -m figures explore [...]          # interactive explorer (figures.explorer_cli)
 
 ``--out`` defaults to ``./selfdistill-figures`` relative to the working directory (a name that can
 never shadow a Python package) and is checked for writability before any work. ``--preset quick``
@@ -128,7 +128,7 @@ def run_figure(name: str, *, preset: str, out, seed: int, workers: int) -> int:
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "explore":
-        explorer = importlib.import_module("figures.explorer")  # lazy: optional dependencies
+        explorer = importlib.import_module("figures.explorer_cli")  # lazy: optional dependencies
         return int(explorer.main(argv[1:]) or 0)
     parser = _parser()
     args = parser.parse_args(argv)

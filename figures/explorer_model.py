@@ -4,13 +4,8 @@ Everything the explorer panels show is computed here from one parameter dict, so
 window (:mod:`figures.explorer`) and the notebook (``notebooks/explore.ipynb``) share every line of
 logic and differ only in their widgets.
 
-Parameters (:data:`PARAM_SPECS`)
---------------------------------
-``n_classes`` (K), ``per_class`` (n), ``c``, ``d`` (block Gram model), ``lam`` (regularisation,
-shown on a log scale), ``noise`` (``'sym' | 'pair' | 'asym' | 'superclass'``), ``eta`` (noise
-rate), ``rounds`` (R, last self-distillation round) and ``n_over_p`` (``N/p`` of the theory's
-Gaussian mixture, 0 = ``p = inf``). Monte Carlo settings (not sliders): ``dim`` (feature dimension
-p of the Gaussian mixture when ``n_over_p = 0``), ``trials`` and ``seed``.
+Parameters, their defaults, presets and validation: :mod:`figures.explorer_params`
+(re-exported here); the Monte Carlo: :mod:`figures.explorer_mc` (likewise).
 
 Model of the explorer (assumptions, named)
 ------------------------------------------
@@ -65,12 +60,7 @@ Model of the explorer (assumptions, named)
   computed in one vectorised pass (:func:`theory.groups.linear_accuracy_grid`).
   It does not depend on the current ``eta`` and is cached (:class:`PhaseCache`), so dragging the
   ``eta`` slider never recomputes it; fewer rounds are a slice of a longer cached diagram.
-* Monte Carlo (:class:`MonteCarloRun`): :func:`simulations.pipelines.run_trial` with
-  Gaussian-mixture features of dimension ``p = round(N / n_over_p)`` when the ``N/p`` slider is
-  above 0 (the theory's dimension), else ``dim``, and exact-count label noise (so the count matrix
-  equals the theory's and only the finite-``p`` feature randomness differs), methods ``'sd'`` and
-  ``'pll-ce'``, trial seeds :func:`simulations.pipelines.trial_seed`; 95% Student-t intervals from
-  :func:`simulations.sweep.mean_ci`.
+* Monte Carlo: :class:`~figures.explorer_mc.MonteCarloRun`.
 
 Small dense linear algebra (K^2 x K^2 systems) is run with single-threaded BLAS
 (:func:`single_thread_blas`): multi-threaded OpenBLAS on a busy machine made a 100 x 100 solve
@@ -80,7 +70,6 @@ Small dense linear algebra (K^2 x K^2 systems) is run with single-threaded BLAS
 from __future__ import annotations
 
 import functools
-import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -88,6 +77,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from figures import finite_theories as ft
+from figures.explorer_mc import MonteCarloRun, MonteCarloSummary
+from figures.explorer_params import (
+    DEFAULT_PARAMS,
+    MC_DEFAULTS,
+    PARAM_SPECS,
+    PRESETS,
+    ParamSpec,
+    normalise_params,
+    superclass_groups,
+    theory_dim,
+)
 from theory.averaging import eigen_weights
 from theory.blas import single_thread_blas
 from theory.conditions import eigen_ratio_rho, plurality_condition, window_linear
@@ -99,10 +99,8 @@ from theory.groups import (
     predict_exact,
     predict_linear,
 )
-from theory.noise import NOISE_KINDS, exact_counts, transition_matrix
-from theory.partial_labels import PLL_MIN_CLASSES
+from theory.noise import exact_counts, transition_matrix
 from theory.pll import pll_condition, predict_pll
-from theory.validation import LAM_MAX, LAM_MIN
 
 __all__ = [
     "DEFAULT_PARAMS",
@@ -138,40 +136,6 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class ParamSpec:
-    """Widget description of one explorer parameter (shared by the app and the notebook).
-
-    ``kind`` is ``'int'``, ``'float'``, ``'log'`` (slider over ``log10`` of the value, bounds
-    given as values) or ``'choice'``. ``lo``/``hi``/``step`` are *widget* ranges, not theory limits:
-    the theory's own validation decides what is invalid.
-    """
-
-    name: str
-    label: str
-    kind: str
-    default: object
-    lo: float | None = None
-    hi: float | None = None
-    step: float | None = None
-    choices: tuple = ()
-
-
-#: Sliders / radio buttons, in display order.
-PARAM_SPECS: dict[str, ParamSpec] = {
-    s.name: s
-    for s in (
-        ParamSpec("n_classes", "K (classes)", "int", 3, 2, 10, 1),
-        ParamSpec("per_class", "n (per class)", "int", 20, 1, 100, 1),
-        ParamSpec("c", "c (within)", "float", 0.5, 0.0, 0.99, 0.01),
-        ParamSpec("d", "d (across)", "float", 0.1, -0.3, 0.95, 0.01),
-        ParamSpec("lam", "λ", "log", 1e-3, 1e-5, 10.0, 0.05),
-        ParamSpec("noise", "noise", "choice", "sym", choices=NOISE_KINDS),
-        ParamSpec("eta", "η (noise rate)", "float", 0.3, 0.0, 0.95, 0.01),
-        ParamSpec("rounds", "rounds R", "int", 8, 0, 15, 1),
-        ParamSpec("n_over_p", "N/p (0: p=∞)", "float", 0.0, 0.0, 4.0, 0.05),
-    )
-}
 #: Largest K for which the finite-p theory is computed on a slider move: a whole update then takes
 #: ~0.15 s at K = 10 and ~0.3 s at K = 20, R = 8 (2-core machine under load; docs/explorer.md).
 FINITE_MAX_CLASSES = 20
@@ -185,121 +149,8 @@ EXACT_POINTS = 32
 #: points is ~20 s on the 2-core development machine; beyond 60 s a slider position is rarely
 #: kept that long.
 EXACT_MAX_SECONDS = 60.0
-#: Monte Carlo settings (not sliders): feature dimension, number of trials, base seed.
-MC_DEFAULTS = {"dim": 400, "trials": 12, "seed": 0}
-DEFAULT_PARAMS = {name: spec.default for name, spec in PARAM_SPECS.items()} | MC_DEFAULTS
-#: Bounds of the values ``--set`` (or a notebook) may give, checked before anything is allocated
-#: or looped over (issue 21: ``N/p=1e308`` overflowed the slider, ``rounds`` sizes
-#: ``(R + 1) K^3`` arrays recomputed on every move, ``trials`` the Monte Carlo).
-#: Parameter -> its name as the README and ``--set`` write it (for error messages).
-SET_NAMES = {"n_classes": "K", "per_class": "n", "n_over_p": "N/p", "dim": "p"}
-SIZE_LIMITS = {
-    "per_class": (1, 10**9),
-    "rounds": (0, 200),
-    "n_over_p": (0.0, 1e6),
-    "dim": (2, 10**9),
-    "trials": (2, 10**5),
-    "lam": (LAM_MIN, LAM_MAX),
-}
 #: Number of ``eta`` grid values in the phase diagram (from 0 to the slider maximum).
 PHASE_POINTS = 24
-
-#: Named starting points (``--preset``): each is applied on top of :data:`DEFAULT_PARAMS`.
-PRESETS = {
-    "default": {},
-    # Plurality holds but the teacher fits the flipped labels; SD needs 7 (linearised) or 8
-    # (exact) rounds: the linearisation is off by one round here.
-    "sd-fixes-noise": {"n_classes": 4, "eta": 0.4, "lam": 3e-4, "rounds": 10},
-    # Pair noise: SD needs 4 exact rounds (2 linearised); the PLL student fails because every
-    # point of a class gets the same candidate pair (whole-class ties).
-    "pair-noise": {"n_classes": 5, "noise": "pair", "eta": 0.4, "lam": 1e-3, "rounds": 12},
-    # Beyond the plurality boundary (eta > (K-1)/K for sym noise): no round reaches 100%.
-    "plurality-fails": {"n_classes": 3, "eta": 0.7, "lam": 1e-3, "rounds": 12},
-}
-
-
-# --------------------------------------------------------------------------------------------
-# parameters
-
-
-def _as_int(value, name):
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be an integer, got {value!r}") from None
-    if not math.isfinite(f) or f != round(f):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    return int(round(f))
-
-
-def _as_float(value, name):
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(f):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return f
-
-
-def normalise_params(params=None, **overrides) -> dict:
-    """Complete ``params`` with :data:`DEFAULT_PARAMS`, cast types and check the explorer's rules.
-
-    Theory-level validity (PSD Gram matrix, ``lam > 0``, ``0 <= eta <= 1``, ...) is checked by the
-    theory modules themselves in :func:`compute_state`; here: known keys, types, ``c > d`` and the
-    Monte Carlo settings (``dim >= K``, ``trials >= 2``, ``seed >= 0``).
-
-    Raises
-    ------
-    ValueError
-        Naming the parameter and its valid range.
-    """
-    merged = dict(DEFAULT_PARAMS)
-    merged.update(params or {})
-    merged.update(overrides)
-    unknown = sorted(set(merged) - set(DEFAULT_PARAMS))
-    if unknown:
-        raise ValueError(
-            f"unknown explorer parameter(s) {unknown}; valid: {sorted(DEFAULT_PARAMS)}"
-        )
-    out = {}
-    for name in ("n_classes", "per_class", "rounds", "dim", "trials", "seed"):
-        out[name] = _as_int(merged[name], name)
-    for name in ("c", "d", "lam", "eta", "n_over_p"):
-        out[name] = _as_float(merged[name], name)
-    if merged["noise"] not in NOISE_KINDS:
-        raise ValueError(f"noise must be one of {NOISE_KINDS}, got {merged['noise']!r}")
-    out["noise"] = merged["noise"]
-    if out["lam"] <= 0:
-        raise ValueError(f"lam must be > 0, got {out['lam']!r}")
-    if out["rounds"] < 0:
-        raise ValueError(f"rounds must be an integer >= 0, got {out['rounds']}")
-    if out["n_over_p"] < 0:
-        raise ValueError(f"n_over_p (N/p) must be >= 0 (0: p = inf), got {out['n_over_p']!r}")
-    if not out["c"] > out["d"]:
-        raise ValueError(
-            f"invalid combination: c must exceed d (within-class similarity above across-class), "
-            f"got c={out['c']:g}, d={out['d']:g}"
-        )
-    if out["trials"] < 2:
-        raise ValueError(
-            f"trials must be >= 2 (a confidence interval needs 2), got {out['trials']}"
-        )
-    if out["seed"] < 0:
-        raise ValueError(f"seed must be >= 0, got {out['seed']}")
-    for name, (low, high) in SIZE_LIMITS.items():  # before anything is sized by them
-        if not low <= out[name] <= high:
-            shown = f"{SET_NAMES[name]} ({name})" if name in SET_NAMES else name
-            raise ValueError(f"{shown} must lie in [{low:g}, {high:g}] here, got {out[name]:g}")
-    return out
-
-
-def theory_dim(params: dict) -> int | None:
-    """Feature dimension ``p = round(N / n_over_p)`` of the theory, ``None`` for ``p = inf``."""
-    ratio = float(params["n_over_p"])
-    if ratio == 0:
-        return None
-    return max(1, round(params["n_classes"] * params["per_class"] / ratio))
 
 
 #: Orthant quadrature target of the explorer's finite-p curves. The figures use the theory's
@@ -362,11 +213,6 @@ def reliable_bulk_weights(weights) -> np.ndarray:
     if bad.any():
         w[int(np.argmax(bad)) :] = np.nan
     return w
-
-
-def superclass_groups(n_classes: int) -> list[list[int]]:
-    """The explorer's fixed superclass partition: ``[[0, 1], [2, 3], ...]`` (+ singleton if odd)."""
-    return [list(range(s, min(s + 2, n_classes))) for s in range(0, n_classes, 2)]
 
 
 def noise_counts(n_classes, per_class, noise, eta) -> tuple[np.ndarray, np.ndarray]:
@@ -892,160 +738,3 @@ def describe(state: ExplorerState) -> str:
     elif state.exact_message:
         lines.append(state.exact_message)
     return "\n".join(lines + list(state.notes))
-
-
-# --------------------------------------------------------------------------------------------
-# Monte Carlo at the current point
-
-
-@dataclass(frozen=True)
-class MonteCarloSummary:
-    """Means and 95% CI half-widths over finished trials (NaN half-width with < 2 trials).
-
-    ``sd_*`` arrays have shape (R + 1,) (rounds 0..R); ``pll_*`` are scalars (the student).
-    """
-
-    trials_done: int
-    trials_total: int
-    rounds: np.ndarray
-    sd_train_mean: np.ndarray
-    sd_train_ci: np.ndarray
-    sd_pop_mean: np.ndarray
-    sd_pop_ci: np.ndarray
-    pll_train_mean: float
-    pll_train_ci: float
-    pll_pop_mean: float
-    pll_pop_ci: float
-    errors: tuple
-    #: Feature dimension of the trials (the theory's when N/p > 0, else the ``dim`` setting).
-    dim: int | None = None
-
-
-class MonteCarloRun:
-    """A quick Monte Carlo at one explorer point, advanced one trial per :meth:`step`.
-
-    Each trial runs :func:`simulations.pipelines.run_trial` for methods ``'sd'`` and ``'pll-ce'``
-    with the same seed (so both share features and noisy labels). Thread-safe: a worker thread may
-    call :meth:`step` while another thread reads :meth:`summary` / :attr:`progress`.
-
-    Raises
-    ------
-    ValueError
-        If the point is invalid or the mixture features cannot realise ``(c, d)`` (needs
-        ``0 <= c``, ``c + (K-1) d >= 0``, ``dim >= K``).
-    """
-
-    def __init__(self, params=None, *, trials=None, seed=None):
-        from simulations.pipelines import TrialConfig
-
-        p = normalise_params(params or {})
-        if trials is not None:
-            p["trials"] = trials
-        if seed is not None:
-            p["seed"] = seed
-        p = normalise_params(p)
-        self.params = p
-        #: Feature dimension of the trials: the theory's when the N/p slider is above 0.
-        self.dim = theory_dim(p) or p["dim"]
-        common = dict(
-            n_classes=p["n_classes"],
-            per_class=p["per_class"],
-            dim=self.dim,
-            c=p["c"],
-            d=p["d"],
-            eta=p["eta"],
-            lam=p["lam"],
-            noise=p["noise"],
-            sampling="exact-count",
-            features="mixture",
-            groups=superclass_groups(p["n_classes"]) if p["noise"] == "superclass" else None,
-        )
-        self.configs = {"sd": TrialConfig(rounds=p["rounds"], method="sd", **common)}
-        if p["n_classes"] >= PLL_MIN_CLASSES:  # K = 2: the PLL student is undefined (NaN)
-            self.configs["pll-ce"] = TrialConfig(rounds=1, method="pll-ce", **common)
-        self.total = p["trials"]
-        self._rows: list[dict] = []  # one dict per finished trial
-        self._errors: list[str] = []
-        self._lock = threading.Lock()
-        self._next = 0
-
-    @property
-    def done(self) -> bool:
-        with self._lock:
-            return self._next >= self.total
-
-    @property
-    def progress(self) -> float:
-        """Fraction of trials attempted, in [0, 1]."""
-        with self._lock:
-            return self._next / self.total
-
-    def step(self) -> bool:
-        """Run the next trial; return ``False`` if all trials were already done."""
-        from simulations.pipelines import run_trial, trial_seed
-        from simulations.solver import ConvergenceError
-
-        with self._lock:
-            if self._next >= self.total:
-                return False
-            index = self._next
-        seed = trial_seed(self.params["seed"], index)
-        try:
-            with single_thread_blas():
-                sd = run_trial(self.configs["sd"], seed)
-                pll = run_trial(self.configs["pll-ce"], seed) if "pll-ce" in self.configs else None
-            row = {
-                "sd_train": [r["train_acc"] for r in sd.rows],
-                "sd_pop": [r["pop_acc"] for r in sd.rows],
-                "pll_train": np.nan if pll is None else pll.rows[-1]["train_acc"],
-                "pll_pop": np.nan if pll is None else pll.rows[-1]["pop_acc"],
-            }
-            err = None
-        except ConvergenceError as exc:  # reported in the window; the other trials continue
-            row, err = None, f"trial {index}: {exc}"
-        with self._lock:
-            if row is not None:
-                self._rows.append(row)
-            if err is not None:
-                self._errors.append(err)
-            self._next += 1
-        return True
-
-    def run(self, callback=None) -> MonteCarloSummary:
-        """Run all remaining trials (blocking); ``callback(progress)`` after each one."""
-        while self.step():
-            if callback is not None:
-                callback(self.progress)
-        return self.summary()
-
-    def summary(self) -> MonteCarloSummary:
-        """Means and Student-t 95% half-widths (:func:`simulations.sweep.mean_ci`)."""
-        from simulations.sweep import mean_ci
-
-        with self._lock:
-            rows = list(self._rows)
-            errors = tuple(self._errors)
-            attempted = self._next
-        r = self.params["rounds"]
-        sd_train = np.full((2, r + 1), np.nan)
-        sd_pop = np.full((2, r + 1), np.nan)
-        for t in range(r + 1):
-            sd_train[:, t] = mean_ci([row["sd_train"][t] for row in rows])[:2]
-            sd_pop[:, t] = mean_ci([row["sd_pop"][t] for row in rows])[:2]
-        pll_train = mean_ci([row["pll_train"] for row in rows])[:2]
-        pll_pop = mean_ci([row["pll_pop"] for row in rows])[:2]
-        return MonteCarloSummary(
-            trials_done=attempted,
-            trials_total=self.total,
-            rounds=np.arange(r + 1),
-            sd_train_mean=sd_train[0],
-            sd_train_ci=sd_train[1],
-            sd_pop_mean=sd_pop[0],
-            sd_pop_ci=sd_pop[1],
-            pll_train_mean=pll_train[0],
-            pll_train_ci=pll_train[1],
-            pll_pop_mean=pll_pop[0],
-            pll_pop_ci=pll_pop[1],
-            errors=errors,
-            dim=self.dim,
-        )

@@ -79,7 +79,7 @@ def _apply(lam, vec):
 class _Points:
     """Class-level deterministic equivalents on one contour, as eigenvalues (docs §11.3-11.5).
 
-    Mirrors ``theory.finite._resolvent`` and ``_second_order`` with every ``K x K`` matrix
+    Mirrors ``theory.finite.moments.resolvent`` and ``_second_order`` with every ``K x K`` matrix
     replaced by its ``K`` DFT eigenvalues (arrays ``(m, K)`` over the contour points).
     """
 
@@ -137,7 +137,7 @@ class _Points:
 
 
 class _GroupTerms:
-    """Contour-point terms of one group ``(k, l)`` (``theory.finite._training_moments``).
+    """Contour-point terms of one group ``(k, l)`` (``theory.finite.moments.training_moments``).
 
     With ``y = e_l - 1/K``, ``m_k`` the row ``k`` of ``M`` and, at contour point ``a``,
     ``B_f,a = C_a + y r_a^T`` (``C_a = s_a Chat M A_a`` circulant, ``r_a = s_a A_a^T m_k``),
@@ -229,10 +229,10 @@ def _shared_terms(pts: _Points, base, nu, model):
 class _ClassTerms:
     """Contour-point terms of the training-set covariance of one class ``c`` (docs §11.5).
 
-    Mirrors ``theory.finite._global_covariance`` for a single class, with ``g_a = A_a M_c^T``,
-    ``x_a = Chat M g_a``, ``t_a = E[V^T V] g_a`` and the circulant ``C_a`` (``gmat``); the terms
-    indexed by two contour points, ``C_a t_b``, ``C_a M^T h_b`` (``h = M g``) and ``C_a g_b``,
-    are stored as ``(m, m, K)`` arrays.
+    Mirrors ``theory.finite.moments.global_covariance`` for a single class, with
+    ``g_a = A_a M_c^T``, ``x_a = Chat M g_a``, ``t_a = E[V^T V] g_a`` and the circulant ``C_a``
+    (``gmat``); the terms indexed by two contour points, ``C_a t_b``, ``C_a M^T h_b``
+    (``h = M g``) and ``C_a g_b``, are stored as ``(m, m, K)`` arrays.
     """
 
     def __init__(self, pts: _Points, base, c, model):

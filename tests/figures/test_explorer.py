@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from figures import explorer_model as em
-from figures.explorer import ExplorerApp, main, parse_assignments
+from figures.explorer import ExplorerApp
+from figures.explorer_cli import main, parse_assignments
 from simulations.pipelines import TrialConfig, run_trial, trial_seed
 from theory.averaging import eigen_weights
 from theory.groups import BlockModel, predict_exact, predict_linear

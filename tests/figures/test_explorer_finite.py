@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from figures import explorer_model as em
-from figures.explorer import ExplorerApp, parse_assignments
+from figures.explorer import ExplorerApp
+from figures.explorer_cli import parse_assignments
 from theory.finite import MixtureModel, predict_finite
 from theory.groups import BlockModel, predict_exact, predict_linear
 from theory.noise import exact_counts, transition_matrix

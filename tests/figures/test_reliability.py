@@ -69,7 +69,7 @@ def test_unwritable_targets_are_refused_before_any_figure_is_computed(tmp_path):
     assert not list((tmp_path / "o").glob("*.png"))  # nothing computed before the refusal
     assert_one_line_error(procs[1], "--out", "empty string")
     assert_one_line_error(procs[2], "--dest", "empty string")
-    assert_one_line_error(procs[3], "n_over_p must lie in")
+    assert_one_line_error(procs[3], "N/p (n_over_p) must lie in")
     assert_one_line_error(procs[4], "rounds must lie in")
     assert_one_line_error(procs[5], "lam must lie in")
     assert_one_line_error(procs[6], "100000 trials", "estimate", "reduce --trials")

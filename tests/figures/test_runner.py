@@ -115,9 +115,9 @@ def test_runner_rejects_unknown_figure_and_bad_seed():
 
 def test_runner_dispatches_explore_lazily(monkeypatch):
     seen = {}
-    fake = types.ModuleType("figures.explorer")
+    fake = types.ModuleType("figures.explorer_cli")
     fake.main = lambda argv: seen.setdefault("argv", argv) and 0
-    monkeypatch.setitem(sys.modules, "figures.explorer", fake)
+    monkeypatch.setitem(sys.modules, "figures.explorer_cli", fake)
     assert runner.main(["explore", "--foo", "1"]) == 0
     assert seen["argv"] == ["--foo", "1"]
 

@@ -22,7 +22,7 @@ def _help(parser) -> str:
 
 def _parsers():
     from figures.__main__ import _parser as figures_parser
-    from figures.explorer import _build_parser as explorer_parser
+    from figures.explorer_cli import build_parser as explorer_parser
     from selfdistill_cli.predict import build_parser as theory_parser
     from simulations.cli_probe import build_parser as probe_parser
     from simulations.cli_run import build_parser as run_parser
@@ -109,7 +109,7 @@ def test_old_spellings_and_one_json_key_across_commands(tmp_path):
 
 @pytest.mark.parametrize("item", ["foo=1", "classes=3"])
 def test_explorer_set_error_lists_the_readme_names(item):
-    from figures.explorer import parse_assignments
+    from figures.explorer_cli import parse_assignments
 
     with pytest.raises(ValueError) as info:
         parse_assignments([item])

@@ -1,4 +1,4 @@
-"""Finite-p theory (theory/finite.py) against Monte Carlo on freshly sampled mixture features.
+"""Finite-p theory (theory/finite/) against Monte Carlo on freshly sampled mixture features.
 
 (a) Linearised dynamics: the closed form applied to each sampled Gram matrix
 (:mod:`simulations.linear_trials`) against the deterministic-equivalent prediction. Tolerance, as

@@ -1,4 +1,4 @@
-"""Finite-dimension theory (theory/finite.py): its pieces against exact computations.
+"""Finite-dimension theory (theory/finite/): its pieces against exact computations.
 
 The Monte Carlo comparisons of the whole prediction live in
 ``tests/simulations/test_finite_vs_simulation.py``.
@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 
-import theory.finite as tf
+import theory.finite.spectrum as tf_spectrum
 from tests.tolerances import assert_close
 from theory.finite import (
     MixtureModel,
@@ -121,15 +121,15 @@ def _spikes_one_by_one(model, top):
     out = []
     for t in np.sort(np.linalg.eigvalsh(_strength_matrix(model)))[::-1]:
         lo = top * (1 + 1e-12) + 1e-300
-        if 1.0 + t * tf._real_stieltjes_above(lo, model) >= 0:
+        if 1.0 + t * tf_spectrum._real_stieltjes_above(lo, model) >= 0:
             out.append(math.nan)
             continue
         hi = max(2 * lo, top + 2 * t + 1.0)
-        while 1.0 + t * tf._real_stieltjes_above(hi, model) < 0:
+        while 1.0 + t * tf_spectrum._real_stieltjes_above(hi, model) < 0:
             hi *= 2.0
         for _ in range(200):
             mid = 0.5 * (lo + hi)
-            if 1.0 + t * tf._real_stieltjes_above(mid, model) < 0:
+            if 1.0 + t * tf_spectrum._real_stieltjes_above(mid, model) < 0:
                 lo = mid
             else:
                 hi = mid
