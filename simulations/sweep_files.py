@@ -38,6 +38,8 @@ __all__ = [
     "mean_ci",
     "prepare_out",
     "read_csv",
+    "read_manifest",
+    "rebuild_manifest",
     "result_file_bytes",
     "summarize",
     "summary_csv",
@@ -310,6 +312,7 @@ def check_result_file(path, config: TrialConfig, seeds: int) -> str | None:
 
 
 def log(msg: str, quiet: bool) -> None:
+    """A progress line on stderr (unless ``quiet``), drawn around a progress bar."""
     if not quiet:
         write(msg)  # around a progress bar being drawn
 
