@@ -32,7 +32,7 @@ import tracemalloc
 import numpy as np
 
 from selfdistill_cli import ArgumentParser, float_in, int_in
-from simulations.memory import check_memory
+from selfdistill_cli.memory import check_memory
 from simulations.solver import factorize, solve_probe
 from theory.validation import LAM_MAX, LAM_MIN, one_hot
 

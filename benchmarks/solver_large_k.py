@@ -55,8 +55,8 @@ import tracemalloc
 import numpy as np
 
 from selfdistill_cli import ArgumentParser, float_in, int_in
-from simulations.memory import check_memory
-from simulations.solver import available_memory, factorize, solve_probe
+from selfdistill_cli.memory import available_bytes, check_memory
+from simulations.solver import factorize, solve_probe
 from theory.validation import LAM_MAX, LAM_MIN, one_hot
 
 #: (N, p) sizes of the full run; the SD-round comparison uses the first (replication is N K rows).
@@ -244,10 +244,11 @@ def sd_comparison(x, k, lam, factor, teacher, clf):
         f"    ours (warm start, shared factorisation) {t_ours:.2f} s  "
         f"{_cert_text(student.certificate)}"
     )
-    if need > 0.6 * available_memory():
+    avail = available_bytes()[0]  # None if unknown: then the replication is attempted
+    if avail is not None and need > 0.6 * avail:
         print(
             f"    sklearn K-fold replication skipped: needs ~{need / 1e9:.1f} GB, "
-            f"{available_memory() / 1e9:.1f} GB available"
+            f"{avail / 1e9:.1f} GB available"
         )
         return
     t_sk, clf_sd = sklearn_sd_round(x, teacher.outputs, lam, clf)

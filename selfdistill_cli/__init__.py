@@ -17,13 +17,15 @@ builds its parser from :class:`ArgumentParser`, so that
   (:func:`add_deprecated_alias`, :func:`deprecation_note`).
 
 It also answers the one question about the machine every command asks before allocating:
-how much memory is available now (:func:`available_bytes`), and runs every entry point through
+how much memory is available now (:func:`available_bytes`, from :mod:`selfdistill_cli.memory`,
+which also holds the one memory check of every command), and runs every entry point through
 :func:`run_cli`, so that a reader that stops early (``python -m theory predict ... | head``) ends
 the command quietly instead of with Python's ``BrokenPipeError`` traceback.
 
 This package is the command-line home of the toolkit, in two parts:
 
 * the shell (this module, :mod:`~selfdistill_cli.files`, :mod:`~selfdistill_cli.limits`,
+  :mod:`~selfdistill_cli.memory`,
   :mod:`~selfdistill_cli.progress`) reads ``/proc/meminfo`` and cgroup files and redirects file
   descriptors, so it stands outside ``theory/`` (which stays free of I/O) and depends on none of
   the three layers; every layer (figures -> simulations -> theory) may import it;
@@ -43,6 +45,7 @@ import sys
 from pathlib import Path
 
 from selfdistill_cli.files import WriteError
+from selfdistill_cli.memory import available_bytes
 from selfdistill_cli.numbers import NEGATIVE_NUMBER, OptionKinds
 
 __all__ = [
@@ -262,58 +265,6 @@ def nonempty_path(text: str) -> Path:
     if text.strip() == "":
         raise argparse.ArgumentTypeError("must name a file or folder, got an empty string")
     return Path(text)
-
-
-def _read_int(path: Path) -> int | None:
-    try:
-        text = path.read_text().split()[0]
-    except (OSError, IndexError):
-        return None
-    return int(text) if text.isdigit() else None
-
-
-def _cgroup_headroom() -> int | None:
-    """Memory left under this process's cgroup limit (v2 or v1), or None without a limit."""
-    for limit_file, usage_file in (
-        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-        (
-            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
-            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
-        ),
-    ):
-        limit = _read_int(Path(limit_file))
-        if limit is None or limit >= 1 << 60:  # "max" or the v1 'unlimited' sentinel
-            continue
-        usage = _read_int(Path(usage_file)) or 0
-        return max(limit - usage, 0)
-    return None
-
-
-def available_bytes() -> tuple[int | None, str]:
-    """Memory a new allocation can use now, and where the number comes from.
-
-    Linux: ``MemAvailable`` of ``/proc/meminfo`` (and the cgroup's remaining limit if lower);
-    elsewhere the physical memory (``os.sysconf``); ``(None, ...)`` if neither is known.
-    """
-    avail, source = None, ""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    avail, source = int(line.split()[1]) * 1024, "available memory"
-                    break
-    except (OSError, ValueError, IndexError):
-        pass
-    if avail is None:
-        try:
-            avail = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-            source = "physical memory"
-        except (AttributeError, ValueError, OSError):
-            return None, "unknown"
-    headroom = _cgroup_headroom()
-    if headroom is not None and headroom < avail:
-        avail, source = headroom, "memory left under the cgroup limit"
-    return avail, source
 
 
 def run_cli(main, argv=None) -> int:

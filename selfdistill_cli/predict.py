@@ -43,8 +43,9 @@ import sys
 
 import numpy as np
 
-from selfdistill_cli import ArgumentParser, available_bytes
+from selfdistill_cli import ArgumentParser
 from selfdistill_cli.limits import check_time, parse_max_time
+from selfdistill_cli.memory import check_memory, parse_max_memory
 from selfdistill_cli.predict_table import table
 from theory.groups import BlockModel, GroupConvergenceError, check_counts
 from theory.names import CONFIG_KEY, DEFAULT_Q, MODEL_DEFAULTS, NOISE_KINDS, ROUNDS_HELP
@@ -236,11 +237,6 @@ def build_parser() -> argparse.ArgumentParser:
 DEFAULT_MAX_SECONDS = 120.0
 
 
-def _available_memory() -> int | None:
-    """Bytes of memory available now (:func:`selfdistill_cli.available_bytes`), None if unknown."""
-    return available_bytes()[0]
-
-
 def check_finite_resources(n_classes, rounds, available=None, counts=None) -> None:
     """Refuse (one-line ``ValueError`` with the estimate) a finite-p theory that cannot fit in
     memory; its time counts in the report's estimate (:func:`estimated_seconds`).
@@ -252,15 +248,18 @@ def check_finite_resources(n_classes, rounds, available=None, counts=None) -> No
     from theory.finite import finite_resource_estimate
 
     mem, flops = finite_resource_estimate(n_classes, rounds, counts)
-    avail = _available_memory() if available is None else available
-    if avail is not None and mem > avail:
-        raise ValueError(
+    check_memory(
+        mem,
+        "the finite-p theory",
+        available,
+        message=lambda mem, avail: (
             f"the finite-p theory at K={n_classes} with {rounds} rounds needs an estimated "
             f"{mem / 1e9:.3g} GB (> {avail / 1e9:.3g} GB available) and about {flops:.2g} "
             "floating-point operations (general counts cost ~K^4, symmetric or circulant ones "
             "far less); reduce --classes or --rounds, drop --dim, or pass --max-memory GB to "
             "override"
-        )
+        ),
+    )
 
 
 def check_resources(
@@ -273,13 +272,16 @@ def check_resources(
 
 
 def _check_estimates(k, rounds, mem, flops, available=None, max_seconds=None, finite_flops=0.0):
-    avail = _available_memory() if available is None else available
-    if avail is not None and mem > avail:
-        raise ValueError(
+    check_memory(
+        mem,
+        "the report",
+        available,
+        message=lambda mem, avail: (
             f"K={k} with {rounds} rounds needs an estimated {mem / 1e9:.3g} GB "
             f"(> {avail / 1e9:.3g} GB available) and about {flops:.2g} floating-point "
             "operations; reduce --classes or --rounds, or pass --max-memory GB to override"
-        )
+        ),
+    )
     limit = DEFAULT_MAX_SECONDS if max_seconds is None else max_seconds
     seconds = estimated_seconds(flops, rounds, finite_flops)
     what = f"the report for K={k} with {rounds} rounds"
@@ -316,19 +318,22 @@ def check_finite_exact_resources(
 
     mix = MixtureModel(model.n_classes, model.per_class, dim, model.c, model.d)
     est = exact_resource_estimate(mix, counts, rounds, points=points)
-    avail = _available_memory() if available is None else available
     if max_seconds is None:
         too_slow = est["seconds"] > FINITE_EXACT_SECONDS
     else:
         too_slow = est["seconds"] + other_seconds > max_seconds
-    if too_slow or (avail is not None and est["bytes"] > avail):
-        raise ValueError(
-            f"the exact finite-ratio theory at K={model.n_classes} with {rounds} rounds would "
-            f"take about {est['seconds']:.3g} s and {est['bytes'] / 1e9:.3g} GB "
-            f"({est['groups']} groups integrated, {est['points']} points each; count matrix "
-            f"symmetry: {est['symmetry']}); pass --no-finite-exact, fewer --points or --rounds, "
-            "or --max-time SECONDS / --max-memory GB to override"
-        )
+    refusal = (
+        f"the exact finite-ratio theory at K={model.n_classes} with {rounds} rounds would "
+        f"take about {est['seconds']:.3g} s and {est['bytes'] / 1e9:.3g} GB "
+        f"({est['groups']} groups integrated, {est['points']} points each; count matrix "
+        f"symmetry: {est['symmetry']}); pass --no-finite-exact, fewer --points or --rounds, "
+        "or --max-time SECONDS / --max-memory GB to override"
+    )
+    if too_slow:
+        raise ValueError(refusal)
+    check_memory(
+        est["bytes"], "the exact finite-ratio theory", available, message=lambda *_: refusal
+    )
 
 
 def _parse_groups(text):
@@ -419,12 +424,9 @@ def _model_and_counts(args):
 
 
 def _max_memory(value) -> int | None:
-    """``--max-memory GB`` in bytes (``None``: the memory available now)."""
-    if value is None:
-        return None
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"--max-memory must be a positive number of GB, got {value!r}")
-    return int(value * 1e9)
+    """``--max-memory GB`` in whole bytes (``None``: the memory available now)."""
+    limit = parse_max_memory(value)
+    return None if limit is None else int(limit)
 
 
 def _finite_flops(args, counts=None) -> float:

@@ -45,7 +45,8 @@ is refit on **all** the training data with that number of rounds.
 
 Cost: one eigendecomposition of ``X^T X`` (O(N p^2), or of ``X X^T`` when ``p > N``), then one
 Newton-CG solve per round (O(N p K) per Hessian product); memory O(N p + min(N, p)^2), estimated
-before allocating (:func:`fit_memory_bytes`).
+before allocating (:func:`simulations.memory.fit_memory_bytes`, checked by
+:func:`selfdistill_cli.memory.check_memory`).
 """
 
 from __future__ import annotations
@@ -63,11 +64,11 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from selfdistill_cli import available_bytes
 from selfdistill_cli.limits import format_seconds
 from simulations.datasets import normalise_rows, power_of_two_scale, preprocess
 from simulations.distill import self_distill
 from simulations.features import as_generator
+from simulations.memory import check_memory, fit_memory_bytes
 from simulations.runtime import fit_seconds
 from simulations.solver import factorize, log_softmax
 from theory.metrics import accuracy
@@ -96,30 +97,6 @@ PLL_LOSSES = METHOD_LOSS
 METHODS = NAMED_METHODS
 #: Accepted values of ``preprocess``.
 PREPROCESS = ("center-l2", "raw", None)
-
-
-def fit_memory_bytes(
-    n_samples: int, n_features: int, n_classes: int, rounds: int = 1, store_outputs=False
-) -> int:
-    """Estimated peak memory (bytes) of one ``fit`` on an (N, p) float64 matrix with K classes.
-
-    Counts the input and its preprocessed copy (``2 N p``), the spectral features and their squares
-    (``2 N m`` with ``m = min(N, p)``), the ``m x m`` matrix being eigendecomposed with LAPACK's
-    workspace and eigenvectors (``~4 m^2``, plus ``N^2`` for the Gram matrix when ``p > N``), the
-    solver's (K, N) work arrays (``~16 K N``) and, for every one of the ``rounds + 1`` models kept
-    (self-distillation keeps each round's solution), its outputs, logits, duals and weights
-    (``3 K N + 2 K p``; ``K N`` more with ``store_outputs``), in float64.
-    """
-    n, p, k, r = int(n_samples), int(n_features), int(n_classes), int(rounds)
-    m = min(n, p)
-    gram = n * n if p > n else 0
-    per_round = 3 * k * n + 2 * k * p + (k * n if store_outputs else 0)
-    return 8 * (2 * n * p + 2 * n * m + 4 * m * m + gram + 16 * k * n + (r + 1) * per_round)
-
-
-def _available_memory_bytes() -> int | None:
-    """Bytes of memory available now (:func:`selfdistill_cli.available_bytes`), or None."""
-    return available_bytes()[0]
 
 
 def _center_l2(x: np.ndarray, mean: np.ndarray) -> np.ndarray:
@@ -444,13 +421,15 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         n, p = X.shape
         rounds = params["max_rounds"] if params["rounds"] == "auto" else params["rounds"]
         need = fit_memory_bytes(n, p, k, rounds, store_outputs=bool(self.store_outputs))
-        avail = _available_memory_bytes()
-        if avail is not None and need > avail:
-            raise ValueError(
+        check_memory(
+            need,
+            "the exact fit",
+            message=lambda est, avail: (
                 f"X of shape ({n}, {p}) with K={k} classes and {rounds} round(s) needs about "
-                f"{need / 1e9:.1f} GB for the exact fit, more than the {avail / 1e9:.1f} GB of "
+                f"{est / 1e9:.1f} GB for the exact fit, more than the {avail / 1e9:.1f} GB of "
                 "memory available; use fewer samples or rounds, or reduce the feature dimension"
-            )
+            ),
+        )
         seconds = fit_seconds(n, p, k, 2 * rounds if params["rounds"] == "auto" else rounds)
         if seconds > MAX_FIT_SECONDS:
             raise ValueError(

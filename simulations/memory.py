@@ -1,9 +1,12 @@
-r"""Memory estimates before allocation: refuse up front what cannot fit.
+r"""Memory estimates of the Monte Carlo before allocation: refuse up front what cannot fit.
 
-The command lines (``python -m simulations run | sweep | probe``) estimate the peak memory of the
-arrays a run allocates *before* allocating them and stop with one line naming the estimate and
-the limit (:class:`MemoryLimitError`, a ``ValueError``) when it does not fit. The limit is the
-memory available now (:func:`available_bytes`) unless the user passes ``--max-memory GB``.
+The command lines (``python -m simulations run | sweep | probe``), the estimator's ``fit`` and the
+explorer estimate the peak memory of the arrays a run allocates *before* allocating them and stop
+with one line naming the estimate and the limit (:class:`MemoryLimitError`, a ``ValueError``)
+when it does not fit. The limit is the memory available now (:func:`available_bytes`) unless the
+user passes ``--max-memory GB``. The limit, the check and the refusal are
+:mod:`selfdistill_cli.memory`'s (re-exported here: :func:`check_memory`,
+:func:`parse_max_memory`); this module is the registry of the Monte Carlo's estimates.
 
 Estimates (float64, 8 bytes per number; ``N = K n`` training points, ``p`` features, ``r =
 min(N, p)`` the rank of the spectral features, ``T`` test points, ``R`` rounds)
@@ -24,6 +27,9 @@ The finite-``p`` theory printed next to a mixture run (:func:`finite_theory_byte
 :func:`theory.finite.predict_finite`) holds complex ``(m, K, K, K)``-sized working arrays for its
 ``m`` contour points: ``48 m K^3`` complex numbers, the measured peak ``~30 m K^3`` (K = 5..30)
 with headroom.
+One fit of :class:`simulations.estimator.SelfDistillationClassifier` (:func:`fit_memory_bytes`)
+holds the input and its preprocessed copy, the spectral features and the eigenproblem, the
+solver's work arrays and every kept round's outputs (its docstring).
 A probe on real features (:func:`probe_bytes`) preprocesses a copy of the features and splits it
 (``3 N p``), then factorises the training split as above; its theory adds a thin SVD
 (``2 N_train r``) and the group-level theory of the fitted block model.
@@ -36,11 +42,15 @@ and imported libraries (~100-200 MB) come on top and are not counted.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from selfdistill_cli import available_bytes
+from selfdistill_cli.memory import (
+    GB,
+    MemoryLimitError,
+    available_bytes,
+    check_memory,
+    parse_max_memory,
+)
 
 __all__ = [
     "GB",
@@ -50,14 +60,13 @@ __all__ = [
     "available_bytes",
     "check_memory",
     "finite_theory_bytes",
+    "fit_memory_bytes",
     "group_theory_bytes",
     "parse_max_memory",
     "probe_bytes",
     "trial_bytes",
 ]
 
-#: Bytes per gigabyte in messages and ``--max-memory`` (decimal, like ``free -g`` is not).
-GB = 1e9
 _F8 = 8  # bytes of a float64
 #: Added to every estimate: small arrays, Python objects and caches of one run (measured peaks of
 #: tiny runs are 0.1-2 MB above their arrays).
@@ -71,10 +80,6 @@ _CONTOUR_ROUNDS = 1000
 #: Memory of one worker process before it allocates anything: the interpreter with numpy, scipy
 #: and the toolkit imported (~100-150 MB resident, measured).
 WORKER_BYTES = 150 * 2**20
-
-
-class MemoryLimitError(ValueError):
-    """The estimated memory of a run exceeds the limit (raised before allocating)."""
 
 
 def _solve_numbers(n: int, p: int, k: int, rounds: int, n_test: int) -> int:
@@ -133,16 +138,11 @@ def group_theory_bytes(n_classes: int, rounds: int, *, escape: bool = False) -> 
     ``escape=True`` (a non-convex PLL student: ``candidate``, ``gce``) adds the escape from a
     saddle point (:func:`theory.group_descent.descent_memory_bytes`).
     """
-    from theory.group_descent import descent_memory_bytes
-    from theory.group_engine import engine_memory_bytes
+    from theory.report import group_prediction_bytes
 
-    k, r = int(n_classes), int(rounds)
-    # theory.groups.prediction_memory_bytes with G = K^2 non-empty groups (the largest working
-    # set), in arithmetic: building the K x K count matrix to ask would itself be 80 GB at
-    # K = 10^5.
-    stored = 8 * (r + 1) * (k**3 + k**2)
-    extra = descent_memory_bytes(k, k * k) if escape else 0
-    return OVERHEAD + stored + engine_memory_bytes(k, k * k, 3) + 8 * 6 * k**3 + extra
+    # G = K^2 non-empty groups (the largest working set), in arithmetic: building the K x K count
+    # matrix to ask would itself be 80 GB at K = 10^5.
+    return OVERHEAD + group_prediction_bytes(n_classes, int(n_classes) ** 2, rounds, escape=escape)
 
 
 def finite_theory_bytes(model, lam: float, rounds: int, counts=None) -> int:
@@ -208,37 +208,20 @@ def probe_bytes(
     return total
 
 
-def parse_max_memory(value, name: str = "--max-memory") -> float | None:
-    """Validate a limit in GB (``None`` = available memory); returns bytes or None."""
-    if value is None:
-        return None
-    v = float(value)
-    if not math.isfinite(v) or v <= 0:
-        raise ValueError(f"{name} must be a positive number of GB, got {value!r}")
-    return v * GB
+def fit_memory_bytes(
+    n_samples: int, n_features: int, n_classes: int, rounds: int = 1, store_outputs=False
+) -> int:
+    """Estimated peak memory (bytes) of one ``fit`` on an (N, p) float64 matrix with K classes.
 
-
-def check_memory(estimate: int, what: str, limit: float | None = None, option="--max-memory"):
-    """Raise :class:`MemoryLimitError` if ``estimate`` bytes exceed ``limit`` (default: available).
-
-    The message is one line naming the estimate, the limit and how to override it (``option``;
-    None for a command without an override). Returns the limit used (bytes; None if unknown, then
-    nothing is checked).
+    Counts the input and its preprocessed copy (``2 N p``), the spectral features and their squares
+    (``2 N m`` with ``m = min(N, p)``), the ``m x m`` matrix being eigendecomposed with LAPACK's
+    workspace and eigenvectors (``~4 m^2``, plus ``N^2`` for the Gram matrix when ``p > N``), the
+    solver's (K, N) work arrays (``~16 K N``) and, for every one of the ``rounds + 1`` models kept
+    (self-distillation keeps each round's solution), its outputs, logits, duals and weights
+    (``3 K N + 2 K p``; ``K N`` more with ``store_outputs``), in float64.
     """
-    source = f"{option}"
-    if limit is None:
-        limit, source = available_bytes()
-        if limit is None:
-            return None
-    if estimate > limit:
-        advice = "reduce the problem size" + (f" or pass {option} GB to override" if option else "")
-        raise MemoryLimitError(
-            f"{what} needs about {_gb(estimate)} GB of memory but the limit is {_gb(limit)} GB "
-            f"({source}); {advice}"
-        )
-    return limit
-
-
-def _gb(nbytes: float) -> str:
-    v = nbytes / GB
-    return f"{v:,.0f}" if v >= 100 else f"{v:.3g}"
+    n, p, k, r = int(n_samples), int(n_features), int(n_classes), int(rounds)
+    m = min(n, p)
+    gram = n * n if p > n else 0
+    per_round = 3 * k * n + 2 * k * p + (k * n if store_outputs else 0)
+    return 8 * (2 * n * p + 2 * n * m + 4 * m * m + gram + 16 * k * n + (r + 1) * per_round)

@@ -16,7 +16,7 @@ they live in, and are documented with, their modules:
   :func:`~theory.finite_exact.predict_finite_exact` (exact finite-ratio theory);
 * conditions (§§6, 15): :func:`~theory.conditions.window_linear`,
   :func:`~theory.conditions.min_rounds_linear`, :func:`~theory.pll_conditions.loss_condition`,
-  :func:`~theory.pll_conditions.flow_student`;
+  :func:`~theory.pll_flow.flow_student`;
 * :func:`~theory.metrics.accuracy`;
 * one spec and one result for every theory and the Monte Carlo (docs/api.md):
   :class:`~theory.spec.Spec`, :class:`~theory.spec.Result`, :func:`~theory.spec.predict`.
@@ -50,7 +50,7 @@ _EXPORTS = {
     "window_linear": "theory.conditions",
     "min_rounds_linear": "theory.conditions",
     "loss_condition": "theory.pll_conditions",
-    "flow_student": "theory.pll_conditions",
+    "flow_student": "theory.pll_flow",
     "accuracy": "theory.metrics",
     "Spec": "theory.spec",
     "Result": "theory.spec",

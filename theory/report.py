@@ -51,6 +51,7 @@ __all__ = [
     "ROUND_SECONDS",
     "FiniteExactFailed",
     "estimated_seconds",
+    "group_prediction_bytes",
     "predict_report",
     "resource_estimate",
     "worst_case_estimate",
@@ -135,15 +136,29 @@ def _unconverged(entry, pred, t=0):
     ]
 
 
+def group_prediction_bytes(n_classes: int, n_groups: int, rounds: int, *, escape=False) -> int:
+    """Peak bytes of the exact group-level prediction with ``G`` non-empty groups, rank-3 loss.
+
+    The arithmetic of :func:`theory.groups.prediction_memory_bytes` (``rank=3``) from ``K``, ``G``
+    and ``R`` alone, for estimates made before the ``K x K`` count matrix exists: ``R + 1`` stored
+    (K, K, K) rounds and population arrays, one structured Newton step
+    (:func:`theory.group_engine.engine_memory_bytes`), six (K, K, K) solution arrays and, with
+    ``escape`` (a non-convex PLL student), the escape from a saddle point
+    (:func:`theory.group_descent.descent_memory_bytes`).
+    """
+    k, g, r = int(n_classes), int(n_groups), int(rounds)
+    stored = 8 * (r + 1) * (k**3 + k**2)
+    extra = descent_memory_bytes(k, g) if escape else 0
+    return stored + engine_memory_bytes(k, g, 3) + 8 * 6 * k**3 + extra
+
+
 def _estimate(n_classes: int, n_groups: int, rounds: int) -> tuple[int, float]:
     """``(bytes, flops)`` of a report with ``G`` non-empty groups (arithmetic only)."""
     k, g, r = int(n_classes), int(n_groups), int(rounds)
-    stored = 8 * (r + 1) * (k**3 + k**2)  # theory.groups.prediction_memory_bytes, rank 3
-    mem = stored + engine_memory_bytes(k, g, 3) + 8 * 6 * k**3
+    # The exact prediction, with the escape from a saddle of a non-convex PLL student.
+    mem = group_prediction_bytes(k, g, r, escape=True)
     mem += 8 * (r + 1) * k**3  # the linear prediction
     mem += 8 * 3 * k * k  # the transition matrix, its scaled copy and the counts (--noise)
-    # The escape from a saddle of a non-convex PLL student (prediction_memory_bytes(escape=True)).
-    mem += descent_memory_bytes(k, g)
     flops = (r + 12) * float(2 * 3 * k * k * g + 4 * k**4)  # newton_build_flops, rank 3
     return int(mem), float(flops)
 

@@ -20,7 +20,6 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-import simulations.estimator as estimator_module
 from simulations import SelfDistillationClassifier
 from simulations.datasets import load_digits_dataset, preprocess
 from simulations.distill import self_distill, train_pll
@@ -385,7 +384,11 @@ def test_single_class_and_pll_binary_errors():
 
 
 def test_memory_is_checked_before_fitting(monkeypatch):
-    monkeypatch.setattr(estimator_module, "_available_memory_bytes", lambda: 10_000)
+    import selfdistill_cli.memory
+
+    monkeypatch.setattr(
+        selfdistill_cli.memory, "available_bytes", lambda: (10_000, "available memory")
+    )
     x = np.random.default_rng(0).standard_normal((50, 20))
     with pytest.raises(ValueError, match="GB"):
         SelfDistillationClassifier().fit(x, np.arange(50) % 2)

@@ -35,7 +35,8 @@ from theory.groups import BlockModel, prediction_memory_bytes
 from theory.losses import make_loss
 from theory.noise import exact_counts, transition_matrix
 from theory.pll import group_top2, predict_pll
-from theory.pll_conditions import _problem, flow_student
+from theory.pll_conditions import flow_student
+from theory.pll_flow import student_problem
 
 SET_LOSSES = ("candidate", "gce")
 #: The issue's example: K = 4, pair noise 0.3, n = 10, c = 0.4, d = 0.1, lam = 4.64e-3.
@@ -171,7 +172,7 @@ def test_descended_student_vs_gradient_flow(k, kind, eta, lam, loss):
     )
     # Objective of the flow's end point: r = f(z) at a stationary point (softmax is shift
     # invariant, so the logits log p give the same force).
-    prob = _problem(model, counts, lam, loss, 0.7, None, 1e-12)
+    prob = student_problem(model, counts, lam, loss, 0.7, None, 1e-12)
     kk, ll = prob.rows
     z = np.log(flow.outputs[0][kk, ll])
     flow_obj = group_objective(prob.coupling, prob.loss, prob.loss.force(z))
@@ -195,7 +196,7 @@ def _example_saddle(loss="candidate"):
     k, kind, eta, lam = EXAMPLE
     model, counts = _setup(k, kind, eta)
     pred = predict_pll(model, counts, lam, method="exact", loss=loss)
-    prob = _problem(model, counts, lam, loss, 0.7, None, 1e-12)
+    prob = student_problem(model, counts, lam, loss, 0.7, None, 1e-12)
     z = pred.descent.start.z
     return prob.coupling, prob.loss, z
 
@@ -250,7 +251,7 @@ def test_lanczos_direction_is_deterministic():
 def test_negative_curvature_direction_none_at_a_minimum_vs_inertia():
     model, counts = _setup(4, "pair", 0.3)
     pred = predict_pll(model, counts, 3.16e-3, method="exact", loss="candidate")
-    prob = _problem(model, counts, 3.16e-3, "candidate", 0.7, None, 1e-12)
+    prob = student_problem(model, counts, 3.16e-3, "candidate", 0.7, None, 1e-12)
     hess = prob.loss.hessian(pred.descent.end.z)
     assert newton_inertia(prob.coupling, hess) == (0, 0)
     assert negative_curvature_direction(prob.coupling, hess) is None
@@ -286,7 +287,7 @@ def test_second_order_singular_gram_vs_newton_matrix_eigenvalues():
     assert abs(model.eigenvalues[0]) < 1e-12
     lam = 3.16e-4
     pred = predict_pll(model, counts, lam, method="exact", loss="gce")
-    prob = _problem(model, counts, lam, "gce", 0.7, None, 1e-12)
+    prob = student_problem(model, counts, lam, "gce", 0.7, None, 1e-12)
     hess = prob.loss.hessian(pred.descent.end.z)
     assert newton_inertia(prob.coupling, hess) is None  # the reduction does not apply
     g, k = prob.coupling.n_groups, prob.coupling.k

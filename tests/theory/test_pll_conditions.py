@@ -16,6 +16,7 @@ from scipy.integrate import solve_ivp
 from simulations.features import exact_block_features
 from simulations.pll_losses import train_pll_student
 from simulations.solver import solve_probe
+from theory.group_descent import dense_objective_hessian
 from theory.group_engine import GroupCoupling, newton_inertia
 from theory.groups import BlockModel, predict_exact
 from theory.losses import make_loss, softmax
@@ -23,8 +24,6 @@ from theory.noise import exact_counts, transition_matrix
 from theory.pll import LinearisationUndefinedError, group_top2, predict_pll
 from theory.pll_conditions import (
     FLOW_MAX_UNKNOWNS,
-    _objective_hessian,
-    _problem,
     curvature_bound,
     find_tie_symmetry,
     flow_student,
@@ -38,6 +37,7 @@ from theory.pll_conditions import (
     tied_point,
     uniqueness_lam,
 )
+from theory.pll_flow import student_problem
 
 settings.register_profile("pll_cond", max_examples=15, deadline=None, derandomize=True)
 PROFILE = settings.get_profile("pll_cond")
@@ -118,7 +118,7 @@ def test_uniqueness_lam_vs_newton_inertia_at_random_logits(loss):
     model = BlockModel(4, 10, 0.4, 0.1)
     counts = exact_counts(transition_matrix("asym", 4, 0.4), 10)
     lam = 1.01 * uniqueness_lam(model, loss)
-    prob = _problem(model, counts, lam, loss, 0.7, None, 1e-12)
+    prob = student_problem(model, counts, lam, loss, 0.7, None, 1e-12)
     rng = np.random.default_rng(0)
     for scale in (0.1, 3.0, 30.0):
         z = scale * rng.standard_normal((prob.coupling.n_groups, 4))
@@ -334,10 +334,10 @@ def test_tie_margin_closed_form_vs_cyclic_restricted_hessian(d, loss):
     counts = _pair(k, 10, 0.3)
     for lam in (1e-3, 3e-3, 5e-3, 1e-2, 3e-2):
         tp = tied_point(model, counts, lam, loss=loss)
-        prob = _problem(model, counts, lam, loss, 0.7, None, 1e-12)
+        prob = student_problem(model, counts, lam, loss, 0.7, None, 1e-12)
         cp = prob.coupling
         z = tp.logits[cp.kk, cp.ll]
-        hess = _objective_hessian(cp, prob.loss.hessian(z))
+        hess = dense_objective_hessian(cp, prob.loss.hessian(z))
         basis = _cyclic_basis(cp, k)
         ev = np.linalg.eigvalsh(basis.T @ hess @ basis)
         n_neg = int(np.sum(ev < -1e-10 * np.abs(ev).max()))
@@ -351,9 +351,9 @@ def test_objective_hessian_vs_newton_inertia():
     counts = _pair(4, 10, 0.3)
     for lam in (1e-3, 1e-2, 3e-2):
         tp = tied_point(model, counts, lam, loss="candidate")
-        prob = _problem(model, counts, lam, "candidate", 0.7, None, 1e-12)
+        prob = student_problem(model, counts, lam, "candidate", 0.7, None, 1e-12)
         z = tp.logits[prob.coupling.kk, prob.coupling.ll]
-        ev = np.linalg.eigvalsh(_objective_hessian(prob.coupling, prob.loss.hessian(z)))
+        ev = np.linalg.eigvalsh(dense_objective_hessian(prob.coupling, prob.loss.hessian(z)))
         assert int(np.sum(ev < -1e-10 * np.abs(ev).max())) == tp.second_order[0]
 
 
@@ -385,7 +385,7 @@ def test_mirror_minimum_vs_flow_student(loss):
     lam = 1e-3
     fs = flow_student(model, counts, lam, loss=loss)
     assert fs.prediction.train_acc[0] == 1.0 and fs.prediction.second_order == (0, 0)
-    prob = _problem(model, counts, lam, loss, 0.7, None, 1e-12)
+    prob = student_problem(model, counts, lam, loss, 0.7, None, 1e-12)
     cp = prob.coupling
     z = np.log(fs.prediction.outputs[0])  # logits up to a per-group constant
     z = z - z.mean(axis=-1, keepdims=True)
@@ -602,7 +602,7 @@ def test_tied_point_strict_minimum_threshold_vs_dense_hessian(loss, below, above
     counts = _pair(4, 10, 0.3)
     for lam, expected in ((below, (1, 0)), (above, (0, 0))):
         tp = tied_point(model, counts, lam, loss=loss)
-        prob = _problem(model, counts, lam, loss, 0.7, None, 1e-12)
+        prob = student_problem(model, counts, lam, loss, 0.7, None, 1e-12)
         z = tp.logits[prob.rows]
         assert tp.margin > 0  # stable along the class-wide direction throughout
         assert tp.second_order == expected
