@@ -1,4 +1,4 @@
-"""``python -m figures``: regenerate every figure (PNG, PDF and the CSV of its data).
+"""``python -m figures``: regenerate every figure (PNG and CSV; the PDF too, except in quick).
 
 Usage::
 

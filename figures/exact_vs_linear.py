@@ -267,7 +267,7 @@ def table(data: dict) -> list[dict]:
 
 
 def run(*, preset: str = "quick", out=None, seed: int = 0, workers: int = 1) -> int:
-    """Compute the figure, check it, and write ``exact_vs_linear`` (PNG, PDF and CSV) to ``out``.
+    """Compute the figure, check it, and write ``exact_vs_linear`` to ``out``.
 
     What ``python -m figures.exact_vs_linear`` does after reading its options, and what the runner
     (``python -m figures``) calls for this figure.
@@ -299,7 +299,7 @@ def run(*, preset: str = "quick", out=None, seed: int = 0, workers: int = 1) -> 
         f"  {NAME}: {data['check']['n_comparisons']} sim-vs-exact-theory comparisons agree "
         f"(max excess over tolerance {data['check']['max_excess']:.3g})"
     )
-    style.save_figure(plot(data), out, NAME, dpi=style.preset_dpi(preset))
+    style.save_figure(plot(data), out, NAME, **style.preset_save(preset))
     style.write_csv(table(data), out, NAME)
     return 0
 

@@ -388,7 +388,7 @@ def table(data: dict) -> list[dict]:
 
 
 def run(*, preset: str = "quick", out=None, seed: int = 0, workers: int = 1) -> int:
-    """Compute the figure, check it, and write ``finite_dimension`` (PNG, PDF and CSV) to ``out``.
+    """Compute the figure, check it, and write ``finite_dimension`` to ``out``.
 
     What ``python -m figures.finite_dimension`` does after reading its options, and what the runner
     (``python -m figures``) calls for this figure.
@@ -424,7 +424,7 @@ def run(*, preset: str = "quick", out=None, seed: int = 0, workers: int = 1) -> 
         f"({data['check_limit']['n_comparisons']} comparisons); exact SD vs finite-p theory "
         f"(not checked): max |difference| {data['exact_gap']:.3f}"
     )
-    style.save_figure(plot(data), out, NAME, dpi=style.preset_dpi(preset))
+    style.save_figure(plot(data), out, NAME, **style.preset_save(preset))
     style.write_csv(table(data), out, NAME)
     return 0
 

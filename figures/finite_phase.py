@@ -642,7 +642,7 @@ def table(data: dict) -> list[dict]:
 
 
 def run(*, preset: str = "quick", out=None, seed: int = 0, workers: int = 1) -> int:
-    """Compute the figure, check it, and write ``finite_phase`` (PNG, PDF and CSV) to ``out``.
+    """Compute the figure, check it, and write ``finite_phase`` to ``out``.
 
     What ``python -m figures.finite_phase`` does after reading its options, and what the runner
     (``python -m figures``) calls for this figure.
@@ -681,7 +681,7 @@ def run(*, preset: str = "quick", out=None, seed: int = 0, workers: int = 1) -> 
         f"({data['check']['n_comparisons']} comparisons); exact-map cells where the linearised "
         f"theory is > {LINEARISED_TOL:g} from the exact one: {'; '.join(flagged)}"
     )
-    style.save_figure(plot(data), out, NAME, dpi=style.preset_dpi(preset))
+    style.save_figure(plot(data), out, NAME, **style.preset_save(preset))
     style.write_csv(table(data), out, NAME)
     return 0
 

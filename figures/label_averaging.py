@@ -203,7 +203,7 @@ def table(data: dict) -> list[dict]:
 
 
 def run(*, preset: str = "quick", out=None, seed: int = 0, workers: int = 1) -> int:
-    """Compute the figure, check it, and write ``label_averaging`` (PNG, PDF and CSV) to ``out``.
+    """Compute the figure, check it, and write ``label_averaging`` to ``out``.
 
     What ``python -m figures.label_averaging`` does after reading its options, and what the runner
     (``python -m figures``) calls for this figure.
@@ -235,7 +235,7 @@ def run(*, preset: str = "quick", out=None, seed: int = 0, workers: int = 1) -> 
         f"  {NAME}: N x N exact vs group theory max diff {data['err_exact']:.2g}; closed form vs "
         f"group linearisation {data['err_linear']:.2g}; exact vs linearised {data['max_gap']:.3f}"
     )
-    style.save_figure(plot(data), out, NAME, dpi=style.preset_dpi(preset))
+    style.save_figure(plot(data), out, NAME, **style.preset_save(preset))
     style.write_csv(table(data), out, NAME)
     return 0
 

@@ -351,7 +351,7 @@ def table(data: dict) -> list[dict]:
 
 
 def run(*, preset: str = "quick", out=None, seed: int = 0, workers: int = 1) -> int:
-    """Compute the figure, check it, and write ``phase_diagram`` (PNG, PDF and CSV) to ``out``.
+    """Compute the figure, check it, and write ``phase_diagram`` to ``out``.
 
     What ``python -m figures.phase_diagram`` does after reading its options, and what the runner
     (``python -m figures``) calls for this figure.
@@ -380,7 +380,7 @@ def run(*, preset: str = "quick", out=None, seed: int = 0, workers: int = 1) -> 
     out = prepare_output(out)
     data = compute(preset, seed, workers)
     log(f"  {NAME}: {data['check']['n_comparisons']} cells agree with the exact theory")
-    style.save_figure(plot(data), out, NAME, dpi=style.preset_dpi(preset))
+    style.save_figure(plot(data), out, NAME, **style.preset_save(preset))
     style.write_csv(table(data), out, NAME)
     return 0
 

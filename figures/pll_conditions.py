@@ -582,7 +582,7 @@ def table(data: dict) -> list[dict]:
 
 
 def run(*, preset: str = "quick", out=None, seed: int = 0, workers: int = 1) -> int:
-    """Compute the figure, check it, and write ``pll_conditions`` (PNG, PDF and CSV) to ``out``.
+    """Compute the figure, check it, and write ``pll_conditions`` to ``out``.
 
     What ``python -m figures.pll_conditions`` does after reading its options, and what the runner
     (``python -m figures``) calls for this figure.
@@ -616,7 +616,7 @@ def run(*, preset: str = "quick", out=None, seed: int = 0, workers: int = 1) -> 
         f"  {NAME}: {len(data['rows'])} cells; Newton engine differs from the flow in {disagree},"
         f" saddle-side dependent in {ambiguous}; {len(data['nxn'])} N x N checks passed"
     )
-    style.save_figure(plot(data), out, NAME, dpi=style.preset_dpi(preset))
+    style.save_figure(plot(data), out, NAME, **style.preset_save(preset))
     style.write_csv(table(data), out, NAME)
     style.write_csv(data["nxn"], out, f"{NAME}_nxn")
     return 0

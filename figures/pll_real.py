@@ -270,7 +270,7 @@ def run(
     labels=None,
     lam: float = 1e-4,
 ) -> int:
-    """Compute the figure and write ``pll_real`` (PNG, PDF and CSV) to ``out``.
+    """Compute the figure and write ``pll_real`` to ``out``.
 
     What ``python -m figures.pll_real`` does after reading its options (same names, same
     defaults), and what the runner (``python -m figures``) calls for this figure.
@@ -317,7 +317,7 @@ def run(
     spectrum["n_classes"] = ds.n_classes
     style.write_csv(rows, out, NAME)
     fig = plot(rows, spectrum, ds.name)
-    paths = style.save_figure(fig, out, NAME, dpi=style.preset_dpi(preset))
+    paths = style.save_figure(fig, out, NAME, **style.preset_save(preset))
     log(f"[{NAME}] wrote {', '.join(str(p) for p in paths)} and {NAME}.csv")
     return 0
 

@@ -49,9 +49,10 @@ in the paper's protocol (raw features, the reference superclass rule)::
     python -m figures.real_gain --features cifar100_resnet34.npz --lam 5e-5 --preprocess raw \\
         --preset paper --out figs/
 
-Outputs in ``--out``: ``real_gain.png``, ``real_gain.pdf`` and ``real_gain.csv`` (one row per
-regime, noise, eta, method and round: mean gain, 95% half-width, standard deviation, mean test
-accuracies of student and teacher, teacher top-2 coverage, the weight decay(s) used, whether every
+Outputs in ``--out``: ``real_gain.png``, ``real_gain.pdf`` (not in the quick preset) and
+``real_gain.csv`` (one row per regime, noise, eta, method and round: mean gain, 95% half-width,
+standard deviation, mean test accuracies of student and teacher, teacher top-2 coverage, the
+weight decay(s) used, whether every
 solve was certified, how many non-convex PLL solves were verified local minima).
 
 Presets: ``quick`` (superclass and symmetric noise, eta 0.5/0.7/0.9, base weight decay, 3 seeds),
@@ -374,7 +375,7 @@ def run(
     error_bars: str = "ci95",
     pll_losses: str | None = None,
 ) -> int:
-    """Compute the figure and write ``real_gain`` (PNG, PDF and CSV) to ``out``.
+    """Compute the figure and write ``real_gain`` to ``out``.
 
     What ``python -m figures.real_gain`` does after reading its options (same names, same
     defaults), and what the runner (``python -m figures``) calls for this figure.
@@ -454,7 +455,7 @@ def run(
         )
     style.write_csv(rows, out, NAME)
     fig = plot(rows, sizes, ds.name, selection, error_bars)
-    paths = style.save_figure(fig, out, NAME, dpi=style.preset_dpi(preset))
+    paths = style.save_figure(fig, out, NAME, **style.preset_save(preset))
     log(f"[{NAME}] wrote {', '.join(str(p) for p in paths)} and {NAME}.csv")
     return 0
 

@@ -529,7 +529,7 @@ def table(data: dict) -> list[dict]:
 
 
 def run(*, preset: str = "quick", out=None, seed: int = 0, workers: int = 1) -> int:
-    """Compute the figure, check it, and write ``sd_generalization`` (PNG, PDF and CSV) to ``out``.
+    """Compute the figure, check it, and write ``sd_generalization`` to ``out``.
 
     What ``python -m figures.sd_generalization`` does after reading its options, and what the runner
     (``python -m figures``) calls for this figure.
@@ -578,7 +578,7 @@ def run(*, preset: str = "quick", out=None, seed: int = 0, workers: int = 1) -> 
         f"last round (exact theory): {'; '.join(parts)}; linearised vs exact theory: max "
         f"|difference| {data['linearised_gap']:.3f} where not refused"
     )
-    style.save_figure(plot(data), out, NAME, dpi=style.preset_dpi(preset))
+    style.save_figure(plot(data), out, NAME, **style.preset_save(preset))
     style.write_csv(table(data), out, NAME)
     return 0
 

@@ -351,7 +351,7 @@ def table(data: dict) -> list[dict]:
 
 
 def run(*, preset: str = "quick", out=None, seed: int = 0, workers: int = 1) -> int:
-    """Compute the figure, check it, and write ``sd_vs_pll`` (PNG, PDF and CSV) to ``out``.
+    """Compute the figure, check it, and write ``sd_vs_pll`` to ``out``.
 
     What ``python -m figures.sd_vs_pll`` does after reading its options, and what the runner
     (``python -m figures``) calls for this figure.
@@ -385,7 +385,7 @@ def run(*, preset: str = "quick", out=None, seed: int = 0, workers: int = 1) -> 
         f"  {NAME}: {data['check']['n_comparisons']} sim-vs-theory comparisons agree; PLL theory "
         f"tie-dependent at η = {tied}, of which simulation disagrees at η = {bad}"
     )
-    style.save_figure(plot(data), out, NAME, dpi=style.preset_dpi(preset))
+    style.save_figure(plot(data), out, NAME, **style.preset_save(preset))
     style.write_csv(table(data), out, NAME)
     return 0
 

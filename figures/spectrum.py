@@ -246,7 +246,7 @@ def table(data: dict) -> list[dict]:
 
 
 def run(*, preset: str = "quick", out=None, seed: int = 0, workers: int = 1) -> int:
-    """Compute the figure, check it, and write ``spectrum`` (PNG, PDF and CSV) to ``out``.
+    """Compute the figure, check it, and write ``spectrum`` to ``out``.
 
     What ``python -m figures.spectrum`` does after reading its options, and what the runner
     (``python -m figures``) calls for this figure.
@@ -275,7 +275,7 @@ def run(*, preset: str = "quick", out=None, seed: int = 0, workers: int = 1) -> 
     out = prepare_output(out)
     data = compute(preset, seed)
     log(f"  {NAME}: spectrum, eigen-weights and min-round crossings checked")
-    style.save_figure(plot(data), out, NAME, dpi=style.preset_dpi(preset))
+    style.save_figure(plot(data), out, NAME, **style.preset_save(preset))
     style.write_csv(table(data), out, NAME)
     return 0
 

@@ -96,7 +96,7 @@ COMMANDS: dict[str, Command] = {
             "python -m figures": f"{PROG} figures",
             "python -m figures explore": f"{PROG} figures explore",
         },
-        "regenerate every figure (PNG, PDF and the CSV of its data)",
+        "regenerate every figure (PNG and the CSV of its data; PDF with --preset paper)",
         "python -m figures",
     ),
     "explore": Command(

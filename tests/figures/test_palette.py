@@ -70,3 +70,23 @@ def test_reference_line_is_labelled_on_the_axes():
     assert texts == ["1/K", "p = N"]
     assert np.isclose(ax.lines[0].get_ydata()[0], 0.25)
     plt.close(fig)
+
+
+def test_preset_save_formats():
+    """Quick writes a PNG preview only; the paper preset (and tiny, which exercises every
+    writer) add the PDF."""
+    assert style.preset_save("quick") == {"dpi": style.DEFAULT_DPI, "pdf": False}
+    assert style.preset_save("paper") == {"dpi": 300, "pdf": True}
+    assert style.preset_save("tiny")["pdf"] is True
+
+
+def test_save_figure_png_only_and_pdf_keeps_png_layout(tmp_path):
+    fig, ax = plt.subplots(layout="constrained")
+    ax.plot([0, 1], [0, 1])
+    assert style.save_figure(fig, tmp_path / "a", "f", pdf=False) == [tmp_path / "a" / "f.png"]
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["f.png"]
+    fig, ax = plt.subplots(layout="constrained")
+    ax.plot([0, 1], [0, 1])
+    paths = style.save_figure(fig, tmp_path / "b", "f")
+    assert [p.name for p in paths] == ["f.png", "f.pdf"]
+    assert all(p.stat().st_size > 0 for p in paths)
