@@ -210,13 +210,7 @@ def _finite_report(model: BlockModel, counts, lam, rounds, dim, delta):
         "linearised": True,
         "quadrature_err": float(pred.quadrature_err),
         "bulk_eigen_weights": [float(x) for x in pred.bulk_weights],
-        "conditions": {
-            "best_population_round": cond.best_round,
-            "best_population_acc": cond.best_accuracy,
-            "population_gain": cond.gain,
-            "first_round_population_above": cond.first_round_above,
-            "delta": cond.delta,
-        },
+        "conditions": cond.to_json(),
     }
     return per_round, summary
 

@@ -38,6 +38,16 @@ class PopulationRounds:
     first_round_above: int | None
     delta: float
 
+    def to_json(self) -> dict:
+        """The ``conditions`` object of ``theory predict --json`` (key order fixed)."""
+        return {
+            "best_population_round": self.best_round,
+            "best_population_acc": self.best_accuracy,
+            "population_gain": self.gain,
+            "first_round_population_above": self.first_round_above,
+            "delta": self.delta,
+        }
+
 
 def population_rounds(pred: FinitePrediction, delta: float = 0.01) -> PopulationRounds:
     r"""Conditions on the rounds at finite ``p``: the best round and the first ``>= 1 - delta``.

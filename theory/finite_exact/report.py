@@ -53,13 +53,7 @@ def exact_summary(pred, delta: float) -> dict:
         "dim": int(pred.model.dim),
         "ratio": pred.model.ratio,
         "linearised": False,
-        "conditions": {
-            "best_population_round": cond.best_round,
-            "best_population_acc": cond.best_accuracy,
-            "population_gain": cond.gain,
-            "first_round_population_above": cond.first_round_above,
-            "delta": cond.delta,
-        },
+        "conditions": cond.to_json(),
         "fixed_point": {
             "converged": bool(pred.converged),
             "iterations": [int(i) for i in pred.iterations],
