@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from selfdistill_cli import available_bytes
+from selfdistill_cli.memory import check_memory as check_memory_limit
 from simulations.solver.kernels import basis_t_times, basis_times
 from theory.validation import check_finite_matrix, check_psd_spectrum, check_symmetric
 
@@ -43,12 +44,16 @@ def available_memory() -> float:
 
 
 def check_memory(nbytes: float, what: str) -> None:
-    avail = available_memory()
-    if nbytes > avail:
-        raise ValueError(
-            f"{what} needs ~{nbytes / 1e9:.2f} GB but only {avail / 1e9:.2f} GB are available; "
-            "use fewer samples or features"
+    """Refuse ``nbytes`` above :func:`available_memory` (the one checker,
+    :func:`selfdistill_cli.memory.check_memory`, with the solver's own wording)."""
+
+    def message(estimate: float, limit: float) -> str:
+        return (
+            f"{what} needs ~{estimate / 1e9:.2f} GB but only {limit / 1e9:.2f} GB are "
+            "available; use fewer samples or features"
         )
+
+    check_memory_limit(nbytes, what, available_memory(), option=None, message=message)
 
 
 @dataclass(frozen=True, eq=False)
