@@ -43,6 +43,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from theory.gram import check_block_params
 from theory.names import (
     DEFAULT_Q,
     METHOD_LOSS,
@@ -113,12 +114,16 @@ class Spec:
 
     def __post_init__(self):
         set_ = object.__setattr__  # frozen: normalise once
-        k = check_int(self.n_classes, "n_classes", 2)
-        n = check_int(self.per_class, "per_class", 1)
+        for name in ("c", "d"):
+            value = getattr(self, name)
+            if isinstance(value, (bool, str)) or not isinstance(value, (int, float, np.number)):
+                raise ValueError(f"{name} must be a real number, got {value!r}")
+        # K >= 2, n >= 1, N <= 2^53, finite c <= 1, d, and a PSD block Gram matrix
+        k, n, c, d = check_block_params(self.n_classes, self.per_class, self.c, self.d)
         set_(self, "n_classes", k)
         set_(self, "per_class", n)
-        set_(self, "c", float(self.c))
-        set_(self, "d", float(self.d))
+        set_(self, "c", c)
+        set_(self, "d", d)
         set_(self, "lam", check_lam(self.lam, "lam"))
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")

@@ -84,6 +84,10 @@ def test_predict_finite_refuses_where_random_matrix_part_fails():
         (dict(counts=((5, 5, 0), (0, 10, 0))), "counts must be a"),
         (dict(counts=((5, 4, 0), (0, 10, 0), (0, 0, 10))), "summing to per_class"),
         (dict(n_classes=2, method="pll-ce"), "at least 3 classes"),
+        (dict(c="abc"), "c must be a real number"),
+        (dict(d=True), "d must be a real number"),
+        (dict(c=0.4, d=0.5), "non-PSD"),
+        (dict(c=float("inf")), "finite"),
     ],
 )
 def test_spec_rejects_bad_input(kwargs, match):
