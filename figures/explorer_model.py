@@ -711,21 +711,28 @@ def describe(state: ExplorerState) -> str:
         f"plurality {'holds' if cond['plurality'] else 'FAILS'} "
         f"(margin {cond['plurality_margin']:.3f}), rho = a2/a3 = {cond['rho']:.4g}",
         f"linearised SD: 100% train acc. {full}; linearised PLL student: "
-        + ("100%" if cond["pll_holds"] else "< 100%")
-        + (f" (whole-class candidate ties in classes {list(tied)})" if tied else ""),
+        + ("100%" if cond["pll_holds"] else "< 100%"),
     ]
+    if tied:  # its own line: the summary column must stay left of the legend (~78 characters)
+        which = (
+            f"all {p['n_classes']} classes"
+            if len(tied) == p["n_classes"]
+            else f"classes {', '.join(map(str, tied))}"
+        )
+        lines.append(f"  (PLL: whole-class candidate ties in {which})")
     if state.finite_dim is not None:
         lines[1] = lines[1].replace("linearised SD:", "linearised SD (p=∞):", 1)
     if state.finite is not None:
         fin = state.finite
         flag = ""
         if state.linear_off_reason == "exact" and any(v.any() for v in state.linear_off.values()):
-            flag = " (× rounds > 0.03 from exact)"
+            flag = " (×: > 0.03 off exact)"
         elif state.linear_off_reason == "regime":
-            flag = " (× outside validated regime)"
+            flag = " (×: outside its regime)"
+        # short enough to stay left of the legend (the window's summary column is ~78 characters)
         lines += [
-            f"finite p = {state.finite_dim} (N/p = {fin.model.ratio:.3g}), linearised theory"
-            f"{flag}, rounds 0 -> {fin.rounds}:",
+            f"finite p = {state.finite_dim} (N/p = {fin.model.ratio:.3g}), linearised, rounds "
+            f"0 -> {fin.rounds}{flag}:",
             f"  train acc. {fin.train_acc[0]:.3f} -> {fin.train_acc[-1]:.3f}, population acc. "
             f"{fin.population_acc[0]:.3f} -> {fin.population_acc[-1]:.3f}",
         ]
