@@ -15,9 +15,10 @@ from scipy.optimize import minimize
 from tests.tolerances import assert_close
 from theory.finite import MixtureModel
 from theory.finite_exact import exact_resource_estimate, predict_finite_exact
+from theory.finite_exact.integrate import cross_derivatives
 from theory.finite_exact.prox import ce_prox, softmax
 from theory.finite_exact.quadrature import gauss_points
-from theory.finite_exact.state import STATE_TOL, _cross_derivatives, zero_sum_basis
+from theory.finite_exact.state import STATE_TOL, zero_sum_basis
 from theory.finite_exact.symmetry import class_symmetry
 from theory.groups import BlockModel, predict_exact
 from theory.lattice import kronecker_generator
@@ -118,7 +119,7 @@ def test_cross_derivatives_vs_linear_map():
         c_true.append(c)
     psi = sum(h[:, r * k : (r + 1) * k] @ c_true[r].T for r in range(t + 1))
     score = psi.T @ pts.xi / pts.size
-    got = _cross_derivatives(t, c_true[t], score, chol, basis, k)
+    got = cross_derivatives(t, c_true[t], score, chol, basis, k)
     for r in range(t):
         assert_close(got[r], c_true[r], atol=1e-10, rtol=0, what=f"d psi_t / d h_{r}")
 
@@ -265,8 +266,8 @@ def test_pathwise_cross_round_tangents_vs_finite_differences():
     """d psi_t / d h_r of the per-point chain of proxes (three rounds, random block lower
     triangular response, random cavity fields) against central differences of the chain itself;
     tolerance: float32 storage of the tangents (~1e-7 relative) plus the differences' O(eps^2)."""
+    from theory.finite_exact.integrate import _cross_tangents, _h_times, _store
     from theory.finite_exact.prox import newton_matrix
-    from theory.finite_exact.state import _cross_tangents, _h_times, _store
 
     rng = np.random.default_rng(0)
     k, m, rounds = 4, 6, 3
