@@ -18,12 +18,12 @@ Reduction (all deterministic)
    singular covariance keeps its exact rank. A dropped part of row ``i`` (standard deviation
    ``e_i``) is accounted for by the flip bound of step 3 (``_FLIP e_i / ||B_i|| + _FLIP_TAIL``).
 2. *Deterministic rows.* A difference whose standard deviation ``||B_i||`` is at the round-off
-   floor (``s_floor``, :func:`_reduce`) is treated as the constant ``mu_i``. Tie rule (as in
-   :mod:`theory.metrics`: a tie is an error and is reported): ``|mu_i| <= TIE_RTOL * ptp(m)``
-   (relative to the spread of the means; exact ties when all means coincide) is a tie, ``mu_i``
-   above it a sure win of that comparison, below it a sure loss. If the true standard deviation
-   were as large as the floor, the indicator would be wrong with probability at most
-   ``2 Phi(-|mu_i| / (sqrt(2) s_floor))``, which is added to the error.
+   floor (``s_floor``, :func:`theory.orthant_reduction.reduce_batch`) is treated as the
+   constant ``mu_i``. Tie rule (as in :mod:`theory.metrics`: a tie is an error and is reported):
+   ``|mu_i| <= TIE_RTOL * ptp(m)`` (relative to the spread of the means; exact ties when all
+   means coincide) is a tie, ``mu_i`` above it a sure win of that comparison, below it a sure
+   loss. If the true standard deviation were as large as the floor, the indicator would be wrong
+   with probability at most ``2 Phi(-|mu_i| / (sqrt(2) s_floor))``, which is added to the error.
 3. *Rank and ordering.* The random rows are orthogonalised one by one (modified Gram-Schmidt with
    re-orthogonalisation, i.e. a pivoted Cholesky factorisation computed from ``B``, not from the
    covariance, so rank decisions are made at the ``eps`` level of ``B``): at each step the pivot
@@ -66,6 +66,10 @@ Evaluation
   shifts been random (``t_{0.995, 11} = 3.1``). Its calibration is tested
   (``test_error_estimate_is_met_at_default_tolerance``) and measured in ``benchmarks/orthant.py``.
   The round-off terms of steps 2-3 *are* rigorous bounds (under the stated floors) and are added.
+
+Layout (issue 23): steps 1-3 are :mod:`theory.orthant_reduction` (:func:`reduce_batch`, with the
+tie and dependence tolerances ``TIE_RTOL``, ``DEP_RTOL``); the closed forms, the quadrature of
+step 4 and :func:`win_probability` are here.
 """
 
 from __future__ import annotations
@@ -74,9 +78,11 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-from scipy.special import log_ndtr, ndtr, ndtri, owens_t
+from scipy.special import ndtr, ndtri, owens_t
 
 from theory.lattice import kronecker_generator
+from theory.orthant_reduction import DEP_RTOL as DEP_RTOL  # re-exported (public constant)
+from theory.orthant_reduction import TIE_RTOL, Reduced, reduce_batch
 from theory.validation import check_int, check_positive
 
 __all__ = [
@@ -90,13 +96,6 @@ __all__ = [
     "win_probability",
 ]
 
-#: Ties: a deterministic difference with ``|gap| <= TIE_RTOL * ptp(mean)`` is a tie (an error),
-#: the relative analogue of ``theory.metrics.TIE_ATOL`` for O(1) scores.
-TIE_RTOL = 1e-9
-#: Relative residual below which a row is treated as linearly dependent on the pivots chosen so
-#: far. Round-off of the re-orthogonalised Gram-Schmidt step is ~ K eps; 1e-9 leaves margin, and
-#: the error it can cause is bounded and reported (module docstring, step 3).
-DEP_RTOL = 1e-9
 #: Default absolute error target of the quadrature.
 DEFAULT_ABS_TOL = 1e-4
 #: Default cap on integrand evaluations per probability (all shifts together) for rank <= 9
@@ -113,12 +112,6 @@ _FIRST_POINTS = 128
 _W_CLIP = 38.0
 #: Target number of float64 entries per working array of the quadrature (memory per chunk).
 _CHUNK_ENTRIES = 2**20
-
-_EPS = np.finfo(float).eps
-#: P(sign(X + Y) != sign(X)) <= P(|X| <= t) + P(|Y| > t) <= 2 t phi(0) / sd(X) + 2 Phi(-t / sd(Y));
-#: with t = 8.3 sd(Y): _FLIP * sd(Y) / sd(X) + _FLIP_TAIL.
-_FLIP = 2.0 * 8.3 / math.sqrt(2.0 * math.pi)
-_FLIP_TAIL = float(2.0 * ndtr(-8.3))
 
 
 class WinProbability(NamedTuple):
@@ -199,140 +192,6 @@ def _interval_mass(lo, hi):
     upper = lo > 0
     mass = np.where(upper, ndtr(-lo) - ndtr(-hi), ndtr(hi) - ndtr(lo))
     return np.where(hi > lo, np.maximum(mass, 0.0), 0.0)
-
-
-def _truncated_mean(lo):
-    """``E[w | w > lo]`` for standard normal ``w``: ``phi(lo) / Phi(-lo)``, stable in the tails."""
-    return np.exp(-0.5 * lo * lo - log_ndtr(-lo)) / math.sqrt(2 * math.pi)
-
-
-# ---------------------------------------------------------------------------------------------
-# structure: deterministic rows, pivoted orthogonalisation (vectorised over the batch)
-
-
-class _Reduced(NamedTuple):
-    """Reduced problems of a batch: ``P(mu + C w > 0)`` over the random rows (module docstring)."""
-
-    mu: np.ndarray  # (B, R) means of the differences
-    coef: np.ndarray  # (B, R, r_max) coefficients, zero after each row's attached column
-    attach: np.ndarray  # (B, R) attached variable; -1 for deterministic rows
-    rank: np.ndarray  # (B,)
-    det_state: np.ndarray  # (B,) 1: deterministic rows all win, 0: some tie (none lose), -1: lose
-    err: np.ndarray  # (B,) rigorous round-off bounds (steps 1-3)
-
-
-def _difference_roots(mean, cov, factor, true_class):
-    """``mu = L m`` (B, R), roots ``B`` (B, R, q) of ``L S L^T``, sd floors (B,), dropped sds."""
-    bsz, k = mean.shape
-    items = np.arange(bsz)
-    others = np.array([np.delete(np.arange(k), t) for t in true_class])  # (B, R)
-    mu = mean[items, true_class][:, None] - mean[items[:, None], others]
-    if factor is not None:
-        b = factor[items, true_class][:, None, :] - factor[items[:, None], others]
-        if b.shape[2] > b.shape[1]:
-            # Only B B^T matters: reduce q to R columns (B = R0^T Q^T); Householder maps an exactly
-            # zero row of B to an exactly zero row.
-            b = np.swapaxes(np.linalg.qr(np.swapaxes(b, 1, 2), mode="r"), 1, 2)
-        # Each entry of F_k - F_j carries round-off <= eps (|F_k| + |F_j|).
-        floor = 4.0 * _EPS * np.max(np.linalg.norm(factor, axis=2), axis=1)
-        return mu, b, floor, np.zeros(mu.shape)
-    skk = cov[items, true_class, true_class]
-    skj = cov[items[:, None], true_class[:, None], others]
-    sjk = cov[items[:, None], others, true_class[:, None]]
-    sjj = cov[items[:, None, None], others[:, :, None], others[:, None, :]]
-    sd = skk[:, None, None] - skj[:, None, :] - sjk[:, :, None] + sjj
-    sd = 0.5 * (sd + np.swapaxes(sd, 1, 2))
-    lam, vec = np.linalg.eigh(sd)
-    # L S L^T entries carry round-off ~ 4 eps max(diag S), and eigh adds ~ K eps ||.||: a variance
-    # (or eigenvalue) at that level is indistinguishable from 0. Eigenvalues below the floor are
-    # dropped so that a singular covariance keeps its exact rank; the dropped part of row i has
-    # standard deviation e_i = sqrt(sum_l U_il^2 |lambda_l|), returned for the error bound.
-    diag_max = np.max(np.diagonal(cov, axis1=1, axis2=2), axis=1)
-    var_floor = 16.0 * k * _EPS * np.maximum(np.maximum(diag_max, lam[:, -1]), 0.0)
-    drop = lam <= var_floor[:, None]
-    b = vec * np.sqrt(np.where(drop, 0.0, lam))[:, None, :]  # dropped columns are zero
-    dropped_sd = np.sqrt(np.einsum("brl,bl->br", vec**2, np.where(drop, np.abs(lam), 0.0)))
-    return mu, b, np.sqrt(var_floor), dropped_sd
-
-
-def _reduce(mean, cov, factor, true_class) -> _Reduced:
-    """Steps 1-3 of the module docstring for a batch (B items, R = K - 1 rows each)."""
-    mu, b, floor, dropped_sd = _difference_roots(mean, cov, factor, true_class)
-    bsz, n_rows, q_dim = b.shape
-    items = np.arange(bsz)
-    tie_tol = TIE_RTOL * np.ptp(mean, axis=1)[:, None]
-    norms = np.linalg.norm(b, axis=2)
-    det = norms <= floor[:, None]
-    # Dropped eigen-directions (cov input): flip bound for each random row (step 1).
-    lost = ~det & (dropped_sd > 0)
-    safe = np.where(lost, norms, 1.0)
-    err = np.sum(np.where(lost, _FLIP * dropped_sd / safe + _FLIP_TAIL, 0.0), axis=1)
-    # Deterministic rows (step 2); true sd <= sqrt(2) floor (row norm, dropped part each <= floor).
-    det_state = np.where(
-        np.any(det & (mu < -tie_tol), axis=1),
-        -1,
-        np.where(np.any(det & (np.abs(mu) <= tie_tol), axis=1), 0, 1),
-    )
-    decided = det & (np.abs(mu) > tie_tol) & (floor[:, None] > 0)
-    with np.errstate(divide="ignore", invalid="ignore"):  # floor 0: not used (decided is False)
-        flip = 2.0 * ndtr(-np.abs(mu) / (math.sqrt(2.0) * floor[:, None]))
-    err = err + np.sum(np.where(decided, flip, 0.0), axis=1)
-    # Pivoted Gram-Schmidt with the Genz-Bretz ordering (step 3). attach: -2 deterministic,
-    # -1 not yet attached, j >= 0 attached to variable j.
-    width = min(n_rows, q_dim)
-    attach = np.where(det, -2, -1)
-    res = np.where(det[:, :, None], 0.0, b)
-    coef = np.zeros((bsz, n_rows, width))
-    basis = np.zeros((bsz, width, q_dim))
-    offset = np.zeros((bsz, n_rows))  # sum_j C_ij E[w_j | chosen pivots], for the ordering
-    rank = np.zeros(bsz, dtype=np.int64)
-    thresh = DEP_RTOL * norms
-    for j in range(width):
-        free = attach == -1
-        res_norm = np.linalg.norm(res, axis=2)
-        cand = free & (res_norm > thresh)
-        act = cand.any(axis=1)
-        if not act.any():
-            break
-        with np.errstate(divide="ignore", invalid="ignore"):
-            score = np.where(cand, (mu + offset) / res_norm, np.inf)
-        piv = np.argmin(score, axis=1)  # smallest Phi((mu + offset)/s): most constraining first
-        pn = np.where(act, res_norm[items, piv], 1.0)
-        q = np.where(act[:, None], res[items, piv] / pn[:, None], 0.0)
-        if j:  # re-orthogonalise against the basis (CGS2): q stays orthonormal to working precision
-            q -= np.einsum("bjq,bj->bq", basis[:, :j], np.einsum("bjq,bq->bj", basis[:, :j], q))
-        qn = np.linalg.norm(q, axis=1)
-        q /= np.where(qn > 0, qn, 1.0)[:, None]
-        basis[:, j] = q
-        col = np.where(free, np.einsum("brq,bq->br", res, q), 0.0)
-        coef[:, :, j] = col
-        res -= col[:, :, None] * q[:, None, :]
-        attach[items[act], piv[act]] = j
-        rank += act
-        cp = np.where(act, col[items, piv], 1.0)
-        lo = -(mu[items, piv] + offset[items, piv]) / cp
-        offset += col * np.where(act & (cp > 0), _truncated_mean(lo), 0.0)[:, None]
-        res_norm = np.linalg.norm(res, axis=2)
-        newly = (attach == -1) & (res_norm <= thresh) & act[:, None]
-        if newly.any():
-            kept = np.linalg.norm(coef[:, :, : j + 1], axis=2)
-            bound = _FLIP * res_norm / np.where(newly, kept, 1.0) + _FLIP_TAIL
-            err = err + np.sum(np.where(newly, bound, 0.0), axis=1)
-            attach[newly] = j
-        res[attach != -1] = 0.0
-    # Rows left unattached had residuals at the round-off level from the start of some step;
-    # attach them to their last nonzero column (the loop only exits this way in that case).
-    for i, r in np.argwhere(attach == -1):
-        nz = np.flatnonzero(np.abs(coef[i, r, : rank[i]]) > 0)
-        if nz.size == 0:  # pragma: no cover - excluded by the deterministic-row test above
-            raise RuntimeError("internal error: random row with no coefficient")
-        attach[i, r] = nz[-1]
-        coef[i, r, nz[-1] + 1 :] = 0.0
-        kept = np.linalg.norm(coef[i, r, : nz[-1] + 1])
-        err[i] += _FLIP * np.linalg.norm(res[i, r]) / kept + _FLIP_TAIL
-    attach[attach == -2] = -1
-    r_max = int(rank.max(initial=0))
-    return _Reduced(mu, coef[:, :, :r_max], attach, rank, det_state, err)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -455,7 +314,7 @@ def _lattice(mu, coef, attach, rank, abs_tol, max_points, first_points=_FIRST_PO
     return np.clip(est, 0.0, 1.0), err
 
 
-def _random_part(red: _Reduced, abs_tol, max_points, method, first_points=_FIRST_POINTS):
+def _random_part(red: Reduced, abs_tol, max_points, method, first_points=_FIRST_POINTS):
     """``P(mu + C w > 0)`` over the random rows and its error, for every item of the batch."""
     bsz = red.mu.shape[0]
     items = np.arange(bsz)
@@ -613,7 +472,7 @@ def win_probability(
     if method not in ("auto", "lattice"):
         raise ValueError(f"method must be 'auto' or 'lattice', got {method!r}")
     m, s, f, tc, single = _validate(mean, cov, true_class, cov_factor)
-    red = _reduce(m, s, f, tc)
+    red = reduce_batch(m, s, f, tc)
     first = check_int(first_points, "first_points", 2)
     rand, err = _random_part(red, tol, cap, method, first)
     prob = np.where(red.det_state == 1, rand, 0.0)
