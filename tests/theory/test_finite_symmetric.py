@@ -224,7 +224,10 @@ def test_orbit_array_arithmetic_and_refusal(cyclic_pred, monkeypatch):
     np.testing.assert_array_equal(covs * 2.0, 2.0 * full)
     np.testing.assert_array_equal(np.nan_to_num(covs), np.nan_to_num(full))
     assert "OrbitArray" in repr(covs)
-    monkeypatch.setattr(fs, "MATERIALISE_LIMIT", 5 * 5)
+    import theory.orbit_array
+
+    # OrbitArray reads the limit from its own module (theory.finite_symmetric re-exports it).
+    monkeypatch.setattr(theory.orbit_array, "MATERIALISE_LIMIT", 5 * 5)
     assert covs[1, 2, 3].shape == (5, 5)  # one block is within the limit
     with pytest.raises(ValueError, match="index it by round and group"):
         np.asarray(covs)
