@@ -47,12 +47,13 @@ Cost: one eigendecomposition of ``X^T X`` (O(N p^2), or of ``X X^T`` when ``p > 
 Newton-CG solve per round (O(N p K) per Hessian product); memory O(N p + min(N, p)^2), estimated
 before allocating (:func:`simulations.memory.fit_memory_bytes`, checked by
 :func:`selfdistill_cli.memory.check_memory`).
+
+Layout (issue 23): the checks of the hyper-parameters and of raw features, and the
+``'center-l2'`` map of new features, are :mod:`simulations.estimator_inputs` (re-exported here).
 """
 
 from __future__ import annotations
 
-import math
-import numbers
 import sys
 import time
 import warnings
@@ -65,8 +66,15 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from selfdistill_cli.limits import format_seconds
-from simulations.datasets import normalise_rows, power_of_two_scale, preprocess
+from simulations.datasets import preprocess
 from simulations.distill import self_distill
+from simulations.estimator_inputs import (
+    InvalidParameterError,
+    as_invalid_parameter,
+    center_l2,
+    check_raw_scale,
+    check_real,
+)
 from simulations.features import as_generator
 from simulations.memory import check_memory, fit_memory_bytes
 from simulations.runtime import fit_seconds
@@ -75,7 +83,7 @@ from theory.metrics import accuracy
 from theory.names import DEFAULT_Q, METHOD_LOSS
 from theory.names import METHODS as NAMED_METHODS
 from theory.partial_labels import check_pll_classes
-from theory.validation import LAM_MAX, LAM_MIN, check_int, check_lam, check_positive
+from theory.validation import check_int, check_lam, check_positive
 
 __all__ = [
     "METHODS",
@@ -97,73 +105,6 @@ PLL_LOSSES = METHOD_LOSS
 METHODS = NAMED_METHODS
 #: Accepted values of ``preprocess``.
 PREPROCESS = ("center-l2", "raw", None)
-
-
-def _center_l2(x: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    """``(x - mean) / ||x - mean||_2`` row-wise; rows equal to ``mean`` stay zero (new array).
-
-    The operations of :func:`simulations.datasets.preprocess` (used in ``fit``) with a given mean,
-    equally scale-free: ``x`` and ``mean`` are divided by one power of two near their largest
-    entry (exact) and the rows normalised without overflow.
-    """
-    scale = max(power_of_two_scale(x), power_of_two_scale(mean))
-    out = x / scale
-    out -= mean / scale
-    normalise_rows(out)
-    return out
-
-
-class InvalidParameterError(ValueError, TypeError):
-    """A hyper-parameter of the wrong type or outside its range, named in the message.
-
-    Both a ``ValueError`` and a ``TypeError``, like scikit-learn's own ``InvalidParameterError``:
-    ``lam='0.1'`` and ``lam=True`` are refused (not converted), as scikit-learn refuses
-    ``C='0.1'``.
-    """
-
-
-def _real(value, name: str) -> float:
-    """``value`` as a float if it is a real number (not a bool, a string or a complex number)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise InvalidParameterError(
-            f"{name} must be a real number, got {value!r} of type {type(value).__name__}"
-        )
-    return float(value)
-
-
-def _param(check):
-    """Run a validation; its ``ValueError`` becomes :class:`InvalidParameterError`."""
-    try:
-        return check()
-    except InvalidParameterError:
-        raise
-    except ValueError as exc:
-        raise InvalidParameterError(str(exc)) from None
-
-
-def check_raw_scale(x: np.ndarray, lam: float) -> None:
-    """Refuse raw features (``preprocess='raw'`` or ``None``) whose scale puts ``lam`` outside its
-    range.
-
-    The probe depends on ``lam`` and the features only through ``lam / ||x||^2``: the supported
-    range ``[LAM_MIN, LAM_MAX]`` (:func:`theory.validation.check_lam`) is stated for unit-norm
-    features, so ``lam / max_i ||x_i||^2`` must lie in it. Features times 1e200 (squares beyond
-    float64) or 1e-300 (squares below it) are refused in one line instead of overflowing in the
-    solver or fitting a trivial model; ``preprocess='center-l2'`` is scale-free.
-    """
-    scale = power_of_two_scale(x)
-    top = float(np.max(np.einsum("ij,ij->i", x / scale, x / scale))) if x.size else 0.0
-    if top == 0.0:
-        return  # all-zero features: the solver's own checks apply
-    log_eff = math.log10(lam) - 2.0 * math.log10(scale) - math.log10(top)
-    if not math.log10(LAM_MIN) <= log_eff <= math.log10(LAM_MAX):
-        raise ValueError(
-            f"with raw features (preprocess='raw' or None), lam / max ||x||^2 = 1e{log_eff:.0f} "
-            f"must lie in [{LAM_MIN:g}, {LAM_MAX:g}] (the range the solvers support for unit-norm "
-            f"features; X has rows of norm up to "
-            f"1e{math.log10(scale) + 0.5 * math.log10(top):.0f}); rescale X or use "
-            "preprocess='center-l2'"
-        )
 
 
 #: Longest estimated fit (seconds, :func:`simulations.runtime.fit_seconds`) that ``fit`` starts;
@@ -354,11 +295,11 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
             raise InvalidParameterError(
                 f"preprocess must be 'center-l2', 'raw' or None, got {self.preprocess!r}"
             )
-        lam = _param(lambda: check_lam(_real(self.lam, "lam"), "lam"))
-        q = _param(lambda: check_positive(_real(self.q, "q"), "q"))
+        lam = as_invalid_parameter(lambda: check_lam(check_real(self.lam, "lam"), "lam"))
+        q = as_invalid_parameter(lambda: check_positive(check_real(self.q, "q"), "q"))
         if q > 1:
             raise InvalidParameterError(f"q must lie in (0, 1] (GCE exponent), got {self.q!r}")
-        tol = _param(lambda: check_positive(_real(self.tol, "tol"), "tol"))
+        tol = as_invalid_parameter(lambda: check_positive(check_real(self.tol, "tol"), "tol"))
         pll = self.method != "sd"
         if isinstance(self.rounds, str):
             if self.rounds != "auto":
@@ -367,24 +308,24 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
                 )
             rounds = "auto"
         else:
-            rounds = _param(lambda: check_int(self.rounds, "rounds", 0))
+            rounds = as_invalid_parameter(lambda: check_int(self.rounds, "rounds", 0))
             if pll and rounds > 1:
                 raise InvalidParameterError(
                     f"rounds must be 0, 1 or 'auto' for method={self.method!r} (the teacher, then "
                     f"one PLL student), got {rounds}"
                 )
-        val_fraction = _param(lambda: _real(self.val_fraction, "val_fraction"))
+        val_fraction = as_invalid_parameter(lambda: check_real(self.val_fraction, "val_fraction"))
         if not (0.0 < val_fraction < 1.0):
             raise InvalidParameterError(
                 f"val_fraction must lie in (0, 1), got {self.val_fraction!r}"
             )
-        max_rounds = _param(lambda: check_int(self.max_rounds, "max_rounds", 1))
+        max_rounds = as_invalid_parameter(lambda: check_int(self.max_rounds, "max_rounds", 1))
         for name in ("store_outputs", "warm_start", "verbose"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise InvalidParameterError(
                     f"{name} must be True or False, got {getattr(self, name)!r}"
                 )
-        _param(lambda: as_generator(self.random_state, "random_state"))
+        as_invalid_parameter(lambda: as_generator(self.random_state, "random_state"))
         return {
             "lam": lam,
             "q": q,
@@ -579,7 +520,7 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
             X = validate_data(self, X, dtype=np.float64, reset=False)
         if self.preprocess in (None, "raw"):
             return X
-        return _center_l2(X, self.mean_)
+        return center_l2(X, self.mean_)
 
     def _stage_logits(self, X, check=True):
         """Logits (K, M) of every stage, teacher first (a generator)."""
