@@ -5,7 +5,9 @@ window (:mod:`figures.explorer`) and the notebook (``notebooks/explore.ipynb``) 
 logic and differ only in their widgets.
 
 Parameters, their defaults, presets and validation: :mod:`figures.explorer_params`
-(re-exported here); the Monte Carlo: :mod:`figures.explorer_mc` (likewise).
+(re-exported here); the Monte Carlo: :mod:`figures.explorer_mc`, the phase diagram and its cache:
+:mod:`figures.explorer_phase`, the exact finite-ratio theory's background job:
+:mod:`figures.explorer_job` (likewise).
 
 Model of the explorer (assumptions, named)
 ------------------------------------------
@@ -70,13 +72,13 @@ Small dense linear algebra (K^2 x K^2 systems) is run with single-threaded BLAS
 from __future__ import annotations
 
 import functools
-import threading
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from figures import finite_theories as ft
+from figures.explorer_job import EXACT_POINTS, ExactFiniteJob, exact_inputs, job_key
 from figures.explorer_mc import MonteCarloRun, MonteCarloSummary
 from figures.explorer_params import (
     DEFAULT_PARAMS,
@@ -88,6 +90,15 @@ from figures.explorer_params import (
     superclass_groups,
     theory_dim,
 )
+from figures.explorer_phase import (
+    PHASE_POINTS,
+    PhaseCache,
+    PhaseDiagram,
+    compute_phase,
+    noise_counts,
+    phase_counts,
+    truncate_phase,
+)
 from theory.averaging import eigen_weights
 from theory.blas import single_thread_blas
 from theory.conditions import eigen_ratio_rho, plurality_condition, window_linear
@@ -95,11 +106,9 @@ from theory.finite import FINITE_MAX_ROUNDS, MixtureModel, predict_finite
 from theory.groups import (
     BlockModel,
     GroupConvergenceError,
-    linear_accuracy_grid,
     predict_exact,
     predict_linear,
 )
-from theory.noise import exact_counts, transition_matrix
 from theory.pll import pll_condition, predict_pll
 
 __all__ = [
@@ -141,16 +150,11 @@ __all__ = [
 FINITE_MAX_CLASSES = 20
 #: Largest K for which the exact finite-ratio theory is computed (its cost grows like K^3).
 EXACT_MAX_CLASSES = 10
-#: Lattice points per shift of the exact finite-ratio theory in the explorer (quadrature error
-#: ~1e-2 in accuracy at K = 3-10, figures.finite_theories; 4x fewer than the library default).
-EXACT_POINTS = 32
 #: Largest up-front estimate (seconds, theory.finite_exact.exact_resource_estimate) for which the
 #: window computes the exact finite-ratio theory in the background: K = 10 with R = 8 at 32
 #: points is ~20 s on the 2-core development machine; beyond 60 s a slider position is rarely
 #: kept that long.
 EXACT_MAX_SECONDS = 60.0
-#: Number of ``eta`` grid values in the phase diagram (from 0 to the slider maximum).
-PHASE_POINTS = 24
 
 
 #: Orthant quadrature target of the explorer's finite-p curves. The figures use the theory's
@@ -213,125 +217,6 @@ def reliable_bulk_weights(weights) -> np.ndarray:
     if bad.any():
         w[int(np.argmax(bad)) :] = np.nan
     return w
-
-
-def noise_counts(n_classes, per_class, noise, eta) -> tuple[np.ndarray, np.ndarray]:
-    """Transition matrix (K, K) and its exact-count matrix (K, K) at the explorer's noise model."""
-    groups = superclass_groups(n_classes) if noise == "superclass" else None
-    t = transition_matrix(noise, n_classes, eta, groups=groups)
-    return t, exact_counts(t, per_class)
-
-
-# --------------------------------------------------------------------------------------------
-# phase diagram
-
-
-@dataclass(frozen=True)
-class PhaseDiagram:
-    """Linearised accuracies on an ``(eta, round)`` grid.
-
-    Attributes
-    ----------
-    etas : ndarray, shape (E,)
-    rounds : ndarray of int, shape (R + 1,)
-    train_acc, population_acc : ndarray, shape (E, R + 1)
-        Linearised training (w.r.t. true labels) and population accuracy.
-    first_full_round : ndarray, shape (E,)
-        First round ``<= R`` with 100% linearised training accuracy; NaN if none (read off
-        ``train_acc``, i.e. within the plotted horizon).
-    plurality : ndarray of bool, shape (E,)
-        :func:`theory.conditions.plurality_condition` of the grid point's count matrix.
-    """
-
-    etas: np.ndarray
-    rounds: np.ndarray
-    train_acc: np.ndarray
-    population_acc: np.ndarray
-    first_full_round: np.ndarray
-    plurality: np.ndarray
-
-
-def compute_phase(model: BlockModel, noise, lam, rounds, etas) -> PhaseDiagram:
-    """Phase diagram over ``etas``: the linearised accuracies of every distinct count matrix.
-
-    One :func:`theory.groups.linear_accuracy_grid` pass over the distinct count matrices of the
-    grid (the numbers of :func:`theory.groups.predict_linear`, vectorised; small ``n`` maps many
-    grid values of ``eta`` to the same counts). The count matrices and their plurality flags do
-    not depend on ``lam`` or the rounds and are cached (:func:`phase_counts`).
-    """
-    etas = np.asarray(etas, dtype=float)
-    stack, where, plur = phase_counts(model.n_classes, model.per_class, noise, tuple(etas))
-    train, pop = linear_accuracy_grid(model, stack, lam, int(rounds))
-    return _phase_diagram(etas, train[where], pop[where], plur[where])
-
-
-@functools.lru_cache(maxsize=32)
-def phase_counts(n_classes, per_class, noise, etas) -> tuple:
-    """Distinct count matrices of an ``eta`` grid: ``(stack (D, K, K), where (E,), plurality
-    (D,))`` with ``counts(etas[i]) = stack[where[i]]`` (cached; the arrays are read-only)."""
-    index: dict[bytes, int] = {}
-    distinct, where = [], np.empty(len(etas), dtype=np.int64)
-    for i, eta in enumerate(etas):
-        _, cnt = noise_counts(n_classes, per_class, noise, eta)
-        key = cnt.tobytes()
-        if key not in index:
-            index[key] = len(distinct)
-            distinct.append(cnt)
-        where[i] = index[key]
-    k = n_classes
-    stack = np.stack(distinct) if distinct else np.empty((0, k, k), dtype=np.int64)
-    plur = np.array([plurality_condition(c)[0] for c in distinct], dtype=bool)
-    for arr in (stack, where, plur):
-        arr.flags.writeable = False
-    return stack, where, plur
-
-
-def _phase_diagram(etas, train, pop, plur) -> PhaseDiagram:
-    full = train >= 1.0
-    first = np.where(full.any(axis=1), full.argmax(axis=1), np.nan).astype(float)
-    return PhaseDiagram(etas, np.arange(train.shape[1]), train, pop, first, plur)
-
-
-def truncate_phase(phase: PhaseDiagram, rounds: int) -> PhaseDiagram:
-    """The phase diagram of rounds ``0..rounds`` (``<=`` its own) read off a longer one.
-
-    Every round of the linearised theory is evaluated in closed form on its own
-    (:func:`theory.groups.predict_linear`), so rounds ``0..R`` do not depend on how many rounds
-    were computed: the slice holds the same numbers; ``first_full_round`` is recomputed within
-    the shorter horizon.
-    """
-    r1 = int(rounds) + 1
-    if r1 > phase.rounds.size:
-        raise ValueError(f"the phase diagram has rounds 0..{phase.rounds.size - 1}, not {rounds}")
-    return _phase_diagram(
-        phase.etas, phase.train_acc[:, :r1], phase.population_acc[:, :r1], phase.plurality
-    )
-
-
-class PhaseCache:
-    """Tiny LRU cache of phase diagrams keyed by every parameter except ``eta`` and the rounds.
-
-    It keeps the diagram with the most rounds computed for a key; fewer rounds are a slice of
-    it (:func:`truncate_phase`), so moving the rounds slider down (or back up to a value seen)
-    recomputes nothing.
-    """
-
-    def __init__(self, maxsize: int = 16):
-        self.maxsize = maxsize
-        self._store: dict[tuple, PhaseDiagram] = {}
-
-    def get(self, params: dict, model: BlockModel) -> PhaseDiagram:
-        key = tuple(params[k] for k in ("n_classes", "per_class", "c", "d", "lam", "noise"))
-        rounds = int(params["rounds"])
-        phase = self._store.pop(key, None)
-        if phase is None or phase.rounds.size <= rounds:
-            spec = PARAM_SPECS["eta"]
-            etas = np.linspace(spec.lo, spec.hi, PHASE_POINTS)
-            phase = compute_phase(model, params["noise"], params["lam"], rounds, etas)
-        self._store[key] = phase  # most recently used last
-        while len(self._store) > self.maxsize:
-            self._store.pop(next(iter(self._store)))
-        return phase if phase.rounds.size == rounds + 1 else truncate_phase(phase, rounds)
 
 
 # --------------------------------------------------------------------------------------------
@@ -429,18 +314,6 @@ class ExplorerState:
         return self.error is None
 
 
-def exact_inputs(params: dict, counts) -> tuple:
-    """``(model, counts, lam, rounds)`` of the exact finite-ratio theory at an explorer point.
-
-    ``params`` normalised with ``n_over_p > 0``; ``ValueError`` if the mixture cannot realise it.
-    """
-    dim = theory_dim(params)
-    if dim is None:
-        raise ValueError("n_over_p = 0 is the block model (p = inf): no finite-p theory")
-    model = MixtureModel(params["n_classes"], params["per_class"], dim, params["c"], params["d"])
-    return model, np.asarray(counts), params["lam"], params["rounds"]
-
-
 def _plan_finite_exact(state: ExplorerState) -> None:
     """Set the exact theory's status: from the cache, pending (with its estimate) or skipped."""
     p, dim = state.params, state.finite_dim
@@ -527,96 +400,6 @@ def _flag_linear(state: ExplorerState) -> None:
         r1 = len(fin.train_acc)
         state.linear_off = {key: np.ones(r1, dtype=bool) for key in pairs}
         state.linear_off_reason = "regime"
-
-
-class ExactFiniteJob:
-    """The exact finite-ratio theory at one explorer point, computed in a background thread.
-
-    :meth:`start` runs :func:`figures.finite_theories.exact_accuracies` (so the result lands in
-    the shared cache) in a daemon thread; :meth:`cancel` stops it after the round in progress
-    (the theory calls back after each round, and the callback raises). ``key`` identifies the
-    point (every parameter the theory depends on). Thread-safe.
-    """
-
-    class Cancelled(Exception):
-        """Raised from the progress callback to stop the computation."""
-
-    def __init__(self, params: dict, counts):
-        self.params = dict(params)
-        self.inputs = exact_inputs(self.params, counts)
-        self.key = job_key(self.params)
-        self._cancel = threading.Event()
-        self._done = threading.Event()
-        self._lock = threading.Lock()
-        self.result = None
-        self.error: str | None = None
-        self.seconds = 0.0
-        self._thread: threading.Thread | None = None
-
-    def _progress(self, _round) -> None:
-        if self._cancel.is_set():
-            raise ExactFiniteJob.Cancelled
-
-    def run(self) -> None:
-        """Compute in the calling thread (blocking)."""
-        from theory.finite_exact import FixedPointNotConverged
-
-        model, counts, lam, rounds = self.inputs
-        start = time.perf_counter()
-        try:
-            acc = ft.exact_accuracies(
-                model, counts, lam, rounds, points=EXACT_POINTS, progress=self._progress
-            )
-            with self._lock:
-                self.result = acc
-        except ExactFiniteJob.Cancelled:
-            pass
-        except (ValueError, FixedPointNotConverged) as exc:
-            with self._lock:
-                self.error = " ".join(str(exc).split())
-        finally:
-            self.seconds = time.perf_counter() - start
-            self._done.set()
-
-    def start(self) -> None:
-        """Compute in a daemon thread (BLAS pinned to one thread for the process first)."""
-        from theory.blas import pin_process_blas_threads
-
-        # The window computes with single-threaded BLAS throughout; pinning the process keeps
-        # the two threads' nested thread-limit contexts from restoring each other's settings.
-        pin_process_blas_threads(1)
-        self._thread = threading.Thread(target=self.run, name="explorer-exact", daemon=True)
-        self._thread.start()
-
-    def cancel(self) -> None:
-        self._cancel.set()
-
-    @property
-    def done(self) -> bool:
-        return self._done.is_set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancel.is_set()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        return self._done.wait(timeout)
-
-
-def job_key(params: dict) -> tuple:
-    """Every parameter the exact finite-ratio theory depends on (K, n, p, c, d, lam, noise, eta,
-    rounds)."""
-    return (
-        params["n_classes"],
-        params["per_class"],
-        theory_dim(params),
-        params["c"],
-        params["d"],
-        params["lam"],
-        params["noise"],
-        params["eta"],
-        params["rounds"],
-    )
 
 
 def compute_state(params=None, *, cache: PhaseCache | None = None) -> ExplorerState:
