@@ -45,8 +45,10 @@ run (its results would belong to another point). Invalid parameter combinations 
 the window instead of raising.
 
 The panels and their artists are :class:`figures.explorer_panels.ExplorerPanels` (also drawn by the
-notebook); this module adds the widgets, the blitting and the background jobs. The command line
-(``main``, ``--set``, ``--snapshot``, the backend choice) lives in :mod:`figures.explorer_cli`.
+notebook); this module adds the widgets and their events, the redrawing by blitting
+(:mod:`figures.explorer_redraw`) and the background jobs (:mod:`figures.explorer_tasks`). The
+command line (``main``, ``--set``, ``--snapshot``, the backend choice) lives in
+:mod:`figures.explorer_cli`.
 """
 
 from __future__ import annotations
@@ -63,16 +65,14 @@ from figures.explorer_model import (
     ExactFiniteJob,
     ExplorerState,
     MonteCarloRun,
-    MonteCarloSummary,
     PhaseCache,
-    attach_finite_exact,
     compute_state,
     describe,
-    job_key,
     theory_dim,
 )
 from figures.explorer_panels import ExplorerPanels
-from selfdistill_cli.files import save_figure
+from figures.explorer_redraw import BlitRedraw, TextLines
+from figures.explorer_tasks import PROGRESS_COLORS, BackgroundTasks
 
 __all__ = ["NON_INTERACTIVE", "ExplorerApp", "ExplorerPanels"]
 
@@ -87,77 +87,13 @@ NON_INTERACTIVE = {
     "template",
     "module://matplotlib_inline.backend_inline",
 }
-#: Progress bar colours (Okabe-Ito): running, finished, finished with failed trials.
-PROGRESS_COLORS = {"running": "#0072B2", "done": "#009E73", "failed": "#D55E00"}
 
 
 def _no_draw(*_args, **_kwargs):
     return None
 
 
-def _extent(artist, renderer):
-    """Display-space extent of a top-level artist (ticks, labels and legends included); ``None``
-    for a text that draws nothing."""
-    from matplotlib.text import Text
-
-    if isinstance(artist, Text) and not (artist.get_visible() and artist.get_text()):
-        return None
-    return artist.get_tightbbox(renderer)
-
-
-def _pixel_box(box):
-    """``box`` grown by 2 pixels (antialiasing) and out to whole pixels."""
-    from matplotlib.transforms import Bbox
-
-    return Bbox([np.floor(box.p0) - 2, np.ceil(box.p1) + 2])
-
-
-class TextLines:
-    """A multi-line figure text drawn as one :class:`~matplotlib.text.Text` per line.
-
-    Matplotlib (3.11) renders text glyph by glyph, ~0.1 ms per character: the explorer's
-    five-line summary cost ~45 ms on every update. One artist per line lets a window repaint
-    only the lines that changed (:meth:`ExplorerApp.refresh`), usually one. ``set_text`` /
-    ``get_text`` / ``get_window_extent`` behave as for a single text anchored at its top left
-    (``va='top'``); lines beyond ``max_lines`` go into the last artist.
-    """
-
-    def __init__(self, fig, x, y, *, max_lines=12, **kwargs):
-        # Where matplotlib's multi-line layout puts the lines: a block of two lines is two
-        # pitches high, one line is a pitch less the line gap, and the first baseline of a block
-        # sits half a gap lower than a single line's.
-        probe = fig.text(x, y, "lp\nlp", va="top", **kwargs)
-        two = probe.get_window_extent().height
-        probe.set_text("lp")
-        one = probe.get_window_extent().height
-        probe.remove()
-        pitch = 0.5 * two / fig.bbox.height
-        gap = pitch - one / fig.bbox.height
-        self.lines = [
-            fig.text(x, y - 0.5 * gap - i * pitch, "", va="top", **kwargs) for i in range(max_lines)
-        ]
-        self._text = ""
-
-    def set_text(self, text: str) -> None:
-        self._text = str(text)
-        parts = self._text.split("\n")
-        n = len(self.lines)
-        parts = parts[: n - 1] + ["\n".join(parts[n - 1 :])] if len(parts) > n else parts
-        parts += [""] * (n - len(parts))
-        for line, part in zip(self.lines, parts, strict=True):
-            line.set_text(part)
-
-    def get_text(self) -> str:
-        return self._text
-
-    def get_window_extent(self, renderer=None):
-        from matplotlib.transforms import Bbox
-
-        boxes = [t.get_window_extent(renderer) for t in self.lines if t.get_text()]
-        return Bbox.union(boxes) if boxes else self.lines[0].get_window_extent(renderer)
-
-
-class ExplorerApp:
+class ExplorerApp(BlitRedraw, BackgroundTasks):
     """Explorer window: :class:`ExplorerPanels` plus sliders, radio buttons, simulate button.
 
     Parameters
@@ -234,26 +170,15 @@ class ExplorerApp:
         """
         widgets = []
         for slider in self.sliders.values():
+            # Private on purpose: matplotlib (3.11) gives the slider's handle (a marker Line2D)
+            # no public accessor -- Slider documents ``val`` and ``poly`` only, ``handle_style``
+            # styles the handle without returning it -- and an unanimated handle would be frozen
+            # into the background at its old position. Picking it out of ``slider.ax.lines``
+            # would rely on the construction order instead (issue 23).
             widgets += [slider.poly, slider._handle]
         marks = getattr(self.radio, "_buttons", None)  # matplotlib >= 3.7
         widgets += [marks] if marks is not None else list(getattr(self.radio, "circles", []))
         return [*self.panels.data_artists(), self.progress_bar, *widgets]
-
-    def _on_draw(self, _event) -> None:
-        """After a full draw: keep the background, then paint the data artists over it."""
-        canvas = self.fig.canvas
-        self._bg = canvas.copy_from_bbox(self.fig.bbox)
-        # Extents of the axes a later update may repaint (their "before"); the other static
-        # artists' are taken when first needed (_repaint_axes): each costs ~10 ms of tick layout.
-        renderer = canvas.get_renderer()
-        self._extents = {a: _extent(a, renderer) for a in self._static_signature() if a != "figure"}
-        for artist in self._animated():
-            self.fig.draw_artist(artist)
-
-    def _static_children(self) -> list:
-        """The figure's top-level artists that make up the background (not animated)."""
-        children = [*self.fig.axes, *self.fig.legends, *self.fig.texts, *self.fig.patches]
-        return [a for a in children if not a.get_animated()]
 
     def _static_signature(self) -> dict:
         """What can change in the background, per top-level artist (repainted alone when its
@@ -270,137 +195,6 @@ class ExplorerApp:
             out[text] = text.get_text()
         out["figure"] = self.panels._legend_sig
         return out
-
-    def refresh(self) -> None:
-        """Show the current artists, repainting as little of the background as possible.
-
-        * Nothing static changed: the cached background is restored and only the data artists
-          (and the widgets' moving parts) are drawn and blitted.
-        * Some static parts changed (:meth:`_static_signature`: a panel's limits or title, the
-          eigen-weight legend; a slider's label or value; a line of text): only those are
-          repainted into the background (:meth:`_repaint_axes`, one region each), then as
-          above. A slider move that rescales the eigen-weight axis costs one panel, not the
-          window (~0.3 s); a changed summary line costs that line, not the whole summary.
-        * The shared legend changed (or no background yet): a full ``canvas.draw()``.
-        """
-        start = time.perf_counter()
-        canvas = self.fig.canvas
-        sig = self._static_signature()
-        old = self._sig
-        changed = None if old is None else [a for a in sig if a != "figure" and sig[a] != old[a]]
-        if self._bg is None or old is None or sig["figure"] != old["figure"]:
-            self._sig = sig
-            canvas.draw()  # -> _on_draw: background + data artists
-            canvas.blit(self.fig.bbox)
-            self.last_draw_kind = "full"
-        else:
-            if changed:
-                self._repaint_axes(changed)
-                self._sig = sig
-            canvas.restore_region(self._bg)
-            for artist in self._animated():
-                self.fig.draw_artist(artist)
-            canvas.blit(self.fig.bbox)
-            self.last_draw_kind = "axes" if changed else "blit"
-        self.last_draw_seconds = time.perf_counter() - start
-
-    def _repaint_axes(self, axes) -> None:
-        """Repaint the static top-level artists ``axes`` (axes or texts) into the background.
-
-        The region painted is the union of their extents before and after, grown until it
-        contains every static artist it touches (each is redrawn whole, so no antialiased edge is
-        blended twice); it is cleared to the figure colour, the static artists in it are drawn in
-        z-order (animated ones skip themselves) and the result becomes the new background.
-        Pixel-identical to a full redraw (``tests/figures/test_explorer_view.py``).
-        """
-        canvas = self.fig.canvas
-        canvas.restore_region(self._bg)
-        for artist in axes:  # one region each: far-apart changes must not merge into one box
-            self._repaint_region([artist])
-        self._bg = canvas.copy_from_bbox(self.fig.bbox)
-
-    def _repaint_region(self, artists) -> None:
-        """Repaint ``artists`` (static, top-level) over their extents before and after.
-
-        The region is grown until it contains every static axes or legend it touches (each is
-        redrawn whole, so no antialiased edge is blended twice); figure texts it touches are
-        redrawn clipped to it (the summary's line boxes overlap their neighbours'). The region
-        is cleared to the figure colour and its artists are drawn in z-order (animated ones
-        skip themselves).
-        """
-        from matplotlib.patches import Rectangle
-        from matplotlib.text import Text
-        from matplotlib.transforms import Bbox, IdentityTransform
-
-        renderer = self.fig.canvas.get_renderer()
-        members = set(artists)
-        # Before (recorded when last drawn) and after; unchanged artists keep their extent.
-        after = {a: _extent(a, renderer) for a in members}
-        boxes = [self._extents.get(a) for a in members] + list(after.values())
-        boxes = [b for b in boxes if b is not None]
-        if not boxes:  # an empty text stays empty
-            self._extents.update(after)
-            return
-        region = _pixel_box(Bbox.union(boxes))
-        statics = self._static_children()
-        for a in statics:
-            if a not in self._extents:
-                self._extents[a] = _extent(a, renderer)
-        grown = True
-        while grown:
-            grown = False
-            for a in statics:
-                ext = self._extents[a]
-                if a in members or isinstance(a, Text) or ext is None:
-                    continue
-                if ext.overlaps(region):
-                    members.add(a)
-                    region = _pixel_box(Bbox.union([region, ext]))
-                    grown = True
-        clipped = [
-            a
-            for a in statics
-            if isinstance(a, Text)
-            and a not in members
-            and self._extents[a] is not None
-            and self._extents[a].overlaps(region)
-        ]
-        (x0, y0), (x1, y1) = region.get_points()
-        clear = Rectangle(
-            (x0, y0), x1 - x0, y1 - y0, transform=IdentityTransform(), linewidth=0,
-            facecolor=self.fig.patch.get_facecolor(), edgecolor="none", antialiased=False,
-        )  # fmt: skip
-        clear.set_figure(self.fig)
-        clear.draw(renderer)
-        for a in sorted([*members, *clipped], key=lambda a: a.get_zorder()):
-            if a in members:
-                a.draw(renderer)
-                continue
-            box, on = a.get_clip_box(), a.get_clip_on()
-            a.set_clip_box(region)
-            a.set_clip_on(True)
-            try:
-                a.draw(renderer)
-            finally:
-                a.set_clip_box(box)
-                a.set_clip_on(on)
-        self._extents.update(after)  # the other members did not change
-
-    def save(self, path, **kwargs) -> None:
-        """``savefig`` with every artist drawn (a saved figure skips animated artists).
-
-        The file is rendered in memory and written atomically
-        (:func:`selfdistill_cli.files.save_figure`): never through a link planted at ``path``,
-        and a failed write leaves the previous file intact.
-        """
-        animated = [a for a in self._animated() if a.get_animated()]
-        for artist in animated:
-            artist.set_animated(False)
-        try:
-            save_figure(self.fig, path, **kwargs)
-        finally:
-            for artist in animated:
-                artist.set_animated(True)
 
     def _build(self, params) -> None:
         from matplotlib.widgets import Button, RadioButtons, Slider
@@ -473,20 +267,6 @@ class ExplorerApp:
         self.last_update_seconds = float("nan")
         self.state: ExplorerState | None = None
         fig.canvas.mpl_connect("close_event", lambda _e: self._stop_worker())
-
-    def _stop_worker(self) -> None:
-        """Window closed: let the worker threads finish their current step and exit."""
-        if self._mc_cancel is not None:
-            self._mc_cancel.set()
-        if self._timer is not None:
-            self._timer.stop()
-        self._cancel_exact()
-
-    def _request_draw(self) -> None:
-        if self.blit:
-            self.refresh()
-        elif self.interactive:
-            self.fig.canvas.draw_idle()
 
     # ------------------------------------------------------------------------------------------
     # parameters
@@ -567,199 +347,6 @@ class ExplorerApp:
         self._request_draw()
         self.last_update_seconds = time.perf_counter() - start
         return state
-
-    # ------------------------------------------------------------------------------------------
-    # exact finite-ratio theory: seconds per point, so computed lazily in a background thread
-    #: Milliseconds a point must stay put before its exact theory is started (a slider drag
-    #: passes through many points; only the one the user stops at is computed).
-    EXACT_DEBOUNCE_MS = 400
-    #: Milliseconds between two checks of a running computation.
-    EXACT_POLL_MS = 250
-
-    def _cancel_exact(self) -> None:
-        if self._exact_timer is not None:
-            self._exact_timer.stop()
-            self._exact_timer = None
-        if self._exact_job is not None:
-            self._exact_job.cancel()
-            self._exact_job = None
-
-    def _schedule_exact(self, state: ExplorerState) -> None:
-        """Keep, cancel or (after the debounce) start the exact theory for the new point.
-
-        Only an interactive window computes it on its own; a snapshot, the notebook and the tests
-        call :meth:`compute_exact_now`.
-        """
-        job = self._exact_job
-        key = job_key(state.params) if state.ok and state.finite_dim is not None else None
-        if job is not None and (job.key != key or state.exact_status != "pending"):
-            self._cancel_exact()
-            job = None
-        if not state.ok or state.exact_status != "pending" or not self.interactive:
-            return
-        where = state.exact_message.split(":")[0]
-        est = f"~{max(state.exact_seconds, 1.0):.0f} s"
-        state.exact_message = f"{where}: computing in the background ({est})…"
-        state.exact_note = f"exact finite-p theory: computing ({est})…"
-        self._exact_note(state.exact_note)
-        self.info_text.set_text(describe(state))
-        if job is not None:  # already computing this point
-            return
-        if self._exact_timer is not None:
-            self._exact_timer.stop()
-        timer = self.fig.canvas.new_timer(interval=self.EXACT_DEBOUNCE_MS)
-        timer.single_shot = True
-        timer.add_callback(self._start_exact)
-        timer.start()
-        self._exact_timer = timer
-
-    def _exact_note(self, text: str) -> None:
-        self.panels.exact_note.set_text(text)
-        self.panels.exact_note.set_visible(bool(text))
-
-    def _start_exact(self):
-        state = self.state
-        self._exact_timer = None
-        if state is None or not state.ok or state.exact_status != "pending":
-            return False
-        job = ExactFiniteJob(state.params, state.counts)
-        job.start()
-        self._exact_job = job
-        timer = self.fig.canvas.new_timer(interval=self.EXACT_POLL_MS)
-        timer.add_callback(self._poll_exact)
-        timer.start()
-        self._exact_timer = timer
-        return False
-
-    def _poll_exact(self):
-        job = self._exact_job
-        if job is None:
-            return False
-        if not job.done:
-            return True
-        if self._exact_timer is not None:
-            self._exact_timer.stop()
-            self._exact_timer = None
-        self._exact_job = None
-        self._apply_exact(job)
-        return False
-
-    def _apply_exact(self, job: ExactFiniteJob) -> None:
-        """Show a finished computation if it belongs to the point on screen."""
-        state = self.state
-        if job.cancelled or state is None or not state.ok or job_key(state.params) != job.key:
-            return
-        if job.result is not None:
-            attach_finite_exact(state, job.result)
-        else:
-            state.exact_status = "unavailable"
-            state.exact_message = (
-                f"exact finite-p theory at p = {state.finite_dim}: unavailable ({job.error})"
-            )
-            state.exact_note = "exact finite-p theory: unavailable (see below)"
-        self.panels.render(state)
-        if self._mc is not None:  # render() cleared the overlay: it belongs to this point
-            self._mc_drawn = -1
-            self._poll()
-        self.info_text.set_text(describe(state))
-        self._request_draw()
-
-    def compute_exact_now(self) -> ExplorerState:
-        """Compute the exact finite-ratio theory at the current point in this thread (blocking;
-        snapshots and tests) and show it; a no-op unless its status is ``'pending'``."""
-        state = self.state
-        if state is not None and state.ok and state.exact_status == "pending":
-            self._cancel_exact()
-            job = ExactFiniteJob(state.params, state.counts)
-            job.run()
-            self._apply_exact(job)
-        return self.state
-
-    # ------------------------------------------------------------------------------------------
-    # Monte Carlo
-    def start_simulation(self, blocking: bool = False) -> MonteCarloRun | None:
-        """Start a Monte Carlo at the current point.
-
-        ``blocking=True`` runs all trials in the calling thread (snapshot, tests); otherwise a
-        daemon worker thread runs them and a canvas timer polls the progress.
-        """
-        self.cancel_simulation("")
-        if self.state is None or not self.state.ok:
-            self.mc_text.set_text("cannot simulate: invalid parameters")
-            self._request_draw()
-            return None
-        try:
-            run = MonteCarloRun(self._params)
-        except ValueError as exc:
-            self.mc_text.set_text(f"cannot simulate: {exc}")
-            self._request_draw()
-            return None
-        self._mc = run
-        self._mc_drawn = -1
-        self._set_progress(run)
-        if blocking:
-            run.run()
-            self._poll()
-            return run
-        cancel = threading.Event()
-        self._mc_cancel = cancel
-
-        def work():
-            while not cancel.is_set() and run.step():
-                pass
-
-        self._mc_thread = threading.Thread(target=work, name="explorer-mc", daemon=True)
-        self._mc_thread.start()
-        self._timer = self.fig.canvas.new_timer(interval=250)
-        self._timer.add_callback(self._poll)
-        self._timer.start()
-        return run
-
-    def cancel_simulation(self, message: str = "cancelled") -> None:
-        """Stop a running Monte Carlo (after its current trial) and remove its overlay."""
-        self._stop_worker()
-        self._mc, self._mc_cancel, self._mc_thread, self._timer = None, None, None, None
-        self.panels.clear_mc()
-        self.progress_bar.set_width(0.0)
-        self.mc_text.set_text(message)
-        self._request_draw()
-
-    def _set_progress(self, run: MonteCarloRun, summary: MonteCarloSummary | None = None):
-        self.progress_bar.set_width(run.progress)
-        failed = summary is not None and bool(summary.errors)
-        state = "running" if not run.done else ("failed" if failed else "done")
-        self.progress_bar.set_color(PROGRESS_COLORS[state])
-        p = run.params
-        done = round(run.progress * run.total)
-        msg = f"Monte Carlo: {done}/{run.total} trials (mixture, p={run.dim}, seed {p['seed']})"
-        if run.done:
-            msg += " - done"
-        if summary is not None and summary.errors:
-            msg += f"\n{len(summary.errors)} failed: {summary.errors[0][:60]}"
-        self.mc_text.set_text(msg)
-
-    def _poll(self):
-        run = self._mc
-        if run is None:
-            return False
-        attempted = round(run.progress * run.total)
-        if attempted == self._mc_drawn and not run.done:
-            return True  # no new trial since the last poll: skip the (full-window) redraw
-        self._mc_drawn = attempted
-        summary = run.summary()
-        self.panels.render_mc(summary)
-        self._set_progress(run, summary)
-        if run.done and self._timer is not None:
-            self._timer.stop()
-            self._timer = None
-        self._request_draw()
-        return not run.done
-
-    def wait_simulation(self, timeout: float | None = None) -> None:
-        """Join the worker thread (tests) and draw the final overlay."""
-        if self._mc_thread is not None:
-            self._mc_thread.join(timeout)
-        self._poll()
 
 
 if __name__ == "__main__":  # python -m figures.explorer: the command line of explorer_cli
