@@ -46,11 +46,21 @@ added to its asymptotic one.
 Deterministic comparisons (theory vs an exact solve of the same problem) use :func:`check_close`
 with tolerances derived from the solver certificate.
 
+One model of a run (issue 23). A figure names the experiment it draws as a
+:class:`theory.spec.Spec` (:func:`figure_spec` builds it from a preset's parameters) and reads
+the theory's per-round accuracies from :func:`theory.spec.predict`'s :class:`~theory.spec.Result`
+through :func:`result_columns`, the one adapter from Results to the arrays its plot, checks and
+CSV use. Where a figure needs what a Result does not carry (group outputs and their exact ties for
+the admissible range above, spectra, the cached exact finite-ratio theory of
+:mod:`figures.finite_theories` with its own stopping rule) it calls the theory directly and says
+why at the call.
+
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import math
 import time
 from pathlib import Path
@@ -63,10 +73,13 @@ from selfdistill_cli.limits import cap_workers
 from simulations.outdir import check_out_dir
 from simulations.stats import mean_ci
 from theory.metrics import correct_and_tied
+from theory.spec import Spec
 from theory.validation import check_int
 
 __all__ = [
     "ALPHA",
+    "MC_WORKERS",
+    "NO_MC_WORKERS",
     "DEFAULT_OUT_NAME",
     "FINITE_EXACT_THEORY_ATOL",
     "FINITE_THEORY_ATOL",
@@ -74,6 +87,8 @@ __all__ = [
     "check_close",
     "check_mc_agreement",
     "default_out",
+    "figure_run",
+    "figure_spec",
     "log",
     "mc_tolerance",
     "mean_ci95",
@@ -81,6 +96,7 @@ __all__ = [
     "parse_args",
     "prediction_bounds",
     "prepare_output",
+    "result_columns",
     "set_quiet",
     "tie_fractions",
 ]
@@ -190,6 +206,59 @@ def parse_args(argv, description: str, presets, extra=None) -> argparse.Namespac
 
     use_file_backend()  # figure scripts write files; never open windows
     return args
+
+
+#: ``workers`` of a figure with Monte Carlo trials (:func:`figure_run`).
+MC_WORKERS = "Processes for the Monte Carlo trials (the runner caps them at the usable cores)."
+#: ``workers`` of a figure without (:func:`figure_run`).
+NO_MC_WORKERS = "Unused (this figure has no Monte Carlo trials); accepted as by every figure."
+
+#: The docstring every figure's ``run`` shares (:func:`figure_run` fills ``name``, ``workers``).
+RUN_DOC = """Compute the figure, check it, and write ``{name}`` to ``out``.
+
+What ``python -m figures.{name}`` does after reading its options, and what the runner
+(``python -m figures``) calls for this figure.
+
+Parameters
+----------
+preset : {{"quick", "paper", "tiny"}}
+    Problem sizes (:data:`figures.{name}.PRESETS`).
+out : path-like, optional
+    Output directory (default ``./selfdistill-figures``), checked for writability first.
+seed : int
+    Base seed (>= 0) of every random stream.
+workers : int
+    {workers}
+
+Returns
+-------
+int
+    Exit status, 0.
+
+Raises
+------
+figures.common.AgreementError
+    Theory and simulation (or two computations of the theory) disagree beyond tolerance.
+"""
+
+
+def figure_run(name: str, workers: str = MC_WORKERS):
+    """Decorator giving a figure's ``run(*, preset, out, seed, workers)`` the shared docstring.
+
+    The parameters of ``run`` are the same in every figure, so their description lives once, in
+    :data:`RUN_DOC`; ``help(figures.<name>.run)`` shows it filled in with the figure's ``name``
+    and the meaning of ``workers`` (:data:`MC_WORKERS` or :data:`NO_MC_WORKERS`). A docstring the
+    function has of its own is kept after it, under "Notes".
+    """
+
+    def decorate(fn):
+        own = fn.__doc__
+        fn.__doc__ = RUN_DOC.format(name=name, workers=workers)
+        if own:
+            fn.__doc__ += "\nNotes\n-----\n" + inspect.cleandoc(own) + "\n"
+        return fn
+
+    return decorate
 
 
 _QUIET = False
@@ -417,3 +486,59 @@ def timed(fn, *args, **kw):
     start = time.perf_counter()
     value = fn(*args, **kw)
     return value, time.perf_counter() - start
+
+
+# ---------------------------------------------------------------------------------------------
+# one model of a run: Specs and Results (module docs)
+
+#: Preset keys that are :class:`theory.spec.Spec` fields with the same meaning in every figure.
+SPEC_KEYS = ("n_classes", "per_class", "c", "d", "lam", "eta", "rounds", "noise")
+
+
+def figure_spec(params: dict, **changes) -> Spec:
+    """The :class:`theory.spec.Spec` of a figure's preset ``params``, with ``changes`` applied.
+
+    Takes the keys of :data:`SPEC_KEYS` that ``params`` has (a preset's ``dim`` is a
+    simulation's, so the dimension, like anything else, is passed in ``changes``; the default is
+    the block limit ``dim = inf``). Symmetric noise unless ``params`` or ``changes`` say otherwise.
+
+    Raises
+    ------
+    ValueError
+        From :class:`~theory.spec.Spec`: a parameter outside its range, named.
+    """
+    fields = {key: params[key] for key in SPEC_KEYS if key in params}
+    return Spec(**(fields | changes))
+
+
+def result_columns(results, metrics) -> dict[str, np.ndarray]:
+    """The per-round values of ``results`` as one array per metric, one row per Result.
+
+    The adapter between :class:`theory.spec.Result` (of :func:`theory.spec.predict`) and the
+    arrays a figure draws, checks and writes: ``out[m][i, t] = results[i].value(m)[t]``, the very
+    floats of the Result (no arithmetic).
+
+    Parameters
+    ----------
+    results : sequence of theory.spec.Result
+        Results of equal ``R`` (the same number of rounds).
+    metrics : sequence of str
+        Metric names of :data:`theory.spec.METRICS` (``pop_acc``, ``train_acc_mislabeled``, ...).
+
+    Returns
+    -------
+    dict
+        ``{metric: ndarray of shape (len(results), R + 1)}``.
+
+    Raises
+    ------
+    ValueError
+        No results, unequal rounds, or a metric not in :data:`theory.spec.METRICS`.
+    """
+    results = list(results)
+    if not results:
+        raise ValueError("results must hold at least one Result")
+    rows = {r.values.shape[0] for r in results}
+    if len(rows) != 1:
+        raise ValueError(f"results must have the same number of rounds, got {sorted(rows)} rows")
+    return {m: np.array([r.value(m) for r in results]) for m in metrics}

@@ -5,19 +5,24 @@ import math
 import numpy as np
 import pytest
 
-from figures import style
+from figures import FIGURES, style
 from figures.common import (
+    NO_MC_WORKERS,
     AgreementError,
     check_close,
     check_mc_agreement,
+    figure_run,
+    figure_spec,
     mc_tolerance,
     mean_ci95,
     prediction_bounds,
+    result_columns,
     tie_fractions,
 )
-from theory.groups import BlockModel
+from theory.groups import BlockModel, predict_exact, predict_linear
 from theory.noise import exact_counts, transition_matrix
 from theory.pll import predict_pll
+from theory.spec import Spec, predict
 
 
 def test_check_mc_agreement_accepts_matching_noisy_data():
@@ -159,3 +164,80 @@ def test_theory_atol_admits_the_theorys_own_error_and_no_more():
         check_mc_agreement(samples, [0.54], theory_atol=0.03)
     with pytest.raises(ValueError, match="theory_atol"):
         check_mc_agreement(samples, [0.5], theory_atol=-0.1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Specs and Results (issue 23)
+
+PRESET = dict(n_classes=3, per_class=6, c=0.4, d=0.1, lam=1e-3, eta=0.4, rounds=3, trials=2)
+
+
+def test_figure_spec_takes_the_spec_keys_of_a_preset():
+    spec = figure_spec(PRESET, lam=1e-2)
+    assert spec == Spec(n_classes=3, per_class=6, c=0.4, d=0.1, lam=1e-2, eta=0.4, rounds=3)
+    assert not spec.finite  # a preset's simulation dimension is never taken implicitly
+    assert figure_spec(PRESET, dim=50).dim == 50
+
+
+def test_figure_spec_names_a_bad_parameter():
+    with pytest.raises(ValueError, match="lam"):
+        figure_spec(PRESET, lam=-1.0)
+
+
+@pytest.mark.parametrize("source, direct", [("exact", predict_exact), ("linear", predict_linear)])
+def test_result_columns_vs_group_theory(source, direct):
+    # The adapter must hand the figures the very floats of the direct call (byte-identical CSVs).
+    lams = (1e-2, 1e-3)
+    columns = result_columns(
+        [predict(figure_spec(PRESET, lam=lam), source=source) for lam in lams],
+        ("train_acc_mislabeled", "pop_acc"),
+    )
+    model = BlockModel(3, 6, 0.4, 0.1)
+    counts = exact_counts(transition_matrix("sym", 3, 0.4), 6)
+    preds = [direct(model, counts, lam, 3) for lam in lams]
+    assert columns["pop_acc"].shape == (2, 4)
+    np.testing.assert_array_equal(
+        columns["train_acc_mislabeled"], [p.train_acc_mislabeled for p in preds]
+    )
+    np.testing.assert_array_equal(columns["pop_acc"], [p.population_acc for p in preds])
+
+
+def test_result_columns_refuses_bad_input():
+    short = predict(figure_spec(PRESET, rounds=1), source="linear")
+    long = predict(figure_spec(PRESET), source="linear")
+    with pytest.raises(ValueError, match="same number of rounds"):
+        result_columns([short, long], ("pop_acc",))
+    with pytest.raises(ValueError, match="at least one"):
+        result_columns([], ("pop_acc",))
+    with pytest.raises(ValueError, match="metric must be one of"):
+        result_columns([long], ("population_acc",))  # the theory's spelling, not a metric
+
+
+def test_figure_run_fills_the_shared_docstring():
+    @figure_run("demo", NO_MC_WORKERS)
+    def run(*, preset="quick", out=None, seed=0, workers=1):
+        """Draws nothing."""
+
+    assert run.__doc__.startswith("Compute the figure, check it, and write ``demo`` to ``out``.")
+    assert "python -m figures.demo" in run.__doc__
+    assert NO_MC_WORKERS in run.__doc__
+    assert run.__doc__.rstrip().endswith("Notes\n-----\nDraws nothing.")
+
+
+#: Figures whose import alone takes ~0.7 s (scikit-learn).
+HEAVY_IMPORTS = ("real_gain", "pll_real")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(f, marks=pytest.mark.slow) if f in HEAVY_IMPORTS else f for f in FIGURES],
+)
+def test_figure_run_docstrings_name_their_figure(name):
+    # Every figure's run is documented (through figure_run or by hand) with its own name and the
+    # shared parameter section.
+    import importlib
+
+    doc = importlib.import_module(f"figures.{name}").run.__doc__
+    assert f"``{name}``" in doc
+    for param in ("preset :", "out :", "seed :", "workers :"):
+        assert param in doc
