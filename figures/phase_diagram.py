@@ -42,6 +42,7 @@ from matplotlib import patheffects
 from figures import style
 from figures.common import (
     check_mc_agreement,
+    figure_run,
     log,
     nan_mean,
     parse_args,
@@ -123,6 +124,8 @@ def compute(preset: str = "quick", seed: int = 0, workers: int = 1) -> dict:
     for kind in p["kinds"]:
         trans = [noise_transition(kind, k, eta) for eta in etas]
         counts = [exact_counts(tr, n) for tr in trans]
+        # Directly, not theory.spec.predict: the check's admissible range needs the group outputs
+        # and exact ties (figures.common.prediction_bounds), and 'sink' is not a Spec noise model.
         preds = [predict_exact(model, cn, lam, rounds) for cn in counts]
         bounds = [prediction_bounds(pr, "train_acc_mislabeled") for pr in preds]
         exact = np.array([b[0] for b in bounds])  # (E, R+1)
@@ -350,33 +353,8 @@ def table(data: dict) -> list[dict]:
     return rows
 
 
+@figure_run(NAME)
 def run(*, preset: str = "quick", out=None, seed: int = 0, workers: int = 1) -> int:
-    """Compute the figure, check it, and write ``phase_diagram`` to ``out``.
-
-    What ``python -m figures.phase_diagram`` does after reading its options, and what the runner
-    (``python -m figures``) calls for this figure.
-
-    Parameters
-    ----------
-    preset : {"quick", "paper", "tiny"}
-        Problem sizes (:data:`PRESETS`).
-    out : path-like, optional
-        Output directory (default ``./selfdistill-figures``), checked for writability first.
-    seed : int
-        Base seed (>= 0) of every random stream.
-    workers : int
-        Processes for the Monte Carlo trials (the runner caps them at the usable cores).
-
-    Returns
-    -------
-    int
-        Exit status, 0.
-
-    Raises
-    ------
-    figures.common.AgreementError
-        Theory and simulation (or two computations of the theory) disagree beyond tolerance.
-    """
     out = prepare_output(out)
     data = compute(preset, seed, workers)
     log(f"  {NAME}: {data['check']['n_comparisons']} cells agree with the exact theory")

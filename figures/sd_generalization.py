@@ -27,7 +27,7 @@ alone costs three times the room left in the quick budget). Per dimension (one c
   :mod:`simulations.gram_trials`), mean and 95% CI;
 * hollow markers (rows with ``trials_linear > 0``): Monte Carlo of the linearised dynamics on
   exactly sampled Gram matrices (:mod:`simulations.linear_trials`), mean and 95% CI;
-* thin black step line: the exact block theory (``p → ∞``, :func:`theory.groups.predict_exact`).
+* thin black step line: the exact block theory (``p → ∞``, :func:`theory.spec.predict`).
 
 Columns: population accuracy (exact conditional accuracy of each trained probe on the mixture,
 :mod:`theory.population`); accuracy on the mislabeled training points w.r.t. their true labels.
@@ -57,6 +57,8 @@ from figures.common import (
     FINITE_EXACT_THEORY_ATOL,
     FINITE_THEORY_ATOL,
     check_mc_agreement,
+    figure_run,
+    figure_spec,
     log,
     mean_ci95,
     parse_args,
@@ -73,9 +75,9 @@ from figures.finite_theories import (
 from simulations.gram_trials import MixtureTrial, parallel_map, run_mixture_trial, trial_seeds
 from simulations.linear_trials import LinearTrial, run_linear_trial
 from theory.finite import MixtureModel
-from theory.groups import BlockModel, predict_exact
 from theory.names import THEORY_FIELDS
 from theory.noise import exact_counts, transition_matrix
+from theory.spec import predict
 
 NAME = "sd_generalization"
 
@@ -145,6 +147,7 @@ def finite_linear_curves(params, counts, dims) -> dict:
     preset); :data:`CURVES` lists the ones drawn, each with its line style, so another theory at
     finite ``N/p`` is one more entry.
     """
+    # Not Results of theory.spec.predict: figures.finite_theories says why at its calls.
     preds = [
         linear_prediction(_model(params, dim), counts, params["lam"], params["rounds"])
         for dim in dims
@@ -265,7 +268,7 @@ def _prepare_row(params) -> dict:
     big_n = k * n
     ratios = big_n / dims  # N/p
     curves = {name: fn(params, counts, dims) for name, (fn, _, _) in CURVES.items()}
-    block = predict_exact(BlockModel(k, n, params["c"], params["d"]), counts, lam, rounds)
+    block = predict(figure_spec(params), source="exact")  # the p -> inf limit (dim = inf)
     refused = [refusal(lam, r) for r in ratios]
     off = {
         m: linearised_off(curves["finite"][m], curves["exact"][m])
@@ -279,7 +282,7 @@ def _prepare_row(params) -> dict:
         dims=dims,
         ratios=ratios,
         curves=curves,
-        limit={m: np.asarray(getattr(block, _THEORY_KEY[m]), dtype=float) for m in METRICS},
+        limit={m: block.value(m) for m in METRICS},
         refused=refused,
         off=off,
         quad_err=exact_quadrature_err(params, counts, dims),
@@ -528,33 +531,8 @@ def table(data: dict) -> list[dict]:
     return out
 
 
+@figure_run(NAME)
 def run(*, preset: str = "quick", out=None, seed: int = 0, workers: int = 1) -> int:
-    """Compute the figure, check it, and write ``sd_generalization`` to ``out``.
-
-    What ``python -m figures.sd_generalization`` does after reading its options, and what the runner
-    (``python -m figures``) calls for this figure.
-
-    Parameters
-    ----------
-    preset : {"quick", "paper", "tiny"}
-        Problem sizes (:data:`PRESETS`).
-    out : path-like, optional
-        Output directory (default ``./selfdistill-figures``), checked for writability first.
-    seed : int
-        Base seed (>= 0) of every random stream.
-    workers : int
-        Processes for the Monte Carlo trials (the runner caps them at the usable cores).
-
-    Returns
-    -------
-    int
-        Exit status, 0.
-
-    Raises
-    ------
-    figures.common.AgreementError
-        Theory and simulation (or two computations of the theory) disagree beyond tolerance.
-    """
     out = prepare_output(out)
     data = compute(preset, seed, workers)
     parts = []

@@ -48,6 +48,7 @@ from matplotlib.lines import Line2D
 from figures import palette, style
 from figures.common import (
     check_mc_agreement,
+    figure_run,
     log,
     mc_tolerance,
     mean_ci95,
@@ -116,6 +117,9 @@ def compute(preset: str = "quick", seed: int = 0, workers: int = 1) -> dict:
     sd_theory, pll_theory = [], []
     for tr in transitions:
         counts = exact_counts(tr, n)
+        # Directly, not theory.spec.predict: the check's admissible range needs the group outputs
+        # and exact ties (figures.common.prediction_bounds), the tie rule the PLL student's
+        # candidate ties; a Result carries neither.
         sd_theory.append(predict_exact(model, counts, lam, rounds))
         pll_theory.append(predict_pll(model, counts, lam, method="exact"))
     specs = [
@@ -350,33 +354,8 @@ def table(data: dict) -> list[dict]:
     return rows
 
 
+@figure_run(NAME)
 def run(*, preset: str = "quick", out=None, seed: int = 0, workers: int = 1) -> int:
-    """Compute the figure, check it, and write ``sd_vs_pll`` to ``out``.
-
-    What ``python -m figures.sd_vs_pll`` does after reading its options, and what the runner
-    (``python -m figures``) calls for this figure.
-
-    Parameters
-    ----------
-    preset : {"quick", "paper", "tiny"}
-        Problem sizes (:data:`PRESETS`).
-    out : path-like, optional
-        Output directory (default ``./selfdistill-figures``), checked for writability first.
-    seed : int
-        Base seed (>= 0) of every random stream.
-    workers : int
-        Processes for the Monte Carlo trials (the runner caps them at the usable cores).
-
-    Returns
-    -------
-    int
-        Exit status, 0.
-
-    Raises
-    ------
-    figures.common.AgreementError
-        Theory and simulation (or two computations of the theory) disagree beyond tolerance.
-    """
     out = prepare_output(out)
     data = compute(preset, seed, workers)
     tied = [float(x) for x in data["etas"][data["tied"]]]
