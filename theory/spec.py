@@ -52,7 +52,7 @@ from theory.names import (
     THEORY_FIELDS,
     THEORY_LOSSES,
 )
-from theory.noise import check_eta, exact_counts, transition_matrix
+from theory.noise import check_eta, check_transition, exact_counts, transition_matrix
 from theory.partial_labels import check_pll_classes
 from theory.validation import check_int, check_lam, check_positive
 
@@ -60,8 +60,8 @@ __all__ = ["METRICS", "SOURCES", "Result", "Spec", "predict"]
 
 #: Metrics of a :class:`Result`, in column order (the simulations' names).
 METRICS = tuple(THEORY_FIELDS)
-#: Theories :func:`predict` can use; ``'monte_carlo'`` and ``'linearised_monte_carlo'`` are the
-#: sources of :func:`simulations.monte_carlo.simulate`.
+#: Theories :func:`predict` can use; ``'monte_carlo'``, ``'linearised_monte_carlo'`` and
+#: ``'kernel_monte_carlo'`` are the sources of :func:`simulations.monte_carlo.simulate`.
 SOURCES = ("exact", "linear", "finite_exact", "finite")
 #: Noise models with a transition matrix the theory can build (superclass noise needs groups,
 #: which the Monte Carlo finds by clustering sampled features: pass ``counts`` instead).
@@ -91,6 +91,11 @@ class Spec:
     counts : tuple of tuples of int, optional
         An explicit count matrix ``C[k, l]`` (rows sum to ``n``); overrides ``noise``/``eta``
         (theory only: the Monte Carlo samples labels from a noise model).
+    transition : tuple of tuples of float, optional
+        An arbitrary row-stochastic ``(K, K)`` matrix ``T[k, l]`` (validated by
+        :func:`theory.noise.check_transition`); overrides ``noise``/``eta`` for the theory
+        (``counts = exact_counts(T, n)``) and for the Monte Carlo's label sampling. Exclusive
+        with ``counts``.
     dim : float
         Feature dimension ``p > K``, or ``math.inf`` (default) for the block limit.
     method : str
@@ -111,6 +116,7 @@ class Spec:
     dim: float = math.inf
     method: str = "sd"
     q: float = DEFAULT_Q
+    transition: tuple | None = None
 
     def __post_init__(self):
         set_ = object.__setattr__  # frozen: normalise once
@@ -144,6 +150,13 @@ class Spec:
             if np.any(cnt < 0) or np.any(cnt.sum(axis=1) != n):
                 raise ValueError(f"counts must be >= 0 with every row summing to per_class={n}")
             set_(self, "counts", tuple(tuple(int(v) for v in row) for row in cnt))
+        if self.transition is not None:
+            if self.counts is not None:
+                raise ValueError("pass counts or transition, not both (counts are exact)")
+            tr = check_transition(np.asarray(self.transition, dtype=float), "transition")
+            if tr.shape != (k, k):
+                raise ValueError(f"transition must be a ({k}, {k}) matrix, got shape {tr.shape}")
+            set_(self, "transition", tuple(tuple(float(v) for v in row) for row in tr))
         dim = float(self.dim)
         if not (math.isinf(dim) and dim > 0):
             if not math.isfinite(dim) or dim != int(dim) or dim <= k:
@@ -166,15 +179,21 @@ class Spec:
         """``C[k, l]``: training points of true class ``k`` with given label ``l``, shape (K, K)."""
         if self.counts is not None:
             return np.array(self.counts, dtype=np.int64)
-        t = transition_matrix(self.noise, self.n_classes, self.eta)
-        return exact_counts(t, self.per_class)
+        return exact_counts(self.transition_matrix(), self.per_class)
+
+    def transition_matrix(self) -> np.ndarray:
+        """``T[k, l]``, shape (K, K): ``transition`` if given, else the noise model's matrix."""
+        if self.transition is not None:
+            return np.array(self.transition, dtype=float)
+        return transition_matrix(self.noise, self.n_classes, self.eta)
 
     def to_dict(self) -> dict:
         """JSON-compatible dict (``dim`` is ``None`` for the block limit)."""
         out = asdict(self)
         out["dim"] = None if not self.finite else int(self.dim)
-        if self.counts is not None:
-            out["counts"] = [list(row) for row in self.counts]
+        for name in ("counts", "transition"):
+            if getattr(self, name) is not None:
+                out[name] = [list(row) for row in getattr(self, name)]
         return out
 
     @classmethod
@@ -187,8 +206,9 @@ class Spec:
         params = dict(params)
         if params.get("dim") is None:
             params["dim"] = math.inf
-        if params.get("counts") is not None:
-            params["counts"] = tuple(tuple(row) for row in params["counts"])
+        for name in ("counts", "transition"):
+            if params.get(name) is not None:
+                params[name] = tuple(tuple(row) for row in params[name])
         return cls(**params)
 
 
@@ -200,7 +220,8 @@ class Result:
     ----------
     spec : Spec
     source : str
-        One of :data:`SOURCES`, or ``'monte_carlo'`` / ``'linearised_monte_carlo'``.
+        One of :data:`SOURCES`, or a Monte Carlo source (``'monte_carlo'``,
+        ``'linearised_monte_carlo'``, ``'kernel_monte_carlo'``).
     values : ndarray, shape (R + 1, len(METRICS))
         ``[round, metric]``; ``NaN`` where a metric is undefined (no mislabeled points).
     se : ndarray, shape (R + 1, len(METRICS)), or None
@@ -213,6 +234,16 @@ class Result:
         What the source says about itself: convergence, validity, refusals.
     extra : dict
         Source-specific diagnostics (JSON-compatible), e.g. the fixed point's residual.
+    samples : ndarray, shape (trials, R + 1, len(METRICS)), or None
+        Monte Carlo per-trial values (``simulate(..., keep_trials=True)``; else ``None``).
+    counts : ndarray of int, shape (trials, K, K), or None
+        Each trial's realised count matrix ``C[k, l]`` (``keep_trials=True``; else ``None``).
+    trial_data : dict of ndarray
+        Further per-trial fields with a leading trial axis (``keep_trials=True``), e.g.
+        ``pop_acc_err`` (trials, R + 1) and ``max_residual`` (trials,); the backend lists them.
+    pll : Result or None
+        The PLL student trained from the *same* trials' teachers (``simulate(...,
+        pll=True)``): its spec is this spec with ``method='pll-ce'``, rows [teacher, student].
     """
 
     spec: Spec
@@ -223,6 +254,10 @@ class Result:
     trials: int | None = None
     notes: tuple = ()
     extra: dict = field(default_factory=dict)
+    samples: np.ndarray | None = None
+    counts: np.ndarray | None = None
+    trial_data: dict = field(default_factory=dict)
+    pll: Result | None = None
 
     @property
     def rounds(self) -> np.ndarray:
@@ -261,8 +296,10 @@ class Result:
         return rows
 
     def to_dict(self) -> dict:
-        """JSON-compatible: the spec, the source, ``trials``, ``notes``, ``extra`` and ``rows``."""
-        return {
+        """JSON-compatible: the spec, the source, ``trials``, ``notes``, ``extra`` and ``rows``
+        (and ``pll``, the companion PLL student's dict, when there is one). Per-trial arrays
+        (``samples``, ``counts``, ``trial_data``) are not included."""
+        out = {
             "spec": self.spec.to_dict(),
             "source": self.source,
             "trials": self.trials,
@@ -270,6 +307,9 @@ class Result:
             "extra": self.extra,
             "rows": self.to_rows(),
         }
+        if self.pll is not None:
+            out["pll"] = self.pll.to_dict()
+        return out
 
 
 def _num(x) -> float | None:

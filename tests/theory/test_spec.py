@@ -88,6 +88,13 @@ def test_predict_finite_refuses_where_random_matrix_part_fails():
         (dict(d=True), "d must be a real number"),
         (dict(c=0.4, d=0.5), "non-PSD"),
         (dict(c=float("inf")), "finite"),
+        (dict(transition=((0.5, 0.5), (0.5, 0.5))), r"transition must be a \(3, 3\)"),
+        (dict(transition=((0.5, 0.6, 0), (0, 1, 0), (0, 0, 1))), "rows must sum to 1"),
+        (dict(transition=((1.5, -0.5, 0), (0, 1, 0), (0, 0, 1))), "transition"),
+        (
+            dict(transition=((1, 0, 0), (0, 1, 0), (0, 0, 1)), counts=((10, 0, 0),) * 3),
+            "counts or transition, not both",
+        ),
     ],
 )
 def test_spec_rejects_bad_input(kwargs, match):
@@ -123,6 +130,23 @@ def test_spec_round_trip_and_counts():
         Spec.from_dict({"n_classes": 3, "bogus": 1})
     # a PLL spec trains one student: R is normalised to 1
     assert Spec(**{**BLOCK, "method": "pll-ce", "rounds": 7}).rounds == 1
+
+
+def test_spec_transition_vs_named_noise_model():
+    # the named model's matrix given explicitly: the same counts, hence the same theory
+    named = Spec(**BLOCK)
+    tr = tuple(map(tuple, transition_matrix("pair", 3, 0.3)))
+    given = Spec(**{**BLOCK, "transition": tr})
+    np.testing.assert_array_equal(given.transition_matrix(), named.transition_matrix())
+    np.testing.assert_array_equal(given.count_matrix(), named.count_matrix())
+    np.testing.assert_array_equal(predict(given).values, predict(named).values)
+    assert Spec.from_dict(json.loads(json.dumps(given.to_dict()))) == given
+
+
+def test_spec_transition_any_row_stochastic_matrix():
+    tr = ((0.7, 0.2, 0.1), (0.0, 0.9, 0.1), (0.25, 0.25, 0.5))
+    spec = Spec(**{**BLOCK, "transition": tr})
+    np.testing.assert_array_equal(spec.count_matrix(), exact_counts(np.array(tr), 10))
 
 
 def test_result_rows_and_json():
