@@ -50,10 +50,12 @@ One model of a run (issue 23). A figure names the experiment it draws as a
 :class:`theory.spec.Spec` (:func:`figure_spec` builds it from a preset's parameters) and reads
 the theory's per-round accuracies from :func:`theory.spec.predict`'s :class:`~theory.spec.Result`
 through :func:`result_columns`, the one adapter from Results to the arrays its plot, checks and
-CSV use. Where a figure needs what a Result does not carry (group outputs and their exact ties for
-the admissible range above, spectra, the cached exact finite-ratio theory of
-:mod:`figures.finite_theories` with its own stopping rule) it calls the theory directly and says
-why at the call.
+CSV use. Its Monte Carlo is :func:`simulations.monte_carlo.simulate_many` of the same Specs
+(:func:`simulate_figure`), whose Results give the trials (:func:`sample_columns`, for the
+agreement checks) and the mean with its 95% interval (:func:`result_mean_ci95`). Where a
+figure needs what a Result does not carry (group outputs and their exact ties for the admissible
+range above, spectra, the cached exact finite-ratio theory of :mod:`figures.finite_theories` with
+its own stopping rule) it calls the theory directly and says why at the call.
 
 """
 
@@ -73,7 +75,7 @@ from selfdistill_cli.limits import cap_workers
 from simulations.outdir import check_out_dir
 from simulations.stats import mean_ci
 from theory.metrics import correct_and_tied
-from theory.spec import Spec
+from theory.spec import METRICS, Spec
 from theory.validation import check_int
 
 __all__ = [
@@ -97,6 +99,9 @@ __all__ = [
     "prediction_bounds",
     "prepare_output",
     "result_columns",
+    "result_mean_ci95",
+    "sample_columns",
+    "simulate_figure",
     "set_quiet",
     "tie_fractions",
 ]
@@ -542,3 +547,106 @@ def result_columns(results, metrics) -> dict[str, np.ndarray]:
     if len(rows) != 1:
         raise ValueError(f"results must have the same number of rounds, got {sorted(rows)} rows")
     return {m: np.array([r.value(m) for r in results]) for m in metrics}
+
+
+def sample_columns(results, metrics) -> dict[str, np.ndarray]:
+    """The per-trial values of Monte Carlo ``results`` as one array per metric.
+
+    ``out[m][i, j, t]`` is trial ``i`` of ``results[j]`` at round ``t``: the layout
+    :func:`check_mc_agreement` and :func:`mean_ci95` take (trials first), the very floats of
+    ``Result.samples`` (no arithmetic).
+
+    Parameters
+    ----------
+    results : sequence of theory.spec.Result
+        Of :func:`simulations.monte_carlo.simulate_many` with ``keep_trials=True``, equal trials
+        and rounds.
+    metrics : sequence of str
+        Metric names of :data:`theory.spec.METRICS`.
+
+    Returns
+    -------
+    dict
+        ``{metric: ndarray of shape (T, len(results), R + 1)}``.
+
+    Raises
+    ------
+    ValueError
+        No results, a Result without per-trial samples, unequal shapes or an unknown metric.
+    """
+    results = list(results)
+    if not results:
+        raise ValueError("results must hold at least one Result")
+    if any(r.samples is None for r in results):
+        raise ValueError("results must carry per-trial samples (simulate(..., keep_trials=True))")
+    shapes = {r.samples.shape for r in results}
+    if len(shapes) != 1:
+        raise ValueError(f"results must have the same trials and rounds, got shapes {shapes}")
+    for m in metrics:
+        if m not in METRICS:
+            raise ValueError(f"metric must be one of {METRICS}, got {m!r}")
+    return {
+        m: np.stack([r.samples[:, :, METRICS.index(m)] for r in results], axis=1) for m in metrics
+    }
+
+
+def result_mean_ci95(result, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Monte Carlo mean and 95% half-width of ``metric`` per round, as :func:`mean_ci95` draws them.
+
+    ``Result.values`` and ``Result.ci95`` of :func:`simulations.monte_carlo.simulate` are
+    :func:`simulations.stats.mean_ci` of the trials, so these are :func:`mean_ci95`'s floats; an
+    undefined half-width (fewer than two defined trials) is drawn as no bar (0).
+
+    Returns
+    -------
+    mean, half : ndarray, shape (R + 1,)
+
+    Raises
+    ------
+    ValueError
+        A Result without a confidence interval (a theory), or an unknown metric.
+    """
+    if result.ci95 is None:
+        raise ValueError(f"result must be a Monte Carlo Result, got source {result.source!r}")
+    mean = result.value(metric)  # validates the metric
+    return mean, np.nan_to_num(result.ci95[:, METRICS.index(metric)], nan=0.0)
+
+
+def simulate_figure(specs, trials: int, seed: int, workers: int, label: str | None, **options):
+    """The Monte Carlo of a figure: :func:`simulations.monte_carlo.simulate_many` of ``specs``.
+
+    Kernel backend (certified exact SD on the mixture's directly sampled Gram matrix: the floats
+    of :func:`simulations.gram_trials.run_mc_many`) unless ``options`` say ``backend``; per-trial
+    samples kept (the agreement checks need them); no up-front time limit (the presets are sized
+    by hand, and the runner reports their cost). ``label`` names the progress lines on stderr
+    (``None``: none). ``options`` are further keywords of ``simulate_many`` (``n_test``,
+    ``exact_pop``, ``pll``, ``backend``).
+
+    Returns
+    -------
+    list of theory.spec.Result
+        One per spec, with ``samples``, ``counts`` and ``trial_data``.
+
+    Raises
+    ------
+    RuntimeError
+        A trial realised another count matrix than ``spec.count_matrix()`` (exact-count sampling
+        makes them equal: a bug, never drawn).
+    """
+    from simulations.monte_carlo import simulate_many  # lazy: figures.common stays light
+
+    options = {"backend": "kernel", **options}
+    results = simulate_many(
+        specs,
+        trials,
+        seed=seed,
+        workers=workers,
+        label=label,
+        keep_trials=True,
+        max_seconds=None,
+        **options,
+    )
+    for res in results:
+        if not (res.counts == res.spec.count_matrix()).all():
+            raise RuntimeError("exact-count sampling realised another count matrix (a bug)")
+    return results

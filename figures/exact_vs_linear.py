@@ -35,12 +35,13 @@ from figures.common import (
     figure_run,
     figure_spec,
     log,
-    mean_ci95,
     parse_args,
     prediction_bounds,
     prepare_output,
+    result_mean_ci95,
+    sample_columns,
+    simulate_figure,
 )
-from simulations.gram_trials import MixtureTrial, run_mc_many
 from theory.groups import BlockModel, predict_exact, predict_linear
 from theory.noise import exact_counts, transition_matrix
 from theory.spec import predict
@@ -106,29 +107,23 @@ def compute(preset: str = "quick", seed: int = 0, workers: int = 1) -> dict:
         )
         for lam in p["lams"]
     }
-    specs = [
-        MixtureTrial(
-            k,
-            n,
-            p["dim"],
-            c,
-            d,
-            lam,
-            rounds,
-            tuple(map(tuple, transition)),
-            n_test=p["n_test"],
-            exact_pop=False,  # only training accuracies are drawn: skip the exact pop. metric
-        )
-        for lam in p["lams"]
-    ]
-    sims = dict(
-        zip(p["lams"], run_mc_many(specs, p["trials"], seed, workers, label=NAME), strict=False)
+    # The same experiments simulated at p = dim (exact SD on the sampled Gram matrices).
+    results = simulate_figure(
+        [figure_spec(p, lam=lam, dim=p["dim"]) for lam in p["lams"]],
+        p["trials"],
+        seed,
+        workers,
+        NAME,
+        n_test=p["n_test"],
+        exact_pop=False,  # only training accuracies are drawn: skip the exact pop. metric
     )
+    sims = dict(zip(p["lams"], results, strict=True))
+    trials = sample_columns(results, KEYS)  # {key: (T, lams, R+1)}
     samples, lower, upper, names = [], [], [], []
     bounds = {}
-    for lam in p["lams"]:
+    for i, lam in enumerate(p["lams"]):
         for key in KEYS:
-            samples.append(sims[lam][key])
+            samples.append(trials[key][:, i])
             lo, hi = prediction_bounds(theory[lam][0], key)
             bounds[lam, key] = hi
             lower.append(lo)
@@ -180,7 +175,7 @@ def plot(data: dict):
             style.tie_ranges(
                 ax, t, getattr(exact, key), data["upper"][lam, key], color=col, offset=dodge[key]
             )
-            mean, half = mean_ci95(data["sims"][lam][key])
+            mean, half = result_mean_ci95(data["sims"][lam], key)
             style.sim_errorbar(
                 ax, t + dodge[key], mean, half, color=col, marker="o", markersize=3.8
             )
@@ -255,7 +250,7 @@ def table(data: dict) -> list[dict]:
     for lam in p["lams"]:
         exact, linear = data["theory"][lam]
         for key in KEYS:
-            mean, half = mean_ci95(data["sims"][lam][key])
+            mean, half = result_mean_ci95(data["sims"][lam], key)
             for t in range(p["rounds"] + 1):
                 rows.append(
                     dict(

@@ -55,14 +55,15 @@ from figures.common import (
     FINITE_THEORY_ATOL,
     check_mc_agreement,
     figure_run,
+    figure_spec,
     log,
     mean_ci95,
     parse_args,
     prediction_bounds,
     prepare_output,
+    sample_columns,
+    simulate_figure,
 )
-from simulations.gram_trials import MixtureTrial, run_mc_many
-from simulations.linear_trials import LinearTrial, run_linear_many
 from theory.finite import MixtureModel, predict_finite
 from theory.groups import BlockModel, predict_exact
 from theory.names import THEORY_FIELDS
@@ -168,7 +169,6 @@ def compute(preset: str = "quick", seed: int = 0, workers: int = 1) -> dict:
     big_n = k * n
     model = BlockModel(k, n, c, d)
     transition = transition_matrix("sym", k, p["eta"])
-    tr = tuple(map(tuple, transition))
     counts = exact_counts(transition, n)
     # The theories directly, not theory.spec.predict: the admissible range of the check needs the
     # group outputs and their exact ties (figures.common.prediction_bounds), and the PLL student's
@@ -189,25 +189,22 @@ def compute(preset: str = "quick", seed: int = 0, workers: int = 1) -> dict:
     ).astype(int)
     curve = _finite_rows((k, n, c, d), counts, lam, t_sd, grid)
     # Exact self-distillation (and the PLL student) on sampled mixtures.
-    specs = [
-        MixtureTrial(k, n, int(dim), c, d, lam, t_sd, tr, pll=True, n_test=p["n_test"])
-        for dim in dims
-    ]
-    sims = run_mc_many(specs, p["trials"], seed, workers, label=NAME)
+    specs = [figure_spec(p, rounds=t_sd, dim=int(dim)) for dim in dims]
+    sims = simulate_figure(specs, p["trials"], seed, workers, NAME, pll=True, n_test=p["n_test"])
+    sd_trials = sample_columns(sims, METRICS)  # {m: (T, P, t*+1)}
+    pll_trials = sample_columns([s.pll for s in sims], METRICS)  # rows [teacher, student]
     # sim[metric]: (T, P, 3) for teacher, SD round t*, PLL.
     sim = {
         m: np.stack(
-            [np.column_stack([s[m][:, 0], s[m][:, t_sd], s[f"pll_{m}"]]) for s in sims], axis=1
+            [sd_trials[m][:, :, 0], sd_trials[m][:, :, t_sd], pll_trials[m][:, :, 1]], axis=2
         )
         for m in METRICS
     }
     # The linearised dynamics on sampled mixtures: what the finite-p theory predicts.
-    lin_specs = [LinearTrial(k, n, int(dim), c, d, lam, t_sd, tr) for dim in dims]
-    lins = run_linear_many(lin_specs, p["trials_linear"], seed, workers, label=f"{NAME} linear")
-    for res in lins:  # exact-count sampling: every trial realises the theory's count matrix
-        if not (res["counts"] == counts).all():
-            raise RuntimeError("exact-count sampling realised another count matrix (a bug)")
-    lin = {m: np.stack([res[m][:, [0, t_sd]] for res in lins], axis=1) for m in METRICS}
+    lins = simulate_figure(
+        specs, p["trials_linear"], seed, workers, f"{NAME} linear", backend="linearised"
+    )
+    lin = {m: trials[:, :, [0, t_sd]] for m, trials in sample_columns(lins, METRICS).items()}
 
     # Check 1: linearised Monte Carlo vs finite-p theory where the theory is claimed.
     sel = np.flatnonzero(checked_dims(dims, big_n))

@@ -49,9 +49,12 @@ from figures.common import (
     FINITE_THEORY_ATOL,
     check_mc_agreement,
     figure_run,
+    figure_spec,
     log,
     parse_args,
     prepare_output,
+    sample_columns,
+    simulate_figure,
 )
 from figures.finite_phase_plot import EXACT_FIELDS, plot
 from figures.finite_theories import (
@@ -61,7 +64,6 @@ from figures.finite_theories import (
     linearised_off,
     refusal,
 )
-from simulations.linear_trials import LinearTrial, run_linear_trials
 from theory.finite import MixtureModel, population_rounds, predict_finite
 from theory.noise import exact_counts, transition_matrix
 
@@ -225,9 +227,10 @@ def compute(preset: str = "quick", seed: int = 0, workers: int = 1) -> dict:
         # Rounds 0..t only: a trial's round-t values do not depend on later rounds (the closed
         # form per round on the same sampled Gram matrix and labels), so this is the same number
         # as a trial of R rounds, at a fraction of the cost.
-        spec = LinearTrial(k, n, dim, c, d, lam, t, tuple(map(tuple, transition)))
-        mc = run_linear_trials(spec, p["trials"], base_seed=seed)
-        samples.append(mc["pop_acc"][:, t])
+        # In this process (workers=1): a few cheap trials per point.
+        spec = figure_spec(p, lam=lam, rounds=t, dim=dim)
+        mc = simulate_figure([spec], p["trials"], seed, 1, None, backend="linearised")
+        samples.append(sample_columns(mc, ["pop_acc"])["pop_acc"][:, 0, t])
         i = list(p["ratios"]).index(ratio)
         theory.append(maps[lam]["population_acc"][i, t])
         labels.append(f"pop_acc N/p={ratio:g} t={t} lam={lam:g}")

@@ -63,6 +63,8 @@ from figures.common import (
     mean_ci95,
     parse_args,
     prepare_output,
+    sample_columns,
+    simulate_figure,
 )
 from figures.finite_theories import (
     exact_accuracies,
@@ -72,8 +74,6 @@ from figures.finite_theories import (
     refusal,
     refusal_rule,
 )
-from simulations.gram_trials import MixtureTrial, parallel_map, run_mixture_trial, trial_seeds
-from simulations.linear_trials import LinearTrial, run_linear_trial
 from theory.finite import MixtureModel
 from theory.names import THEORY_FIELDS
 from theory.noise import exact_counts, transition_matrix
@@ -193,71 +193,26 @@ CURVES = {
 }
 
 
-def _mc_job(job) -> dict:
-    """One Monte Carlo trial, ``("exact" | "linear", spec, seed)`` (picklable for the pool)."""
-    kind, spec, seed = job
-    if kind == "exact":
-        return run_mixture_trial((spec, seed))
-    return run_linear_trial(spec, seed)
-
-
 def _run_monte_carlo(rows, seed, workers) -> None:
-    """Every trial of the figure in one process pool; stores ``row["sim"]`` and ``row["lin"]``.
+    """Every trial of the figure; stores ``row["sim"]`` and ``row["lin"]`` (``None``: no trials).
 
-    Trial ``i`` of every spec uses the ``i``-th child of ``SeedSequence(seed)`` (as
-    :func:`simulations.gram_trials.run_mc_many` and
-    :func:`simulations.linear_trials.run_linear_many`), fresh objects per spec.
+    Per row, the exact SD of its Specs (one per dimension) and, with ``trials_linear > 0``, their
+    linearised dynamics (:func:`figures.common.simulate_figure`: trial ``i`` of every Spec uses
+    the ``i``-th child of ``SeedSequence(seed)``). ``row[key][metric]`` has shape (T, P, R+1).
     """
-    jobs, index = [], []
-    # The costly K = 10 trials first, so that the pool's last chunks are the cheap ones.
-    order = sorted(range(len(rows)), key=lambda i: -rows[i]["params"]["n_classes"])
-    for i in order:
-        row = rows[i]
+    for row in rows:
         p = row["params"]
-        tr = tuple(map(tuple, row["transition"]))
-        for kind, count in (("exact", p["trials"]), ("linear", p["trials_linear"])):
-            for dim in row["dims"]:
-                if kind == "exact":
-                    spec = MixtureTrial(
-                        p["n_classes"], p["per_class"], int(dim), p["c"], p["d"], p["lam"],
-                        p["rounds"], tr, n_test=p["n_test"],
-                    )  # fmt: skip
-                elif count:
-                    spec = LinearTrial(
-                        p["n_classes"], p["per_class"], int(dim), p["c"], p["d"], p["lam"],
-                        p["rounds"], tr,
-                    )  # fmt: skip
-                else:
-                    continue
-                for s in trial_seeds(seed, count):
-                    jobs.append((kind, spec, s))
-                    index.append((i, kind))
-    results = parallel_map(_mc_job, jobs, workers, label=NAME)
-    for i, row in enumerate(rows):
-        p = row["params"]
-        for kind, key, count in (
-            ("exact", "sim", p["trials"]),
-            ("linear", "lin", p["trials_linear"]),
-        ):
-            res = [r for r, (j, kd) in zip(results, index, strict=True) if j == i and kd == kind]
-            if not count:
+        specs = [figure_spec(p, dim=int(dim)) for dim in row["dims"]]
+        runs = (
+            ("sim", p["trials"], dict(n_test=p["n_test"])),
+            ("lin", p["trials_linear"], dict(backend="linearised")),
+        )
+        for key, trials, options in runs:
+            if not trials:
                 row[key] = None
                 continue
-            for r in res:  # exact-count sampling: every trial realises the theory's count matrix
-                if not (r["counts"] == row["counts"]).all():
-                    raise RuntimeError("exact-count sampling realised another count matrix (a bug)")
-            n_dims = len(row["dims"])
-            # (T, P, R+1) per metric; the jobs of one dimension are consecutive.
-            row[key] = {
-                m: np.stack(
-                    [
-                        np.stack([r[m] for r in res[j * count : (j + 1) * count]])
-                        for j in range(n_dims)
-                    ],
-                    axis=1,
-                )
-                for m in METRICS
-            }
+            results = simulate_figure(specs, trials, seed, workers, NAME, **options)
+            row[key] = sample_columns(results, METRICS)
 
 
 def _prepare_row(params) -> dict:

@@ -49,14 +49,16 @@ from figures import palette, style
 from figures.common import (
     check_mc_agreement,
     figure_run,
+    figure_spec,
     log,
     mc_tolerance,
     mean_ci95,
     parse_args,
     prediction_bounds,
     prepare_output,
+    sample_columns,
+    simulate_figure,
 )
-from simulations.gram_trials import MixtureTrial, run_mc_many
 from theory.groups import BlockModel, predict_exact
 from theory.names import THEORY_FIELDS
 from theory.noise import exact_counts, transition_matrix
@@ -122,13 +124,18 @@ def compute(preset: str = "quick", seed: int = 0, workers: int = 1) -> dict:
         # candidate ties; a Result carries neither.
         sd_theory.append(predict_exact(model, counts, lam, rounds))
         pll_theory.append(predict_pll(model, counts, lam, method="exact"))
-    specs = [
-        MixtureTrial(
-            k, n, p["dim"], c, d, lam, rounds, tuple(map(tuple, tr)), pll=True, n_test=p["n_test"]
-        )
-        for tr in transitions
-    ]
-    sims = run_mc_many(specs, p["trials"], seed, workers, label=NAME)
+    # SD and the PLL student from the same trials' teachers, at p = dim.
+    sims = simulate_figure(
+        [figure_spec(p, eta=eta, dim=p["dim"]) for eta in etas],
+        p["trials"],
+        seed,
+        workers,
+        NAME,
+        pll=True,
+        n_test=p["n_test"],
+    )
+    sd_trials = sample_columns(sims, METRICS)  # {m: (T, E, R+1)}
+    pll_trials = sample_columns([s.pll for s in sims], METRICS)  # rows [teacher, student]
     # The PLL theory needed its top-2 tie rule (module docstring): tie-rule dependent.
     tied = np.array([pt.candidate_ties > 0 for pt in pll_theory])
     # theory[metric]: (E, R+2) with the PLL student in the last column; sim[metric]: (T, E, R+2).
@@ -141,7 +148,7 @@ def compute(preset: str = "quick", seed: int = 0, workers: int = 1) -> dict:
         ]
         theory[m] = np.array([np.append(b_sd[0], b_pll[0][0]) for b_sd, b_pll in both])
         upper[m] = np.array([np.append(b_sd[1], b_pll[1][0]) for b_sd, b_pll in both])
-        sim[m] = np.stack([np.column_stack([s[m], s[f"pll_{m}"]]) for s in sims], axis=1)
+        sim[m] = np.concatenate([sd_trials[m], pll_trials[m][:, :, 1:]], axis=2)
     cols, th, hi, names = [], [], [], []
     for m in METRICS:
         for e, eta in enumerate(etas):
