@@ -1,7 +1,7 @@
 r"""Shared pieces of the figure scripts: command line, progress, agreement checks.
 
-Monte Carlo trials live in :mod:`simulations.gram_trials`; this module only compares them with
-the theory.
+Monte Carlo trials live in :mod:`simulations` (:func:`simulate_figure` runs them); this module
+compares them with the theory.
 
 Agreement checks
 ----------------

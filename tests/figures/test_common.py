@@ -17,12 +17,15 @@ from figures.common import (
     mean_ci95,
     prediction_bounds,
     result_columns,
+    result_mean_ci95,
+    sample_columns,
+    simulate_figure,
     tie_fractions,
 )
 from theory.groups import BlockModel, predict_exact, predict_linear
 from theory.noise import exact_counts, transition_matrix
 from theory.pll import predict_pll
-from theory.spec import Spec, predict
+from theory.spec import METRICS, Spec, predict
 
 
 def test_check_mc_agreement_accepts_matching_noisy_data():
@@ -241,3 +244,70 @@ def test_figure_run_docstrings_name_their_figure(name):
     assert f"``{name}``" in doc
     for param in ("preset :", "out :", "seed :", "workers :"):
         assert param in doc
+
+
+def _small_specs():
+    return [figure_spec(PRESET, rounds=2, dim=dim) for dim in (12, 40)]
+
+
+@pytest.mark.slow
+def test_sample_columns_vs_run_mc_many():
+    # The figures' Monte Carlo moved from run_mc_many to simulate_many: the same floats, trial
+    # for trial, for SD and the PLL student (their CSVs stay byte-identical).
+    from simulations.gram_trials import MixtureTrial, run_mc_many
+
+    specs = _small_specs()
+    results = simulate_figure(specs, 2, 3, 1, None, pll=True, n_test=4)
+    tr = tuple(map(tuple, transition_matrix("sym", 3, 0.4)))
+    old = run_mc_many(
+        [MixtureTrial(3, 6, s.dim, 0.4, 0.1, 1e-3, 2, tr, pll=True, n_test=4) for s in specs], 2, 3
+    )
+    sd = sample_columns(results, ("pop_acc", "train_acc_mislabeled"))
+    pll = sample_columns([r.pll for r in results], ("pop_acc",))
+    assert sd["pop_acc"].shape == (2, 2, 3)
+    for j, ref in enumerate(old):
+        np.testing.assert_array_equal(sd["pop_acc"][:, j], ref["pop_acc"])
+        np.testing.assert_array_equal(sd["train_acc_mislabeled"][:, j], ref["train_acc_mislabeled"])
+        np.testing.assert_array_equal(pll["pop_acc"][:, j, 1], ref["pll_pop_acc"])
+    for res in results:
+        mean, half = result_mean_ci95(res, "pop_acc")
+        ref_mean, ref_half = mean_ci95(res.samples[:, :, METRICS.index("pop_acc")])
+        np.testing.assert_array_equal(mean, ref_mean)
+        np.testing.assert_array_equal(half, ref_half)
+
+
+def test_sample_columns_vs_run_linear_many():
+    from simulations.linear_trials import LinearTrial, run_linear_many
+
+    specs = _small_specs()
+    results = simulate_figure(specs, 3, 1, 1, None, backend="linearised")
+    tr = tuple(map(tuple, transition_matrix("sym", 3, 0.4)))
+    old = run_linear_many([LinearTrial(3, 6, s.dim, 0.4, 0.1, 1e-3, 2, tr) for s in specs], 3, 1)
+    trials = sample_columns(results, ("pop_acc",))["pop_acc"]
+    for j, ref in enumerate(old):
+        np.testing.assert_array_equal(trials[:, j], ref["pop_acc"])
+
+
+def test_sample_columns_and_mean_ci95_refuse_a_theory():
+    theory = predict(figure_spec(PRESET), source="linear")
+    with pytest.raises(ValueError, match="per-trial samples"):
+        sample_columns([theory], ("pop_acc",))
+    with pytest.raises(ValueError, match="Monte Carlo Result"):
+        result_mean_ci95(theory, "pop_acc")
+    with pytest.raises(ValueError, match="at least one"):
+        sample_columns([], ("pop_acc",))
+
+
+def test_simulate_figure_refuses_another_count_matrix(monkeypatch):
+    import dataclasses
+
+    import simulations.monte_carlo as mc
+
+    real = mc.simulate_many
+
+    def wrong_counts(*args, **kw):
+        return [dataclasses.replace(r, counts=r.counts[:, ::-1]) for r in real(*args, **kw)]
+
+    monkeypatch.setattr(mc, "simulate_many", wrong_counts)
+    with pytest.raises(RuntimeError, match="another count matrix"):
+        simulate_figure(_small_specs()[:1], 1, 0, 1, None, backend="linearised")
