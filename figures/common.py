@@ -49,10 +49,10 @@ with tolerances derived from the solver certificate.
 One model of a run (issue 23). A figure names the experiment it draws as a
 :class:`theory.spec.Spec` (:func:`figure_spec` builds it from a preset's parameters) and reads
 the theory's per-round accuracies from :func:`theory.spec.predict`'s :class:`~theory.spec.Result`
-through :func:`result_columns`, the one adapter from Results to the arrays its plot, checks and
-CSV use. Its Monte Carlo is :func:`simulations.monte_carlo.simulate_many` of the same Specs
-(:func:`simulate_figure`), whose Results give the trials (:func:`sample_columns`, for the
-agreement checks) and the mean with its 95% interval (:func:`result_mean_ci95`). Where a
+(``Result.value(metric)``). Its Monte Carlo is :func:`simulations.monte_carlo.simulate_many` of
+the same Specs (:func:`simulate_figure`), whose Results give the trials as the arrays the
+agreement checks, plots and CSVs use (:func:`sample_columns`) and the mean with its 95% interval
+(:func:`result_mean_ci95`). Where a
 figure needs what a Result does not carry (group outputs and their exact ties for the admissible
 range above, spectra, the cached exact finite-ratio theory of :mod:`figures.finite_theories` with
 its own stopping rule) it calls the theory directly and says why at the call.
@@ -98,7 +98,6 @@ __all__ = [
     "parse_args",
     "prediction_bounds",
     "prepare_output",
-    "result_columns",
     "result_mean_ci95",
     "sample_columns",
     "simulate_figure",
@@ -514,39 +513,6 @@ def figure_spec(params: dict, **changes) -> Spec:
     """
     fields = {key: params[key] for key in SPEC_KEYS if key in params}
     return Spec(**(fields | changes))
-
-
-def result_columns(results, metrics) -> dict[str, np.ndarray]:
-    """The per-round values of ``results`` as one array per metric, one row per Result.
-
-    The adapter between :class:`theory.spec.Result` (of :func:`theory.spec.predict`) and the
-    arrays a figure draws, checks and writes: ``out[m][i, t] = results[i].value(m)[t]``, the very
-    floats of the Result (no arithmetic).
-
-    Parameters
-    ----------
-    results : sequence of theory.spec.Result
-        Results of equal ``R`` (the same number of rounds).
-    metrics : sequence of str
-        Metric names of :data:`theory.spec.METRICS` (``pop_acc``, ``train_acc_mislabeled``, ...).
-
-    Returns
-    -------
-    dict
-        ``{metric: ndarray of shape (len(results), R + 1)}``.
-
-    Raises
-    ------
-    ValueError
-        No results, unequal rounds, or a metric not in :data:`theory.spec.METRICS`.
-    """
-    results = list(results)
-    if not results:
-        raise ValueError("results must hold at least one Result")
-    rows = {r.values.shape[0] for r in results}
-    if len(rows) != 1:
-        raise ValueError(f"results must have the same number of rounds, got {sorted(rows)} rows")
-    return {m: np.array([r.value(m) for r in results]) for m in metrics}
 
 
 def sample_columns(results, metrics) -> dict[str, np.ndarray]:

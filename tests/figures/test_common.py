@@ -16,7 +16,6 @@ from figures.common import (
     mc_tolerance,
     mean_ci95,
     prediction_bounds,
-    result_columns,
     result_mean_ci95,
     sample_columns,
     simulate_figure,
@@ -188,32 +187,17 @@ def test_figure_spec_names_a_bad_parameter():
 
 
 @pytest.mark.parametrize("source, direct", [("exact", predict_exact), ("linear", predict_linear)])
-def test_result_columns_vs_group_theory(source, direct):
-    # The adapter must hand the figures the very floats of the direct call (byte-identical CSVs).
-    lams = (1e-2, 1e-3)
-    columns = result_columns(
-        [predict(figure_spec(PRESET, lam=lam), source=source) for lam in lams],
-        ("train_acc_mislabeled", "pop_acc"),
-    )
-    model = BlockModel(3, 6, 0.4, 0.1)
-    counts = exact_counts(transition_matrix("sym", 3, 0.4), 6)
-    preds = [direct(model, counts, lam, 3) for lam in lams]
-    assert columns["pop_acc"].shape == (2, 4)
-    np.testing.assert_array_equal(
-        columns["train_acc_mislabeled"], [p.train_acc_mislabeled for p in preds]
-    )
-    np.testing.assert_array_equal(columns["pop_acc"], [p.population_acc for p in preds])
-
-
-def test_result_columns_refuses_bad_input():
-    short = predict(figure_spec(PRESET, rounds=1), source="linear")
-    long = predict(figure_spec(PRESET), source="linear")
-    with pytest.raises(ValueError, match="same number of rounds"):
-        result_columns([short, long], ("pop_acc",))
-    with pytest.raises(ValueError, match="at least one"):
-        result_columns([], ("pop_acc",))
-    with pytest.raises(ValueError, match="metric must be one of"):
-        result_columns([long], ("population_acc",))  # the theory's spelling, not a metric
+def test_figure_spec_predict_vs_group_theory(source, direct):
+    # What the figures now draw (a Result of their preset's Spec) must be the very floats of the
+    # direct call they made before (byte-identical CSVs).
+    for lam in (1e-2, 1e-3):
+        result = predict(figure_spec(PRESET, lam=lam), source=source)
+        counts = exact_counts(transition_matrix("sym", 3, 0.4), 6)
+        pred = direct(BlockModel(3, 6, 0.4, 0.1), counts, lam, 3)
+        np.testing.assert_array_equal(
+            result.value("train_acc_mislabeled"), pred.train_acc_mislabeled
+        )
+        np.testing.assert_array_equal(result.value("pop_acc"), pred.population_acc)
 
 
 def test_figure_run_fills_the_shared_docstring():
