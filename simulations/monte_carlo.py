@@ -74,6 +74,7 @@ from simulations.runtime import (
     trial_seconds,
 )
 from simulations.stats import mean_ci
+from theory.blas import single_thread_blas
 from theory.spec import METRICS, Result, Spec
 from theory.validation import check_int
 
@@ -89,8 +90,12 @@ BACKENDS = {
 KERNEL_METHODS = ("sd", "pll-ce")
 
 
+#: Per-trial fields of the exact backend beside the metrics: per row (round) ...
+_EXACT_ROW_FIELDS = ("pop_acc_sampled", "pop_acc_err", "top2_coverage", "converged")
+
+
 def _exact_job(job) -> dict:
-    """One exact trial -> ``values`` (R+1, M), ``counts``, ``uncertified`` solves, ``ratio``."""
+    """One exact trial -> ``values`` (R+1, M), ``counts``, ``uncertified`` solves, ``fields``."""
     config, seed = job
     res = run_trial(config, seed)
     values = np.array([[row[m] for m in METRICS] for row in res.rows], dtype=float)
@@ -98,11 +103,14 @@ def _exact_job(job) -> dict:
     ratio = max(
         (row["residual"] / row["target"] for row in res.rows if row.get("target")), default=0.0
     )
+    fields = {key: np.array([row[key] for row in res.rows]) for key in _EXACT_ROW_FIELDS}
+    fields["max_residual_ratio"] = float(ratio)
     return {
         "values": values,
         "counts": res.counts,
         "uncertified": uncertified,
-        "fields": {"max_residual_ratio": float(ratio)},
+        "fields": fields,
+        "groups": res.groups,
     }
 
 
@@ -147,7 +155,18 @@ def _kernel_job(job) -> dict:
     return res
 
 
-def _check_backend(spec: Spec, backend: str, pll: bool) -> None:
+def _check_backend(spec: Spec, backend: str, pll: bool, temperature: float) -> None:
+    if backend != "exact":
+        if spec.n_groups is not None:
+            raise ValueError(
+                f"backend {backend!r} samples labels from a fixed transition matrix: n_groups "
+                "(groups clustered per trial) needs backend='exact'"
+            )
+        if temperature != 1.0:
+            raise ValueError(
+                f"temperature={temperature!r}: backend {backend!r} distils on raw outputs "
+                "(temperature 1); use backend='exact'"
+            )
     if backend == "linearised" and (spec.method != "sd" or not spec.finite):
         raise ValueError(
             "backend 'linearised' simulates SD at a finite dim only; got "
@@ -171,9 +190,8 @@ def _check_backend(spec: Spec, backend: str, pll: bool) -> None:
         )
 
 
-def _params(spec: Spec, backend: str, n_test: int, tol: float, exact_pop: bool, pll: bool):
+def _params(spec: Spec, backend: str, knobs: dict):
     """``(job function, one trial's parameters without the seed, extra job items)``."""
-    transition = tuple(map(tuple, spec.transition_matrix()))
     if backend == "exact":
         features = "mixture" if spec.finite else "exact-block"
         if spec.transition is not None:
@@ -191,14 +209,18 @@ def _params(spec: Spec, backend: str, n_test: int, tol: float, exact_pop: bool, 
             lam=spec.lam,
             rounds=spec.rounds,
             noise=spec.noise,
-            sampling="exact-count",
+            sampling=spec.sampling,
             features=features,
             method=spec.method,
-            n_test=n_test,
+            n_test=knobs["n_test"],
+            temperature=knobs["temperature"],
+            groups=spec.groups,
+            n_groups=spec.n_groups,
             q=spec.q,
-            tol=tol,
+            tol=knobs["tol"],
         )
         return _exact_job, config, ()
+    transition = tuple(map(tuple, spec.transition_matrix()))
     if backend == "linearised":
         trial = LinearTrial(
             spec.n_classes,
@@ -209,7 +231,7 @@ def _params(spec: Spec, backend: str, n_test: int, tol: float, exact_pop: bool, 
             spec.lam,
             spec.rounds,
             transition,
-            "exact-count",
+            spec.sampling,
         )
         return _linear_job, trial, ()
     student_only = spec.method != "sd"
@@ -222,15 +244,15 @@ def _params(spec: Spec, backend: str, n_test: int, tol: float, exact_pop: bool, 
         spec.lam,
         0 if student_only else spec.rounds,
         transition,
-        "exact-count",
-        pll=pll or student_only,
-        n_test=check_int(n_test, "n_test", 1),
-        exact_pop=bool(exact_pop),
+        spec.sampling,
+        pll=knobs["pll"] or student_only,
+        n_test=knobs["n_test"],
+        exact_pop=knobs["exact_pop"],
     )
     return _kernel_job, trial, (student_only,)
 
 
-def _cost(spec: Spec, backend: str, params, n_test: int, pll: bool) -> tuple[float, int]:
+def _cost(spec: Spec, backend: str, params, n_test: int) -> tuple[float, int]:
     """``(seconds, bytes)`` of one trial (:mod:`simulations.runtime`, :mod:`simulations.memory`).
 
     Linearised backend: sampling the ``N x N`` Gram matrix and its eigendecomposition,
@@ -279,8 +301,10 @@ def simulate_many(
     tol: float = 1e-9,
     exact_pop: bool = True,
     pll: bool = False,
+    temperature: float = 1.0,
     keep_trials: bool = False,
     label: str | None = None,
+    progress=None,
     max_seconds: float | None = DEFAULT_MAX_SECONDS,
     max_memory: float | None = None,
 ) -> list[Result]:
@@ -295,8 +319,8 @@ def simulate_many(
     ----------
     specs : sequence of theory.spec.Spec
         Without ``counts`` (labels are sampled from ``noise``/``eta`` or ``transition``).
-    trials, seed, backend, workers, n_test, tol, exact_pop, pll, keep_trials, label,
-    max_seconds, max_memory
+    trials, seed, backend, workers, n_test, tol, exact_pop, pll, temperature, keep_trials,
+    label, progress, max_seconds, max_memory
         As in :func:`simulate`; the time and memory limits apply to the whole batch.
 
     Returns
@@ -318,15 +342,14 @@ def simulate_many(
                 "spec.counts is set: the Monte Carlo samples labels from spec.noise and spec.eta "
                 "(exact-count sampling gives spec.count_matrix() without counts)"
             )
-        _check_backend(spec, backend, bool(pll))
+        _check_backend(spec, backend, bool(pll), temperature)
     t = check_int(trials, "trials", 1)
     base = check_int(seed, "seed", 0)
     n_test = check_int(n_test, "n_test", 1)
-    plans = [_params(spec, backend, n_test, tol, exact_pop, bool(pll)) for spec in specs]
-    costs = [
-        _cost(spec, backend, plan[1], n_test, bool(pll))
-        for spec, plan in zip(specs, plans, strict=True)
-    ]
+    knobs = dict(n_test=n_test, tol=tol, exact_pop=bool(exact_pop), pll=bool(pll))
+    knobs["temperature"] = temperature
+    plans = [_params(spec, backend, knobs) for spec in specs]
+    costs = [_cost(spec, backend, plan[1], n_test) for spec, plan in zip(specs, plans, strict=True)]
     at_once = min(check_int(workers, "workers", 1), t * len(specs))
     limit = None if max_memory is None else parse_max_memory(max_memory, "max_memory")
     nbytes = max(c[1] for c in costs)
@@ -342,7 +365,11 @@ def simulate_many(
     # Fresh seed objects per job: a trial spawns children from its SeedSequence, which advances
     # that object's spawn counter (simulations.gram_trials.run_mc_many).
     jobs = [(plan[1], trial_seed(base, i), *plan[2]) for plan in plans for i in range(t)]
-    out = parallel_map(fn, jobs, workers, label)
+    if progress is None:
+        out = parallel_map(fn, jobs, workers, label)
+    else:  # the caller's progress display, one process (e.g. selfdistill_cli.progress)
+        with single_thread_blas():
+            out = [fn(jobs[i]) for i in progress(range(len(jobs)))]
     results = []
     for j, spec in enumerate(specs):
         chunk = out[j * t : (j + 1) * t]
@@ -352,7 +379,7 @@ def simulate_many(
 
 def _result(spec: Spec, backend: str, chunk: list, keep_trials: bool) -> Result:
     source = BACKENDS[backend]
-    expected = spec.count_matrix()
+    expected = spec.count_matrix() if spec.fixed_counts else None
     counts = np.stack([np.asarray(o["counts"]) for o in chunk])
 
     def describe(fields):
@@ -360,7 +387,7 @@ def _result(spec: Spec, backend: str, chunk: list, keep_trials: bool) -> Result:
         uncertified = sum(o.get("uncertified", 0) for o in chunk)
         if uncertified:
             notes.append(f"{uncertified} solve(s) not certified: their trials are included")
-        if any(not np.array_equal(c, expected) for c in counts):
+        if expected is not None and any(not np.array_equal(c, expected) for c in counts):
             notes.append("a trial's count matrix differs from spec.count_matrix()")
         for key in ("max_residual_ratio", "max_residual"):
             if key in fields:
@@ -370,6 +397,8 @@ def _result(spec: Spec, backend: str, chunk: list, keep_trials: bool) -> Result:
     res = _summarise(spec, source, chunk, keep_trials, describe)
     if keep_trials:
         res = dataclasses.replace(res, counts=counts)
+        if "groups" in chunk[0]:  # the superclass partition of each trial (None otherwise)
+            res.trial_data["groups"] = [o["groups"] for o in chunk]
     if "pll" in chunk[0]:
         student = dataclasses.replace(spec, method="pll-ce")
         sub = [{**o["pll"], "counts": o["counts"]} for o in chunk]
@@ -391,8 +420,10 @@ def simulate(
     tol: float = 1e-9,
     exact_pop: bool = True,
     pll: bool = False,
+    temperature: float = 1.0,
     keep_trials: bool = False,
     label: str | None = None,
+    progress=None,
     max_seconds: float | None = DEFAULT_MAX_SECONDS,
     max_memory: float | None = None,
 ) -> Result:
@@ -423,10 +454,17 @@ def simulate(
     pll : bool
         Kernel backend, ``method='sd'``: also train the PLL student (``'pll-ce'``) from each
         trial's teacher and return it as ``Result.pll``.
+    temperature : float
+        Exact backend: temperature of the soft targets between SD rounds, in
+        :data:`simulations.pipelines.TEMPERATURE_RANGE` (the theory covers 1 only).
     keep_trials : bool
         Fill ``Result.samples``, ``Result.counts`` and ``Result.trial_data`` (module docstring).
     label : str, optional
         With a label, progress is logged to stderr every quarter of the trials.
+    progress : callable, optional
+        Wraps the iterable of job indices to display progress (e.g.
+        ``functools.partial(selfdistill_cli.progress.progress_bar, desc="trials")``); the
+        trials then run in this process, one after another, whatever ``workers``.
     max_seconds : float or None
         Refuse up front (``ValueError``, one line with the estimate) a run whose estimated time
         (:mod:`simulations.runtime`) exceeds this many seconds; default one hour, ``None``: no
@@ -459,8 +497,10 @@ def simulate(
         tol=tol,
         exact_pop=exact_pop,
         pll=pll,
+        temperature=temperature,
         keep_trials=keep_trials,
         label=label,
+        progress=progress,
         max_seconds=max_seconds,
         max_memory=max_memory,
     )[0]

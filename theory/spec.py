@@ -52,20 +52,29 @@ from theory.names import (
     THEORY_FIELDS,
     THEORY_LOSSES,
 )
-from theory.noise import check_eta, check_transition, exact_counts, transition_matrix
+from theory.noise import (
+    NOISE_KINDS,
+    check_eta,
+    check_groups,
+    check_transition,
+    exact_counts,
+    transition_matrix,
+)
 from theory.partial_labels import check_pll_classes
 from theory.validation import check_int, check_lam, check_positive
 
-__all__ = ["METRICS", "SOURCES", "Result", "Spec", "predict"]
+__all__ = ["METRICS", "SAMPLINGS", "SOURCES", "Result", "Spec", "predict"]
 
 #: Metrics of a :class:`Result`, in column order (the simulations' names).
 METRICS = tuple(THEORY_FIELDS)
 #: Theories :func:`predict` can use; ``'monte_carlo'``, ``'linearised_monte_carlo'`` and
 #: ``'kernel_monte_carlo'`` are the sources of :func:`simulations.monte_carlo.simulate`.
 SOURCES = ("exact", "linear", "finite_exact", "finite")
-#: Noise models with a transition matrix the theory can build (superclass noise needs groups,
-#: which the Monte Carlo finds by clustering sampled features: pass ``counts`` instead).
-THEORY_NOISE = ("sym", "pair", "asym")
+#: Noise models (superclass noise needs ``groups``, or ``n_groups`` found per trial).
+THEORY_NOISE = NOISE_KINDS
+#: How noisy labels are drawn (:func:`simulations.noise.sample_noisy_labels`): exact counts
+#: realise ``exact_counts(T, n)`` in every trial; random draws give a count matrix per trial.
+SAMPLINGS = ("exact-count", "random")
 
 
 @dataclass(frozen=True)
@@ -83,9 +92,10 @@ class Spec:
         Regularisation in ``[1e-12, 1e12]``.
     rounds : int
         Last SD round ``R >= 0`` (normalised to 1 for a PLL student: round 0 is the teacher).
-    noise : {'sym', 'pair', 'asym'}
+    noise : {'sym', 'pair', 'asym', 'superclass'}
         Noise model; the count matrix is ``exact_counts(transition_matrix(noise, K, eta), n)``,
-        which the Monte Carlo reproduces with ``sampling='exact-count'``.
+        which the Monte Carlo reproduces with ``sampling='exact-count'``. Superclass noise needs
+        ``groups`` or ``n_groups``.
     eta : float
         Noise rate in ``[0, 1]``.
     counts : tuple of tuples of int, optional
@@ -96,6 +106,16 @@ class Spec:
         :func:`theory.noise.check_transition`); overrides ``noise``/``eta`` for the theory
         (``counts = exact_counts(T, n)``) and for the Monte Carlo's label sampling. Exclusive
         with ``counts``.
+    sampling : {'exact-count', 'random'}
+        How the Monte Carlo draws noisy labels. ``'random'`` draws a count matrix per trial, so
+        the spec has no fixed count matrix (:attr:`fixed_counts` is False): the theory is then
+        asked per realised matrix, ``predict(replace(spec, counts=C))``.
+    groups : tuple of tuples of int, optional
+        Superclass partition of ``range(K)`` (``noise='superclass'`` only).
+    n_groups : int, optional
+        Superclass noise with ``n_groups`` groups in ``[1, K]`` found by clustering each trial's
+        sampled class means (finite ``dim``; the Monte Carlo's exact backend only): no fixed
+        count matrix. Exclusive with ``groups``.
     dim : float
         Feature dimension ``p > K``, or ``math.inf`` (default) for the block limit.
     method : str
@@ -117,6 +137,9 @@ class Spec:
     method: str = "sd"
     q: float = DEFAULT_Q
     transition: tuple | None = None
+    sampling: str = "exact-count"
+    groups: tuple | None = None
+    n_groups: int | None = None
 
     def __post_init__(self):
         set_ = object.__setattr__  # frozen: normalise once
@@ -138,10 +161,9 @@ class Spec:
         rounds = check_int(self.rounds, "rounds", 0)
         set_(self, "rounds", 1 if self.method != "sd" else rounds)
         if self.noise not in THEORY_NOISE:
-            raise ValueError(
-                f"noise must be one of {THEORY_NOISE}, got {self.noise!r} (superclass noise: "
-                "pass counts, or use simulations.pipelines.TrialConfig directly)"
-            )
+            raise ValueError(f"noise must be one of {THEORY_NOISE}, got {self.noise!r}")
+        if self.sampling not in SAMPLINGS:
+            raise ValueError(f"sampling must be one of {SAMPLINGS}, got {self.sampling!r}")
         set_(self, "eta", check_eta(self.eta))
         if self.counts is not None:
             cnt = np.asarray(self.counts)
@@ -159,16 +181,50 @@ class Spec:
             set_(self, "transition", tuple(tuple(float(v) for v in row) for row in tr))
         dim = float(self.dim)
         if not (math.isinf(dim) and dim > 0):
-            if not math.isfinite(dim) or dim != int(dim) or dim <= k:
+            # p = K is a valid mixture to simulate; the finite-p theories need p > K and say so
+            if not math.isfinite(dim) or dim != int(dim) or dim < k:
                 raise ValueError(
-                    f"dim must be an integer > n_classes={k}, or math.inf, got {self.dim!r}"
+                    f"dim must be an integer >= n_classes={k}, or math.inf, got {self.dim!r}"
                 )
             dim = int(dim)
         set_(self, "dim", dim)
+        self._check_groups(k)
         q = check_positive(self.q, "q")
         if q > 1:
             raise ValueError(f"q must lie in (0, 1], got {self.q!r}")
         set_(self, "q", q)
+
+    def _check_groups(self, k: int) -> None:
+        set_ = object.__setattr__
+        if self.noise != "superclass":
+            if self.groups is not None or self.n_groups is not None:
+                raise ValueError("groups / n_groups are only used with noise='superclass'")
+            return
+        if self.groups is not None and self.n_groups is not None:
+            raise ValueError("pass either groups or n_groups for superclass noise, not both")
+        if self.groups is not None:
+            set_(self, "groups", tuple(tuple(g) for g in check_groups(self.groups, k)))
+        elif self.n_groups is not None:
+            g = check_int(self.n_groups, "n_groups", 1)
+            if g > k:
+                raise ValueError(f"n_groups must lie in [1, n_classes={k}], got {g}")
+            if not self.finite:
+                raise ValueError(
+                    "n_groups clusters sampled class means: it needs a finite dim; pass groups"
+                )
+            set_(self, "n_groups", g)
+        elif self.counts is None and self.transition is None:
+            raise ValueError(
+                "superclass noise needs groups (a partition) or n_groups (or counts / transition)"
+            )
+
+    @property
+    def fixed_counts(self) -> bool:
+        """Whether every trial realises one count matrix, :meth:`count_matrix`: explicit
+        ``counts``, or exact-count sampling of a fixed transition matrix (not ``n_groups``)."""
+        if self.counts is not None:
+            return True
+        return self.sampling == "exact-count" and (self.transition is not None or not self.n_groups)
 
     @property
     def finite(self) -> bool:
@@ -179,19 +235,31 @@ class Spec:
         """``C[k, l]``: training points of true class ``k`` with given label ``l``, shape (K, K)."""
         if self.counts is not None:
             return np.array(self.counts, dtype=np.int64)
+        if not self.fixed_counts:
+            why = "sampling='random'" if self.sampling == "random" else "n_groups clustering"
+            raise ValueError(
+                f"this spec has no fixed count matrix ({why} draws one per trial): pass "
+                "counts=C, e.g. a trial's realised matrix simulate(spec, ..., "
+                "keep_trials=True).counts[i]"
+            )
         return exact_counts(self.transition_matrix(), self.per_class)
 
     def transition_matrix(self) -> np.ndarray:
         """``T[k, l]``, shape (K, K): ``transition`` if given, else the noise model's matrix."""
         if self.transition is not None:
             return np.array(self.transition, dtype=float)
-        return transition_matrix(self.noise, self.n_classes, self.eta)
+        if self.noise == "superclass" and self.groups is None:
+            raise ValueError(
+                "superclass noise without groups has no fixed transition matrix (n_groups: "
+                "the groups are found per trial; counts: pass transition or groups)"
+            )
+        return transition_matrix(self.noise, self.n_classes, self.eta, groups=self.groups)
 
     def to_dict(self) -> dict:
         """JSON-compatible dict (``dim`` is ``None`` for the block limit)."""
         out = asdict(self)
         out["dim"] = None if not self.finite else int(self.dim)
-        for name in ("counts", "transition"):
+        for name in ("counts", "transition", "groups"):
             if getattr(self, name) is not None:
                 out[name] = [list(row) for row in getattr(self, name)]
         return out
@@ -206,7 +274,7 @@ class Spec:
         params = dict(params)
         if params.get("dim") is None:
             params["dim"] = math.inf
-        for name in ("counts", "transition"):
+        for name in ("counts", "transition", "groups"):
             if params.get(name) is not None:
                 params[name] = tuple(tuple(row) for row in params[name])
         return cls(**params)

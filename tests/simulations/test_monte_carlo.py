@@ -66,6 +66,7 @@ def test_simulate_pll_block_limit_vs_theory():
     assert np.all(np.isnan(mc.se))  # one trial: no standard error, never a fake 0
 
 
+@pytest.mark.slow  # 0.7-1.1 s: 8 trials and the finite-ratio fixed point
 def test_simulate_finite_exact_theory_within_monte_carlo_error():
     # the issue-20 criterion (docs/theory.md §16.7): |theory - MC| <= max(3 SE, 0.03)
     spec = Spec(**FINITE)
@@ -212,3 +213,88 @@ def test_simulate_many_rejects_bad_input():
         simulate_many([], 2)
     with pytest.raises(ValueError, match="theory.spec.Spec"):
         simulate_many([Spec(**FINITE), "spec"], 2)
+
+
+# -- what `simulations run` needs: random sampling, superclass noise, temperature, progress ----
+
+
+def _direct_rows(cfg, seed, trials):
+    return [run_trial(cfg, trial_seed(seed, i)) for i in range(trials)]
+
+
+@pytest.mark.parametrize(
+    "spec_kw, cfg_kw",
+    [
+        (dict(sampling="random"), dict(sampling="random")),
+        (
+            dict(noise="superclass", groups=((0, 2), (1,)), eta=0.4),
+            dict(noise="superclass", groups=((0, 2), (1,)), eta=0.4),
+        ),
+        (dict(noise="superclass", n_groups=2), dict(noise="superclass", n_groups=2)),
+    ],
+)
+def test_simulate_exact_sampling_and_superclass_vs_run_trial(spec_kw, cfg_kw):
+    spec = Spec(**{**FINITE, **spec_kw})
+    res = simulate(spec, 2, seed=7, keep_trials=True, n_test=10)
+    base = dict(n_classes=3, per_class=20, dim=60, c=0.4, d=0.1, eta=0.3, lam=1e-2, rounds=2)
+    cfg = TrialConfig(**{**base, **cfg_kw, "n_test": 10})
+    direct = _direct_rows(cfg, 7, 2)
+    for i, trial in enumerate(direct):
+        rows = np.array([[r[m] for m in METRICS] for r in trial.rows])
+        np.testing.assert_array_equal(res.samples[i], rows)
+        np.testing.assert_array_equal(res.counts[i], trial.counts)
+        assert res.trial_data["groups"][i] == trial.groups
+        for key in ("pop_acc_sampled", "top2_coverage"):
+            np.testing.assert_array_equal(res.trial_data[key][i], [r[key] for r in trial.rows])
+    assert res.trial_data["converged"].all() and res.notes == ()  # no fixed matrix: no note
+
+
+def test_simulate_kernel_random_sampling_vs_run_mc():
+    spec = Spec(**{**KERNEL, "sampling": "random"})
+    res = simulate(spec, 3, seed=2, backend="kernel", n_test=3, keep_trials=True)
+    direct = run_mc(_mixture_trial(spec, sampling="random", n_test=3), 3, 2)
+    np.testing.assert_array_equal(res.samples[:, :, 0], direct["train_acc"])
+    np.testing.assert_array_equal(res.counts, direct["counts"])
+
+
+def test_simulate_temperature_vs_run_trial():
+    spec = Spec(**FINITE)
+    res = simulate(spec, 1, seed=3, temperature=2.0, keep_trials=True)
+    cfg = TrialConfig(
+        n_classes=3, per_class=20, dim=60, c=0.4, d=0.1, eta=0.3, lam=1e-2, rounds=2,
+        temperature=2.0,
+    )  # fmt: skip
+    rows = np.array([[r[m] for m in METRICS] for r in run_trial(cfg, trial_seed(3, 0)).rows])
+    np.testing.assert_array_equal(res.samples[0], rows)
+    assert not np.array_equal(rows, simulate(spec, 1, seed=3, keep_trials=True).samples[0])
+
+
+def test_simulate_progress_wraps_the_trials():
+    seen = []
+
+    def progress(items):
+        for i in items:
+            seen.append(i)
+            yield i
+
+    spec = Spec(**FINITE)
+    res = simulate(spec, 2, seed=5, progress=progress, workers=2)
+    np.testing.assert_array_equal(res.values, simulate(spec, 2, seed=5).values)
+    assert seen == [0, 1]
+
+
+@pytest.mark.parametrize(
+    "spec, kwargs, match",
+    [
+        (
+            Spec(**{**FINITE, "noise": "superclass", "n_groups": 2}),
+            dict(backend="kernel"),
+            "n_groups .* needs backend='exact'",
+        ),
+        (Spec(**FINITE), dict(backend="linearised", temperature=2.0), "temperature"),
+        (Spec(**FINITE), dict(temperature=1e9), "temperature must lie in"),
+    ],
+)
+def test_simulate_rejects_what_its_backend_cannot_sample(spec, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        simulate(spec, 2, **kwargs)
