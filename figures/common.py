@@ -1,7 +1,7 @@
 r"""Shared pieces of the figure scripts: command line, progress, agreement checks.
 
-Monte Carlo trials live in :mod:`simulations.gram_trials`; this module only compares them with
-the theory.
+Monte Carlo trials live in :mod:`simulations` (:func:`simulate_figure` runs them); this module
+compares them with the theory.
 
 Agreement checks
 ----------------
@@ -46,11 +46,23 @@ added to its asymptotic one.
 Deterministic comparisons (theory vs an exact solve of the same problem) use :func:`check_close`
 with tolerances derived from the solver certificate.
 
+One model of a run (issue 23). A figure names the experiment it draws as a
+:class:`theory.spec.Spec` (:func:`figure_spec` builds it from a preset's parameters) and reads
+the theory's per-round accuracies from :func:`theory.spec.predict`'s :class:`~theory.spec.Result`
+(``Result.value(metric)``). Its Monte Carlo is :func:`simulations.monte_carlo.simulate_many` of
+the same Specs (:func:`simulate_figure`), whose Results give the trials as the arrays the
+agreement checks, plots and CSVs use (:func:`sample_columns`) and the mean with its 95% interval
+(:func:`result_mean_ci95`). Where a
+figure needs what a Result does not carry (group outputs and their exact ties for the admissible
+range above, spectra, the cached exact finite-ratio theory of :mod:`figures.finite_theories` with
+its own stopping rule) it calls the theory directly and says why at the call.
+
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import math
 import time
 from pathlib import Path
@@ -63,10 +75,13 @@ from selfdistill_cli.limits import cap_workers
 from simulations.outdir import check_out_dir
 from simulations.stats import mean_ci
 from theory.metrics import correct_and_tied
+from theory.spec import METRICS, Spec
 from theory.validation import check_int
 
 __all__ = [
     "ALPHA",
+    "MC_WORKERS",
+    "NO_MC_WORKERS",
     "DEFAULT_OUT_NAME",
     "FINITE_EXACT_THEORY_ATOL",
     "FINITE_THEORY_ATOL",
@@ -74,6 +89,8 @@ __all__ = [
     "check_close",
     "check_mc_agreement",
     "default_out",
+    "figure_run",
+    "figure_spec",
     "log",
     "mc_tolerance",
     "mean_ci95",
@@ -81,6 +98,9 @@ __all__ = [
     "parse_args",
     "prediction_bounds",
     "prepare_output",
+    "result_mean_ci95",
+    "sample_columns",
+    "simulate_figure",
     "set_quiet",
     "tie_fractions",
 ]
@@ -190,6 +210,59 @@ def parse_args(argv, description: str, presets, extra=None) -> argparse.Namespac
 
     use_file_backend()  # figure scripts write files; never open windows
     return args
+
+
+#: ``workers`` of a figure with Monte Carlo trials (:func:`figure_run`).
+MC_WORKERS = "Processes for the Monte Carlo trials (the runner caps them at the usable cores)."
+#: ``workers`` of a figure without (:func:`figure_run`).
+NO_MC_WORKERS = "Unused (this figure has no Monte Carlo trials); accepted as by every figure."
+
+#: The docstring every figure's ``run`` shares (:func:`figure_run` fills ``name``, ``workers``).
+RUN_DOC = """Compute the figure, check it, and write ``{name}`` to ``out``.
+
+What ``python -m figures.{name}`` does after reading its options, and what the runner
+(``python -m figures``) calls for this figure.
+
+Parameters
+----------
+preset : {{"quick", "paper", "tiny"}}
+    Problem sizes (:data:`figures.{name}.PRESETS`).
+out : path-like, optional
+    Output directory (default ``./selfdistill-figures``), checked for writability first.
+seed : int
+    Base seed (>= 0) of every random stream.
+workers : int
+    {workers}
+
+Returns
+-------
+int
+    Exit status, 0.
+
+Raises
+------
+figures.common.AgreementError
+    Theory and simulation (or two computations of the theory) disagree beyond tolerance.
+"""
+
+
+def figure_run(name: str, workers: str = MC_WORKERS):
+    """Decorator giving a figure's ``run(*, preset, out, seed, workers)`` the shared docstring.
+
+    The parameters of ``run`` are the same in every figure, so their description lives once, in
+    :data:`RUN_DOC`; ``help(figures.<name>.run)`` shows it filled in with the figure's ``name``
+    and the meaning of ``workers`` (:data:`MC_WORKERS` or :data:`NO_MC_WORKERS`). A docstring the
+    function has of its own is kept after it, under "Notes".
+    """
+
+    def decorate(fn):
+        own = fn.__doc__
+        fn.__doc__ = RUN_DOC.format(name=name, workers=workers)
+        if own:
+            fn.__doc__ += "\nNotes\n-----\n" + inspect.cleandoc(own) + "\n"
+        return fn
+
+    return decorate
 
 
 _QUIET = False
@@ -417,3 +490,129 @@ def timed(fn, *args, **kw):
     start = time.perf_counter()
     value = fn(*args, **kw)
     return value, time.perf_counter() - start
+
+
+# ---------------------------------------------------------------------------------------------
+# one model of a run: Specs and Results (module docs)
+
+#: Preset keys that are :class:`theory.spec.Spec` fields with the same meaning in every figure.
+SPEC_KEYS = ("n_classes", "per_class", "c", "d", "lam", "eta", "rounds", "noise")
+
+
+def figure_spec(params: dict, **changes) -> Spec:
+    """The :class:`theory.spec.Spec` of a figure's preset ``params``, with ``changes`` applied.
+
+    Takes the keys of :data:`SPEC_KEYS` that ``params`` has (a preset's ``dim`` is a
+    simulation's, so the dimension, like anything else, is passed in ``changes``; the default is
+    the block limit ``dim = inf``). Symmetric noise unless ``params`` or ``changes`` say otherwise.
+
+    Raises
+    ------
+    ValueError
+        From :class:`~theory.spec.Spec`: a parameter outside its range, named.
+    """
+    fields = {key: params[key] for key in SPEC_KEYS if key in params}
+    return Spec(**(fields | changes))
+
+
+def sample_columns(results, metrics) -> dict[str, np.ndarray]:
+    """The per-trial values of Monte Carlo ``results`` as one array per metric.
+
+    ``out[m][i, j, t]`` is trial ``i`` of ``results[j]`` at round ``t``: the layout
+    :func:`check_mc_agreement` and :func:`mean_ci95` take (trials first), the very floats of
+    ``Result.samples`` (no arithmetic).
+
+    Parameters
+    ----------
+    results : sequence of theory.spec.Result
+        Of :func:`simulations.monte_carlo.simulate_many` with ``keep_trials=True``, equal trials
+        and rounds.
+    metrics : sequence of str
+        Metric names of :data:`theory.spec.METRICS`.
+
+    Returns
+    -------
+    dict
+        ``{metric: ndarray of shape (T, len(results), R + 1)}``.
+
+    Raises
+    ------
+    ValueError
+        No results, a Result without per-trial samples, unequal shapes or an unknown metric.
+    """
+    results = list(results)
+    if not results:
+        raise ValueError("results must hold at least one Result")
+    if any(r.samples is None for r in results):
+        raise ValueError("results must carry per-trial samples (simulate(..., keep_trials=True))")
+    shapes = {r.samples.shape for r in results}
+    if len(shapes) != 1:
+        raise ValueError(f"results must have the same trials and rounds, got shapes {shapes}")
+    for m in metrics:
+        if m not in METRICS:
+            raise ValueError(f"metric must be one of {METRICS}, got {m!r}")
+    return {
+        m: np.stack([r.samples[:, :, METRICS.index(m)] for r in results], axis=1) for m in metrics
+    }
+
+
+def result_mean_ci95(result, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Monte Carlo mean and 95% half-width of ``metric`` per round, as :func:`mean_ci95` draws them.
+
+    ``Result.values`` and ``Result.ci95`` of :func:`simulations.monte_carlo.simulate` are
+    :func:`simulations.stats.mean_ci` of the trials, so these are :func:`mean_ci95`'s floats; an
+    undefined half-width (fewer than two defined trials) is drawn as no bar (0).
+
+    Returns
+    -------
+    mean, half : ndarray, shape (R + 1,)
+
+    Raises
+    ------
+    ValueError
+        A Result without a confidence interval (a theory), or an unknown metric.
+    """
+    if result.ci95 is None:
+        raise ValueError(f"result must be a Monte Carlo Result, got source {result.source!r}")
+    mean = result.value(metric)  # validates the metric
+    return mean, np.nan_to_num(result.ci95[:, METRICS.index(metric)], nan=0.0)
+
+
+def simulate_figure(specs, trials: int, seed: int, workers: int, label: str | None, **options):
+    """The Monte Carlo of a figure: :func:`simulations.monte_carlo.simulate_many` of ``specs``.
+
+    Kernel backend (certified exact SD on the mixture's directly sampled Gram matrix: the floats
+    of :func:`simulations.gram_trials.run_mc_many`) unless ``options`` say ``backend``; per-trial
+    samples kept (the agreement checks need them); no up-front time limit (the presets are sized
+    by hand, and the runner reports their cost). ``label`` names the progress lines on stderr
+    (``None``: none). ``options`` are further keywords of ``simulate_many`` (``n_test``,
+    ``exact_pop``, ``pll``, ``backend``).
+
+    Returns
+    -------
+    list of theory.spec.Result
+        One per spec, with ``samples``, ``counts`` and ``trial_data``.
+
+    Raises
+    ------
+    RuntimeError
+        A trial realised another count matrix than ``spec.count_matrix()`` (exact-count sampling
+        makes them equal: a bug, never drawn).
+    """
+    from simulations.monte_carlo import simulate_many  # lazy: figures.common stays light
+
+    options = {"backend": "kernel", **options}
+    results = simulate_many(
+        specs,
+        trials,
+        seed=seed,
+        workers=workers,
+        label=label,
+        keep_trials=True,
+        max_seconds=None,
+        **options,
+    )
+    for res in results:
+        if not (res.counts == res.spec.count_matrix()).all():
+            raise RuntimeError("exact-count sampling realised another count matrix (a bug)")
+    return results

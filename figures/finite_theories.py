@@ -162,6 +162,9 @@ def exact_accuracies(
             return _slice(hit[1], rounds, 0.0)
         _STATS["misses"] += 1
     start = time.process_time()
+    # The theory directly, not theory.spec.predict(spec, 'finite_exact'): the figures' stopping
+    # rule ``tol`` (module docs), the per-round quadrature error and the explorer's ``progress``
+    # (cancel) are not parameters or fields of predict / Result; the floats would differ.
     pred = predict_finite_exact(
         model, counts, lam, rounds, points=points, tol=tol, progress=progress
     )
@@ -217,6 +220,8 @@ def linear_prediction(model: MixtureModel, counts, lam: float, rounds: int):
     with _LOCK:
         pred = _LINEAR_CACHE.pop(key, None)
     if pred is None:
+        # Directly, not theory.spec.predict(spec, 'finite'), which refuses where the random-matrix
+        # part fails (refusal): the figures still compute, write and flag those values.
         pred = predict_finite(model, counts, lam, rounds)
     with _LOCK:
         _LINEAR_CACHE[key] = pred  # most recently used last

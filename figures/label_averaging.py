@@ -24,7 +24,14 @@ from __future__ import annotations
 import numpy as np
 
 from figures import palette, style
-from figures.common import check_close, log, parse_args, prepare_output
+from figures.common import (
+    NO_MC_WORKERS,
+    check_close,
+    figure_run,
+    log,
+    parse_args,
+    prepare_output,
+)
 from simulations.distill import self_distill
 from simulations.noise import sample_noisy_labels
 from theory.averaging import linearised_outputs
@@ -66,6 +73,8 @@ def compute(preset: str = "quick", seed: int = 0) -> dict:
     # Check 1: full exact solve == exact group-level theory. Two solves certified to residual r
     # differ by <= 2 r (1 + L), L = mu_max / (2 lam N) (softmax is 1/2-Lipschitz); the error of
     # round t's targets adds at most that much per round, hence the factor (R + 1).
+    # The group theories directly, not theory.spec.predict: the checks compare group outputs,
+    # which a Result (accuracies per round) does not carry.
     theory_exact = predict_exact(model, counts, lam, rounds)
     mu_max = model.eigenvalues.max()
     atol = (rounds + 1) * 2 * SOLVER_TOL * (1 + mu_max / (2 * lam * model.n_samples)) + 1e-12
@@ -202,33 +211,8 @@ def table(data: dict) -> list[dict]:
     return rows
 
 
+@figure_run(NAME, NO_MC_WORKERS)
 def run(*, preset: str = "quick", out=None, seed: int = 0, workers: int = 1) -> int:
-    """Compute the figure, check it, and write ``label_averaging`` to ``out``.
-
-    What ``python -m figures.label_averaging`` does after reading its options, and what the runner
-    (``python -m figures``) calls for this figure.
-
-    Parameters
-    ----------
-    preset : {"quick", "paper", "tiny"}
-        Problem sizes (:data:`PRESETS`).
-    out : path-like, optional
-        Output directory (default ``./selfdistill-figures``), checked for writability first.
-    seed : int
-        Base seed (>= 0) of every random stream.
-    workers : int
-        Unused (this figure has no Monte Carlo trials); accepted as by every figure.
-
-    Returns
-    -------
-    int
-        Exit status, 0.
-
-    Raises
-    ------
-    figures.common.AgreementError
-        Theory and simulation (or two computations of the theory) disagree beyond tolerance.
-    """
     out = prepare_output(out)
     data = compute(preset, seed)
     log(

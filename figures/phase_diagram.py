@@ -42,13 +42,16 @@ from matplotlib import patheffects
 from figures import style
 from figures.common import (
     check_mc_agreement,
+    figure_run,
+    figure_spec,
     log,
     nan_mean,
     parse_args,
     prediction_bounds,
     prepare_output,
+    sample_columns,
+    simulate_figure,
 )
-from simulations.gram_trials import MixtureTrial, run_mc_many
 from theory.conditions import window_linear
 from theory.groups import BlockModel, predict_exact
 from theory.noise import exact_counts, transition_matrix
@@ -123,28 +126,26 @@ def compute(preset: str = "quick", seed: int = 0, workers: int = 1) -> dict:
     for kind in p["kinds"]:
         trans = [noise_transition(kind, k, eta) for eta in etas]
         counts = [exact_counts(tr, n) for tr in trans]
+        # Directly, not theory.spec.predict: the check's admissible range needs the group outputs
+        # and exact ties (figures.common.prediction_bounds), which a Result does not carry.
         preds = [predict_exact(model, cn, lam, rounds) for cn in counts]
         bounds = [prediction_bounds(pr, "train_acc_mislabeled") for pr in preds]
         exact = np.array([b[0] for b in bounds])  # (E, R+1)
         exact_hi = np.array([b[1] for b in bounds])
         windows = [window_linear(model, cn, lam) for cn in counts]
-        specs = [
-            MixtureTrial(
-                k,
-                n,
-                p["dim"],
-                c,
-                d,
-                lam,
-                rounds,
-                tuple(map(tuple, tr)),
-                n_test=p["n_test"],
-                exact_pop=False,  # only training accuracies are drawn: skip the exact pop. metric
-            )
-            for tr in trans
-        ]
-        sims = run_mc_many(specs, p["trials"], seed, workers, label=f"{NAME} ({kind})")
-        sim = np.stack([s["train_acc_mislabeled"] for s in sims], axis=1)  # (T, E, R+1)
+        sims = simulate_figure(
+            [
+                figure_spec(p, eta=eta, transition=tuple(map(tuple, tr)), dim=p["dim"])
+                for eta, tr in zip(etas, trans, strict=True)
+            ],
+            p["trials"],
+            seed,
+            workers,
+            f"{NAME} ({kind})",
+            n_test=p["n_test"],
+            exact_pop=False,  # only training accuracies are drawn: skip the exact pop. metric
+        )
+        sim = sample_columns(sims, ["train_acc_mislabeled"])["train_acc_mislabeled"]  # (T, E, R+1)
         panels[kind] = dict(exact=exact, windows=windows, sim=sim)
         samples.append(sim.reshape(sim.shape[0], -1))
         theory_all.append(exact.reshape(-1))
@@ -350,33 +351,8 @@ def table(data: dict) -> list[dict]:
     return rows
 
 
+@figure_run(NAME)
 def run(*, preset: str = "quick", out=None, seed: int = 0, workers: int = 1) -> int:
-    """Compute the figure, check it, and write ``phase_diagram`` to ``out``.
-
-    What ``python -m figures.phase_diagram`` does after reading its options, and what the runner
-    (``python -m figures``) calls for this figure.
-
-    Parameters
-    ----------
-    preset : {"quick", "paper", "tiny"}
-        Problem sizes (:data:`PRESETS`).
-    out : path-like, optional
-        Output directory (default ``./selfdistill-figures``), checked for writability first.
-    seed : int
-        Base seed (>= 0) of every random stream.
-    workers : int
-        Processes for the Monte Carlo trials (the runner caps them at the usable cores).
-
-    Returns
-    -------
-    int
-        Exit status, 0.
-
-    Raises
-    ------
-    figures.common.AgreementError
-        Theory and simulation (or two computations of the theory) disagree beyond tolerance.
-    """
     out = prepare_output(out)
     data = compute(preset, seed, workers)
     log(f"  {NAME}: {data['check']['n_comparisons']} cells agree with the exact theory")

@@ -27,7 +27,7 @@ alone costs three times the room left in the quick budget). Per dimension (one c
   :mod:`simulations.gram_trials`), mean and 95% CI;
 * hollow markers (rows with ``trials_linear > 0``): Monte Carlo of the linearised dynamics on
   exactly sampled Gram matrices (:mod:`simulations.linear_trials`), mean and 95% CI;
-* thin black step line: the exact block theory (``p → ∞``, :func:`theory.groups.predict_exact`).
+* thin black step line: the exact block theory (``p → ∞``, :func:`theory.spec.predict`).
 
 Columns: population accuracy (exact conditional accuracy of each trained probe on the mixture,
 :mod:`theory.population`); accuracy on the mislabeled training points w.r.t. their true labels.
@@ -57,10 +57,14 @@ from figures.common import (
     FINITE_EXACT_THEORY_ATOL,
     FINITE_THEORY_ATOL,
     check_mc_agreement,
+    figure_run,
+    figure_spec,
     log,
     mean_ci95,
     parse_args,
     prepare_output,
+    sample_columns,
+    simulate_figure,
 )
 from figures.finite_theories import (
     exact_accuracies,
@@ -70,12 +74,10 @@ from figures.finite_theories import (
     refusal,
     refusal_rule,
 )
-from simulations.gram_trials import MixtureTrial, parallel_map, run_mixture_trial, trial_seeds
-from simulations.linear_trials import LinearTrial, run_linear_trial
 from theory.finite import MixtureModel
-from theory.groups import BlockModel, predict_exact
 from theory.names import THEORY_FIELDS
 from theory.noise import exact_counts, transition_matrix
+from theory.spec import predict
 
 NAME = "sd_generalization"
 
@@ -145,6 +147,7 @@ def finite_linear_curves(params, counts, dims) -> dict:
     preset); :data:`CURVES` lists the ones drawn, each with its line style, so another theory at
     finite ``N/p`` is one more entry.
     """
+    # Not Results of theory.spec.predict: figures.finite_theories says why at its calls.
     preds = [
         linear_prediction(_model(params, dim), counts, params["lam"], params["rounds"])
         for dim in dims
@@ -190,71 +193,26 @@ CURVES = {
 }
 
 
-def _mc_job(job) -> dict:
-    """One Monte Carlo trial, ``("exact" | "linear", spec, seed)`` (picklable for the pool)."""
-    kind, spec, seed = job
-    if kind == "exact":
-        return run_mixture_trial((spec, seed))
-    return run_linear_trial(spec, seed)
-
-
 def _run_monte_carlo(rows, seed, workers) -> None:
-    """Every trial of the figure in one process pool; stores ``row["sim"]`` and ``row["lin"]``.
+    """Every trial of the figure; stores ``row["sim"]`` and ``row["lin"]`` (``None``: no trials).
 
-    Trial ``i`` of every spec uses the ``i``-th child of ``SeedSequence(seed)`` (as
-    :func:`simulations.gram_trials.run_mc_many` and
-    :func:`simulations.linear_trials.run_linear_many`), fresh objects per spec.
+    Per row, the exact SD of its Specs (one per dimension) and, with ``trials_linear > 0``, their
+    linearised dynamics (:func:`figures.common.simulate_figure`: trial ``i`` of every Spec uses
+    the ``i``-th child of ``SeedSequence(seed)``). ``row[key][metric]`` has shape (T, P, R+1).
     """
-    jobs, index = [], []
-    # The costly K = 10 trials first, so that the pool's last chunks are the cheap ones.
-    order = sorted(range(len(rows)), key=lambda i: -rows[i]["params"]["n_classes"])
-    for i in order:
-        row = rows[i]
+    for row in rows:
         p = row["params"]
-        tr = tuple(map(tuple, row["transition"]))
-        for kind, count in (("exact", p["trials"]), ("linear", p["trials_linear"])):
-            for dim in row["dims"]:
-                if kind == "exact":
-                    spec = MixtureTrial(
-                        p["n_classes"], p["per_class"], int(dim), p["c"], p["d"], p["lam"],
-                        p["rounds"], tr, n_test=p["n_test"],
-                    )  # fmt: skip
-                elif count:
-                    spec = LinearTrial(
-                        p["n_classes"], p["per_class"], int(dim), p["c"], p["d"], p["lam"],
-                        p["rounds"], tr,
-                    )  # fmt: skip
-                else:
-                    continue
-                for s in trial_seeds(seed, count):
-                    jobs.append((kind, spec, s))
-                    index.append((i, kind))
-    results = parallel_map(_mc_job, jobs, workers, label=NAME)
-    for i, row in enumerate(rows):
-        p = row["params"]
-        for kind, key, count in (
-            ("exact", "sim", p["trials"]),
-            ("linear", "lin", p["trials_linear"]),
-        ):
-            res = [r for r, (j, kd) in zip(results, index, strict=True) if j == i and kd == kind]
-            if not count:
+        specs = [figure_spec(p, dim=int(dim)) for dim in row["dims"]]
+        runs = (
+            ("sim", p["trials"], dict(n_test=p["n_test"])),
+            ("lin", p["trials_linear"], dict(backend="linearised")),
+        )
+        for key, trials, options in runs:
+            if not trials:
                 row[key] = None
                 continue
-            for r in res:  # exact-count sampling: every trial realises the theory's count matrix
-                if not (r["counts"] == row["counts"]).all():
-                    raise RuntimeError("exact-count sampling realised another count matrix (a bug)")
-            n_dims = len(row["dims"])
-            # (T, P, R+1) per metric; the jobs of one dimension are consecutive.
-            row[key] = {
-                m: np.stack(
-                    [
-                        np.stack([r[m] for r in res[j * count : (j + 1) * count]])
-                        for j in range(n_dims)
-                    ],
-                    axis=1,
-                )
-                for m in METRICS
-            }
+            results = simulate_figure(specs, trials, seed, workers, NAME, **options)
+            row[key] = sample_columns(results, METRICS)
 
 
 def _prepare_row(params) -> dict:
@@ -265,7 +223,7 @@ def _prepare_row(params) -> dict:
     big_n = k * n
     ratios = big_n / dims  # N/p
     curves = {name: fn(params, counts, dims) for name, (fn, _, _) in CURVES.items()}
-    block = predict_exact(BlockModel(k, n, params["c"], params["d"]), counts, lam, rounds)
+    block = predict(figure_spec(params), source="exact")  # the p -> inf limit (dim = inf)
     refused = [refusal(lam, r) for r in ratios]
     off = {
         m: linearised_off(curves["finite"][m], curves["exact"][m])
@@ -279,7 +237,7 @@ def _prepare_row(params) -> dict:
         dims=dims,
         ratios=ratios,
         curves=curves,
-        limit={m: np.asarray(getattr(block, _THEORY_KEY[m]), dtype=float) for m in METRICS},
+        limit={m: block.value(m) for m in METRICS},
         refused=refused,
         off=off,
         quad_err=exact_quadrature_err(params, counts, dims),
@@ -528,33 +486,8 @@ def table(data: dict) -> list[dict]:
     return out
 
 
+@figure_run(NAME)
 def run(*, preset: str = "quick", out=None, seed: int = 0, workers: int = 1) -> int:
-    """Compute the figure, check it, and write ``sd_generalization`` to ``out``.
-
-    What ``python -m figures.sd_generalization`` does after reading its options, and what the runner
-    (``python -m figures``) calls for this figure.
-
-    Parameters
-    ----------
-    preset : {"quick", "paper", "tiny"}
-        Problem sizes (:data:`PRESETS`).
-    out : path-like, optional
-        Output directory (default ``./selfdistill-figures``), checked for writability first.
-    seed : int
-        Base seed (>= 0) of every random stream.
-    workers : int
-        Processes for the Monte Carlo trials (the runner caps them at the usable cores).
-
-    Returns
-    -------
-    int
-        Exit status, 0.
-
-    Raises
-    ------
-    figures.common.AgreementError
-        Theory and simulation (or two computations of the theory) disagree beyond tolerance.
-    """
     out = prepare_output(out)
     data = compute(preset, seed, workers)
     parts = []

@@ -48,14 +48,17 @@ from matplotlib.lines import Line2D
 from figures import palette, style
 from figures.common import (
     check_mc_agreement,
+    figure_run,
+    figure_spec,
     log,
     mc_tolerance,
     mean_ci95,
     parse_args,
     prediction_bounds,
     prepare_output,
+    sample_columns,
+    simulate_figure,
 )
-from simulations.gram_trials import MixtureTrial, run_mc_many
 from theory.groups import BlockModel, predict_exact
 from theory.names import THEORY_FIELDS
 from theory.noise import exact_counts, transition_matrix
@@ -116,15 +119,23 @@ def compute(preset: str = "quick", seed: int = 0, workers: int = 1) -> dict:
     sd_theory, pll_theory = [], []
     for tr in transitions:
         counts = exact_counts(tr, n)
+        # Directly, not theory.spec.predict: the check's admissible range needs the group outputs
+        # and exact ties (figures.common.prediction_bounds), the tie rule the PLL student's
+        # candidate ties; a Result carries neither.
         sd_theory.append(predict_exact(model, counts, lam, rounds))
         pll_theory.append(predict_pll(model, counts, lam, method="exact"))
-    specs = [
-        MixtureTrial(
-            k, n, p["dim"], c, d, lam, rounds, tuple(map(tuple, tr)), pll=True, n_test=p["n_test"]
-        )
-        for tr in transitions
-    ]
-    sims = run_mc_many(specs, p["trials"], seed, workers, label=NAME)
+    # SD and the PLL student from the same trials' teachers, at p = dim.
+    sims = simulate_figure(
+        [figure_spec(p, eta=eta, dim=p["dim"]) for eta in etas],
+        p["trials"],
+        seed,
+        workers,
+        NAME,
+        pll=True,
+        n_test=p["n_test"],
+    )
+    sd_trials = sample_columns(sims, METRICS)  # {m: (T, E, R+1)}
+    pll_trials = sample_columns([s.pll for s in sims], METRICS)  # rows [teacher, student]
     # The PLL theory needed its top-2 tie rule (module docstring): tie-rule dependent.
     tied = np.array([pt.candidate_ties > 0 for pt in pll_theory])
     # theory[metric]: (E, R+2) with the PLL student in the last column; sim[metric]: (T, E, R+2).
@@ -137,7 +148,7 @@ def compute(preset: str = "quick", seed: int = 0, workers: int = 1) -> dict:
         ]
         theory[m] = np.array([np.append(b_sd[0], b_pll[0][0]) for b_sd, b_pll in both])
         upper[m] = np.array([np.append(b_sd[1], b_pll[1][0]) for b_sd, b_pll in both])
-        sim[m] = np.stack([np.column_stack([s[m], s[f"pll_{m}"]]) for s in sims], axis=1)
+        sim[m] = np.concatenate([sd_trials[m], pll_trials[m][:, :, 1:]], axis=2)
     cols, th, hi, names = [], [], [], []
     for m in METRICS:
         for e, eta in enumerate(etas):
@@ -350,33 +361,8 @@ def table(data: dict) -> list[dict]:
     return rows
 
 
+@figure_run(NAME)
 def run(*, preset: str = "quick", out=None, seed: int = 0, workers: int = 1) -> int:
-    """Compute the figure, check it, and write ``sd_vs_pll`` to ``out``.
-
-    What ``python -m figures.sd_vs_pll`` does after reading its options, and what the runner
-    (``python -m figures``) calls for this figure.
-
-    Parameters
-    ----------
-    preset : {"quick", "paper", "tiny"}
-        Problem sizes (:data:`PRESETS`).
-    out : path-like, optional
-        Output directory (default ``./selfdistill-figures``), checked for writability first.
-    seed : int
-        Base seed (>= 0) of every random stream.
-    workers : int
-        Processes for the Monte Carlo trials (the runner caps them at the usable cores).
-
-    Returns
-    -------
-    int
-        Exit status, 0.
-
-    Raises
-    ------
-    figures.common.AgreementError
-        Theory and simulation (or two computations of the theory) disagree beyond tolerance.
-    """
     out = prepare_output(out)
     data = compute(preset, seed, workers)
     tied = [float(x) for x in data["etas"][data["tied"]]]

@@ -52,20 +52,29 @@ from theory.names import (
     THEORY_FIELDS,
     THEORY_LOSSES,
 )
-from theory.noise import check_eta, exact_counts, transition_matrix
+from theory.noise import (
+    NOISE_KINDS,
+    check_eta,
+    check_groups,
+    check_transition,
+    exact_counts,
+    transition_matrix,
+)
 from theory.partial_labels import check_pll_classes
 from theory.validation import check_int, check_lam, check_positive
 
-__all__ = ["METRICS", "SOURCES", "Result", "Spec", "predict"]
+__all__ = ["METRICS", "SAMPLINGS", "SOURCES", "Result", "Spec", "predict"]
 
 #: Metrics of a :class:`Result`, in column order (the simulations' names).
 METRICS = tuple(THEORY_FIELDS)
-#: Theories :func:`predict` can use; ``'monte_carlo'`` and ``'linearised_monte_carlo'`` are the
-#: sources of :func:`simulations.monte_carlo.simulate`.
+#: Theories :func:`predict` can use; ``'monte_carlo'``, ``'linearised_monte_carlo'`` and
+#: ``'kernel_monte_carlo'`` are the sources of :func:`simulations.monte_carlo.simulate`.
 SOURCES = ("exact", "linear", "finite_exact", "finite")
-#: Noise models with a transition matrix the theory can build (superclass noise needs groups,
-#: which the Monte Carlo finds by clustering sampled features: pass ``counts`` instead).
-THEORY_NOISE = ("sym", "pair", "asym")
+#: Noise models (superclass noise needs ``groups``, or ``n_groups`` found per trial).
+THEORY_NOISE = NOISE_KINDS
+#: How noisy labels are drawn (:func:`simulations.noise.sample_noisy_labels`): exact counts
+#: realise ``exact_counts(T, n)`` in every trial; random draws give a count matrix per trial.
+SAMPLINGS = ("exact-count", "random")
 
 
 @dataclass(frozen=True)
@@ -83,14 +92,30 @@ class Spec:
         Regularisation in ``[1e-12, 1e12]``.
     rounds : int
         Last SD round ``R >= 0`` (normalised to 1 for a PLL student: round 0 is the teacher).
-    noise : {'sym', 'pair', 'asym'}
+    noise : {'sym', 'pair', 'asym', 'superclass'}
         Noise model; the count matrix is ``exact_counts(transition_matrix(noise, K, eta), n)``,
-        which the Monte Carlo reproduces with ``sampling='exact-count'``.
+        which the Monte Carlo reproduces with ``sampling='exact-count'``. Superclass noise needs
+        ``groups`` or ``n_groups``.
     eta : float
         Noise rate in ``[0, 1]``.
     counts : tuple of tuples of int, optional
         An explicit count matrix ``C[k, l]`` (rows sum to ``n``); overrides ``noise``/``eta``
         (theory only: the Monte Carlo samples labels from a noise model).
+    transition : tuple of tuples of float, optional
+        An arbitrary row-stochastic ``(K, K)`` matrix ``T[k, l]`` (validated by
+        :func:`theory.noise.check_transition`); overrides ``noise``/``eta`` for the theory
+        (``counts = exact_counts(T, n)``) and for the Monte Carlo's label sampling. Exclusive
+        with ``counts``.
+    sampling : {'exact-count', 'random'}
+        How the Monte Carlo draws noisy labels. ``'random'`` draws a count matrix per trial, so
+        the spec has no fixed count matrix (:attr:`fixed_counts` is False): the theory is then
+        asked per realised matrix, ``predict(replace(spec, counts=C))``.
+    groups : tuple of tuples of int, optional
+        Superclass partition of ``range(K)`` (``noise='superclass'`` only).
+    n_groups : int, optional
+        Superclass noise with ``n_groups`` groups in ``[1, K]`` found by clustering each trial's
+        sampled class means (finite ``dim``; the Monte Carlo's exact backend only): no fixed
+        count matrix. Exclusive with ``groups``.
     dim : float
         Feature dimension ``p > K``, or ``math.inf`` (default) for the block limit.
     method : str
@@ -111,6 +136,10 @@ class Spec:
     dim: float = math.inf
     method: str = "sd"
     q: float = DEFAULT_Q
+    transition: tuple | None = None
+    sampling: str = "exact-count"
+    groups: tuple | None = None
+    n_groups: int | None = None
 
     def __post_init__(self):
         set_ = object.__setattr__  # frozen: normalise once
@@ -132,10 +161,9 @@ class Spec:
         rounds = check_int(self.rounds, "rounds", 0)
         set_(self, "rounds", 1 if self.method != "sd" else rounds)
         if self.noise not in THEORY_NOISE:
-            raise ValueError(
-                f"noise must be one of {THEORY_NOISE}, got {self.noise!r} (superclass noise: "
-                "pass counts, or use simulations.pipelines.TrialConfig directly)"
-            )
+            raise ValueError(f"noise must be one of {THEORY_NOISE}, got {self.noise!r}")
+        if self.sampling not in SAMPLINGS:
+            raise ValueError(f"sampling must be one of {SAMPLINGS}, got {self.sampling!r}")
         set_(self, "eta", check_eta(self.eta))
         if self.counts is not None:
             cnt = np.asarray(self.counts)
@@ -144,18 +172,59 @@ class Spec:
             if np.any(cnt < 0) or np.any(cnt.sum(axis=1) != n):
                 raise ValueError(f"counts must be >= 0 with every row summing to per_class={n}")
             set_(self, "counts", tuple(tuple(int(v) for v in row) for row in cnt))
+        if self.transition is not None:
+            if self.counts is not None:
+                raise ValueError("pass counts or transition, not both (counts are exact)")
+            tr = check_transition(np.asarray(self.transition, dtype=float), "transition")
+            if tr.shape != (k, k):
+                raise ValueError(f"transition must be a ({k}, {k}) matrix, got shape {tr.shape}")
+            set_(self, "transition", tuple(tuple(float(v) for v in row) for row in tr))
         dim = float(self.dim)
         if not (math.isinf(dim) and dim > 0):
-            if not math.isfinite(dim) or dim != int(dim) or dim <= k:
+            # p = K is a valid mixture to simulate; the finite-p theories need p > K and say so
+            if not math.isfinite(dim) or dim != int(dim) or dim < k:
                 raise ValueError(
-                    f"dim must be an integer > n_classes={k}, or math.inf, got {self.dim!r}"
+                    f"dim must be an integer >= n_classes={k}, or math.inf, got {self.dim!r}"
                 )
             dim = int(dim)
         set_(self, "dim", dim)
+        self._check_groups(k)
         q = check_positive(self.q, "q")
         if q > 1:
             raise ValueError(f"q must lie in (0, 1], got {self.q!r}")
         set_(self, "q", q)
+
+    def _check_groups(self, k: int) -> None:
+        set_ = object.__setattr__
+        if self.noise != "superclass":
+            if self.groups is not None or self.n_groups is not None:
+                raise ValueError("groups / n_groups are only used with noise='superclass'")
+            return
+        if self.groups is not None and self.n_groups is not None:
+            raise ValueError("pass either groups or n_groups for superclass noise, not both")
+        if self.groups is not None:
+            set_(self, "groups", tuple(tuple(g) for g in check_groups(self.groups, k)))
+        elif self.n_groups is not None:
+            g = check_int(self.n_groups, "n_groups", 1)
+            if g > k:
+                raise ValueError(f"n_groups must lie in [1, n_classes={k}], got {g}")
+            if not self.finite:
+                raise ValueError(
+                    "n_groups clusters sampled class means: it needs a finite dim; pass groups"
+                )
+            set_(self, "n_groups", g)
+        elif self.counts is None and self.transition is None:
+            raise ValueError(
+                "superclass noise needs groups (a partition) or n_groups (or counts / transition)"
+            )
+
+    @property
+    def fixed_counts(self) -> bool:
+        """Whether every trial realises one count matrix, :meth:`count_matrix`: explicit
+        ``counts``, or exact-count sampling of a fixed transition matrix (not ``n_groups``)."""
+        if self.counts is not None:
+            return True
+        return self.sampling == "exact-count" and (self.transition is not None or not self.n_groups)
 
     @property
     def finite(self) -> bool:
@@ -166,15 +235,33 @@ class Spec:
         """``C[k, l]``: training points of true class ``k`` with given label ``l``, shape (K, K)."""
         if self.counts is not None:
             return np.array(self.counts, dtype=np.int64)
-        t = transition_matrix(self.noise, self.n_classes, self.eta)
-        return exact_counts(t, self.per_class)
+        if not self.fixed_counts:
+            why = "sampling='random'" if self.sampling == "random" else "n_groups clustering"
+            raise ValueError(
+                f"this spec has no fixed count matrix ({why} draws one per trial): pass "
+                "counts=C, e.g. a trial's realised matrix simulate(spec, ..., "
+                "keep_trials=True).counts[i]"
+            )
+        return exact_counts(self.transition_matrix(), self.per_class)
+
+    def transition_matrix(self) -> np.ndarray:
+        """``T[k, l]``, shape (K, K): ``transition`` if given, else the noise model's matrix."""
+        if self.transition is not None:
+            return np.array(self.transition, dtype=float)
+        if self.noise == "superclass" and self.groups is None:
+            raise ValueError(
+                "superclass noise without groups has no fixed transition matrix (n_groups: "
+                "the groups are found per trial; counts: pass transition or groups)"
+            )
+        return transition_matrix(self.noise, self.n_classes, self.eta, groups=self.groups)
 
     def to_dict(self) -> dict:
         """JSON-compatible dict (``dim`` is ``None`` for the block limit)."""
         out = asdict(self)
         out["dim"] = None if not self.finite else int(self.dim)
-        if self.counts is not None:
-            out["counts"] = [list(row) for row in self.counts]
+        for name in ("counts", "transition", "groups"):
+            if getattr(self, name) is not None:
+                out[name] = [list(row) for row in getattr(self, name)]
         return out
 
     @classmethod
@@ -187,8 +274,9 @@ class Spec:
         params = dict(params)
         if params.get("dim") is None:
             params["dim"] = math.inf
-        if params.get("counts") is not None:
-            params["counts"] = tuple(tuple(row) for row in params["counts"])
+        for name in ("counts", "transition", "groups"):
+            if params.get(name) is not None:
+                params[name] = tuple(tuple(row) for row in params[name])
         return cls(**params)
 
 
@@ -200,7 +288,8 @@ class Result:
     ----------
     spec : Spec
     source : str
-        One of :data:`SOURCES`, or ``'monte_carlo'`` / ``'linearised_monte_carlo'``.
+        One of :data:`SOURCES`, or a Monte Carlo source (``'monte_carlo'``,
+        ``'linearised_monte_carlo'``, ``'kernel_monte_carlo'``).
     values : ndarray, shape (R + 1, len(METRICS))
         ``[round, metric]``; ``NaN`` where a metric is undefined (no mislabeled points).
     se : ndarray, shape (R + 1, len(METRICS)), or None
@@ -213,6 +302,16 @@ class Result:
         What the source says about itself: convergence, validity, refusals.
     extra : dict
         Source-specific diagnostics (JSON-compatible), e.g. the fixed point's residual.
+    samples : ndarray, shape (trials, R + 1, len(METRICS)), or None
+        Monte Carlo per-trial values (``simulate(..., keep_trials=True)``; else ``None``).
+    counts : ndarray of int, shape (trials, K, K), or None
+        Each trial's realised count matrix ``C[k, l]`` (``keep_trials=True``; else ``None``).
+    trial_data : dict of ndarray
+        Further per-trial fields with a leading trial axis (``keep_trials=True``), e.g.
+        ``pop_acc_err`` (trials, R + 1) and ``max_residual`` (trials,); the backend lists them.
+    pll : Result or None
+        The PLL student trained from the *same* trials' teachers (``simulate(...,
+        pll=True)``): its spec is this spec with ``method='pll-ce'``, rows [teacher, student].
     """
 
     spec: Spec
@@ -223,6 +322,10 @@ class Result:
     trials: int | None = None
     notes: tuple = ()
     extra: dict = field(default_factory=dict)
+    samples: np.ndarray | None = None
+    counts: np.ndarray | None = None
+    trial_data: dict = field(default_factory=dict)
+    pll: Result | None = None
 
     @property
     def rounds(self) -> np.ndarray:
@@ -261,8 +364,10 @@ class Result:
         return rows
 
     def to_dict(self) -> dict:
-        """JSON-compatible: the spec, the source, ``trials``, ``notes``, ``extra`` and ``rows``."""
-        return {
+        """JSON-compatible: the spec, the source, ``trials``, ``notes``, ``extra`` and ``rows``
+        (and ``pll``, the companion PLL student's dict, when there is one). Per-trial arrays
+        (``samples``, ``counts``, ``trial_data``) are not included."""
+        out = {
             "spec": self.spec.to_dict(),
             "source": self.source,
             "trials": self.trials,
@@ -270,6 +375,9 @@ class Result:
             "extra": self.extra,
             "rows": self.to_rows(),
         }
+        if self.pll is not None:
+            out["pll"] = self.pll.to_dict()
+        return out
 
 
 def _num(x) -> float | None:

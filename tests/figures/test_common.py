@@ -5,19 +5,26 @@ import math
 import numpy as np
 import pytest
 
-from figures import style
+from figures import FIGURES, style
 from figures.common import (
+    NO_MC_WORKERS,
     AgreementError,
     check_close,
     check_mc_agreement,
+    figure_run,
+    figure_spec,
     mc_tolerance,
     mean_ci95,
     prediction_bounds,
+    result_mean_ci95,
+    sample_columns,
+    simulate_figure,
     tie_fractions,
 )
-from theory.groups import BlockModel
+from theory.groups import BlockModel, predict_exact, predict_linear
 from theory.noise import exact_counts, transition_matrix
 from theory.pll import predict_pll
+from theory.spec import METRICS, Spec, predict
 
 
 def test_check_mc_agreement_accepts_matching_noisy_data():
@@ -159,3 +166,132 @@ def test_theory_atol_admits_the_theorys_own_error_and_no_more():
         check_mc_agreement(samples, [0.54], theory_atol=0.03)
     with pytest.raises(ValueError, match="theory_atol"):
         check_mc_agreement(samples, [0.5], theory_atol=-0.1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Specs and Results (issue 23)
+
+PRESET = dict(n_classes=3, per_class=6, c=0.4, d=0.1, lam=1e-3, eta=0.4, rounds=3, trials=2)
+
+
+def test_figure_spec_takes_the_spec_keys_of_a_preset():
+    spec = figure_spec(PRESET, lam=1e-2)
+    assert spec == Spec(n_classes=3, per_class=6, c=0.4, d=0.1, lam=1e-2, eta=0.4, rounds=3)
+    assert not spec.finite  # a preset's simulation dimension is never taken implicitly
+    assert figure_spec(PRESET, dim=50).dim == 50
+
+
+def test_figure_spec_names_a_bad_parameter():
+    with pytest.raises(ValueError, match="lam"):
+        figure_spec(PRESET, lam=-1.0)
+
+
+@pytest.mark.parametrize("source, direct", [("exact", predict_exact), ("linear", predict_linear)])
+def test_figure_spec_predict_vs_group_theory(source, direct):
+    # What the figures now draw (a Result of their preset's Spec) must be the very floats of the
+    # direct call they made before (byte-identical CSVs).
+    for lam in (1e-2, 1e-3):
+        result = predict(figure_spec(PRESET, lam=lam), source=source)
+        counts = exact_counts(transition_matrix("sym", 3, 0.4), 6)
+        pred = direct(BlockModel(3, 6, 0.4, 0.1), counts, lam, 3)
+        np.testing.assert_array_equal(
+            result.value("train_acc_mislabeled"), pred.train_acc_mislabeled
+        )
+        np.testing.assert_array_equal(result.value("pop_acc"), pred.population_acc)
+
+
+def test_figure_run_fills_the_shared_docstring():
+    @figure_run("demo", NO_MC_WORKERS)
+    def run(*, preset="quick", out=None, seed=0, workers=1):
+        """Draws nothing."""
+
+    assert run.__doc__.startswith("Compute the figure, check it, and write ``demo`` to ``out``.")
+    assert "python -m figures.demo" in run.__doc__
+    assert NO_MC_WORKERS in run.__doc__
+    assert run.__doc__.rstrip().endswith("Notes\n-----\nDraws nothing.")
+
+
+#: Figures whose import alone takes ~0.7 s (scikit-learn).
+HEAVY_IMPORTS = ("real_gain", "pll_real")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(f, marks=pytest.mark.slow) if f in HEAVY_IMPORTS else f for f in FIGURES],
+)
+def test_figure_run_docstrings_name_their_figure(name):
+    # Every figure's run is documented (through figure_run or by hand) with its own name and the
+    # shared parameter section.
+    import importlib
+
+    doc = importlib.import_module(f"figures.{name}").run.__doc__
+    assert f"``{name}``" in doc
+    for param in ("preset :", "out :", "seed :", "workers :"):
+        assert param in doc
+
+
+def _small_specs():
+    return [figure_spec(PRESET, rounds=2, dim=dim) for dim in (12, 40)]
+
+
+@pytest.mark.slow
+def test_sample_columns_vs_run_mc_many():
+    # The figures' Monte Carlo moved from run_mc_many to simulate_many: the same floats, trial
+    # for trial, for SD and the PLL student (their CSVs stay byte-identical).
+    from simulations.gram_trials import MixtureTrial, run_mc_many
+
+    specs = _small_specs()
+    results = simulate_figure(specs, 2, 3, 1, None, pll=True, n_test=4)
+    tr = tuple(map(tuple, transition_matrix("sym", 3, 0.4)))
+    old = run_mc_many(
+        [MixtureTrial(3, 6, s.dim, 0.4, 0.1, 1e-3, 2, tr, pll=True, n_test=4) for s in specs], 2, 3
+    )
+    sd = sample_columns(results, ("pop_acc", "train_acc_mislabeled"))
+    pll = sample_columns([r.pll for r in results], ("pop_acc",))
+    assert sd["pop_acc"].shape == (2, 2, 3)
+    for j, ref in enumerate(old):
+        np.testing.assert_array_equal(sd["pop_acc"][:, j], ref["pop_acc"])
+        np.testing.assert_array_equal(sd["train_acc_mislabeled"][:, j], ref["train_acc_mislabeled"])
+        np.testing.assert_array_equal(pll["pop_acc"][:, j, 1], ref["pll_pop_acc"])
+    for res in results:
+        mean, half = result_mean_ci95(res, "pop_acc")
+        ref_mean, ref_half = mean_ci95(res.samples[:, :, METRICS.index("pop_acc")])
+        np.testing.assert_array_equal(mean, ref_mean)
+        np.testing.assert_array_equal(half, ref_half)
+
+
+def test_sample_columns_vs_run_linear_many():
+    from simulations.linear_trials import LinearTrial, run_linear_many
+
+    specs = _small_specs()
+    results = simulate_figure(specs, 3, 1, 1, None, backend="linearised")
+    tr = tuple(map(tuple, transition_matrix("sym", 3, 0.4)))
+    old = run_linear_many([LinearTrial(3, 6, s.dim, 0.4, 0.1, 1e-3, 2, tr) for s in specs], 3, 1)
+    trials = sample_columns(results, ("pop_acc",))["pop_acc"]
+    for j, ref in enumerate(old):
+        np.testing.assert_array_equal(trials[:, j], ref["pop_acc"])
+
+
+def test_sample_columns_and_mean_ci95_refuse_a_theory():
+    theory = predict(figure_spec(PRESET), source="linear")
+    with pytest.raises(ValueError, match="per-trial samples"):
+        sample_columns([theory], ("pop_acc",))
+    with pytest.raises(ValueError, match="Monte Carlo Result"):
+        result_mean_ci95(theory, "pop_acc")
+    with pytest.raises(ValueError, match="at least one"):
+        sample_columns([], ("pop_acc",))
+
+
+def test_simulate_figure_refuses_another_count_matrix(monkeypatch):
+    import dataclasses
+
+    import simulations.monte_carlo as mc
+
+    real = mc.simulate_many
+
+    def wrong_counts(*args, **kw):
+        return [dataclasses.replace(r, counts=r.counts[:, ::-1]) for r in real(*args, **kw)]
+
+    monkeypatch.setattr(mc, "simulate_many", wrong_counts)
+    with pytest.raises(RuntimeError, match="another count matrix"):
+        simulate_figure(_small_specs()[:1], 1, 0, 1, None, backend="linearised")

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from simulations.gram_trials import MixtureTrial, run_mc, run_mc_many
 from simulations.linear_trials import LinearTrial, run_linear_trial
-from simulations.monte_carlo import simulate
+from simulations.monte_carlo import simulate, simulate_many
 from simulations.pipelines import TrialConfig, run_trial, trial_seed
-from theory.noise import transition_matrix
+from theory.noise import exact_counts, transition_matrix
 from theory.spec import METRICS, Spec, predict
 
 FINITE = dict(n_classes=3, per_class=20, c=0.4, d=0.1, lam=1e-2, rounds=2, eta=0.3, dim=60)
@@ -65,6 +66,7 @@ def test_simulate_pll_block_limit_vs_theory():
     assert np.all(np.isnan(mc.se))  # one trial: no standard error, never a fake 0
 
 
+@pytest.mark.slow  # 0.7-1.1 s: 8 trials and the finite-ratio fixed point
 def test_simulate_finite_exact_theory_within_monte_carlo_error():
     # the issue-20 criterion (docs/theory.md §16.7): |theory - MC| <= max(3 SE, 0.03)
     spec = Spec(**FINITE)
@@ -107,3 +109,192 @@ def test_simulate_refuses_up_front_what_would_not_finish_or_fit():
         simulate(spec, 2, max_seconds=-1)
     with pytest.raises(ValueError, match="max_memory must be a positive number of GB"):
         simulate(spec, 2, max_memory=float("nan"))
+
+
+# -- kernel backend: the figures' Monte Carlo (simulations.gram_trials) behind simulate ---------
+
+KERNEL = dict(n_classes=3, per_class=10, c=0.4, d=0.1, lam=1e-3, rounds=2, eta=0.3, dim=30)
+
+
+def _mixture_trial(spec, **kw):
+    tr = tuple(map(tuple, spec.transition_matrix()))
+    return MixtureTrial(3, 10, spec.dim, 0.4, 0.1, 1e-3, spec.rounds, tr, **kw)
+
+
+def test_simulate_kernel_vs_run_mc():
+    spec = Spec(**KERNEL)
+    res = simulate(spec, 3, seed=4, backend="kernel", n_test=5, pll=True, keep_trials=True)
+    direct = run_mc(_mixture_trial(spec, pll=True, n_test=5), 3, 4)
+    assert res.source == "kernel_monte_carlo" and res.samples.shape == (3, 3, len(METRICS))
+    for j, m in enumerate(METRICS):  # the same trials: identical floats
+        np.testing.assert_array_equal(res.samples[:, :, j], direct[m])
+        np.testing.assert_array_equal(res.pll.samples[:, 0, j], direct[m][:, 0])
+        np.testing.assert_array_equal(res.pll.samples[:, 1, j], direct[f"pll_{m}"])
+    for key in ("pop_acc_sampled", "pop_acc_err"):
+        np.testing.assert_array_equal(res.trial_data[key], direct[key])
+        np.testing.assert_array_equal(res.pll.trial_data[key][:, 1], direct[f"pll_{key}"])
+    np.testing.assert_array_equal(res.trial_data["max_residual"], direct["max_residual"])
+    np.testing.assert_array_equal(res.counts, direct["counts"])
+    np.testing.assert_array_equal(res.pll.counts, res.counts)
+    assert res.pll.spec.method == "pll-ce" and res.pll.values.shape == (2, len(METRICS))
+    mean = np.column_stack([direct[m].mean(axis=0) for m in METRICS])
+    np.testing.assert_array_equal(res.values, mean)
+    assert res.extra["max_residual"] == direct["max_residual"].max()
+
+
+def test_simulate_kernel_pll_method_vs_pll_companion():
+    # method='pll-ce' alone (rounds 0 and the student) is the companion of an SD run: the same
+    # seeds give the same features, labels and teacher, whatever the SD rounds.
+    spec = Spec(**KERNEL)
+    sd = simulate(spec, 2, seed=1, backend="kernel", n_test=3, pll=True)
+    alone = simulate(Spec(**{**KERNEL, "method": "pll-ce"}), 2, seed=1, backend="kernel", n_test=3)
+    np.testing.assert_array_equal(alone.values, sd.pll.values)
+    assert alone.pll is None and alone.samples is None  # keep_trials off: no per-trial arrays
+
+
+def test_simulate_many_kernel_vs_run_mc_many():
+    tr = transition_matrix("sym", 3, 0.3)
+    specs = [Spec(**{**KERNEL, "dim": p, "rounds": 1}) for p in (8, 30)]
+    got = simulate_many(
+        specs, 3, seed=4, backend="kernel", n_test=3, exact_pop=False, keep_trials=True
+    )
+    ref = run_mc_many([_mixture_trial(s, n_test=3, exact_pop=False) for s in specs], 3, 4)
+    assert len(got) == 2
+    for res, direct in zip(got, ref, strict=True):
+        for j, m in enumerate(METRICS):
+            np.testing.assert_array_equal(res.samples[:, :, j], direct[m])
+        assert np.isnan(res.value("pop_acc")).all()  # exact_pop=False: not computed
+    # common random numbers: trial i of both specs drew the same labels
+    np.testing.assert_array_equal(got[0].counts, got[1].counts)
+    assert (got[0].counts == exact_counts(tr, 10)).all()
+
+
+def test_simulate_kernel_transition_matrix_vs_run_mc():
+    # an arbitrary row-stochastic matrix, not one of the named noise models
+    tr = ((0.7, 0.2, 0.1), (0.0, 0.9, 0.1), (0.25, 0.25, 0.5))
+    spec = Spec(**{**KERNEL, "transition": tr})
+    res = simulate(spec, 2, seed=2, backend="kernel", n_test=3, keep_trials=True)
+    direct = run_mc(_mixture_trial(spec, n_test=3), 2, 2)
+    np.testing.assert_array_equal(res.samples[:, :, 0], direct["train_acc"])
+    assert (res.counts == spec.count_matrix()).all() and res.notes == ()
+
+
+def test_simulate_keep_trials_exact_and_linearised():
+    spec = Spec(**FINITE)
+    ex = simulate(spec, 2, seed=5, keep_trials=True)
+    np.testing.assert_allclose(ex.samples.mean(axis=0), ex.values, atol=1e-15)
+    assert ex.counts.shape == (2, 3, 3) and ex.trial_data["max_residual_ratio"].shape == (2,)
+    lin = simulate(spec, 2, seed=5, backend="linearised", keep_trials=True)
+    assert lin.trial_data["pop_acc_err"].shape == (2, 3)
+
+
+@pytest.mark.parametrize(
+    "spec, kwargs, match",
+    [
+        (Spec(**{**FINITE, "dim": float("inf")}), dict(backend="kernel"), "dim must be finite"),
+        (Spec(**{**FINITE, "method": "pll-gce"}), dict(backend="kernel"), "trains methods"),
+        (Spec(**FINITE), dict(pll=True), "needs backend='kernel'"),
+        (Spec(**{**FINITE, "method": "pll-ce"}), dict(backend="kernel", pll=True), "method='sd'"),
+        (Spec(**FINITE), dict(backend="kernel", n_test=0), "n_test"),
+        (
+            Spec(**{**FINITE, "transition": ((1, 0, 0), (0, 1, 0), (0, 0, 1))}),
+            {},
+            "spec.transition is set",
+        ),
+    ],
+)
+def test_simulate_kernel_rejects_bad_input(spec, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        simulate(spec, 2, **kwargs)
+
+
+def test_simulate_many_rejects_bad_input():
+    with pytest.raises(ValueError, match="at least one"):
+        simulate_many([], 2)
+    with pytest.raises(ValueError, match="theory.spec.Spec"):
+        simulate_many([Spec(**FINITE), "spec"], 2)
+
+
+# -- what `simulations run` needs: random sampling, superclass noise, temperature, progress ----
+
+
+def _direct_rows(cfg, seed, trials):
+    return [run_trial(cfg, trial_seed(seed, i)) for i in range(trials)]
+
+
+@pytest.mark.parametrize(
+    "spec_kw, cfg_kw",
+    [
+        (dict(sampling="random"), dict(sampling="random")),
+        (
+            dict(noise="superclass", groups=((0, 2), (1,)), eta=0.4),
+            dict(noise="superclass", groups=((0, 2), (1,)), eta=0.4),
+        ),
+        (dict(noise="superclass", n_groups=2), dict(noise="superclass", n_groups=2)),
+    ],
+)
+def test_simulate_exact_sampling_and_superclass_vs_run_trial(spec_kw, cfg_kw):
+    spec = Spec(**{**FINITE, **spec_kw})
+    res = simulate(spec, 2, seed=7, keep_trials=True, n_test=10)
+    base = dict(n_classes=3, per_class=20, dim=60, c=0.4, d=0.1, eta=0.3, lam=1e-2, rounds=2)
+    cfg = TrialConfig(**{**base, **cfg_kw, "n_test": 10})
+    direct = _direct_rows(cfg, 7, 2)
+    for i, trial in enumerate(direct):
+        rows = np.array([[r[m] for m in METRICS] for r in trial.rows])
+        np.testing.assert_array_equal(res.samples[i], rows)
+        np.testing.assert_array_equal(res.counts[i], trial.counts)
+        assert res.trial_data["groups"][i] == trial.groups
+        for key in ("pop_acc_sampled", "top2_coverage"):
+            np.testing.assert_array_equal(res.trial_data[key][i], [r[key] for r in trial.rows])
+    assert res.trial_data["converged"].all() and res.notes == ()  # no fixed matrix: no note
+
+
+def test_simulate_kernel_random_sampling_vs_run_mc():
+    spec = Spec(**{**KERNEL, "sampling": "random"})
+    res = simulate(spec, 3, seed=2, backend="kernel", n_test=3, keep_trials=True)
+    direct = run_mc(_mixture_trial(spec, sampling="random", n_test=3), 3, 2)
+    np.testing.assert_array_equal(res.samples[:, :, 0], direct["train_acc"])
+    np.testing.assert_array_equal(res.counts, direct["counts"])
+
+
+def test_simulate_temperature_vs_run_trial():
+    spec = Spec(**FINITE)
+    res = simulate(spec, 1, seed=3, temperature=2.0, keep_trials=True)
+    cfg = TrialConfig(
+        n_classes=3, per_class=20, dim=60, c=0.4, d=0.1, eta=0.3, lam=1e-2, rounds=2,
+        temperature=2.0,
+    )  # fmt: skip
+    rows = np.array([[r[m] for m in METRICS] for r in run_trial(cfg, trial_seed(3, 0)).rows])
+    np.testing.assert_array_equal(res.samples[0], rows)
+    assert not np.array_equal(rows, simulate(spec, 1, seed=3, keep_trials=True).samples[0])
+
+
+def test_simulate_progress_wraps_the_trials():
+    seen = []
+
+    def progress(items):
+        for i in items:
+            seen.append(i)
+            yield i
+
+    spec = Spec(**FINITE)
+    res = simulate(spec, 2, seed=5, progress=progress, workers=2)
+    np.testing.assert_array_equal(res.values, simulate(spec, 2, seed=5).values)
+    assert seen == [0, 1]
+
+
+@pytest.mark.parametrize(
+    "spec, kwargs, match",
+    [
+        (
+            Spec(**{**FINITE, "noise": "superclass", "n_groups": 2}),
+            dict(backend="kernel"),
+            "n_groups .* needs backend='exact'",
+        ),
+        (Spec(**FINITE), dict(backend="linearised", temperature=2.0), "temperature"),
+        (Spec(**FINITE), dict(temperature=1e9), "temperature must lie in"),
+    ],
+)
+def test_simulate_rejects_what_its_backend_cannot_sample(spec, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        simulate(spec, 2, **kwargs)

@@ -74,11 +74,18 @@ def test_predict_finite_refuses_where_random_matrix_part_fails():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(dim=3), "dim must be an integer > n_classes"),
+        (dict(dim=2), "dim must be an integer >= n_classes"),
         (dict(dim=10.5), "dim must be an integer"),
         (dict(dim=float("nan")), "dim must be"),
         (dict(method="pll-foo"), "method must be one of"),
-        (dict(noise="superclass"), "noise must be one of"),
+        (dict(noise="bogus"), "noise must be one of"),
+        (dict(noise="superclass"), "superclass noise needs groups"),
+        (dict(noise="superclass", groups=((0, 1),)), "missing"),
+        (dict(noise="superclass", groups=((0, 1), (2,)), n_groups=2), "not both"),
+        (dict(noise="superclass", n_groups=4, dim=60), r"n_groups must lie in \[1, n_classes=3\]"),
+        (dict(noise="superclass", n_groups=2), "needs a finite dim"),
+        (dict(groups=((0, 1), (2,))), "only used with noise='superclass'"),
+        (dict(sampling="poisson"), "sampling must be one of"),
         (dict(lam=0.0), "lam"),
         (dict(q=2.0), "q must lie in"),
         (dict(counts=((5, 5, 0), (0, 10, 0))), "counts must be a"),
@@ -88,6 +95,13 @@ def test_predict_finite_refuses_where_random_matrix_part_fails():
         (dict(d=True), "d must be a real number"),
         (dict(c=0.4, d=0.5), "non-PSD"),
         (dict(c=float("inf")), "finite"),
+        (dict(transition=((0.5, 0.5), (0.5, 0.5))), r"transition must be a \(3, 3\)"),
+        (dict(transition=((0.5, 0.6, 0), (0, 1, 0), (0, 0, 1))), "rows must sum to 1"),
+        (dict(transition=((1.5, -0.5, 0), (0, 1, 0), (0, 0, 1))), "transition"),
+        (
+            dict(transition=((1, 0, 0), (0, 1, 0), (0, 0, 1)), counts=((10, 0, 0),) * 3),
+            "counts or transition, not both",
+        ),
     ],
 )
 def test_spec_rejects_bad_input(kwargs, match):
@@ -123,6 +137,58 @@ def test_spec_round_trip_and_counts():
         Spec.from_dict({"n_classes": 3, "bogus": 1})
     # a PLL spec trains one student: R is normalised to 1
     assert Spec(**{**BLOCK, "method": "pll-ce", "rounds": 7}).rounds == 1
+
+
+def test_spec_superclass_groups_vs_transition_matrix():
+    groups = ((0, 1), (2,))
+    spec = Spec(**{**BLOCK, "noise": "superclass", "groups": groups})
+    tr = transition_matrix("superclass", 3, 0.3, groups=[[0, 1], [2]])
+    np.testing.assert_array_equal(spec.count_matrix(), exact_counts(tr, 10))
+    assert spec.fixed_counts and Spec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+
+
+@pytest.mark.parametrize(
+    "kwargs, why",
+    [
+        (dict(sampling="random"), "sampling='random'"),
+        (dict(noise="superclass", n_groups=2, dim=60), "n_groups clustering"),
+    ],
+)
+def test_predict_refuses_spec_without_fixed_count_matrix(kwargs, why):
+    spec = Spec(**{**BLOCK, **kwargs})
+    assert not spec.fixed_counts
+    with pytest.raises(ValueError, match=f"no fixed count matrix \\({why}"):
+        predict(spec)
+    # asked per realised matrix, the theory answers
+    counts = ((7, 3, 0), (0, 8, 2), (1, 0, 9))
+    given = predict(Spec(**{**BLOCK, **kwargs, "counts": counts}))
+    direct = predict(Spec(**{**BLOCK, "counts": counts, "dim": given.spec.dim}))
+    np.testing.assert_array_equal(given.values, direct.values)
+    assert Spec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+
+
+def test_predict_finite_refuses_dim_equal_to_classes():
+    # p = K is a mixture the Monte Carlo can sample, but the finite-p theory has no bulk
+    spec = Spec(**{**BLOCK, "dim": 3})
+    with pytest.raises(ValueError, match="must be > K"):
+        predict(spec)
+
+
+def test_spec_transition_vs_named_noise_model():
+    # the named model's matrix given explicitly: the same counts, hence the same theory
+    named = Spec(**BLOCK)
+    tr = tuple(map(tuple, transition_matrix("pair", 3, 0.3)))
+    given = Spec(**{**BLOCK, "transition": tr})
+    np.testing.assert_array_equal(given.transition_matrix(), named.transition_matrix())
+    np.testing.assert_array_equal(given.count_matrix(), named.count_matrix())
+    np.testing.assert_array_equal(predict(given).values, predict(named).values)
+    assert Spec.from_dict(json.loads(json.dumps(given.to_dict()))) == given
+
+
+def test_spec_transition_any_row_stochastic_matrix():
+    tr = ((0.7, 0.2, 0.1), (0.0, 0.9, 0.1), (0.25, 0.25, 0.5))
+    spec = Spec(**{**BLOCK, "transition": tr})
+    np.testing.assert_array_equal(spec.count_matrix(), exact_counts(np.array(tr), 10))
 
 
 def test_result_rows_and_json():
