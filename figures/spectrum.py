@@ -27,7 +27,15 @@ from __future__ import annotations
 import numpy as np
 
 from figures import palette, style
-from figures.common import AgreementError, check_close, log, parse_args, prepare_output
+from figures.common import (
+    NO_MC_WORKERS,
+    AgreementError,
+    check_close,
+    figure_run,
+    log,
+    parse_args,
+    prepare_output,
+)
 from simulations.features import mixture_gram
 from theory.averaging import eigen_weights, gram_spectrum
 from theory.conditions import eigen_ratio_rho, min_rounds_linear, mislabeled_margin
@@ -245,33 +253,8 @@ def table(data: dict) -> list[dict]:
     return rows
 
 
+@figure_run(NAME, NO_MC_WORKERS)
 def run(*, preset: str = "quick", out=None, seed: int = 0, workers: int = 1) -> int:
-    """Compute the figure, check it, and write ``spectrum`` to ``out``.
-
-    What ``python -m figures.spectrum`` does after reading its options, and what the runner
-    (``python -m figures``) calls for this figure.
-
-    Parameters
-    ----------
-    preset : {"quick", "paper", "tiny"}
-        Problem sizes (:data:`PRESETS`).
-    out : path-like, optional
-        Output directory (default ``./selfdistill-figures``), checked for writability first.
-    seed : int
-        Base seed (>= 0) of every random stream.
-    workers : int
-        Unused (this figure has no Monte Carlo trials); accepted as by every figure.
-
-    Returns
-    -------
-    int
-        Exit status, 0.
-
-    Raises
-    ------
-    figures.common.AgreementError
-        Theory and simulation (or two computations of the theory) disagree beyond tolerance.
-    """
     out = prepare_output(out)
     data = compute(preset, seed)
     log(f"  {NAME}: spectrum, eigen-weights and min-round crossings checked")
