@@ -51,6 +51,13 @@ def test_predict_pll_block_vs_direct_call():
     np.testing.assert_array_equal(got.values[1], _fields(student)[0])
 
 
+@pytest.mark.parametrize("source", ["exact", "linear"])
+def test_predict_pll_certified_student_has_no_note(source):
+    # the linear student has no iterative solve (converged is None): no "not certified" note
+    res = predict(Spec(**{**BLOCK, "method": "pll-ce"}), source)
+    assert res.notes == ()
+
+
 def test_predict_finite_vs_direct_calls():
     spec = Spec(n_classes=3, per_class=20, c=0.4, d=0.1, lam=1e-2, rounds=2, eta=0.3, dim=120)
     counts = spec.count_matrix()
