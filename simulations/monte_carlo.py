@@ -11,8 +11,9 @@ Signatures
 ::
 
     simulate(spec, trials, *, seed=0, backend='exact', workers=1, n_test=100, tol=1e-9,
-             exact_pop=True, pll=False, keep_trials=False, label=None,
-             max_seconds=DEFAULT_MAX_SECONDS, max_memory=None) -> Result
+             exact_pop=True, pll=False, temperature=1.0, keep_trials=False, label=None,
+             progress=None, first_trial=0, max_seconds=DEFAULT_MAX_SECONDS,
+             max_memory=None) -> Result
     simulate_many(specs, trials, *, <the same keywords>) -> list[Result]
     BACKENDS = {'exact': 'monte_carlo', 'linearised': 'linearised_monte_carlo',
                 'kernel': 'kernel_monte_carlo'}            # backend -> Result.source
@@ -305,6 +306,7 @@ def simulate_many(
     keep_trials: bool = False,
     label: str | None = None,
     progress=None,
+    first_trial: int = 0,
     max_seconds: float | None = DEFAULT_MAX_SECONDS,
     max_memory: float | None = None,
 ) -> list[Result]:
@@ -320,7 +322,7 @@ def simulate_many(
     specs : sequence of theory.spec.Spec
         Without ``counts`` (labels are sampled from ``noise``/``eta`` or ``transition``).
     trials, seed, backend, workers, n_test, tol, exact_pop, pll, temperature, keep_trials,
-    label, progress, max_seconds, max_memory
+    label, progress, first_trial, max_seconds, max_memory
         As in :func:`simulate`; the time and memory limits apply to the whole batch.
 
     Returns
@@ -345,6 +347,7 @@ def simulate_many(
         _check_backend(spec, backend, bool(pll), temperature)
     t = check_int(trials, "trials", 1)
     base = check_int(seed, "seed", 0)
+    first = check_int(first_trial, "first_trial", 0)
     n_test = check_int(n_test, "n_test", 1)
     knobs = dict(n_test=n_test, tol=tol, exact_pop=bool(exact_pop), pll=bool(pll))
     knobs["temperature"] = temperature
@@ -364,7 +367,7 @@ def simulate_many(
     fn = plans[0][0]
     # Fresh seed objects per job: a trial spawns children from its SeedSequence, which advances
     # that object's spawn counter (simulations.gram_trials.run_mc_many).
-    jobs = [(plan[1], trial_seed(base, i), *plan[2]) for plan in plans for i in range(t)]
+    jobs = [(plan[1], trial_seed(base, first + i), *plan[2]) for plan in plans for i in range(t)]
     if progress is None:
         out = parallel_map(fn, jobs, workers, label)
     else:  # the caller's progress display, one process (e.g. selfdistill_cli.progress)
@@ -424,6 +427,7 @@ def simulate(
     keep_trials: bool = False,
     label: str | None = None,
     progress=None,
+    first_trial: int = 0,
     max_seconds: float | None = DEFAULT_MAX_SECONDS,
     max_memory: float | None = None,
 ) -> Result:
@@ -465,6 +469,9 @@ def simulate(
         Wraps the iterable of job indices to display progress (e.g.
         ``functools.partial(selfdistill_cli.progress.progress_bar, desc="trials")``); the
         trials then run in this process, one after another, whatever ``workers``.
+    first_trial : int
+        Index ``>= 0`` of the first trial: trial ``i`` uses ``trial_seed(seed, first_trial + i)``,
+        so a run can be continued (or advanced one trial at a time) with the same numbers.
     max_seconds : float or None
         Refuse up front (``ValueError``, one line with the estimate) a run whose estimated time
         (:mod:`simulations.runtime`) exceeds this many seconds; default one hour, ``None``: no
@@ -501,6 +508,7 @@ def simulate(
         keep_trials=keep_trials,
         label=label,
         progress=progress,
+        first_trial=first_trial,
         max_seconds=max_seconds,
         max_memory=max_memory,
     )[0]

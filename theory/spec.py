@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from theory.gram import check_block_params
+from theory.gram import check_block_params, check_mixture_params
 from theory.names import (
     DEFAULT_Q,
     METHOD_LOSS,
@@ -117,7 +117,9 @@ class Spec:
         sampled class means (finite ``dim``; the Monte Carlo's exact backend only): no fixed
         count matrix. Exclusive with ``groups``.
     dim : float
-        Feature dimension ``p > K``, or ``math.inf`` (default) for the block limit.
+        Feature dimension ``p >= K`` of the Gaussian mixture (whose class means need
+        ``0 <= c`` and ``c + (K - 1) d >= 0``; the finite-p theories need ``p > K``), or
+        ``math.inf`` (default) for the block limit.
     method : str
         ``'sd'`` or a PLL student of :data:`theory.names.METHODS`.
     q : float
@@ -187,6 +189,7 @@ class Spec:
                     f"dim must be an integer >= n_classes={k}, or math.inf, got {self.dim!r}"
                 )
             dim = int(dim)
+            check_mixture_params(k, dim, c, d)  # a mixture needs class means: 0 <= c, ...
         set_(self, "dim", dim)
         self._check_groups(k)
         q = check_positive(self.q, "q")

@@ -298,3 +298,24 @@ def test_simulate_progress_wraps_the_trials():
 def test_simulate_rejects_what_its_backend_cannot_sample(spec, kwargs, match):
     with pytest.raises(ValueError, match=match):
         simulate(spec, 2, **kwargs)
+
+
+def test_simulate_first_trial_continues_a_run():
+    spec = Spec(**FINITE)
+    whole = simulate(spec, 3, seed=2, keep_trials=True).samples
+    rest = simulate(spec, 2, seed=2, first_trial=1, keep_trials=True).samples
+    np.testing.assert_array_equal(rest, whole[1:])
+    with pytest.raises(ValueError, match="first_trial"):
+        simulate(spec, 1, first_trial=-1)
+
+
+def test_simulate_exact_pll_shares_the_sd_teacher():
+    # fresh seed objects per spec: a PLL run's teacher is the SD run's round 0 (same features
+    # and labels, so the same training decisions; the two pipelines solve it separately, each
+    # certified to a 1e-9 residual, so pop_acc agrees to that order, not to the last bit)
+    sd = simulate(Spec(**FINITE), 2, seed=6, keep_trials=True)
+    pll = simulate(Spec(**{**FINITE, "method": "pll-ce"}), 2, seed=6, keep_trials=True)
+    np.testing.assert_array_equal(pll.counts, sd.counts)
+    pop = METRICS.index("pop_acc")
+    np.testing.assert_array_equal(pll.samples[:, 0, :pop], sd.samples[:, 0, :pop])
+    np.testing.assert_allclose(pll.samples[:, 0, pop], sd.samples[:, 0, pop], rtol=0, atol=1e-8)
