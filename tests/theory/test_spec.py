@@ -93,7 +93,7 @@ def test_predict_finite_refuses_where_random_matrix_part_fails():
         (dict(noise="superclass", n_groups=2), "needs a finite dim"),
         (dict(groups=((0, 1), (2,))), "only used with noise='superclass'"),
         (dict(sampling="poisson"), "sampling must be one of"),
-        (dict(dim=60, c=0.3, d=-0.4), r"c \+ \(K-1\) d >= 0"),  # a mixture needs class means
+        (dict(per_class=2, dim=60, c=0.2, d=-0.15), r"c \+ \(K-1\) d >= 0"),  # no class means
         (dict(lam=0.0), "lam"),
         (dict(q=2.0), "q must lie in"),
         (dict(counts=((5, 5, 0), (0, 10, 0))), "counts must be a"),
