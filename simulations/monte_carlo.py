@@ -47,8 +47,11 @@ Backends
 ``exact_pop``, ``pll``) are keywords, not :class:`~theory.spec.Spec` fields: they change how a
 trial is computed or what it reports, not the experiment the theory predicts.
 
-Labels are sampled with ``sampling='exact-count'``, so every trial's count matrix is the
-theory's ``spec.count_matrix()``; ``spec.transition``, when set, replaces ``noise``/``eta``.
+Labels are sampled as ``spec.sampling`` says: with ``'exact-count'`` (the default) every
+trial's count matrix is the theory's ``spec.count_matrix()``; with ``'random'`` (or superclass
+``n_groups``, exact backend) each trial has its own, ``Result.counts[i]``, and the theory is asked
+per matrix, ``predict(dataclasses.replace(spec, counts=C))`` (as ``simulations run`` does).
+``spec.transition``, when set, replaces ``noise``/``eta`` (kernel and linearised backends).
 Trial ``i`` uses :func:`simulations.pipelines.trial_seed` ``(seed, i)`` (the same stream as the
 ``i``-th child of ``SeedSequence(seed)``, :func:`simulations.gram_trials.trial_seeds`) for every
 backend and every spec of :func:`simulate_many` (common random numbers), so its stream depends

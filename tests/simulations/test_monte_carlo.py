@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -319,3 +321,15 @@ def test_simulate_exact_pll_shares_the_sd_teacher():
     pop = METRICS.index("pop_acc")
     np.testing.assert_array_equal(pll.samples[:, 0, :pop], sd.samples[:, 0, :pop])
     np.testing.assert_allclose(pll.samples[:, 0, pop], sd.samples[:, 0, pop], rtol=0, atol=1e-8)
+
+
+def test_simulate_random_sampling_vs_theory_per_realised_counts():
+    # block limit, random labels: each trial has its own count matrix, and the exact theory of
+    # that matrix is the trial's accuracies exactly (as in test_simulate_block_limit_vs_...)
+    spec = Spec(n_classes=3, per_class=8, c=0.4, d=0.1, lam=1e-2, rounds=2, eta=0.3)
+    spec = dataclasses.replace(spec, sampling="random")
+    mc = simulate(spec, 3, seed=2, keep_trials=True)
+    assert len({c.tobytes() for c in mc.counts}) > 1  # the draws differ
+    for sample, counts in zip(mc.samples, mc.counts, strict=True):
+        given = dataclasses.replace(spec, counts=tuple(map(tuple, counts.tolist())))
+        np.testing.assert_array_equal(sample, predict(given).values)
