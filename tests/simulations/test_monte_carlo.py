@@ -295,6 +295,7 @@ def test_simulate_progress_wraps_the_trials():
         ),
         (Spec(**FINITE), dict(backend="linearised", temperature=2.0), "temperature"),
         (Spec(**FINITE), dict(temperature=1e9), "temperature must lie in"),
+        (Spec(**FINITE), dict(exact_pop=False), "exact_pop=False .* needs backend='kernel'"),
     ],
 )
 def test_simulate_rejects_what_its_backend_cannot_sample(spec, kwargs, match):
@@ -333,3 +334,12 @@ def test_simulate_random_sampling_vs_theory_per_realised_counts():
     for sample, counts in zip(mc.samples, mc.counts, strict=True):
         given = dataclasses.replace(spec, counts=tuple(map(tuple, counts.tolist())))
         np.testing.assert_array_equal(sample, predict(given).values)
+
+
+@pytest.mark.parametrize("backend", ["linearised", "kernel"])
+def test_simulate_gram_backends_cost_does_not_grow_with_dim(backend):
+    # the Gram matrix is sampled directly (Bartlett): p = 1e8 costs what p = 1e3 does, so the
+    # memory and time limits do not refuse it (a limit of 0.1 GB and 60 s; N' <= 60 points)
+    spec = Spec(**{**KERNEL, "dim": 10**8, "rounds": 1})
+    res = simulate(spec, 1, backend=backend, n_test=3, max_memory=0.1, max_seconds=60)
+    assert res.values.shape == (2, len(METRICS))
