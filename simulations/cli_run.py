@@ -10,9 +10,9 @@ every round, the simulated accuracies (mean and 95% CI over trials) next to the 
 * ``linear``: :func:`theory.groups.predict_linear` (label-averaging closed form);
 * for the PLL methods, round 1 is the PLL student: :func:`theory.pll.predict_pll`
   (``method='exact'`` / ``'linear'``), with ``loss='candidate'`` / ``'gce'`` (and ``q``) for
-  ``--method pll-candidate`` / ``pll-gce`` when this build's ``predict_pll`` accepts a ``loss``
-  argument; otherwise (and for the reference GCE, ``pll-gce-ref``, if the theory does not know
-  ``'gce-reference'``) a note says that the theory for that loss is not available.
+  ``--method pll-candidate`` / ``pll-gce``; the reference GCE (``pll-gce-ref``) has no group
+  theory, and a loss the theory rejects at these parameters (or a saddle of the non-convex
+  engine) gives a note.
 
 * ``finite`` (mixture features, ``--method sd`` only): :func:`theory.finite.predict_finite`, the
   deterministic-equivalent prediction of the *linearised* SD rounds on the mixture's random Gram
@@ -70,17 +70,12 @@ from simulations.pipelines import (
 from simulations.runtime import DEFAULT_MAX_SECONDS, run_theory_seconds, trial_seconds
 from simulations.solver import ConvergenceError
 from simulations.sweep import mean_ci
-from theory.names import METRICS, NOISE_KINDS, ROUNDS_HELP, THEORY_FIELDS, THEORY_LOSSES
+from theory.names import METRICS, NOISE_KINDS, ROUNDS_HELP, THEORY_LOSSES
 from theory.spec import METRICS as SPEC_METRICS
 from theory.spec import Result, Spec, predict
 from theory.validation import LAM_MAX, LAM_MIN
 
 __all__ = ["build_parser", "main", "run_with_theory"]
-
-_SIM_METRICS = METRICS
-#: simulation metric -> GroupPrediction field (the registry's map)
-_THEORY_FIELDS = THEORY_FIELDS
-
 
 #: Typical seconds above which the exact finite-ratio theory is skipped (with a note) for one
 #: count matrix; and its lattice points per shift and group (docs/theory.md §16.6).
@@ -445,11 +440,11 @@ def run_with_theory(
         max_seconds=None,
         max_memory=max_memory,
     )
-    extra = {m: res.trial_data[m] for m in _SIM_METRICS if m not in SPEC_METRICS}
+    extra = {m: res.trial_data[m] for m in METRICS if m not in SPEC_METRICS}
     sims = {
         t: {
             m: res.samples[:, t, SPEC_METRICS.index(m)] if m in SPEC_METRICS else extra[m][:, t]
-            for m in _SIM_METRICS
+            for m in METRICS
         }
         for t in range(res.samples.shape[1])
     }
@@ -464,7 +459,7 @@ def run_with_theory(
         notes += [note for note in trial_notes if note not in notes]
         for name, rounds in pred.items():
             for t, vals in rounds.items():
-                acc = theo.setdefault(name, {}).setdefault(t, {m: [] for m in _THEORY_FIELDS})
+                acc = theo.setdefault(name, {}).setdefault(t, {m: [] for m in SPEC_METRICS})
                 for m, v in vals.items():
                     acc[m].append(v)
     rounds_out = []
@@ -527,7 +522,7 @@ def _print_table(result: dict) -> None:
     )
     print(head)
     for entry in result["rounds"]:
-        for m in _SIM_METRICS:
+        for m in METRICS:
             sim = entry["simulation"][m]
             cells = [entry["theory"].get(n, {}).get(m) for n in names]
             print(
