@@ -1,11 +1,12 @@
 """Quick Monte Carlo at one point of the interactive regime explorer (run in a background thread).
 
-Monte Carlo (:class:`MonteCarloRun`): :func:`simulations.pipelines.run_trial` with
-Gaussian-mixture features of dimension ``p = round(N / n_over_p)`` when the ``N/p`` slider is
-above 0 (the theory's dimension), else ``dim``, and exact-count label noise (so the count matrix
-equals the theory's and only the finite-``p`` feature randomness differs), methods ``'sd'`` and
-``'pll-ce'``, trial seeds :func:`simulations.pipelines.trial_seed`; 95% Student-t intervals from
-:func:`simulations.sweep.mean_ci`.
+Monte Carlo (:class:`MonteCarloRun`): :func:`simulations.monte_carlo.simulate` (exact backend,
+:func:`simulations.pipelines.run_trial`) of a :class:`theory.spec.Spec` with Gaussian-mixture
+features of dimension ``p = round(N / n_over_p)`` when the ``N/p`` slider is above 0 (the
+theory's dimension), else ``dim``, and exact-count label noise (so the count matrix equals the
+theory's and only the finite-``p`` feature randomness differs), methods ``'sd'`` and
+``'pll-ce'``, trial ``i`` seeded by :func:`simulations.pipelines.trial_seed` ``(seed, i)``
+(``first_trial=i``); 95% Student-t intervals from :func:`simulations.sweep.mean_ci`.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from figures.explorer_params import normalise_params, superclass_groups, theory_dim
-from theory.blas import single_thread_blas
 from theory.partial_labels import PLL_MIN_CLASSES
+from theory.spec import METRICS, Spec
 
 __all__ = ["MonteCarloRun", "MonteCarloSummary"]
 
@@ -48,9 +49,12 @@ class MonteCarloSummary:
 class MonteCarloRun:
     """A quick Monte Carlo at one explorer point, advanced one trial per :meth:`step`.
 
-    Each trial runs :func:`simulations.pipelines.run_trial` for methods ``'sd'`` and ``'pll-ce'``
-    with the same seed (so both share features and noisy labels). Thread-safe: a worker thread may
-    call :meth:`step` while another thread reads :meth:`summary` / :attr:`progress`.
+    Each trial runs :func:`simulations.monte_carlo.simulate` (one trial, ``first_trial`` its
+    index) for methods ``'sd'`` and ``'pll-ce'`` with the same seed (so both share features and
+    noisy labels). Thread-safe: a worker thread may call :meth:`step` while another thread reads
+    :meth:`summary` / :attr:`progress`. ``specs`` are the methods' :class:`~theory.spec.Spec`,
+    ``configs`` the equivalent :class:`~simulations.pipelines.TrialConfig` (the cost estimates of
+    :mod:`figures.explorer_cli` take them).
 
     Raises
     ------
@@ -81,12 +85,15 @@ class MonteCarloRun:
             lam=p["lam"],
             noise=p["noise"],
             sampling="exact-count",
-            features="mixture",
             groups=superclass_groups(p["n_classes"]) if p["noise"] == "superclass" else None,
         )
-        self.configs = {"sd": TrialConfig(rounds=p["rounds"], method="sd", **common)}
+        self.specs = {"sd": Spec(rounds=p["rounds"], method="sd", **common)}
         if p["n_classes"] >= PLL_MIN_CLASSES:  # K = 2: the PLL student is undefined (NaN)
-            self.configs["pll-ce"] = TrialConfig(rounds=1, method="pll-ce", **common)
+            self.specs["pll-ce"] = Spec(rounds=1, method="pll-ce", **common)
+        self.configs = {
+            m: TrialConfig(**{**common, "features": "mixture"}, rounds=s.rounds, method=m)
+            for m, s in self.specs.items()
+        }
         self.total = p["trials"]
         self._rows: list[dict] = []  # one dict per finished trial
         self._errors: list[str] = []
@@ -106,23 +113,24 @@ class MonteCarloRun:
 
     def step(self) -> bool:
         """Run the next trial; return ``False`` if all trials were already done."""
-        from simulations.pipelines import run_trial, trial_seed
+        from simulations.monte_carlo import simulate
         from simulations.solver import ConvergenceError
 
         with self._lock:
             if self._next >= self.total:
                 return False
             index = self._next
-        seed = trial_seed(self.params["seed"], index)
+        # one trial of each method, same seed; the explorer bounds its own sizes (no time limit)
+        kw = dict(seed=self.params["seed"], first_trial=index, keep_trials=True, max_seconds=None)
         try:
-            with single_thread_blas():
-                sd = run_trial(self.configs["sd"], seed)
-                pll = run_trial(self.configs["pll-ce"], seed) if "pll-ce" in self.configs else None
+            res = {m: simulate(spec, 1, **kw).samples[0] for m, spec in self.specs.items()}
+            train, pop = METRICS.index("train_acc"), METRICS.index("pop_acc")
+            pll = res.get("pll-ce")
             row = {
-                "sd_train": [r["train_acc"] for r in sd.rows],
-                "sd_pop": [r["pop_acc"] for r in sd.rows],
-                "pll_train": np.nan if pll is None else pll.rows[-1]["train_acc"],
-                "pll_pop": np.nan if pll is None else pll.rows[-1]["pop_acc"],
+                "sd_train": list(res["sd"][:, train]),
+                "sd_pop": list(res["sd"][:, pop]),
+                "pll_train": np.nan if pll is None else pll[-1, train],
+                "pll_pop": np.nan if pll is None else pll[-1, pop],
             }
             err = None
         except ConvergenceError as exc:  # reported in the window; the other trials continue

@@ -1,17 +1,18 @@
 """``python -m simulations run ...`` — one configuration, per-round accuracies beside the theory.
 
-Runs ``--trials`` Monte Carlo trials of one :class:`simulations.pipelines.TrialConfig` and prints,
-for every round, the simulated accuracies (mean and 95% CI over trials) next to the group-level
-theory for the block model ``(K, n, c, d)`` evaluated on each trial's *realised* count matrix and
-averaged over trials:
+Runs ``--trials`` Monte Carlo trials of one :class:`simulations.pipelines.TrialConfig`
+(:func:`simulations.monte_carlo.simulate` of its :func:`run_spec`, exact backend) and prints, for
+every round, the simulated accuracies (mean and 95% CI over trials) next to the theory,
+:func:`theory.spec.predict` of ``Spec(counts=C)`` for each trial's *realised* count matrix ``C``
+(once per distinct matrix), averaged over trials:
 
 * ``exact``: :func:`theory.groups.predict_exact` (non-linearised fixed point, round by round);
 * ``linear``: :func:`theory.groups.predict_linear` (label-averaging closed form);
 * for the PLL methods, round 1 is the PLL student: :func:`theory.pll.predict_pll`
   (``method='exact'`` / ``'linear'``), with ``loss='candidate'`` / ``'gce'`` (and ``q``) for
-  ``--method pll-candidate`` / ``pll-gce`` when this build's ``predict_pll`` accepts a ``loss``
-  argument; otherwise (and for the reference GCE, ``pll-gce-ref``, if the theory does not know
-  ``'gce-reference'``) a note says that the theory for that loss is not available.
+  ``--method pll-candidate`` / ``pll-gce``; the reference GCE (``pll-gce-ref``) has no group
+  theory, and a loss the theory rejects at these parameters (or a saddle of the non-convex
+  engine) gives a note.
 
 * ``finite`` (mixture features, ``--method sd`` only): :func:`theory.finite.predict_finite`, the
   deterministic-equivalent prediction of the *linearised* SD rounds on the mixture's random Gram
@@ -40,7 +41,7 @@ moves the exact probe away from any linearised prediction. No theory is availabl
 from __future__ import annotations
 
 import argparse
-import inspect
+import functools
 import json
 import math
 import sys
@@ -57,6 +58,7 @@ from simulations.memory import (
     parse_max_memory,
     trial_bytes,
 )
+from simulations.monte_carlo import simulate
 from simulations.noise import SAMPLING_MODES
 from simulations.pipelines import (
     FEATURE_MODELS,
@@ -64,21 +66,16 @@ from simulations.pipelines import (
     PLL_LOSSES,
     TEMPERATURE_RANGE,
     TrialConfig,
-    run_trial,
-    trial_seed,
 )
 from simulations.runtime import DEFAULT_MAX_SECONDS, run_theory_seconds, trial_seconds
 from simulations.solver import ConvergenceError
 from simulations.sweep import mean_ci
-from theory.names import METRICS, NOISE_KINDS, ROUNDS_HELP, THEORY_FIELDS
+from theory.names import METRICS, NOISE_KINDS, ROUNDS_HELP, THEORY_LOSSES
+from theory.spec import METRICS as SPEC_METRICS
+from theory.spec import Result, Spec, predict
 from theory.validation import LAM_MAX, LAM_MIN
 
 __all__ = ["build_parser", "main", "run_with_theory"]
-
-_SIM_METRICS = METRICS
-#: simulation metric -> GroupPrediction field (the registry's map)
-_THEORY_FIELDS = THEORY_FIELDS
-
 
 #: Typical seconds above which the exact finite-ratio theory is skipped (with a note) for one
 #: count matrix; and its lattice points per shift and group (docs/theory.md §16.6).
@@ -232,59 +229,71 @@ def _finite_model(cfg: TrialConfig):
         return None, f"finite-p theory not available: {exc}"
 
 
+def run_spec(cfg: TrialConfig) -> Spec:
+    """The :class:`theory.spec.Spec` of a run (``dim = inf`` for exact-block features).
+
+    ``n_test``, ``temperature`` and ``tol`` are :func:`simulations.monte_carlo.simulate`
+    keywords, not spec fields: they change how trials are computed, not what the theory predicts.
+    """
+    dim = cfg.dim if cfg.features == "mixture" else math.inf
+    return Spec(**_spec_fields(cfg), dim=dim, groups=cfg.groups, n_groups=cfg.n_groups)
+
+
+def _spec_fields(cfg: TrialConfig) -> dict:
+    names = ("n_classes", "per_class", "c", "d", "lam", "rounds", "noise", "eta", "method", "q")
+    return {name: getattr(cfg, name) for name in names} | {"sampling": cfg.sampling}
+
+
+def _theory_spec(cfg: TrialConfig, counts, dim, method: str | None = None) -> Spec:
+    """The theory's question for one realised count matrix (``method='sd'``: the teacher's
+    rows ``0..R``, ``R = 0`` for a PLL run)."""
+    fields = _spec_fields(cfg) | {"counts": tuple(map(tuple, np.asarray(counts).tolist()))}
+    if method == "sd" and cfg.method != "sd":
+        fields.update(method="sd", rounds=0)
+    return Spec(**fields, dim=dim)
+
+
 def _theory(cfg: TrialConfig, counts) -> tuple[dict, list[str]]:
-    """Theory predictions ``{name: {round: {metric: value}}}`` for one realised count matrix."""
+    """Theory predictions ``{name: {round: {metric: value}}}`` for one realised count matrix,
+    each from :func:`theory.spec.predict` on ``Spec(counts=counts)``."""
     notes = []
     if cfg.temperature != 1.0:
         return {}, ["theory not available: it distils on raw outputs (temperature = 1)"]
-    from theory.groups import BlockModel, predict_exact, predict_linear
-
-    model = BlockModel(cfg.n_classes, cfg.per_class, cfg.c, cfg.d)
-    rounds = cfg.rounds if cfg.method == "sd" else 0
-    preds = {
-        "exact": predict_exact(model, counts, cfg.lam, rounds),
-        "linear": predict_linear(model, counts, cfg.lam, rounds),
-    }
+    block = _theory_spec(cfg, counts, math.inf, method="sd")
+    preds = {name: predict(block, name) for name in ("exact", "linear")}
     mixture, note = _finite_model(cfg)
     if mixture is not None:
-        from theory.finite import predict_finite
-        from theory.finite_exact.report import (
-            LINEARISED_TOL,
-            linearised_regime,
-            random_matrix_failure,
-        )
+        from theory.finite_exact.report import LINEARISED_TOL, random_matrix_failure
 
+        finite = _theory_spec(cfg, counts, cfg.dim)
         refused = random_matrix_failure(cfg.lam, mixture.ratio)
         if refused is None:
             try:
-                preds["finite"] = predict_finite(mixture, counts, cfg.lam, rounds)
+                preds["finite"] = predict(finite, "finite")
             except ValueError as exc:  # e.g. FiniteResolutionError at very small lam or N/p
                 notes.append(f"finite-p theory not available: {' '.join(str(exc).split())}")
         else:
             notes.append(refused)
-        exact_pred, exact_note = _finite_exact(mixture, counts, cfg.lam, rounds)
+        exact_pred, exact_note = _finite_exact(finite, mixture)
         if exact_pred is not None:
             preds["finite_exact"] = exact_pred
         if exact_note is not None:
             notes.append(exact_note)
         if "finite" in preds:
             if exact_pred is not None:
-                gap = max(
-                    float(np.nanmax(np.abs(getattr(preds["finite"], f) - getattr(exact_pred, f))))
-                    for f in _THEORY_FIELDS.values()
-                )
+                diff = np.abs(preds["finite"].values - exact_pred.values)
+                gap = float(np.max(diff[~np.isnan(diff)], initial=-np.inf))  # NaN: undefined
                 if gap > LINEARISED_TOL:
                     notes.append(
                         f"f-lin (linearised) differs from f-exact by up to {gap:.3f} "
                         f"(> {LINEARISED_TOL}): outside its validated regime"
                     )
-            else:
-                ok, why = linearised_regime(cfg.n_classes, cfg.lam, mixture.ratio)
-                if not ok:
-                    notes.append(f"f-lin: {why}")
+            elif not preds["finite"].extra["validated_regime"]:
+                notes.append(f"f-lin: {preds['finite'].notes[0]}")
     elif note is not None:
         notes.append(note)
-    out = {name: _by_round(pred, range(rounds + 1)) for name, pred in preds.items()}
+    rounds = range(block.rounds + 1)
+    out = {name: _by_round(pred, rounds) for name, pred in preds.items()}
     if cfg.method in PLL_LOSSES and cfg.features == "mixture":
         # The exact finite-ratio theory covers the cross-entropy PLL student (teacher + student).
         if cfg.method == "pll-ce" and cfg.n_classes >= 3:
@@ -296,7 +305,7 @@ def _theory(cfg: TrialConfig, counts) -> tuple[dict, list[str]]:
                 mix, exact_note = None, f"finite-exact theory not available: {exc}"
             exact_pred = None
             if mix is not None:
-                exact_pred, exact_note = _finite_exact(mix, counts, cfg.lam, 1, student="pll")
+                exact_pred, exact_note = _finite_exact(_theory_spec(cfg, counts, cfg.dim), mix)
             if exact_pred is not None:
                 out["finite_exact"] = _by_round(exact_pred, [0, 1])
             if exact_note is not None:
@@ -307,56 +316,27 @@ def _theory(cfg: TrialConfig, counts) -> tuple[dict, list[str]]:
                 "candidate-set losses are not convex per point)"
             )
     if cfg.method in PLL_LOSSES:
-        loss = PLL_LOSSES[cfg.method]
+        student_spec = _theory_spec(cfg, counts, math.inf)
         for name in ("exact", "linear"):
-            student, note = _pll_theory(model, counts, cfg.lam, loss, cfg.q, name)
-            if student is None:
-                if note not in notes:
-                    notes.append(note)
-            else:
-                # predict_pll returns one row (the student), reported as round 1.
-                out[name][1] = _by_round(student, [0])[0]
-                note = _saddle_note(student, loss)
-                if note is not None and note not in notes:
-                    notes.append(note)
+            student, note = _pll_theory(student_spec, name)
+            for n in [note] if student is None else student.notes:
+                if n not in notes:
+                    notes.append(n)
+            if student is not None:  # rows [teacher, student]: the student is round 1
+                out[name][1] = _by_round(student, [1])[1]
     return out, notes
 
 
-def _saddle_note(student, loss: str):
-    """A note when the exact non-convex student's engine solve stopped at a saddle.
-
-    The theory column then shows the local minimum reached from the saddle
-    (:func:`theory.group_descent.descend_to_minimum`), or nothing (NaN) if none was reached;
-    a saddle's accuracies are never shown as the prediction.
-    """
-    descent = getattr(student, "descent", None)
-    if descent is None or (not descent.saddles and not descent.status.startswith("saddle")):
-        return None
-
-    def accs(point):
-        return f"train {point.label[0]:.3f}, pop {point.label[3]:.3f}"
-
-    first = descent.saddles[0] if descent.saddles else descent.end
-    head = f"exact theory for loss {loss}: the group engine stopped at a saddle ({accs(first)})"
-    if descent.status.startswith("saddle"):
-        return f"{head}; no local minimum reached ({descent.status}): not predicted"
-    extra = " (ambiguous: the two sides of the saddle differ)" if descent.ambiguous else ""
-    return f"{head}; shown is the local minimum reached from it ({accs(descent.end)}){extra}"
-
-
-def _finite_exact(mixture, counts, lam, rounds, student="sd"):
-    """``(prediction, None)`` of the exact finite-ratio theory, or ``(None, note)`` when it does
+def _finite_exact(spec: Spec, mixture):
+    """``(Result, None)`` of the exact finite-ratio theory, or ``(None, note)`` when it does
     not apply (``p <= K``) or would exceed :data:`FINITE_EXACT_SECONDS` for this count matrix."""
-    from theory.finite_exact import (
-        FixedPointNotConverged,
-        exact_resource_estimate,
-        predict_finite_exact,
-    )
+    from theory.finite_exact import FixedPointNotConverged, exact_resource_estimate
     from theory.finite_exact.prox import ProxNotConverged
 
     if mixture.dim <= mixture.n_classes:
         return None, "finite-exact theory needs p > K (its bulk has p - K dimensions)"
-    est = exact_resource_estimate(mixture, counts, rounds, points=FINITE_EXACT_POINTS)
+    counts = spec.count_matrix()
+    est = exact_resource_estimate(mixture, counts, spec.rounds, points=FINITE_EXACT_POINTS)
     if est["seconds"] > FINITE_EXACT_SECONDS:
         return None, (
             f"finite-exact theory skipped for a count matrix: about {est['seconds']:.3g} s "
@@ -364,13 +344,10 @@ def _finite_exact(mixture, counts, lam, rounds, student="sd"):
             "sampling makes the count matrix circulant and cheap)"
         )
     try:
-        pred = predict_finite_exact(
-            mixture, counts, lam, rounds, points=FINITE_EXACT_POINTS, student=student
-        )
+        return predict(spec, "finite_exact", points=FINITE_EXACT_POINTS), None
     except (FixedPointNotConverged, ProxNotConverged, np.linalg.LinAlgError, ValueError) as exc:
         # e.g. lam = 1e-12: a note, never numbers from an unconverged fixed point
         return None, f"finite-exact theory not available: {' '.join(str(exc).split())}"
-    return pred, None
 
 
 def _finite_exact_budget(cfg: TrialConfig) -> tuple[float, float]:
@@ -422,70 +399,74 @@ def _finite_exact_budget(cfg: TrialConfig) -> tuple[float, float]:
     return float(est["seconds"]), float(est["bytes"])
 
 
-def _pll_theory(model, counts, lam, loss: str, q: float, method: str):
-    """``(prediction, None)`` from :func:`theory.pll.predict_pll`, or ``(None, note)``.
-
-    The loss-aware group theory (``predict_pll(..., loss=, q=)``) may be missing from this build;
-    it is detected from the signature, and a loss or method it rejects becomes a note.
-    """
+def _pll_theory(spec: Spec, source: str):
+    """``(Result, None)`` from :func:`theory.spec.predict` for a PLL spec, or ``(None, note)``
+    when the group theory does not cover its loss or rejects it at these parameters."""
+    loss = PLL_LOSSES[spec.method]
+    if loss not in THEORY_LOSSES:  # the reference GCE: no group-level theory
+        msg = f"loss must be one of {THEORY_LOSSES}, got {loss!r}"
+        return None, f"{source} theory for loss {loss} not available: {msg}"
     try:
-        from theory.pll import predict_pll
-    except ImportError:
-        return None, "PLL theory not available: theory.pll.predict_pll not found"
-    if loss == "ce":
-        return predict_pll(model, counts, lam, method=method), None
-    params = inspect.signature(predict_pll).parameters
-    if "loss" not in params:
-        return None, f"theory for loss {loss} not available in this build"
-    kwargs = {"loss": loss}
-    if "q" in params and loss in ("gce", "gce-reference"):
-        kwargs["q"] = q
-    try:
-        return predict_pll(model, counts, lam, method=method, **kwargs), None
+        return predict(spec, source), None
     except (ValueError, NotImplementedError) as exc:
-        if loss not in str(exc) and method not in str(exc):
+        if loss not in str(exc) and source not in str(exc):
             raise  # a genuine input error, not an unsupported loss / method
-        return None, f"{method} theory for loss {loss} not available: {exc}"
+        return None, f"{source} theory for loss {loss} not available: {exc}"
 
 
-def _by_round(pred, rounds) -> dict:
-    return {t: {m: float(getattr(pred, f)[t]) for m, f in _THEORY_FIELDS.items()} for t in rounds}
+def _by_round(res: Result, rounds) -> dict:
+    return {t: {m: float(res.values[t, j]) for j, m in enumerate(SPEC_METRICS)} for t in rounds}
 
 
-def run_with_theory(cfg: TrialConfig, trials: int, base_seed: int, *, quiet: bool = True) -> dict:
+def run_with_theory(
+    cfg: TrialConfig, trials: int, base_seed: int, *, quiet: bool = True, max_memory=None
+) -> dict:
     """Simulate ``trials`` trials and attach the theory; returns a JSON-compatible dict.
 
-    ``quiet=False`` draws a progress bar on stderr (:mod:`selfdistill_cli.progress`).
+    The trials are :func:`simulations.monte_carlo.simulate` of :func:`run_spec` (exact backend;
+    the limits were checked by :func:`main`); the theory is :func:`_theory` per distinct realised
+    count matrix. ``quiet=False`` draws a progress bar on stderr (:mod:`selfdistill_cli.progress`).
     """
-    sims: dict[int, dict[str, list]] = {}
+    bar = functools.partial(progress_bar, desc="trials", unit="trial", quiet=quiet)
+    res = simulate(
+        run_spec(cfg),
+        trials,
+        seed=base_seed,
+        n_test=cfg.n_test,
+        tol=cfg.tol,
+        temperature=cfg.temperature,
+        keep_trials=True,
+        progress=bar,
+        max_seconds=None,
+        max_memory=max_memory,
+    )
+    extra = {m: res.trial_data[m] for m in METRICS if m not in SPEC_METRICS}
+    sims = {
+        t: {
+            m: res.samples[:, t, SPEC_METRICS.index(m)] if m in SPEC_METRICS else extra[m][:, t]
+            for m in METRICS
+        }
+        for t in range(res.samples.shape[1])
+    }
     theo: dict[str, dict[int, dict[str, list]]] = {}
     notes: list[str] = []
-    certified = True
-    groups = []
     cache: dict[bytes, tuple] = {}  # the theory is a pure function of the count matrix
-    for i in progress_bar(range(trials), desc="trials", unit="trial", quiet=quiet):
-        trial = run_trial(cfg, trial_seed(base_seed, i))
-        groups.append(trial.groups)
-        for row in trial.rows:
-            per = sims.setdefault(row["round"], {m: [] for m in _SIM_METRICS})
-            for m in _SIM_METRICS:
-                per[m].append(row[m])
-            certified &= bool(row["converged"])
-        key = np.asarray(trial.counts, dtype=np.int64).tobytes()
+    for counts in res.counts:
+        key = np.asarray(counts, dtype=np.int64).tobytes()
         if key not in cache:
-            cache[key] = _theory(cfg, trial.counts)
+            cache[key] = _theory(cfg, counts)
         pred, trial_notes = cache[key]
         notes += [note for note in trial_notes if note not in notes]
         for name, rounds in pred.items():
             for t, vals in rounds.items():
-                acc = theo.setdefault(name, {}).setdefault(t, {m: [] for m in _THEORY_FIELDS})
+                acc = theo.setdefault(name, {}).setdefault(t, {m: [] for m in SPEC_METRICS})
                 for m, v in vals.items():
                     acc[m].append(v)
     rounds_out = []
     for t in sorted(sims):
         entry = {"round": t, "simulation": {}, "theory": {}}
         for m, values in sims[t].items():
-            mean, half, count = mean_ci(values)
+            mean, half, count = mean_ci(values.tolist())
             entry["simulation"][m] = {"mean": _clean(mean), "ci95": _clean(half), "n": count}
         for name, rounds in theo.items():
             if t in rounds:
@@ -496,9 +477,9 @@ def run_with_theory(cfg: TrialConfig, trials: int, base_seed: int, *, quiet: boo
         "key": cfg.key(),
         "trials": trials,
         "base_seed": base_seed,
-        "all_certified": certified,
+        "all_certified": bool(res.trial_data["converged"].all()),
         "rounds": rounds_out,
-        "groups": groups if cfg.noise == "superclass" else None,
+        "groups": res.trial_data["groups"] if cfg.noise == "superclass" else None,
         "notes": notes,
     }
 
@@ -541,7 +522,7 @@ def _print_table(result: dict) -> None:
     )
     print(head)
     for entry in result["rounds"]:
-        for m in _SIM_METRICS:
+        for m in METRICS:
             sim = entry["simulation"][m]
             cells = [entry["theory"].get(n, {}).get(m) for n in names]
             print(
@@ -592,7 +573,9 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        result = run_with_theory(cfg, args.trials, args.seed, quiet=args.quiet)
+        result = run_with_theory(
+            cfg, args.trials, args.seed, quiet=args.quiet, max_memory=max_memory
+        )
     except ConvergenceError as exc:  # inputs the exact solver cannot certify: no partial rows
         print(
             f"error: {' '.join(str(exc).split())} (an uncertified solve is never reported; "

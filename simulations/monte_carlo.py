@@ -11,8 +11,9 @@ Signatures
 ::
 
     simulate(spec, trials, *, seed=0, backend='exact', workers=1, n_test=100, tol=1e-9,
-             exact_pop=True, pll=False, keep_trials=False, label=None,
-             max_seconds=DEFAULT_MAX_SECONDS, max_memory=None) -> Result
+             exact_pop=True, pll=False, temperature=1.0, keep_trials=False, label=None,
+             progress=None, first_trial=0, max_seconds=DEFAULT_MAX_SECONDS,
+             max_memory=None) -> Result
     simulate_many(specs, trials, *, <the same keywords>) -> list[Result]
     BACKENDS = {'exact': 'monte_carlo', 'linearised': 'linearised_monte_carlo',
                 'kernel': 'kernel_monte_carlo'}            # backend -> Result.source
@@ -46,8 +47,11 @@ Backends
 ``exact_pop``, ``pll``) are keywords, not :class:`~theory.spec.Spec` fields: they change how a
 trial is computed or what it reports, not the experiment the theory predicts.
 
-Labels are sampled with ``sampling='exact-count'``, so every trial's count matrix is the
-theory's ``spec.count_matrix()``; ``spec.transition``, when set, replaces ``noise``/``eta``.
+Labels are sampled as ``spec.sampling`` says: with ``'exact-count'`` (the default) every
+trial's count matrix is the theory's ``spec.count_matrix()``; with ``'random'`` (or superclass
+``n_groups``, exact backend) each trial has its own, ``Result.counts[i]``, and the theory is asked
+per matrix, ``predict(dataclasses.replace(spec, counts=C))`` (as ``simulations run`` does).
+``spec.transition``, when set, replaces ``noise``/``eta`` (kernel and linearised backends).
 Trial ``i`` uses :func:`simulations.pipelines.trial_seed` ``(seed, i)`` (the same stream as the
 ``i``-th child of ``SeedSequence(seed)``, :func:`simulations.gram_trials.trial_seeds`) for every
 backend and every spec of :func:`simulate_many` (common random numbers), so its stream depends
@@ -90,7 +94,7 @@ BACKENDS = {
 KERNEL_METHODS = ("sd", "pll-ce")
 
 
-#: Per-trial fields of the exact backend beside the metrics: per row (round) ...
+#: Per-trial fields of the exact backend beside the metrics, one value per row (round).
 _EXACT_ROW_FIELDS = ("pop_acc_sampled", "pop_acc_err", "top2_coverage", "converged")
 
 
@@ -138,7 +142,6 @@ def _kernel_job(job) -> dict:
     """
     trial, seed, student_only = job
     out = run_mixture_trial((trial, seed))
-
     sd_values = np.column_stack([np.asarray(out[m], dtype=float) for m in METRICS])
     sd_fields = {k: np.asarray(out[k], dtype=float) for k in _KERNEL_FIELDS}
     res = {"counts": out["counts"], "fields": {"max_residual": float(out["max_residual"])}}
@@ -155,7 +158,14 @@ def _kernel_job(job) -> dict:
     return res
 
 
-def _check_backend(spec: Spec, backend: str, pll: bool, temperature: float) -> None:
+def _check_backend(spec: Spec, backend: str, knobs: dict) -> None:
+    """``ValueError`` naming the backend that covers what ``backend`` does not."""
+    pll, temperature = knobs["pll"], knobs["temperature"]
+    if not knobs["exact_pop"] and backend != "kernel":
+        raise ValueError(
+            f"exact_pop=False (skip the exact population accuracy) needs backend='kernel'; got "
+            f"backend={backend!r}"
+        )
     if backend != "exact":
         if spec.n_groups is not None:
             raise ValueError(
@@ -255,22 +265,26 @@ def _params(spec: Spec, backend: str, knobs: dict):
 def _cost(spec: Spec, backend: str, params, n_test: int) -> tuple[float, int]:
     """``(seconds, bytes)`` of one trial (:mod:`simulations.runtime`, :mod:`simulations.memory`).
 
-    Linearised backend: sampling the ``N x N`` Gram matrix and its eigendecomposition,
-    ``factor_seconds(N, p)``, with ~6 ``N x N`` and 2 ``N x p`` float64 arrays alive. Kernel
-    backend: sampling the ``N' x N'`` Gram matrix of training and test points
-    (``N' = N + K n_test``, Bartlett: ``O(N'^3)``, ``factor_seconds(N', N')``), then one solve
-    and one ``K``-dimensional orthant integral per class and row, with ~6 ``N' x N'`` arrays.
+    The linearised and kernel backends sample the Gram matrix of ``N'`` points directly
+    (:func:`simulations.features.mixture_gram`): by the Bartlett decomposition when
+    ``p - K >= N'`` (``O(N'^3)``, no ``N' x p`` array), else from explicit noise of shape
+    ``(N', p - K)`` with ``p - K < N'``; so a trial costs about one factorisation of ``N'``
+    points in ``min(p, N')`` dimensions and holds ~8 ``N' x N'`` float64 arrays, whatever ``p``.
+    Linearised: ``N' = N``, then one eigendecomposition. Kernel: ``N' = N + K n_test`` (training
+    and test points), then one solve and one ``K``-dimensional orthant integral per class and row.
     """
     if backend == "exact":
         return trial_seconds(params), trial_bytes(params)
     k = spec.n_classes
     n = k * spec.per_class
+    big = n if backend == "linearised" else n + k * n_test
+    sample = TRIAL_SECONDS + factor_seconds(big, min(int(spec.dim), big))
+    nbytes = 8 * 8 * big * big
     if backend == "linearised":
-        return TRIAL_SECONDS + factor_seconds(n, int(spec.dim)), 8 * (6 * n * n + 2 * n * spec.dim)
-    big = n + k * n_test
+        return sample + factor_seconds(n, n), nbytes
     rows = params.rounds + 1 + int(params.pll)
     per_row = solve_seconds(n, n, k) + (ORTHANT_SECONDS * k * k if params.exact_pop else 0.0)
-    return TRIAL_SECONDS + factor_seconds(big, big) + rows * per_row, 8 * 6 * big * big
+    return sample + rows * per_row, nbytes
 
 
 def _summarise(spec, source, out, keep_trials, extra_fn) -> Result:
@@ -305,6 +319,7 @@ def simulate_many(
     keep_trials: bool = False,
     label: str | None = None,
     progress=None,
+    first_trial: int = 0,
     max_seconds: float | None = DEFAULT_MAX_SECONDS,
     max_memory: float | None = None,
 ) -> list[Result]:
@@ -320,7 +335,7 @@ def simulate_many(
     specs : sequence of theory.spec.Spec
         Without ``counts`` (labels are sampled from ``noise``/``eta`` or ``transition``).
     trials, seed, backend, workers, n_test, tol, exact_pop, pll, temperature, keep_trials,
-    label, progress, max_seconds, max_memory
+    label, progress, first_trial, max_seconds, max_memory
         As in :func:`simulate`; the time and memory limits apply to the whole batch.
 
     Returns
@@ -336,18 +351,19 @@ def simulate_many(
             raise ValueError(f"spec must be a theory.spec.Spec, got {type(spec).__name__}")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {tuple(BACKENDS)}, got {backend!r}")
+    t = check_int(trials, "trials", 1)
+    base = check_int(seed, "seed", 0)
+    first = check_int(first_trial, "first_trial", 0)
+    n_test = check_int(n_test, "n_test", 1)
+    knobs = dict(n_test=n_test, tol=tol, exact_pop=bool(exact_pop), pll=bool(pll))
+    knobs["temperature"] = temperature
     for spec in specs:
         if spec.counts is not None:
             raise ValueError(
                 "spec.counts is set: the Monte Carlo samples labels from spec.noise and spec.eta "
                 "(exact-count sampling gives spec.count_matrix() without counts)"
             )
-        _check_backend(spec, backend, bool(pll), temperature)
-    t = check_int(trials, "trials", 1)
-    base = check_int(seed, "seed", 0)
-    n_test = check_int(n_test, "n_test", 1)
-    knobs = dict(n_test=n_test, tol=tol, exact_pop=bool(exact_pop), pll=bool(pll))
-    knobs["temperature"] = temperature
+        _check_backend(spec, backend, knobs)
     plans = [_params(spec, backend, knobs) for spec in specs]
     costs = [_cost(spec, backend, plan[1], n_test) for spec, plan in zip(specs, plans, strict=True)]
     at_once = min(check_int(workers, "workers", 1), t * len(specs))
@@ -364,7 +380,7 @@ def simulate_many(
     fn = plans[0][0]
     # Fresh seed objects per job: a trial spawns children from its SeedSequence, which advances
     # that object's spawn counter (simulations.gram_trials.run_mc_many).
-    jobs = [(plan[1], trial_seed(base, i), *plan[2]) for plan in plans for i in range(t)]
+    jobs = [(plan[1], trial_seed(base, first + i), *plan[2]) for plan in plans for i in range(t)]
     if progress is None:
         out = parallel_map(fn, jobs, workers, label)
     else:  # the caller's progress display, one process (e.g. selfdistill_cli.progress)
@@ -424,6 +440,7 @@ def simulate(
     keep_trials: bool = False,
     label: str | None = None,
     progress=None,
+    first_trial: int = 0,
     max_seconds: float | None = DEFAULT_MAX_SECONDS,
     max_memory: float | None = None,
 ) -> Result:
@@ -465,6 +482,9 @@ def simulate(
         Wraps the iterable of job indices to display progress (e.g.
         ``functools.partial(selfdistill_cli.progress.progress_bar, desc="trials")``); the
         trials then run in this process, one after another, whatever ``workers``.
+    first_trial : int
+        Index ``>= 0`` of the first trial: trial ``i`` uses ``trial_seed(seed, first_trial + i)``,
+        so a run can be continued (or advanced one trial at a time) with the same numbers.
     max_seconds : float or None
         Refuse up front (``ValueError``, one line with the estimate) a run whose estimated time
         (:mod:`simulations.runtime`) exceeds this many seconds; default one hour, ``None``: no
@@ -501,6 +521,7 @@ def simulate(
         keep_trials=keep_trials,
         label=label,
         progress=progress,
+        first_trial=first_trial,
         max_seconds=max_seconds,
         max_memory=max_memory,
     )[0]

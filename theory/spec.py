@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from theory.gram import check_block_params
+from theory.gram import check_block_params, check_mixture_params
 from theory.names import (
     DEFAULT_Q,
     METHOD_LOSS,
@@ -117,7 +117,9 @@ class Spec:
         sampled class means (finite ``dim``; the Monte Carlo's exact backend only): no fixed
         count matrix. Exclusive with ``groups``.
     dim : float
-        Feature dimension ``p > K``, or ``math.inf`` (default) for the block limit.
+        Feature dimension ``p >= K`` of the Gaussian mixture (whose class means need
+        ``0 <= c`` and ``c + (K - 1) d >= 0``; the finite-p theories need ``p > K``), or
+        ``math.inf`` (default) for the block limit.
     method : str
         ``'sd'`` or a PLL student of :data:`theory.names.METHODS`.
     q : float
@@ -187,6 +189,7 @@ class Spec:
                     f"dim must be an integer >= n_classes={k}, or math.inf, got {self.dim!r}"
                 )
             dim = int(dim)
+            check_mixture_params(k, dim, c, d)  # a mixture needs class means: 0 <= c, ...
         set_(self, "dim", dim)
         self._check_groups(k)
         q = check_positive(self.q, "q")
@@ -421,8 +424,10 @@ def predict(spec: Spec, source: str = "auto", *, points: int | None = None) -> R
     -------
     Result
         ``values[t, j]`` = metric ``METRICS[j]`` after round ``t`` (``se``, ``ci95`` ``None``).
-        ``notes`` carry the fixed point's convergence for ``'finite_exact'`` and the measured
-        validity of the linearised finite-p theory for ``'finite'`` (docs/theory.md §11.9, §16.7).
+        ``notes`` carry the fixed point's convergence for ``'finite_exact'``, the measured
+        validity of the linearised finite-p theory for ``'finite'`` (docs/theory.md §11.9,
+        §16.7), and for a non-convex PLL student whether the group engine stopped at a saddle
+        (the values are then the local minimum reached from it).
 
     Raises
     ------
@@ -454,9 +459,35 @@ def predict(spec: Spec, source: str = "auto", *, points: int | None = None) -> R
         model, counts, spec.lam, method=source, loss=loss, q=spec.q, allow_unconverged=True
     )
     notes = ()
-    if not bool(np.all(getattr(student, "converged", [True]))):
+    converged = getattr(student, "converged", None)  # None: the linear student has no solve
+    if converged is not None and not bool(np.all(converged)):
         notes = ("the exact PLL student was not certified (see theory.pll.predict_pll)",)
+    saddle = _saddle_note(student, loss)
+    if saddle is not None:
+        notes += (saddle,)
     return Result(spec, source, np.vstack([_table(teacher), _table(student)]), notes=notes)
+
+
+def _saddle_note(student, loss: str) -> str | None:
+    """A note when the exact non-convex student's engine solve stopped at a saddle.
+
+    The values then show the local minimum reached from the saddle
+    (:func:`theory.group_descent.descend_to_minimum`), or nothing (NaN) if none was reached;
+    a saddle's accuracies are never shown as the prediction.
+    """
+    descent = getattr(student, "descent", None)
+    if descent is None or (not descent.saddles and not descent.status.startswith("saddle")):
+        return None
+
+    def accs(point):
+        return f"train {point.label[0]:.3f}, pop {point.label[3]:.3f}"
+
+    first = descent.saddles[0] if descent.saddles else descent.end
+    head = f"exact theory for loss {loss}: the group engine stopped at a saddle ({accs(first)})"
+    if descent.status.startswith("saddle"):
+        return f"{head}; no local minimum reached ({descent.status}): not predicted"
+    extra = " (ambiguous: the two sides of the saddle differ)" if descent.ambiguous else ""
+    return f"{head}; shown is the local minimum reached from it ({accs(descent.end)}){extra}"
 
 
 def _predict_finite(spec, source, counts, loss, points) -> Result:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -293,8 +295,51 @@ def test_simulate_progress_wraps_the_trials():
         ),
         (Spec(**FINITE), dict(backend="linearised", temperature=2.0), "temperature"),
         (Spec(**FINITE), dict(temperature=1e9), "temperature must lie in"),
+        (Spec(**FINITE), dict(exact_pop=False), "exact_pop=False .* needs backend='kernel'"),
     ],
 )
 def test_simulate_rejects_what_its_backend_cannot_sample(spec, kwargs, match):
     with pytest.raises(ValueError, match=match):
         simulate(spec, 2, **kwargs)
+
+
+def test_simulate_first_trial_continues_a_run():
+    spec = Spec(**FINITE)
+    whole = simulate(spec, 3, seed=2, keep_trials=True).samples
+    rest = simulate(spec, 2, seed=2, first_trial=1, keep_trials=True).samples
+    np.testing.assert_array_equal(rest, whole[1:])
+    with pytest.raises(ValueError, match="first_trial"):
+        simulate(spec, 1, first_trial=-1)
+
+
+def test_simulate_exact_pll_shares_the_sd_teacher():
+    # fresh seed objects per spec: a PLL run's teacher is the SD run's round 0 (same features
+    # and labels, so the same training decisions; the two pipelines solve it separately, each
+    # certified to a 1e-9 residual, so pop_acc agrees to that order, not to the last bit)
+    sd = simulate(Spec(**FINITE), 2, seed=6, keep_trials=True)
+    pll = simulate(Spec(**{**FINITE, "method": "pll-ce"}), 2, seed=6, keep_trials=True)
+    np.testing.assert_array_equal(pll.counts, sd.counts)
+    pop = METRICS.index("pop_acc")
+    np.testing.assert_array_equal(pll.samples[:, 0, :pop], sd.samples[:, 0, :pop])
+    np.testing.assert_allclose(pll.samples[:, 0, pop], sd.samples[:, 0, pop], rtol=0, atol=1e-8)
+
+
+def test_simulate_random_sampling_vs_theory_per_realised_counts():
+    # block limit, random labels: each trial has its own count matrix, and the exact theory of
+    # that matrix is the trial's accuracies exactly (as in test_simulate_block_limit_vs_...)
+    spec = Spec(n_classes=3, per_class=8, c=0.4, d=0.1, lam=1e-2, rounds=2, eta=0.3)
+    spec = dataclasses.replace(spec, sampling="random")
+    mc = simulate(spec, 3, seed=2, keep_trials=True)
+    assert len({c.tobytes() for c in mc.counts}) > 1  # the draws differ
+    for sample, counts in zip(mc.samples, mc.counts, strict=True):
+        given = dataclasses.replace(spec, counts=tuple(map(tuple, counts.tolist())))
+        np.testing.assert_array_equal(sample, predict(given).values)
+
+
+@pytest.mark.parametrize("backend", ["linearised", "kernel"])
+def test_simulate_gram_backends_cost_does_not_grow_with_dim(backend):
+    # the Gram matrix is sampled directly (Bartlett): p = 1e8 costs what p = 1e3 does, so the
+    # memory and time limits do not refuse it (a limit of 0.1 GB and 60 s; N' <= 60 points)
+    spec = Spec(**{**KERNEL, "dim": 10**8, "rounds": 1})
+    res = simulate(spec, 1, backend=backend, n_test=3, max_memory=0.1, max_seconds=60)
+    assert res.values.shape == (2, len(METRICS))

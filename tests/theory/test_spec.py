@@ -51,6 +51,13 @@ def test_predict_pll_block_vs_direct_call():
     np.testing.assert_array_equal(got.values[1], _fields(student)[0])
 
 
+@pytest.mark.parametrize("source", ["exact", "linear"])
+def test_predict_pll_certified_student_has_no_note(source):
+    # the linear student has no iterative solve (converged is None): no "not certified" note
+    res = predict(Spec(**{**BLOCK, "method": "pll-ce"}), source)
+    assert res.notes == ()
+
+
 def test_predict_finite_vs_direct_calls():
     spec = Spec(n_classes=3, per_class=20, c=0.4, d=0.1, lam=1e-2, rounds=2, eta=0.3, dim=120)
     counts = spec.count_matrix()
@@ -86,6 +93,7 @@ def test_predict_finite_refuses_where_random_matrix_part_fails():
         (dict(noise="superclass", n_groups=2), "needs a finite dim"),
         (dict(groups=((0, 1), (2,))), "only used with noise='superclass'"),
         (dict(sampling="poisson"), "sampling must be one of"),
+        (dict(per_class=2, dim=60, c=0.2, d=-0.15), r"c \+ \(K-1\) d >= 0"),  # no class means
         (dict(lam=0.0), "lam"),
         (dict(q=2.0), "q must lie in"),
         (dict(counts=((5, 5, 0), (0, 10, 0))), "counts must be a"),
