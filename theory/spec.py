@@ -213,6 +213,13 @@ class Result:
         What the source says about itself: convergence, validity, refusals.
     extra : dict
         Source-specific diagnostics (JSON-compatible), e.g. the fixed point's residual.
+    prediction : object, optional
+        A theory's native prediction object, for what ``values`` do not carry (ties, per-round
+        residuals and certificates, a PLL student's saddles, the finite-p bulk weights):
+        :class:`theory.groups.GroupPrediction` (``'exact'``, ``'linear'``; for a PLL spec the
+        student's, from :func:`theory.pll.predict_pll`), :func:`theory.finite.predict_finite`'s
+        and :func:`theory.finite_exact.predict_finite_exact`'s results. Not serialised
+        (:meth:`to_dict`), not compared; ``None`` for the Monte Carlo.
     """
 
     spec: Spec
@@ -223,6 +230,7 @@ class Result:
     trials: int | None = None
     notes: tuple = ()
     extra: dict = field(default_factory=dict)
+    prediction: object = field(default=None, repr=False, compare=False)
 
     @property
     def rounds(self) -> np.ndarray:
@@ -297,7 +305,16 @@ def _auto_source(spec: Spec, source: str) -> str:
     return source
 
 
-def predict(spec: Spec, source: str = "auto", *, points: int | None = None) -> Result:
+def predict(
+    spec: Spec,
+    source: str = "auto",
+    *,
+    points: int | None = None,
+    allow_unconverged: bool = False,
+    allow_refused: bool = False,
+    progress=None,
+    teacher: Result | None = None,
+) -> Result:
     r"""The theory's accuracies for ``spec``, rounds ``0..R``.
 
     Parameters
@@ -308,32 +325,63 @@ def predict(spec: Spec, source: str = "auto", *, points: int | None = None) -> R
         ``'finite_exact'`` otherwise.
     points : int, optional
         Quadrature points per shift of the exact finite-ratio theory (its default if omitted).
+    allow_unconverged : bool, optional
+        ``'exact'``: return rounds (and a PLL student's teacher) that missed their certificate
+        instead of raising :class:`theory.groups.GroupConvergenceError`; ``prediction.converged``
+        and ``prediction.residuals`` say which (a partial result, e.g. at ``lam <= 1e-7``). An
+        exact PLL student is always returned, with a note where it is not certified.
+    allow_refused : bool, optional
+        ``'finite'``: compute the linearised finite-p theory even where its random-matrix part
+        is known to fail (docs/theory.md §11.9); the reason is then the first note and
+        ``extra['refused']``, and the values are not to be trusted (``theory predict`` prints
+        none). Default: raise ``ValueError`` with the reason.
+    progress : callable, optional
+        Passed on to the theory: ``progress(t, solution)`` after every exact round
+        (:func:`theory.groups.predict_exact`, ``'exact'``), ``progress(t)`` after every round of
+        :func:`theory.finite_exact.predict_finite_exact` (``'finite_exact'``); unused otherwise.
+    teacher : Result, optional
+        PLL spec in the block limit: the self-distillation result of the same model, counts and
+        ``lam`` from the same ``source`` (``method='sd'``, any ``rounds``), whose round 0 is the
+        teacher (its row 0 and, for ``'exact'``, ``prediction.teacher``, the solution the
+        student starts from): several students share one teacher solve.
 
     Returns
     -------
     Result
-        ``values[t, j]`` = metric ``METRICS[j]`` after round ``t`` (``se``, ``ci95`` ``None``).
-        ``notes`` carry the fixed point's convergence for ``'finite_exact'`` and the measured
-        validity of the linearised finite-p theory for ``'finite'`` (docs/theory.md §11.9, §16.7).
+        ``values[t, j]`` = metric ``METRICS[j]`` after round ``t`` (``se``, ``ci95`` ``None``);
+        ``prediction`` the theory's own object (:class:`Result`). ``notes`` carry the fixed
+        point's convergence for ``'finite_exact'`` and the measured validity of the linearised
+        finite-p theory for ``'finite'`` (docs/theory.md §11.9, §16.7).
 
     Raises
     ------
     ValueError
-        A source that does not apply to the spec (dimension, PLL loss), with the valid choices.
+        A source that does not apply to the spec (dimension, PLL loss), with the valid choices;
+        a ``teacher`` that is not the spec's.
     """
     if not isinstance(spec, Spec):
         raise ValueError(f"spec must be a theory.spec.Spec, got {type(spec).__name__}")
     source = _auto_source(spec, source)
     counts = spec.count_matrix()
     loss = METHOD_LOSS.get(spec.method)
+    if teacher is not None:
+        _check_teacher(spec, source, counts, teacher)
     if spec.finite:
-        return _predict_finite(spec, source, counts, loss, points)
+        return _predict_finite(spec, source, counts, loss, points, allow_refused, progress)
     from theory.groups import BlockModel, predict_exact, predict_linear
 
     model = BlockModel(spec.n_classes, spec.per_class, spec.c, spec.d)
-    run = predict_exact if source == "exact" else predict_linear
+
+    def run(rounds):
+        if source == "linear":
+            return predict_linear(model, counts, spec.lam, rounds)
+        return predict_exact(
+            model, counts, spec.lam, rounds, allow_unconverged=allow_unconverged, progress=progress
+        )
+
     if loss is None:
-        return Result(spec, source, _table(run(model, counts, spec.lam, spec.rounds)))
+        pred = run(spec.rounds)
+        return Result(spec, source, _table(pred), prediction=pred)
     if loss not in THEORY_LOSSES:
         raise ValueError(
             f"method {spec.method!r} has no group-level theory; theory covers the losses "
@@ -341,17 +389,55 @@ def predict(spec: Spec, source: str = "auto", *, points: int | None = None) -> R
         )
     from theory.pll import predict_pll
 
-    teacher = run(model, counts, spec.lam, 0)
+    if teacher is None:
+        pred = run(0)
+        row0, solution = _table(pred), getattr(pred, "teacher", None)
+    else:
+        row0, solution = teacher.values[:1], getattr(teacher.prediction, "teacher", None)
+    # The exact student starts from the exact teacher's solution (predict_exact solves round 0
+    # with predict_pll's own call: the same floats, one teacher solve instead of two).
     student = predict_pll(
-        model, counts, spec.lam, method=source, loss=loss, q=spec.q, allow_unconverged=True
+        model,
+        counts,
+        spec.lam,
+        method=source,
+        loss=loss,
+        q=spec.q,
+        allow_unconverged=True,
+        teacher=solution,
     )
     notes = ()
     if not bool(np.all(getattr(student, "converged", [True]))):
         notes = ("the exact PLL student was not certified (see theory.pll.predict_pll)",)
-    return Result(spec, source, np.vstack([_table(teacher), _table(student)]), notes=notes)
+    values = np.vstack([row0, _table(student)])
+    return Result(spec, source, values, notes=notes, prediction=student)
 
 
-def _predict_finite(spec, source, counts, loss, points) -> Result:
+def _check_teacher(spec, source, counts, teacher) -> None:
+    """``teacher`` is an SD result of ``spec``'s model, counts and ``lam`` from ``source``."""
+    if spec.method == "sd" or spec.finite:
+        raise ValueError("teacher applies to a PLL spec in the block limit (dim = inf) only")
+    if not isinstance(teacher, Result) or teacher.source != source:
+        raise ValueError(f"teacher must be a Result of source {source!r}")
+    t = teacher.spec
+    same = (t.n_classes, t.per_class, t.c, t.d, t.lam, t.dim) == (
+        spec.n_classes,
+        spec.per_class,
+        spec.c,
+        spec.d,
+        spec.lam,
+        spec.dim,
+    )
+    if t.method != "sd" or not same or not np.array_equal(t.count_matrix(), counts):
+        raise ValueError(
+            "teacher must be the 'sd' result of the same n_classes, per_class, c, d, lam, dim "
+            "and count matrix as spec"
+        )
+    if source == "exact" and getattr(teacher.prediction, "teacher", None) is None:
+        raise ValueError("teacher must carry its prediction (predict(..., 'exact') of the SD spec)")
+
+
+def _predict_finite(spec, source, counts, loss, points, allow_refused=False, progress=None):
     from theory.finite import MixtureModel
 
     model = MixtureModel(spec.n_classes, spec.per_class, spec.dim, spec.c, spec.d)
@@ -367,7 +453,9 @@ def _predict_finite(spec, source, counts, loss, points) -> Result:
         kw = {} if points is None else {"points": check_int(points, "points", 1)}
         # student='pll' returns rows [teacher, student] for R = 1 (spec.rounds is 1 for PLL)
         student = "sd" if loss is None else "pll"
-        pred = predict_finite_exact(model, counts, spec.lam, spec.rounds, student=student, **kw)
+        pred = predict_finite_exact(
+            model, counts, spec.lam, spec.rounds, student=student, progress=progress, **kw
+        )
         values = _table(pred)
         res = float(np.max(pred.residuals))
         notes = (
@@ -377,7 +465,7 @@ def _predict_finite(spec, source, counts, loss, points) -> Result:
             f"{float(np.max(pred.population_quadrature_err)):.1e}",
         )
         extra = {"converged": bool(pred.converged), "max_residual": res, "points": pred.points}
-        return Result(spec, source, values, notes=notes, extra=extra)
+        return Result(spec, source, values, notes=notes, extra=extra, prediction=pred)
     if loss is not None:
         raise ValueError(
             f"method {spec.method!r}: the linearised finite-p theory covers 'sd' only; use "
@@ -387,8 +475,11 @@ def _predict_finite(spec, source, counts, loss, points) -> Result:
     from theory.finite_exact.report import linearised_regime, random_matrix_failure
 
     refused = random_matrix_failure(spec.lam, ratio)
-    if refused is not None:
+    if refused is not None and not allow_refused:
         raise ValueError(refused)
     ok, why = linearised_regime(spec.n_classes, spec.lam, ratio)
     pred = predict_finite(model, counts, spec.lam, spec.rounds)
-    return Result(spec, source, _table(pred), notes=(why,), extra={"validated_regime": ok})
+    notes, extra = (why,), {"validated_regime": ok}
+    if refused is not None:
+        notes, extra = (refused, why), extra | {"refused": refused}
+    return Result(spec, source, _table(pred), notes=notes, extra=extra, prediction=pred)

@@ -322,7 +322,8 @@ def test_dim_adds_the_finite_p_theory(capsys):
     assert code == 0
     rep, base = json.loads(out), json.loads(plain)
     assert "finite" not in base and all("finite" not in row for row in base["rounds"])
-    added = {"finite", "finite_exact"}
+    added = {"finite", "finite_exact", "spec"}
+    assert rep["spec"] == base.pop("spec") | {"dim": 40}  # the spec differs by its dimension
     pll_exact = rep["pll"].pop("finite_exact")
     assert {k: v for k, v in rep.items() if k not in added} | {"rounds": None} == base | {
         "rounds": None
