@@ -60,7 +60,7 @@ from theory.report import (
     resource_estimate,
     worst_case_estimate,
 )
-from theory.spec import THEORY_NOISE, Spec
+from theory.spec import Spec
 from theory.validation import LAM_MAX, LAM_MIN, MAX_SAMPLES, check_lam
 
 __all__ = [
@@ -427,16 +427,21 @@ def _model_and_counts(args):
     return model, check_counts(counts, model)
 
 
+#: ``--noise`` kinds a Spec rebuilds from ``noise`` and ``eta`` alone.
+_NOISE_MODELS = ("sym", "pair", "asym")
+
+
 def _spec(args, counts) -> Spec:
     """The run as a :class:`theory.spec.Spec` (after the resource checks): the report computes
     every number from it, and ``--json`` prints it under ``spec`` (``Spec.from_dict``).
 
     ``--noise sym|pair|asym`` maps to ``noise``/``eta`` (the spec builds the same exact counts
-    with the same functions); ``--counts`` and ``--noise superclass`` map to ``counts`` (a Spec
-    has no superclass groups: the Monte Carlo finds them by clustering features).
+    with the same functions); ``--counts`` and ``--noise superclass`` map to ``counts``, the
+    matrix built here (a superclass Spec needs its ``groups`` field, which the Spec of this
+    version does not have).
     """
     labels = args.labels
-    if labels["noise"] in THEORY_NOISE:
+    if labels["noise"] in _NOISE_MODELS:
         noise = {"noise": labels["noise"], "eta": labels["eta"]}
     else:
         noise = {"counts": counts}

@@ -305,6 +305,30 @@ def _auto_source(spec: Spec, source: str) -> str:
     return source
 
 
+def _check_teacher(spec, source, counts, teacher) -> None:
+    """``teacher`` is an SD result of ``spec``'s model, counts and ``lam`` from ``source``."""
+    if spec.method == "sd" or spec.finite:
+        raise ValueError("teacher applies to a PLL spec in the block limit (dim = inf) only")
+    if not isinstance(teacher, Result) or teacher.source != source:
+        raise ValueError(f"teacher must be a Result of source {source!r}")
+    t = teacher.spec
+    same = (t.n_classes, t.per_class, t.c, t.d, t.lam, t.dim) == (
+        spec.n_classes,
+        spec.per_class,
+        spec.c,
+        spec.d,
+        spec.lam,
+        spec.dim,
+    )
+    if t.method != "sd" or not same or not np.array_equal(t.count_matrix(), counts):
+        raise ValueError(
+            "teacher must be the 'sd' result of the same n_classes, per_class, c, d, lam, dim "
+            "and count matrix as spec"
+        )
+    if source == "exact" and getattr(teacher.prediction, "teacher", None) is None:
+        raise ValueError("teacher must carry its prediction (predict(..., 'exact') of the SD spec)")
+
+
 def predict(
     spec: Spec,
     source: str = "auto",
@@ -343,15 +367,15 @@ def predict(
         PLL spec in the block limit: the self-distillation result of the same model, counts and
         ``lam`` from the same ``source`` (``method='sd'``, any ``rounds``), whose round 0 is the
         teacher (its row 0 and, for ``'exact'``, ``prediction.teacher``, the solution the
-        student starts from): several students share one teacher solve.
+        student starts from): several students share one teacher solve. Every result carries
+        the theory's own object in ``prediction`` (:class:`Result`).
 
     Returns
     -------
     Result
-        ``values[t, j]`` = metric ``METRICS[j]`` after round ``t`` (``se``, ``ci95`` ``None``);
-        ``prediction`` the theory's own object (:class:`Result`). ``notes`` carry the fixed
-        point's convergence for ``'finite_exact'`` and the measured validity of the linearised
-        finite-p theory for ``'finite'`` (docs/theory.md §11.9, §16.7).
+        ``values[t, j]`` = metric ``METRICS[j]`` after round ``t`` (``se``, ``ci95`` ``None``).
+        ``notes`` carry the fixed point's convergence for ``'finite_exact'`` and the measured
+        validity of the linearised finite-p theory for ``'finite'`` (docs/theory.md §11.9, §16.7).
 
     Raises
     ------
@@ -411,30 +435,6 @@ def predict(
         notes = ("the exact PLL student was not certified (see theory.pll.predict_pll)",)
     values = np.vstack([row0, _table(student)])
     return Result(spec, source, values, notes=notes, prediction=student)
-
-
-def _check_teacher(spec, source, counts, teacher) -> None:
-    """``teacher`` is an SD result of ``spec``'s model, counts and ``lam`` from ``source``."""
-    if spec.method == "sd" or spec.finite:
-        raise ValueError("teacher applies to a PLL spec in the block limit (dim = inf) only")
-    if not isinstance(teacher, Result) or teacher.source != source:
-        raise ValueError(f"teacher must be a Result of source {source!r}")
-    t = teacher.spec
-    same = (t.n_classes, t.per_class, t.c, t.d, t.lam, t.dim) == (
-        spec.n_classes,
-        spec.per_class,
-        spec.c,
-        spec.d,
-        spec.lam,
-        spec.dim,
-    )
-    if t.method != "sd" or not same or not np.array_equal(t.count_matrix(), counts):
-        raise ValueError(
-            "teacher must be the 'sd' result of the same n_classes, per_class, c, d, lam, dim "
-            "and count matrix as spec"
-        )
-    if source == "exact" and getattr(teacher.prediction, "teacher", None) is None:
-        raise ValueError("teacher must carry its prediction (predict(..., 'exact') of the SD spec)")
 
 
 def _predict_finite(spec, source, counts, loss, points, allow_refused=False, progress=None):
