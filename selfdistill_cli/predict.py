@@ -438,7 +438,9 @@ def _spec(args, counts) -> Spec:
     ``--noise sym|pair|asym`` maps to ``noise``/``eta`` (the spec builds the same exact counts
     with the same functions); ``--counts`` and ``--noise superclass`` map to ``counts``, the
     matrix built here (a superclass Spec needs its ``groups`` field, which the Spec of this
-    version does not have).
+    version does not have). ``--delta``, ``--points`` and ``--no-finite-exact`` are options of
+    the report and of the theories, not of the run, and ``--max-memory``/``--max-time`` limits
+    of this command: none is part of a Spec.
     """
     labels = args.labels
     if labels["noise"] in _NOISE_MODELS:
