@@ -5,9 +5,12 @@ Prints, for rounds ``0..R``, the linearised and exact group-level accuracies (tr
 true labels: all / clean / mislabeled points; population), the PLL student's (two-hot
 cross-entropy, and every candidate-set loss of :mod:`theory.losses`), and the conditions
 (plurality, margin, rho, closed-form minimum round, 100%-window). Cost is independent of ``n``.
-The numbers come from :func:`theory.report.predict_report` (pure computation, no I/O); this
+The numbers come from :func:`theory.report.predict_report` (pure computation, no I/O) on one
+:class:`theory.spec.Spec` made from the arguments, i.e. from :func:`theory.spec.predict`; this
 module reads the arguments, refuses what would not fit in memory or time, and prints the report
-(as a table, :mod:`selfdistill_cli.predict_table`, or as JSON).
+(as a table, :mod:`selfdistill_cli.predict_table`, or as JSON). The JSON's ``spec`` is that
+Spec (:meth:`theory.spec.Spec.to_dict`): ``predict(Spec.from_dict(report["spec"]), source)``
+gives its numbers again in Python.
 
 Invalid parameters print one line ``error: ...`` naming the parameter to stderr and exit with
 code 2 (``lam`` must lie in ``[1e-12, 1e12]``, :func:`theory.validation.check_lam`; ``K n <= 2^53``;
@@ -57,6 +60,7 @@ from theory.report import (
     resource_estimate,
     worst_case_estimate,
 )
+from theory.spec import Spec
 from theory.validation import LAM_MAX, LAM_MIN, MAX_SAMPLES, check_lam
 
 __all__ = [
@@ -423,6 +427,40 @@ def _model_and_counts(args):
     return model, check_counts(counts, model)
 
 
+#: ``--noise`` kinds a Spec rebuilds from ``noise`` and ``eta`` alone.
+_NOISE_MODELS = ("sym", "pair", "asym")
+
+
+def _spec(args, counts) -> Spec:
+    """The run as a :class:`theory.spec.Spec` (after the resource checks): the report computes
+    every number from it, and ``--json`` prints it under ``spec`` (``Spec.from_dict``).
+
+    ``--noise sym|pair|asym`` maps to ``noise``/``eta`` (the spec builds the same exact counts
+    with the same functions); ``--counts`` and ``--noise superclass`` map to ``counts``, the
+    matrix built here (a superclass Spec needs its ``groups`` field, which the Spec of this
+    version does not have). ``--delta``, ``--points`` and ``--no-finite-exact`` are options of
+    the report and of the theories, not of the run, and ``--max-memory``/``--max-time`` limits
+    of this command: none is part of a Spec.
+    """
+    labels = args.labels
+    if labels["noise"] in _NOISE_MODELS:
+        noise = {"noise": labels["noise"], "eta": labels["eta"]}
+    else:
+        noise = {"counts": counts}
+    dim = math.inf if args.dim is None else args.dim
+    return Spec(
+        n_classes=args.classes,
+        per_class=args.per_class,
+        c=args.c,
+        d=args.d,
+        lam=args.lam,
+        rounds=args.rounds,
+        dim=dim,
+        q=args.q,
+        **noise,
+    )
+
+
 def _max_memory(value) -> int | None:
     """``--max-memory GB`` in whole bytes (``None``: the memory available now)."""
     limit = parse_max_memory(value)
@@ -469,6 +507,7 @@ def main(argv=None) -> int:
                 max_seconds=max_seconds,
                 other_seconds=report_seconds,
             )
+        spec = _spec(args, counts)
     except (_UsageError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -481,13 +520,8 @@ def main(argv=None) -> int:
 
     try:
         rep = predict_report(
-            model,
-            counts,
-            args.lam,
-            args.rounds,
-            q=args.q,
+            spec,
             log=log,
-            dim=args.dim,
             delta=args.delta,
             finite_exact=not args.no_finite_exact,
             points=args.points,

@@ -8,6 +8,13 @@ loss of :mod:`theory.losses`), the conditions (plurality, margin, rho, closed-fo
 inf: undefined values are ``None``); reading arguments, printing and the resource refusals are
 the command line's (:mod:`selfdistill_cli.predict`), so this module does no I/O.
 
+One model of a run (issue 23): the report takes a :class:`theory.spec.Spec` and every accuracy
+in it is a value of a :class:`theory.spec.Result` of :func:`theory.spec.predict` (one per
+source: ``linear``, ``exact``, each PLL student's, ``finite``, ``finite_exact``), so
+``predict(Spec.from_dict(report["spec"]), source)`` reproduces its numbers bit for bit. What a
+Result's values do not carry (ties, certificates, saddles, finite-p summaries) is read from its
+``prediction`` (the theory's own object), never computed again.
+
 :func:`resource_estimate`, :func:`worst_case_estimate` and :func:`estimated_seconds` estimate the
 memory and time of a report from ``K`` and ``R`` (arithmetic only), before anything of size
 ``K x K`` is built; the command line and :mod:`simulations.runtime` check them against limits.
@@ -27,6 +34,7 @@ entry if no minimum is reached).
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
@@ -38,11 +46,12 @@ from theory.conditions import (
 )
 from theory.group_descent import descent_memory_bytes
 from theory.group_engine import engine_memory_bytes
-from theory.groups import BlockModel, predict_exact, predict_linear
+from theory.groups import BlockModel
 from theory.losses import LOSSES
-from theory.names import CONFIG_KEY, DEFAULT_Q, LOSS_METHOD
+from theory.names import CONFIG_KEY, LOSS_METHOD, THEORY_FIELDS
 from theory.partial_labels import PLL_MIN_CLASSES, pll_undefined_reason
-from theory.pll import LinearisationUndefinedError, predict_pll
+from theory.pll import LinearisationUndefinedError
+from theory.spec import METRICS, Result, Spec, predict
 
 __all__ = [
     "ACC_KEYS",
@@ -60,6 +69,8 @@ __all__ = [
 #: The accuracies of every entry of the report, in table order: training accuracy w.r.t. the
 #: true labels (all / clean / mislabeled points) and population accuracy.
 ACC_KEYS = ("train_acc", "train_acc_clean", "train_acc_mislabeled", "population_acc")
+#: The :data:`theory.spec.METRICS` column of each accuracy key (``population_acc`` is ``pop_acc``).
+_ACC_METRIC = {THEORY_FIELDS[m]: m for m in METRICS}
 
 
 def _finite(x):
@@ -67,11 +78,23 @@ def _finite(x):
     return x if math.isfinite(x) else None
 
 
-def _accs(pred, t):
-    out = {key: _finite(getattr(pred, key)[t]) for key in ACC_KEYS} | {"ties": int(pred.ties[t])}
+def _row(res: Result, t: int) -> dict:
+    """Round ``t`` of a :class:`theory.spec.Result`: the :data:`ACC_KEYS` accuracies."""
+    return {key: _finite(res.value(_ACC_METRIC[key])[t]) for key in ACC_KEYS}
+
+
+def _rows(res: Result) -> list[dict]:
+    return [_row(res, t) for t in res.rounds]
+
+
+def _accs(res: Result, t: int, i: int | None = None) -> dict:
+    """Round ``t`` of ``res`` with the ties and the certificate of row ``i`` (default ``t``) of
+    its native prediction (a PLL result's row 1, the student, is its prediction's row 0)."""
+    pred, i = res.prediction, t if i is None else i
+    out = _row(res, t) | {"ties": int(pred.ties[i])}
     if pred.residuals is not None:
-        out["residual"] = float(pred.residuals[t])
-        out["converged"] = bool(pred.converged[t])
+        out["residual"] = float(pred.residuals[i])
+        out["converged"] = bool(pred.converged[i])
     return out
 
 
@@ -94,8 +117,10 @@ def _point(point) -> dict:
     return out
 
 
-def _student(pred):
-    out = _accs(pred, 0) | {"candidate_ties": pred.candidate_ties}
+def _student(res: Result) -> dict:
+    """A PLL result's student (row 1) with its native prediction's diagnostics."""
+    pred = res.prediction
+    out = _accs(res, 1, 0) | {"candidate_ties": pred.candidate_ties}
     if pred.second_order is not None:
         out["second_order"] = _second_order(pred.second_order)
     descent = pred.descent
@@ -194,37 +219,34 @@ def estimated_seconds(flops: float, rounds: int, finite_flops: float = 0.0) -> f
     return (flops + finite_flops) / FLOP_RATE + (int(rounds) + 12) * ROUND_SECONDS
 
 
-def _finite_report(model: BlockModel, counts, lam, rounds, dim, delta):
-    """Finite-p theory (:func:`theory.finite.predict_finite`) on the same counts; JSON-able."""
-    from theory.finite import MixtureModel, population_rounds, predict_finite
+def _finite_report(spec: Spec, delta):
+    """Linearised finite-p theory (``predict(spec, 'finite')``) on the spec's counts; JSON-able
+    rows, summary and the reason it is refused (``None`` if it is not: docs §11.9)."""
+    from theory.finite import population_rounds
 
-    mix = MixtureModel(model.n_classes, model.per_class, dim, model.c, model.d)
-    pred = predict_finite(mix, counts, lam, rounds)
-    per_round = [
-        {key: _finite(getattr(pred, key)[t]) for key in ACC_KEYS} for t in range(rounds + 1)
-    ]
-    cond = population_rounds(pred, delta)
+    res = predict(spec, "finite", allow_refused=True)  # refused: numbers kept out by the caller
+    pred = res.prediction
     summary = {
-        "dim": int(dim),
-        "ratio": mix.ratio,
+        "dim": int(spec.dim),
+        "ratio": pred.model.ratio,
         "linearised": True,
         "quadrature_err": float(pred.quadrature_err),
         "bulk_eigen_weights": [float(x) for x in pred.bulk_weights],
-        "conditions": cond.to_json(),
+        "conditions": population_rounds(pred, delta).to_json(),
     }
-    return per_round, summary
+    return _rows(res), summary, res.extra.get("refused")
 
 
-def _finite_unresolved(model: BlockModel, rounds, dim, delta):
+def _finite_unresolved(spec: Spec, delta):
     """:func:`_finite_report`'s shape where the linearised theory cannot be computed (its
     accuracies and conditions ``None``; the report then says why, under ``finite.refused``)."""
     from theory.finite import MixtureModel
 
-    mix = MixtureModel(model.n_classes, model.per_class, dim, model.c, model.d)
-    per_round = [dict.fromkeys(ACC_KEYS) for _ in range(rounds + 1)]
+    mix = MixtureModel(spec.n_classes, spec.per_class, spec.dim, spec.c, spec.d)
+    per_round = [dict.fromkeys(ACC_KEYS) for _ in range(spec.rounds + 1)]
     keys = ("best_population_round", "best_population_acc", "population_gain")
     summary = {
-        "dim": int(dim),
+        "dim": int(spec.dim),
         "ratio": mix.ratio,
         "linearised": True,
         "quadrature_err": None,
@@ -243,74 +265,65 @@ class FiniteExactFailed(RuntimeError):
     no numbers are reported from it (one line on the command line, exit status 2)."""
 
 
-def _finite_exact_report(model: BlockModel, counts, lam, rounds, dim, delta, points, log):
-    """Exact finite-ratio theory (:func:`theory.finite_exact.predict_finite_exact`); JSON-able.
+def _finite_exact_report(spec: Spec, delta, points, log):
+    """Exact finite-ratio theory (``predict(spec, 'finite_exact')``) and, with ``K >= 3``, its
+    cross-entropy PLL student (row 1 of the ``'pll-ce'`` spec); JSON-able.
 
     Raises :class:`FiniteExactFailed` where it does not converge (e.g. ``lam <= 1e-11``).
     """
-    from theory.finite import MixtureModel
-    from theory.finite_exact import FixedPointNotConverged, predict_finite_exact
+    from theory.finite_exact import FixedPointNotConverged
     from theory.finite_exact.prox import ProxNotConverged
-    from theory.finite_exact.report import exact_rows, exact_summary
+    from theory.finite_exact.report import exact_summary
 
-    mix = MixtureModel(model.n_classes, model.per_class, dim, model.c, model.d)
     try:
-        pred = predict_finite_exact(
-            mix,
-            counts,
-            lam,
-            rounds,
-            points=points,
-            progress=lambda t: log(f"finite-exact round {t}"),
+        res = predict(
+            spec, "finite_exact", points=points, progress=lambda t: log(f"finite-exact round {t}")
         )
         student = None
-        if model.n_classes >= 3:  # the cross-entropy PLL student (top-2 of the teacher)
-            pll = predict_finite_exact(mix, counts, lam, 1, points=points, student="pll")
-            student = exact_rows(pll)[1]
+        if spec.n_classes >= PLL_MIN_CLASSES:  # the student of the teacher's top-2 candidates
+            pll = predict(replace(spec, method=LOSS_METHOD["ce"]), "finite_exact", points=points)
+            student = _rows(pll)[1]
     except (FixedPointNotConverged, ProxNotConverged, np.linalg.LinAlgError) as exc:
         raise FiniteExactFailed(
             f"the exact finite-ratio theory did not converge ({' '.join(str(exc).split())}); "
             "pass --no-finite-exact for the other theories"
         ) from None
-    return exact_rows(pred), exact_summary(pred, delta), student
+    return _rows(res), exact_summary(res.prediction, delta), student
 
 
 def predict_report(
-    model: BlockModel,
-    counts,
-    lam,
-    rounds,
+    spec: Spec,
     *,
-    q: float = DEFAULT_Q,
     log=None,
-    dim: int | None = None,
     delta: float = 0.01,
     finite_exact: bool = True,
     points: int | None = None,
 ) -> dict:
     """The JSON-able report printed by ``python -m theory predict --json``.
 
+    Every accuracy comes from :func:`theory.spec.predict` on ``spec`` (the block limit's
+    ``'linear'`` and ``'exact'`` rounds; the PLL students, ``spec`` with ``method='pll-<loss>'``
+    and the SD result as ``teacher``; with a finite ``spec.dim``, ``'finite'`` and
+    ``'finite_exact'``), so the command line, its JSON and the Python API share one model of a
+    run; ties, certificates, saddles and the finite-p summaries come from each
+    :class:`theory.spec.Result`'s ``prediction``.
+
     Parameters
     ----------
-    model : BlockModel
-        The block model (``K`` classes, ``n`` points per class, correlations ``c > d``).
-    counts : array_like of int, shape (K, K)
-        Count matrix: row ``k`` holds the given-label counts of true class ``k``.
-    lam : float
-        Ridge regularisation ``lam`` of every round.
-    rounds : int
-        The last round ``R``: the teacher is round 0, self-distillation rounds ``1..R``.
-    q : float, optional
-        GCE exponent of the ``gce`` PLL student.
+    spec : Spec
+        The run: model ``K, n, c, d``; counts (``counts``, or ``noise`` and ``eta``); ``lam``;
+        the last round ``R`` (teacher = round 0, self-distillation rounds ``1..R``); ``q``, the
+        GCE exponent of the ``gce`` student; ``dim``: ``inf`` for the block-model report, a
+        finite ``p`` to add the finite-``p`` theories on the Gaussian mixture of that dimension
+        with the same count matrix (docs/theory.md sections 11 and 16). ``method`` must be
+        ``'sd'`` (the report covers every PLL student itself).
     log : callable, optional
         ``log(message)`` for progress lines (the command line passes one for long runs).
-    dim : int, optional
-        Feature dimension ``p``: add the finite-``p`` theories on the Gaussian mixture of that
-        dimension, same count matrix (docs/theory.md sections 11 and 16).
     delta : float, optional
-        With ``dim``: the first round with population accuracy ``>= 1 - delta`` is reported.
+        With a finite ``dim``: the first round with population accuracy ``>= 1 - delta`` is
+        reported.
     finite_exact : bool, optional
-        With ``dim``: also the exact finite-ratio theory of cross-entropy SD.
+        With a finite ``dim``: also the exact finite-ratio theory of cross-entropy SD.
     points : int, optional
         Lattice points per shift and group of the exact finite-ratio theory (default
         :data:`FINITE_EXACT_POINTS`).
@@ -320,17 +333,20 @@ def predict_report(
     dict
         ``config``, ``rounds`` (per round: ``linear`` and ``exact`` entries with the
         :data:`ACC_KEYS` accuracies), ``pll``, ``pll_losses``, ``conditions``,
-        ``max_exact_residual`` and ``unconverged``. With ``dim``, every round also carries
-        ``finite`` (the finite-``p`` linearised theory) and the report a ``finite`` summary (the
-        ratio ``N/p``, the bulk-averaged eigen-weights and the population-round conditions).
-        With ``dim`` and ``finite_exact``, every round also carries ``finite_exact`` (docs §16)
-        and the report a ``finite_exact`` summary (best round, gain, first round
-        ``>= 1 - delta``, the fixed point's convergence); each linearised ``finite`` entry then
-        carries ``error_indicator`` (its largest distance from the exact theory) and
-        ``validated`` (within 0.03), and ``finite`` says why where it is not.
+        ``max_exact_residual``, ``unconverged`` and ``spec`` (:meth:`Spec.to_dict`:
+        ``Spec.from_dict`` rebuilds the run). With ``dim``, every round also carries ``finite``
+        (the finite-``p`` linearised theory) and the report a ``finite`` summary (the ratio
+        ``N/p``, the bulk-averaged eigen-weights and the population-round conditions). With
+        ``dim`` and ``finite_exact``, every round also carries ``finite_exact`` (docs §16) and
+        the report a ``finite_exact`` summary (best round, gain, first round ``>= 1 - delta``,
+        the fixed point's convergence); each linearised ``finite`` entry then carries
+        ``error_indicator`` (its largest distance from the exact theory) and ``validated``
+        (within 0.03), and ``finite`` says why where it is not.
 
     Raises
     ------
+    ValueError
+        ``spec`` is not an ``'sd'`` :class:`theory.spec.Spec`.
     FiniteExactFailed
         The exact finite-ratio theory's fixed point did not converge.
     theory.finite.FiniteResolutionError
@@ -342,14 +358,16 @@ def predict_report(
     Exact solves are run with ``allow_unconverged=True``: uncertified entries are reported and
     listed under ``unconverged`` instead of raising (module docstring).
     """
+    if not isinstance(spec, Spec) or spec.method != "sd":
+        raise ValueError(f"spec must be a theory.spec.Spec with method='sd', got {spec!r}")
     say = log or (lambda _msg: None)
-    lin = predict_linear(model, counts, lam, rounds)
+    rounds, lam = spec.rounds, spec.lam
+    block = replace(spec, dim=math.inf)  # the block limit of the same model and counts
+    lin = predict(block, "linear")
     say("linear rounds done")
-    exa = predict_exact(
-        model,
-        counts,
-        lam,
-        rounds,
+    exa = predict(
+        block,
+        "exact",
         allow_unconverged=True,
         progress=lambda t, sol: say(
             f"exact round {t}/{rounds} (residual {sol.residual:.2g}, {sol.iterations} steps)"
@@ -358,64 +376,54 @@ def predict_report(
     rows = [
         {"round": t, "linear": _accs(lin, t), "exact": _accs(exa, t)} for t in range(rounds + 1)
     ]
-    unconverged = [u for t in range(rounds + 1) for u in _unconverged(f"rounds[{t}].exact", exa, t)]
-    residuals = list(exa.residuals)
-    teacher = exa.teacher
-    del lin, exa  # release the (R + 1) K^3 arrays before the students are solved
+    unconverged = [
+        u for t in range(rounds + 1) for u in _unconverged(f"rounds[{t}].exact", exa.prediction, t)
+    ]
+    residuals = list(exa.prediction.residuals)
+    # The linear students use the linear teacher's row 0 only: release its (R + 1) K^3 arrays.
+    # The exact result stays until the students are solved (its round 0 is their teacher): the
+    # peak stays that of the rounds (linear + exact + one solve, resource_estimate).
+    lin_teacher = replace(lin, prediction=None)
+    del lin
     losses: dict = {}
-    for loss in LOSSES if model.n_classes >= PLL_MIN_CLASSES else ():
+    for loss in LOSSES if spec.n_classes >= PLL_MIN_CLASSES else ():
+        student = replace(block, method=LOSS_METHOD[loss])
         entry: dict = {}
         try:
-            entry["linear"] = _student(
-                predict_pll(model, counts, lam, method="linear", loss=loss, q=q)
-            )
+            entry["linear"] = _student(predict(student, "linear", teacher=lin_teacher))
         except LinearisationUndefinedError as exc:
             entry["linear_undefined"] = str(exc)
-        pred = predict_pll(
-            model,
-            counts,
-            lam,
-            method="exact",
-            loss=loss,
-            q=q,
-            teacher=teacher,
-            allow_unconverged=True,
-        )
-        entry["exact"] = _student(pred)
+        res = predict(student, "exact", teacher=exa)  # uncertified: kept, with a note
+        entry["exact"] = _student(res)
         say(f"PLL student {loss} done")
-        unconverged += _unconverged(f"pll_losses.{loss}.exact", pred)
-        residuals.append(float(pred.residuals[0]))
+        unconverged += _unconverged(f"pll_losses.{loss}.exact", res.prediction)
+        residuals.append(float(res.prediction.residuals[0]))
         losses[loss] = entry
+    exa = res = None  # release the exact rounds before the finite-p theories
+    model = BlockModel(spec.n_classes, spec.per_class, spec.c, spec.d)
+    counts = spec.count_matrix()
     holds, margin = plurality_condition(counts)
     window = window_linear(model, counts, lam)  # never clipped to ``rounds``
     finite = None
-    if dim is not None:
+    if spec.finite:
         from theory.finite import FiniteResolutionError
-        from theory.finite_exact.report import (
-            linearised_flags,
-            linearised_regime,
-            random_matrix_failure,
-        )
+        from theory.finite_exact.report import linearised_flags, linearised_regime
 
-        unresolved = None
         try:
-            per_round, finite = _finite_report(model, counts, lam, rounds, dim, delta)
+            per_round, finite, refused = _finite_report(spec, delta)
         except FiniteResolutionError as exc:  # e.g. very small lam: h1's one line, or refused
             if not finite_exact:
                 raise  # nothing else to report at this --dim
-            unresolved = f"linearised finite-p theory not available: {' '.join(str(exc).split())}"
-            per_round, finite = _finite_unresolved(model, rounds, dim, delta)
+            refused = f"linearised finite-p theory not available: {' '.join(str(exc).split())}"
+            per_round, finite = _finite_unresolved(spec, delta)
         say("finite-p theory done")
         exact_rows = exact_sum = exact_pll = None
         if finite_exact:
             pts = FINITE_EXACT_POINTS if points is None else points
-            exact_rows, exact_sum, exact_pll = _finite_exact_report(
-                model, counts, lam, rounds, dim, delta, pts, say
-            )
+            exact_rows, exact_sum, exact_pll = _finite_exact_report(spec, delta, pts, say)
             say("finite-exact theory done")
-        regime = linearised_regime(model.n_classes, float(lam), finite["ratio"])
+        regime = linearised_regime(spec.n_classes, lam, finite["ratio"])
         flags = linearised_flags(per_round, exact_rows, regime)
-        refused = unresolved or random_matrix_failure(float(lam), finite["ratio"])
         for t, (row, entry, flag) in enumerate(zip(rows, per_round, flags, strict=True)):
             row["finite"] = entry | flag
             if refused is not None:  # no numbers where the theory is known to fail
@@ -434,14 +442,14 @@ def predict_report(
         )
     rep = {
         CONFIG_KEY: {
-            "n_classes": model.n_classes,
-            "per_class": model.per_class,
-            "c": model.c,
-            "d": model.d,
+            "n_classes": spec.n_classes,
+            "per_class": spec.per_class,
+            "c": spec.c,
+            "d": spec.d,
             "lam": float(lam),
             "rounds": int(rounds),
-            "q": float(q),
-            "counts": np.asarray(counts).tolist(),
+            "q": float(spec.q),
+            "counts": counts.tolist(),
         },
         "rounds": rows,
         # Today's PLL student (two-hot cross-entropy) = pll_losses.ce; with K = 2 the students
@@ -449,11 +457,11 @@ def predict_report(
         "pll": (
             {m: losses["ce"][m] for m in ("linear", "exact")}
             if losses
-            else {"undefined": pll_undefined_reason(LOSS_METHOD["ce"], model.n_classes)}
+            else {"undefined": pll_undefined_reason(LOSS_METHOD["ce"], spec.n_classes)}
         ),
         "pll_losses": losses
         or {
-            loss: {"undefined": pll_undefined_reason(LOSS_METHOD[loss], model.n_classes)}
+            loss: {"undefined": pll_undefined_reason(LOSS_METHOD[loss], spec.n_classes)}
             for loss in LOSSES
         },
         "conditions": {
@@ -474,4 +482,5 @@ def predict_report(
             rep["finite_exact"] = exact_sum
             if exact_pll is not None:
                 rep["pll"]["finite_exact"] = exact_pll
+    rep["spec"] = spec.to_dict()  # added by issue 23: rebuild the run with Spec.from_dict
     return rep

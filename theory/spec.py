@@ -315,6 +315,13 @@ class Result:
     pll : Result or None
         The PLL student trained from the *same* trials' teachers (``simulate(...,
         pll=True)``): its spec is this spec with ``method='pll-ce'``, rows [teacher, student].
+    prediction : object, optional
+        A theory's native prediction object, for what ``values`` do not carry (ties, per-round
+        residuals and certificates, a PLL student's saddles, the finite-p bulk weights):
+        :class:`theory.groups.GroupPrediction` (``'exact'``, ``'linear'``; for a PLL spec the
+        student's, from :func:`theory.pll.predict_pll`), :func:`theory.finite.predict_finite`'s
+        and :func:`theory.finite_exact.predict_finite_exact`'s results. Not serialised
+        (:meth:`to_dict`), not compared; ``None`` for the Monte Carlo.
     """
 
     spec: Spec
@@ -329,6 +336,7 @@ class Result:
     counts: np.ndarray | None = None
     trial_data: dict = field(default_factory=dict)
     pll: Result | None = None
+    prediction: object = field(default=None, repr=False, compare=False)
 
     @property
     def rounds(self) -> np.ndarray:
@@ -408,7 +416,40 @@ def _auto_source(spec: Spec, source: str) -> str:
     return source
 
 
-def predict(spec: Spec, source: str = "auto", *, points: int | None = None) -> Result:
+def _check_teacher(spec, source, counts, teacher) -> None:
+    """``teacher`` is an SD result of ``spec``'s model, counts and ``lam`` from ``source``."""
+    if spec.method == "sd" or spec.finite:
+        raise ValueError("teacher applies to a PLL spec in the block limit (dim = inf) only")
+    if not isinstance(teacher, Result) or teacher.source != source:
+        raise ValueError(f"teacher must be a Result of source {source!r}")
+    t = teacher.spec
+    same = (t.n_classes, t.per_class, t.c, t.d, t.lam, t.dim) == (
+        spec.n_classes,
+        spec.per_class,
+        spec.c,
+        spec.d,
+        spec.lam,
+        spec.dim,
+    )
+    if t.method != "sd" or not same or not np.array_equal(t.count_matrix(), counts):
+        raise ValueError(
+            "teacher must be the 'sd' result of the same n_classes, per_class, c, d, lam, dim "
+            "and count matrix as spec"
+        )
+    if source == "exact" and getattr(teacher.prediction, "teacher", None) is None:
+        raise ValueError("teacher must carry its prediction (predict(..., 'exact') of the SD spec)")
+
+
+def predict(
+    spec: Spec,
+    source: str = "auto",
+    *,
+    points: int | None = None,
+    allow_unconverged: bool = False,
+    allow_refused: bool = False,
+    progress=None,
+    teacher: Result | None = None,
+) -> Result:
     r"""The theory's accuracies for ``spec``, rounds ``0..R``.
 
     Parameters
@@ -419,6 +460,26 @@ def predict(spec: Spec, source: str = "auto", *, points: int | None = None) -> R
         ``'finite_exact'`` otherwise.
     points : int, optional
         Quadrature points per shift of the exact finite-ratio theory (its default if omitted).
+    allow_unconverged : bool, optional
+        ``'exact'``: return rounds (and a PLL student's teacher) that missed their certificate
+        instead of raising :class:`theory.groups.GroupConvergenceError`; ``prediction.converged``
+        and ``prediction.residuals`` say which (a partial result, e.g. at ``lam <= 1e-7``). An
+        exact PLL student is always returned, with a note where it is not certified.
+    allow_refused : bool, optional
+        ``'finite'``: compute the linearised finite-p theory even where its random-matrix part
+        is known to fail (docs/theory.md §11.9); the reason is then the first note and
+        ``extra['refused']``, and the values are not to be trusted (``theory predict`` prints
+        none). Default: raise ``ValueError`` with the reason.
+    progress : callable, optional
+        Passed on to the theory: ``progress(t, solution)`` after every exact round
+        (:func:`theory.groups.predict_exact`, ``'exact'``), ``progress(t)`` after every round of
+        :func:`theory.finite_exact.predict_finite_exact` (``'finite_exact'``); unused otherwise.
+    teacher : Result, optional
+        PLL spec in the block limit: the self-distillation result of the same model, counts and
+        ``lam`` from the same ``source`` (``method='sd'``, any ``rounds``), whose round 0 is the
+        teacher (its row 0 and, for ``'exact'``, ``prediction.teacher``, the solution the
+        student starts from): several students share one teacher solve. Every result carries
+        the theory's own object in ``prediction`` (:class:`Result`).
 
     Returns
     -------
@@ -432,21 +493,32 @@ def predict(spec: Spec, source: str = "auto", *, points: int | None = None) -> R
     Raises
     ------
     ValueError
-        A source that does not apply to the spec (dimension, PLL loss), with the valid choices.
+        A source that does not apply to the spec (dimension, PLL loss), with the valid choices;
+        a ``teacher`` that is not the spec's.
     """
     if not isinstance(spec, Spec):
         raise ValueError(f"spec must be a theory.spec.Spec, got {type(spec).__name__}")
     source = _auto_source(spec, source)
     counts = spec.count_matrix()
     loss = METHOD_LOSS.get(spec.method)
+    if teacher is not None:
+        _check_teacher(spec, source, counts, teacher)
     if spec.finite:
-        return _predict_finite(spec, source, counts, loss, points)
+        return _predict_finite(spec, source, counts, loss, points, allow_refused, progress)
     from theory.groups import BlockModel, predict_exact, predict_linear
 
     model = BlockModel(spec.n_classes, spec.per_class, spec.c, spec.d)
-    run = predict_exact if source == "exact" else predict_linear
+
+    def run(rounds):
+        if source == "linear":
+            return predict_linear(model, counts, spec.lam, rounds)
+        return predict_exact(
+            model, counts, spec.lam, rounds, allow_unconverged=allow_unconverged, progress=progress
+        )
+
     if loss is None:
-        return Result(spec, source, _table(run(model, counts, spec.lam, spec.rounds)))
+        pred = run(spec.rounds)
+        return Result(spec, source, _table(pred), prediction=pred)
     if loss not in THEORY_LOSSES:
         raise ValueError(
             f"method {spec.method!r} has no group-level theory; theory covers the losses "
@@ -454,9 +526,22 @@ def predict(spec: Spec, source: str = "auto", *, points: int | None = None) -> R
         )
     from theory.pll import predict_pll
 
-    teacher = run(model, counts, spec.lam, 0)
+    if teacher is None:
+        pred = run(0)
+        row0, solution = _table(pred), getattr(pred, "teacher", None)
+    else:
+        row0, solution = teacher.values[:1], getattr(teacher.prediction, "teacher", None)
+    # The exact student starts from the exact teacher's solution (predict_exact solves round 0
+    # with predict_pll's own call: the same floats, one teacher solve instead of two).
     student = predict_pll(
-        model, counts, spec.lam, method=source, loss=loss, q=spec.q, allow_unconverged=True
+        model,
+        counts,
+        spec.lam,
+        method=source,
+        loss=loss,
+        q=spec.q,
+        allow_unconverged=True,
+        teacher=solution,
     )
     notes = ()
     converged = getattr(student, "converged", None)  # None: the linear student has no solve
@@ -465,7 +550,8 @@ def predict(spec: Spec, source: str = "auto", *, points: int | None = None) -> R
     saddle = _saddle_note(student, loss)
     if saddle is not None:
         notes += (saddle,)
-    return Result(spec, source, np.vstack([_table(teacher), _table(student)]), notes=notes)
+    values = np.vstack([row0, _table(student)])
+    return Result(spec, source, values, notes=notes, prediction=student)
 
 
 def _saddle_note(student, loss: str) -> str | None:
@@ -490,7 +576,7 @@ def _saddle_note(student, loss: str) -> str | None:
     return f"{head}; shown is the local minimum reached from it ({accs(descent.end)}){extra}"
 
 
-def _predict_finite(spec, source, counts, loss, points) -> Result:
+def _predict_finite(spec, source, counts, loss, points, allow_refused=False, progress=None):
     from theory.finite import MixtureModel
 
     model = MixtureModel(spec.n_classes, spec.per_class, spec.dim, spec.c, spec.d)
@@ -506,7 +592,9 @@ def _predict_finite(spec, source, counts, loss, points) -> Result:
         kw = {} if points is None else {"points": check_int(points, "points", 1)}
         # student='pll' returns rows [teacher, student] for R = 1 (spec.rounds is 1 for PLL)
         student = "sd" if loss is None else "pll"
-        pred = predict_finite_exact(model, counts, spec.lam, spec.rounds, student=student, **kw)
+        pred = predict_finite_exact(
+            model, counts, spec.lam, spec.rounds, student=student, progress=progress, **kw
+        )
         values = _table(pred)
         res = float(np.max(pred.residuals))
         notes = (
@@ -516,7 +604,7 @@ def _predict_finite(spec, source, counts, loss, points) -> Result:
             f"{float(np.max(pred.population_quadrature_err)):.1e}",
         )
         extra = {"converged": bool(pred.converged), "max_residual": res, "points": pred.points}
-        return Result(spec, source, values, notes=notes, extra=extra)
+        return Result(spec, source, values, notes=notes, extra=extra, prediction=pred)
     if loss is not None:
         raise ValueError(
             f"method {spec.method!r}: the linearised finite-p theory covers 'sd' only; use "
@@ -526,8 +614,11 @@ def _predict_finite(spec, source, counts, loss, points) -> Result:
     from theory.finite_exact.report import linearised_regime, random_matrix_failure
 
     refused = random_matrix_failure(spec.lam, ratio)
-    if refused is not None:
+    if refused is not None and not allow_refused:
         raise ValueError(refused)
     ok, why = linearised_regime(spec.n_classes, spec.lam, ratio)
     pred = predict_finite(model, counts, spec.lam, spec.rounds)
-    return Result(spec, source, _table(pred), notes=(why,), extra={"validated_regime": ok})
+    notes, extra = (why,), {"validated_regime": ok}
+    if refused is not None:
+        notes, extra = (refused, why), extra | {"refused": refused}
+    return Result(spec, source, _table(pred), notes=notes, extra=extra, prediction=pred)

@@ -322,7 +322,8 @@ def test_dim_adds_the_finite_p_theory(capsys):
     assert code == 0
     rep, base = json.loads(out), json.loads(plain)
     assert "finite" not in base and all("finite" not in row for row in base["rounds"])
-    added = {"finite", "finite_exact"}
+    added = {"finite", "finite_exact", "spec"}
+    assert rep["spec"] == base.pop("spec") | {"dim": 40}  # the spec differs by its dimension
     pll_exact = rep["pll"].pop("finite_exact")
     assert {k: v for k, v in rep.items() if k not in added} | {"rounds": None} == base | {
         "rounds": None
@@ -519,3 +520,147 @@ def test_finite_precision_error_is_one_line(monkeypatch, capsys):
     code, out, err = run([*BASE, "--counts", COUNTS, "--dim", "40"], capsys)
     assert code == 2 and out == "" and err.startswith("error: finite-p covariance")
     assert len(err.strip().splitlines()) == 1
+
+
+# --------------------------------------------------------------------------------------------
+# One model of a run (issue 23, item 2): the JSON's numbers are theory.spec.predict's
+
+
+def _assert_bits(entries, values):
+    """Each entry's accuracies equal the Result's row bit for bit (JSON keeps every float of a
+    ``repr``), ``None`` exactly where the value is NaN (undefined)."""
+    from theory.names import THEORY_FIELDS
+    from theory.spec import METRICS
+
+    assert len(entries) == len(values)
+    for entry, row in zip(entries, values, strict=True):
+        for metric, value in zip(METRICS, row, strict=True):
+            got = entry[THEORY_FIELDS[metric]]
+            assert got is None if np.isnan(value) else got == float(value), (metric, entry, row)
+
+
+def _spec(**kw):
+    from theory.spec import Spec
+
+    return Spec(**kw)
+
+
+_SUPER = [[0, 1], [2, 3]]
+CROSS_CHECKS = [
+    pytest.param(
+        [*BASE, "--counts", COUNTS, "--rounds", "3", "--q", "0.5"],
+        dict(n_classes=3, per_class=5, c=0.5, d=0.1, lam=0.01, rounds=3, q=0.5,
+             counts=parse_counts(COUNTS)),
+        id="counts-q",
+    ),
+    pytest.param(  # the saddle example of tests/theory/test_group_descent.py
+        ["predict", "-K", "4", "-n", "10", "--c", "0.4", "--d", "0.1", "--lam", "4.64e-3",
+         "--noise", "pair", "--eta", "0.3", "--rounds", "1"],
+        dict(n_classes=4, per_class=10, c=0.4, d=0.1, lam=4.64e-3, rounds=1, noise="pair",
+             eta=0.3),
+        id="pair-saddle",
+    ),
+    pytest.param(  # uncertified PLL students (partial results) are compared too
+        ["predict", "-K", "4", "-n", "10", "--c", "0.4", "--d", "0", "--lam", "1e-12",
+         "--noise", "sym", "--eta", "0.3", "--rounds", "2"],
+        dict(n_classes=4, per_class=10, c=0.4, d=0.0, lam=1e-12, rounds=2, noise="sym",
+             eta=0.3),
+        id="uncertified",
+        marks=pytest.mark.slow,  # ~2 s: the lam = 1e-12 students run to their iteration limits
+    ),
+    pytest.param(
+        ["predict", "-K", "4", "--noise", "superclass", "--groups", json.dumps(_SUPER),
+         "--eta", "0.4"],
+        dict(n_classes=4,
+             counts=exact_counts(transition_matrix("superclass", 4, 0.4, groups=_SUPER), 20)),
+        id="superclass",
+    ),
+    pytest.param(
+        ["predict", "-K", "2", "-n", "10", "--noise", "asym", "--eta", "0.3"],
+        dict(n_classes=2, per_class=10, noise="asym", eta=0.3),
+        id="two-classes",
+    ),
+    pytest.param(
+        [*BASE, "--counts", COUNTS, "--rounds", "2", "--dim", "40"],
+        dict(n_classes=3, per_class=5, c=0.5, d=0.1, lam=0.01, rounds=2,
+             counts=parse_counts(COUNTS), dim=40),
+        id="dim",
+        marks=pytest.mark.slow,
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("argv, spec_kw", CROSS_CHECKS)
+def test_predict_cli_vs_spec_predict(argv, spec_kw, capsys):
+    """Every accuracy of ``theory predict --json`` is ``predict(Spec(...), source)``'s, bit for
+    bit; each PLL student here solves its own teacher (the command line shares one)."""
+    import math
+    from dataclasses import replace
+
+    from theory.names import LOSS_METHOD
+    from theory.pll import LinearisationUndefinedError
+    from theory.spec import predict
+
+    code, out, _ = run([*argv, "--json"], capsys)
+    assert code == 0
+    rep = json.loads(out)
+    spec = _spec(**spec_kw)
+    block = replace(spec, dim=math.inf)
+    for source in ("linear", "exact"):
+        res = predict(block, source, allow_unconverged=True)
+        _assert_bits([row[source] for row in rep["rounds"]], res.values)
+    students = {} if "undefined" in rep["pll"] else rep["pll_losses"]
+    assert students or spec.n_classes == 2
+    for loss, entry in students.items():
+        student = replace(block, method=LOSS_METHOD[loss])
+        _assert_bits([entry["exact"]], predict(student, "exact").values[1:])
+        if "linear" in entry:
+            _assert_bits([entry["linear"]], predict(student, "linear").values[1:])
+        else:
+            with pytest.raises(LinearisationUndefinedError):
+                predict(student, "linear")
+    if spec.finite:
+        _assert_bits([row["finite"] for row in rep["rounds"]], predict(spec, "finite").values)
+        exact = predict(spec, "finite_exact")  # the command line's 64 points are the default
+        _assert_bits([row["finite_exact"] for row in rep["rounds"]], exact.values)
+        student = predict(replace(spec, method=LOSS_METHOD["ce"]), "finite_exact")
+        _assert_bits([rep["pll"]["finite_exact"]], student.values[1:])
+    # the added key is this run's spec
+    assert type(spec).from_dict(rep["spec"]) == spec
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param(["predict", "--rounds", "2"], id="defaults"),
+        pytest.param([*BASE, "--counts", COUNTS, "--q", "0.5"], id="counts"),
+        pytest.param(
+            [*BASE, "--counts", COUNTS, "--rounds", "1", "--dim", "40", "--points", "16"],
+            id="dim",
+            marks=pytest.mark.slow,
+        ),  # fmt: skip
+    ],
+)
+def test_predict_json_spec_round_trip(argv, capsys):
+    """``--json``'s ``spec`` rebuilds the run: ``predict(Spec.from_dict(rep['spec']), source)``
+    gives the report's numbers (with ``--points``, pass ``points`` too)."""
+    import math
+    from dataclasses import replace
+
+    from theory.names import LOSS_METHOD
+    from theory.spec import Spec, predict
+
+    code, out, _ = run([*argv, "--json"], capsys)
+    assert code == 0
+    rep = json.loads(out)
+    spec = Spec.from_dict(rep["spec"])
+    assert spec.to_dict() == rep["spec"] and spec.count_matrix().tolist() == rep["config"]["counts"]
+    block = replace(spec, dim=math.inf)
+    _assert_bits([row["exact"] for row in rep["rounds"]], predict(block).values)
+    gce = predict(replace(block, method=LOSS_METHOD["gce"]))
+    _assert_bits([rep["pll_losses"]["gce"]["exact"]], gce.values[1:])
+    if spec.finite:
+        points = int(argv[argv.index("--points") + 1])  # not in the spec: a theory option
+        _assert_bits(
+            [row["finite_exact"] for row in rep["rounds"]], predict(spec, points=points).values
+        )
