@@ -11,7 +11,8 @@ they live in, and are documented with, their modules (docs/solver.md):
   :func:`~simulations.distill.train_pll`, :func:`~simulations.pll_losses.train_pll_student`;
 * features: :class:`~simulations.features.GaussianMixture`,
   :func:`~simulations.features.exact_block_features`;
-* the Monte Carlo of a :class:`theory.spec.Spec`: :func:`~simulations.monte_carlo.simulate`
+* the Monte Carlo of a :class:`theory.spec.Spec`: :func:`~simulations.monte_carlo.simulate` and,
+  with common random numbers across specs, :func:`~simulations.monte_carlo.simulate_many`
   (docs/api.md);
 * one Monte Carlo trial and sweeps: :class:`~simulations.pipelines.TrialConfig`,
   :func:`~simulations.pipelines.run_trial`, :func:`~simulations.sweep.run_sweep`,
@@ -42,6 +43,7 @@ _EXPORTS = {
     "GaussianMixture": "simulations.features",
     "exact_block_features": "simulations.features",
     "simulate": "simulations.monte_carlo",
+    "simulate_many": "simulations.monte_carlo",
     "TrialConfig": "simulations.pipelines",
     "run_trial": "simulations.pipelines",
     "load_spec": "simulations.sweep",
