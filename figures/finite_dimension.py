@@ -64,7 +64,6 @@ from figures.common import (
     sample_columns,
     simulate_figure,
 )
-from simulations.linear_trials import LinearTrial, run_linear_many
 from theory.finite import MixtureModel, predict_finite
 from theory.groups import BlockModel, predict_exact
 from theory.names import THEORY_FIELDS
@@ -201,17 +200,13 @@ def compute(preset: str = "quick", seed: int = 0, workers: int = 1) -> dict:
         )
         for m in METRICS
     }
-    # The linearised dynamics on sampled mixtures: what the finite-p theory predicts. Not yet
-    # through simulate_figure(..., backend='linearised'): simulate_many refuses p = 10^8 on its
-    # memory estimate, which counts two N x p arrays where the trial samples the N x N Gram
-    # matrix directly (simulations.features.mixture_gram); the same floats either way.
-    tr = tuple(map(tuple, transition))
-    lin_specs = [LinearTrial(k, n, int(dim), c, d, lam, t_sd, tr) for dim in dims]
-    lins = run_linear_many(lin_specs, p["trials_linear"], seed, workers, label=f"{NAME} linear")
-    for res in lins:  # exact-count sampling: every trial realises the theory's count matrix
-        if not (res["counts"] == counts).all():
-            raise RuntimeError("exact-count sampling realised another count matrix (a bug)")
-    lin = {m: np.stack([res[m][:, [0, t_sd]] for res in lins], axis=1) for m in METRICS}
+    # The linearised dynamics on sampled mixtures: what the finite-p theory predicts (the same
+    # Specs, the linearised backend; exact-count sampling: every trial realises ``counts``).
+    lins = simulate_figure(
+        specs, p["trials_linear"], seed, workers, f"{NAME} linear", backend="linearised"
+    )
+    lin_trials = sample_columns(lins, METRICS)  # {m: (T, P, t*+1)}
+    lin = {m: lin_trials[m][:, :, [0, t_sd]] for m in METRICS}
 
     # Check 1: linearised Monte Carlo vs finite-p theory where the theory is claimed.
     sel = np.flatnonzero(checked_dims(dims, big_n))
