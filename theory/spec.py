@@ -603,7 +603,12 @@ def _predict_finite(spec, source, counts, loss, points, allow_refused=False, pro
             f"{float(np.max(pred.train_quadrature_err)):.1e} / "
             f"{float(np.max(pred.population_quadrature_err)):.1e}",
         )
-        extra = {"converged": bool(pred.converged), "max_residual": res, "points": pred.points}
+        # pred.points counts the cavity-field samples per group (2 x 8 shifts x ``points``)
+        extra = {
+            "converged": bool(pred.converged),
+            "max_residual": res,
+            "samples_per_group": pred.points,
+        }
         return Result(spec, source, values, notes=notes, extra=extra, prediction=pred)
     if loss is not None:
         raise ValueError(
