@@ -427,26 +427,22 @@ def _model_and_counts(args):
     return model, check_counts(counts, model)
 
 
-#: ``--noise`` kinds a Spec rebuilds from ``noise`` and ``eta`` alone.
-_NOISE_MODELS = ("sym", "pair", "asym")
-
-
 def _spec(args, counts) -> Spec:
     """The run as a :class:`theory.spec.Spec` (after the resource checks): the report computes
     every number from it, and ``--json`` prints it under ``spec`` (``Spec.from_dict``).
 
-    ``--noise sym|pair|asym`` maps to ``noise``/``eta`` (the spec builds the same exact counts
-    with the same functions); ``--counts`` and ``--noise superclass`` map to ``counts``, the
-    matrix built here (a superclass Spec needs its ``groups`` field, which the Spec of this
-    version does not have). ``--delta``, ``--points`` and ``--no-finite-exact`` are options of
-    the report and of the theories, not of the run, and ``--max-memory``/``--max-time`` limits
-    of this command: none is part of a Spec.
+    ``--noise`` maps to ``noise``/``eta`` (and ``--groups`` to ``groups``: the spec builds the
+    same exact counts with the same functions); ``--counts`` maps to ``counts``. ``--delta``,
+    ``--points`` and ``--no-finite-exact`` are options of the report and of the theories, not of
+    the run, and ``--max-memory``/``--max-time`` limits of this command: none is part of a Spec.
     """
     labels = args.labels
-    if labels["noise"] in _NOISE_MODELS:
-        noise = {"noise": labels["noise"], "eta": labels["eta"]}
-    else:
+    if labels["noise"] is None:  # --counts
         noise = {"counts": counts}
+    else:
+        noise = {"noise": labels["noise"], "eta": labels["eta"]}
+        if labels["groups"] is not None:
+            noise["groups"] = labels["groups"]
     dim = math.inf if args.dim is None else args.dim
     return Spec(
         n_classes=args.classes,
