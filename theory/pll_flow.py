@@ -49,6 +49,7 @@ __all__ = [
     "FLOW_MAX_UNKNOWNS",
     "FLOW_REST",
     "FLOW_RTOL",
+    "REFERENCE_ATOL",
     "FlowStudent",
     "StudentProblem",
     "flow_student",
@@ -154,8 +155,13 @@ class FlowStudent:
 #: end point is certified by Newton); on the quick figure grid 1e-8 gives the same students at
 #: 1.8x the cost.
 FLOW_RTOL = 1e-6
-#: Absolute tolerance of the flow's integrator, relative to the force's scale ``max |f(0)|``.
-FLOW_ATOL = 1e-12
+#: Absolute tolerance of the flow's integrator, relative to the force's scale ``max |f(0)|``:
+#: errors below 1e-6 of that scale are ignored in every component, as FLOW_RTOL ignores them in the
+#: large ones (with 1e-12 every tiny component was followed to 1e-6 of itself: ~45% more steps,
+#: and on the quick and paper grids of ``figures/pll_conditions`` the same students).
+FLOW_ATOL = 1e-6
+#: The absolute tolerance (relative to the force's scale) of the ``'bdf'`` reference.
+REFERENCE_ATOL = 1e-12
 #: The flow stops once the force balance ``max |r - f(L r)|`` holds to this fraction of the force's
 #: scale; Newton then polishes the point.
 FLOW_REST = 1e-9
@@ -189,15 +195,21 @@ def _flow_to_rest(prob: StudentProblem, r0, s_max, integrator="lsoda"):
         return -mat
 
     y0 = np.ravel(r0).astype(float)
-    atol = FLOW_ATOL * scale
-    if integrator == "bdf":
+    if integrator == "bdf":  # the reference: the integrator and tolerances used before LSODA
 
         def rest(_s, y):
             return float(np.abs(rhs(_s, y)).max()) - stop
 
         rest.terminal = True
         sol = solve_ivp(
-            rhs, (0.0, s_max), y0, method="BDF", jac=jac, rtol=FLOW_RTOL, atol=atol, events=rest
+            rhs,
+            (0.0, s_max),
+            y0,
+            method="BDF",
+            jac=jac,
+            rtol=FLOW_RTOL,
+            atol=REFERENCE_ATOL * scale,
+            events=rest,
         )
         if sol.status < 0:
             raise RuntimeError(f"gradient flow integration failed: {sol.message}")
@@ -207,7 +219,7 @@ def _flow_to_rest(prob: StudentProblem, r0, s_max, integrator="lsoda"):
     # step). The force balance is evaluated only when the step's mean speed |dy| / ds is below the
     # threshold (near rest the flow decays monotonically, so the speed at the end of a step is at
     # most its mean): the flow stops at the first step end with max |F| <= stop, or one step later.
-    solver = LSODA(rhs, 0.0, y0, s_max, rtol=FLOW_RTOL, atol=atol, jac=jac)
+    solver = LSODA(rhs, 0.0, y0, s_max, rtol=FLOW_RTOL, atol=FLOW_ATOL * scale, jac=jac)
     y_prev = y0
     while solver.status == "running":
         message = solver.step()
@@ -337,9 +349,9 @@ def flow_student(
     max_escapes : int
         Saddles left before the point is reported as it is.
     integrator : {'lsoda', 'bdf'}
-        ``'lsoda'`` (default) or ``'bdf'``, SciPy's ``solve_ivp(method='BDF')`` with a terminal
-        event: the same flow to the same tolerances, at about twice the cost (the reference of
-        ``test_flow_student_lsoda_vs_bdf``). On every cell of the quick and paper grids of
+        ``'lsoda'`` (default) or ``'bdf'``, the reference it replaced: SciPy's
+        ``solve_ivp(method='BDF')`` with a terminal event and :data:`REFERENCE_ATOL`, at ~3x the
+        cost (``test_flow_student_lsoda_vs_bdf``). On every cell of the quick and paper grids of
         ``figures/pll_conditions`` (228 and 2483 cells) the two give the same accuracies, ties and
         markers, and the same end point up to a mirror image: a start on a saddle's stable
         manifold (symmetric problems) is left on either side by round-off, to mirror minima.
