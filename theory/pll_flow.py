@@ -183,16 +183,13 @@ def _flow_to_rest(prob: StudentProblem, r0, s_max, integrator="lsoda"):
     scale = max(float(np.abs(loss.force0()).max()), 1e-300)
     stop = FLOW_REST * scale
 
-    # z = L r as one (G, G) x (G, K) product with the dense coupling the Jacobian needs anyway
-    # (~1 us against ~9 us for the class sums of cp.apply; equal up to round-off, and the
-    # trajectory only selects the basin: Newton certifies the end point with cp.apply).
     def rhs(_s, y):
         r = y.reshape(g, k)
-        return -(r - loss.force(lg @ r)).ravel()
+        return -(r - loss.force(cp.apply(r))).ravel()
 
     def jac(_s, y):
         r = y.reshape(g, k)
-        hd = dense_hessians(loss.hessian(lg @ r))
+        hd = dense_hessians(loss.hessian(cp.apply(r)))
         mat = np.einsum("gil,gh->gihl", hd, lg).reshape(g * k, g * k)
         mat[np.diag_indices_from(mat)] += 1.0
         return -mat
