@@ -355,6 +355,9 @@ def flow_student(
         ``figures/pll_conditions`` (228 and 2483 cells) the two give the same accuracies, ties and
         markers, and the same end point up to a mirror image: a start on a saddle's stable
         manifold (symmetric problems) is left on either side by round-off, to mirror minima.
+        Where the mirror minima differ in accuracy the flow's answer is round-off's (K = 5, pair
+        noise ``eta = 0.3``, ``lam = 1e-2``: 60% or 40% by the order of a sum in ``L r``; it passes
+        next to the saddle without stopping there, so it is not marked ``ambiguous``).
 
     Returns
     -------
