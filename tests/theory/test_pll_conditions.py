@@ -516,9 +516,9 @@ def test_flow_escapes_a_symmetric_saddle_on_both_sides():
 def test_flow_student_lsoda_vs_bdf(kind, eta, d, lam, loss):
     # The default integrator (LSODA, stepping in compiled code, absolute tolerance 1e-6 of the
     # force's scale) against the reference it replaced (solve_ivp's BDF with a terminal event,
-    # 1e-12): the same flow must end in the same basin, at the same Newton-certified point. Both end points are certified to
-    # GROUP_TOL (~1e-12 relative) at strict local minima, so their outputs agree to ~1e-12 over
-    # the curvature margin; 1e-8 leaves room for the weakest margin here.
+    # 1e-12): the same flow must end in the same basin, at the same Newton-certified point. Both
+    # end points are certified to GROUP_TOL (~1e-12 relative) at strict local minima, so their
+    # outputs agree to ~1e-12 over the curvature margin; 1e-8 leaves room for the weakest margin.
     model = BlockModel(4, 10, 0.4, d)
     counts = exact_counts(transition_matrix(kind, 4, eta), 10)
     fast = flow_student(model, counts, lam, loss=loss)
