@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.integrate import solve_ivp
+from scipy.integrate import LSODA, solve_ivp
 
 from theory.blas import single_thread_blas
 from theory.group_descent import (
@@ -44,7 +44,12 @@ from theory.pll import check_pll_loss, group_top2, two_hot_deviations
 from theory.validation import check_int, check_positive
 
 __all__ = [
+    "FLOW_ATOL",
+    "FLOW_INTEGRATORS",
     "FLOW_MAX_UNKNOWNS",
+    "FLOW_REST",
+    "FLOW_RTOL",
+    "REFERENCE_ATOL",
     "FlowStudent",
     "StudentProblem",
     "flow_student",
@@ -146,14 +151,37 @@ class FlowStudent:
     top2: np.ndarray = field(repr=False)
 
 
-def _flow_to_rest(prob: StudentProblem, r0, tol, s_max):
-    """Integrate ``dr/ds = -(r - f(L r))`` (``s = lam t``) from ``r0`` until ``F`` is tiny."""
+#: Relative tolerance of the flow's integrator: the trajectory only has to select the basin (the
+#: end point is certified by Newton); on the quick figure grid 1e-8 gives the same students at
+#: 1.8x the cost.
+FLOW_RTOL = 1e-6
+#: Absolute tolerance of the flow's integrator, relative to the force's scale ``max |f(0)|``:
+#: errors below 1e-6 of that scale are ignored in every component, as FLOW_RTOL ignores them in the
+#: large ones (with 1e-12 every tiny component was followed to 1e-6 of itself: ~45% more steps,
+#: and on the quick and paper grids of ``figures/pll_conditions`` the same students).
+FLOW_ATOL = 1e-6
+#: The absolute tolerance (relative to the force's scale) of the ``'bdf'`` reference.
+REFERENCE_ATOL = 1e-12
+#: The flow stops once the force balance ``max |r - f(L r)|`` holds to this fraction of the force's
+#: scale; Newton then polishes the point.
+FLOW_REST = 1e-9
+#: Integrators of :func:`flow_student`: ``'lsoda'`` (the default: ODEPACK's LSODA, stiff BDF
+#: steps with the analytic Jacobian, stepping in compiled code) and ``'bdf'`` (SciPy's BDF
+#: through ``solve_ivp`` with a terminal event, the slower reference it was checked against).
+FLOW_INTEGRATORS = ("lsoda", "bdf")
+
+
+def _flow_to_rest(prob: StudentProblem, r0, s_max, integrator="lsoda"):
+    """Integrate ``dr/ds = -(r - f(L r))`` (``s = lam t``) from ``r0`` until ``F`` is tiny.
+
+    Returns the end point ``r`` (G, K), the flow time ``s`` and whether the force balance was
+    reached (else ``s = s_max``).
+    """
     cp, loss = prob.coupling, prob.loss
     g, k = cp.n_groups, cp.k
     lg = dense_coupling(cp)
     scale = max(float(np.abs(loss.force0()).max()), 1e-300)
-    # Stop once the force balance holds to ~1e-9 of the problem's scale; Newton then polishes.
-    stop = 1e-9 * scale
+    stop = FLOW_REST * scale
 
     def rhs(_s, y):
         r = y.reshape(g, k)
@@ -166,26 +194,42 @@ def _flow_to_rest(prob: StudentProblem, r0, tol, s_max):
         mat[np.diag_indices_from(mat)] += 1.0
         return -mat
 
-    def rest(_s, y):
-        r = y.reshape(g, k)
-        return float(np.abs(r - loss.force(cp.apply(r))).max()) - stop
+    y0 = np.ravel(r0).astype(float)
+    if integrator == "bdf":  # the reference: the integrator and tolerances used before LSODA
 
-    rest.terminal = True
-    # rtol 1e-6: the trajectory only has to select the basin (the end point is certified by
-    # Newton); on the quick figure grid 1e-8 gives the same students at 1.8x the cost.
-    sol = solve_ivp(
-        rhs,
-        (0.0, s_max),
-        np.ravel(r0),
-        method="BDF",
-        jac=jac,
-        rtol=1e-6,
-        atol=1e-12 * scale,
-        events=rest,
-    )
-    if sol.status < 0:
-        raise RuntimeError(f"gradient flow integration failed: {sol.message}")
-    return sol.y[:, -1].reshape(g, k), float(sol.t[-1]), sol.status == 1
+        def rest(_s, y):
+            return float(np.abs(rhs(_s, y)).max()) - stop
+
+        rest.terminal = True
+        sol = solve_ivp(
+            rhs,
+            (0.0, s_max),
+            y0,
+            method="BDF",
+            jac=jac,
+            rtol=FLOW_RTOL,
+            atol=REFERENCE_ATOL * scale,
+            events=rest,
+        )
+        if sol.status < 0:
+            raise RuntimeError(f"gradient flow integration failed: {sol.message}")
+        return sol.y[:, -1].reshape(g, k), float(sol.t[-1]), sol.status == 1
+    # LSODA one step at a time (about half the cost of solve_ivp's BDF for the same tolerances:
+    # its steps run in compiled code, and no event function costs an extra force evaluation per
+    # step). The force balance is evaluated only when the step's mean speed |dy| / ds is below the
+    # threshold (near rest the flow decays monotonically, so the speed at the end of a step is at
+    # most its mean): the flow stops at the first step end with max |F| <= stop, or one step later.
+    solver = LSODA(rhs, 0.0, y0, s_max, rtol=FLOW_RTOL, atol=FLOW_ATOL * scale, jac=jac)
+    y_prev = y0
+    while solver.status == "running":
+        message = solver.step()
+        if solver.status == "failed":
+            raise RuntimeError(f"gradient flow integration failed: {message}")
+        ds = solver.t - solver.t_old
+        if np.abs(solver.y - y_prev).max() <= stop * ds and np.abs(rhs(0, solver.y)).max() <= stop:
+            return solver.y.reshape(g, k), float(solver.t), True
+        y_prev = solver.y.copy()  # (older SciPy's LSODA reuses its state array)
+    return solver.y.reshape(g, k), float(solver.t), False
 
 
 def _polish(prob: StudentProblem, r, tol):
@@ -232,10 +276,10 @@ def _accuracies(prob: StudentProblem, z):
     return group_accuracies(dev, prob.counts)[0], population_accuracy(pop)[0]
 
 
-def _run_flow(prob, r0, tol, s_max, max_escapes):
+def _run_flow(prob, r0, tol, s_max, max_escapes, integrator):
     """Flow + polish, escaping saddles on both sides; returns the end state and the outcomes."""
     cp = prob.coupling
-    r, s_tot, _ = _flow_to_rest(prob, r0, tol, s_max)
+    r, s_tot, _ = _flow_to_rest(prob, r0, s_max, integrator)
     z, res = _polish(prob, r, tol)
     escapes, outcomes, ambiguous = 0, [], False
     while escapes < max_escapes and second_order(cp, prob.loss.hessian(z)) != (0, 0):
@@ -247,7 +291,7 @@ def _run_flow(prob, r0, tol, s_max, max_escapes):
         ends = []
         for sign in (1.0, -1.0):
             r1 = _step_off(prob, r_here, sign * u)
-            r2, s2, _ = _flow_to_rest(prob, r1, tol, s_max)
+            r2, s2, _ = _flow_to_rest(prob, r1, s_max, integrator)
             z2, res2 = _polish(prob, r2, tol)
             acc = _accuracies(prob, z2)
             f2 = group_objective(cp, prob.loss, prob.loss.force(z2))
@@ -274,15 +318,17 @@ def flow_student(
     tol: float = GROUP_TOL,
     s_max: float = 1e7,
     max_escapes: int = 3,
+    integrator: str = "lsoda",
 ) -> FlowStudent:
     r"""The PLL student reached by gradient flow of its training objective from the teacher.
 
     In the representer coordinates ``W = sum_g r_g (sum_{i in g} x_i)^T / (lam N)`` (group level,
     ``z = L r``) gradient flow ``dW/dt = -grad J(W)`` reads ``dr/dt = -lam (r - f(L r))`` (the
     gradient is ``sum_i (r_i - f_i) x_i^T / N``). Started from the teacher's ``r = T - p`` (its
-    weights, as in the reference code), it is integrated in ``s = lam t`` with a stiff (BDF)
-    integrator and the analytic Jacobian ``-(I + H L)`` until ``max|r - f(L r)|`` falls below
-    ``1e-9`` of the force's scale; Newton on ``z = L f(z)`` then certifies the nearby stationary
+    weights, as in the reference code), it is integrated in ``s = lam t`` with a stiff integrator
+    (LSODA, or SciPy's BDF) and the analytic Jacobian ``-(I + H L)`` to relative accuracy
+    :data:`FLOW_RTOL` until ``max|r - f(L r)|`` falls below :data:`FLOW_REST` (``1e-9``) of the
+    force's scale; Newton on ``z = L f(z)`` then certifies the nearby stationary
     point (:func:`theory.group_engine.newton_solve`). If it is a saddle (``newton_inertia`` not
     ``(0, 0)``) -- which the flow reaches only from a start on its stable manifold, e.g. a start
     with the problem's symmetry -- the flow is restarted on both sides of it along the most
@@ -302,6 +348,16 @@ def flow_student(
         Largest flow time ``lam t`` per leg.
     max_escapes : int
         Saddles left before the point is reported as it is.
+    integrator : {'lsoda', 'bdf'}
+        ``'lsoda'`` (default) or ``'bdf'``, the reference it replaced: SciPy's
+        ``solve_ivp(method='BDF')`` with a terminal event and :data:`REFERENCE_ATOL`, at ~3x the
+        cost (``test_flow_student_lsoda_vs_bdf``). On every cell of the quick and paper grids of
+        ``figures/pll_conditions`` (228 and 2483 cells) the two give the same accuracies, ties and
+        markers, and the same end point up to a mirror image: a start on a saddle's stable
+        manifold (symmetric problems) is left on either side by round-off, to mirror minima.
+        Where the mirror minima differ in accuracy the flow's answer is round-off's (K = 5, pair
+        noise ``eta = 0.3``, ``lam = 1e-2``: 60% or 40% by the order of a sum in ``L r``; it passes
+        next to the saddle without stopping there, so it is not marked ``ambiguous``).
 
     Returns
     -------
@@ -314,6 +370,8 @@ def flow_student(
         factorises a dense ``(G K)^2`` Jacobian).
     """
     s_max = check_positive(s_max, "s_max")
+    if integrator not in FLOW_INTEGRATORS:
+        raise ValueError(f"integrator must be one of {FLOW_INTEGRATORS}, got {integrator!r}")
     max_escapes = check_int(max_escapes, "max_escapes", 0)
     cnt = check_counts(counts, model)
     n_unknowns = int(np.count_nonzero(cnt > 0)) * model.n_classes
@@ -326,7 +384,9 @@ def flow_student(
     kk, ll = prob.rows
     r0 = (one_hot_deviations(model.n_classes) - prob.teacher.deviations)[kk, ll]
     with single_thread_blas():
-        z, res, s_tot, escapes, outcomes, ambiguous = _run_flow(prob, r0, tol, s_max, max_escapes)
+        z, res, s_tot, escapes, outcomes, ambiguous = _run_flow(
+            prob, r0, tol, s_max, max_escapes, integrator
+        )
         second = None if prob.loss.convex else second_order(prob.coupling, prob.loss.hessian(z))
     cp = prob.coupling
     pop = softmax_deviation(cp.population_logits(prob.loss.force(z)))

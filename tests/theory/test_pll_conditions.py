@@ -503,6 +503,41 @@ def test_flow_escapes_a_symmetric_saddle_on_both_sides():
     assert fs.prediction.second_order == (0, 0)
 
 
+@pytest.mark.parametrize(
+    "kind, eta, d, lam, loss",
+    [
+        ("sym", 0.3, 0.1, 1e-4, "candidate"),
+        ("sym", 0.3, 0.1, 1e-3, "gce"),
+        ("asym", 0.4, 0.1, 1e-2, "candidate"),
+        ("sym", 0.5, -0.1, 3e-3, "gce"),
+        ("pair", 0.3, 0.1, 1e-2, "candidate"),  # a saddle on the way (escaped on both sides)
+    ],
+)
+def test_flow_student_lsoda_vs_bdf(kind, eta, d, lam, loss):
+    # The default integrator (LSODA, stepping in compiled code, absolute tolerance 1e-6 of the
+    # force's scale) against the reference it replaced (solve_ivp's BDF with a terminal event,
+    # 1e-12): the same flow must end in the same basin, at the same Newton-certified point. Both
+    # end points are certified to GROUP_TOL (~1e-12 relative) at strict local minima, so their
+    # outputs agree to ~1e-12 over the curvature margin; 1e-8 leaves room for the weakest margin.
+    model = BlockModel(4, 10, 0.4, d)
+    counts = exact_counts(transition_matrix(kind, 4, eta), 10)
+    fast = flow_student(model, counts, lam, loss=loss)
+    ref = flow_student(model, counts, lam, loss=loss, integrator="bdf")
+    assert fast.escapes == ref.escapes and fast.ambiguous == ref.ambiguous
+    assert [o[:2] for o in fast.outcomes] == [o[:2] for o in ref.outcomes]
+    a, b = fast.prediction, ref.prediction
+    assert (a.train_acc[0], a.population_acc[0], a.ties[0]) == (
+        b.train_acc[0],
+        b.population_acc[0],
+        b.ties[0],
+    )
+    assert a.second_order == b.second_order == (0, 0)
+    if fast.escapes == 0:
+        np.testing.assert_allclose(a.deviations, b.deviations, atol=1e-8)
+    else:  # after a symmetric saddle: the same end point or its mirror image (equal objective)
+        assert fast.outcomes[-1][2] == pytest.approx(ref.outcomes[-1][2], rel=1e-9)
+
+
 # --------------------------------------------------------------------------------------------
 # Conjecture 15.8: which side the flow takes
 
@@ -566,6 +601,8 @@ def test_bad_input():
         uniqueness_lam(model, "gce", q=0.0)
     with pytest.raises(ValueError, match="lam"):
         flow_student(model, counts, -1.0)
+    with pytest.raises(ValueError, match="integrator must be one of"):
+        flow_student(model, counts, 1e-3, integrator="rk45")
     with pytest.raises(ValueError, match="pi"):
         tie_margin(model, 1e-3, 1.5)
     with pytest.raises(ValueError, match="set losses"):
