@@ -40,20 +40,20 @@ PRESET_HELP = (
     "quick: every figure in a few minutes on 2 cores; paper: publication quality (more trials, "
     "finer grids, larger p; minutes per figure); tiny: the smallest problems, for smoke tests"
 )
-#: Relative cost of each figure (seconds of the quick preset on the 2-core development machine,
+#: Relative cost of each figure (CPU seconds of the quick preset on the 2-core development machine,
 #: rounded): weights of the runner's progress bar, so that its ETA is not a count of figures.
 COST = {
-    "label_averaging": 2,
-    "spectrum": 2,
-    "exact_vs_linear": 3,
-    "sd_vs_pll": 4,
-    "phase_diagram": 8,
-    "finite_dimension": 8,
-    "sd_generalization": 4,
-    "finite_phase": 9,
-    "real_gain": 4,
-    "pll_real": 3,
-    "pll_conditions": 28,
+    "label_averaging": 1,
+    "spectrum": 1,
+    "exact_vs_linear": 1,
+    "sd_vs_pll": 3,
+    "phase_diagram": 4,
+    "finite_dimension": 3,
+    "sd_generalization": 3,
+    "finite_phase": 2,
+    "real_gain": 3,
+    "pll_real": 2,
+    "pll_conditions": 3,
 }
 
 

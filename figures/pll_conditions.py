@@ -44,7 +44,7 @@ from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.patches import Patch
 
 from figures import palette, style
-from figures.common import AgreementError, log, parse_args, prepare_output
+from figures.common import AgreementError, figure_run, log, parse_args, prepare_output
 from selfdistill_cli.progress import progress_bar
 from simulations.features import exact_block_features
 from simulations.pll_losses import train_pll_student
@@ -581,33 +581,8 @@ def table(data: dict) -> list[dict]:
     return [dict(r) for r in data["rows"]]
 
 
+@figure_run(NAME)
 def run(*, preset: str = "quick", out=None, seed: int = 0, workers: int = 1) -> int:
-    """Compute the figure, check it, and write ``pll_conditions`` to ``out``.
-
-    What ``python -m figures.pll_conditions`` does after reading its options, and what the runner
-    (``python -m figures``) calls for this figure.
-
-    Parameters
-    ----------
-    preset : {"quick", "paper", "tiny"}
-        Problem sizes (:data:`PRESETS`).
-    out : path-like, optional
-        Output directory (default ``./selfdistill-figures``), checked for writability first.
-    seed : int
-        Base seed (>= 0) of every random stream.
-    workers : int
-        Processes for the Monte Carlo trials (the runner caps them at the usable cores).
-
-    Returns
-    -------
-    int
-        Exit status, 0.
-
-    Raises
-    ------
-    figures.common.AgreementError
-        Theory and simulation (or two computations of the theory) disagree beyond tolerance.
-    """
     out = prepare_output(out)
     data = compute(preset, seed, workers)
     disagree = sum(1 for r in data["rows"] if not r["engine_agrees"])
