@@ -225,6 +225,27 @@ def test_line_objective_blocked_vs_whole(monkeypatch):
         assert_close(np.array(blocked), np.array(whole), atol=0, rtol=1e-12)
 
 
+@pytest.mark.parametrize("spread", [1e-300, 1e-8, 9.9e-4, 1e-3, 1.0, 60.0, 800.0])
+@pytest.mark.parametrize("mixed", [False, True])
+def test_softmax64_vs_softmax_with_deviation_bit_for_bit(spread, mixed):
+    """The fused float64 kernel gives the bits of the general function (same operations in the
+    same order), on rows all near uniform, none, or both (``mixed``: every third row 1e-6 of
+    the spread), either side of the expm1 threshold (spread 1e-3), and with outputs below the
+    smallest normal double (spread 800: set to 0 by both)."""
+    from simulations.softmax import softmax_with_deviation
+
+    rng = np.random.default_rng(8)
+    z = spread * rng.standard_normal((300, 7))
+    if mixed:
+        z[::3] *= 1e-6
+    probs, dev = np.empty_like(z), np.empty_like(z)
+    kernels_mod.softmax64(z, probs, dev)
+    ref_probs, ref_dev = softmax_with_deviation(z, axis=1)
+    assert np.array_equal(probs, ref_probs) and np.array_equal(dev, ref_dev)
+    if spread == 800.0:
+        assert np.any(probs == 0.0)  # the subnormal branch ran
+
+
 # --------------------------------------------------------------------------------------------
 # The float32 phase (solver/kernels.py: 'softmax32', 'LineObjective32')
 # --------------------------------------------------------------------------------------------
