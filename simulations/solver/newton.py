@@ -17,6 +17,7 @@ from simulations.solver.kernels import (
     max_abs,
     row_blocks,
 )
+from simulations.solver.ncg import float32_ncg
 from simulations.solver.pcg import KronPreconditioner, pcg
 from simulations.solver.state import Gradient, Iterate, SolveSetup, outputs_and_gradient
 from simulations.solver.types import (
@@ -233,27 +234,31 @@ def _residual_bound(setup: SolveSetup, g: Gradient) -> float:
 
 
 def _float32_phase(setup: SolveSetup, state: Iterate) -> None:
-    """Float32 Newton steps until float32 round-off, then the logits recomputed in float64.
+    """Float32 steps until float32 round-off, then the logits recomputed in float64.
 
-    Leaves the float32 phase at float32 round-off (``_SWITCH_RTOL``), when its steps stop
-    converging quadratically there (``_STAGNATION_RTOL``), when the line search stalls or at
-    ``max_iter``. (Predicting the switch point from the quadratic model, even with a sharper
-    one-pass residual estimate, cost more passes than it saved on the benchmarks.)
+    Nonlinear CG steps first (:func:`simulations.solver.ncg.float32_ncg`: two passes per step);
+    Newton steps continue where those converge slowly. The Newton steps leave the float32 phase
+    at float32 round-off (``_SWITCH_RTOL``), when they stop converging quadratically there
+    (``_STAGNATION_RTOL``), when the line search stalls or at ``max_iter``. (Predicting the
+    switch point from the quadratic model, even with a sharper one-pass residual estimate, cost
+    more passes than it saved on the benchmarks.)
     """
+    g = outputs_and_gradient(setup, state, low=True)
+    g, degraded = float32_ncg(setup, state, g)
     prev_ratio = math.inf  # gradient ratio ||g|| / terms at the previous float32 step
-    while True:
-        g = outputs_and_gradient(setup, state, low=True)
+    while degraded:  # Newton steps continue unless the ratio is at their switch point
         stagnant = prev_ratio <= _STAGNATION_RTOL and g.ratio > 0.1 * prev_ratio
         prev_ratio = g.ratio
         if g.ratio <= _SWITCH_RTOL or stagnant or state.stalls or state.it >= setup.max_iter:
-            state.stalls = 0
-            # Drop the float32 drift of the accumulated updates.
-            state.logits = basis_times(setup.basis, state.coef)
-            state.passes += 1
-            return
+            break
         est = _residual_bound(setup, g)
         state.it += 1
         _newton_step(setup, state, g, low=True, est=est, goal=0.0)  # no target in float32
+        g = outputs_and_gradient(setup, state, low=True)
+    state.stalls = 0
+    # Drop the float32 drift of the accumulated updates.
+    state.logits = basis_times(setup.basis, state.coef)
+    state.passes += 1
 
 
 def _float64_phase(setup: SolveSetup, state: Iterate):
