@@ -29,7 +29,8 @@ the same fit, before scikit-learn (a solve that follows scikit-learn's fit pays 
 fit freed). Every solve time is the best of ``--repeat`` runs; a component's cost is the best of at
 least 3 timed batches (as in :mod:`benchmarks.blas_orientation`).
 
-Run: ``python -m benchmarks.certified_bound`` (about 1.5 minutes on 2 idle cores) or ``--quick``.
+Run: ``python -m benchmarks.certified_bound`` (about 1.5 minutes on 2 idle cores) or ``--quick``;
+``--sizes 10000x512`` repeats one of the two cells (on a busy machine, for medians over runs).
 """
 
 from __future__ import annotations
@@ -198,9 +199,29 @@ def main(argv=None) -> int:
         "--repeat", type=int_in(1, 1000), default=2, help="runs per timing (best kept)"
     )
     parser.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0)
+    parser.add_argument(
+        "--sizes",
+        default=None,
+        help="comma-separated NxP among the defaults, e.g. 10000x512 (default: 10000x512,"
+        "50000x2048; quick 2000x128): to repeat a cell on a busy machine",
+    )
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error(f"--repeat must be >= 1, got {args.repeat}")
+    default_sizes = QUICK_SIZES if args.quick else FULL_SIZES
+    sizes = default_sizes
+    if args.sizes is not None:
+        try:
+            sizes = tuple(
+                tuple(int(v) for v in item.lower().split("x")) for item in args.sizes.split(",")
+            )
+        except ValueError:
+            sizes = ()
+        if not sizes or any(size not in default_sizes for size in sizes):
+            parser.error(
+                f"--sizes must list sizes among {','.join(f'{n}x{p}' for n, p in default_sizes)}"
+                f", got {args.sizes!r}"
+            )
     lams = args.lams or ([1e-3] if args.quick else [1e-3, 1e-4])
     if any(not (lam > 0 and math.isfinite(lam)) for lam in lams):
         parser.error(f"--lams must be positive and finite, got {lams}")
@@ -210,7 +231,7 @@ def main(argv=None) -> int:
         f"best of {args.repeat}"
     )
     rng = np.random.default_rng(args.seed)
-    for size in QUICK_SIZES if args.quick else FULL_SIZES:
+    for size in sizes:
         x, _, noisy = mixture(*size, k, 0.3, np.random.default_rng(args.seed), "isotropic")
         # Component costs: at least 3 timed batches each (the bound takes the least disturbed).
         costs = component_costs(x, k, max(args.repeat, 3), rng)
