@@ -79,6 +79,9 @@ def test_certified_bound_quick_smoke(capsys):
     out = capsys.readouterr().out
     assert "lower bound" in out and "ours (certified, direct)" in out
     assert "ours / lower bound" in out and "alone cost" in out
+    assert cb.main(["--quick", "--repeat", "1", "--cpu", "--sizes", "2000x128"]) == 0
+    out = capsys.readouterr().out
+    assert "CPU seconds with one thread" in out and "ours / lower bound" in out
     for bad in (
         ["--repeat", "0"],
         ["--quick", "--lams", "-1"],
