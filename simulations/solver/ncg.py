@@ -26,7 +26,7 @@ import math
 
 import numpy as np
 
-from simulations.solver.kernels import LineObjective32, basis_times, max_abs, row_blocks
+from simulations.solver.kernels import LineObjective32, basis_times, row_blocks
 from simulations.solver.pcg import KronPreconditioner
 from simulations.solver.state import Gradient, Iterate, SolveSetup, outputs_and_gradient
 
@@ -64,13 +64,9 @@ def curvature_along(probs: np.ndarray, y: np.ndarray) -> float:
     for rows in row_blocks(*y.shape):
         pb, yb = probs[rows], y[rows]
         centred = yb - np.einsum("ik,ik->i", pb, yb)[:, None]
-        # Squares of float32 images ~1e-20 (outputs within 1e-20 of uniform) would underflow:
-        # square the block relative to its largest entry.
-        top = max_abs(centred)
-        if top > 0:
-            centred /= centred.dtype.type(top)
-            centred *= centred
-            total += top * top * float(np.einsum("ik,ik->", pb, centred, dtype=np.float64))
+        # Products in float64 (einsum casts first): squares of float32 images ~1e-20 (outputs
+        # that close to uniform) would underflow in float32.
+        total += float(np.einsum("ik,ik,ik->", pb, centred, centred, dtype=np.float64))
     return total
 
 
