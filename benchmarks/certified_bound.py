@@ -29,7 +29,11 @@ the same fit, before scikit-learn (a solve that follows scikit-learn's fit pays 
 fit freed). Every solve time is the best of ``--repeat`` runs; a component's cost is the best of at
 least 3 timed batches (as in :mod:`benchmarks.blas_orientation`).
 
-Run: ``python -m benchmarks.certified_bound`` (about 1.5 minutes on 2 idle cores) or ``--quick``.
+Run: ``python -m benchmarks.certified_bound`` (about 1.5 minutes on 2 idle cores) or ``--quick``;
+``--sizes 10000x512`` repeats one of the two cells (on a busy machine, for medians over runs);
+``--cpu`` times every part, ours and lbfgs in CPU seconds with one thread per pool (on a shared
+machine wall-clock times with two BLAS threads vary several-fold with the load, mostly through
+BLAS threads waiting for each other; CPU seconds of one thread count the work).
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import time
 
 import numpy as np
 
-from benchmarks.blas_orientation import best_time
+from benchmarks.blas_orientation import best_time as best_time_wall
 from benchmarks.solver_large_k import mixture, sklearn_teacher
 from selfdistill_cli import ArgumentParser, float_in, int_in
 from simulations.solver import (
@@ -97,8 +101,29 @@ def cg_pairs(x, rhs, lam, rtol, precond=None, max_pairs=10_000) -> tuple[int, np
     return m, sol
 
 
-def component_costs(x: np.ndarray, k: int, repeat: int, rng) -> dict[str, float]:
-    """Seconds of the model's parts on this machine (module docstring)."""
+def best_cpu_time(fn, repeat: int) -> float:
+    """:func:`benchmarks.blas_orientation.best_time` in CPU seconds of this process."""
+    number = 1
+    while True:
+        t0 = time.process_time()
+        for _ in range(number):
+            fn()
+        first = time.process_time() - t0
+        if first >= 0.02 or number >= 10_000:
+            break
+        number *= 10
+    best = first / number
+    for _ in range(repeat - 1):
+        t0 = time.process_time()
+        for _ in range(number):
+            fn()
+        best = min(best, (time.process_time() - t0) / number)
+    return best
+
+
+def component_costs(x: np.ndarray, k: int, repeat: int, rng, cpu=False) -> dict[str, float]:
+    """Seconds of the model's parts on this machine (module docstring); CPU seconds if ``cpu``."""
+    best_time = best_cpu_time if cpu else best_time_wall
     n, p = x.shape
     w = rng.standard_normal((p, k)) * 1e-2
     r = rng.standard_normal((n, k)) * 1e-2
@@ -126,19 +151,20 @@ def top_eigenvalue(x: np.ndarray) -> float:
     return float(eigsh(op, k=1, which="LA", return_eigenvectors=False, tol=1e-6)[0])
 
 
-def bound_cell(x, noisy, k, lam, costs, repeat) -> dict[str, float]:
-    """Print and return the bound of one (N, p, lam) cell."""
+def bound_cell(x, noisy, k, lam, costs, repeat, cpu=False) -> dict[str, float]:
+    """Print and return the bound of one (N, p, lam) cell (CPU seconds if ``cpu``)."""
+    clock = time.process_time if cpu else time.perf_counter
     n, p = x.shape
     targets = one_hot(noisy, k)
     # Ours first: a solve that follows scikit-learn's fit pays for the memory the fit freed
     # (fresh page faults on this VM), which is not the solver's cost.
     t_ours = math.inf
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0 = clock()
         ours = solve_probe(targets, lam, factor=factorize(features=x, method="direct"))
-        t_ours = min(t_ours, time.perf_counter() - t0)
+        t_ours = min(t_ours, clock() - t0)
     cert = ours.certificate
-    t_sk, clf = sklearn_teacher(x, noisy, lam, repeat)
+    t_sk, clf = sklearn_teacher(x, noisy, lam, repeat, clock=clock)
     # Gradient at W = 0: X^T (1/K - T)^T / N, class-mean-free; CG solves H0 S = -g0.
     dev_t = targets.T - 1.0 / k
     rhs = x.T @ dev_t / n
@@ -198,9 +224,34 @@ def main(argv=None) -> int:
         "--repeat", type=int_in(1, 1000), default=2, help="runs per timing (best kept)"
     )
     parser.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0)
+    parser.add_argument(
+        "--sizes",
+        default=None,
+        help="comma-separated NxP among the defaults, e.g. 10000x512 (default: 10000x512,"
+        "50000x2048; quick 2000x128): to repeat a cell on a busy machine",
+    )
+    parser.add_argument(
+        "--cpu",
+        action="store_true",
+        help="time in CPU seconds with every thread pool pinned to one thread (a busy machine)",
+    )
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error(f"--repeat must be >= 1, got {args.repeat}")
+    default_sizes = QUICK_SIZES if args.quick else FULL_SIZES
+    sizes = default_sizes
+    if args.sizes is not None:
+        try:
+            sizes = tuple(
+                tuple(int(v) for v in item.lower().split("x")) for item in args.sizes.split(",")
+            )
+        except ValueError:
+            sizes = ()
+        if not sizes or any(size not in default_sizes for size in sizes):
+            parser.error(
+                f"--sizes must list sizes among {','.join(f'{n}x{p}' for n, p in default_sizes)}"
+                f", got {args.sizes!r}"
+            )
     lams = args.lams or ([1e-3] if args.quick else [1e-3, 1e-4])
     if any(not (lam > 0 and math.isfinite(lam)) for lam in lams):
         parser.error(f"--lams must be positive and finite, got {lams}")
@@ -208,19 +259,31 @@ def main(argv=None) -> int:
     print(
         f"certified-solve lower bound vs lbfgs: isotropic workload, K={k}, eta=0.3, lams {lams}, "
         f"best of {args.repeat}"
+        + (", CPU seconds with one thread (BLAS and OpenMP)" if args.cpu else "")
     )
+    if args.cpu:
+        # One thread for every pool: CPU seconds then count work, not the spinning of idle
+        # BLAS threads (which a busy machine inflates).
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1):
+            return _run(args, k, lams, sizes)
+    return _run(args, k, lams, sizes)
+
+
+def _run(args, k, lams, sizes) -> int:
     rng = np.random.default_rng(args.seed)
-    for size in QUICK_SIZES if args.quick else FULL_SIZES:
+    for size in sizes:
         x, _, noisy = mixture(*size, k, 0.3, np.random.default_rng(args.seed), "isotropic")
         # Component costs: at least 3 timed batches each (the bound takes the least disturbed).
-        costs = component_costs(x, k, max(args.repeat, 3), rng)
+        costs = component_costs(x, k, max(args.repeat, 3), rng, cpu=args.cpu)
         print(
             f"  costs at N={size[0]:,} p={size[1]:,}: float32 copy {costs['copy32']:.3g} s, "
             f"float32 pair {costs['pair32']:.3g} s, float64 X W {costs['xw64']:.3g} s, "
             f"X^T R {costs['xtr64']:.3g} s, float64 softmax {costs['softmax64']:.3g} s"
         )
         for lam in lams:
-            bound_cell(x, noisy, k, lam, costs, args.repeat)
+            bound_cell(x, noisy, k, lam, costs, args.repeat, cpu=args.cpu)
     return 0
 
 

@@ -117,17 +117,17 @@ def gradient_max(weights, x, targets, lam):
     return float(np.max(np.abs(gradient(weights, x, targets, lam))))
 
 
-def sklearn_teacher(x, labels, lam, repeat=1, tol=1e-8):
-    """Best time of ``repeat`` fits, and the fitted estimator."""
+def sklearn_teacher(x, labels, lam, repeat=1, tol=1e-8, clock=time.perf_counter):
+    """Best time of ``repeat`` fits (seconds of ``clock``), and the fitted estimator."""
     from sklearn.linear_model import LogisticRegression
 
     n = x.shape[0]
     best = np.inf
     for _ in range(repeat):
         clf = LogisticRegression(C=1.0 / (lam * n), fit_intercept=False, tol=tol, max_iter=10_000)
-        t0 = time.perf_counter()
+        t0 = clock()
         clf.fit(x, labels)
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, clock() - t0)
     return best, clf
 
 

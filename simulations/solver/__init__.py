@@ -52,7 +52,12 @@ scale the whole iteration is float32 (the *float32 phase*: logits, softmax devia
 with ``expm1``, relative to the outputs' spread, ``kernels.softmax32``), residuals, gradients, CG's
 logit images and the Armijo line search (``kernels.LineObjective32``)); then the logits are
 recomputed in float64 and the last Newton steps (and the certificate) are float64, so the certified
-accuracy is unchanged.
+accuracy is unchanged. The float32 phase starts with nonlinear preconditioned CG steps
+(:mod:`simulations.solver.ncg`: Polak-Ribiere+ with the same preconditioner, the step length from
+the curvature along the direction, no pass of its own, checked by the same Armijo test): two passes
+per step against ``2 m + 1`` for a Newton step with ``m`` CG iterations. Newton steps take over
+when a step reduces the gradient by less than ``ncg.MAX_RATE`` (confident outputs, ill-conditioned
+features).
 
 The preconditioner (``pcg.KronPreconditioner``) replaces every Jacobian ``D_i`` by their mean
 ``Dbar``: ``(Dbar (x) diag(s) / N + lam I)^{-1}`` in the eigenbasis of ``B^T B`` (or with ``s =
@@ -82,8 +87,9 @@ Layout
 :class:`ConvergenceError`), ``factorisation`` (:func:`factorize`, :class:`ProbeFactor`, the memory
 guard), ``kernels`` (row-blocked softmax and line-search kernels, :func:`basis_times`,
 :func:`basis_t_times`), ``pcg`` (:func:`pcg`, the Kronecker preconditioner), ``certify``
-(:func:`fixed_point_residual`) and ``newton`` (:func:`solve_probe`). Every public name is
-re-exported here.
+(:func:`fixed_point_residual`), ``state`` (the data and iterate of one solve, the gradient),
+``ncg`` (the nonlinear CG steps of the float32 phase) and ``newton`` (:func:`solve_probe`: the
+phases, Newton steps, certificate). Every public name is re-exported here.
 """
 
 from __future__ import annotations

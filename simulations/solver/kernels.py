@@ -9,13 +9,14 @@ products) runs in row blocks of ~2 MB (:data:`_BLOCK_ELEMENTS`, :func:`row_block
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from simulations import softmax as _softmax_mod
 from simulations.softmax import (
     expm1_minus_identity,
     log1p_minus_identity,
-    softmax_with_deviation,
 )
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "row_blocks",
     "softmax32",
     "softmax64",
+    "softmax64_block",
 ]
 
 
@@ -42,6 +44,18 @@ _ORIENT_MIN_WORK = 2e8
 #: mappings whose pages the kernel faults in and zeroes on every call (at N = 50,000, K = 100
 #: that system time was ~1 s of a ~4.4 s solve).
 _BLOCK_ELEMENTS = 1 << 18
+
+
+#: Logit spread below which :func:`softmax64_block` uses ``expm1``: the threshold of
+#: :func:`simulations.softmax.softmax_with_deviation`, which it reproduces bit for bit (a test
+#: compares the two on rows either side of it).
+_NEAR_UNIFORM = 1e-3
+
+
+#: The smallest normal double, and ``log`` of it plus one (:func:`softmax64_block` needs its
+#: subnormal check only for rows with ``min w <= log(K tiny) + 1``).
+_TINY = np.finfo(float).tiny
+_SUBNORMAL_LOG_MIN = math.log(_TINY) + 1.0
 
 
 def log_softmax(logits) -> np.ndarray:
@@ -113,9 +127,58 @@ def softmax32(logits: np.ndarray, probs=None, dev=None) -> tuple[np.ndarray, np.
 
 def softmax64(logits: np.ndarray, probs: np.ndarray, dev: np.ndarray) -> None:
     """:func:`simulations.softmax.softmax_with_deviation` of (N, K) rows into ``probs`` and
-    ``dev``, in row blocks (:data:`_BLOCK_ELEMENTS`)."""
+    ``dev``, in row blocks (:data:`_BLOCK_ELEMENTS`), bit for bit (:func:`softmax64_block`)."""
     for rows in row_blocks(*logits.shape):
-        probs[rows], dev[rows] = softmax_with_deviation(logits[rows], axis=1)
+        softmax64_block(logits[rows], probs[rows], dev[rows])
+
+
+def softmax64_block(z: np.ndarray, probs: np.ndarray, dev: np.ndarray) -> None:
+    r"""One row block of :func:`softmax64`, written into the views ``probs`` and ``dev``.
+
+    The same operations, in the same order, as
+    :func:`simulations.softmax.softmax_with_deviation` along ``axis=1`` (hence the same bits;
+    ``tests/simulations/test_solver_large_k.py`` compares them), fused in place: ``w = z - max z``
+    goes straight into ``probs`` and the deviations into ``dev``, with no block temporaries and
+    no copies (the general function allocates ``w`` and ``e - mean e`` and copies both results
+    out: ~11 passes over the block against 8 here). Its check for outputs below the smallest
+    normal double is skipped when no row can have one: ``P_k = e^{w_k} / S`` with
+    ``1 <= S <= K``, so ``min_k w_k > log(K tiny) + 1`` gives every ``P_k > e tiny``.
+
+    Parameters
+    ----------
+    z : ndarray, shape (M, K)
+        Float64 logits, rows are samples.
+    probs, dev : ndarray, shape (M, K)
+        Float64 outputs ``P`` and ``D = P - 1/K`` (views of larger work arrays allowed).
+    """
+    k = z.shape[1]
+    zmax = z.max(axis=1, keepdims=True)
+    spread = zmax - z.min(axis=1, keepdims=True)
+    near = spread < _NEAR_UNIFORM
+    n_near = int(np.count_nonzero(near))
+    w = np.subtract(z, zmax, out=probs)
+    if n_near == near.size:  # every row near uniform: expm1 only (no subnormal outputs)
+        u = np.expm1(w, out=w)
+        denom = k + u.sum(axis=1, keepdims=True)
+        np.subtract(u, u.mean(axis=1, keepdims=True), out=dev)
+        dev /= denom
+        u += 1.0
+        u /= denom
+        return
+    if n_near:
+        u = np.expm1(w, out=dev)
+    e = np.exp(w, out=w)
+    e /= e.sum(axis=1, keepdims=True)
+    if n_near:
+        denom = k + u.sum(axis=1, keepdims=True)
+        u -= u.mean(axis=1, keepdims=True)
+        u /= denom
+        # The other rows: P - mean(P) (softmax_with_deviation's np.where, in place).
+        np.subtract(e, e.mean(axis=1, keepdims=True), out=dev, where=~near)
+    else:
+        np.subtract(e, e.mean(axis=1, keepdims=True), out=dev)
+    if -float(np.max(spread)) <= _SUBNORMAL_LOG_MIN + math.log(k) and e.min() < _TINY:
+        e[e < _TINY] = 0.0
 
 
 class LineObjective:

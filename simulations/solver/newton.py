@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -17,10 +16,10 @@ from simulations.solver.kernels import (
     basis_times,
     max_abs,
     row_blocks,
-    softmax32,
-    softmax64,
 )
+from simulations.solver.ncg import float32_ncg
 from simulations.solver.pcg import KronPreconditioner, pcg
+from simulations.solver.state import Gradient, Iterate, SolveSetup, outputs_and_gradient
 from simulations.solver.types import (
     Certificate,
     ConvergenceError,
@@ -151,126 +150,12 @@ def solve_probe(
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(eq=False)
-class _Setup:
-    """The fixed data of one solve, after argument checking (:func:`_prepare`).
-
-    Attributes
-    ----------
-    factor : ProbeFactor
-    lam, tol : float
-    max_iter : int
-    single : bool
-        Whether the solve starts with the float32 phase (and uses float32 Hessian products).
-    n, q, k : int
-        Samples, basis columns and classes.
-    dev_t : ndarray, shape (N, K)
-        Target deviations ``T - 1/K``, rows are samples.
-    dev_t_low : ndarray of float32, shape (N, K), or None
-        Their float32 copy (float32 phase only).
-    b32 : ndarray of float32, shape (N, q), or None
-        The float32 basis (``factor.basis32()``) when ``single``.
-    rowmax : float
-        ``max_i sqrt(G_ii)``.
-    features_route : bool
-        ``B = X`` (routes ``'spectral'`` and ``'direct'``): ``Z'`` comes from the gradient.
-    work : dict
-        (N, K) work arrays by name (:meth:`buffer`).
-    """
-
-    factor: ProbeFactor
-    lam: float
-    tol: float
-    max_iter: int
-    single: bool
-    n: int
-    q: int
-    k: int
-    dev_t: np.ndarray
-    dev_t_low: np.ndarray | None
-    b32: np.ndarray | None
-    rowmax: float
-    features_route: bool
-    work: dict = field(default_factory=dict)
-
-    @property
-    def basis(self) -> np.ndarray:
-        return self.factor.basis
-
-    def buffer(self, name: str, dt) -> np.ndarray:
-        """The (N, K) work array ``name`` of dtype ``dt``, allocated once per solve.
-
-        Overwritten in place: each iteration's outputs are dead once the next softmax is formed
-        (see ``kernels._BLOCK_ELEMENTS`` for why whole fresh (N, K) arrays are avoided).
-        """
-        if name not in self.work:
-            self.work[name] = np.empty((self.n, self.k), dt)
-        return self.work[name]
-
-
-@dataclass(eq=False)
-class _Iterate:
-    """The mutable state of the Newton iteration.
-
-    Attributes
-    ----------
-    coef : ndarray, shape (q, K)
-        Coefficients ``C`` with ``sum_k C_jk = 0``.
-    logits : ndarray, shape (N, K)
-        ``Z = B C``, float32 in the float32 phase, accumulated from the steps' logit changes.
-    passes, passes32 : int
-        Products with the data matrix so far (:attr:`Certificate.passes`), and the float32 ones.
-    b_hvp : ndarray, shape (N, q)
-        The basis of the Hessian products (float32 until CG cannot reach its accuracy).
-    it, cg_total, stalls : int
-        Newton steps, CG iterations, and steps without progress beyond round-off.
-    certify_next : bool
-        Try the certificate at the next float64 gradient whatever the residual bound says.
-    """
-
-    coef: np.ndarray
-    logits: np.ndarray
-    passes: int
-    passes32: int
-    b_hvp: np.ndarray
-    it: int = 0
-    cg_total: int = 0
-    stalls: int = 0
-    certify_next: bool = False
-
-
-@dataclass(eq=False)
-class _Gradient:
-    """Outputs and gradient at one iterate (:func:`_gradient`).
-
-    Attributes
-    ----------
-    probs, dev_p, resid : ndarray, shape (N, K)
-        ``P``, ``D_P = P - 1/K`` and ``D_P - D_T`` (work arrays of the iterate's precision).
-    btr : ndarray, shape (q, K)
-        ``B^T (D_P - D_T) / N``, float64.
-    grad : ndarray, shape (q, K)
-        The gradient ``btr + lam C``, projected onto ``sum_k = 0``.
-    gnorm, terms, ratio : float
-        ``||grad||``, the norm of its terms (its round-off scale) and ``gnorm / terms``.
-    """
-
-    probs: np.ndarray
-    dev_p: np.ndarray
-    resid: np.ndarray
-    btr: np.ndarray
-    grad: np.ndarray
-    gnorm: float
-    terms: float
-    ratio: float
-
-
 def _prepare(targets, lam, features, gram, factor, init, tol, max_iter, single_precision):
     """Check and normalise the arguments of :func:`solve_probe`.
 
     Returns
     -------
-    setup : _Setup
+    setup : SolveSetup
     init : ProbeSolution or None
         The warm start, dropped for uniform targets.
 
@@ -295,7 +180,7 @@ def _prepare(targets, lam, features, gram, factor, init, tol, max_iter, single_p
         # Start there: a warm start would leave its logits' round-off (~eps * earlier logits),
         # which a certificate relative to the solution's own (zero) scale can never accept.
         init = None
-    setup = _Setup(
+    setup = SolveSetup(
         factor=factor,
         lam=lam,
         tol=tol,
@@ -315,7 +200,7 @@ def _prepare(targets, lam, features, gram, factor, init, tol, max_iter, single_p
     return setup, init
 
 
-def _start(setup: _Setup, init) -> _Iterate:
+def _start(setup: SolveSetup, init) -> Iterate:
     """The start point: ``C = 0``, or the warm start ``init`` with its logits recomputed.
 
     Raises
@@ -327,7 +212,7 @@ def _start(setup: _Setup, init) -> _Iterate:
     b_hvp = setup.b32 if setup.single else setup.basis
     dtype = np.float32 if setup.single else np.float64
     if init is None:
-        return _Iterate(np.zeros((q, k)), np.zeros((setup.n, k), dtype), 0, 0, b_hvp)
+        return Iterate(np.zeros((q, k)), np.zeros((setup.n, k), dtype), 0, 0, b_hvp)
     if init.factor is not setup.factor or init.coef.shape != (q, k):
         raise ValueError("init must be a ProbeSolution computed with the same factor")
     coef = init.coef - init.coef.mean(axis=1, keepdims=True)
@@ -335,42 +220,10 @@ def _start(setup: _Setup, init) -> _Iterate:
     # large lam) leave an absolute error ~eps * (earlier logits), which would otherwise
     # persist and bound the relative accuracy. In the float32 phase this happens at the switch.
     logits = basis_times(b_hvp, coef.astype(dtype))
-    return _Iterate(coef, logits, 1, int(setup.single), b_hvp)
+    return Iterate(coef, logits, 1, int(setup.single), b_hvp)
 
 
-def _gradient(setup: _Setup, state: _Iterate, low: bool) -> _Gradient:
-    """Outputs, residual and gradient at the current iterate, in float32 when ``low`` (one pass).
-
-    Returns
-    -------
-    _Gradient
-    """
-    n, lam, coef = setup.n, setup.lam, state.coef
-    if low:
-        probs, dev_p = softmax32(
-            state.logits, setup.buffer("p32", np.float32), setup.buffer("d32", np.float32)
-        )
-        resid = np.subtract(dev_p, setup.dev_t_low, out=setup.buffer("r32", np.float32))
-        btr = (setup.b32.T @ resid).astype(np.float64) / n
-    else:
-        probs, dev_p = setup.buffer("p64", float), setup.buffer("d64", float)
-        softmax64(state.logits, probs, dev_p)
-        resid = np.subtract(dev_p, setup.dev_t, out=setup.buffer("r64", float))
-        btr = basis_t_times(setup.basis, resid) / n  # (q, K)
-    state.passes += 1
-    state.passes32 += int(low)
-    # Iterates and the optimum satisfy sum_k C_jk = 0, where the Hessian is positive definite;
-    # the class-mean part of the computed gradient is round-off, which CG cannot remove.
-    grad = btr + lam * coef
-    grad -= grad.mean(axis=1, keepdims=True)
-    gnorm = float(np.linalg.norm(grad))
-    # Round-off scale of the gradient: float32 products err by ~1e-6 of the terms.
-    terms = float(np.linalg.norm(btr)) + lam * float(np.linalg.norm(coef))
-    ratio = gnorm / terms if terms > 0 else 0.0
-    return _Gradient(probs, dev_p, resid, btr, grad, gnorm, terms, ratio)
-
-
-def _residual_bound(setup: _Setup, g: _Gradient) -> float:
+def _residual_bound(setup: SolveSetup, g: Gradient) -> float:
     """Rigorous bound ``est`` on the basis-form residual.
 
     ``|B g / lam|_ik <= |b_i| |g_:k|`` and softmax is 1/2-Lipschitz. It overestimates the
@@ -380,36 +233,40 @@ def _residual_bound(setup: _Setup, g: _Gradient) -> float:
     return 0.5 * setup.rowmax * float(np.max(np.linalg.norm(g.grad, axis=0))) / setup.lam
 
 
-def _float32_phase(setup: _Setup, state: _Iterate) -> None:
-    """Float32 Newton steps until float32 round-off, then the logits recomputed in float64.
+def _float32_phase(setup: SolveSetup, state: Iterate) -> None:
+    """Float32 steps until float32 round-off, then the logits recomputed in float64.
 
-    Leaves the float32 phase at float32 round-off (``_SWITCH_RTOL``), when its steps stop
-    converging quadratically there (``_STAGNATION_RTOL``), when the line search stalls or at
-    ``max_iter``. (Predicting the switch point from the quadratic model, even with a sharper
-    one-pass residual estimate, cost more passes than it saved on the benchmarks.)
+    Nonlinear CG steps first (:func:`simulations.solver.ncg.float32_ncg`: two passes per step);
+    Newton steps continue where those converge slowly. The Newton steps leave the float32 phase
+    at float32 round-off (``_SWITCH_RTOL``), when they stop converging quadratically there
+    (``_STAGNATION_RTOL``), when the line search stalls or at ``max_iter``. (Predicting the
+    switch point from the quadratic model, even with a sharper one-pass residual estimate, cost
+    more passes than it saved on the benchmarks.)
     """
+    g = outputs_and_gradient(setup, state, low=True)
+    g, degraded = float32_ncg(setup, state, g)
     prev_ratio = math.inf  # gradient ratio ||g|| / terms at the previous float32 step
-    while True:
-        g = _gradient(setup, state, low=True)
+    while degraded:  # Newton steps continue unless the ratio is at their switch point
         stagnant = prev_ratio <= _STAGNATION_RTOL and g.ratio > 0.1 * prev_ratio
         prev_ratio = g.ratio
         if g.ratio <= _SWITCH_RTOL or stagnant or state.stalls or state.it >= setup.max_iter:
-            state.stalls = 0
-            # Drop the float32 drift of the accumulated updates.
-            state.logits = basis_times(setup.basis, state.coef)
-            state.passes += 1
-            return
+            break
         est = _residual_bound(setup, g)
         state.it += 1
         _newton_step(setup, state, g, low=True, est=est, goal=0.0)  # no target in float32
+        g = outputs_and_gradient(setup, state, low=True)
+    state.stalls = 0
+    # Drop the float32 drift of the accumulated updates.
+    state.logits = basis_times(setup.basis, state.coef)
+    state.passes += 1
 
 
-def _float64_phase(setup: _Setup, state: _Iterate):
+def _float64_phase(setup: SolveSetup, state: Iterate):
     """Float64 Newton steps until the certificate passes.
 
     Returns
     -------
-    g : _Gradient
+    g : Gradient
         At the certified iterate.
     scale : float
         ``max|D_P|`` there.
@@ -423,7 +280,7 @@ def _float64_phase(setup: _Setup, state: _Iterate):
     """
     n, k, lam, factor = setup.n, setup.k, setup.lam, setup.factor
     while True:
-        g = _gradient(setup, state, low=False)
+        g = outputs_and_gradient(setup, state, low=False)
         scale = max_abs(g.dev_p)
         est = _residual_bound(setup, g)
         # The cheap round-off floor (see certify), part of the target at tiny lam.
@@ -444,7 +301,7 @@ def _float64_phase(setup: _Setup, state: _Iterate):
         _newton_step(setup, state, g, low=False, est=est, goal=goal)
 
 
-def _try_certificate(setup: _Setup, state: _Iterate, g: _Gradient, scale: float, est: float):
+def _try_certificate(setup: SolveSetup, state: Iterate, g: Gradient, scale: float, est: float):
     """Evaluate the certificate at a float64 iterate (one or two passes).
 
     Returns
@@ -500,7 +357,7 @@ def _forcing(dtype, low: bool, gnorm: float, terms: float, est: float, goal: flo
     return max(rtol, 0.1 * goal / est if est > 0 else 0.5, rtol_min)
 
 
-def _hessian_product(setup: _Setup, probs: np.ndarray, b: np.ndarray):
+def _hessian_product(setup: SolveSetup, probs: np.ndarray, b: np.ndarray):
     """``hvp(S) -> (H S, B S)`` with ``H[S] = B^T D_P[B S] / N + lam S`` in ``b``'s precision.
 
     The images ``B S`` are written to a work array (returned as the second element, which
@@ -522,7 +379,7 @@ def _hessian_product(setup: _Setup, probs: np.ndarray, b: np.ndarray):
     return hvp
 
 
-def _newton_step(setup: _Setup, state: _Iterate, g: _Gradient, *, low, est, goal) -> None:
+def _newton_step(setup: SolveSetup, state: Iterate, g: Gradient, *, low, est, goal) -> None:
     """One Newton step: CG on ``H S = -g`` (:func:`pcg`), then the Armijo line search.
 
     In the float32 phase (``low``) the step's logit change is CG's accumulated image; in the
@@ -552,7 +409,7 @@ def _newton_step(setup: _Setup, state: _Iterate, g: _Gradient, *, low, est, goal
     _line_search(setup, state, g, step, y, low)
 
 
-def _line_search(setup: _Setup, state: _Iterate, g: _Gradient, step, y, low: bool) -> None:
+def _line_search(setup: SolveSetup, state: Iterate, g: Gradient, step, y, low: bool) -> None:
     """Scale-free Armijo backtracking along ``step`` (logit change ``y``) and the update.
 
     A failed search (no descent, or only round-off: NaN from an overflow included) counts as a
@@ -586,7 +443,7 @@ def _line_search(setup: _Setup, state: _Iterate, g: _Gradient, step, y, low: boo
     state.stalls = 0 if change < -64 * eps * magnitude else state.stalls + 1
 
 
-def _assemble(setup: _Setup, state: _Iterate, g: _Gradient, scale: float, verdict):
+def _assemble(setup: SolveSetup, state: Iterate, g: Gradient, scale: float, verdict):
     """The :class:`ProbeSolution` of a certified iterate, with its :class:`Certificate`.
 
     ``verdict`` is ``(residual, floor, target)`` (:func:`_try_certificate`).

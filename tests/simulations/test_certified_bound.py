@@ -79,7 +79,16 @@ def test_certified_bound_quick_smoke(capsys):
     out = capsys.readouterr().out
     assert "lower bound" in out and "ours (certified, direct)" in out
     assert "ours / lower bound" in out and "alone cost" in out
-    for bad in (["--repeat", "0"], ["--quick", "--lams", "-1"]):
+    assert cb.main(["--quick", "--repeat", "1", "--cpu", "--sizes", "2000x128"]) == 0
+    out = capsys.readouterr().out
+    assert "CPU seconds with one thread" in out and "ours / lower bound" in out
+    for bad in (
+        ["--repeat", "0"],
+        ["--quick", "--lams", "-1"],
+        ["--sizes", "10x5"],  # not a preset cell
+        ["--quick", "--sizes", "10000x512"],  # a full cell with --quick
+        ["--sizes", "10000by512"],
+    ):
         with pytest.raises(SystemExit) as info:
             cb.main(bad)
         assert info.value.code == 2

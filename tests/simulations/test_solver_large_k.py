@@ -225,6 +225,27 @@ def test_line_objective_blocked_vs_whole(monkeypatch):
         assert_close(np.array(blocked), np.array(whole), atol=0, rtol=1e-12)
 
 
+@pytest.mark.parametrize("spread", [1e-300, 1e-8, 9.9e-4, 1e-3, 1.0, 60.0, 800.0])
+@pytest.mark.parametrize("mixed", [False, True])
+def test_softmax64_vs_softmax_with_deviation_bit_for_bit(spread, mixed):
+    """The fused float64 kernel gives the bits of the general function (same operations in the
+    same order), on rows all near uniform, none, or both (``mixed``: every third row 1e-6 of
+    the spread), either side of the expm1 threshold (spread 1e-3), and with outputs below the
+    smallest normal double (spread 800: set to 0 by both)."""
+    from simulations.softmax import softmax_with_deviation
+
+    rng = np.random.default_rng(8)
+    z = spread * rng.standard_normal((300, 7))
+    if mixed:
+        z[::3] *= 1e-6
+    probs, dev = np.empty_like(z), np.empty_like(z)
+    kernels_mod.softmax64(z, probs, dev)
+    ref_probs, ref_dev = softmax_with_deviation(z, axis=1)
+    assert np.array_equal(probs, ref_probs) and np.array_equal(dev, ref_dev)
+    if spread == 800.0:
+        assert np.any(probs == 0.0)  # the subnormal branch ran
+
+
 # --------------------------------------------------------------------------------------------
 # The float32 phase (solver/kernels.py: 'softmax32', 'LineObjective32')
 # --------------------------------------------------------------------------------------------
@@ -301,3 +322,84 @@ def test_single_precision_rounds_near_uniform_match_double():
     assert tol <= 1e-8 * scale
     assert_close(a.deviations, b.deviations, atol=tol, rtol=0, what="deviations")
     assert np.array_equal(np.argmax(a.logits, axis=0), np.argmax(b.logits, axis=0))
+
+
+# --------------------------------------------------------------------------------------------
+# Nonlinear CG steps of the float32 phase (solver/ncg.py)
+# --------------------------------------------------------------------------------------------
+
+
+def _objective_gradient(x, targets, lam, coef):
+    """Gradient (p, K) of ``mean CE(t_i, softmax(x_i W)) + lam/2 ||W||^2``, float64."""
+    z = x @ coef
+    z -= z.max(axis=1, keepdims=True)
+    probs = np.exp(z)
+    probs /= probs.sum(axis=1, keepdims=True)
+    return x.T @ (probs - targets) / x.shape[0] + lam * coef
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_curvature_along_vs_finite_difference_of_gradient(dtype):
+    """``curvature_along(P, X d) / N + lam |d|^2`` is ``d^T H d`` at ``W``.
+
+    Central differences of the exact gradient err by ``eps^2 / 6`` times its third derivative
+    (O(1): rows of norm <= 2, ``|d| = 1``) plus ~1e-16 / eps of round-off: below 1e-8 with
+    eps = 1e-4. Float32 inputs err by ~1e-6 relative (a few float32 roundings per term).
+    """
+    from simulations.solver import ncg
+
+    rng = np.random.default_rng(9)
+    n, p, k, lam = 80, 6, 5, 0.05
+    x = rng.standard_normal((n, p))
+    x /= np.linalg.norm(x, axis=1, keepdims=True) / rng.uniform(0.5, 2.0, (n, 1))
+    targets = np.eye(k)[rng.integers(0, k, n)]
+    coef = rng.standard_normal((p, k))
+    d = rng.standard_normal((p, k))
+    d -= d.mean(axis=1, keepdims=True)
+    d /= np.linalg.norm(d)
+    eps = 1e-4
+    fd = _objective_gradient(x, targets, lam, coef + eps * d)
+    fd -= _objective_gradient(x, targets, lam, coef - eps * d)
+    want = float(np.sum(d * fd)) / (2 * eps)
+    z = x @ coef
+    probs = np.exp(z - z.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    got = ncg.curvature_along(probs.astype(dtype), (x @ d).astype(dtype)) / n + lam
+    rtol = 1e-6 if dtype == np.float64 else 1e-5
+    assert abs(got - want) <= rtol * abs(want), (got, want)
+
+
+def test_curvature_along_scale_free():
+    """Images 1e-25 (outputs that close to uniform) give the curvature to float32 accuracy,
+    not 0 (their float32 squares would underflow): it scales as the square of the image."""
+    from simulations.solver import ncg
+
+    rng = np.random.default_rng(10)
+    probs = rng.dirichlet(np.ones(7), size=40)
+    y = rng.standard_normal((40, 7))
+    ref = ncg.curvature_along(probs, y)
+    tiny = ncg.curvature_along(probs.astype(np.float32), (1e-25 * y).astype(np.float32))
+    assert abs(tiny / 1e-50 - ref) <= 1e-5 * ref
+
+
+@pytest.mark.parametrize("lam", [1e-2, 1e-3])
+def test_ncg_steps_vs_newton_steps(monkeypatch, lam):
+    """Float32 phase by nonlinear CG (default) or by Newton steps after one CG step
+    (``MAX_RATE = 0`` hands over at once): the same certified optimum, to the sum of the two
+    solves' certified distances; nonlinear CG uses fewer passes on this soft, isotropic probe
+    (the case it is for, ``simulations/solver/ncg.py``)."""
+    from simulations.solver import ncg
+
+    x, _, noisy = _mixture(1000, 32, 20, 11)
+    t = one_hot(noisy, 20)
+    factor = factorize(features=x, method="direct")
+    cg_sol = solve_probe(t, lam, factor=factor, single_precision=True)
+    monkeypatch.setattr(ncg, "MAX_RATE", 0.0)
+    newton_sol = solve_probe(t, lam, factor=factor, single_precision=True)
+    for sol in (cg_sol, newton_sol):
+        assert sol.certificate.converged
+        assert sol.certificate.single_passes > 0
+    tol = solve_agreement_tol(cg_sol, newton_sol)
+    assert tol < 1e-6
+    assert_close(cg_sol.outputs, newton_sol.outputs, atol=tol, rtol=0, what="outputs")
+    assert cg_sol.certificate.passes < newton_sol.certificate.passes
