@@ -143,10 +143,14 @@ class ExplorerApp(BlitRedraw, BackgroundTasks):
         self._bg = None  # background without the data artists (blitting)
         self._sig = None  # static signature of the background: {axes or "figure": signature}
         self._extents: dict = {}  # static top-level artist -> its extent in the background
+        self._yextents: dict = {}  # axes of _y_rescaled_axes -> its y-axis' extent, likewise
         self.last_draw_seconds = float("nan")
         #: How the last :meth:`refresh` drew: ``'full'``, ``'axes'`` (some panels' static parts
         #: repainted) or ``'blit'`` (data artists only).
         self.last_draw_kind = ""
+        #: The static artists the last :meth:`refresh` repainted into the background (none for
+        #: a blit or a full draw); ``benchmarks/explorer.py`` counts the panels among them.
+        self.last_repainted: list = []
         canvas.draw_idle = _no_draw  # Slider.__init__ calls draw_idle; restored below
         try:
             self._build(params)
@@ -195,6 +199,14 @@ class ExplorerApp(BlitRedraw, BackgroundTasks):
             out[text] = text.get_text()
         out["figure"] = self.panels._legend_sig
         return out
+
+    def _y_range_only(self, artist, old, new) -> bool:
+        """A panel whose y-range alone changed (:meth:`ExplorerPanels.y_range_only`)."""
+        return artist in self.panels.all_axes and self.panels.y_range_only(old, new)
+
+    def _y_rescaled_axes(self) -> tuple:
+        """The eigen-weight panel: its log y-range follows the weights as lam moves."""
+        return (self.panels.ax_eig,)
 
     def _build(self, params) -> None:
         from matplotlib.widgets import Button, RadioButtons, Slider

@@ -10,7 +10,7 @@ markers follow :mod:`figures.palette`.
 from __future__ import annotations
 
 import numpy as np
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
 from figures import palette
 from figures.explorer_model import (
@@ -31,6 +31,24 @@ EIG_HEADROOM = 100.0
 _MC_OFFSET = 0.15
 _PLL_ROUND = 1.0
 _CAP = 0.07  # half-width of the CI caps, in rounds
+
+
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def decade_label(y, _pos=None) -> str:
+    """Tick label ``10ᵏ`` for ``y = 10**k`` (Unicode superscripts), ``""`` between decades.
+
+    Plain text instead of matplotlib's mathtext ``$10^{k}$``: a rescaled eigen-weight axis
+    shows exponents not seen before, and mathtext parses each new label (~10-25 ms per label),
+    which made the move that rescales the axis the slowest of a lam drag.
+    """
+    if not (np.isfinite(y) and y > 0):
+        return ""
+    k = int(np.round(np.log10(y)))
+    if not np.isclose(y, 10.0**k, rtol=1e-9, atol=0.0):
+        return ""
+    return "10" + str(k).translate(_SUPERSCRIPT)
 
 
 def _empty(line):
@@ -74,6 +92,8 @@ class ExplorerPanels:
         self.ax_pop = fig.add_subplot(gs[0, 1])
         self.ax_eig = fig.add_subplot(gs[1, 0])
         self.ax_phase = fig.add_subplot(gs[1, 1])
+        #: The four panels, in the order of :meth:`axes_signatures`.
+        self.all_axes = (self.ax_train, self.ax_pop, self.ax_eig, self.ax_phase)
         self.lines: dict[str, object] = {}
         black, mis, pll = palette.THEORY, palette.MISLABELED, palette.PLL
         for ax, kind, title in (
@@ -140,6 +160,8 @@ class ExplorerPanels:
         self.ax_eig.set_title("eigen-weights a_j(t) = (μ_j/(μ_j+KλN))^(t+1)", fontsize=10)
         self.ax_eig.set_xlabel("round t")
         self.ax_eig.set_yscale("log")
+        self.ax_eig.yaxis.set_major_formatter(FuncFormatter(decade_label))
+        self.ax_eig.yaxis.set_minor_formatter(NullFormatter())
         self.ax_eig.grid(alpha=0.3, which="both")
         self.ax_eig.xaxis.set_major_locator(MaxNLocator(integer=True))
         for j, name in enumerate(("μ1: global mean", "μ2: class contrasts", "μ3: within class")):
@@ -275,10 +297,17 @@ class ExplorerPanels:
         (:meth:`~figures.explorer.ExplorerApp.refresh`); the shared legend (``_legend_sig``) is
         figure-level."""
         out = {}
-        for ax in (self.ax_train, self.ax_pop, self.ax_eig, self.ax_phase):
+        for ax in self.all_axes:
             sig = (ax.get_xlim(), ax.get_ylim(), ax.get_title())
             out[ax] = sig + ((getattr(self, "_eig_sig", None),) if ax is self.ax_eig else ())
         return out
+
+    @staticmethod
+    def y_range_only(old, new) -> bool:
+        """Whether two signatures of a panel (:meth:`axes_signatures`: x-limits, y-limits,
+        title, ...) differ in the y-limits alone -- the eigen-weight axis rescaled by a lam move,
+        where only its y-axis is redrawn differently (the window then measures only that)."""
+        return old[1] != new[1] and (old[0], *old[2:]) == (new[0], *new[2:])
 
     # ------------------------------------------------------------------------------------------
     def render(self, state: ExplorerState) -> None:
