@@ -288,6 +288,9 @@ class ExplorerPanels:
             [self.lines[k] for k in keys], labels, fontsize=7, loc="lower left",
             framealpha=1.0, borderpad=0.8,
         )  # fmt: skip
+        # Above the grid (1.5) and below the curves (2), as in the window, where the curves are
+        # blitted over the background: an opaque legend never hides a curve.
+        self.eig_legend.set_zorder(1.6)
 
     def static_signature(self) -> tuple:
         """What an update can change outside the data artists (limits, titles, legends).

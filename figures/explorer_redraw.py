@@ -271,7 +271,18 @@ class BlitRedraw:
         hidden = [ax.title, ax.xaxis.label, ax.xaxis.offsetText]
         hidden += [lab for t in xticks for lab in (t.label1, t.label2)]
         hidden = [h for h in hidden if h.get_visible()]
-        for h in hidden:
+        # Ticks outside the x-range keep labels that are not drawn (nor placed): not checked.
+        lo, hi = sorted(ax.get_xlim())
+        tol = 1e-6 * (hi - lo)
+        shown = [h for h in hidden if h in (ax.title, ax.xaxis.label, ax.xaxis.offsetText)]
+        shown += [
+            lab
+            for t in xticks
+            if lo - tol <= t.get_loc() <= hi + tol
+            for lab in (t.label1, t.label2)
+            if lab.get_visible()
+        ]
+        for h in shown:
             ext = _extent(h, renderer)
             if ext is not None and any(ext.overlaps(r) for r in regions):
                 return False
@@ -311,8 +322,9 @@ class BlitRedraw:
             for h in hidden:
                 h.set_visible(True)
         if paste:
-            # The legend is drawn last in ax (z-order 5, above everything static); its frame
-            # (bounds kept from its last drawing) and then its inside, as kept.
+            # Its frame (bounds kept from its last drawing), then its inside as kept. Drawn
+            # after the rest of ax: what lies above it in z-order (the frame of ax, the tick
+            # marks) is outside its frame, and the data lines are blitted over the background.
             legend.get_frame().draw(renderer)
             self.fig.canvas.restore_region(kept[2])
         elif hasattr(self, "_legend_pixels"):

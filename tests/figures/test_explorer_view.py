@@ -180,3 +180,98 @@ def test_changed_summary_line_is_repainted_alone():
         assert app.info_text.get_text().endswith(" (changed)")
     finally:
         plt.close(app.fig)
+
+
+def test_decade_label_known_answers():
+    """Decades as 10 with Unicode superscripts (no mathtext), nothing between decades."""
+    from figures.explorer_panels import decade_label
+
+    assert decade_label(1e-14) == "10⁻¹⁴"
+    assert decade_label(1.0) == "10⁰"
+    assert decade_label(100.0) == "10²"
+    assert decade_label(1e-300) == "10⁻³⁰⁰"
+    assert decade_label(10.0**-7 * (1 + 1e-12)) == "10⁻⁷"  # a locator's round-off
+    for y in (3e-5, 2.0, 0.0, -1.0, np.nan, np.inf):
+        assert decade_label(y) == ""
+
+
+def test_y_range_only_compares_everything_but_the_y_limits():
+    from figures.explorer_panels import ExplorerPanels
+
+    sig = ((-0.4, 8.4), (1e-12, 1.5), "title", ("legend",))
+    assert ExplorerPanels.y_range_only(sig, (sig[0], (1e-14, 1.5), *sig[2:]))
+    assert not ExplorerPanels.y_range_only(sig, sig)  # nothing changed
+    assert not ExplorerPanels.y_range_only(sig, ((-0.4, 9.4), (1e-14, 1.5), *sig[2:]))
+    assert not ExplorerPanels.y_range_only(sig, (*sig[:3], ("other legend",)))
+
+
+def test_legend_inside_only_for_an_opaque_legend():
+    """The kept pixels of a legend are those strictly inside its frame, and only when the frame
+    hides what lies beneath."""
+    from figures.explorer_redraw import _LEGEND_EDGE, _legend_inside
+
+    fig = plt.figure(figsize=(4, 3))
+    try:
+        ax = fig.add_subplot()
+        ax.plot([0, 1], [0, 1], label="a line")
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        assert _legend_inside(ax.legend(framealpha=0.8), renderer) is None
+        assert _legend_inside(ax.legend(framealpha=1.0, frameon=False), renderer) is None
+        legend = ax.legend(framealpha=1.0)
+        fig.canvas.draw()
+        outer, inner = (
+            legend.get_frame().get_window_extent(renderer),
+            _legend_inside(legend, renderer),
+        )
+        assert inner.x0 - outer.x0 >= _LEGEND_EDGE and outer.x1 - inner.x1 >= _LEGEND_EDGE
+        assert inner.y0 - outer.y0 >= _LEGEND_EDGE and outer.y1 - inner.y1 >= _LEGEND_EDGE
+        assert float(inner.x0).is_integer() and float(inner.y1).is_integer()
+    finally:
+        plt.close(fig)
+
+
+@pytest.mark.slow
+def test_rescaled_eigen_weight_axis_repaints_its_y_part_only():
+    """A lam move that only rescales the eigen-weight axis (K = 10, finite p) redraws neither
+    its title nor its legend (kept pixels), and the window still shows what a full redraw
+    shows; without the y-axis' extent before, it falls back to repainting the panel whole."""
+    app = ExplorerApp(
+        BASE | {"n_classes": 10, "n_over_p": 1.0, "rounds": 8, "lam": 1e-3},
+        fig=plt.figure(figsize=(15, 9)),
+        blit=True,
+    )
+    ax = app.panels.ax_eig
+    drawn = []
+
+    def spy(artist, name):
+        real = artist.draw
+        artist.draw = lambda r: (artist.get_visible() and drawn.append(name)) or real(r)
+
+    try:
+        app.refresh()
+        spy(ax.title, "title")
+        y_only = 0
+        for lam in (2e-3, 5e-3, 1e-2, 3e-2, 0.1, 1e-2, 1e-3, 1e-4):
+            old = app.panels.axes_signatures()[ax]
+            legend = app.panels.eig_legend
+            spy(legend, "legend")
+            drawn.clear()
+            app.sliders["lam"].set_val(np.log10(lam))
+            new = app.panels.axes_signatures()[ax]
+            if old != new and app.panels.y_range_only(old, new):
+                y_only += 1
+                assert ax in app.last_repainted and app.last_draw_kind == "axes"
+                assert not drawn  # neither the title nor the (same) legend was drawn
+            del legend.draw
+        assert y_only >= 3
+        _assert_same_as_full_redraw(app)
+        app._yextents.clear()  # the y-axis' extent before unknown: the whole panel
+        drawn.clear()
+        old = app.panels.axes_signatures()[ax]
+        app.sliders["lam"].set_val(np.log10(1e-3))  # from 1e-4: the y-range alone changes
+        assert app.panels.y_range_only(old, app.panels.axes_signatures()[ax])
+        assert "title" in drawn
+        _assert_same_as_full_redraw(app)
+    finally:
+        plt.close(app.fig)
