@@ -38,14 +38,16 @@ background thread once the point stays put; under Agg (this benchmark) that thre
 All timings use single-threaded BLAS (as the explorer does); ratios are ``baseline / update``.
 
 Run from the repository root:
-``python -m benchmarks.explorer [--quick] [--per-class N] [--repeats R] [--json]``
+``python -m benchmarks.explorer [--quick] [--per-class N] [--repeats R] [--drag] [--json]``
 (``python benchmarks/explorer.py`` would import ``benchmarks/theory.py`` as ``theory``).
 ``--json`` prints one object ``{"finite_update_ms": {"10": ..., "20": ...}, "update_ms": {K: ...},
 "theory_ms": {...}, "full_draw_ms": {...}, "budget_ms": {...}, ...}`` (medians in ms), with the
 slowest single finite-p update in ``"finite_update_max_ms"`` (wall) and
 ``"finite_update_cpu_max_ms"`` (CPU), beside the CPU medians ``"finite_update_cpu_ms"``,
 ``"finite_panel_update_cpu_ms"`` (updates that repainted a panel) and
-``"finite_other_update_cpu_ms"``, and the count ``"finite_panel_repaints"``.
+``"finite_other_update_cpu_ms"``, and the count ``"finite_panel_repaints"``. ``--drag`` adds
+``"finite_drag"``: a lam drag at K = 10 (:data:`DRAG_LAMS`, up and down in small steps, then the
+slider's ends), every move timed -- its median and maximum, wall and CPU.
 """
 
 from __future__ import annotations
@@ -88,6 +90,21 @@ def _round(x):
     return None if x is None else round(x, 1)
 
 
+def _drag_summary(res) -> dict:
+    """What ``--drag`` reports: per-move medians and maxima (ms), panel repaints."""
+    return {
+        "moves": sum(res["kinds"].values()),
+        "update_ms": round(res["update"], 1),
+        "update_max_ms": round(res["range"][1], 1),
+        "cpu_ms": round(res["cpu"], 1),
+        "cpu_max_ms": round(res["cpu_max"], 1),
+        "panel_repaints": res["panel_repaints"],
+        "panel_cpu_ms": _round(res["panel_cpu"]),
+        "other_cpu_ms": _round(res["other_cpu"]),
+        "draw_kinds": res["kinds"],
+    }
+
+
 def labels_from_counts(counts):
     """Class-major noisy labels realising the count matrix (class k: C[k, l] points labelled l)."""
     return np.concatenate([np.repeat(np.arange(counts.shape[0]), row) for row in counts])
@@ -113,24 +130,27 @@ def _params(k, per_class):
             "eta": 0.3, "lam": 1e-3, "rounds": 8}  # fmt: skip
 
 
-def app_update_ms(params, repeats) -> dict:
+def app_update_ms(params, repeats, lams=None) -> dict:
     """``lam`` slider updates (theory + artists + partial redraw) and full draws, in ms.
 
     Wall and CPU time (``time.process_time``: what the update costs this process, less
     sensitive to other work on the machine) per update: median and maximum, the slowest
     single move being what a user dragging the slider feels. ``panel_repaints`` counts the
-    updates that repainted a panel (a rescaled eigen-weight axis: ``last_repainted``) and
-    ``panel_cpu`` / ``other_cpu`` the median CPU time of those and of the others.
+    updates that repainted a panel (one whose limits, title or legend changed: a rescaled
+    eigen-weight axis; or a full draw) and ``panel_cpu`` / ``other_cpu`` the median CPU time
+    of those and of the others. ``lams``: the slider's values in turn (default: ``repeats``
+    new values from 1.02 to 2 times ``params['lam']``).
     """
     app = ExplorerApp(params, fig=plt.figure(figsize=(15, 9)), blit=True)
     try:
         app.refresh()  # the first full draw (background)
         slider = app.sliders["lam"]
-        lams = params["lam"] * np.logspace(0.01, 0.3, repeats)
+        if lams is None:
+            lams = params["lam"] * np.logspace(0.01, 0.3, repeats)
         theory, draws, kinds, times, cpu, panel = [], [], [], [], [], []
-        panels = set(app.panels.all_axes)
 
         def move(v):
+            before = app.panels.axes_signatures()
             start, start_cpu = time.perf_counter(), time.process_time()
             slider.set_val(np.log10(v))
             cpu.append(1e3 * (time.process_time() - start_cpu))
@@ -138,7 +158,8 @@ def app_update_ms(params, repeats) -> dict:
             theory.append(1e3 * app.state.seconds)
             draws.append(1e3 * app.last_draw_seconds)
             kinds.append(app.last_draw_kind)
-            panel.append(app.last_draw_kind == "full" or bool(panels & set(app.last_repainted)))
+            changed = app.panels.axes_signatures() != before
+            panel.append(app.last_draw_kind == "full" or changed)
 
         for v in lams:
             move(v)
@@ -192,18 +213,44 @@ def bench_finite(k, per_class, repeats) -> dict:
     return res
 
 
+#: A lam drag at K = 10 (issue 24 follow-up: every single move, not the median): up from 1e-3 to
+#: 1e-1 and back in steps of 10^0.05 (the eigen-weight axis rescales every few steps), then
+#: jumps to the slider's ends and back.
+DRAG_LAMS = np.concatenate(
+    [10.0 ** np.arange(-3, -0.999, 0.05), 10.0 ** np.arange(-1.05, -3.001, -0.05)]
+    + [np.array([1e-6, 1e-4, 10.0, 1.0, 1e-2])]
+)
+
+
+def bench_drag(k, per_class) -> dict:
+    """:data:`DRAG_LAMS` moves with the finite-p curves at ``p = N`` (as :func:`bench_finite`)."""
+    saved = explorer_model.FINITE_MAX_CLASSES
+    explorer_model.FINITE_MAX_CLASSES = max(saved, k)
+    try:
+        params = _params(k, per_class) | {"n_over_p": 1.0}
+        return app_update_ms(params, len(DRAG_LAMS), lams=DRAG_LAMS)
+    finally:
+        explorer_model.FINITE_MAX_CLASSES = saved
+
+
 def main(argv=None) -> int:
     ap = ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="K in {2, 5}, finite K = 10 only, 3 reps")
     ap.add_argument("--per-class", type=int_in(1, 10**5), default=50)
     ap.add_argument("--repeats", type=int_in(1, 1000), default=5)
     ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument(
+        "--drag",
+        action="store_true",
+        help="also a lam drag at K = 10 with the finite-p curves (DRAG_LAMS): every move's time",
+    )
     args = ap.parse_args(argv)
     ks = (2, 5) if args.quick else (2, 5, 10)
     finite_ks = (10,) if args.quick else (10, 20)
     repeats = 3 if args.quick else args.repeats
     rows = {k: bench(k, args.per_class, repeats) for k in ks}
     finite = {k: bench_finite(k, args.per_class, repeats) for k in finite_ks}
+    drag = bench_drag(10, args.per_class) if args.drag else None
     if args.json:
         out = {
             "finite_update_ms": {str(k): round(v["update"], 1) for k, v in finite.items()},
@@ -232,6 +279,8 @@ def main(argv=None) -> int:
             "per_class": args.per_class,
             "repeats": repeats,
         }
+        if drag is not None:
+            out["finite_drag"] = {"10": _drag_summary(drag)}
         print(json.dumps(out, indent=1))
         return 0
     print(f"explorer update time, n = {args.per_class}, R = 8, median of {repeats} (ms)")
@@ -264,6 +313,14 @@ def main(argv=None) -> int:
     print("or text repainted into it); a full draw happens only when the shared legend changes;")
     print("cpu: CPU time of the update; panel: updates that repainted a panel (a rescaled axis);")
     print("met: the slowest single update within the budget")
+    if drag is not None:
+        d = _drag_summary(drag)
+        print(
+            f"lam drag at K = 10 ({d['moves']} moves, DRAG_LAMS): median {d['update_ms']} ms "
+            f"(max {d['update_max_ms']}), CPU median {d['cpu_ms']} ms (max {d['cpu_max_ms']}); "
+            f"{d['panel_repaints']} repainted a panel (CPU median {d['panel_cpu_ms']} ms, "
+            f"others {d['other_cpu_ms']} ms)"
+        )
     return 0
 
 
