@@ -31,8 +31,10 @@ outside the measured regime map) and not drawn where the theory is refused (a no
 Drawing: an interactive window redraws by blitting (:meth:`ExplorerApp.refresh`): a slider move
 repaints the data artists and the widgets' moving parts over a cached background; a panel whose
 limits, title or legend changed, a slider's value and each line of the summary text that changed
-are repainted into that background alone (pixel-identical to a full redraw); the whole window
-only when the shared legend's entries change. Legends list only what is drawn; colours and
+are repainted into that background alone (pixel-identical to a full redraw); of a panel whose
+y-range alone changed (the eigen-weight axis rescaled by a lam move), only the y-dependent part:
+its inside, frame and y-axis, with its opaque legend's pixels kept; the whole window only when
+the shared legend's entries change. Legends list only what is drawn; colours and
 markers follow :mod:`figures.palette`.
 
 "simulate" runs a quick Monte Carlo (:class:`figures.explorer_model.MonteCarloRun`) in a background
@@ -200,9 +202,10 @@ class ExplorerApp(BlitRedraw, BackgroundTasks):
         out["figure"] = self.panels._legend_sig
         return out
 
-    def _y_range_only(self, artist, old, new) -> bool:
-        """A panel whose y-range alone changed (:meth:`ExplorerPanels.y_range_only`)."""
-        return artist in self.panels.all_axes and self.panels.y_range_only(old, new)
+    def _inner_change(self, artist, old, new) -> bool:
+        """A panel whose y-range or legend changed, not its x-range or title
+        (:meth:`ExplorerPanels.inner_change`)."""
+        return artist in self.panels.all_axes and self.panels.inner_change(old, new)
 
     def _y_rescaled_axes(self) -> tuple:
         """The eigen-weight panel: its log y-range follows the weights as lam moves."""

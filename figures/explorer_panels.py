@@ -25,8 +25,11 @@ __all__ = ["EIG_HEADROOM", "EIG_SLACK", "ExplorerPanels"]
 EIG_SLACK = 1e3
 #: When the eigen-weight axis changes, its lower end is set this many times below the smallest
 #: weight drawn, so that a lam drag (the smallest weight scales like lam^-(R+1)) rescales it
-#: rarely: each rescale repaints that panel (~0.1 s of log ticks and grid lines).
+#: rarely: each rescale repaints that panel's y-axis and inside (~25 ms more CPU than a move
+#: that does not, at K = 10; figures.explorer_redraw.BlitRedraw._repaint_y_range).
 EIG_HEADROOM = 100.0
+#: Tick objects created up front on the eigen-weight y-axis (ExplorerPanels.__init__).
+_EIG_MAJOR_TICKS, _EIG_MINOR_TICKS = 16, 96
 #: Horizontal offsets so that theory markers and Monte Carlo error bars do not hide each other.
 _MC_OFFSET = 0.15
 _PLL_ROUND = 1.0
@@ -162,6 +165,11 @@ class ExplorerPanels:
         self.ax_eig.set_yscale("log")
         self.ax_eig.yaxis.set_major_formatter(FuncFormatter(decade_label))
         self.ax_eig.yaxis.set_minor_formatter(NullFormatter())
+        # Ticks are created on first need (~0.4 ms each, with their grid line) and reused after:
+        # create now as many as a rescale can show (9 decades of 8 minor ticks at most), so
+        # that a lam move to a short y-range (below 10 decades) does not pay for them.
+        self.ax_eig.yaxis.get_major_ticks(_EIG_MAJOR_TICKS)
+        self.ax_eig.yaxis.get_minor_ticks(_EIG_MINOR_TICKS)
         self.ax_eig.grid(alpha=0.3, which="both")
         self.ax_eig.xaxis.set_major_locator(MaxNLocator(integer=True))
         for j, name in enumerate(("μ1: global mean", "μ2: class contrasts", "μ3: within class")):
@@ -311,11 +319,12 @@ class ExplorerPanels:
         return out
 
     @staticmethod
-    def y_range_only(old, new) -> bool:
+    def inner_change(old, new) -> bool:
         """Whether two signatures of a panel (:meth:`axes_signatures`: x-limits, y-limits,
-        title, ...) differ in the y-limits alone -- the eigen-weight axis rescaled by a lam move,
-        where only its y-axis is redrawn differently (the window then measures only that)."""
-        return old[1] != new[1] and (old[0], *old[2:]) == (new[0], *new[2:])
+        title, [legend]) differ in the y-limits or the legend alone -- the eigen-weight axis
+        rescaled by a lam move, its legend relabelled: the x-axis and the title stay, and a
+        window repaints only the panel's inside and y-axis."""
+        return old != new and (old[0], old[2]) == (new[0], new[2])
 
     # ------------------------------------------------------------------------------------------
     def render(self, state: ExplorerState) -> None:

@@ -11,8 +11,9 @@ line, so that a changed line costs that line.
 The host class provides ``fig``, ``blit``, ``interactive``, the cached ``_bg``, ``_sig`` and
 ``_extents``, and the two methods that name its artists: ``_animated()`` (redrawn on every
 update) and ``_static_signature()`` (``{top-level artist: signature}`` plus ``'figure'``); it may
-override :meth:`BlitRedraw._y_range_only` to say when an axes' change is its y-range alone (its
-new outline is then measured from the y-axis only, not from the whole axes).
+override :meth:`BlitRedraw._inner_change` and :meth:`BlitRedraw._y_rescaled_axes` to say when an
+axes' change lies inside it and its y-axis (a y-range, an in-axes legend: only that part is then
+repainted, :meth:`BlitRedraw._repaint_y_range`).
 """
 
 from __future__ import annotations
@@ -39,20 +40,17 @@ def _extent(artist, renderer):
     return artist.get_tightbbox(renderer)
 
 
-def _extent_after_y_change(ax, before, renderer, yaxis=None):
-    """Extent of ``ax`` after a change of its y-range alone, given its extent ``before``.
+def _extent_after_y_change(before, yaxis):
+    """Extent of an axes after a change inside it and of its y-axis, given its extent
+    ``before`` and its y-axis' new extent ``yaxis``.
 
-    Only the y-axis (ticks, tick labels, grid lines) depends on the y-range: the title, the
-    x-axis and the in-axes legend keep their places, and the grid lines stay inside the axes
-    (within ``before``). So the new extent lies within ``before`` united with the y-axis' new
-    extent, which costs a third of measuring the whole axes (~6 ms against ~15-20 ms: no
-    x-axis, title or legend layout). The union may be larger than the exact extent (the old
-    tick labels' room is kept): a larger region is repainted, never a smaller one.
+    The title and the x-axis keep their places, what is inside the axes (grid lines, an
+    in-axes legend) lies within ``before``; only the y-axis may reach out further. The union
+    may be larger than the exact extent (the old tick labels' room is kept): a larger region is
+    repainted later, never a smaller one.
     """
     from matplotlib.transforms import Bbox
 
-    if yaxis is None:
-        yaxis = ax.yaxis.get_tightbbox(renderer)
     return before if yaxis is None else Bbox.union([before, yaxis])
 
 
@@ -178,8 +176,8 @@ class BlitRedraw:
             self.last_draw_kind = "full"
         else:
             if changed:
-                y_only = {a for a in changed if self._y_range_only(a, old[a], sig[a])}
-                self._repaint_axes(changed, y_only)
+                inner = {a for a in changed if self._inner_change(a, old[a], sig[a])}
+                self._repaint_axes(changed, inner)
                 self._sig = sig
                 self.last_repainted = changed
             canvas.restore_region(self._bg)
@@ -189,10 +187,11 @@ class BlitRedraw:
             self.last_draw_kind = "axes" if changed else "blit"
         self.last_draw_seconds = time.perf_counter() - start
 
-    def _y_range_only(self, artist, old, new) -> bool:
-        """Whether ``artist``'s change from signature ``old`` to ``new`` is its y-range alone
-        (:meth:`_repaint_y_range` then repaints only its y-dependent part). The host overrides
-        this; by default every change is repainted whole."""
+    def _inner_change(self, artist, old, new) -> bool:
+        """Whether ``artist``'s change from signature ``old`` to ``new`` lies inside it and its
+        y-axis (its y-range, its in-axes legend; not its x-axis or title): then
+        :meth:`_repaint_y_range` repaints only that part. The host overrides this; by default
+        every change is repainted whole."""
         return False
 
     def _y_rescaled_axes(self) -> tuple:
@@ -200,10 +199,11 @@ class BlitRedraw:
         from each draw for :meth:`_repaint_y_range`). The host overrides this."""
         return ()
 
-    def _repaint_axes(self, axes, y_only=frozenset()) -> None:
+    def _repaint_axes(self, axes, inner=frozenset()) -> None:
         """Repaint the static top-level artists ``axes`` (axes or texts) into the background.
 
-        ``y_only``: those of ``axes`` whose y-range alone changed (:meth:`_y_range_only`).
+        ``inner``: those of ``axes`` whose change lies inside them and their y-axes
+        (:meth:`_inner_change`), repainted by :meth:`_repaint_y_range` where it can.
 
         The region painted is the union of their extents before and after, grown until it
         contains every static artist it touches (each is redrawn whole, so no antialiased edge is
@@ -214,23 +214,25 @@ class BlitRedraw:
         canvas = self.fig.canvas
         canvas.restore_region(self._bg)
         for artist in axes:  # one region each: far-apart changes must not merge into one box
-            if not (artist in y_only and self._repaint_y_range(artist)):
-                self._repaint_region([artist], y_only)
+            if not (artist in inner and self._repaint_y_range(artist)):
+                self._repaint_region([artist])
         self._bg = canvas.copy_from_bbox(self.fig.bbox)
 
     def _keep_legend(self, ax, renderer) -> None:
-        """Keep the pixels inside ``ax``'s legend as drawn now, if it is opaque
-        (:func:`_legend_inside`): a later :meth:`_repaint_y_range` pastes them instead of
-        drawing the legend (~10 ms of text)."""
+        """Keep ``ax``'s legend as drawn now: the legend, its extent and, if it is opaque
+        (:func:`_legend_inside`), the pixels inside its frame -- which a later
+        :meth:`_repaint_y_range` pastes instead of drawing the legend (~10 ms of text)."""
         legend = ax.get_legend()
+        extent = None if legend is None else legend.get_window_extent(renderer)
         inside = _legend_inside(legend, renderer)
-        self._legend_pixels[ax] = None
-        if inside is not None:
-            pixels = self.fig.canvas.copy_from_bbox(inside)
-            self._legend_pixels[ax] = (legend, tuple(inside.extents), pixels)
+        pixels = None if inside is None else self.fig.canvas.copy_from_bbox(inside)
+        self._legend_pixels[ax] = (
+            legend, None if inside is None else tuple(inside.extents), pixels, extent
+        )  # fmt: skip
 
     def _repaint_y_range(self, ax) -> bool:
-        """Repaint the part of ``ax`` that depends on its y-range, after a change of that alone.
+        """Repaint the part of ``ax`` that depends on its y-range and its in-axes legend, after
+        a change of those alone (:meth:`_inner_change`).
 
         That part is the axes' inside (grid lines, the in-axes legend over them), its frame, the
         tick marks and the y tick labels, old and new: two regions ``R``, the axes grown by its
@@ -243,7 +245,8 @@ class BlitRedraw:
 
         Returns False, having drawn nothing, where that does not hold: ``ax``'s y-axis extent
         before is unknown (it is not one of :meth:`_y_rescaled_axes`), a hidden part or another
-        static artist reaches into ``R``, or ``ax`` has a left or right title.
+        static artist reaches into ``R``, its legend (before or after) is not inside the axes'
+        region, or ``ax`` has a left or right title.
         """
         from matplotlib.patches import Rectangle
         from matplotlib.transforms import Bbox, IdentityTransform
@@ -302,7 +305,8 @@ class BlitRedraw:
             )  # fmt: skip
             clear.set_figure(self.fig)
             clear.draw(renderer)
-        # The legend's inside, kept from its last drawing, if the legend is the same.
+        # The legend's inside is pasted as kept from its last drawing if the legend is the
+        # same; else the legend is drawn, and it must lie (before and after) in the region.
         legend = ax.get_legend()
         kept = getattr(self, "_legend_pixels", {}).get(ax)
         inside = _legend_inside(legend, renderer)
@@ -312,6 +316,18 @@ class BlitRedraw:
             and kept[0] is legend
             and kept[1] == tuple(inside.extents)
         )
+        if not paste:
+            if kept is None and legend is not None:
+                return False  # where the legend was before is not known
+            legends = [] if kept is None else [kept[3]]
+            legends.append(None if legend is None else legend.get_window_extent(renderer))
+            frame = regions[0]
+            for ext in legends:
+                if ext is not None and not (
+                    frame.x0 <= ext.x0 and ext.x1 <= frame.x1
+                    and frame.y0 <= ext.y0 and ext.y1 <= frame.y1
+                ):  # fmt: skip
+                    return False
         if paste:
             hidden.append(legend)
         for h in hidden:
@@ -329,15 +345,12 @@ class BlitRedraw:
             self.fig.canvas.restore_region(kept[2])
         elif hasattr(self, "_legend_pixels"):
             self._keep_legend(ax, renderer)
-        self._extents[ax] = _extent_after_y_change(ax, before, renderer, new_y)
+        self._extents[ax] = _extent_after_y_change(before, new_y)
         self._yextents[ax] = new_y
         return True
 
-    def _repaint_region(self, artists, y_only=frozenset()) -> None:
+    def _repaint_region(self, artists) -> None:
         """Repaint ``artists`` (static, top-level) over their extents before and after.
-
-        The extent after of an axes in ``y_only`` whose extent before is known is bounded by
-        :func:`_extent_after_y_change` instead of measured whole.
 
         The region is grown until it contains every static axes or legend it touches (each is
         redrawn whole, so no antialiased edge is blended twice); figure texts it touches are
@@ -352,14 +365,7 @@ class BlitRedraw:
         renderer = self.fig.canvas.get_renderer()
         members = set(artists)
         # Before (recorded when last drawn) and after; unchanged artists keep their extent.
-        after = {
-            a: (
-                _extent_after_y_change(a, self._extents[a], renderer)
-                if a in y_only and self._extents.get(a) is not None
-                else _extent(a, renderer)
-            )
-            for a in members
-        }
+        after = {a: _extent(a, renderer) for a in members}
         boxes = [self._extents.get(a) for a in members] + list(after.values())
         boxes = [b for b in boxes if b is not None]
         if not boxes:  # an empty text stays empty

@@ -195,14 +195,16 @@ def test_decade_label_known_answers():
         assert decade_label(y) == ""
 
 
-def test_y_range_only_compares_everything_but_the_y_limits():
+def test_inner_change_is_a_y_range_or_legend_change_only():
     from figures.explorer_panels import ExplorerPanels
 
     sig = ((-0.4, 8.4), (1e-12, 1.5), "title", ("legend",))
-    assert ExplorerPanels.y_range_only(sig, (sig[0], (1e-14, 1.5), *sig[2:]))
-    assert not ExplorerPanels.y_range_only(sig, sig)  # nothing changed
-    assert not ExplorerPanels.y_range_only(sig, ((-0.4, 9.4), (1e-14, 1.5), *sig[2:]))
-    assert not ExplorerPanels.y_range_only(sig, (*sig[:3], ("other legend",)))
+    assert ExplorerPanels.inner_change(sig, (sig[0], (1e-14, 1.5), *sig[2:]))
+    assert ExplorerPanels.inner_change(sig, (*sig[:3], ("other legend",)))
+    assert ExplorerPanels.inner_change(sig, (sig[0], (1e-14, 1.5), sig[2], ("other legend",)))
+    assert not ExplorerPanels.inner_change(sig, sig)  # nothing changed
+    assert not ExplorerPanels.inner_change(sig, ((-0.4, 9.4), *sig[1:]))  # the x-range
+    assert not ExplorerPanels.inner_change(sig, (*sig[:2], "other title", sig[3]))
 
 
 def test_legend_inside_only_for_an_opaque_legend():
@@ -233,9 +235,10 @@ def test_legend_inside_only_for_an_opaque_legend():
 
 @pytest.mark.slow
 def test_rescaled_eigen_weight_axis_repaints_its_y_part_only():
-    """A lam move that only rescales the eigen-weight axis (K = 10, finite p) redraws neither
-    its title nor its legend (kept pixels), and the window still shows what a full redraw
-    shows; without the y-axis' extent before, it falls back to repainting the panel whole."""
+    """A lam move that rescales the eigen-weight axis (K = 10, finite p) or relabels its
+    legend does not redraw the panel's title, nor its legend when that is the same (kept
+    pixels), and the window still shows what a full redraw shows; without the y-axis' extent
+    before, it falls back to repainting the panel whole."""
     app = ExplorerApp(
         BASE | {"n_classes": 10, "n_over_p": 1.0, "rounds": 8, "lam": 1e-3},
         fig=plt.figure(figsize=(15, 9)),
@@ -251,7 +254,7 @@ def test_rescaled_eigen_weight_axis_repaints_its_y_part_only():
     try:
         app.refresh()
         spy(ax.title, "title")
-        y_only = 0
+        rescaled = relabelled = 0
         for lam in (2e-3, 5e-3, 1e-2, 3e-2, 0.1, 1e-2, 1e-3, 1e-4):
             old = app.panels.axes_signatures()[ax]
             legend = app.panels.eig_legend
@@ -259,18 +262,26 @@ def test_rescaled_eigen_weight_axis_repaints_its_y_part_only():
             drawn.clear()
             app.sliders["lam"].set_val(np.log10(lam))
             new = app.panels.axes_signatures()[ax]
-            if old != new and app.panels.y_range_only(old, new):
-                y_only += 1
-                assert ax in app.last_repainted and app.last_draw_kind == "axes"
-                assert not drawn  # neither the title nor the (same) legend was drawn
             del legend.draw
-        assert y_only >= 3
+            if old == new:
+                continue
+            assert app.panels.inner_change(old, new)  # lam changes no x-range, no title
+            assert ax in app.last_repainted and app.last_draw_kind == "axes"
+            assert "title" not in drawn
+            if app.panels.eig_legend is legend:
+                rescaled += 1
+                assert "legend" not in drawn  # pasted
+            else:
+                relabelled += 1
+                if relabelled == 1:  # the old legend's pixels are all gone, the new one drawn
+                    _assert_same_as_full_redraw(app)
+        assert rescaled >= 3 and relabelled >= 1
         _assert_same_as_full_redraw(app)
         app._yextents.clear()  # the y-axis' extent before unknown: the whole panel
         drawn.clear()
         old = app.panels.axes_signatures()[ax]
-        app.sliders["lam"].set_val(np.log10(1e-3))  # from 1e-4: the y-range alone changes
-        assert app.panels.y_range_only(old, app.panels.axes_signatures()[ax])
+        app.sliders["lam"].set_val(np.log10(1e-3))  # from 1e-4: the y-range changes
+        assert old != app.panels.axes_signatures()[ax]
         assert "title" in drawn
         _assert_same_as_full_redraw(app)
     finally:
