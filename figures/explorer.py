@@ -31,8 +31,10 @@ outside the measured regime map) and not drawn where the theory is refused (a no
 Drawing: an interactive window redraws by blitting (:meth:`ExplorerApp.refresh`): a slider move
 repaints the data artists and the widgets' moving parts over a cached background; a panel whose
 limits, title or legend changed, a slider's value and each line of the summary text that changed
-are repainted into that background alone (pixel-identical to a full redraw); the whole window
-only when the shared legend's entries change. Legends list only what is drawn; colours and
+are repainted into that background alone (pixel-identical to a full redraw); of a panel whose
+y-range alone changed (the eigen-weight axis rescaled by a lam move), only the y-dependent part:
+its inside, frame and y-axis, with its opaque legend's pixels kept; the whole window only when
+the shared legend's entries change. Legends list only what is drawn; colours and
 markers follow :mod:`figures.palette`.
 
 "simulate" runs a quick Monte Carlo (:class:`figures.explorer_model.MonteCarloRun`) in a background
@@ -143,10 +145,14 @@ class ExplorerApp(BlitRedraw, BackgroundTasks):
         self._bg = None  # background without the data artists (blitting)
         self._sig = None  # static signature of the background: {axes or "figure": signature}
         self._extents: dict = {}  # static top-level artist -> its extent in the background
+        self._yextents: dict = {}  # axes of _y_rescaled_axes -> its y-axis' extent, likewise
         self.last_draw_seconds = float("nan")
         #: How the last :meth:`refresh` drew: ``'full'``, ``'axes'`` (some panels' static parts
         #: repainted) or ``'blit'`` (data artists only).
         self.last_draw_kind = ""
+        #: The static artists the last :meth:`refresh` repainted into the background (none for
+        #: a blit or a full draw); ``benchmarks/explorer.py`` counts the panels among them.
+        self.last_repainted: list = []
         canvas.draw_idle = _no_draw  # Slider.__init__ calls draw_idle; restored below
         try:
             self._build(params)
@@ -195,6 +201,15 @@ class ExplorerApp(BlitRedraw, BackgroundTasks):
             out[text] = text.get_text()
         out["figure"] = self.panels._legend_sig
         return out
+
+    def _inner_change(self, artist, old, new) -> bool:
+        """A panel whose y-range or legend changed, not its x-range or title
+        (:meth:`ExplorerPanels.inner_change`)."""
+        return artist in self.panels.all_axes and self.panels.inner_change(old, new)
+
+    def _y_rescaled_axes(self) -> tuple:
+        """The eigen-weight panel: its log y-range follows the weights as lam moves."""
+        return (self.panels.ax_eig,)
 
     def _build(self, params) -> None:
         from matplotlib.widgets import Button, RadioButtons, Slider

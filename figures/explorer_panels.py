@@ -10,7 +10,7 @@ markers follow :mod:`figures.palette`.
 from __future__ import annotations
 
 import numpy as np
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
 from figures import palette
 from figures.explorer_model import (
@@ -25,12 +25,33 @@ __all__ = ["EIG_HEADROOM", "EIG_SLACK", "ExplorerPanels"]
 EIG_SLACK = 1e3
 #: When the eigen-weight axis changes, its lower end is set this many times below the smallest
 #: weight drawn, so that a lam drag (the smallest weight scales like lam^-(R+1)) rescales it
-#: rarely: each rescale repaints that panel (~0.1 s of log ticks and grid lines).
+#: rarely: each rescale repaints that panel's y-axis and inside (~25 ms more CPU than a move
+#: that does not, at K = 10; figures.explorer_redraw.BlitRedraw._repaint_y_range).
 EIG_HEADROOM = 100.0
+#: Tick objects created up front on the eigen-weight y-axis (ExplorerPanels.__init__).
+_EIG_MAJOR_TICKS, _EIG_MINOR_TICKS = 16, 96
 #: Horizontal offsets so that theory markers and Monte Carlo error bars do not hide each other.
 _MC_OFFSET = 0.15
 _PLL_ROUND = 1.0
 _CAP = 0.07  # half-width of the CI caps, in rounds
+
+
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def decade_label(y, _pos=None) -> str:
+    """Tick label ``10ᵏ`` for ``y = 10**k`` (Unicode superscripts), ``""`` between decades.
+
+    Plain text instead of matplotlib's mathtext ``$10^{k}$``: a rescaled eigen-weight axis
+    shows exponents not seen before, and mathtext parses each new label (~10-25 ms per label),
+    which made the move that rescales the axis the slowest of a lam drag.
+    """
+    if not (np.isfinite(y) and y > 0):
+        return ""
+    k = int(np.round(np.log10(y)))
+    if not np.isclose(y, 10.0**k, rtol=1e-9, atol=0.0):
+        return ""
+    return "10" + str(k).translate(_SUPERSCRIPT)
 
 
 def _empty(line):
@@ -74,6 +95,8 @@ class ExplorerPanels:
         self.ax_pop = fig.add_subplot(gs[0, 1])
         self.ax_eig = fig.add_subplot(gs[1, 0])
         self.ax_phase = fig.add_subplot(gs[1, 1])
+        #: The four panels, in the order of :meth:`axes_signatures`.
+        self.all_axes = (self.ax_train, self.ax_pop, self.ax_eig, self.ax_phase)
         self.lines: dict[str, object] = {}
         black, mis, pll = palette.THEORY, palette.MISLABELED, palette.PLL
         for ax, kind, title in (
@@ -140,6 +163,13 @@ class ExplorerPanels:
         self.ax_eig.set_title("eigen-weights a_j(t) = (μ_j/(μ_j+KλN))^(t+1)", fontsize=10)
         self.ax_eig.set_xlabel("round t")
         self.ax_eig.set_yscale("log")
+        self.ax_eig.yaxis.set_major_formatter(FuncFormatter(decade_label))
+        self.ax_eig.yaxis.set_minor_formatter(NullFormatter())
+        # Ticks are created on first need (~0.4 ms each, with their grid line) and reused after:
+        # create now as many as a rescale can show (9 decades of 8 minor ticks at most), so
+        # that a lam move to a short y-range (below 10 decades) does not pay for them.
+        self.ax_eig.yaxis.get_major_ticks(_EIG_MAJOR_TICKS)
+        self.ax_eig.yaxis.get_minor_ticks(_EIG_MINOR_TICKS)
         self.ax_eig.grid(alpha=0.3, which="both")
         self.ax_eig.xaxis.set_major_locator(MaxNLocator(integer=True))
         for j, name in enumerate(("μ1: global mean", "μ2: class contrasts", "μ3: within class")):
@@ -258,9 +288,17 @@ class ExplorerPanels:
         if self.eig_legend is not None:
             self.eig_legend.remove()
         self._eig_sig = labels
+        # Opaque, so that its inside does not depend on the grid lines beneath, and its entries
+        # well inside its frame (borderpad 0.8 font sizes, ~8 px, against the 3.5 px of frame
+        # edge that blends with what is beneath): a window keeps its inside's pixels when the
+        # axis rescales (figures.explorer_redraw.BlitRedraw._repaint_y_range).
         self.eig_legend = self.ax_eig.legend(
-            [self.lines[k] for k in keys], labels, fontsize=7, loc="lower left"
-        )
+            [self.lines[k] for k in keys], labels, fontsize=7, loc="lower left",
+            framealpha=1.0, borderpad=0.8,
+        )  # fmt: skip
+        # Above the grid (1.5) and below the curves (2), as in the window, where the curves are
+        # blitted over the background: an opaque legend never hides a curve.
+        self.eig_legend.set_zorder(1.6)
 
     def static_signature(self) -> tuple:
         """What an update can change outside the data artists (limits, titles, legends).
@@ -275,10 +313,18 @@ class ExplorerPanels:
         (:meth:`~figures.explorer.ExplorerApp.refresh`); the shared legend (``_legend_sig``) is
         figure-level."""
         out = {}
-        for ax in (self.ax_train, self.ax_pop, self.ax_eig, self.ax_phase):
+        for ax in self.all_axes:
             sig = (ax.get_xlim(), ax.get_ylim(), ax.get_title())
             out[ax] = sig + ((getattr(self, "_eig_sig", None),) if ax is self.ax_eig else ())
         return out
+
+    @staticmethod
+    def inner_change(old, new) -> bool:
+        """Whether two signatures of a panel (:meth:`axes_signatures`: x-limits, y-limits,
+        title, [legend]) differ in the y-limits or the legend alone -- the eigen-weight axis
+        rescaled by a lam move, its legend relabelled: the x-axis and the title stay, and a
+        window repaints only the panel's inside and y-axis."""
+        return old != new and (old[0], old[2]) == (new[0], new[2])
 
     # ------------------------------------------------------------------------------------------
     def render(self, state: ExplorerState) -> None:

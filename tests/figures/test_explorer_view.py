@@ -180,3 +180,109 @@ def test_changed_summary_line_is_repainted_alone():
         assert app.info_text.get_text().endswith(" (changed)")
     finally:
         plt.close(app.fig)
+
+
+def test_decade_label_known_answers():
+    """Decades as 10 with Unicode superscripts (no mathtext), nothing between decades."""
+    from figures.explorer_panels import decade_label
+
+    assert decade_label(1e-14) == "10⁻¹⁴"
+    assert decade_label(1.0) == "10⁰"
+    assert decade_label(100.0) == "10²"
+    assert decade_label(1e-300) == "10⁻³⁰⁰"
+    assert decade_label(10.0**-7 * (1 + 1e-12)) == "10⁻⁷"  # a locator's round-off
+    for y in (3e-5, 2.0, 0.0, -1.0, np.nan, np.inf):
+        assert decade_label(y) == ""
+
+
+def test_inner_change_is_a_y_range_or_legend_change_only():
+    from figures.explorer_panels import ExplorerPanels
+
+    sig = ((-0.4, 8.4), (1e-12, 1.5), "title", ("legend",))
+    assert ExplorerPanels.inner_change(sig, (sig[0], (1e-14, 1.5), *sig[2:]))
+    assert ExplorerPanels.inner_change(sig, (*sig[:3], ("other legend",)))
+    assert ExplorerPanels.inner_change(sig, (sig[0], (1e-14, 1.5), sig[2], ("other legend",)))
+    assert not ExplorerPanels.inner_change(sig, sig)  # nothing changed
+    assert not ExplorerPanels.inner_change(sig, ((-0.4, 9.4), *sig[1:]))  # the x-range
+    assert not ExplorerPanels.inner_change(sig, (*sig[:2], "other title", sig[3]))
+
+
+def test_legend_inside_only_for_an_opaque_legend():
+    """The kept pixels of a legend are those strictly inside its frame, and only when the frame
+    hides what lies beneath."""
+    from figures.explorer_redraw import _LEGEND_EDGE, _legend_inside
+
+    fig = plt.figure(figsize=(4, 3))
+    try:
+        ax = fig.add_subplot()
+        ax.plot([0, 1], [0, 1], label="a line")
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        assert _legend_inside(ax.legend(framealpha=0.8), renderer) is None
+        assert _legend_inside(ax.legend(framealpha=1.0, frameon=False), renderer) is None
+        legend = ax.legend(framealpha=1.0)
+        fig.canvas.draw()
+        outer, inner = (
+            legend.get_frame().get_window_extent(renderer),
+            _legend_inside(legend, renderer),
+        )
+        assert inner.x0 - outer.x0 >= _LEGEND_EDGE and outer.x1 - inner.x1 >= _LEGEND_EDGE
+        assert inner.y0 - outer.y0 >= _LEGEND_EDGE and outer.y1 - inner.y1 >= _LEGEND_EDGE
+        assert float(inner.x0).is_integer() and float(inner.y1).is_integer()
+    finally:
+        plt.close(fig)
+
+
+@pytest.mark.slow
+def test_rescaled_eigen_weight_axis_repaints_its_y_part_only():
+    """A lam move that rescales the eigen-weight axis (K = 10, finite p) or relabels its
+    legend does not redraw the panel's title, nor its legend when that is the same (kept
+    pixels), and the window still shows what a full redraw shows; without the y-axis' extent
+    before, it falls back to repainting the panel whole."""
+    app = ExplorerApp(
+        BASE | {"n_classes": 10, "n_over_p": 1.0, "rounds": 8, "lam": 1e-3},
+        fig=plt.figure(figsize=(15, 9)),
+        blit=True,
+    )
+    ax = app.panels.ax_eig
+    drawn = []
+
+    def spy(artist, name):
+        real = artist.draw
+        artist.draw = lambda r: (artist.get_visible() and drawn.append(name)) or real(r)
+
+    try:
+        app.refresh()
+        spy(ax.title, "title")
+        rescaled = relabelled = 0
+        for lam in (2e-3, 5e-3, 1e-2, 3e-2, 0.1, 1e-2, 1e-3, 1e-4):
+            old = app.panels.axes_signatures()[ax]
+            legend = app.panels.eig_legend
+            spy(legend, "legend")
+            drawn.clear()
+            app.sliders["lam"].set_val(np.log10(lam))
+            new = app.panels.axes_signatures()[ax]
+            del legend.draw
+            if old == new:
+                continue
+            assert app.panels.inner_change(old, new)  # lam changes no x-range, no title
+            assert ax in app.last_repainted and app.last_draw_kind == "axes"
+            assert "title" not in drawn
+            if app.panels.eig_legend is legend:
+                rescaled += 1
+                assert "legend" not in drawn  # pasted
+            else:
+                relabelled += 1
+                if relabelled == 1:  # the old legend's pixels are all gone, the new one drawn
+                    _assert_same_as_full_redraw(app)
+        assert rescaled >= 3 and relabelled >= 1
+        _assert_same_as_full_redraw(app)
+        app._yextents.clear()  # the y-axis' extent before unknown: the whole panel
+        drawn.clear()
+        old = app.panels.axes_signatures()[ax]
+        app.sliders["lam"].set_val(np.log10(1e-3))  # from 1e-4: the y-range changes
+        assert old != app.panels.axes_signatures()[ax]
+        assert "title" in drawn
+        _assert_same_as_full_redraw(app)
+    finally:
+        plt.close(app.fig)
