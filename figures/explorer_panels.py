@@ -288,13 +288,14 @@ class ExplorerPanels:
         if self.eig_legend is not None:
             self.eig_legend.remove()
         self._eig_sig = labels
-        # Opaque, so that its inside does not depend on the grid lines beneath, and its entries
+        # Framed whatever the rcParams say (figures.style turns legend frames off) and opaque,
+        # so that its inside does not depend on the grid lines beneath, and its entries
         # well inside its frame (borderpad 0.8 font sizes, ~8 px, against the 3.5 px of frame
         # edge that blends with what is beneath): a window keeps its inside's pixels when the
         # axis rescales (figures.explorer_redraw.BlitRedraw._repaint_y_range).
         self.eig_legend = self.ax_eig.legend(
             [self.lines[k] for k in keys], labels, fontsize=7, loc="lower left",
-            framealpha=1.0, borderpad=0.8,
+            frameon=True, framealpha=1.0, borderpad=0.8,
         )  # fmt: skip
         # Above the grid (1.5) and below the curves (2), as in the window, where the curves are
         # blitted over the background: an opaque legend never hides a curve.

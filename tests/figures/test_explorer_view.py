@@ -220,7 +220,7 @@ def test_legend_inside_only_for_an_opaque_legend():
         renderer = fig.canvas.get_renderer()
         assert _legend_inside(ax.legend(framealpha=0.8), renderer) is None
         assert _legend_inside(ax.legend(framealpha=1.0, frameon=False), renderer) is None
-        legend = ax.legend(framealpha=1.0)
+        legend = ax.legend(framealpha=1.0, frameon=True)  # figures.style turns frames off
         fig.canvas.draw()
         outer, inner = (
             legend.get_frame().get_window_extent(renderer),
