@@ -230,6 +230,19 @@ class BlitRedraw:
             legend, None if inside is None else tuple(inside.extents), pixels, extent
         )  # fmt: skip
 
+    def _clear(self, region, renderer) -> None:
+        """Paint the pixel ``region`` (display coordinates) with the figure's background."""
+        from matplotlib.patches import Rectangle
+        from matplotlib.transforms import IdentityTransform
+
+        (x0, y0), (x1, y1) = region.get_points()
+        clear = Rectangle(
+            (x0, y0), x1 - x0, y1 - y0, transform=IdentityTransform(), linewidth=0,
+            facecolor=self.fig.patch.get_facecolor(), edgecolor="none", antialiased=False,
+        )  # fmt: skip
+        clear.set_figure(self.fig)
+        clear.draw(renderer)
+
     def _repaint_y_range(self, ax) -> bool:
         """Repaint the part of ``ax`` that depends on its y-range and its in-axes legend, after
         a change of those alone (:meth:`_inner_change`).
@@ -248,8 +261,7 @@ class BlitRedraw:
         static artist reaches into ``R``, its legend (before or after) is not inside the axes'
         region, or ``ax`` has a left or right title.
         """
-        from matplotlib.patches import Rectangle
-        from matplotlib.transforms import Bbox, IdentityTransform
+        from matplotlib.transforms import Bbox
 
         old_y = getattr(self, "_yextents", {}).get(ax)
         before = self._extents.get(ax)
@@ -298,13 +310,7 @@ class BlitRedraw:
             if ext is not None and any(ext.overlaps(r) for r in regions):
                 return False
         for region in regions:
-            (x0, y0), (x1, y1) = region.get_points()
-            clear = Rectangle(
-                (x0, y0), x1 - x0, y1 - y0, transform=IdentityTransform(), linewidth=0,
-                facecolor=self.fig.patch.get_facecolor(), edgecolor="none", antialiased=False,
-            )  # fmt: skip
-            clear.set_figure(self.fig)
-            clear.draw(renderer)
+            self._clear(region, renderer)
         # The legend's inside is pasted as kept from its last drawing if the legend is the
         # same; else the legend is drawn, and it must lie (before and after) in the region.
         legend = ax.get_legend()
@@ -358,9 +364,8 @@ class BlitRedraw:
         is cleared to the figure colour and its artists are drawn in z-order (animated ones
         skip themselves).
         """
-        from matplotlib.patches import Rectangle
         from matplotlib.text import Text
-        from matplotlib.transforms import Bbox, IdentityTransform
+        from matplotlib.transforms import Bbox
 
         renderer = self.fig.canvas.get_renderer()
         members = set(artists)
@@ -395,13 +400,7 @@ class BlitRedraw:
             and self._extents[a] is not None
             and self._extents[a].overlaps(region)
         ]
-        (x0, y0), (x1, y1) = region.get_points()
-        clear = Rectangle(
-            (x0, y0), x1 - x0, y1 - y0, transform=IdentityTransform(), linewidth=0,
-            facecolor=self.fig.patch.get_facecolor(), edgecolor="none", antialiased=False,
-        )  # fmt: skip
-        clear.set_figure(self.fig)
-        clear.draw(renderer)
+        self._clear(region, renderer)
         for a in sorted([*members, *clipped], key=lambda a: a.get_zorder()):
             if a in members:
                 a.draw(renderer)
