@@ -1,7 +1,8 @@
 """``python -m simulations run ...`` — one configuration, per-round accuracies beside the theory.
 
 Runs ``--trials`` Monte Carlo trials of one :class:`simulations.pipelines.TrialConfig`
-(:func:`simulations.monte_carlo.simulate` of its :func:`run_spec`, exact backend) and prints, for
+(:func:`simulations.monte_carlo.simulate` of its :func:`simulations.monte_carlo.run_spec`,
+exact backend) and prints, for
 every round, the simulated accuracies (mean and 95% CI over trials) next to the theory,
 :func:`theory.spec.predict` of ``Spec(counts=C)`` for each trial's *realised* count matrix ``C``
 (once per distinct matrix), averaged over trials:
@@ -58,7 +59,7 @@ from simulations.memory import (
     parse_max_memory,
     trial_bytes,
 )
-from simulations.monte_carlo import simulate
+from simulations.monte_carlo import run_spec, simulate  # run_spec: re-exported (moved there)
 from simulations.noise import SAMPLING_MODES
 from simulations.pipelines import (
     FEATURE_MODELS,
@@ -227,16 +228,6 @@ def _finite_model(cfg: TrialConfig):
         return MixtureModel(cfg.n_classes, cfg.per_class, cfg.dim, cfg.c, cfg.d), None
     except ValueError as exc:  # p = K: the simulation runs, the theory has no bulk to describe
         return None, f"finite-p theory not available: {exc}"
-
-
-def run_spec(cfg: TrialConfig) -> Spec:
-    """The :class:`theory.spec.Spec` of a run (``dim = inf`` for exact-block features).
-
-    ``n_test``, ``temperature`` and ``tol`` are :func:`simulations.monte_carlo.simulate`
-    keywords, not spec fields: they change how trials are computed, not what the theory predicts.
-    """
-    dim = cfg.dim if cfg.features == "mixture" else math.inf
-    return Spec(**_spec_fields(cfg), dim=dim, groups=cfg.groups, n_groups=cfg.n_groups)
 
 
 def _spec_fields(cfg: TrialConfig) -> dict:
@@ -423,7 +414,8 @@ def run_with_theory(
 ) -> dict:
     """Simulate ``trials`` trials and attach the theory; returns a JSON-compatible dict.
 
-    The trials are :func:`simulations.monte_carlo.simulate` of :func:`run_spec` (exact backend;
+    The trials are :func:`simulations.monte_carlo.simulate` of
+    :func:`simulations.monte_carlo.run_spec` (exact backend;
     the limits were checked by :func:`main`); the theory is :func:`_theory` per distinct realised
     count matrix. ``quiet=False`` draws a progress bar on stderr (:mod:`selfdistill_cli.progress`).
     """

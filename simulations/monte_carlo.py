@@ -24,7 +24,11 @@ Backends
     Certified exact self-distillation or PLL student on sampled features
     (:func:`simulations.pipelines.run_trial`): Gaussian-mixture features at finite ``dim``,
     the exact block Gram matrix at ``dim = inf``. Every method. Per-trial fields
-    (``keep_trials``): ``max_residual_ratio`` (trials,).
+    (``keep_trials``): every field of :data:`EXACT_ROW_FIELDS` (trials, R + 1), with the dtype
+    of the trial's rows (ints, floats, bools, strings), so that
+    :func:`simulations.sweep.run_config` writes its tidy rows from them;
+    ``max_residual_ratio`` (trials,); ``groups`` (list of the trials' superclass partitions,
+    ``None`` without superclass noise).
 ``'linearised'``
     The label-averaging closed form on each sampled Gram matrix
     (:func:`simulations.linear_trials.run_linear_trial`; SD at finite ``dim`` only), the
@@ -52,6 +56,10 @@ trial's count matrix is the theory's ``spec.count_matrix()``; with ``'random'`` 
 ``n_groups``, exact backend) each trial has its own, ``Result.counts[i]``, and the theory is asked
 per matrix, ``predict(dataclasses.replace(spec, counts=C))`` (as ``simulations run`` does).
 ``spec.transition``, when set, replaces ``noise``/``eta`` (kernel and linearised backends).
+A :class:`simulations.pipelines.TrialConfig` maps to its spec by :func:`run_spec` and back, with
+the simulation-only knobs, by :func:`trial_config` (``trial_config(run_spec(c), n_test=c.n_test,
+tol=c.tol, temperature=c.temperature) == c``): ``simulations run`` and ``simulations sweep`` run
+their configs through :func:`simulate` this way.
 Trial ``i`` uses :func:`simulations.pipelines.trial_seed` ``(seed, i)`` (the same stream as the
 ``i``-th child of ``SeedSequence(seed)``, :func:`simulations.gram_trials.trial_seeds`) for every
 backend and every spec of :func:`simulate_many` (common random numbers), so its stream depends
@@ -61,6 +69,7 @@ neither on the number of trials nor on the workers.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 
@@ -82,7 +91,7 @@ from theory.blas import single_thread_blas
 from theory.spec import METRICS, Result, Spec
 from theory.validation import check_int
 
-__all__ = ["BACKENDS", "simulate", "simulate_many"]
+__all__ = ["BACKENDS", "EXACT_ROW_FIELDS", "run_spec", "simulate", "simulate_many", "trial_config"]
 
 #: Monte Carlo backends of :func:`simulate` -> the ``source`` of their :class:`Result`.
 BACKENDS = {
@@ -94,8 +103,45 @@ BACKENDS = {
 KERNEL_METHODS = ("sd", "pll-ce")
 
 
-#: Per-trial fields of the exact backend beside the metrics, one value per row (round).
-_EXACT_ROW_FIELDS = ("pop_acc_sampled", "pop_acc_err", "top2_coverage", "converged")
+#: Per-trial fields of the exact backend, one value per row (round) of
+#: :func:`simulations.pipelines.run_trial`: every column of a sweep's tidy rows
+#: (:data:`simulations.sweep_spec.ROW_FIELDS`), the metrics included.
+EXACT_ROW_FIELDS = (
+    "n_mislabeled",
+    "train_acc",
+    "train_acc_clean",
+    "train_acc_mislabeled",
+    "train_ties",
+    "pop_acc",
+    "pop_ties",
+    "pop_acc_sampled",
+    "pop_acc_err",
+    "top2_coverage",
+    "residual",
+    "target",
+    "gradient_norm",
+    "iterations",
+    "converged",
+    "solver",
+)
+#: Python types kept as such in a field's array (:func:`_row_array`).
+_NATIVE_DTYPES = {bool: bool, int: np.int64, float: np.float64, str: np.str_}
+
+
+def _row_array(values: list) -> np.ndarray:
+    """The values of one field over the rows, with their type kept.
+
+    One Python type among ``bool, int, float, str`` -> an array of that dtype, whose
+    ``tolist()`` gives back the very values (a float64 holds a Python float exactly); anything
+    else (``None``, mixed types) -> an object array of the values themselves. ``np.array`` alone
+    would turn ``[1, 2.5]`` into floats and so change ``1`` into ``1.0`` in a CSV.
+    """
+    kinds = {type(v) for v in values}
+    if len(kinds) == 1 and (kind := kinds.pop()) in _NATIVE_DTYPES:
+        return np.array(values, dtype=_NATIVE_DTYPES[kind])
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
 
 
 def _exact_job(job) -> dict:
@@ -107,7 +153,7 @@ def _exact_job(job) -> dict:
     ratio = max(
         (row["residual"] / row["target"] for row in res.rows if row.get("target")), default=0.0
     )
-    fields = {key: np.array([row[key] for row in res.rows]) for key in _EXACT_ROW_FIELDS}
+    fields = {key: _row_array([row[key] for row in res.rows]) for key in EXACT_ROW_FIELDS}
     fields["max_residual_ratio"] = float(ratio)
     return {
         "values": values,
@@ -203,31 +249,8 @@ def _check_backend(spec: Spec, backend: str, knobs: dict) -> None:
 def _params(spec: Spec, backend: str, knobs: dict):
     """``(job function, one trial's parameters without the seed, extra job items)``."""
     if backend == "exact":
-        features = "mixture" if spec.finite else "exact-block"
-        if spec.transition is not None:
-            raise ValueError(
-                "spec.transition is set: backend 'exact' samples labels from a noise model "
-                "(use backend='kernel' for an arbitrary transition matrix)"
-            )
-        config = TrialConfig(
-            n_classes=spec.n_classes,
-            per_class=spec.per_class,
-            dim=int(spec.dim) if spec.finite else 0,
-            c=spec.c,
-            d=spec.d,
-            eta=spec.eta,
-            lam=spec.lam,
-            rounds=spec.rounds,
-            noise=spec.noise,
-            sampling=spec.sampling,
-            features=features,
-            method=spec.method,
-            n_test=knobs["n_test"],
-            temperature=knobs["temperature"],
-            groups=spec.groups,
-            n_groups=spec.n_groups,
-            q=spec.q,
-            tol=knobs["tol"],
+        config = trial_config(
+            spec, n_test=knobs["n_test"], tol=knobs["tol"], temperature=knobs["temperature"]
         )
         return _exact_job, config, ()
     transition = tuple(map(tuple, spec.transition_matrix()))
@@ -260,6 +283,66 @@ def _params(spec: Spec, backend: str, knobs: dict):
         exact_pop=knobs["exact_pop"],
     )
     return _kernel_job, trial, (student_only,)
+
+
+def run_spec(config: TrialConfig) -> Spec:
+    """The :class:`theory.spec.Spec` of a trial config (``dim = inf`` for exact-block features).
+
+    ``n_test``, ``temperature`` and ``tol`` are :func:`simulate` keywords, not spec fields: they
+    change how trials are computed, not what the theory predicts. :func:`trial_config` is the
+    inverse.
+    """
+    names = ("n_classes", "per_class", "c", "d", "lam", "rounds", "noise", "eta", "method", "q")
+    fields = {name: getattr(config, name) for name in names}
+    dim = config.dim if config.features == "mixture" else math.inf
+    return Spec(
+        **fields,
+        sampling=config.sampling,
+        dim=dim,
+        groups=config.groups,
+        n_groups=config.n_groups,
+    )
+
+
+def trial_config(
+    spec: Spec, *, n_test: int = 100, tol: float = 1e-9, temperature: float = 1.0
+) -> TrialConfig:
+    """The :class:`simulations.pipelines.TrialConfig` of one exact-backend trial of ``spec``.
+
+    Mixture features at finite ``spec.dim``, exact-block features (``dim`` 0) at ``dim = inf``;
+    the simulation-only knobs as in :func:`simulate`. Inverse of :func:`run_spec`.
+
+    Raises
+    ------
+    ValueError
+        ``spec.transition`` is set (the exact backend samples labels from a noise model), or
+        the config is invalid (:class:`TrialConfig`).
+    """
+    if spec.transition is not None:
+        raise ValueError(
+            "spec.transition is set: backend 'exact' samples labels from a noise model "
+            "(use backend='kernel' for an arbitrary transition matrix)"
+        )
+    return TrialConfig(
+        n_classes=spec.n_classes,
+        per_class=spec.per_class,
+        dim=int(spec.dim) if spec.finite else 0,
+        c=spec.c,
+        d=spec.d,
+        eta=spec.eta,
+        lam=spec.lam,
+        rounds=spec.rounds,
+        noise=spec.noise,
+        sampling=spec.sampling,
+        features="mixture" if spec.finite else "exact-block",
+        method=spec.method,
+        n_test=n_test,
+        temperature=temperature,
+        groups=spec.groups,
+        n_groups=spec.n_groups,
+        q=spec.q,
+        tol=tol,
+    )
 
 
 def _cost(spec: Spec, backend: str, params, n_test: int) -> tuple[float, int]:

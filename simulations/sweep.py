@@ -73,11 +73,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from selfdistill_cli.files import atomic_write_text
 from selfdistill_cli.limits import cap_workers, check_time, usable_cores
 from selfdistill_cli.progress import progress_bar
 from simulations.memory import WORKER_BYTES, check_memory, trial_bytes
-from simulations.pipelines import TrialConfig, run_trial, trial_seed
+from simulations.monte_carlo import run_spec, simulate, trial_config
+from simulations.pipelines import TrialConfig
 from simulations.runtime import DEFAULT_SWEEP_MAX_SECONDS, trial_seconds
 from simulations.sweep_files import (
     check_result_file,
@@ -127,16 +130,45 @@ __all__ = [
 
 
 def run_config(config: TrialConfig, seeds: int, base_seed: int = 0) -> list[dict]:
-    """All tidy rows of one config: ``seeds`` trials, each with its rounds and method rows."""
-    out = []
+    """All tidy rows of one config: ``seeds`` trials, each with its rounds (method rows).
+
+    The trials are :func:`simulations.monte_carlo.simulate` of
+    :func:`simulations.monte_carlo.run_spec` ``(config)`` (exact backend, one process: the sweep
+    parallelises over configs; no time limit: the sweep's own estimate was checked), with the
+    config's simulation-only knobs. Trial ``i`` is :func:`simulations.pipelines.run_trial`
+    ``(config, trial_seed(base_seed, i))``, and row ``(i, t)`` holds its round ``t``'s
+    :data:`ROW_FIELDS` as that trial's rows do (``Result.trial_data``, dtypes kept).
+
+    Raises
+    ------
+    ValueError
+        ``seeds < 1`` or ``base_seed < 0``; a config whose spec does not map back to it.
+    """
+    seeds = check_int(seeds, "seeds", 1)
+    spec = run_spec(config)
+    knobs = dict(n_test=config.n_test, tol=config.tol, temperature=config.temperature)
+    if trial_config(spec, **knobs) != config:  # the rows below would be another config's
+        raise ValueError(f"config {config.key()} does not round-trip through its theory.spec.Spec")
+    res = simulate(
+        spec,
+        seeds,
+        seed=base_seed,
+        backend="exact",
+        keep_trials=True,
+        workers=1,
+        max_seconds=None,
+        **knobs,
+    )
+    # Native Python values (tolist): the CSV text is that of run_trial's rows.
+    columns = {f: np.asarray(res.trial_data[f]).tolist() for f in ROW_FIELDS}
     base = config.to_dict()
     base["groups"] = json.dumps(base["groups"]) if base["groups"] is not None else ""
     key = config.key()
-    for i in range(check_int(seeds, "seeds", 1)):
-        trial = run_trial(config, trial_seed(base_seed, i))
-        for row in trial.rows:
-            full = {"key": key, "seed": i, "round": row["round"], **base}
-            full.update({f: row[f] for f in ROW_FIELDS})
+    out = []
+    for i in range(seeds):
+        for t in range(res.samples.shape[1]):  # rows = rounds 0..R (PLL: teacher, student)
+            full = {"key": key, "seed": i, "round": t, **base}
+            full.update({f: columns[f][i][t] for f in ROW_FIELDS})
             out.append(full)
     return out
 
@@ -275,7 +307,10 @@ def run_sweep(
         BLAS threads per serial run / local worker process (``threadpoolctl``; default 1, since
         the solves are small and multi-threaded BLAS under contention is much slower: 0.25 s vs
         1.2 s per N = 400 trial measured on a loaded 2-core machine). ``None`` leaves BLAS
-        alone. Dask workers are not touched (configure the cluster instead).
+        alone. Dask workers are not touched (configure the cluster instead). The trials
+        themselves run with one BLAS thread whatever this is, local or on Dask:
+        :func:`simulations.monte_carlo.simulate` runs them under
+        :func:`theory.blas.single_thread_blas`.
     extend : bool
         Allow ``out`` to hold another grid's results and add this spec's configs to it (refused
         otherwise). ``results.csv`` and ``summary.csv`` cover this spec's configs.

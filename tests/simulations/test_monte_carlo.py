@@ -9,7 +9,7 @@ import pytest
 
 from simulations.gram_trials import MixtureTrial, run_mc, run_mc_many
 from simulations.linear_trials import LinearTrial, run_linear_trial
-from simulations.monte_carlo import simulate, simulate_many
+from simulations.monte_carlo import EXACT_ROW_FIELDS, simulate, simulate_many
 from simulations.pipelines import TrialConfig, run_trial, trial_seed
 from theory.noise import exact_counts, transition_matrix
 from theory.spec import METRICS, Spec, predict
@@ -246,8 +246,12 @@ def test_simulate_exact_sampling_and_superclass_vs_run_trial(spec_kw, cfg_kw):
         np.testing.assert_array_equal(res.samples[i], rows)
         np.testing.assert_array_equal(res.counts[i], trial.counts)
         assert res.trial_data["groups"][i] == trial.groups
-        for key in ("pop_acc_sampled", "top2_coverage"):
-            np.testing.assert_array_equal(res.trial_data[key][i], [r[key] for r in trial.rows])
+        for key in EXACT_ROW_FIELDS:  # every row field, with its type (ints, bools, strings)
+            direct_values = [r[key] for r in trial.rows]
+            np.testing.assert_array_equal(res.trial_data[key][i], direct_values)
+            assert list(map(type, res.trial_data[key][i].tolist())) == list(
+                map(type, direct_values)
+            )
     assert res.trial_data["converged"].all() and res.notes == ()  # no fixed matrix: no note
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -12,10 +13,22 @@ import numpy as np
 import pytest
 from scipy import stats
 
+import simulations.monte_carlo as monte_carlo
 import simulations.sweep as sweep_mod
 from simulations.cli_sweep import main as sweep_main
-from simulations.pipelines import TrialConfig
-from simulations.sweep import load_spec, mean_ci, parse_spec, read_csv, run_sweep, summarize
+from simulations.monte_carlo import EXACT_ROW_FIELDS, run_spec, trial_config
+from simulations.pipelines import TrialConfig, run_trial, trial_seed
+from simulations.sweep import (
+    ROW_FIELDS,
+    load_spec,
+    mean_ci,
+    parse_spec,
+    read_csv,
+    run_config,
+    run_sweep,
+    summarize,
+)
+from simulations.sweep_files import to_csv
 from tests.simulations._helpers import start_held_sweep
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -139,6 +152,71 @@ def test_serial_sweep_outputs_and_summary(tmp_path):
     assert summarize(rows)[0]["n_seeds"] == 2
 
 
+def _rows_from_run_trial(config, seeds, base_seed):
+    """The tidy rows as the sweep built them before it went through simulate (the reference)."""
+    base = config.to_dict()
+    base["groups"] = json.dumps(base["groups"]) if base["groups"] is not None else ""
+    out = []
+    for i in range(seeds):
+        for row in run_trial(config, trial_seed(base_seed, i)).rows:
+            full = {"key": config.key(), "seed": i, "round": row["round"], **base}
+            full.update({f: row[f] for f in ROW_FIELDS})
+            out.append(full)
+    return out
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(method="sd", sampling="random", temperature=0.5, rounds=2),
+        dict(method="pll-gce", noise="superclass", groups=[[0, 2], [1]], features="exact-block"),
+    ],
+)
+def test_run_config_vs_run_trial(params):
+    config = TrialConfig(n_classes=3, per_class=4, dim=12, eta=0.3, n_test=5, **params)
+    rows = run_config(config, 2, base_seed=3)
+    reference = _rows_from_run_trial(config, 2, 3)
+    # The same columns with values of the same Python types (1 stays '1', not '1.0') and the
+    # same CSV text (exact floats, NaN as 'nan', which == would call unequal).
+    assert [{k: type(v) for k, v in r.items()} for r in rows] == [
+        {k: type(v) for k, v in r.items()} for r in reference
+    ]
+    assert to_csv(rows) == to_csv(reference)
+
+
+def test_sweep_configs_round_trip_through_their_spec():
+    """run_config simulates run_spec(config): every kind of config must map back to itself."""
+    axes = {
+        "n_classes": [3, 4],
+        "dim": [4, 9],
+        "eta": [0, 0.25, 1],
+        "noise": ["sym", "pair", "asym", "superclass"],
+        "sampling": ["exact-count", "random"],
+        "features": ["mixture", "exact-block"],
+        "method": ["sd", "pll-ce", "pll-candidate", "pll-gce", "pll-gce-ref"],
+        "rounds": [0, 3],
+        "temperature": [1.0, 2.5],
+    }
+    configs = []
+    for values in itertools.product(*axes.values()):
+        params = dict(zip(axes, values, strict=True), per_class=2, q=0.3, tol=1e-8, n_test=7)
+        if params["noise"] == "superclass":  # grouped by clustering (mixture) or given
+            mixture = params["features"] == "mixture"
+            params |= {"n_groups": 2} if mixture else {"groups": ((0, 2), (1,))}
+        try:
+            configs.append(TrialConfig(**params))
+        except ValueError:  # e.g. dim < n_classes: not a config a sweep could hold
+            continue
+    assert len(configs) > 1000  # most of the grid is valid
+    for config in configs:
+        knobs = dict(n_test=config.n_test, tol=config.tol, temperature=config.temperature)
+        assert trial_config(run_spec(config), **knobs) == config
+
+
+def test_exact_backend_keeps_every_row_field():
+    assert set(ROW_FIELDS) <= set(EXACT_ROW_FIELDS)
+
+
 @pytest.mark.slow
 def test_interrupted_sweep_resumes_without_redoing(tmp_path):
     spec = parse_spec(SPEC)
@@ -225,19 +303,19 @@ def test_dask_local_cluster_matches_serial(tmp_path):
 @pytest.mark.slow
 def test_failed_config_recorded_and_retried(tmp_path, monkeypatch):
     spec = parse_spec(SPEC)
-    real = sweep_mod.run_trial
+    real = monte_carlo.run_trial  # the trials run in simulate's exact backend
 
     def flaky(config, seed):
         if config.eta == 0.3:
             raise RuntimeError("boom")
         return real(config, seed)
 
-    monkeypatch.setattr(sweep_mod, "run_trial", flaky)
+    monkeypatch.setattr(monte_carlo, "run_trial", flaky)
     res = run_sweep(spec, tmp_path / "f", workers=1, quiet=True)
     assert res.completed == 2 and len(res.failed) == 2
-    assert all("boom" in msg for msg in res.failed.values())
+    assert all(msg == "RuntimeError: boom" for msg in res.failed.values())
     assert (tmp_path / "f" / "errors.json").exists()
-    monkeypatch.setattr(sweep_mod, "run_trial", real)
+    monkeypatch.setattr(monte_carlo, "run_trial", real)
     res2 = run_sweep(spec, tmp_path / "f", workers=1, quiet=True)
     assert (res2.skipped, res2.completed, res2.failed) == (2, 2, {})
     assert not (tmp_path / "f" / "errors.json").exists()
