@@ -34,7 +34,7 @@ from simulations.distill import self_distill, train_pll
 from simulations.features import mixture_gram
 from simulations.noise import sample_noisy_labels
 from simulations.workers import worker_pool
-from theory.blas import single_thread_blas
+from theory.blas import blas_threads as blas_threads_limit
 from theory.metrics import correct_and_tied
 from theory.population import mixture_population_accuracy_kernel
 from theory.validation import check_int, check_positive
@@ -59,10 +59,15 @@ def trial_seeds(base_seed: int, n_trials: int) -> list[np.random.SeedSequence]:
     return np.random.SeedSequence(base_seed).spawn(check_int(n_trials, "n_trials", 1))
 
 
-def parallel_map(fn, items, workers: int = 1, label: str | None = None) -> list:
+def parallel_map(
+    fn, items, workers: int = 1, label: str | None = None, blas_threads: int | None = 1
+) -> list:
     """``[fn(x) for x in items]``, in ``workers`` processes if ``workers > 1`` (order kept).
 
-    With a ``label``, progress (every quarter of the items) is logged to stderr.
+    With a ``label``, progress (every quarter of the items) is logged to stderr. BLAS is
+    limited to ``blas_threads`` threads in this process (serial) or in each worker (default 1:
+    the trials' solves are small, and threads only contend); ``None`` leaves the serial run's
+    BLAS as the caller set it (e.g. inside a :func:`theory.blas.blas_threads` limit of its own).
     """
     items = list(items)
     workers = min(check_int(workers, "workers", 1), len(items), usable_cores())
@@ -78,9 +83,9 @@ def parallel_map(fn, items, workers: int = 1, label: str | None = None) -> list:
         return out
 
     if workers <= 1:
-        with single_thread_blas():
+        with blas_threads_limit(blas_threads):
             return collect(fn(x) for x in items)
-    with worker_pool(workers) as pool:  # one BLAS thread each; they end with this process
+    with worker_pool(workers, blas_threads) as pool:  # they end with this process
         return collect(pool.map(fn, items, chunksize=max(1, total // (8 * workers))))
 
 

@@ -13,7 +13,7 @@ Signatures
     simulate(spec, trials, *, seed=0, backend='exact', workers=1, n_test=100, tol=1e-9,
              exact_pop=True, pll=False, temperature=1.0, keep_trials=False, label=None,
              progress=None, first_trial=0, max_seconds=DEFAULT_MAX_SECONDS,
-             max_memory=None) -> Result
+             max_memory=None, blas_threads=1) -> Result
     simulate_many(specs, trials, *, <the same keywords>) -> list[Result]
     BACKENDS = {'exact': 'monte_carlo', 'linearised': 'linearised_monte_carlo',
                 'kernel': 'kernel_monte_carlo'}            # backend -> Result.source
@@ -87,7 +87,7 @@ from simulations.runtime import (
     trial_seconds,
 )
 from simulations.stats import mean_ci
-from theory.blas import single_thread_blas
+from theory.blas import blas_threads as blas_threads_limit
 from theory.spec import METRICS, Result, Spec
 from theory.validation import check_int
 
@@ -405,6 +405,7 @@ def simulate_many(
     first_trial: int = 0,
     max_seconds: float | None = DEFAULT_MAX_SECONDS,
     max_memory: float | None = None,
+    blas_threads: int | None = 1,
 ) -> list[Result]:
     r"""Monte Carlo of several specs with common random numbers, all trials in one pool.
 
@@ -418,7 +419,7 @@ def simulate_many(
     specs : sequence of theory.spec.Spec
         Without ``counts`` (labels are sampled from ``noise``/``eta`` or ``transition``).
     trials, seed, backend, workers, n_test, tol, exact_pop, pll, temperature, keep_trials,
-    label, progress, first_trial, max_seconds, max_memory
+    label, progress, first_trial, max_seconds, max_memory, blas_threads
         As in :func:`simulate`; the time and memory limits apply to the whole batch.
 
     Returns
@@ -437,6 +438,8 @@ def simulate_many(
     t = check_int(trials, "trials", 1)
     base = check_int(seed, "seed", 0)
     first = check_int(first_trial, "first_trial", 0)
+    if blas_threads is not None:
+        check_int(blas_threads, "blas_threads", 1)
     n_test = check_int(n_test, "n_test", 1)
     knobs = dict(n_test=n_test, tol=tol, exact_pop=bool(exact_pop), pll=bool(pll))
     knobs["temperature"] = temperature
@@ -465,9 +468,9 @@ def simulate_many(
     # that object's spawn counter (simulations.gram_trials.run_mc_many).
     jobs = [(plan[1], trial_seed(base, first + i), *plan[2]) for plan in plans for i in range(t)]
     if progress is None:
-        out = parallel_map(fn, jobs, workers, label)
+        out = parallel_map(fn, jobs, workers, label, blas_threads)
     else:  # the caller's progress display, one process (e.g. selfdistill_cli.progress)
-        with single_thread_blas():
+        with blas_threads_limit(blas_threads):
             out = [fn(jobs[i]) for i in progress(range(len(jobs)))]
     results = []
     for j, spec in enumerate(specs):
@@ -526,6 +529,7 @@ def simulate(
     first_trial: int = 0,
     max_seconds: float | None = DEFAULT_MAX_SECONDS,
     max_memory: float | None = None,
+    blas_threads: int | None = 1,
 ) -> Result:
     r"""Monte Carlo estimate of ``spec``'s accuracies, rounds ``0..R``.
 
@@ -574,6 +578,10 @@ def simulate(
         limit.
     max_memory : float, optional
         Memory limit in GB for the trials running at once; default the available memory.
+    blas_threads : int or None
+        BLAS threads of the trials, in this process or in each worker (default 1: the solves are
+        small and threads only contend); ``None`` leaves BLAS as the caller set it (a sweep
+        sets its own limit around its serial runs and in its worker processes).
 
     Returns
     -------
@@ -607,4 +615,5 @@ def simulate(
         first_trial=first_trial,
         max_seconds=max_seconds,
         max_memory=max_memory,
+        blas_threads=blas_threads,
     )[0]

@@ -157,6 +157,7 @@ def run_config(config: TrialConfig, seeds: int, base_seed: int = 0) -> list[dict
         keep_trials=True,
         workers=1,
         max_seconds=None,
+        blas_threads=None,  # as run_sweep set it around this config (serial run or worker)
         **knobs,
     )
     # Native Python values (tolist): the CSV text is that of run_trial's rows.
@@ -307,10 +308,8 @@ def run_sweep(
         BLAS threads per serial run / local worker process (``threadpoolctl``; default 1, since
         the solves are small and multi-threaded BLAS under contention is much slower: 0.25 s vs
         1.2 s per N = 400 trial measured on a loaded 2-core machine). ``None`` leaves BLAS
-        alone. Dask workers are not touched (configure the cluster instead). The trials
-        themselves run with one BLAS thread whatever this is, local or on Dask:
-        :func:`simulations.monte_carlo.simulate` runs them under
-        :func:`theory.blas.single_thread_blas`.
+        alone. Dask workers are not touched (configure the cluster instead); the trials run
+        under this limit (:func:`simulations.monte_carlo.simulate` with ``blas_threads=None``).
     extend : bool
         Allow ``out`` to hold another grid's results and add this spec's configs to it (refused
         otherwise). ``results.csv`` and ``summary.csv`` cover this spec's configs.

@@ -184,6 +184,47 @@ def test_run_config_vs_run_trial(params):
     assert to_csv(rows) == to_csv(reference)
 
 
+def _blas_threads_now() -> int:
+    import threadpoolctl
+
+    blas = [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+    if not blas:
+        pytest.skip("no BLAS library loaded under threadpoolctl")
+    return max(blas)
+
+
+@pytest.mark.parametrize("callers, simulate_default", [(2, 1), (None, 1)])
+def test_run_config_trials_run_under_the_callers_blas_limit(monkeypatch, callers, simulate_default):
+    """run_sweep's blas_threads limit reaches the trials (run_config passes blas_threads=None to
+    simulate), while simulate on its own pins one thread."""
+    from theory.blas import blas_threads
+
+    if _blas_threads_now() < 2:
+        pytest.skip("BLAS runs one thread here: a limit of 2 is not observable")
+    seen = []
+    real = monte_carlo.run_trial
+
+    def spy(config, seed):
+        seen.append(_blas_threads_now())
+        return real(config, seed)
+
+    monkeypatch.setattr(monte_carlo, "run_trial", spy)
+    config = TrialConfig(n_classes=3, per_class=4, dim=12, eta=0.3, n_test=5, rounds=1)
+    outside = _blas_threads_now()
+    with blas_threads(callers):
+        expected = _blas_threads_now()
+        run_config(config, 1)
+        monte_carlo.simulate(run_spec(config), 1, max_seconds=None, n_test=5)
+    assert seen == [expected, simulate_default]
+    assert expected == (callers or outside)
+
+
+def test_simulate_blas_threads_is_checked():
+    config = TrialConfig(n_classes=3, per_class=4, dim=12, eta=0.3, n_test=5, rounds=1)
+    with pytest.raises(ValueError, match="blas_threads"):
+        monte_carlo.simulate(run_spec(config), 1, blas_threads=0)
+
+
 def test_sweep_configs_round_trip_through_their_spec():
     """run_config simulates run_spec(config): every kind of config must map back to itself."""
     axes = {
