@@ -80,7 +80,9 @@ def check_lam(value, name: str = "lam") -> float:
         )
     val = float(value)
     if not np.isfinite(val) or val <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        raise ValueError(
+            f"{name} must be a finite number > 0, in [{LAM_MIN:g}, {LAM_MAX:g}], got {value!r}"
+        )
     if not LAM_MIN <= val <= LAM_MAX:
         raise ValueError(
             f"{name} must lie in [{LAM_MIN:g}, {LAM_MAX:g}], the range the solvers support "
