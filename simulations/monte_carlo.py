@@ -87,6 +87,7 @@ from simulations.runtime import (
     trial_seconds,
 )
 from simulations.stats import mean_ci
+from simulations.sweep_spec import ROW_FIELDS
 from theory.blas import blas_threads as blas_threads_limit
 from theory.spec import METRICS, Result, Spec
 from theory.validation import check_int
@@ -106,24 +107,7 @@ KERNEL_METHODS = ("sd", "pll-ce")
 #: Per-trial fields of the exact backend, one value per row (round) of
 #: :func:`simulations.pipelines.run_trial`: every column of a sweep's tidy rows
 #: (:data:`simulations.sweep_spec.ROW_FIELDS`), the metrics included.
-EXACT_ROW_FIELDS = (
-    "n_mislabeled",
-    "train_acc",
-    "train_acc_clean",
-    "train_acc_mislabeled",
-    "train_ties",
-    "pop_acc",
-    "pop_ties",
-    "pop_acc_sampled",
-    "pop_acc_err",
-    "top2_coverage",
-    "residual",
-    "target",
-    "gradient_norm",
-    "iterations",
-    "converged",
-    "solver",
-)
+EXACT_ROW_FIELDS = tuple(ROW_FIELDS)
 #: Python types kept as such in a field's array (:func:`_row_array`).
 _NATIVE_DTYPES = {bool: bool, int: np.int64, float: np.float64, str: np.str_}
 
