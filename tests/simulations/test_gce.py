@@ -66,6 +66,12 @@ def test_gce_small_q_vs_two_hot_cross_entropy_solver():
     exact CE PLL student must shrink linearly: err(q/10) ~ err(q)/10. We allow a ratio up to 0.15
     (the O(q^2) term at q = 1e-3 is ~1e-3 relative) and require err(1e-4) to be tiny in absolute
     terms.
+
+    Solver tolerance: the weights err by at most ``sqrt(K p) tol / lam`` (strong convexity ~lam
+    at q -> 0), 4.2e-6 for tol = 5e-8, which moves the ratio (err(1e-4) ~ 2e-5 against
+    err(1e-3) ~ 2e-4) by at most ~0.02. A tighter tol is below what L-BFGS-B's line search can
+    resolve here (``reference_gce.train_pll_gce``: ~sqrt(eps |J| lam) ~ 3e-9 at best; on some
+    machines' BLAS it stopped at 1.4e-8 with 'ABNORMAL').
     """
     x, _, _ = _problem(seed=3, n=90, p=6, k=3)
     labels = np.random.default_rng(3).integers(0, 3, x.shape[0])
@@ -75,7 +81,7 @@ def test_gce_small_q_vs_two_hot_cross_entropy_solver():
     cand = top2_indices(teacher.outputs)
     errs = []
     for q in (1e-3, 1e-4):
-        res = train_pll_gce(x, cand, lam, init_weights=teacher.weights, q=q, tol=1e-9)
+        res = train_pll_gce(x, cand, lam, init_weights=teacher.weights, q=q, tol=5e-8)
         assert res.report.converged, res.report
         errs.append(np.max(np.abs(res.weights - pll.weights)))
     assert errs[1] <= 0.15 * errs[0]

@@ -138,22 +138,44 @@ def test_descended_student_vs_nxn_student_held_out(k, kind, eta, lam, loss):
     assert (pred.train_acc[0], pred.population_acc[0]) == (train, pop)
 
 
+def _branch_labels(pred):
+    """(train, population) accuracies of the end points on both sides of every saddle left."""
+    return {(e.label[0], e.label[3]) for ends in pred.descent.branches for e in ends}
+
+
+MIRROR_CASES = [("pair", 0.3, 8e-3), ("sym", 0.1, 1e-2)]
+
+
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="mirror minima (Proposition 15.6): at K = 5 near the threshold the problem has two "
-    "minima with the same objective and accuracies 0.4 and 0.6; the group descent (and the "
-    "gradient flow) reach the 0.4 one, the N x N truncated Newton the 0.6 one",
-)
-@pytest.mark.parametrize("kind, eta, lam", [("pair", 0.3, 8e-3), ("sym", 0.1, 1e-2)])
+@pytest.mark.parametrize("kind, eta, lam", MIRROR_CASES)
 def test_descended_student_vs_nxn_student_mirror_minima(kind, eta, lam):
+    """Mirror minima (Proposition 15.6): at K = 5 near the threshold the saddle the engine
+    stops at is ambiguous (its two sides end in different minima) and the N x N truncated
+    Newton reaches a minimum of the same depth as the reported one: a mirror image."""
     model, counts = _setup(5, kind, eta)
     pred = predict_pll(model, counts, lam, method="exact", loss="candidate")
     _assert_started_at_saddle(pred)
-    train, pop, obj, _ = _nxn_student(model, counts, lam, "candidate")
-    # What holds: the same objective value (a mirror image of the same minimum).
+    assert pred.descent.ambiguous
+    _, _, obj, kind_nxn = _nxn_student(model, counts, lam, "candidate")
+    assert kind_nxn == "local minimum"
     assert pred.descent.end.objective == pytest.approx(obj, rel=OBJECTIVE_RTOL)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=False,
+    raises=AssertionError,
+    reason="mirror minima (Proposition 15.6): which of the equally deep minima (accuracies 0.4 "
+    "and 0.6 at K = 5) the N x N truncated Newton reaches, and which the group descent "
+    "reports, is decided by round-off at a symmetric saddle, so it depends on the machine's "
+    "BLAS (on one machine they differed in both cases, on another only under pair noise); "
+    "the test above checks what the problem decides",
+)
+@pytest.mark.parametrize("kind, eta, lam", MIRROR_CASES)
+def test_descended_student_vs_nxn_student_mirror_minima_accuracies(kind, eta, lam):
+    model, counts = _setup(5, kind, eta)
+    pred = predict_pll(model, counts, lam, method="exact", loss="candidate")
+    train, pop, _, _ = _nxn_student(model, counts, lam, "candidate")
     assert (pred.train_acc[0], pred.population_acc[0]) == (train, pop)
 
 
@@ -165,11 +187,16 @@ def test_descended_student_vs_gradient_flow(k, kind, eta, lam, loss):
     pred = predict_pll(model, counts, lam, method="exact", loss=loss)
     flow = flow_student(model, counts, lam, loss=loss).prediction
     assert flow.local_minimum and pred.local_minimum
-    assert (pred.train_acc[0], pred.population_acc[0], pred.ties[0]) == (
-        flow.train_acc[0],
-        flow.population_acc[0],
-        flow.ties[0],
-    )
+    if pred.descent.ambiguous:
+        # Mirror minima (test above): the flow, leaving the saddle by round-off, reaches one of
+        # the two sides, equally deep (the objective check below).
+        assert (flow.train_acc[0], flow.population_acc[0]) in _branch_labels(pred)
+    else:
+        assert (pred.train_acc[0], pred.population_acc[0], pred.ties[0]) == (
+            flow.train_acc[0],
+            flow.population_acc[0],
+            flow.ties[0],
+        )
     # Objective of the flow's end point: r = f(z) at a stationary point (softmax is shift
     # invariant, so the logits log p give the same force).
     prob = student_problem(model, counts, lam, loss, 0.7, None, 1e-12)
