@@ -57,7 +57,10 @@ accuracy is unchanged. The float32 phase starts with nonlinear preconditioned CG
 the curvature along the direction, no pass of its own, checked by the same Armijo test): two passes
 per step against ``2 m + 1`` for a Newton step with ``m`` CG iterations. Newton steps take over
 when a step reduces the gradient by less than ``ncg.MAX_RATE`` (confident outputs, ill-conditioned
-features).
+features). Near the optimum the quadratic model is trusted: below ``ncg.TRUST_RTOL`` a nonlinear
+CG step whose predecessor passed the Armijo test at the model's length is taken without the test
+(undone if it does not reduce the gradient), and the first float64 Newton step after a float32
+phase that reached its switch point is taken whole.
 
 The preconditioner (``pcg.KronPreconditioner``) replaces every Jacobian ``D_i`` by their mean
 ``Dbar``: ``(Dbar (x) diag(s) / N + lam I)^{-1}`` in the eigenbasis of ``B^T B`` (or with ``s =
@@ -76,7 +79,13 @@ The fixed-point residual ``max|D_P - dev(softmax((T - P) G / (lam N)))|`` is eva
 *original* features or Gram matrix. Floating-point error of ``Z' = (T - P) G / (lam N)`` is bounded
 by ``gamma (|T - P| |G|) / (lam N)`` entrywise (``gamma = 8 sqrt(max(N, p)) eps``, pairwise-summed
 BLAS products), and softmax is 1/2-Lipschitz in the max-norm, so residuals below
-``floor = 0.5 gamma max(|T - P| |G|) / (lam N) + 8 eps max|D_P|`` are not resolvable. The solver
+``floor = 0.5 gamma max(|T - P| |G|) / (lam N) + 8 eps max|D_P|`` are not resolvable. On the
+features routes of a single-precision solve, ``Z' = B W'`` with ``W' = C - grad / lam`` is formed
+as ``Z - B (grad / lam)`` with a float32 product (the correction is ~1e-10 of ``W'`` there); its
+error bound -- the float32 product's ``(8 sqrt(q) + 2) eps_32 |b_i| |grad_k| / lam``, the float64
+logits' own (``Iterate.logit_error``) and the subtraction's -- is added to the floor, and the
+float64 product is used instead when that bound exceeds a tenth of ``tol * max|D_P|``
+(``newton._fixed_logits``). The solver
 certifies ``residual <= target = max(tol * max|D_P|, floor)``. The floor is first bounded cheaply
 with ``|G_ij| <= sqrt(G_ii G_jj)``; the exact ``|T - P| |X| |X|^T`` (in row blocks) is computed
 only when that bound exceeds ``tol * max|D_P|`` (tiny ``lam``).

@@ -33,6 +33,7 @@ __all__ = ["solve_probe"]
 
 
 _EPS = np.finfo(float).eps
+_EPS32 = float(np.finfo(np.float32).eps)
 
 
 #: Smallest CG forcing term: single-precision Hessian products carry relative errors ~1e-7 to
@@ -57,6 +58,11 @@ _SWITCH_RTOL = 1e-5
 #: ... or once float32 steps stop converging quadratically: below this gradient ratio a float32
 #: Newton step that does not reduce the gradient 10-fold is limited by float32 round-off.
 _STAGNATION_RTOL = 1e-4
+
+
+#: Take the first float64 Newton step after a float32 phase that reached ``_SWITCH_RTOL`` whole,
+#: without its line search (:func:`_newton_step`).
+_TRUST_FIRST_FLOAT64_STEP = True
 
 
 #: Try the certificate once the rigorous residual bound is within this factor of the target.
@@ -259,6 +265,8 @@ def _float32_phase(setup: SolveSetup, state: Iterate) -> None:
     # Drop the float32 drift of the accumulated updates.
     state.logits = basis_times(setup.basis, state.coef)
     state.passes += 1
+    state.trust_next = g.ratio <= _SWITCH_RTOL
+    state.logit_error = _product_error(setup, setup.q, _EPS, state.coef)
 
 
 def _float64_phase(setup: SolveSetup, state: Iterate):
@@ -316,11 +324,15 @@ def _try_certificate(setup: SolveSetup, state: Iterate, g: Gradient, scale: floa
         If the certificate fails at ``max_iter`` Newton steps or after three stalls.
     """
     factor, lam, tol = setup.factor, setup.lam, setup.tol
-    fixed = None
+    fixed, extra = None, 0.0
     if setup.features_route:  # Z' = X W' with W' = X^T (T - P) / (lam N), from the gradient
-        fixed = basis_times(setup.basis, -g.btr / lam, out=setup.buffer("y64", float))
+        fixed, extra = _fixed_logits(setup, state, g, 0.1 * tol * scale)
     res, floor = certify(factor, g.dev_p, setup.dev_t, lam, tol_abs=tol * scale, fixed_logits=fixed)
+    # The float32 route's evaluation error is part of the residual's resolution (softmax is
+    # 1/2-Lipschitz in the max-norm); _fixed_logits keeps it below a tenth of the target.
+    floor += 0.5 * extra
     state.passes += 1 if factor.gram is not None or setup.features_route else 2
+    state.passes32 += int(extra > 0)
     # The floor raises the target, never above CERTIFICATE_RTOL_CAP * scale: a residual
     # that round-off does not resolve (lam = 1e-300: floor >> 1) is not certified.
     target = max(tol * scale, min(floor, CERTIFICATE_RTOL_CAP * scale))
@@ -334,6 +346,48 @@ def _try_certificate(setup: SolveSetup, state: Iterate, g: Gradient, scale: floa
         )
     state.certify_next = est <= 4 * floor  # round-off dominated: check after each step
     return None
+
+
+def _product_error(setup: SolveSetup, dim: int, unit: float, coef: np.ndarray) -> float:
+    """Bound on ``max|B M - fl(B M)|`` for a product of the basis with ``M`` (q, K).
+
+    Per entry ``gamma ||b_i|| ||M_:k||`` (Cauchy-Schwarz on ``|b_i| |M_:k|``), with
+    ``gamma = (8 sqrt(dim) + 2) unit``: the certificate's summation model for a length-``dim``
+    product (package docstring, :mod:`simulations.solver`) plus the roundings of the factors
+    (``unit`` is float32's or float64's epsilon).
+    """
+    gamma = (8.0 * math.sqrt(dim) + 2.0) * unit
+    return gamma * setup.rowmax * float(np.max(np.linalg.norm(coef, axis=0)))
+
+
+def _fixed_logits(setup: SolveSetup, state: Iterate, g: Gradient, budget: float):
+    r"""``Z' = B W'`` with ``W' = -B^T (D_P - D_T) / (lam N)``, and a bound on its extra error.
+
+    ``W' = C - \nabla J / lam`` (the gradient's class-mean part only shifts each sample's
+    logits by a constant, which softmax ignores), so ``Z' = Z - B (\nabla J / lam)``: at a
+    certifiable iterate ``\nabla J / lam`` is ~1e-10 of ``C``, and its product may be float32
+    (half a float64 pass). Its error -- the float32 product's, the float64 logits' own
+    (``state.logit_error``) and the subtraction's -- is returned as ``extra`` when it is below
+    ``budget`` (then the certificate counts it in its floor); otherwise ``Z'`` is the float64
+    product and ``extra = 0``.
+
+    Returns
+    -------
+    fixed : ndarray, shape (N, K)
+    extra : float
+    """
+    lam = setup.lam
+    out = setup.buffer("y64", float)
+    if setup.b32 is not None and math.isfinite(state.logit_error):
+        step = g.grad / lam
+        extra = state.logit_error + _product_error(setup, setup.q, _EPS32, step)
+        extra += 2 * _EPS * max_abs(state.logits)
+        if extra <= budget:
+            y = setup.buffer("image32", np.float32)  # CG's image: free between Newton steps
+            np.matmul(setup.b32, step.astype(np.float32), out=y)
+            np.subtract(state.logits, y, out=out)
+            return out, extra
+    return basis_times(setup.basis, -g.btr / lam, out=out), 0.0
 
 
 def _forcing(dtype, low: bool, gnorm: float, terms: float, est: float, goal: float) -> float:
@@ -383,7 +437,11 @@ def _newton_step(setup: SolveSetup, state: Iterate, g: Gradient, *, low, est, go
     """One Newton step: CG on ``H S = -g`` (:func:`pcg`), then the Armijo line search.
 
     In the float32 phase (``low``) the step's logit change is CG's accumulated image; in the
-    float64 phase it is formed from the step (one pass). Updates ``state`` in place.
+    float64 phase it is formed from the step (one pass). The first float64 step after a float32
+    phase that reached its switch point (``state.trust_next``) is taken whole, without a line
+    search: from there the quadratic model errs by ~``ratio^2`` (~1e-10) of the step's
+    decrease, and the certificate, not the objective, decides the float64 phase. Updates
+    ``state`` in place.
     """
     lam, k = setup.lam, setup.k
     b_hvp = state.b_hvp
@@ -406,21 +464,33 @@ def _newton_step(setup: SolveSetup, state: Iterate, g: Gradient, *, low, est, go
         step -= step.mean(axis=1, keepdims=True)  # stay on sum_k C_jk = 0 (round-off)
         y = basis_times(setup.basis, step, out=setup.buffer("y64", float))
         state.passes += 1
-    _line_search(setup, state, g, step, y, low)
+    trust = state.trust_next and not low and _TRUST_FIRST_FLOAT64_STEP
+    state.trust_next = False
+    alpha = _line_search(setup, state, g, step, y, low, trust)
+    if not low:  # the float64 logits accumulate the products' errors (_fixed_logits)
+        state.logit_error += _product_error(setup, setup.q, _EPS, alpha * step)
+        state.logit_error += _EPS * max_abs(state.logits)
 
 
-def _line_search(setup: SolveSetup, state: Iterate, g: Gradient, step, y, low: bool) -> None:
+def _line_search(
+    setup: SolveSetup, state: Iterate, g: Gradient, step, y, low: bool, trust: bool = False
+) -> float:
     """Scale-free Armijo backtracking along ``step`` (logit change ``y``) and the update.
 
     A failed search (no descent, or only round-off: NaN from an overflow included) counts as a
     stall and asks for the certificate next; otherwise ``coef`` and ``logits`` move by
     ``alpha`` times the step, and progress beyond the change's round-off resets the stalls.
+    With ``trust`` a descent direction is taken whole (``alpha = 1``), without evaluating the
+    objective. Returns ``alpha`` (0 for a failed search).
     """
     slope = float(np.sum(g.grad * step))
     alpha, change = 1.0, 0.0
     # Round-off of the objective change: float32 sums in the float32 phase.
     eps = float(np.finfo(np.float32).eps) if low else _EPS
-    if slope < 0:
+    magnitude = 1.0
+    if trust and slope < 0:
+        change = -math.inf  # progress: resets the stall counter below
+    elif slope < 0:
         line_cls = LineObjective32 if low else LineObjective
         dev_t = setup.dev_t_low if low else setup.dev_t
         line = line_cls(g.probs, g.dev_p, dev_t, y, state.coef, step, setup.lam)
@@ -433,7 +503,7 @@ def _line_search(setup: SolveSetup, state: Iterate, g: Gradient, step, y, low: b
     if not slope < 0 or alpha < 1e-10:  # only round-off (or an overflow: NaN) causes these
         state.stalls += 1
         state.certify_next = True
-        return
+        return 0.0
     coef = state.coef + alpha * step
     coef -= coef.mean(axis=1, keepdims=True)  # no drift off sum_k C_jk = 0 across rounds
     state.coef = coef
@@ -441,6 +511,7 @@ def _line_search(setup: SolveSetup, state: Iterate, g: Gradient, step, y, low: b
     state.logits += y
     # Progress beyond the round-off of the change itself resets the stall counter.
     state.stalls = 0 if change < -64 * eps * magnitude else state.stalls + 1
+    return alpha
 
 
 def _assemble(setup: SolveSetup, state: Iterate, g: Gradient, scale: float, verdict):

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -90,6 +91,12 @@ class Iterate:
         Newton steps, CG iterations, and steps without progress beyond round-off.
     certify_next : bool
         Try the certificate at the next float64 gradient whatever the residual bound says.
+    trust_next : bool
+        Take the next float64 Newton step whole, without a line search (set where the float32
+        phase ends at its switch point, ``newton._SWITCH_RTOL``).
+    logit_error : float
+        Bound on ``max|Z - B C|`` for the float64 logits (``newton._product_error``), from the
+        float32 phase's end on; ``inf`` where not tracked.
     """
 
     coef: np.ndarray
@@ -101,6 +108,8 @@ class Iterate:
     cg_total: int = 0
     stalls: int = 0
     certify_next: bool = False
+    trust_next: bool = False
+    logit_error: float = math.inf
 
 
 @dataclass(eq=False)

@@ -41,6 +41,36 @@ def test_linearised_hessian_vs_finite_difference_of_gradient():
     assert np.linalg.norm(got - fd) <= 1e-6 * np.linalg.norm(fd), (got, fd)
 
 
+def test_optimum_hessian_vs_finite_difference_of_gradient():
+    """``optimum_hessian`` at the outputs of ``W`` is the objective's Hessian there (central
+    differences as above: third derivative O(1), eps = 1e-4), and at uniform outputs it is the
+    linearised Hessian on class-mean-free directions."""
+    rng = np.random.default_rng(6)
+    n, p, k, lam = 60, 7, 5, 0.05
+    x = rng.standard_normal((n, p))
+    x /= np.linalg.norm(x, axis=1, keepdims=True) / rng.uniform(0.5, 3.0, (n, 1))
+    targets = np.eye(k)[rng.integers(0, k, n)]
+    coef = rng.standard_normal((p, k))
+    s = rng.standard_normal((p, k))
+    s -= s.mean(axis=1, keepdims=True)
+    s /= np.linalg.norm(s)
+    z = x @ coef
+    probs = np.exp(z - z.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    eps = 1e-4
+    fd = (
+        _objective_gradient(x, targets, lam, coef + eps * s)
+        - _objective_gradient(x, targets, lam, coef - eps * s)
+    ) / (2 * eps)
+    got = cb.optimum_hessian(x, probs, s, lam)
+    assert np.linalg.norm(got - fd) <= 1e-6 * np.linalg.norm(fd), (got, fd)
+    uniform = np.full((n, k), 1.0 / k)
+    want = cb.linearised_hessian(x, s, lam)
+    assert np.linalg.norm(cb.optimum_hessian(x, uniform, s, lam) - want) <= 1e-13 * np.linalg.norm(
+        want
+    )
+
+
 @pytest.mark.parametrize("jacobi", [False, True])
 def test_cg_pairs_vs_direct_solve(jacobi):
     """CG's answer solves ``(X^T X / (K N) + lam I) S = rhs`` column by column, to its rtol.
@@ -79,6 +109,7 @@ def test_certified_bound_quick_smoke(capsys):
     out = capsys.readouterr().out
     assert "lower bound" in out and "ours (certified, direct)" in out
     assert "ours / lower bound" in out and "alone cost" in out
+    assert "at the optimum CG needs" in out
     assert cb.main(["--quick", "--repeat", "1", "--cpu", "--sizes", "2000x128"]) == 0
     out = capsys.readouterr().out
     assert "CPU seconds with one thread" in out and "ours / lower bound" in out

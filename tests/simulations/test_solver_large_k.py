@@ -403,3 +403,126 @@ def test_ncg_steps_vs_newton_steps(monkeypatch, lam):
     assert tol < 1e-6
     assert_close(cg_sol.outputs, newton_sol.outputs, atol=tol, rtol=0, what="outputs")
     assert cg_sol.certificate.passes < newton_sol.certificate.passes
+
+
+# --------------------------------------------------------------------------------------------
+# Cheaper steps near the optimum: trusted model steps, float32 certificate product, and the
+# float32 softmax of spread rows (solver/ncg.py, solver/newton.py, solver/kernels.py)
+# --------------------------------------------------------------------------------------------
+
+
+def test_softmax32_spread_rows_vs_float64(monkeypatch):
+    """Rows spread by >= 2 take deviations from ``e^w`` alone: within 5 float32 roundings of
+    each row's own largest deviation (``kernels.softmax32``); the path of a row depends on that
+    row alone, so the blocking changes no bit."""
+    from simulations.softmax import softmax_with_deviation
+
+    rng = np.random.default_rng(12)
+    n, k = 400, 37
+    z = rng.standard_normal((n, k))
+    spreads = np.where(rng.random(n) < 0.5, rng.uniform(2.0, 40.0, n), rng.uniform(0.0, 1.9, n))
+    z *= (spreads / (z.max(axis=1) - z.min(axis=1)))[:, None]
+    z = z.astype(np.float32)
+    probs32, dev32 = kernels_mod.softmax32(z)
+    _, dev = softmax_with_deviation(z.astype(np.float64), axis=1)
+    row_err = np.abs(dev32 - dev).max(axis=1) / np.abs(dev).max(axis=1)
+    spread = (z.max(axis=1) - z.min(axis=1)) >= 2.0
+    assert spread.any() and (~spread).any()
+    assert row_err[spread].max() <= 5 * _EPS32
+    assert row_err[~spread].max() <= 10 * _EPS32  # the expm1 path (test above)
+    monkeypatch.setattr(kernels_mod, "_BLOCK_ELEMENTS", 7 * k + 3)  # 7 rows per block
+    probs_b, dev_b = kernels_mod.softmax32(z)
+    assert np.array_equal(probs_b, probs32) and np.array_equal(dev_b, dev32)
+
+
+@pytest.mark.parametrize("lam", [1e-2, 1e-3, 1e-4])
+@pytest.mark.parametrize("float32_product", [True, False])
+def test_single_precision_certificate_vs_float64_residual(monkeypatch, lam, float32_product):
+    """The certificate of a single-precision solve (its float32 product ``B (grad / lam)``,
+    ``newton._fixed_logits``) holds when the residual is evaluated again from the outputs
+    alone with float64 products (``fixed_point_residual``, exact floor): the outputs are
+    certified, whatever route computed their residual. With float32 a million times coarser
+    (``_EPS32 = 1e-1``) the product's error bound exceeds its budget and the float64 product
+    is used instead."""
+    from simulations.solver import fixed_point_residual
+    from simulations.solver import newton as newton_mod
+
+    extras = []
+    fixed_logits = newton_mod._fixed_logits
+
+    def recorded(*args):
+        fixed, extra = fixed_logits(*args)
+        extras.append(extra)
+        return fixed, extra
+
+    monkeypatch.setattr(newton_mod, "_fixed_logits", recorded)
+    if not float32_product:
+        monkeypatch.setattr(newton_mod, "_EPS32", 1e-1)
+    x, _, noisy = _mixture(2000, 64, 20, 13)
+    factor = factorize(features=x, method="direct")
+    sol = solve_probe(one_hot(noisy, 20), lam, factor=factor, single_precision=True)
+    cert = sol.certificate
+    assert cert.converged
+    assert extras and (extras[-1] > 0) == float32_product
+    res, floor = fixed_point_residual(sol.outputs, one_hot(noisy, 20), lam, factor=factor)
+    # fixed_point_residual forms P - 1/K from the outputs (rounding ~eps of them).
+    assert res <= cert.target + floor + 4 * np.finfo(float).eps
+    # The float32 product's error bound is part of the floor and far below the target.
+    assert cert.floor <= 0.5 * cert.target
+
+
+@pytest.mark.parametrize("lam", [1e-3, 1e-4])
+def test_trusted_steps_vs_line_searched_steps(monkeypatch, lam):
+    """Model steps taken without the Armijo test near the optimum (nonlinear CG below
+    ``ncg.TRUST_RTOL``, the first float64 Newton step) reach the same certified optimum as
+    line-searched ones, to the two solves' certified distances."""
+    from simulations.solver import ncg
+    from simulations.solver import newton as newton_mod
+
+    x, _, noisy = _mixture(2000, 64, 20, 14)
+    t = one_hot(noisy, 20)
+    factor = factorize(features=x, method="direct")
+    trusted = solve_probe(t, lam, factor=factor, single_precision=True)
+    monkeypatch.setattr(ncg, "TRUST_RTOL", 0.0)
+    monkeypatch.setattr(newton_mod, "_TRUST_FIRST_FLOAT64_STEP", False)
+    searched = solve_probe(t, lam, factor=factor, single_precision=True)
+    for sol in (trusted, searched):
+        assert sol.certificate.converged
+    tol = solve_agreement_tol(trusted, searched)
+    assert tol < 1e-6
+    assert_close(trusted.outputs, searched.outputs, atol=tol, rtol=0, what="outputs")
+
+
+def test_failed_trusted_step_is_undone(monkeypatch):
+    """A trusted nonlinear CG step that does not reduce the gradient (here forced: its length
+    multiplied by 50) is undone -- the Newton steps start from the iterate before it -- and the
+    solve is still certified, at the same optimum."""
+    from simulations.solver import ncg
+
+    x, _, noisy = _mixture(2000, 64, 20, 15)
+    t = one_hot(noisy, 20)
+    factor = factorize(features=x, method="direct")
+    ref = solve_probe(t, 1e-2, factor=factor, single_precision=True)
+    steps, ratios = [], []
+    leading_bits, gradient = ncg._leading_bits, ncg.outputs_and_gradient
+
+    def overshoot(alpha, bits=12):
+        steps.append(alpha)
+        return leading_bits(alpha, bits) * (50.0 if len(steps) == 3 else 1.0)
+
+    def recorded(setup, state, low):
+        g = gradient(setup, state, low)
+        ratios.append(g.ratio)
+        return g
+
+    monkeypatch.setattr(ncg, "_leading_bits", overshoot)
+    monkeypatch.setattr(ncg, "outputs_and_gradient", recorded)
+    sol = solve_probe(t, 1e-2, factor=factor, single_precision=True)
+    # ratios: after steps 1, 2 and the overshooting step 3, then again after the undo.
+    assert len(steps) == 3 and len(ratios) == 4
+    assert ratios[1] <= ncg.TRUST_RTOL  # step 3 was taken without the Armijo test
+    assert ratios[2] >= ratios[1]  # ... and made no progress
+    assert abs(ratios[3] - ratios[1]) <= 1e-3 * ratios[1]  # undone (float32 logits)
+    assert sol.certificate.converged
+    tol = solve_agreement_tol(ref, sol)
+    assert_close(sol.outputs, ref.outputs, atol=tol, rtol=0, what="outputs")
