@@ -17,14 +17,9 @@ def _objective_gradient(x, targets, lam, coef):
     return x.T @ (p - targets) / x.shape[0] + lam * coef
 
 
-def test_linearised_hessian_vs_finite_difference_of_gradient():
-    """``H0 S`` is the objective's Hessian at ``W = 0`` on class-mean-free ``S``.
-
-    Central differences of the exact gradient err by ``eps^2 / 6`` times its third derivative
-    (O(1) here: rows have norm <= 3 and ``|S| = 1``) plus ~1e-16 / eps of round-off; with
-    eps = 1e-4 both are below 1e-8, far inside the 1e-6 relative tolerance.
-    """
-    rng = np.random.default_rng(3)
+def _fd_problem(seed):
+    """Rows of norms 0.5-3, one-hot targets, a unit class-mean-free direction ``S`` (p, K)."""
+    rng = np.random.default_rng(seed)
     n, p, k, lam = 60, 7, 5, 0.05
     x = rng.standard_normal((n, p))
     x /= np.linalg.norm(x, axis=1, keepdims=True) / rng.uniform(0.5, 3.0, (n, 1))
@@ -32,6 +27,17 @@ def test_linearised_hessian_vs_finite_difference_of_gradient():
     s = rng.standard_normal((p, k))
     s -= s.mean(axis=1, keepdims=True)
     s /= np.linalg.norm(s)
+    return x, targets, s, lam
+
+
+def test_linearised_hessian_vs_finite_difference_of_gradient():
+    """``H0 S`` is the objective's Hessian at ``W = 0`` on class-mean-free ``S``.
+
+    Central differences of the exact gradient err by ``eps^2 / 6`` times its third derivative
+    (O(1) here: rows have norm <= 3 and ``|S| = 1``) plus ~1e-16 / eps of round-off; with
+    eps = 1e-4 both are below 1e-8, far inside the 1e-6 relative tolerance.
+    """
+    x, targets, s, lam = _fd_problem(3)
     eps = 1e-4
     fd = (
         _objective_gradient(x, targets, lam, eps * s)
@@ -45,15 +51,9 @@ def test_optimum_hessian_vs_finite_difference_of_gradient():
     """``optimum_hessian`` at the outputs of ``W`` is the objective's Hessian there (central
     differences as above: third derivative O(1), eps = 1e-4), and at uniform outputs it is the
     linearised Hessian on class-mean-free directions."""
-    rng = np.random.default_rng(6)
-    n, p, k, lam = 60, 7, 5, 0.05
-    x = rng.standard_normal((n, p))
-    x /= np.linalg.norm(x, axis=1, keepdims=True) / rng.uniform(0.5, 3.0, (n, 1))
-    targets = np.eye(k)[rng.integers(0, k, n)]
-    coef = rng.standard_normal((p, k))
-    s = rng.standard_normal((p, k))
-    s -= s.mean(axis=1, keepdims=True)
-    s /= np.linalg.norm(s)
+    x, targets, s, lam = _fd_problem(6)
+    n, p, k = x.shape[0], x.shape[1], targets.shape[1]
+    coef = np.random.default_rng(7).standard_normal((p, k))
     z = x @ coef
     probs = np.exp(z - z.max(axis=1, keepdims=True))
     probs /= probs.sum(axis=1, keepdims=True)
