@@ -52,8 +52,8 @@ _BLOCK_ELEMENTS = 1 << 18
 _NEAR_UNIFORM = 1e-3
 
 
-#: Logit spread (max - min per row) from which :func:`softmax32` forms deviations from ``e^w``
-#: alone, when every row of a block has it.
+#: Logit spread (max - min of a row) from which :func:`softmax32` forms that row's deviations
+#: from ``e^w`` alone (without ``expm1``).
 _SPREAD32 = 2.0
 
 

@@ -17,7 +17,10 @@ as the Newton steps (:class:`~simulations.solver.kernels.LineObjective32`). Wher
 nearly quadratic and the preconditioner good (soft outputs, well-conditioned features: the
 isotropic benchmark workload at ``lam = 1e-3``) this reaches float32 round-off in about half the
 passes of Newton-CG; where it is not (confident outputs, ill-conditioned features) its rate per
-step degrades, and the solver hands over to Newton steps (:data:`MAX_RATE`).
+step degrades, and the solver hands over to Newton steps (:data:`MAX_RATE`). Near the optimum
+(:data:`TRUST_RTOL`) a step whose predecessor was accepted at the model's length skips the Armijo
+test, whose objective costs about a softmax; a trusted step that does not reduce the gradient is
+undone and Newton steps take over.
 """
 
 from __future__ import annotations

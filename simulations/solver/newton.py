@@ -324,15 +324,15 @@ def _try_certificate(setup: SolveSetup, state: Iterate, g: Gradient, scale: floa
         If the certificate fails at ``max_iter`` Newton steps or after three stalls.
     """
     factor, lam, tol = setup.factor, setup.lam, setup.tol
-    fixed, extra = None, 0.0
+    fixed, extra, single = None, 0.0, False
     if setup.features_route:  # Z' = X W' with W' = X^T (T - P) / (lam N), from the gradient
-        fixed, extra = _fixed_logits(setup, state, g, 0.1 * tol * scale)
+        fixed, extra, single = _fixed_logits(setup, state, g, 0.1 * tol * scale)
     res, floor = certify(factor, g.dev_p, setup.dev_t, lam, tol_abs=tol * scale, fixed_logits=fixed)
     # The float32 route's evaluation error is part of the residual's resolution (softmax is
     # 1/2-Lipschitz in the max-norm); _fixed_logits keeps it below a tenth of the target.
     floor += 0.5 * extra
     state.passes += 1 if factor.gram is not None or setup.features_route else 2
-    state.passes32 += int(extra > 0)
+    state.passes32 += int(single)
     # The floor raises the target, never above CERTIFICATE_RTOL_CAP * scale: a residual
     # that round-off does not resolve (lam = 1e-300: floor >> 1) is not certified.
     target = max(tol * scale, min(floor, CERTIFICATE_RTOL_CAP * scale))
@@ -375,6 +375,8 @@ def _fixed_logits(setup: SolveSetup, state: Iterate, g: Gradient, budget: float)
     -------
     fixed : ndarray, shape (N, K)
     extra : float
+    single : bool
+        Whether the product was float32.
     """
     lam = setup.lam
     out = setup.buffer("y64", float)
@@ -386,8 +388,8 @@ def _fixed_logits(setup: SolveSetup, state: Iterate, g: Gradient, budget: float)
             y = setup.buffer("image32", np.float32)  # CG's image: free between Newton steps
             np.matmul(setup.b32, step.astype(np.float32), out=y)
             np.subtract(state.logits, y, out=out)
-            return out, extra
-    return basis_times(setup.basis, -g.btr / lam, out=out), 0.0
+            return out, extra, True
+    return basis_times(setup.basis, -g.btr / lam, out=out), 0.0, False
 
 
 def _forcing(dtype, low: bool, gnorm: float, terms: float, est: float, goal: float) -> float:
@@ -439,7 +441,7 @@ def _newton_step(setup: SolveSetup, state: Iterate, g: Gradient, *, low, est, go
     In the float32 phase (``low``) the step's logit change is CG's accumulated image; in the
     float64 phase it is formed from the step (one pass). The first float64 step after a float32
     phase that reached its switch point (``state.trust_next``) is taken whole, without a line
-    search: from there the quadratic model errs by ~``ratio^2`` (~1e-10) of the step's
+    search: from there the quadratic model errs by ~the gradient ratio (<= 1e-5) of the step's
     decrease, and the certificate, not the objective, decides the float64 phase. Updates
     ``state`` in place.
     """

@@ -451,9 +451,10 @@ def test_single_precision_certificate_vs_float64_residual(monkeypatch, lam, floa
     fixed_logits = newton_mod._fixed_logits
 
     def recorded(*args):
-        fixed, extra = fixed_logits(*args)
+        fixed, extra, single = fixed_logits(*args)
+        assert single == (extra > 0)
         extras.append(extra)
-        return fixed, extra
+        return fixed, extra, single
 
     monkeypatch.setattr(newton_mod, "_fixed_logits", recorded)
     if not float32_product:
