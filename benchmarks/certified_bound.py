@@ -120,22 +120,7 @@ def cg_pairs(x, rhs, lam, rtol, precond=None, max_pairs=10_000, hessian=None):
 
 def best_cpu_time(fn, repeat: int) -> float:
     """:func:`benchmarks.blas_orientation.best_time` in CPU seconds of this process."""
-    number = 1
-    while True:
-        t0 = time.process_time()
-        for _ in range(number):
-            fn()
-        first = time.process_time() - t0
-        if first >= 0.02 or number >= 10_000:
-            break
-        number *= 10
-    best = first / number
-    for _ in range(repeat - 1):
-        t0 = time.process_time()
-        for _ in range(number):
-            fn()
-        best = min(best, (time.process_time() - t0) / number)
-    return best
+    return best_time_wall(fn, repeat, clock=time.process_time)
 
 
 def component_costs(x: np.ndarray, k: int, repeat: int, rng, cpu=False) -> dict[str, float]:
