@@ -179,13 +179,21 @@ def integer_ticks(ax, axis: str = "x") -> None:
 
 
 def reference_line(
-    ax, value, label: str, *, axis: str = "y", pos: float = 0.98, rotate: bool = True, **kw
+    ax,
+    value,
+    label: str,
+    *,
+    axis: str = "y",
+    pos: float = 0.98,
+    rotate: bool = True,
+    side: str = "left",
+    **kw,
 ):
     """A labelled thin reference line at ``value`` (text at the line, ``pos`` along the axis).
 
     ``axis='y'``: horizontal line, text right-aligned at ``pos`` of the axis width, just above it;
-    ``axis='x'``: vertical line, text along it (``rotate``) or beside it at ``pos`` of the axis
-    height.
+    ``axis='x'``: vertical line, text along it (``rotate``, on its ``side``: ``'left'`` or
+    ``'right'``) or beside it at ``pos`` of the axis height.
     """
     style = {**palette.REFERENCE_STYLE, **kw}
     color = style["color"]
@@ -208,9 +216,9 @@ def reference_line(
             label,
             (value, pos),
             xycoords=("data", "axes fraction"),
-            xytext=(-2, 0) if rotate else (2, 0),
+            xytext=(-2, 0) if rotate and side == "left" else (2, 0),
             textcoords="offset points",
-            ha="right" if rotate else "left",
+            ha="right" if rotate and side == "left" else "left",
             va="top" if pos > 0.5 else "bottom",
             rotation=90 if rotate else 0,
             color=color,
