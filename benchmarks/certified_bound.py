@@ -211,6 +211,12 @@ def bound_cell(x, noisy, k, lam, costs, repeat, cpu=False) -> dict[str, float]:
         f"outputs, max P {float(probs.max()):.3f}): the model with them {t_opt:.3g} s, ours / "
         f"that {t_ours / t_opt:.2f}x"
     )
+    # The issue-24 target (1.5x the bound) against what the Krylov part alone needs there.
+    reach = "cannot" if t_opt > 1.5 * t_min else "can"
+    print(
+        f"    that model is {t_opt / t_min:.2f}x the lower bound: a solve that needs the optimum's "
+        f"CG count {reach} reach 1.5x the bound at this cell"
+    )
     single, double = cert.single_passes, cert.passes - cert.single_passes
     t_passes = single * costs["pair32"] / 2 + double * (costs["xw64"] + costs["xtr64"]) / 2
     print(

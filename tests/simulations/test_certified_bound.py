@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -101,6 +103,8 @@ def test_certified_bound_quick_smoke(capsys):
     assert "lower bound" in out and "ours (certified, direct)" in out
     assert "ours / lower bound" in out and "alone cost" in out
     assert "at the optimum CG needs" in out
+    verdict = r"that model is [0-9.]+x the lower bound: .* CG count (can|cannot) reach 1\.5x"
+    assert re.search(verdict, out)
     assert cb.main(["--quick", "--repeat", "1", "--cpu", "--sizes", "2000x128"]) == 0
     out = capsys.readouterr().out
     assert "CPU seconds with one thread" in out and "ours / lower bound" in out
