@@ -14,7 +14,8 @@ gives its numbers again in Python.
 
 Invalid parameters print one line ``error: ...`` naming the parameter to stderr and exit with
 code 2 (``lam`` must lie in ``[1e-12, 1e12]``, :func:`theory.validation.check_lam`; ``K n <= 2^53``;
-``K < p <= 2^53``); so does a problem whose estimated memory exceeds the memory available
+``K < p <= 1e7 K n``, :data:`theory.finite.model.MAX_DIM_RATIO`); so does a problem whose
+estimated memory exceeds the memory available
 (``--max-memory GB`` overrides) or whose estimated time exceeds ``--max-time`` (default
 :data:`DEFAULT_MAX_SECONDS`). Both are checked from ``K`` and ``R`` alone before anything of size
 ``K x K`` is built. With ``--dim`` the exact finite-ratio theory is estimated too
@@ -195,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument(
         "--dim",
         type=int,
-        help="feature dimension p > K (up to 2^53): add the finite-p theories on the Gaussian "
+        help="feature dimension p > K, up to 1e7 N: add the finite-p theories on the Gaussian "
         "mixture: the exact finite-ratio theory of cross-entropy SD (docs/theory.md section 16) "
         "and the linearised one (section 11), flagged where it departs from the exact one",
     )
@@ -380,12 +381,16 @@ def _check_args(args) -> None:
         raise ValueError(f"q (GCE exponent) must lie in (0, 1], got {args.q}")
     if not (math.isfinite(args.delta) and 0 < args.delta < 1):
         raise ValueError(f"delta must lie in (0, 1), got {args.delta}")
-    if args.dim is not None and not args.classes < args.dim <= MAX_SAMPLES:
-        raise ValueError(
-            f"dim (p) must be an integer in (K, 2^53] = ({args.classes}, {MAX_SAMPLES}] (the "
-            f"finite-p theory's noise bulk has p - K dimensions), got {args.dim}"
-        )
     from theory.finite import FINITE_MAX_ROUNDS  # lazy: the finite-p theory is optional
+    from theory.finite.model import MAX_DIM_RATIO
+
+    top = min(MAX_SAMPLES, int(MAX_DIM_RATIO * args.classes * args.per_class))
+    if args.dim is not None and not args.classes < args.dim <= top:
+        raise ValueError(
+            f"dim (p) must be an integer in (K, 1e7 N] = ({args.classes}, {top}] (the finite-p "
+            f"theory's noise bulk has p - K dimensions; beyond 1e7 N its corrections to the "
+            f"block limit are below its resolution: omit --dim), got {args.dim}"
+        )
 
     if args.dim is not None and args.rounds > FINITE_MAX_ROUNDS and args.max_time is None:
         raise ValueError(

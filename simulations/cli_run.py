@@ -354,6 +354,7 @@ def _finite_exact_budget(cfg: TrialConfig) -> tuple[float, float]:
     (``--n-groups``) is taken at its densest: every class in one group.
     """
     from theory.finite import MixtureModel
+    from theory.finite.model import MAX_DIM_RATIO
     from theory.finite_exact import exact_resource_estimate
     from theory.noise import exact_counts, transition_matrix
 
@@ -368,7 +369,7 @@ def _finite_exact_budget(cfg: TrialConfig) -> tuple[float, float]:
     else:
         return 0.0, 0.0
     k, n = cfg.n_classes, cfg.per_class
-    if cfg.dim <= k:
+    if cfg.dim <= k or cfg.dim > MAX_DIM_RATIO * k * n:  # no finite-p theory there
         return 0.0, 0.0
     groups = cfg.groups
     if cfg.noise == "superclass" and groups is None:

@@ -77,6 +77,17 @@ THEORY_NOISE = NOISE_KINDS
 SAMPLINGS = ("exact-count", "random")
 
 
+def _matrix(value, name: str, k: int, dtype=None) -> np.ndarray:
+    """``value`` as an array; a ragged or non-numeric one is a ``ValueError`` naming ``name``."""
+    try:
+        arr = np.asarray(value, dtype=dtype)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a ({k}, {k}) matrix of numbers, got {value!r}") from None
+    if arr.dtype == object:
+        raise ValueError(f"{name} must be a ({k}, {k}) matrix of numbers, got {value!r}")
+    return arr
+
+
 @dataclass(frozen=True)
 class Spec:
     """One experiment, for :func:`predict` and :func:`simulations.monte_carlo.simulate`.
@@ -145,10 +156,16 @@ class Spec:
 
     def __post_init__(self):
         set_ = object.__setattr__  # frozen: normalise once
-        for name in ("c", "d"):
+        # Numbers only: a bool or a string is refused, not converted (eta=True is not 1.0).
+        for name in ("c", "d", "eta", "dim", "q"):
             value = getattr(self, name)
-            if isinstance(value, (bool, str)) or not isinstance(value, (int, float, np.number)):
-                raise ValueError(f"{name} must be a real number, got {value!r}")
+            if isinstance(value, (bool, np.bool_, str, bytes)) or not isinstance(
+                value, (int, float, np.integer, np.floating)
+            ):
+                what = "a real number"
+                if name == "dim":
+                    what = "an integer or math.inf (the block limit)"
+                raise ValueError(f"{name} must be {what}, got {value!r} ({type(value).__name__})")
         # K >= 2, n >= 1, N <= 2^53, finite c <= 1, d, and a PSD block Gram matrix
         k, n, c, d = check_block_params(self.n_classes, self.per_class, self.c, self.d)
         set_(self, "n_classes", k)
@@ -168,7 +185,7 @@ class Spec:
             raise ValueError(f"sampling must be one of {SAMPLINGS}, got {self.sampling!r}")
         set_(self, "eta", check_eta(self.eta))
         if self.counts is not None:
-            cnt = np.asarray(self.counts)
+            cnt = _matrix(self.counts, "counts", k)
             if cnt.shape != (k, k) or not np.issubdtype(cnt.dtype, np.integer):
                 raise ValueError(f"counts must be a ({k}, {k}) matrix of integers")
             if np.any(cnt < 0) or np.any(cnt.sum(axis=1) != n):
@@ -177,7 +194,7 @@ class Spec:
         if self.transition is not None:
             if self.counts is not None:
                 raise ValueError("pass counts or transition, not both (counts are exact)")
-            tr = check_transition(np.asarray(self.transition, dtype=float), "transition")
+            tr = check_transition(_matrix(self.transition, "transition", k, float), "transition")
             if tr.shape != (k, k):
                 raise ValueError(f"transition must be a ({k}, {k}) matrix, got shape {tr.shape}")
             set_(self, "transition", tuple(tuple(float(v) for v in row) for row in tr))

@@ -27,7 +27,7 @@ from simulations.solver.types import (
     SoftTargets,
     as_soft_targets,
 )
-from theory.validation import CERTIFICATE_RTOL_CAP, check_int, check_positive
+from theory.validation import CERTIFICATE_RTOL_CAP, check_int, check_lam, check_positive
 
 __all__ = ["solve_probe"]
 
@@ -76,7 +76,7 @@ def _memory_estimate(n, q, k, single) -> float:
 
 
 def _check_inputs(targets, lam, features, gram, factor):
-    lam = check_positive(lam, "lam")
+    lam = check_lam(lam)
     given = sum(v is not None for v in (features, gram, factor))
     if given != 1:
         raise ValueError("pass exactly one of features (N, p), gram (N, N) or factor")
@@ -109,7 +109,8 @@ def solve_probe(
         Soft targets, columns on the simplex; pass :class:`SoftTargets` (e.g.
         ``solution.soft_targets()``) to keep near-uniform targets exact.
     lam : float
-        ``lam > 0``.
+        In ``[LAM_MIN, LAM_MAX] = [1e-12, 1e12]`` (:data:`theory.validation.LAM_MIN`: below,
+        ``mu_j / (mu_j + K lam N)`` rounds to 1; a ``ValueError`` otherwise).
     features : array_like, shape (N, p), optional
     gram : array_like, shape (N, N), optional
     factor : ProbeFactor, optional

@@ -79,8 +79,8 @@ def test_sizes_are_refused_before_anything_is_built():
     assert_one_line_error(procs[1], "GB", "--max-memory")
     assert_one_line_error(procs[2], "1000000 rounds", "estimate", "--max-time")
     assert_one_line_error(procs[3], "100000 rounds", "estimate", "--max-time")
-    assert_one_line_error(procs[4], "dim (p)", "(K, 2^53]", "got 3")
-    assert_one_line_error(procs[5], "dim (p)", "(K, 2^53]")
+    assert_one_line_error(procs[4], "dim (p)", "(K, 1e7 N]", "got 3")
+    assert_one_line_error(procs[5], "dim (p)", "(K, 1e7 N]")
     assert_one_line_error(procs[6], "per_class", "2^53")
     assert_one_line_error(procs[7], "counts entries", "2^53")
     assert_one_line_error(procs[8], "3 x 3")
@@ -91,7 +91,7 @@ def test_dim_help_states_the_range_the_check_enforces(capsys):
     with pytest.raises(SystemExit):
         main(["predict", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "p > K" in text and "--max-time" in text and "[1e-12, 1e+12]" in text
+    assert "p > K, up to 1e7 N" in text and "--max-time" in text and "[1e-12, 1e+12]" in text
     assert main(_predict(*SYM, "--lam", "0.1", "--dim", "4", "--rounds", "1")[1:]) == 0
 
 

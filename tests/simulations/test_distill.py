@@ -64,6 +64,8 @@ def test_pll_trains_on_top2():
         (dict(n_classes=1), "n_classes"),
         (dict(rounds=-1), "rounds"),
         (dict(lam=0), "lam"),
+        (dict(lam=1e-20), r"lam must lie in \[1e-12"),  # was a ZeroDivisionError in CG
+        (dict(lam=True), "lam must be a number"),
         (dict(labels=np.array([0, 5])), "labels"),
     ],
 )

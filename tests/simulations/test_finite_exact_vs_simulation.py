@@ -83,6 +83,21 @@ def test_finite_exact_vs_exact_sd_monte_carlo(k, n, p, lam, noise, eta):
 
 
 @pytest.mark.slow
+def test_finite_exact_large_lam_vs_exact_sd_monte_carlo():
+    """Large ``lam`` (outside the validated grid's 1e-4..1e-2): each round's logits are
+    ~``mu/(K lam N)`` ~ 1e-5 times the previous round's, so round 4's differ by ~1e-20 and every
+    part of the theory must resolve them relative to their own size (docs §16.6). Exact SD's
+    accuracies fall from 1.0 to ~0.73 by round 4 here; before that fix the theory put rounds
+    >= 3 at chance."""
+    k, n, p, lam, rounds, trials = 3, 50, 100, 1e4, 4, 16
+    mean, se = _monte_carlo(k, n, p, lam, rounds, "sym", 0.4, trials)
+    counts = exact_counts(transition_matrix("sym", k, 0.4), n)
+    pred = predict_finite_exact(MixtureModel(k, n, p, C, D), counts, lam, rounds)
+    _assert_within(_theory(pred), mean, se, "large lam")
+    assert pred.train_acc[2] > 0.95 and pred.train_acc[4] < 0.85  # SD's rounds matter here
+
+
+@pytest.mark.slow
 def test_finite_exact_collapse_vs_exact_sd_monte_carlo():
     """The finite-p collapse of exact SD (issue 20: K = 4, n = 25, lam = 0.1, N/p = 0.5, pop
     accuracy 0.85 at round 4, 0.275 at round 10): predicted by the class-mean fluctuations."""

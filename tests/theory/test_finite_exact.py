@@ -314,3 +314,96 @@ def test_pathwise_cross_round_tangents_vs_finite_differences():
                 fd = (pp[t] - pm[t]) / (2 * eps)
                 got = st.dpsi[(0, t, r)][:, :, j]
                 assert_close(got, fd, atol=1e-6, rtol=0, what=f"d psi_{t}/d h_{r}")
+
+
+def test_ce_prox_deviations_vs_plain_form():
+    """``z + V (s - 1/K) = a`` (deviations form) has the root of ``z + V s = a + V 1/K``."""
+    k = 4
+    v = _spd(k, 3.0, 11)
+    a = np.random.default_rng(12).normal(scale=2.0, size=(25, k))
+    z_dev = ce_prox(a, v, deviations=True)
+    z_plain = ce_prox(a + v.sum(axis=1) / k, v)
+    assert_close(z_dev, z_plain, atol=1e-10, rtol=0, what="deviations-form prox")
+
+
+@pytest.mark.parametrize("size", [1e-8, 1e-20, 1e-40])
+def test_ce_prox_deviations_vs_linearised_root_at_tiny_logits(size):
+    """At logits of size ``eps_z`` the root is the linear one, ``z = (I + V H0)^{-1} a`` with
+    ``H0 = (I - 11^T/K)/K`` the softmax Jacobian at uniform outputs, up to O(eps_z^2) relative:
+    the deviations form resolves it to ~1e-10 *relative to the logits' own size* (a late round at
+    large lam), where an absolute stopping rule or the common shift V 1/K would lose it."""
+    k = 5
+    v = _spd(k, 2e-4, 13)  # the bulk self-response v0 at lam ~ 1e2-1e4
+    a = size * np.random.default_rng(14).normal(size=(20, k))
+    z = ce_prox(a, v, deviations=True)
+    h0 = (np.eye(k) - 1.0 / k) / k
+    z_lin = np.linalg.solve(np.eye(k) + v @ h0, a.T).T
+    assert_close(z, z_lin, atol=1e-10 * size, rtol=0, what="prox root at tiny logits")
+
+
+def _cyclic_counts():
+    return np.array([[6, 3, 1], [1, 6, 3], [3, 1, 6]])
+
+
+@pytest.mark.parametrize("lam", [1e2, 1e4])
+def test_finite_exact_large_lam_vs_block_limit(lam):
+    """At ``p = 1e6`` the exact finite-ratio theory is the block limit (docs §16.4) at every
+    round, also at large ``lam``, where each round's logits are ~``mu/(K lam N)`` times the
+    previous round's (1e-30 and smaller by round 5). Every round's class-mean logits ``B_t``
+    agree with the block limit's relative to their own size, and so do the accuracies. (Before
+    the stopping rules, the cavity noise's diagonal load and ``psi`` were made relative to each
+    round's own scale, rounds >= 3 came out at chance.)"""
+    model = MixtureModel(3, 10, 1e6, 0.4, 0.1)
+    counts = _cyclic_counts()
+    big = predict_finite_exact(model, counts, lam, 5)
+    block = predict_finite_exact(MixtureModel(3, 10, math.inf, 0.4, 0.1), counts, lam, 5)
+    for t in range(6):
+        scale = np.max(np.abs(block.b[t]))
+        # p = 1e6 against p = inf: the bulk (N/p = 3e-5) and O(1/n) fluctuation terms.
+        assert_close(big.b[t], block.b[t], atol=0.05 * scale, rtol=0, what=f"B_{t}")
+    assert_close(big.train_acc, block.train_acc, atol=0.01, rtol=0, what="training accuracy")
+    assert_close(
+        big.population_acc, block.population_acc, atol=0.01, rtol=0, what="population accuracy"
+    )
+
+
+def test_finite_exact_large_lam_limit_is_lam_free():
+    """At finite ratio and large ``lam`` the rounds' logits all scale by powers of ``1/lam`` (the
+    self-responses by ``1/lam``), so the accuracies tend to a ``lam``-free limit: ``lam = 1e6``
+    and ``1e8`` agree to O(1/lam) (here well below the quadrature error), on the same points."""
+    model = MixtureModel(3, 10, 60, 0.4, 0.1)
+    counts = _cyclic_counts()
+    lo = predict_finite_exact(model, counts, 1e6, 4, points=16)
+    hi = predict_finite_exact(model, counts, 1e8, 4, points=16)
+    assert np.all(np.abs(lo.train_acc - 1.0 / 3) > 0.05), lo.train_acc  # not at chance
+    assert_close(hi.train_acc, lo.train_acc, atol=2e-3, rtol=0, what="training accuracy")
+    assert_close(hi.population_acc, lo.population_acc, atol=2e-3, rtol=0, what="population")
+
+
+def test_finite_exact_refuses_equal_class_means():
+    """At ``c = d > 0`` the class means coincide and Gamma is singular: a clear ValueError (it
+    was a NotPSD LinAlgError from inside the fixed point)."""
+    counts = exact_counts(transition_matrix("sym", 3, 0.3), 10)
+    for c in (0.1, 0.4):
+        with pytest.raises(ValueError, match="needs c > d"):
+            predict_finite_exact(MixtureModel(3, 10, 60, c, c), counts, 1e-2, 1)
+    # c = d = 0 (no class means at all) is a valid pure-noise model.
+    pred = predict_finite_exact(MixtureModel(3, 10, 60, 0.0, 0.0), counts, 1e-2, 1, points=16)
+    assert_close(pred.population_acc, np.full(2, 1.0 / 3), atol=1e-6, rtol=0, what="chance")
+
+
+def test_finite_exact_at_the_largest_dim_vs_block_limit():
+    """At ``p = 1e7 N`` (``MAX_DIM_RATIO``) the theory still solves (population variances ~1e-8;
+    at ``3e7 N`` their 1-direction carried round-off of -1e-15, which the orthant's PSD check
+    refused before the win probability was given the zero-sum part only) and its accuracies are
+    the block limit's; beyond the ratio the model is refused with a ValueError naming dim."""
+    from theory.finite.model import MAX_DIM_RATIO
+
+    counts = exact_counts(transition_matrix("sym", 3, 0.3), 10)
+    dim = int(MAX_DIM_RATIO * 30)
+    big = predict_finite_exact(MixtureModel(3, 10, dim, 0.4, 0.1), counts, 1e-2, 2, points=16)
+    block = predict_finite_exact(MixtureModel(3, 10, math.inf, 0.4, 0.1), counts, 1e-2, 2)
+    assert_close(big.population_acc, block.population_acc, atol=1e-3, rtol=0, what="population")
+    assert_close(big.train_acc, block.train_acc, atol=1e-3, rtol=0, what="training")
+    with pytest.raises(ValueError, match=r"dim \(p\) must be <= 1e\+07 N"):
+        MixtureModel(3, 10, dim + 1, 0.4, 0.1)

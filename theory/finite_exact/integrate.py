@@ -15,6 +15,7 @@ import numpy as np
 from scipy.linalg import solve_triangular
 
 from theory.finite_exact.prox import ce_prox, newton_matrix, softmax, sum_h_times
+from theory.losses import softmax_deviation
 from theory.partial_labels import top2_indices
 
 __all__ = ["NotPSD", "cross_derivatives", "group_pass", "noise_factor"]
@@ -42,9 +43,16 @@ def noise_factor(t, prob, st, basis, cls):
     ee = np.kron(np.eye(t + 1), basis)
     red = ee.T @ sigma @ ee
     red = 0.5 * (red + red.T)
-    scale = max(float(np.max(np.diag(red))), 1e-300)
+    # Jacobi scaling: every coordinate's variance becomes 1, so the load and the clip below are
+    # relative to each round's own variances. (Relative to the largest one, a load of 1e-13 of
+    # round 0's variance swamped a late round's at large lam, whose variances shrink by ~1e-6
+    # per round: chance accuracies at lam = 100.) ``red = D red_s D`` gives ``chol = D chol_s``.
+    diag = np.diag(red)
+    unit = np.sqrt(np.maximum(diag, 1e-300))  # a zero variance stays zero (and loaded)
+    red = red / unit[:, None] / unit[None, :]
+    scale = 1.0
     # A tiny diagonal load keeps the factor defined when Sigma is (numerically) singular, e.g.
-    # rounds whose bulk noise vanishes; it perturbs Sigma by 1e-13 of its largest variance.
+    # rounds whose bulk noise vanishes; it perturbs each variance by 1e-13 of itself.
     for load in (1e-13, 1e-10, 1e-7):
         try:
             chol = np.linalg.cholesky(red + load * scale * np.eye(red.shape[0]))
@@ -61,6 +69,7 @@ def noise_factor(t, prob, st, basis, cls):
             raise NotPSD("cavity covariance is not positive semidefinite")
         lam_ = np.maximum(lam_, 1e-13 * scale)
         chol = np.linalg.cholesky((vec * lam_) @ vec.T)
+    chol = unit[:, None] * chol
     return chol, ee @ chol
 
 
@@ -132,11 +141,19 @@ def group_pass(t, g, cls, label, prob, st, pts, noise_t, warm, m, store=False):
     for s in range(t):
         a = a + st.psi[s, g, :m] @ resp[s].T
     tau = _target(t, label, st, g, k, pts.size, prob.student)[:m]
-    a = a + tau @ r_tt.T
-    z = ce_prox(a, r_tt, st.z[t, g, :m] if warm else None)
+    # In deviations from uniform throughout (R_tt 1 = v0 1, _response_row): z + R_tt (s - 1/K) =
+    # a + R_tt (tau - 1/K), and psi_t = (tau - 1/K) - (s - 1/K). At large lam a late round's
+    # outputs are 1/K + 1e-20 or less: from probabilities, the common shift v0/K and the
+    # difference of two outputs near 1/K would round those differences away (docs §16.6).
+    if t > 0 and prob.student == "sd":
+        tau_dev = softmax_deviation(st.z[t - 1, g, :m])
+    else:
+        tau_dev = tau - 1.0 / k
+    a = a + tau_dev @ r_tt.T
+    z = ce_prox(a, r_tt, st.z[t, g, :m] if warm else None, deviations=True)
     st.z[t, g, :m] = z
     s_t = softmax(z)
-    psi = tau - s_t
+    psi = tau_dev - softmax_deviation(z)
     st.psi[t, g, :m] = psi
     st.psi_mean[t, g] = psi.mean(axis=0)
     pathwise = prob.student == "sd" and t > 0 and prob.alpha > 0

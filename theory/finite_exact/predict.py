@@ -118,6 +118,11 @@ class FiniteExactPrediction:
     model: MixtureModel
 
 
+#: Smallest relative gap ``(c - d) / c`` of the class means' Gram matrix: below it ``Gamma`` is
+#: singular to working precision (condition number ``c / (c - d)`` beyond 1e8).
+_MIN_MEAN_GAP = 1e-8
+
+
 def _check(model, counts, lam, rounds, points, student="sd"):
     if not isinstance(model, MixtureModel):
         raise ValueError("model must be a theory.finite.MixtureModel")
@@ -144,6 +149,16 @@ def _check(model, counts, lam, rounds, points, student="sd"):
     if model.c >= 1:
         raise ValueError(
             f"c must be < 1 (the noise variance 1 - c must be positive), got {model.c}"
+        )
+    if not model.infinite and model.d > 0 and model.c - model.d <= _MIN_MEAN_GAP * model.c:
+        # Gamma = (c - d) I + d 1 1^T is then singular: the K class means coincide (one mean
+        # direction, not K), which the cavity decomposition into K mean directions and a p - K
+        # bulk assumes away (it divides by Gamma's spectrum, docs §16.5).
+        raise ValueError(
+            f"the exact finite-ratio theory needs c > d (distinct class means), got c={model.c}, "
+            f"d={model.d}: at c = d every class has the same mean, the population accuracy is "
+            "chance (1/K) and the linearised finite-p theory (theory.finite.predict_finite) or "
+            "the Monte Carlo cover the training accuracies"
         )
     return cnt, lam, r, pts
 
@@ -285,8 +300,15 @@ def _assemble(prob, sym, pts, state, rounds_out, cnt, lam, model):
             # A fresh point's logits given the training set are N(b_k, Sigma_tt); over training
             # sets b_k moves by the Gaussian db_k: add its covariance.
             p_covs[t, cls] = cov + state.ceta[cls][blk, blk]
+        # The win probability depends on logit differences only: its covariance is taken on
+        # the zero-sum subspace, where it is PSD to round-off. (Along 1 it carries round-off
+        # of the common-mode terms: at p = 1e9 an eigenvalue of -1e-15 beside variances of 1e-8,
+        # which the orthant's PSD check refused.)
+        proj = np.eye(k) - 1.0 / k
         for cls in classes:
-            res = win_probability(bt[:, cls], p_covs[t, cls], cls, abs_tol=ORTHANT_TOL)
+            diff_cov = proj @ p_covs[t, cls] @ proj
+            diff_cov = 0.5 * (diff_cov + diff_cov.T)
+            res = win_probability(bt[:, cls], diff_cov, cls, abs_tol=ORTHANT_TOL)
             probs.append(res.prob)
             errs.append(res.err)
         pop[t] = float(np.mean(probs))

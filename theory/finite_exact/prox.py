@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from theory.losses import softmax_deviation
+
 __all__ = [
     "ProxNotConverged",
     "ce_prox",
@@ -31,9 +33,15 @@ __all__ = [
     "sum_h_times",
 ]
 
-#: Stop when ``max |z + V s - a| <= PROX_TOL (1 + max|a|)``: ~1e3 eps relative to the logits'
-#: scale (their own round-off is ~eps max|a|), far below any accuracy the theory resolves.
+#: Stop when ``max |F| <= PROX_TOL * spread + 32 eps (max|a| + max|z| + max|V| max|x|)`` per row
+#: (``F = z + V x - a``, ``x`` the outputs or their deviations), with ``spread = ptp(a) + ptp(z)``
+#: the row's logit differences (what softmax sees; ``ptp`` is max - min): ~1e4 eps relative to
+#: them, far below any accuracy the theory resolves. Relative to the differences, not to
+#: ``1 + max|a|``: at large ``lam`` a late round's logits differ by ~1e-14 or less (they shrink by
+#: ~``mu/(K lam N)`` per round) and an absolute 1e-12 left them unresolved (chance accuracies at
+#: ``lam = 100``). The second term is ``F``'s own round-off.
 PROX_TOL = 1e-12
+_EPS = float(np.finfo(float).eps)
 _MAX_ITER = 200
 _MAX_HALVINGS = 60
 
@@ -80,7 +88,9 @@ def _lse(z: np.ndarray) -> np.ndarray:
     return m + np.log(np.exp(z - m[:, None]).sum(axis=1))
 
 
-def ce_prox(a: np.ndarray, v: np.ndarray, z0: np.ndarray | None = None) -> np.ndarray:
+def ce_prox(
+    a: np.ndarray, v: np.ndarray, z0: np.ndarray | None = None, deviations: bool = False
+) -> np.ndarray:
     """Solve ``z + V softmax(z) = a`` for every row of ``a``.
 
     Parameters
@@ -90,6 +100,12 @@ def ce_prox(a: np.ndarray, v: np.ndarray, z0: np.ndarray | None = None) -> np.nd
         Symmetric positive definite.
     z0 : ndarray, shape (B, K), optional
         Starting point (a previous solution: warm start). Default ``a - V softmax(a)``.
+    deviations : bool
+        Solve ``z + V (softmax(z) - 1/K) = a`` instead, with the deviations formed from the
+        logits (:func:`theory.losses.softmax_deviation`): the same ``z`` as the plain form with
+        ``a + V 1/K``. For ``V 1 = v 1`` that is a common shift ``v/K`` of every logit, which
+        softmax ignores but which, once added, rounds away logit differences below ``eps v/K``
+        (late rounds at large ``lam``); this form never adds it.
 
     Returns
     -------
@@ -98,12 +114,29 @@ def ce_prox(a: np.ndarray, v: np.ndarray, z0: np.ndarray | None = None) -> np.nd
     Raises
     ------
     ProxNotConverged
-        If some row has not converged after ``_MAX_ITER`` Newton steps.
+        If some row has not converged after ``_MAX_ITER`` Newton steps (stopping rule:
+        :data:`PROX_TOL`).
     """
     v_inv = np.linalg.inv(v)
     v_inv = 0.5 * (v_inv + v_inv.T)
-    z = (a - softmax(a) @ v.T) if z0 is None else z0.copy()
-    scale = PROX_TOL * (1.0 + np.abs(a).max(axis=1))
+    k = a.shape[1]
+    if deviations:
+        # The line search's objective needs the plain form's a (its round-off there only
+        # affects the step length); the residual F, which decides convergence, does not.
+        a_phi = a + v.sum(axis=1) / k
+    else:
+        a_phi = a
+    v_max = float(np.abs(v).max())
+
+    def residual(zz, aa):
+        """``F`` and its stopping threshold per row (:data:`PROX_TOL`)."""
+        x = softmax_deviation(zz) if deviations else softmax(zz)
+        f = zz + x @ v.T - aa
+        # F's own round-off: its three terms' magnitudes.
+        mag = np.abs(aa).max(axis=1) + np.abs(zz).max(axis=1) + v_max * np.abs(x).max(axis=1)
+        return f, PROX_TOL * (np.ptp(aa, axis=1) + np.ptp(zz, axis=1)) + 32.0 * _EPS * mag
+
+    z = (a_phi - softmax(a_phi) @ v.T) if z0 is None else z0.copy()
 
     def phi(zz, aa):
         d = zz - aa
@@ -113,11 +146,12 @@ def ce_prox(a: np.ndarray, v: np.ndarray, z0: np.ndarray | None = None) -> np.nd
     for _ in range(_MAX_ITER):
         za, aa = z[active], a[active]
         s = softmax(za)
-        f = za + s @ v.T - aa
-        todo = np.abs(f).max(axis=1) > scale[active]
+        f, scale = residual(za, aa)
+        todo = np.abs(f).max(axis=1) > scale
         if not todo.any():
             return z
-        active, za, aa, s, f = active[todo], za[todo], aa[todo], s[todo], f[todo]
+        active, za, s, f = active[todo], za[todo], s[todo], f[todo]
+        aa = a_phi[active]
         jac = newton_matrix(v, s)
         dz = -np.linalg.solve(jac, f[:, :, None])[:, :, 0]
         p0 = phi(za, aa)
@@ -134,9 +168,9 @@ def ce_prox(a: np.ndarray, v: np.ndarray, z0: np.ndarray | None = None) -> np.nd
             step = np.where(ok, step, 0.5 * step)
             trial = za + step[:, None] * dz
         z[active] = trial
-    s = softmax(z[active])
-    f = z[active] + s @ v.T - a[active]
-    if np.any(np.abs(f).max(axis=1) > scale[active]):
+    za = z[active]
+    f, scale = residual(za, a[active])
+    if np.any(np.abs(f).max(axis=1) > scale):
         raise ProxNotConverged(
             f"cross-entropy prox did not converge in {_MAX_ITER} Newton steps "
             f"(max residual {np.abs(f).max():.3g})"

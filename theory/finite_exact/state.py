@@ -65,6 +65,7 @@ __all__ = ["FixedPointNotConverged", "RoundStats", "StateProblem", "solve_state"
 #: covariance's Cholesky factor then has condition ~1e9 and its round-off makes the map rough at
 #: the ~1e-7 level (measured: a 4-cycle at 2e-7 with tol 1e-7).
 STATE_TOL = 1e-6
+_EPS = float(np.finfo(float).eps)
 #: Iteration cap per round (measured: 12-25 iterations from the warm start).
 MAX_ITER = 300
 #: Anderson memory (iterates kept).
@@ -240,6 +241,7 @@ class _RoundMap:
         self.basis = zero_sum_basis(prob.n_classes)
         self.calls = 0
         self.m = pts.size  # points in use (a prefix of whole shifts in the coarse phase)
+        self.b_floor = 0.0  # round-off level of B_t, set by each integration
 
     def _rows(self):
         t, k = self.t, self.prob.n_classes
@@ -283,26 +285,46 @@ class _RoundMap:
             _set_row(st.ceta[cls], c_rows[j], cur, upto, t, k)
         st.omega[cur, upto] = x[off + 2 * ns :].reshape(k, (t + 1) * k)
 
+    def b_scale(self, b_t) -> float:
+        """Unit of ``B_t``: its own size, or its round-off level where that is larger."""
+        return max(float(np.max(np.abs(b_t))), self.b_floor, 1e-300)
+
     def scales(self, x):
         nv, ns = self._sizes()
         k = self.prob.n_classes
         t = self.t
-        # Covariances are measured against the largest cavity variance of rounds <= t (not the
-        # row's own size: at large lam a late round's bulk covariance is tiny, and its relative
-        # change is round-off).
-        upto = slice(0, (t + 1) * k)
-        fluct = np.diagonal(self.st.ceta, axis1=1, axis2=2)[:, upto]
-        diag = np.diag(self.st.q)[upto] + np.max(fluct)
-        sq = max(float(np.max(np.abs(x[nv : 2 * nv]))), float(np.max(diag)), 1e-300)
-        sb = 1.0 + float(np.max(np.abs(x[2 * nv : 2 * nv + k * k])))
+        # Each round's covariances are measured against that round's own cavity variances: the
+        # (t, s) block of a Q or C row in units of sqrt(d_t d_s), d_r the largest variance of
+        # round r (bulk plus class-mean fluctuation). At large lam the variances shrink by ~1e-6
+        # per round; measured against round 0's, a late round's changes were never resolved
+        # (chance accuracies at lam = 100). Round-off in psi is relative since psi is formed from
+        # softmax deviations (integrate.group_pass).
+        n_sim = len(self.sym.simulated)
+        q_row = x[nv : 2 * nv].reshape(k, t + 1, k)
+        c_rows = x[2 * nv + k * k + ns : 2 * nv + k * k + 2 * ns].reshape(n_sim, k, t + 1, k)
+        d = np.empty(t + 1)
+        for r in range(t + 1):
+            if r == t:
+                q_var = np.diagonal(q_row[:, t, :])
+                c_var = np.diagonal(c_rows[:, :, t, :], axis1=1, axis2=2)
+            else:
+                blk = slice(r * k, (r + 1) * k)
+                q_var = np.diag(self.st.q[blk, blk])
+                c_var = np.diagonal(self.st.ceta[:, blk, blk], axis1=1, axis2=2)
+            d[r] = float(np.max(q_var)) + float(np.max(c_var, initial=0.0))
+        unit = np.sqrt(np.maximum(d[t] * d, 0.0))
+        unit = np.maximum(unit, 1e-300 + 1e-300 * float(np.max(unit)))
+        sq = np.broadcast_to(unit[None, :, None], (k, t + 1, k)).ravel()
+        sc = np.broadcast_to(unit[None, None, :, None], (n_sim, k, t + 1, k)).ravel()
+        sb = self.b_scale(x[2 * nv : 2 * nv + k * k])
         v0 = self.prob.v0
         return np.concatenate(
             [
                 np.full(nv, v0),
-                np.full(nv, sq),
+                sq,
                 np.full(k * k, sb),
                 np.full(ns, v0),
-                np.full(ns, sq),
+                sc,
                 np.full(nv, v0),
             ]
         )
@@ -313,6 +335,7 @@ class _RoundMap:
         t, prob, sym, st, pts = self.t, self.prob, self.sym, self.st, self.pts
         k = prob.n_classes
         psi_cls = np.zeros((k, k))
+        psi_abs = np.zeros(k)  # per class: sum over groups of count * max|psi-bar_g|
         jac_cls = np.zeros((k, k, k))
         pp_cls = np.zeros((k, t + 1, k, k))
         cov_cls = np.zeros((k, t + 1, k, k))
@@ -334,6 +357,7 @@ class _RoundMap:
                 )
                 cross_cls[cls] += cnt * cross_m
                 psi_cls[cls] += cnt * psi_m
+                psi_abs[cls] += cnt * float(np.max(np.abs(psi_m)))
                 jac_cls[cls] += cnt * jac_m
                 pp_cls[cls] += cnt * pp_m
                 mean_outer = psi_m[None, :, None] * st.psi_mean[: t + 1, g, None, :]
@@ -343,6 +367,18 @@ class _RoundMap:
             if t and prob.alpha > 0 and prob.student == "pll":
                 cross_cls[cls] = cross_derivatives(t, jac_cls[cls], score_sum, chol, self.basis, k)
         self.calls += 1
+        # Round-off level of B_t: the class sums' terms (before any cancellation between groups,
+        # e.g. the exact ties of equal label histograms) through Gamma / (lam N); B is resolved
+        # relative to max(|B_t|, this) (scales).
+        gmax = float(np.max(np.abs(prob.gamma)))
+        self.b_floor = (
+            64.0
+            * _EPS
+            * k
+            * gmax
+            * float(np.max(psi_abs[sym.simulated]))
+            / (prob.lam * prob.n_samples)
+        )
         psi_cls = sym.expand_vectors(psi_cls)
         jac_cls = sym.expand_matrices(jac_cls)
         # Class-level sums kept for the fluctuations (fluctuations.py).
@@ -387,7 +423,7 @@ class _RoundMap:
                         acc += v_ta @ st.pp[a_, b_] @ v_sb.T
                 q_row[:, s * k : (s + 1) * k] = prob.alpha * acc
         step, fres = _b_newton(t, prob, self.sym, st, psi_cls, jac_cls)
-        bscale = 1.0 + float(np.max(np.abs(st.b[t])))
+        bscale = self.b_scale(st.b[t])
         cur, upto = self._rows()
         sim = self.sym.simulated
         if self.fluct:
