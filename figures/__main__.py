@@ -37,8 +37,9 @@ from theory.blas import single_thread_blas
 PRESETS = ("quick", "paper", "tiny")
 #: What each preset is (the --preset help).
 PRESET_HELP = (
-    "quick: every figure in a few minutes on 2 cores; paper: publication quality (more trials, "
-    "finer grids, larger p; minutes per figure); tiny: the smallest problems, for smoke tests"
+    "quick: every figure in about half a minute of CPU on 2 idle cores; paper: publication "
+    "quality (more trials, finer grids, larger p; minutes per figure); tiny: the smallest "
+    "problems, for smoke tests"
 )
 #: Relative cost of each figure (CPU seconds of the quick preset on the 2-core development machine,
 #: rounded): weights of the runner's progress bar, so that its ETA is not a count of figures.

@@ -165,13 +165,17 @@ def prepare_output(out=None) -> Path:
     return out
 
 
-def parse_args(argv, description: str, presets, extra=None) -> argparse.Namespace:
+def parse_args(argv, description: str, presets, extra=None, module=None) -> argparse.Namespace:
     """Standard figure options: ``--out``, ``--seed``, ``--preset``, ``--workers``.
 
-    ``extra(parser)``, if given, adds a figure's own options. Also selects the ``Agg`` backend
+    ``extra(parser)``, if given, adds a figure's own options. ``module`` (the figure module's
+    ``__spec__.name``) names the usage line ``python -m figures.NAME`` (argparse's default is the
+    file name, ``real_gain.py``, which is not a command). Also selects the ``Agg`` backend
     (:func:`figures.style.use_file_backend`).
     """
-    parser = ArgumentParser(description=description)
+    parser = ArgumentParser(
+        description=description, prog=None if module is None else f"python -m {module}"
+    )
     parser.add_argument(
         "--out",
         type=nonempty_path,

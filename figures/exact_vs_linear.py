@@ -285,7 +285,9 @@ def run(*, preset: str = "quick", out=None, seed: int = 0, workers: int = 1) -> 
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv, "Exact vs linearised training accuracy figure", PRESETS)
+    args = parse_args(
+        argv, "Exact vs linearised training accuracy figure", PRESETS, module=__spec__.name
+    )
     return run(preset=args.preset, out=args.out, seed=args.seed, workers=args.workers)
 
 

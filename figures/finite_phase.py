@@ -357,7 +357,7 @@ def run(*, preset: str = "quick", out=None, seed: int = 0, workers: int = 1) -> 
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv, "Finite-p phase diagram over (N/p, t)", PRESETS)
+    args = parse_args(argv, "Finite-p phase diagram over (N/p, t)", PRESETS, module=__spec__.name)
     return run(preset=args.preset, out=args.out, seed=args.seed, workers=args.workers)
 
 

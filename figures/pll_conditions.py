@@ -598,7 +598,7 @@ def run(*, preset: str = "quick", out=None, seed: int = 0, workers: int = 1) -> 
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv, "PLL conditions phase diagrams", PRESETS)
+    args = parse_args(argv, "PLL conditions phase diagrams", PRESETS, module=__spec__.name)
     return run(preset=args.preset, out=args.out, seed=args.seed, workers=args.workers)
 
 

@@ -323,7 +323,9 @@ def run(
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv, __doc__.splitlines()[0], PRESETS, extra=_extra_args)
+    args = parse_args(
+        argv, __doc__.splitlines()[0], PRESETS, extra=_extra_args, module=__spec__.name
+    )
     return run(
         preset=args.preset,
         out=args.out,

@@ -71,6 +71,7 @@ from matplotlib.lines import Line2D
 from figures import palette, style
 from figures.common import log, mean_ci95, parse_args, prepare_output
 from selfdistill_cli import add_deprecated_alias
+from selfdistill_cli.memory import parse_max_memory
 from simulations.cli_probe import SMALL_P
 from simulations.datasets import load_dataset, validate_dataset
 from simulations.probe import PLL_METHODS, ProbeConfig, run_probe
@@ -168,17 +169,25 @@ def _extra_args(parser) -> None:
         "--error-bars",
         choices=tuple(ERROR_BARS),
         default="ci95",
-        help="ci95: 95%% Student-t CI of the mean (default); sd: +-1 SD as the reference plot.py",
+        help="ci95: 95%% Student-t CI of the mean; sd: +-1 SD as the reference plot.py",
     )
     parser.add_argument(
         "--pll-losses",
         default=None,
         help=f"comma-separated PLL losses among {', '.join(LOSSES)} (default: the preset's)",
     )
+    parser.add_argument(
+        "--max-memory",
+        type=float,
+        default=None,
+        metavar="GB",
+        help="refuse a features file estimated above this many GB to load (default: the "
+        "memory available now)",
+    )
 
 
-def _dataset(path, labels, per_class):
-    ds = load_dataset(path, labels)
+def _dataset(path, labels, per_class, max_memory=None):
+    ds = load_dataset(path, labels, max_memory=max_memory)
     if per_class is None:
         return ds
     idx = np.concatenate([np.flatnonzero(ds.labels == k)[:per_class] for k in range(ds.n_classes)])
@@ -374,6 +383,7 @@ def run(
     selection: str = "val",
     error_bars: str = "ci95",
     pll_losses: str | None = None,
+    max_memory: float | None = None,
 ) -> int:
     """Compute the figure and write ``real_gain`` to ``out``.
 
@@ -410,6 +420,9 @@ def run(
         95% Student-t CI of the mean, or +-1 SD as the reference plot.py.
     pll_losses : str, optional
         Comma-separated PLL losses among :data:`theory.names.LOSSES` (default: the preset's).
+    max_memory : float, optional
+        GB a features file may take to load (default: the memory available now); above it the
+        load is refused with one line.
 
     Returns
     -------
@@ -431,7 +444,8 @@ def run(
             if bad or not losses or len(set(losses)) != len(losses):
                 raise ValueError(f"--pll-losses must be distinct names among {LOSSES}")
             sizes["pll_losses"] = losses
-        ds = _dataset(features, labels, sizes["per_class"])
+        limit = parse_max_memory(max_memory)
+        ds = _dataset(features, labels, sizes["per_class"], limit)
     except ValueError as exc:
         log(f"error: {exc}")
         return 2
@@ -461,7 +475,9 @@ def run(
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv, __doc__.splitlines()[0], PRESETS, extra=_extra_args)
+    args = parse_args(
+        argv, __doc__.splitlines()[0], PRESETS, extra=_extra_args, module=__spec__.name
+    )
     return run(
         preset=args.preset,
         out=args.out,
@@ -476,6 +492,7 @@ def main(argv=None) -> int:
         selection=args.selection,
         error_bars=args.error_bars,
         pll_losses=args.pll_losses,
+        max_memory=args.max_memory,
     )
 
 

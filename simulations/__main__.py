@@ -13,14 +13,21 @@ _COMMANDS = {
 
 
 def main(argv=None) -> int:
+    """Dispatch ``argv`` (default ``sys.argv[1:]``); ``--help`` lists the commands (status 0), a
+    missing or unknown command is one line ``error: ...`` on stderr (status 2), as everywhere."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in {"-h", "--help"} or argv[0] not in _COMMANDS:
+    names = ", ".join(_COMMANDS)
+    if argv[:1] in (["-h"], ["--help"]):
         lines = [f"  {name:<6} {doc}" for name, (_, doc) in _COMMANDS.items()]
         print("usage: python -m simulations {run,sweep,probe} [options]\n\n" + "\n".join(lines))
-        if argv and argv[0] not in {"-h", "--help"}:
-            print(f"\nerror: unknown command {argv[0]!r}", file=sys.stderr)
-            return 2
-        return 0 if argv else 2
+        return 0
+    if not argv or argv[0] not in _COMMANDS:
+        what = f"unknown command {argv[0]!r}" if argv else "a command is required"
+        print(
+            f"error: {what}; choose from: {names} ('python -m simulations --help')",
+            file=sys.stderr,
+        )
+        return 2
     module = importlib.import_module(_COMMANDS[argv[0]][0])
     return int(module.main(argv[1:]) or 0)
 

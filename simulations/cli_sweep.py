@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=SCHEDULER_TIMEOUT,
         metavar="SECONDS",
-        help=f"give up on an unreachable --scheduler after this (default {SCHEDULER_TIMEOUT:g})",
+        help="give up on an unreachable --scheduler after this many seconds",
     )
     parser.add_argument(
         "--limit", type=int, default=None, help="run at most this many pending configs now"
@@ -86,8 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=MAX_GRID_POINTS,
         metavar="N",
-        help=f"refuse specs whose [grid] has more points, before building them (default "
-        f"{MAX_GRID_POINTS})",
+        help="refuse specs whose [grid] has more points, before building them",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     return parser

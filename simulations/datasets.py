@@ -408,7 +408,7 @@ def load_dataset(features_path=None, labels_path=None, *, max_memory=None) -> Da
     """
     if features_path is None:
         if labels_path is not None:
-            raise ValueError("labels_path given without features_path")
+            raise ValueError("labels given without features (--labels needs --features)")
         return load_digits_dataset()
     path = str(features_path)
     ext = os.path.splitext(path)[1].lower()

@@ -120,6 +120,10 @@ class ProbeConfig:
             raise ValueError("lams must contain at least one value > 0")
         for lam in self.lams:
             check_lam(lam, "lam")
+        if len({float(lam) for lam in self.lams}) < len(self.lams):
+            # A repeated value would be run twice on the same splits and counted as two
+            # trials' worth of evidence (a confidence interval from one trial).
+            raise ValueError(f"lam values must be distinct, got {list(self.lams)}")
         for name in ("val_fraction", "test_fraction"):
             v = float(getattr(self, name))
             if not (0.0 < v < 1.0):

@@ -155,7 +155,7 @@ def rebuild_manifest(spec: SweepSpec, out: Path, quiet: bool) -> dict:
     log(
         f"note: {str(manifest)!r} was damaged (kept as sweep.json.invalid); rebuilt from "
         f"{intact} intact result file(s) of this spec and {len(others)} of other configs, "
-        f"assuming seeds={spec.seeds}, base_seed={spec.base_seed} (result files do not record "
+        f"assuming trials={spec.seeds}, base_seed={spec.base_seed} (result files do not record "
         "the base seed)",
         quiet,
     )
@@ -190,8 +190,8 @@ def prepare_out(spec: SweepSpec, out: Path, extend: bool = False, quiet: bool = 
         old_keys = old["keys"]
         if (old["seeds"], old["base_seed"]) != (spec.seeds, spec.base_seed):
             raise ValueError(
-                f"output directory {str(out)!r} holds a sweep with seeds={old['seeds']}, "
-                f"base_seed={old['base_seed']}; this spec has seeds={spec.seeds}, "
+                f"output directory {str(out)!r} holds a sweep with trials={old['seeds']}, "
+                f"base_seed={old['base_seed']}; this spec has trials={spec.seeds}, "
                 f"base_seed={spec.base_seed}. Use a new --out directory."
             )
         new = len(set(spec.keys) - set(old_keys))

@@ -61,3 +61,15 @@ def test_real_gain_bad_input_exits_2(tmp_path, capsys):
     assert real_gain.main([*out, "--features", str(tmp_path / "missing.npz")]) == 2
     err = capsys.readouterr().err
     assert "error: --lam" in err and "error: --pll-losses" in err and "not found" in err
+
+
+def test_real_gain_max_memory_is_the_option_its_refusal_names(tmp_path, capsys):
+    """The load refusal says 'pass --max-memory GB to override': the option exists and works."""
+    path = tmp_path / "f.npz"
+    np.savez(path, features=np.random.default_rng(0).random((200, 8)), labels=np.arange(200) % 4)
+    argv = ["--out", str(tmp_path), "--preset", "tiny", "--features", str(path)]
+    assert real_gain.main([*argv, "--max-memory", "1e-7"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pass --max-memory GB to override" in err
+    assert real_gain.main([*argv, "--max-memory", "-1"]) == 2
+    assert "max-memory" in capsys.readouterr().err

@@ -218,3 +218,17 @@ def test_run_time_estimate_includes_the_exact_finite_ratio_theory():
         "--trials", "100", "--max-time", "60",
     )  # fmt: skip
     assert_one_line_error(proc, "100 trial(s)", "estimate", "--max-time")
+
+
+def test_simulations_dispatch_errors_are_one_line(capsys):
+    """``python -m simulations nosuch`` and a missing command: one ``error:`` line on stderr and
+    status 2, nothing on stdout (the usage went to stdout, the error after a blank line)."""
+    from simulations.__main__ import main
+
+    for argv, what in ((["nosuch"], "unknown command 'nosuch'"), ([], "a command is required")):
+        assert main(argv) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err.count("\n") == 1 and err.startswith(f"error: {what}")
+        assert "run, sweep, probe" in err
+    assert main(["--help"]) == 0
+    assert "usage: python -m simulations" in capsys.readouterr().out

@@ -222,12 +222,15 @@ def test_cli_probe_bad_out_negative_lam_and_memory_refused_before_work(tmp_path)
             [*base, "--out", a_file / "sub"],  # cannot create a directory inside a file
             [*base, "--lam", "1e-2", "-1e-3"],
             [*base, "--max-memory", "1e-6"],
+            # A repeated lam was run twice and counted as two trials: a CI from one trial.
+            [*base, "--lam", "1e-4", "1e-4"],
         ]
     )
     assert_one_line_error(procs[0], "--out", "is a file")
     assert_one_line_error(procs[1], "--out", "not writable")
     assert_one_line_error(procs[2], "lam", "-0.001")
     assert_one_line_error(procs[3], "needs about", "GB", "--max-memory")
+    assert_one_line_error(procs[4], "lam values must be distinct")
 
 
 @pytest.mark.slow

@@ -386,7 +386,7 @@ def test_reusing_out_dir_with_other_seeds_is_refused(tmp_path):
     spec = parse_spec(SPEC)
     run_sweep(spec, tmp_path / "o", workers=1, limit=1, quiet=True)
     other = parse_spec({**SPEC, "sweep": {**SPEC["sweep"], "trials": 3}})
-    with pytest.raises(ValueError, match="seeds=2"):
+    with pytest.raises(ValueError, match="trials=2"):
         run_sweep(other, tmp_path / "o", workers=1, quiet=True)
 
 
