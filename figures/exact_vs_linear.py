@@ -221,7 +221,9 @@ def plot(data: dict):
     ax.set_xlabel("regularisation λ")
     ax.set_ylabel("teacher's outputs $P$")
     ax.set_title("(c) 2nd-order error; λ of (a), (b)")
-    ax.legend(loc="lower left", borderaxespad=0.1, handlelength=1.5)
+    # An opaque box: the λ lines of (a) and (b) run through the legend's row otherwise.
+    leg = ax.legend(loc="lower left", borderaxespad=0.1, handlelength=1.5, frameon=True)
+    leg.get_frame().set(facecolor="white", edgecolor="none", alpha=1.0)
     handles = [
         Line2D([], [], color=colors[key], marker="o", ms=4, label=names[key]) for key in KEYS
     ]

@@ -46,12 +46,27 @@ def _ratio_labels(ratios):
     return labels
 
 
+def _set_ratio_ticks(ax, ratios) -> None:
+    """The rows' ticks and labels; when the block-limit row and the next labelled one are close
+    (0 and 0.25 of a range of 2), their labels lean apart (top / bottom aligned) instead of
+    touching."""
+    labels = _ratio_labels(ratios)
+    ax.set_yticks(ratios, labels)
+    span = max(float(np.max(ratios) - np.min(ratios)), 1e-12)
+    shown = [i for i, text in enumerate(labels) if text]
+    if len(shown) >= 2 and ratios[shown[1]] - ratios[shown[0]] < 0.2 * span:
+        ticks = ax.get_yticklabels()
+        ticks[shown[0]].set_va("top")
+        ticks[shown[1]].set_va("bottom")
+
+
 def plot(data: dict):
     import matplotlib.pyplot as plt
     from matplotlib import patheffects
     from matplotlib.colors import LogNorm
     from matplotlib.lines import Line2D
     from matplotlib.patches import Rectangle
+    from matplotlib.transforms import offset_copy
 
     p = data["params"]
     lams = p["lams"]
@@ -91,7 +106,7 @@ def plot(data: dict):
         ax.plot([b[0] for b in best], ratios, color="white", lw=1.4, path_effects=outline)
         first = [(b[1] if b[1] is not None else np.nan) for b in best]
         ax.plot(first, ratios, color="white", lw=1.4, ls=":", path_effects=outline)
-        ax.set_yticks(ratios, _ratio_labels(ratios))
+        _set_ratio_ticks(ax, ratios)
         ax.set_ylim(edges[0], edges[-1])
         ax.set_xlim(-0.5, p["rounds"] + 0.5)
         style.integer_ticks(ax)
@@ -114,13 +129,15 @@ def plot(data: dict):
                     zorder=5,
                 )
                 right = t <= p["rounds"] / 2
+                # Beside the marker in the first half; below-left of it in the second, where
+                # the best-round line rises towards the top right through the marker's row.
                 ax.annotate(
                     f"MC {mean:.2f}",
                     (t, ratio),
-                    xytext=(7 if right else -7, 0),
+                    xytext=(7, 0) if right else (-3, -7),
                     textcoords="offset points",
                     ha="left" if right else "right",
-                    va="center",
+                    va="center" if right else "top",
                     color="white",
                     path_effects=outline,
                 )
@@ -140,10 +157,13 @@ def plot(data: dict):
         ax.plot(ratios, best, color=palette.THEORY, marker=mk, ms=4.5, lw=1.1, label=label)
         clipped = best >= p["rounds"]
         if clipped.any():  # clipped by the grid: the best round may be later
+            # Offset in points, clear of the round's own marker beneath it.
+            above = offset_copy(ax.transData, fig=fig, y=7, units="points")
             ax.plot(
                 ratios[clipped],
-                best[clipped] + 0.6,
+                best[clipped],
                 "^",
+                transform=above,
                 color=palette.REFERENCE,
                 ms=5,
                 clip_on=False,
@@ -288,7 +308,7 @@ def _plot_exact_maps(sub, maps, norm, outline, eta, hatch_handle=True) -> list:
                         lw=0.0, zorder=3,
                     )
                 )  # fmt: skip
-        ax.set_yticks(ratios, _ratio_labels(ratios))
+        _set_ratio_ticks(ax, ratios)
         ax.set_ylim(edges[0], edges[-1])
         ax.set_xlim(t_edges[0], t_edges[-1])
         style.integer_ticks(ax)

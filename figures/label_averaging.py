@@ -176,7 +176,7 @@ def plot(data: dict):
     style.reference_line(ax, 1.0 / k, "1/K (uniform)", pos=0.98)
     ax.set_xlabel("round $t$")
     ax.set_ylabel("mean P(true class)")
-    ax.set_title("(c) pulled to class average")
+    ax.set_title("(c) group means")
     ax.set_xticks(t)
     ax.set_ylim(0.0, 1.0)
     handles, labels = ax.get_legend_handles_labels()

@@ -137,24 +137,34 @@ def compute(preset: str = "quick", seed: int = 0) -> dict:
 
 
 def plot(data: dict):
+    from matplotlib.legend_handler import HandlerTuple
+    from matplotlib.lines import Line2D
+
     p = data["params"]
     mu, mult = data["mu"], data["mult"]
     big_n = p["n_classes"] * p["per_class"]
     fig, axes = style.figure(3, 1, width=2.4, height=2.6)
     ax = axes[0]
     dims = sorted(data["sampled"], reverse=True)  # small N/p first (light)
+    handles = []
     for i, dim in enumerate(dims):
         ev = data["sampled"][dim]
-        ax.plot(
+        # The darker (smaller p) markers are hollow and on top: at the spikes both sets sit on
+        # the same eigenvalues, and filled markers hid the lighter ones there.
+        hollow = i > 0
+        (line,) = ax.plot(
             np.arange(1, ev.size + 1),
             np.clip(ev, 1e-3, None),
             "o",
-            ms=2.2,
+            ms=2.6 if hollow else 2.2,
             color=palette.dim_color(i, len(dims)),
+            mfc="none" if hollow else None,
+            mew=0.8,
             ls="none",
             label=f"sampled, p={style.fmt_count(dim)}",
-            zorder=3,
+            zorder=3 + i,
         )
+        handles.append(line)
     # Theory: one horizontal segment per eigenvalue group, in its colour (the key for (b)).
     edges = np.concatenate([[0.75], np.cumsum(mult) + 0.5])
     ax.vlines(edges[1:-1], mu[1:], mu[:-1], color=palette.THEORY, lw=0.8, zorder=2)
@@ -170,13 +180,22 @@ def plot(data: dict):
             va="top",
             color=palette.EIGEN[j],
         )
-    ax.plot([], [], color=palette.THEORY, lw=2.2, label="theory")
+    # The theory's key: its three segments' colours (the legend of (b) names the groups).
+    theory_key = tuple(Line2D([], [], color=palette.EIGEN[j], lw=2.2) for j in range(3))
     ax.set_yscale("log")
     ax.set_xscale("log")
     ax.set_xlabel("eigenvalue index $j$")
     ax.set_ylabel("eigenvalue $\\mu_j$ of $G$")
     ax.set_title("(a) three eigenvalue groups")
-    ax.legend(loc="lower left", handletextpad=0.2, borderaxespad=0.1, labelspacing=0.25)
+    ax.legend(
+        handles=[*handles, theory_key],
+        labels=[h.get_label() for h in handles] + ["theory"],
+        handler_map={tuple: HandlerTuple(ndivide=None, pad=0.0)},
+        loc="lower left",
+        handletextpad=0.5,
+        borderaxespad=0.1,
+        labelspacing=0.25,
+    )
 
     ax = axes[1]
     t = np.arange(p["rounds"] + 1)

@@ -4,7 +4,8 @@
 (linearised, exact and, with ``--dim``, the finite-p theories), the PLL students, the
 conditions and the notes. An exact entry that missed its certificate is marked ``*``; a PLL
 student whose engine solve stopped at a saddle is marked ``s``, with the saddle on a line below;
-a linearised finite-p row more than 0.03 from the exact finite-ratio theory is marked ``!``.
+a linearised finite-p row more than 0.03 from the exact finite-ratio theory is marked ``!``; a
+round whose population points tie between classes (counted as errors) is marked ``t``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ def _fmt(x):
 
 def _cells(entry):
     mark = "*" if entry.get("converged") is False else " "
+    if entry.get("population_ties"):
+        mark = "t" if mark == " " else mark + "t"
     return " ".join(_fmt(entry[k]) for k in ACC_KEYS) + mark
 
 
@@ -89,7 +92,7 @@ def table(rep: dict) -> str:
     if "finite" in rep:
         lines[-1] += f" | finite-linearised p={rep['finite']['dim']}: train clean mis  pop"
     for row in rep["rounds"]:
-        lin = " ".join(_fmt(row["linear"][k]) for k in ACC_KEYS)
+        lin = _cells(row["linear"]).rstrip()
         line = f"{row['round']:>5} | {lin:<31} | {_cells(row['exact'])}"
         if "finite_exact" in row:
             line += " | " + " ".join(_fmt(row["finite_exact"][k]) for k in ACC_KEYS)
@@ -146,6 +149,14 @@ def table(rep: dict) -> str:
             f"fixed point converged={fe['fixed_point']['converged']} "
             f"(max residual {fe['fixed_point']['max_residual']:.1g}), quadrature error train "
             f"{fe['quadrature_err']['train']:.1g} pop {fe['quadrature_err']['population']:.1g}"
+        )
+    tied = [row[m] for row in rep["rounds"] for m in ("linear", "exact")]
+    tied += [rep["pll"][m] for m in ("linear", "exact") if m in rep["pll"]]
+    tied += [e[m] for e in rep["pll_losses"].values() for m in ("linear", "exact") if m in e]
+    if any(entry.get("population_ties") for entry in tied):
+        lines.append(
+            "t: population points tied between classes (counted as errors; population_ties in "
+            "--json)"
         )
     if rep["unconverged"]:
         lines.append(

@@ -92,6 +92,11 @@ def _accs(res: Result, t: int, i: int | None = None) -> dict:
     its native prediction (a PLL result's row 1, the student, is its prediction's row 0)."""
     pred, i = res.prediction, t if i is None else i
     out = _row(res, t) | {"ties": int(pred.ties[i])}
+    pop_ties = getattr(pred, "population_ties", None)
+    if pop_ties is not None:
+        # Classes whose population point ties (counted as errors): an accuracy of 0 from ties
+        # is not a teacher that learned nothing.
+        out["population_ties"] = int(pop_ties[i])
     if pred.residuals is not None:
         out["residual"] = float(pred.residuals[i])
         out["converged"] = bool(pred.converged[i])

@@ -73,7 +73,7 @@ def test_subparsers_inherit_the_number_rule():
             "--rounds",
             "2",
         ],
-        ["-m", "simulations"],
+        ["-m", "simulations", "--help"],  # the dispatcher's own usage (print, not argparse)
         # A table printed after a Monte Carlo run (argparse's --help swallows the error itself).
         ["-m", "simulations", "run", "--classes", "3", "--per-class", "4", "--dim", "60"]
         + ["--c", "0.5", "--d", "0.1", "--eta", "0.3", "--lam", "1e-2", "--rounds", "1"]

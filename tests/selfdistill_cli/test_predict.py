@@ -87,6 +87,23 @@ def test_table_output(capsys):
     assert max(len(line) for line in lines) <= 100  # readable in a terminal
 
 
+def test_population_ties_are_marked_not_shown_as_plain_zero(capsys):
+    """Pair noise at eta = 0.5: every class's population point ties between its class and the
+    next (50/50 label histograms), so population accuracy is 0 by the tie rule. The table marks
+    those entries ``t`` with a note, and the JSON carries ``population_ties`` (it read as a
+    teacher that learned nothing)."""
+    base = ["predict", "--classes", "3", "--per-class", "20", "--lam", "1e-3", "--rounds", "1"]
+    code, out, _ = run([*base, "--noise", "pair", "--eta", "0.5"], capsys)
+    assert code == 0
+    assert "0.000t" in out and "t: population points tied between classes" in out
+    code, out, _ = run([*base, "--noise", "pair", "--eta", "0.5", "--json"], capsys)
+    row = json.loads(out)["rounds"][0]
+    for source in ("linear", "exact"):
+        assert row[source]["population_acc"] == 0.0 and row[source]["population_ties"] == 3
+    code, out, _ = run([*base, "--noise", "sym", "--eta", "0.3"], capsys)  # no ties
+    assert "t: population" not in out and "0.000t" not in out
+
+
 def test_table_is_readable_rho_rounded_counts_as_a_grid(capsys):
     code, out, _ = run([*BASE, "--counts", COUNTS, "--rounds", "1"], capsys)
     assert code == 0
