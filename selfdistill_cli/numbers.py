@@ -152,6 +152,8 @@ class OptionKinds:
         >>> kinds.kinds.update({"--lam": "one", "--lams": "several", "-h": "flag"})
         >>> kinds.rewrite(["--lam", "-1e-3", "--lams", "1", "-2", "-h"])
         ['--lam=-1e-3', '--lams', '1', ' -2', '-h']
+        >>> kinds.rewrite(["--lam", "-1,2"])
+        ['--lam=-1,2']
         """
         out: list[str] = []
         pending = None  # the kind of the option whose values come next
@@ -160,7 +162,10 @@ class OptionKinds:
                 out += args[i:]
                 break
             number = NEGATIVE_NUMBER.match(token) is not None
-            if pending == ONE and number:
+            # No option starts with "-" and a digit: such a token after a one-valued option is
+            # its value even when it is not one number (--counts -1,2;3,4 reaches the option's
+            # own check instead of argparse's "expected one argument").
+            if pending == ONE and (number or token[1:2].isdigit()):
                 out[-1] = f"{out[-1]}={token}"
                 pending = None
                 continue

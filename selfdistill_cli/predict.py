@@ -64,6 +64,9 @@ from theory.report import (
 from theory.spec import Spec
 from theory.validation import LAM_MAX, LAM_MIN, MAX_SAMPLES, check_lam
 
+#: ``--delta``: the finite-p report's first round with population accuracy ``>= 1 - delta``.
+DEFAULT_DELTA = 0.01
+
 __all__ = [
     "DEFAULT_MAX_SECONDS",
     "FINITE_EXACT_SECONDS",
@@ -203,8 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument(
         "--delta",
         type=float,
-        default=0.01,
-        help="with --dim: report the first round with population accuracy >= 1 - delta",
+        default=None,
+        help="with --dim: report the first round with population accuracy >= 1 - delta "
+        f"(default {DEFAULT_DELTA:g})",
     )
     q.add_argument(
         "--points",
@@ -379,6 +383,20 @@ def _check_args(args) -> None:
         raise ValueError(f"rounds must be >= 0, got {args.rounds}")
     if not (math.isfinite(args.q) and 0 < args.q <= 1):
         raise ValueError(f"q (GCE exponent) must lie in (0, 1], got {args.q}")
+    if args.dim is None:
+        given = [
+            flag
+            for flag, value in (
+                ("--delta", args.delta),
+                ("--points", args.points),
+                ("--no-finite-exact", args.no_finite_exact or None),
+            )
+            if value is not None
+        ]
+        if given:  # they would be ignored silently
+            raise ValueError(f"{', '.join(given)}: only with --dim (the finite-p theories)")
+    if args.delta is None:
+        args.delta = DEFAULT_DELTA
     if not (math.isfinite(args.delta) and 0 < args.delta < 1):
         raise ValueError(f"delta must lie in (0, 1), got {args.delta}")
     from theory.finite import FINITE_MAX_ROUNDS  # lazy: the finite-p theory is optional

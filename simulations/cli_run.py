@@ -105,7 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="classes K",
     )
     p.add_argument("-n", "--per-class", type=int, default=d.per_class, help="points per class n")
-    p.add_argument("-p", "--dim", type=int, default=d.dim, help="feature dimension p (mixture)")
+    p.add_argument(
+        "-p",
+        "--dim",
+        type=int,
+        default=d.dim,
+        help="feature dimension p of the mixture features (exact-block features are p = inf)",
+    )
     p.add_argument("--c", type=float, default=d.c, help="within-class inner product, d < c <= 1")
     p.add_argument("--d", type=float, default=d.d, help="across-class inner product, d < c")
     p.add_argument("--eta", type=float, default=d.eta, help="noise rate in [0, 1]")
@@ -493,8 +499,10 @@ def _fmt(x, width=7) -> str:
 
 def _print_table(result: dict) -> None:
     cfg = result["config"]
+    # Exact-block features are the p -> inf block Gram matrix (the config stores dim 0).
+    dim = "inf" if cfg["features"] == "exact-block" else cfg["dim"]
     print(
-        f"{cfg['method']} | K={cfg['n_classes']} n={cfg['per_class']} p={cfg['dim']} "
+        f"{cfg['method']} | K={cfg['n_classes']} n={cfg['per_class']} p={dim} "
         f"c={cfg['c']} d={cfg['d']} eta={cfg['eta']} ({cfg['noise']}, {cfg['sampling']}) "
         f"lam={cfg['lam']:g} features={cfg['features']} trials={result['trials']}"
     )

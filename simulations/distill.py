@@ -34,7 +34,7 @@ from simulations.solver import (
     solve_probe,
 )
 from theory.partial_labels import top2_targets
-from theory.validation import check_int, check_labels, check_lam, check_positive, one_hot
+from theory.validation import check_int, check_labels, check_positive, check_solver_lam, one_hot
 
 __all__ = ["DistillResult", "self_distill", "soften", "train_pll"]
 
@@ -133,8 +133,9 @@ def self_distill(
     n_classes : int
         ``K >= 2``.
     lam : float
-        Regularisation in ``[LAM_MIN, LAM_MAX] = [1e-12, 1e12]`` (the same in every round;
-        :data:`theory.validation.LAM_MIN`: outside it the solver's arithmetic breaks down).
+        Regularisation ``>= LAM_MIN = 1e-12`` (the same in every round;
+        :func:`theory.validation.check_solver_lam`: below it the solver's arithmetic breaks
+        down).
     rounds : int
         ``R >= 0`` student rounds.
     features, gram, factor
@@ -153,7 +154,7 @@ def self_distill(
     k = check_int(n_classes, "n_classes", 2)
     r = check_int(rounds, "rounds", 0)
     lab = check_labels(labels, k)
-    lam = check_lam(lam)
+    lam = check_solver_lam(lam)
     if sum(v is not None for v in (features, gram, factor)) != 1:
         raise ValueError("pass exactly one of features (N, p), gram (N, N) or factor")
     if factor is None:

@@ -14,7 +14,7 @@ interface (as in neural-tangents' ``predict`` / ``empirical`` pair)::
     spec = Spec(n_classes=4, per_class=25, lam=1e-3, rounds=3, eta=0.5, dim=200)
     theory = predict(spec)             # exact finite-ratio theory (docs/theory.md §16)
     mc = simulate(spec, trials=8)      # certified exact SD, 8 trials
-    theory.value("pop_acc"), mc.value("pop_acc"), mc.se("pop_acc")
+    theory.value("pop_acc"), mc.value("pop_acc"), mc.stderr("pop_acc")
 
 Theories (``source``)
 ---------------------
@@ -344,6 +344,25 @@ def _check_teacher(spec, source, counts, teacher) -> None:
         raise ValueError("teacher must carry its prediction (predict(..., 'exact') of the SD spec)")
 
 
+def _finite_exact_regime_notes(spec: Spec) -> tuple[str, ...]:
+    """A note where ``spec`` lies outside what the exact finite-ratio theory was validated on
+    (docs/theory.md §16.7-§16.8: ``n >= 10`` per class, ``N/p <= 2``, ``K <= 20``)."""
+    outside = []
+    if spec.per_class < 10:
+        outside.append(f"n = {spec.per_class} < 10 (its O(1/n) terms are first-order, §16.8)")
+    ratio = spec.n_classes * spec.per_class / spec.dim
+    if ratio > 2:
+        outside.append(f"N/p = {ratio:.3g} > 2")
+    if spec.n_classes > 20:
+        outside.append(f"K = {spec.n_classes} > 20")
+    if not outside:
+        return ()
+    return (
+        "outside the grid the exact finite-ratio theory was validated on against exact SD "
+        "(docs/theory.md §16.7): " + "; ".join(outside),
+    )
+
+
 def predict(
     spec: Spec,
     source: str = "auto",
@@ -398,7 +417,14 @@ def predict(
     ------
     ValueError
         A source that does not apply to the spec (dimension, PLL loss), with the valid choices;
-        a ``teacher`` that is not the spec's.
+        a ``teacher`` that is not the spec's; ``'finite_exact'`` at ``c = d`` (coinciding class
+        means) or ``dim > 1e7 N``.
+    theory.groups.GroupConvergenceError
+        ``'exact'`` rounds that miss their certificate (unless ``allow_unconverged``).
+    theory.finite_exact.FixedPointNotConverged, theory.finite_exact.prox.ProxNotConverged
+        ``'finite_exact'`` where its fixed point or a cavity prox does not converge (both
+        ``RuntimeError``; measured at the bottom of the ``lam`` range: the PLL student at
+        ``lam = 1e-12``, whose self-responses ~1e10 saturate every softmax).
     """
     if not isinstance(spec, Spec):
         raise ValueError(f"spec must be a theory.spec.Spec, got {type(spec).__name__}")
@@ -506,7 +532,7 @@ def _predict_finite(spec, source, counts, loss, points, allow_refused=False, pro
             "quadrature error (train / population) "
             f"{float(np.max(pred.train_quadrature_err)):.1e} / "
             f"{float(np.max(pred.population_quadrature_err)):.1e}",
-        )
+        ) + _finite_exact_regime_notes(spec)
         # pred.points counts the cavity-field samples per group (2 x 8 shifts x ``points``)
         extra = {
             "converged": bool(pred.converged),

@@ -54,6 +54,30 @@ LAM_MAX = 1e12
 MAX_SAMPLES = 2**53
 
 
+def check_solver_lam(value, name: str = "lam") -> float:
+    """``lam`` for the certified probe solver: a number ``>= LAM_MIN``, with no upper end.
+
+    Below :data:`LAM_MIN` the filter ratios ``mu_j / (mu_j + K lam N)`` round to 1 and the
+    solver's arithmetic breaks down (a ZeroDivisionError in CG at 1e-20). Upwards it is
+    scale-free: its certificate is relative to the outputs' distance from uniform (tested at
+    ``lam = 1e250``), unlike the group-level theories, which :func:`check_lam` bounds at
+    :data:`LAM_MAX`. Booleans and strings are refused, not converted.
+    """
+    if isinstance(value, (bool, np.bool_, str, bytes)) or not isinstance(
+        value, (int, float, np.integer, np.floating)
+    ):
+        raise ValueError(
+            f"{name} must be a number >= {LAM_MIN:g}, got {value!r} ({type(value).__name__})"
+        )
+    val = check_positive(value, name)
+    if val < LAM_MIN:
+        raise ValueError(
+            f"{name} must be >= {LAM_MIN:g} (below it mu/(mu + K lam N) rounds to 1 and the "
+            f"solver's arithmetic breaks down; docs/reliability.md), got {value!r}"
+        )
+    return val
+
+
 def check_positive(value, name: str) -> float:
     """Return ``value`` as a float, raising ``ValueError`` unless it is finite and > 0."""
     try:
@@ -189,7 +213,15 @@ def check_labels(labels, n_classes: int, name: str = "labels") -> np.ndarray:
     lab = np.asarray(labels)
     if lab.ndim != 1 or lab.size == 0:
         raise ValueError(f"{name} must be a non-empty 1-D array, got shape {lab.shape}")
-    if not np.issubdtype(lab.dtype, np.integer):
+    # Numbers only (booleans are the classes 0 and 1): strings and objects are refused here,
+    # not by a TypeError from isfinite below.
+    if not (
+        lab.dtype == np.bool_
+        or np.issubdtype(lab.dtype, np.integer)
+        or np.issubdtype(lab.dtype, np.floating)
+    ):
+        raise ValueError(f"{name} must be integers in [0, {n_classes}), got dtype {lab.dtype}")
+    if np.issubdtype(lab.dtype, np.floating):
         if not np.all(np.isfinite(lab)) or not np.all(np.equal(np.mod(lab, 1), 0)):
             raise ValueError(f"{name} must be integers in [0, {n_classes})")
     lab = lab.astype(np.int64)

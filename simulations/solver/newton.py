@@ -27,7 +27,7 @@ from simulations.solver.types import (
     SoftTargets,
     as_soft_targets,
 )
-from theory.validation import CERTIFICATE_RTOL_CAP, check_int, check_lam, check_positive
+from theory.validation import CERTIFICATE_RTOL_CAP, check_int, check_positive, check_solver_lam
 
 __all__ = ["solve_probe"]
 
@@ -76,7 +76,7 @@ def _memory_estimate(n, q, k, single) -> float:
 
 
 def _check_inputs(targets, lam, features, gram, factor):
-    lam = check_lam(lam)
+    lam = check_solver_lam(lam)
     given = sum(v is not None for v in (features, gram, factor))
     if given != 1:
         raise ValueError("pass exactly one of features (N, p), gram (N, N) or factor")
@@ -109,8 +109,8 @@ def solve_probe(
         Soft targets, columns on the simplex; pass :class:`SoftTargets` (e.g.
         ``solution.soft_targets()``) to keep near-uniform targets exact.
     lam : float
-        In ``[LAM_MIN, LAM_MAX] = [1e-12, 1e12]`` (:data:`theory.validation.LAM_MIN`: below,
-        ``mu_j / (mu_j + K lam N)`` rounds to 1; a ``ValueError`` otherwise).
+        ``>= LAM_MIN = 1e-12`` (:func:`theory.validation.check_solver_lam`: below it
+        ``mu_j / (mu_j + K lam N)`` rounds to 1); no upper end (the certificate is relative).
     features : array_like, shape (N, p), optional
     gram : array_like, shape (N, N), optional
     factor : ProbeFactor, optional
@@ -220,6 +220,8 @@ def _start(setup: SolveSetup, init) -> Iterate:
     dtype = np.float32 if setup.single else np.float64
     if init is None:
         return Iterate(np.zeros((q, k)), np.zeros((setup.n, k), dtype), 0, 0, b_hvp)
+    if not isinstance(init, ProbeSolution):
+        raise ValueError(f"init must be a ProbeSolution or None, got {type(init).__name__}")
     if init.factor is not setup.factor or init.coef.shape != (q, k):
         raise ValueError("init must be a ProbeSolution computed with the same factor")
     coef = init.coef - init.coef.mean(axis=1, keepdims=True)

@@ -97,6 +97,20 @@ def test_rewrite_leaves_everything_else_alone():
     assert ambiguous.rewrite(["--la", "-1"]) == ["--la", "-1"]  # argparse reports it
 
 
+def test_a_minus_digit_value_of_a_one_valued_option_reaches_its_check(capsys):
+    """``--counts -1,2;3,4`` (not one number) was argparse's 'expected one argument': no option
+    starts with '-' and a digit, so it is the option's value and gets the option's own error."""
+    kinds = OptionKinds()
+    kinds.kinds.update({"--counts": "one", "--many": "several"})
+    assert kinds.rewrite(["--counts", "-1,2;3,4"]) == ["--counts=-1,2;3,4"]
+    assert kinds.rewrite(["--many", "1", "-2,3"]) == ["--many", "1", "-2,3"]  # not a number
+    from selfdistill_cli.predict import main as predict_main
+
+    assert predict_main(["predict", "--classes", "2", "--counts", "-1,2;3,4"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: counts entries must be integers") and "got -1" in err
+
+
 def test_subparsers_record_their_own_options():
     parser = ArgumentParser()
     sub = parser.add_subparsers(dest="cmd")

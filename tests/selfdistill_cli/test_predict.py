@@ -405,6 +405,10 @@ def test_dim_refuses_an_exact_finite_theory_that_would_take_minutes(capsys):
         (["--dim", "2"], "dim"),
         (["--dim", "40", "--delta", "0"], "delta"),
         (["--dim", "40", "--d", "0.6"], "d"),
+        # Options of the finite-p theories without --dim were ignored silently.
+        (["--delta", "0.1"], "--delta: only with --dim"),
+        (["--points", "32"], "--points: only with --dim"),
+        (["--no-finite-exact"], "--no-finite-exact: only with --dim"),
     ],
 )
 def test_dim_bad_input(extra, word, capsys):

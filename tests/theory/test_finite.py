@@ -245,3 +245,5 @@ def test_predict_finite_bad_input():
         predict_finite(model, counts, 1e-3, -1)
     with pytest.raises(ValueError, match="counts"):
         predict_finite(model, counts[:2], 1e-3, 1)
+    with pytest.raises(ValueError, match="model must be a theory.finite.MixtureModel"):
+        predict_finite(None, counts, 1e-3, 1)  # was an AttributeError

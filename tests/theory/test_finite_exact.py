@@ -407,3 +407,17 @@ def test_finite_exact_at_the_largest_dim_vs_block_limit():
     assert_close(big.train_acc, block.train_acc, atol=1e-3, rtol=0, what="training")
     with pytest.raises(ValueError, match=r"dim \(p\) must be <= 1e\+07 N"):
         MixtureModel(3, 10, dim + 1, 0.4, 0.1)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(tol=0.0), "tol must be a finite number > 0"),
+        (dict(max_iter=0), "max_iter"),  # was FixedPointNotConverged 'in 0 iterations'
+        (dict(points=4), "points"),
+    ],
+)
+def test_finite_exact_bad_solver_options(kwargs, match):
+    counts = exact_counts(transition_matrix("sym", 3, 0.3), 10)
+    with pytest.raises(ValueError, match=match):
+        predict_finite_exact(MixtureModel(3, 10, 60, 0.4, 0.1), counts, 1e-2, 1, **kwargs)

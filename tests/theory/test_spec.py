@@ -226,3 +226,15 @@ def test_result_undefined_metric_is_none_in_rows():
     mis = [r["value"] for r in res.to_rows() if r["metric"] == "train_acc_mislabeled"]
     assert mis == [None] * (BLOCK["rounds"] + 1)
     assert isinstance(res, Result)
+
+
+def test_finite_exact_notes_say_when_outside_the_validated_grid():
+    """Tiny n or N/p > 2 is outside what §16.7 validated: a note says so (it missed exact SD
+    by ~0.1 at K = 3, n = 3, p = 4 with nothing flagged)."""
+    base = dict(n_classes=3, lam=1e-3, rounds=1, eta=0.3, c=0.4, d=0.1)
+    tiny = predict(Spec(per_class=3, dim=4, **base), points=16)
+    assert any(
+        "outside the grid" in n and "n = 3 < 10" in n and "N/p = 2.25" in n for n in tiny.notes
+    )
+    inside = predict(Spec(per_class=20, dim=60, **base), points=16)
+    assert not any("outside the grid" in n for n in inside.notes)

@@ -123,6 +123,8 @@ def predict_finite(
     The prediction is for the *linearised* dynamics (Assumption L, docs §2) on the mixture's
     random Gram matrix; the assumptions of the deterministic equivalents are named in docs §11.
     """
+    if not isinstance(model, MixtureModel):
+        raise ValueError(f"model must be a theory.finite.MixtureModel, got {type(model).__name__}")
     cnt = check_counts(counts, model.block())
     lam = check_positive(lam, "lam")
     r = check_int(rounds, "rounds", 0)

@@ -251,6 +251,8 @@ def predict_finite_exact(
     training set's fluctuation of the class sums).
     """
     cnt, lam, r, pts_per_shift = _check(model, counts, lam, rounds, points, student)
+    tol = check_positive(tol, "tol")
+    max_iter = check_int(max_iter, "max_iter", 1)
     k = model.n_classes
     prob = StateProblem(cnt, lam, r, model.c, model.d, model.dim, student)
     # The top-2 tie rule (smaller class index) is not equivariant under relabelling; exact ties
