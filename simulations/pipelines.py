@@ -302,8 +302,8 @@ def _as_seed_sequence(seed) -> np.random.SeedSequence:
     raise ValueError(f"seed must be an int >= 0 or a numpy.random.SeedSequence, got {seed!r}")
 
 
-def _accuracies(scores, true_labels, clean) -> dict:
-    correct, tied = correct_and_tied(scores, true_labels)
+def _accuracies(scores, true_labels, clean, floor: float = 0.0) -> dict:
+    correct, tied = correct_and_tied(scores, true_labels, tie_atol=2.0 * floor)
 
     def frac(mask):
         return float(np.mean(correct[mask])) if np.any(mask) else math.nan
@@ -316,9 +316,12 @@ def _accuracies(scores, true_labels, clean) -> dict:
     }
 
 
-def _population(scores, test_labels, exact=None) -> dict:
-    """Population metrics: ``exact`` (a ``PopulationAccuracy``) if given, and the sampled points."""
-    correct, tied = correct_and_tied(scores, test_labels)
+def _population(scores, test_labels, exact=None, floor: float = 0.0) -> dict:
+    """Population metrics: ``exact`` (a ``PopulationAccuracy``) if given, and the sampled points.
+
+    ``floor``: a bound on the scores' error; gaps up to twice it are ties (:func:`_logit_floor`).
+    """
+    correct, tied = correct_and_tied(scores, test_labels, tie_atol=2.0 * floor)
     sampled = float(np.mean(correct))
     return {
         "pop_acc": sampled if exact is None else exact.accuracy,
@@ -326,6 +329,22 @@ def _population(scores, test_labels, exact=None) -> dict:
         "pop_acc_sampled": sampled,
         "pop_acc_err": 0.0 if exact is None else exact.err,
     }
+
+
+def _logit_floor(features: str, cert) -> float:
+    """Bound on the logits' error for exact-block features (0 for mixture features).
+
+    Exact-block features are the block Gram matrix itself: there a class's label histograms can
+    tie points or classes *exactly* (equal histograms, ``c = d``), and the certified solve leaves
+    their gaps at the size of its own error, which the relative tie rule cannot tell from a
+    decision. ``||W - W*|| <= ||grad|| / lam`` and ``||x|| <= 1`` bound every logit's error by
+    ``2 output_bound`` (:class:`simulations.solver.Certificate`), so gaps within it are ties,
+    as the theory's exact ties are. (Mixture features tie with probability 0.) PLL students,
+    whose certificates carry no such bound, get no floor.
+    """
+    if features != "exact-block":
+        return 0.0
+    return 2.0 * float(getattr(cert, "output_bound", 0.0))
 
 
 def _cert_fields(cert) -> dict:
@@ -389,14 +408,14 @@ def run_trial(config: TrialConfig, seed) -> TrialResult:
 
     rows, outs, logits = [], [], []
 
-    def add(round_, train_outputs, train_logits, test_logits, cert, weights):
+    def add(round_, train_outputs, train_logits, test_logits, cert, weights, floor=0.0):
         row = {"round": round_, "method": cfg.method, "n_mislabeled": int(np.sum(~clean))}
-        row.update(_accuracies(train_logits, y, clean))
+        row.update(_accuracies(train_logits, y, clean, floor))
         exact = None
         if cfg.features == "mixture":  # exact conditional population accuracy of this probe
             noise_var = mixture.noise_std**2
             exact = mixture_population_accuracy(weights, mixture.means, noise_var)
-        row.update(_population(test_logits, test_labels, exact))
+        row.update(_population(test_logits, test_labels, exact, floor))
         row["top2_coverage"] = coverage
         row.update(cert)
         rows.append(row)
@@ -409,7 +428,8 @@ def run_trial(config: TrialConfig, seed) -> TrialResult:
     for r, sol in enumerate(sd.solutions):
         test_logits = sol.predict_logits(**test_kw)
         cert = _cert_fields(sol.certificate)
-        add(r, sol.outputs, sol.logits, test_logits, cert, weights_of(sol))
+        floor = _logit_floor(cfg.features, sol.certificate)
+        add(r, sol.outputs, sol.logits, test_logits, cert, weights_of(sol), floor)
 
     if cfg.method in PLL_LOSSES:
         student = train_pll_student(

@@ -114,6 +114,20 @@ class GroupCoupling:
         s = self.class_sums(r)
         return (self.c * s + self.d * (s.sum(axis=0)[None, :] - s)) / self.lam_n
 
+    def population_logit_error(self, r) -> float:
+        """Bound on the round-off of :meth:`population_logits` (largest entry, absolute).
+
+        Every entry is a sum of at most ``G + K + 4`` rounded terms whose magnitudes are bounded
+        by ``(|c| A_k + |d| (A + A_k)) / (lam N)``, ``A_k = sum_{g in k} C_g |r_g|``: the same
+        terms before any cancellation. Logit gaps below twice this are round-off -- e.g. the
+        exact ties of classes with equal label histograms, or of ``c = d`` (one shared mean),
+        whose population logits agree mathematically but not bit for bit.
+        """
+        a = self.class_sums(np.abs(r))
+        terms = abs(self.c) * a + abs(self.d) * (a.sum(axis=0)[None, :] + a)
+        gamma = (self.n_groups + self.k + 4) * _EPS
+        return float(gamma * np.max(terms) / self.lam_n)
+
     def pad(self, x):
         """Scatter group rows (G, ...) into a zero-padded (K, lmax, ...) array by class."""
         out = np.zeros((self.k, self.lmax) + x.shape[1:])

@@ -302,13 +302,16 @@ def group_accuracies(outputs, counts):
     return frac(np.ones_like(clean)), frac(clean), frac(~clean), int(w[tied].sum())
 
 
-def population_accuracy(population_outputs) -> tuple[float, int]:
+def population_accuracy(population_outputs, floor: float = 0.0) -> tuple[float, int]:
     """Population accuracy and number of tied classes from (K, K) ``[class, output class]``.
 
-    Accepts outputs, deviations or logits (the tie rule is shift invariant).
+    Accepts outputs, deviations or logits (the tie rule is shift invariant). ``floor``: gaps up
+    to twice this absolute round-off bound of the scores are ties too (the relative rule alone
+    cannot tell an exact tie when every score is round-off,
+    :meth:`theory.group_engine.GroupCoupling.population_logit_error`).
     """
     p = np.asarray(population_outputs, dtype=float)
-    correct, tied = correct_and_tied(p.T, np.arange(p.shape[0]))
+    correct, tied = correct_and_tied(p.T, np.arange(p.shape[0]), tie_atol=2.0 * floor)
     return float(np.mean(correct)), int(tied.sum())
 
 
@@ -364,6 +367,10 @@ class GroupSolution:
         Certified tolerance ``max(tol * scale, floor)`` (:func:`theory.group_engine.newton_solve`).
     fallback_steps : int
         Newton steps that used the convexified Hessian (non-convex losses only).
+    population_floor : float
+        Round-off bound of ``population_logits``
+        (:meth:`theory.group_engine.GroupCoupling.population_logit_error`): population decisions
+        count gaps below twice it as ties.
     """
 
     logits: np.ndarray
@@ -376,6 +383,7 @@ class GroupSolution:
     target: float
     fallback_steps: int = 0
     system: object = field(default=None, repr=False, compare=False)
+    population_floor: float = 0.0
 
     @cached_property
     def outputs(self) -> np.ndarray:

@@ -175,7 +175,8 @@ def solve_loss_groups(
             alt = newton_solve(coupling, loss, np.zeros_like(z0), tol=tol, max_iter=max_iter)
             if alt.converged or alt.residual < res.residual:
                 res = alt
-    pop_logits = coupling.population_logits(loss.force(res.z))
+    force = loss.force(res.z)
+    pop_logits = coupling.population_logits(force)
     return GroupSolution(
         logits=pad_groups(coupling, res.z),
         residual=res.residual,
@@ -187,6 +188,7 @@ def solve_loss_groups(
         target=res.target,
         fallback_steps=res.fallback_steps,
         system=res.system,
+        population_floor=coupling.population_logit_error(force),
     )
 
 
@@ -302,6 +304,7 @@ def predict_exact(
     residuals = np.empty(r + 1)
     targets_ = np.empty(r + 1)
     converged = np.zeros(r + 1, dtype=bool)
+    pops = []
     init = init_force = system = None
     ok = True
     for t in range(r + 1):
@@ -319,6 +322,9 @@ def predict_exact(
         )
         system = sol.system
         dev[t], pop[t] = sol.deviations, sol.population_deviations
+        # Decided from the logits, with their round-off bound: exact ties (equal label
+        # histograms, c = d) are all round-off, which the relative rule alone cannot see.
+        pops.append(population_accuracy(sol.population_logits, sol.population_floor))
         residuals[t], targets_[t] = sol.residual, sol.target
         ok = ok and sol.converged
         converged[t] = ok
@@ -336,6 +342,7 @@ def predict_exact(
         dev,
         pop,
         "exact",
+        pops=pops,
         residuals=residuals,
         converged=converged,
         residual_targets=targets_,

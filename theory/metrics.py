@@ -47,7 +47,7 @@ def tie_tolerance(scores, tie_rtol: float = TIE_RTOL) -> float:
     return rtol * score_spread(scores)
 
 
-def correct_and_tied(scores, true_labels, tie_rtol: float = TIE_RTOL):
+def correct_and_tied(scores, true_labels, tie_rtol: float = TIE_RTOL, tie_atol: float = 0.0):
     """Per-sample correctness and tie flags (module docstring).
 
     Parameters
@@ -57,6 +57,9 @@ def correct_and_tied(scores, true_labels, tie_rtol: float = TIE_RTOL):
     true_labels : array_like of int, shape (M,)
     tie_rtol : float
         Relative tie tolerance (default :data:`TIE_RTOL`).
+    tie_atol : float
+        Absolute tie tolerance (default 0): a caller's bound on the scores' round-off, for
+        scores that may be round-off entirely (then their spread is too).
 
     Returns
     -------
@@ -68,7 +71,10 @@ def correct_and_tied(scores, true_labels, tie_rtol: float = TIE_RTOL):
     y = np.asarray(true_labels, dtype=np.int64)
     if s.ndim != 2 or y.shape != (s.shape[1],):
         raise ValueError(f"scores must be (K, M) and true_labels (M,), got {s.shape}, {y.shape}")
-    tol = tie_tolerance(s, tie_rtol)
+    atol = float(tie_atol)
+    if not (np.isfinite(atol) and atol >= 0):
+        raise ValueError(f"tie_atol must be a finite number >= 0, got {tie_atol!r}")
+    tol = max(tie_tolerance(s, tie_rtol), atol)
     cols = np.arange(s.shape[1])
     own = s[y, cols]
     other = s.copy()

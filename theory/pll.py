@@ -260,6 +260,7 @@ def predict_pll(
             sol.deviations[None],
             sol.population_deviations[None],
             "exact",
+            pops=[population_accuracy(sol.population_logits, sol.population_floor)],
             residuals=np.array([sol.residual]),
             candidate_ties=tied,
             converged=np.array([bool(sol.converged and teacher.converged)]),
@@ -287,9 +288,10 @@ def _descended_student(model, cnt, lam, sol, student_loss, teacher, tied, loss, 
 
     def classify(z):
         dev = pad_groups(coupling, softmax_deviation(z))
-        pop = softmax_deviation(coupling.population_logits(student_loss.force(z)))
+        force = student_loss.force(z)
+        pop = coupling.population_logits(force)
         acc = group_accuracies(dev, cnt)
-        pop_acc = population_accuracy(pop)
+        pop_acc = population_accuracy(pop, coupling.population_logit_error(force))
         return acc[:3] + (pop_acc[0], acc[3], pop_acc[1])
 
     with single_thread_blas():
@@ -297,7 +299,8 @@ def _descended_student(model, cnt, lam, sol, student_loss, teacher, tied, loss, 
             coupling, student_loss, start, tol=tol, classify=classify, max_escapes=max_escapes
         )
     end = descent.end
-    pop_logits = coupling.population_logits(student_loss.force(end.z))
+    end_force = student_loss.force(end.z)
+    pop_logits = coupling.population_logits(end_force)
     pred = assemble_prediction(
         model,
         cnt,
@@ -305,6 +308,7 @@ def _descended_student(model, cnt, lam, sol, student_loss, teacher, tied, loss, 
         pad_groups(coupling, softmax_deviation(end.z))[None],
         softmax_deviation(pop_logits)[None],
         "exact",
+        pops=[population_accuracy(pop_logits, coupling.population_logit_error(end_force))],
         residuals=np.array([end.residual]),
         candidate_ties=tied,
         converged=np.array([bool(end.converged and teacher.converged)]),

@@ -347,3 +347,17 @@ def test_simulate_gram_backends_cost_does_not_grow_with_dim(backend):
     spec = Spec(**{**KERNEL, "dim": 10**8, "rounds": 1})
     res = simulate(spec, 1, backend=backend, n_test=3, max_memory=0.1, max_seconds=60)
     assert res.values.shape == (2, len(METRICS))
+
+
+@pytest.mark.parametrize("k, noise, eta", [(2, "sym", 0.5), (4, "pair", 0.5), (3, "sym", 0.3)])
+def test_exact_block_ties_vs_theory(k, noise, eta):
+    """Exact-block features (p = inf): at 50/50 label histograms the mislabeled points and the
+    population points tie *exactly*, and the certified solve leaves their gaps at its own error
+    (~1e-12), which the relative tie rule read as decisions (population accuracy 0.25 / 0.5 /
+    0.75 over trials against the theory's 0). Gaps within the certificate's logit error bound
+    are ties; a case without ties (sym 0.3) is unchanged."""
+    spec = Spec(n_classes=k, per_class=10, c=0.4, d=0.1, lam=1e-2, rounds=2, noise=noise, eta=eta)
+    mc = simulate(spec, trials=3, seed=0)
+    theory = predict(spec)
+    # Fractions of points (sums of 1/N) against the theory's group weights: round-off apart.
+    assert np.allclose(mc.values, theory.values, rtol=0, atol=1e-12), (mc.values, theory.values)

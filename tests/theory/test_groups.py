@@ -248,3 +248,28 @@ def test_linear_accuracy_grid_bad_input():
         linear_accuracy_grid(model, np.ones((1, 3, 3), dtype=int), 1e-3, 2)
     train, pop = linear_accuracy_grid(model, np.empty((0, 3, 3), dtype=int), 1e-3, 2)
     assert train.shape == pop.shape == (0, 3)
+
+
+@pytest.mark.parametrize(
+    "c, d, counts",
+    [
+        (0.4, 0.1, ((3, 3, 3),) * 3),  # every class has the same (uniform) label histogram
+        (0.1, 0.1, ((7, 2, 1), (1, 7, 2), (2, 1, 7))),  # c = d: one shared class mean
+        (0.4, 0.4, ((7, 2, 1), (1, 7, 2), (2, 1, 7))),
+    ],
+)
+def test_exact_population_ties_by_symmetry_vs_linear(c, d, counts):
+    """Population points that tie by symmetry tie in the exact theory too, as in the linearised
+    one (whose closed form keeps them exactly equal): their logits agree mathematically, and the
+    computed ones differ only by round-off, which the relative tie rule alone read as decisions
+    (population accuracy 0 or 1/3 by round-off). Gaps below the logits' round-off bound
+    (``GroupCoupling.population_logit_error``) are ties."""
+    model = BlockModel(3, 9 if counts[0] == (3, 3, 3) else 10, c, d)
+    exact = predict_exact(model, counts, 1e-2, 2)
+    linear = predict_linear(model, counts, 1e-2, 2)
+    assert np.all(exact.population_acc == 0.0) and np.all(exact.population_ties == 3)
+    assert np.array_equal(exact.population_acc, linear.population_acc)
+    # A real gap of 1e-7 relative (c - d = 1e-7) is far above the round-off bound: decided.
+    if c == d:
+        near = predict_exact(BlockModel(3, 10, c + 1e-7, d), counts, 1e-2, 1)
+        assert np.all(near.population_acc == 1.0)
