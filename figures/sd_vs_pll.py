@@ -203,7 +203,9 @@ def plot(data: dict):
     etas = data["etas"]
     n_models = rounds + 2
     step = float(np.min(np.diff(etas))) if etas.size > 1 else 0.1
-    dodges = (np.arange(n_models) - (n_models - 1) / 2) * (0.55 * step / n_models)
+    # Wide enough that the first model (the teacher) stays visible beside the SD rounds, which
+    # often share its value.
+    dodges = (np.arange(n_models) - (n_models - 1) / 2) * (0.8 * step / n_models)
     fig, axes = style.figure(2, 2, width=3.6, height=2.35)
     axes = axes.ravel()
     plurality = (p["n_classes"] - 1) / p["n_classes"]
@@ -232,7 +234,7 @@ def plot(data: dict):
             mean, half = mean_ci95(data["sim"][m][:, :, j])
             ok = ~tied if j == rounds + 1 else np.ones(etas.size, dtype=bool)
             style.sim_errorbar(
-                ax, etas[ok] + dodges[j], mean[ok], half[ok], color=col, marker=mk, markersize=3.6
+                ax, etas[ok] + dodges[j], mean[ok], half[ok], color=col, marker=mk, markersize=3.2
             )
             if (~ok).any():
                 style.sim_errorbar(
@@ -242,7 +244,7 @@ def plot(data: dict):
                     half[~ok],
                     color=col,
                     marker=mk,
-                    markersize=3.6,
+                    markersize=3.2,
                     hollow=True,
                 )
         # Right of the line, from mid-height up: the only corner no curve or marker crosses in
