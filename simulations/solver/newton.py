@@ -342,10 +342,19 @@ def _try_certificate(setup: SolveSetup, state: Iterate, g: Gradient, scale: floa
     if res <= target:
         return res, floor, target
     if state.it >= setup.max_iter or state.stalls >= 3:
+        # Stalls mean round-off, not the iteration count, limits the residual: at large lam a
+        # distillation round's targets and outputs differ by less than the certificate resolves
+        # (docs/reliability.md), where a larger lam would only make it worse.
+        advice = (
+            "round-off limits the residual here: at large lam distillation rounds leave the "
+            "outputs closer to their targets than a certificate resolves (docs/reliability.md); "
+            "try a smaller lam or fewer rounds"
+            if state.stalls >= 3 and lam >= 1.0
+            else "try a larger max_iter or a larger lam"
+        )
         raise ConvergenceError(
             f"probe solve did not converge: residual {res:.3g} > target {target:.3g} "
-            f"after {state.it} Newton steps (gradient norm {g.gnorm:.3g}, lam={lam:g}); "
-            "try a larger max_iter or a larger lam"
+            f"after {state.it} Newton steps (gradient norm {g.gnorm:.3g}, lam={lam:g}); {advice}"
         )
     state.certify_next = est <= 4 * floor  # round-off dominated: check after each step
     return None
