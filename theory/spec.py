@@ -63,7 +63,7 @@ from theory.noise import (
 )
 from theory.partial_labels import check_pll_classes
 from theory.result import METRICS, Result
-from theory.validation import check_int, check_lam, check_positive
+from theory.validation import check_int, check_lam, check_positive, is_real_number
 
 __all__ = ["METRICS", "SAMPLINGS", "SOURCES", "Result", "Spec", "predict"]
 
@@ -159,9 +159,7 @@ class Spec:
         # Numbers only: a bool or a string is refused, not converted (eta=True is not 1.0).
         for name in ("c", "d", "eta", "dim", "q"):
             value = getattr(self, name)
-            if isinstance(value, (bool, np.bool_, str, bytes)) or not isinstance(
-                value, (int, float, np.integer, np.floating)
-            ):
+            if not is_real_number(value):
                 what = "a real number"
                 if name == "dim":
                     what = "an integer or math.inf (the block limit)"
@@ -344,25 +342,6 @@ def _check_teacher(spec, source, counts, teacher) -> None:
         raise ValueError("teacher must carry its prediction (predict(..., 'exact') of the SD spec)")
 
 
-def _finite_exact_regime_notes(spec: Spec) -> tuple[str, ...]:
-    """A note where ``spec`` lies outside what the exact finite-ratio theory was validated on
-    (docs/theory.md §16.7-§16.8: ``n >= 10`` per class, ``N/p <= 2``, ``K <= 20``)."""
-    outside = []
-    if spec.per_class < 10:
-        outside.append(f"n = {spec.per_class} < 10 (its O(1/n) terms are first-order, §16.8)")
-    ratio = spec.n_classes * spec.per_class / spec.dim
-    if ratio > 2:
-        outside.append(f"N/p = {ratio:.3g} > 2")
-    if spec.n_classes > 20:
-        outside.append(f"K = {spec.n_classes} > 20")
-    if not outside:
-        return ()
-    return (
-        "outside the grid the exact finite-ratio theory was validated on against exact SD "
-        "(docs/theory.md §16.7): " + "; ".join(outside),
-    )
-
-
 def predict(
     spec: Spec,
     source: str = "auto",
@@ -513,6 +492,7 @@ def _predict_finite(spec, source, counts, loss, points, allow_refused=False, pro
     ratio = spec.n_classes * spec.per_class / spec.dim
     if source == "finite_exact":
         from theory.finite_exact import predict_finite_exact
+        from theory.finite_exact.report import exact_regime_notes
 
         if loss not in (None, "ce"):
             raise ValueError(
@@ -532,7 +512,7 @@ def _predict_finite(spec, source, counts, loss, points, allow_refused=False, pro
             "quadrature error (train / population) "
             f"{float(np.max(pred.train_quadrature_err)):.1e} / "
             f"{float(np.max(pred.population_quadrature_err)):.1e}",
-        ) + _finite_exact_regime_notes(spec)
+        ) + exact_regime_notes(spec.n_classes, spec.per_class, model.ratio)
         # pred.points counts the cavity-field samples per group (2 x 8 shifts x ``points``)
         extra = {
             "converged": bool(pred.converged),

@@ -63,9 +63,7 @@ def check_solver_lam(value, name: str = "lam") -> float:
     ``lam = 1e250``), unlike the group-level theories, which :func:`check_lam` bounds at
     :data:`LAM_MAX`. Booleans and strings are refused, not converted.
     """
-    if isinstance(value, (bool, np.bool_, str, bytes)) or not isinstance(
-        value, (int, float, np.integer, np.floating)
-    ):
+    if not is_real_number(value):
         raise ValueError(
             f"{name} must be a number >= {LAM_MIN:g}, got {value!r} ({type(value).__name__})"
         )
@@ -89,15 +87,21 @@ def check_positive(value, name: str) -> float:
     return val
 
 
+def is_real_number(value) -> bool:
+    """Whether ``value`` is an int or float (numpy's included) and not a bool: a bool or a string
+    passed for a number is a mistake to refuse, not to convert (``eta=True`` is not 1.0)."""
+    return not isinstance(value, (bool, np.bool_)) and isinstance(
+        value, (int, float, np.integer, np.floating)
+    )
+
+
 def check_lam(value, name: str = "lam") -> float:
     """Return ``lam`` as a float in ``[LAM_MIN, LAM_MAX]`` (the supported range, see there).
 
     Raises ``ValueError`` naming the parameter and the range otherwise (also for booleans and
     strings: ``lam=True`` or ``lam='0.1'`` are refused, not converted).
     """
-    if isinstance(value, (bool, np.bool_, str, bytes)) or not isinstance(
-        value, (int, float, np.integer, np.floating)
-    ):
+    if not is_real_number(value):
         raise ValueError(
             f"{name} must be a number in [{LAM_MIN:g}, {LAM_MAX:g}], got {value!r} "
             f"({type(value).__name__})"

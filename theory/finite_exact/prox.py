@@ -128,9 +128,9 @@ def ce_prox(
         a_phi = a
     v_max = float(np.abs(v).max())
 
-    def residual(zz, aa):
-        """``F`` and its stopping threshold per row (:data:`PROX_TOL`)."""
-        x = softmax_deviation(zz) if deviations else softmax(zz)
+    def residual(zz, aa, s):
+        """``F`` and its stopping threshold per row (:data:`PROX_TOL`); ``s = softmax(zz)``."""
+        x = softmax_deviation(zz) if deviations else s
         f = zz + x @ v.T - aa
         # F's own round-off: its three terms' magnitudes.
         mag = np.abs(aa).max(axis=1) + np.abs(zz).max(axis=1) + v_max * np.abs(x).max(axis=1)
@@ -146,7 +146,7 @@ def ce_prox(
     for _ in range(_MAX_ITER):
         za, aa = z[active], a[active]
         s = softmax(za)
-        f, scale = residual(za, aa)
+        f, scale = residual(za, aa, s)
         todo = np.abs(f).max(axis=1) > scale
         if not todo.any():
             return z
@@ -169,7 +169,7 @@ def ce_prox(
             trial = za + step[:, None] * dz
         z[active] = trial
     za = z[active]
-    f, scale = residual(za, a[active])
+    f, scale = residual(za, a[active], softmax(za))
     if np.any(np.abs(f).max(axis=1) > scale):
         raise ProxNotConverged(
             f"cross-entropy prox did not converge in {_MAX_ITER} Newton steps "

@@ -20,6 +20,7 @@ from theory.finite import population_rounds
 __all__ = [
     "ACC_KEYS",
     "LINEARISED_TOL",
+    "exact_regime_notes",
     "exact_rows",
     "exact_summary",
     "linearised_flags",
@@ -99,6 +100,25 @@ def linearised_regime(n_classes: int, lam: float, ratio: float) -> tuple[bool, s
         f"outside the validated regime of the linearised theory (lam >= 1e-2, K <= 4 and "
         f"N/p <= 1; here lam = {lam:g}, K = {n_classes}, N/p = {ratio:.3g}): it predicts the "
         "linearised dynamics, which exact cross-entropy SD leaves at small lam and many classes"
+    )
+
+
+def exact_regime_notes(n_classes: int, per_class: int, ratio: float) -> tuple[str, ...]:
+    """A note where ``(K, n, N/p)`` lies outside the grid the exact finite-ratio theory was
+    validated on against exact SD (docs §16.7-§16.8: ``n >= 10`` per class, ``N/p <= 2``,
+    ``K <= 20``); empty inside it."""
+    outside = []
+    if per_class < 10:
+        outside.append(f"n = {per_class} < 10 (its O(1/n) terms are first-order, §16.8)")
+    if ratio > 2:
+        outside.append(f"N/p = {ratio:.3g} > 2")
+    if n_classes > 20:
+        outside.append(f"K = {n_classes} > 20")
+    if not outside:
+        return ()
+    return (
+        "outside the grid the exact finite-ratio theory was validated on against exact SD "
+        "(docs/theory.md §16.7): " + "; ".join(outside),
     )
 
 
